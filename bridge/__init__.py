@@ -1,0 +1,1 @@
+"""bridge: JMAP for every IMAP mailbox."""

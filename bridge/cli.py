@@ -1,0 +1,105 @@
+"""``bridge serve`` runs the proxy; ``bridge demo`` runs it in front of a throwaway Dovecot."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from bridge.config import ConfigError, Settings, load_settings
+
+DEMO_USERS = {"alice": "wonderland", "bob": "builder"}
+
+
+def _add_server_flags(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--config", help="TOML settings file (also BRIDGE_CONFIG)")
+    add("--listen-host", dest="listen_host")
+    add("--listen-port", dest="listen_port", type=int)
+    add("--public-url", dest="public_url", help="absolute URL clients use to reach bridge")
+    add("--data-dir", dest="data_dir", help="where per-user caches live")
+    add("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bridge", description="JMAP for every IMAP mailbox")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve JMAP in front of an IMAP server")
+    _add_server_flags(serve)
+    add = serve.add_argument
+    add("--upstream-host", dest="upstream_host")
+    add("--upstream-port", dest="upstream_port", type=int)
+    add("--upstream-tls", dest="upstream_tls", choices=["implicit", "starttls", "plain"])
+    add("--no-verify-tls", dest="upstream_verify_tls", action="store_const", const=False)
+    add("--allow-plaintext", dest="allow_plaintext", action="store_const", const=True,
+        help="allow plain IMAP to a host that is not loopback")  # fmt: skip
+    demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")
+    _add_server_flags(demo)
+    return parser
+
+
+def _flags(namespace: argparse.Namespace) -> dict[str, Any]:
+    skip = {"command", "config"}
+    return {key: value for key, value in vars(namespace).items() if key not in skip}
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from bridge.http.app import create_app
+
+    _configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.listen_host,
+        port=settings.listen_port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+    )
+
+
+def demo(flags: dict[str, Any], config_file: str | None) -> None:
+    from bridge.demo.dovecot import Dovecot
+    from bridge.demo.seed import seed_demo
+
+    with Dovecot(dict(DEMO_USERS)) as dovecot:
+        for user in DEMO_USERS:
+            seed_demo(dovecot, user)
+        flags = {
+            **flags,
+            "upstream_host": dovecot.host,
+            "upstream_port": dovecot.port,
+            "upstream_tls": "plain",
+            "data_dir": flags.get("data_dir") or tempfile.mkdtemp(prefix="bridge-demo-"),
+        }
+        settings = load_settings(flags, config_file=config_file)
+        url = settings.public_url or f"http://{settings.listen_host}:{settings.listen_port}"
+        print(f"Dovecot (IMAP) on {dovecot.host}:{dovecot.port}", flush=True)
+        print(f"JMAP session:  {url}/jmap/session", flush=True)
+        for user, password in DEMO_USERS.items():
+            print(f"  user {user!r} password {password!r}", flush=True)
+        serve(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            demo(_flags(args), args.config)
+        else:
+            serve(load_settings(_flags(args), config_file=args.config))
+    except ConfigError as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

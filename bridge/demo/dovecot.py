@@ -1,0 +1,240 @@
+"""A throwaway Dovecot on 127.0.0.1 for the demo, the tests and the benchmarks.
+
+Everything lives under one base directory: config, passwd file, mail, logs and the
+master's sockets. Nothing outside it is touched, so several instances can run side by
+side and ``stop()`` followed by removing the directory leaves no trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# What Dovecot 2.3 advertises after login, less QUOTA (which needs plugins). Used when a
+# caller asks for some capabilities to be hidden: imap_capability replaces the whole list.
+DEFAULT_CAPABILITIES = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
+    "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
+    "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES "
+    "WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW "
+    "STATUS=SIZE SAVEDATE LITERAL+ NOTIFY METADATA SPECIAL-USE"
+).split()
+
+SPECIAL_FOLDERS = {
+    "Drafts": "\\Drafts",
+    "Sent": "\\Sent",
+    "Trash": "\\Trash",
+    "Junk": "\\Junk",
+    "Archive": "\\Archive",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def mail_owner() -> tuple[int, int, str]:
+    """Dovecot refuses to run mail processes as root: use nobody when we are root."""
+    if os.geteuid() != 0:
+        entry = pwd.getpwuid(os.geteuid())
+        return entry.pw_uid, entry.pw_gid, entry.pw_name
+    entry = pwd.getpwnam("nobody")
+    return entry.pw_uid, entry.pw_gid, entry.pw_name
+
+
+@dataclass
+class Dovecot:
+    """One Dovecot master process serving IMAP for a fixed set of users."""
+
+    users: dict[str, str]
+    hide_capabilities: Iterable[str] = ()
+    port: int = 0
+    base_dir: Path | None = None
+    mail_format: str = "maildir"
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self._own_base = self.base_dir is None
+        # Unix socket paths are limited to 108 bytes: keep the base short.
+        self.base_dir = Path(self.base_dir or tempfile.mkdtemp(prefix="dc", dir="/tmp"))
+        self.port = self.port or free_port()
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def config_path(self) -> Path:
+        assert self.base_dir is not None
+        return self.base_dir / "dovecot.conf"
+
+    def mail_dir(self, user: str) -> Path:
+        assert self.base_dir is not None
+        return self.base_dir / "mail" / user
+
+    def start(self, timeout: float = 15.0) -> Dovecot:
+        assert self.base_dir is not None
+        uid, gid, _ = mail_owner()
+        for sub in ("run", "state", "mail"):
+            (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.base_dir, 0o755)
+        os.chown(self.base_dir / "mail", uid, gid)
+        for user in self.users:
+            self.mail_dir(user).mkdir(exist_ok=True)
+            os.chown(self.mail_dir(user), uid, gid)
+        self._write_passwd()
+        self.config_path.write_text(self._config(uid, gid))
+        log = open(self.base_dir / "master.out", "wb")  # noqa: SIM115 - owned by the process
+        # The master keeps fd 2 open: never let it inherit a pipe a caller reads.
+        self.process = subprocess.Popen(
+            ["dovecot", "-F", "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+        self._wait_ready(timeout)
+        return self
+
+    def _write_passwd(self) -> None:
+        assert self.base_dir is not None
+        passwd = self.base_dir / "passwd"
+        passwd.write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items()))
+        passwd.chmod(0o600)
+        # The auth process reads the passwd file as the internal user.
+        internal = pwd.getpwnam(self._internal_user)
+        if os.geteuid() == 0:
+            os.chown(passwd, internal.pw_uid, internal.pw_gid)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"dovecot exited early: {self.read_log()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                    if sock.recv(256).startswith(b"* OK"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"dovecot did not answer on port {self.port}: {self.read_log()}")
+
+    def read_log(self) -> str:
+        assert self.base_dir is not None
+        parts = []
+        for name in ("master.out", "dovecot.log"):
+            path = self.base_dir / name
+            if path.exists():
+                parts.append(path.read_text(errors="replace")[-4000:])
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            # The whole group: IMAP processes may outlive a master killed alone.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+        if self._own_base and self.base_dir is not None:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> Dovecot:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def _internal_user(self) -> str:
+        return "dovecot" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+
+    @property
+    def _login_user(self) -> str:
+        return "dovenull" if os.geteuid() == 0 else self._internal_user
+
+    def _config(self, uid: int, gid: int) -> str:
+        base = self.base_dir
+        hidden = {c.upper() for c in self.hide_capabilities}
+        capability_line = ""
+        if hidden:
+            kept = [c for c in DEFAULT_CAPABILITIES if c.upper() not in hidden]
+            capability_line = f"imap_capability = {' '.join(kept)}"
+        mailboxes = "\n".join(
+            f"  mailbox {name} {{\n    special_use = {use}\n    auto = subscribe\n  }}"
+            for name, use in SPECIAL_FOLDERS.items()
+        )
+        # Maildir++ rather than LAYOUT=fs: with the latter, Dovecot 2.3's mailbox list index
+        # keeps a session from seeing folders other sessions create.
+        mail_location = f"{self.mail_format}:{base}/mail/%u"
+        return f"""\
+base_dir = {base}/run
+state_dir = {base}/state
+log_path = {base}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+# Failed logins answer at once, and earn no penalty for the address: the tests exercise
+# bridge's own throttling, and all of them come from 127.0.0.1.
+auth_failure_delay = 0
+first_valid_uid = {min(uid, 500)}
+first_valid_gid = {min(gid, 500)}
+default_login_user = {self._login_user}
+default_internal_user = {self._internal_user}
+mail_location = {mail_location}
+mail_uid = {uid}
+mail_gid = {gid}
+mail_max_userip_connections = 200
+{capability_line}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+  process_min_avail = 1
+}}
+service anvil {{
+  chroot =
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+service imap-login {{
+  chroot =
+}}
+passdb {{
+  driver = passwd-file
+  args = {base}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={base}/mail/%u
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+{mailboxes}
+}}
+"""

@@ -1,0 +1,170 @@
+"""The HTTP front end: session discovery, the API endpoint, and the error documents."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from bridge.config import Settings
+from bridge.http.auth import Authenticator, Credentials
+from bridge.http.session import session_resource, session_state
+from bridge.imap.connection import UpstreamConfig
+from bridge.imap.pool import ConnectionPool
+from bridge.jmap import CoreLimits, Engine, RequestError
+from bridge.mail import registered_methods
+from bridge.mail.account import Account, UserRegistry
+from bridge.mail.capabilities import CORE, session_capabilities
+
+log = logging.getLogger("bridge.http")
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+API_PATH = "/jmap/api"
+SESSION_PATH = "/jmap/session"
+
+
+def json_response(body: object, status: int = 200, media_type: str = JSON) -> Response:
+    return Response(msgspec.json.encode(body), status_code=status, media_type=media_type)
+
+
+def problem_response(error: RequestError) -> Response:
+    return json_response(error.to_problem(), status=error.status, media_type=PROBLEM)
+
+
+class Bridge:
+    """Everything one running bridge shares across requests."""
+
+    def __init__(self, settings: Settings, pool: ConnectionPool | None = None) -> None:
+        self.settings = settings
+        self.limits = CoreLimits()
+        upstream = UpstreamConfig(
+            host=settings.upstream_host,
+            port=settings.imap_port,
+            tls=settings.upstream_tls,
+            timeout=settings.upstream_timeout,
+            verify_tls=settings.upstream_verify_tls,
+        )
+        self.pool = pool or ConnectionPool(
+            upstream, max_open_per_user=settings.pool_connections_per_user
+        )
+        self.users = UserRegistry(Path(settings.data_dir))
+        self.auth = Authenticator(self.pool)
+        capabilities = {CORE, *session_capabilities()}
+        self.engine = Engine(self.limits, capabilities, registered_methods())
+        self._slots: dict[str, asyncio.Semaphore] = {}
+
+    def slot(self, username: str) -> asyncio.Semaphore:
+        slot = self._slots.get(username)
+        if slot is None:
+            slot = self._slots[username] = asyncio.Semaphore(self.limits.max_concurrent_requests)
+        return slot
+
+    def base_url(self, request: Request) -> str:
+        if self.settings.public_url:
+            return self.settings.public_url.rstrip("/")
+        return str(request.base_url).rstrip("/")
+
+    def close(self) -> None:
+        self.pool.close_all()
+        self.users.close()
+
+
+async def well_known(request: Request) -> Response:
+    return RedirectResponse(SESSION_PATH, status_code=307)
+
+
+async def session(request: Request) -> Response:
+    bridge: Bridge = request.app.state.bridge
+    credentials = await bridge.auth.authenticate(request)
+    if isinstance(credentials, Response):
+        return credentials
+    return json_response(session_resource(bridge, credentials.username, bridge.base_url(request)))
+
+
+async def api(request: Request) -> Response:
+    bridge: Bridge = request.app.state.bridge
+    credentials = await bridge.auth.authenticate(request)
+    if isinstance(credentials, Response):
+        return credentials
+    limit = bridge.limits.max_size_request
+    try:
+        body = await _read_limited(request, limit)
+        jmap_request = bridge.engine.parse_request(body)
+    except RequestError as error:
+        return problem_response(error)
+    slot = bridge.slot(credentials.username)
+    if slot.locked():
+        return problem_response(
+            RequestError("limit", 400, "too many concurrent requests", "maxConcurrentRequests")
+        )
+    async with slot:
+        result = await run_in_threadpool(_run, bridge, credentials, jmap_request)
+    return json_response(result)
+
+
+def _run(bridge: Bridge, credentials: Credentials, jmap_request: object) -> dict[str, object]:
+    user = bridge.users.get(credentials.username)
+    request_id = secrets.token_hex(6)
+    state = session_state(bridge, credentials.username)
+    with Account(user, bridge.pool, credentials.password) as account:
+        return bridge.engine.run(jmap_request, account, user.account_id, state, request_id)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    too_large = RequestError(
+        "limit", 400, "request is larger than maxSizeRequest", "maxSizeRequest"
+    )
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def not_implemented(request: Request) -> Response:
+    """Advertised in the session (RFC 8620 §2 requires the URLs), served in a later release."""
+    return json_response(
+        {"type": "about:blank", "status": 501, "detail": "not implemented in this version"},
+        status=501,
+        media_type=PROBLEM,
+    )
+
+
+def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starlette:
+    bridge = Bridge(settings, pool)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(bridge.close)
+
+    app = Starlette(
+        routes=[
+            Route("/.well-known/jmap", well_known, methods=["GET"]),
+            Route(SESSION_PATH, session, methods=["GET"]),
+            Route(API_PATH, api, methods=["POST"]),
+            Route("/jmap/download/{account_id}/{blob_id}/{name}", not_implemented),
+            Route("/jmap/upload/{account_id}/", not_implemented, methods=["POST"]),
+            Route("/jmap/eventsource", not_implemented),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.bridge = bridge
+    return app

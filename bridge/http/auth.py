@@ -1,0 +1,102 @@
+"""HTTP Basic authentication, checked by logging in upstream.
+
+The pool remembers a verified password only as an HMAC in memory, so a request is served
+from pooled connections only when its password is the one that opened them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bridge.http.throttle import FailureThrottle
+from bridge.imap.errors import AuthFailed, UpstreamError
+from bridge.imap.pool import ConnectionPool
+
+log = logging.getLogger("bridge.http")
+
+REALM = 'Basic realm="JMAP", charset="UTF-8"'
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password=<hidden>)"
+
+
+def parse_basic(header: str | None) -> Credentials | None:
+    if not header:
+        return None
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, sep, password = decoded.partition(":")
+    if not sep or not username or not password:
+        return None
+    if any(ch in username + password for ch in "\r\n\0"):
+        return None
+    return Credentials(username, password)
+
+
+def _unauthorized(detail: str) -> Response:
+    return JSONResponse(
+        {"type": "about:blank", "status": 401, "detail": detail},
+        status_code=401,
+        headers={"WWW-Authenticate": REALM},
+        media_type="application/problem+json",
+    )
+
+
+class Authenticator:
+    def __init__(
+        self, pool: ConnectionPool, per_user: int = 5, per_address: int = 20, window: float = 300
+    ) -> None:
+        self.pool = pool
+        self.by_user = FailureThrottle(per_user, window)
+        self.by_address = FailureThrottle(per_address, window)
+
+    async def authenticate(self, request: Request) -> Credentials | Response:
+        credentials = parse_basic(request.headers.get("authorization"))
+        if credentials is None:
+            return _unauthorized("credentials required")
+        address = request.client.host if request.client else "unknown"
+        wait = max(
+            self.by_user.retry_after(credentials.username), self.by_address.retry_after(address)
+        )
+        if wait > 0:
+            return JSONResponse(
+                {"type": "about:blank", "status": 429, "detail": "too many failed logins"},
+                status_code=429,
+                headers={"Retry-After": str(int(wait) + 1)},
+                media_type="application/problem+json",
+            )
+        try:
+            await run_in_threadpool(self.pool.verify, credentials.username, credentials.password)
+        except AuthFailed:
+            log.info("login failed for %s from %s", credentials.username, address)
+            self.by_user.fail(credentials.username)
+            self.by_address.fail(address)
+            return _unauthorized("invalid credentials")
+        except UpstreamError:
+            log.warning("upstream unavailable while authenticating %s", credentials.username)
+            return JSONResponse(
+                {"type": "about:blank", "status": 503, "detail": "upstream IMAP unavailable"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+                media_type="application/problem+json",
+            )
+        self.by_user.succeed(credentials.username)
+        return credentials

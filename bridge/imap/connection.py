@@ -1,0 +1,596 @@
+"""One authenticated IMAP session, with typed methods for what bridge asks of a server.
+
+imapclient opens the socket and does TLS (implicit or STARTTLS); after that every command
+goes through ``wire.Wire`` and every client-supplied string through ``quoting``. What the
+server can do is read from the capabilities it ADVERTISES, never probed behind its back:
+a server configured to hide CONDSTORE gets no CHANGEDSINCE even if it would accept one.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import imaplib
+import logging
+import re
+import select
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, ParamSpec, TypeVar
+
+import msgspec
+from imapclient import IMAPClient
+
+from bridge.imap import quoting
+from bridge.imap.errors import AuthFailed, CommandFailed, UpstreamUnavailable
+from bridge.imap.models import (
+    FetchResult,
+    MailboxListing,
+    MailboxStatus,
+    MessageMeta,
+    QresyncParams,
+    SelectResult,
+)
+from bridge.imap.responses import (
+    ObjectIds,
+    build_listings,
+    collect_fetches,
+    parse_capabilities,
+    parse_esearch,
+    parse_id,
+    parse_list,
+    parse_myrights,
+    parse_namespace_delimiter,
+    parse_search,
+    parse_sequence_set,
+    parse_status,
+    parse_vanished,
+    select_result,
+)
+from bridge.imap.wire import Reply, Wire
+
+__all__ = [
+    "FetchResult",
+    "ImapConnection",
+    "MailboxListing",
+    "MailboxStatus",
+    "MessageMeta",
+    "QresyncParams",
+    "SelectResult",
+    "UpstreamConfig",
+]
+
+log = logging.getLogger("bridge.imap")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Response codes of a refused LOGIN that say "the server cannot", not "wrong password".
+_UNAVAILABLE_CODES = {"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT"}
+_SEQUENCE_SET = re.compile(r"(\d+|\*)(:(\d+|\*))?(,(\d+|\*)(:(\d+|\*))?)*")
+_FETCH_ITEM = re.compile(r"[\x20-\x7e]+")
+_BASE_STATUS_ITEMS = ("MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY")
+LOGOUT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    host: str
+    port: int
+    tls: Literal["implicit", "starttls", "plain"] = "implicit"
+    timeout: float = 30.0
+    verify_tls: bool = True
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+        if not self.verify_tls:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+class _ImaplibTransport:
+    """The socket imaplib opened (and STARTTLS may have replaced): looked up on every call."""
+
+    def __init__(self, imap: imaplib.IMAP4) -> None:
+        self._imap = imap
+
+    def send(self, data: bytes) -> None:
+        self._imap.sock.sendall(data)
+
+    def readline(self, limit: int) -> bytes:
+        return self._imap.file.readline(limit)
+
+    def read(self, size: int) -> bytes:
+        return self._imap.file.read(size)
+
+
+def _guarded(method: Callable[P, R]) -> Callable[P, R]:
+    """A response bridge cannot read leaves the session in an unknown state: mark it broken."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except UpstreamUnavailable:
+            connection = args[0]
+            assert isinstance(connection, ImapConnection)
+            connection._wire.broken = True
+            raise
+
+    return wrapper
+
+
+def _connect(config: UpstreamConfig) -> IMAPClient:
+    implicit = config.tls == "implicit"
+    try:
+        client = IMAPClient(
+            config.host,
+            port=config.port,
+            ssl=implicit,
+            ssl_context=config.ssl_context() if implicit else None,
+            timeout=config.timeout,
+        )
+    except (OSError, imaplib.IMAP4.error) as exc:
+        raise UpstreamUnavailable(
+            f"cannot connect to {config.host}:{config.port}: {type(exc).__name__}"
+        ) from exc
+    # imaplib leaves Nagle on: every command with a literal would wait ~40 ms for an ACK.
+    with contextlib.suppress(OSError):  # not a TCP socket: nothing to tune
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return client
+
+
+class ImapConnection:
+    """A logged-in session. Not thread-safe: the pool lends it to one thread at a time."""
+
+    def __init__(self, client: IMAPClient, config: UpstreamConfig) -> None:
+        self._client = client
+        self._config = config
+        imap = client._imap
+        self._wire = Wire(_ImaplibTransport(imap))
+        self.greeting: bytes = imap.welcome or b""
+        # imaplib asked for CAPABILITY itself if the greeting did not carry them.
+        if imap.tagnum:
+            self._record_setup_commands("CAPABILITY")
+        self.capabilities: frozenset[str] = frozenset(c.upper() for c in imap.capabilities)
+        self.enabled: frozenset[str] = frozenset()
+        self.object_ids: ObjectIds | None = None
+        self.selected: str | None = None
+        self._selected_readonly = True
+        self._status_guid = True  # cleared when the server answers BAD to its guid item
+        self._delimiter: str | None = None
+        self._update_literal_mode()
+        if imap.state != "NONAUTH":
+            # PREAUTH: the server would accept any credentials bridge passes on.
+            raise UpstreamUnavailable("upstream pre-authenticated the connection; refusing it")
+
+    # -- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, config: UpstreamConfig, username: str, password: str) -> ImapConnection:
+        client = _connect(config)
+        connection: ImapConnection | None = None
+        try:
+            connection = cls(client, config)
+            if config.tls == "starttls":
+                connection._starttls()
+            connection._login(username, password)
+            connection._after_login()
+        except BaseException:
+            if connection is not None:
+                connection._wire.broken = True
+            _shutdown_quietly(client)
+            raise
+        log.debug("logged in to %s:%d as %s", config.host, config.port, username)
+        return connection
+
+    def _record_setup_commands(self, *names: str) -> None:
+        for name in names:
+            self._wire.command_count += 1
+            self._wire.commands.append(name)
+
+    def _update_literal_mode(self) -> None:
+        self._wire.literal_plus = "LITERAL+" in self.capabilities
+        self._wire.literal_minus = "LITERAL-" in self.capabilities
+
+    def _starttls(self) -> None:
+        if "STARTTLS" not in self.capabilities:
+            raise UpstreamUnavailable("upstream does not offer STARTTLS")
+        imap = self._client._imap
+        try:
+            typ, _ = imap.starttls(ssl_context=self._config.ssl_context())
+        except (OSError, imaplib.IMAP4.error) as exc:
+            raise UpstreamUnavailable(f"STARTTLS failed: {type(exc).__name__}") from exc
+        self._record_setup_commands("STARTTLS", "CAPABILITY")
+        if typ != "OK":
+            raise UpstreamUnavailable("STARTTLS refused")
+        self._client._starttls_done = True
+        self._client.socket().settimeout(self._config.timeout)
+        # What the server said before TLS could have been forged: only trust what follows.
+        self.capabilities = frozenset(c.upper() for c in imap.capabilities)
+        self._update_literal_mode()
+
+    def _login(self, username: str, password: str) -> None:
+        try:
+            if "LOGINDISABLED" in self.capabilities:
+                reply = self._authenticate_plain(username, password)
+            else:
+                login = b"LOGIN " + quoting.astring(username) + b" " + quoting.astring(password)
+                reply = self._wire.run(login)
+        except ValueError as exc:  # NUL in a credential: no server could accept it
+            raise AuthFailed() from exc
+        if reply.status != "OK":
+            if reply.code in _UNAVAILABLE_CODES:
+                raise UpstreamUnavailable(f"login refused for now [{reply.code}]")
+            log.info("login failed for %s [%s]", username, reply.code or reply.status)
+            raise AuthFailed(reply.code)
+        self._take_capabilities(reply)
+
+    def _authenticate_plain(self, username: str, password: str) -> Reply:
+        if "AUTH=PLAIN" not in self.capabilities:
+            raise UpstreamUnavailable("upstream disables LOGIN and offers no AUTH=PLAIN")
+        token = base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode())
+        if "SASL-IR" in self.capabilities:
+            return self._wire.run(b"AUTHENTICATE PLAIN " + (token or b"="))
+        answers = iter([token])
+        # A second challenge means the server wants something PLAIN cannot give: cancel.
+        return self._wire.run(b"AUTHENTICATE PLAIN", responder=lambda _: next(answers, b"*"))
+
+    def _take_capabilities(self, reply: Reply) -> None:
+        found = [args for code, args in reply.codes() if code == "CAPABILITY" and args]
+        found += [u.text for u in reply.of("CAPABILITY")]
+        if not found:
+            found = [u.text for u in self._wire.run(b"CAPABILITY").check().of("CAPABILITY")]
+        self.capabilities = parse_capabilities(b" ".join(found))
+        self._update_literal_mode()
+
+    def _after_login(self) -> None:
+        self.object_ids = self._detect_object_ids()
+        wanted = next((c for c in ("QRESYNC", "CONDSTORE") if c in self.capabilities), None)
+        if wanted and "ENABLE" in self.capabilities:
+            reply = self._wire.run(b"ENABLE " + wanted.encode("ascii"))
+            if reply.status != "OK":
+                # Work on without it: QRESYNC methods refuse, CONDSTORE still switches on
+                # per SELECT.
+                log.warning("upstream refused ENABLE %s [%s]", wanted, reply.code or reply.status)
+                return
+            enabled = {w.upper() for u in reply.of("ENABLED") for w in u.text.decode().split()}
+            if "QRESYNC" in enabled:
+                enabled.add("CONDSTORE")  # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
+            self.enabled = frozenset(enabled)
+
+    def _detect_object_ids(self) -> ObjectIds | None:
+        if "OBJECTID" in self.capabilities:
+            return ObjectIds.OBJECTID
+        if "X-GM-EXT-1" in self.capabilities:
+            return ObjectIds.GMAIL
+        if b"dovecot" in self.greeting.lower():
+            return ObjectIds.DOVECOT
+        if "ID" in self.capabilities:
+            # A greeting can be customised; Dovecot's ID answer names it unless disabled.
+            reply = self._wire.run(b'ID ("name" "bridge")')
+            if reply.status == "OK":
+                for response in reply.of("ID"):
+                    if parse_id(response).get("name", "").lower() == "dovecot":
+                        return ObjectIds.DOVECOT
+        return None
+
+    # -- state ------------------------------------------------------------------------------
+
+    def has(self, capability: str) -> bool:
+        return capability.upper() in self.capabilities
+
+    @property
+    def broken(self) -> bool:
+        return self._wire.broken
+
+    @property
+    def command_count(self) -> int:
+        return self._wire.command_count
+
+    @property
+    def commands(self) -> list[str]:
+        """Names of the last commands sent (never their arguments)."""
+        return list(self._wire.commands)
+
+    @property
+    def modseq(self) -> bool:
+        """Whether mod-sequences may be used (CONDSTORE or QRESYNC advertised)."""
+        return "CONDSTORE" in self.capabilities or "QRESYNC" in self.capabilities
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    @property
+    def delimiter(self) -> str:
+        """The personal namespace's hierarchy delimiter ("" for a flat namespace)."""
+        if self._delimiter is None:
+            self._delimiter = self._find_delimiter()
+        return self._delimiter
+
+    @_guarded
+    def _find_delimiter(self) -> str:
+        if "NAMESPACE" in self.capabilities:
+            reply = self._wire.run(b"NAMESPACE").check()
+            for response in reply.of("NAMESPACE"):
+                found = parse_namespace_delimiter(response)
+                if found is not None:
+                    return found
+        reply = self._wire.run(b'LIST "" ""').check()
+        for response in reply.of("LIST"):
+            return parse_list(response).delimiter or ""
+        return ""
+
+    # -- folders ----------------------------------------------------------------------------
+
+    def _status_items(self) -> list[str]:
+        items = list(_BASE_STATUS_ITEMS)
+        if self.modseq:
+            items.append("HIGHESTMODSEQ")
+        guid_item = self.object_ids.status_item if self.object_ids else None
+        if guid_item and self._status_guid:
+            items.append(guid_item)
+        return items
+
+    def _with_guid_fallback(self, build: Callable[[list[str]], bytes]) -> Reply:
+        """Run a command that asks for a folder guid; on BAD, once, without it for good."""
+        items = self._status_items()
+        reply = self._wire.run(build(items))
+        if reply.status == "BAD" and self._status_guid and self.object_ids is not None:
+            self._status_guid = False
+            log.info("upstream refused folder ids in STATUS; continuing without them")
+            reply = self._wire.run(build(self._status_items()))
+        return reply.check()
+
+    @_guarded
+    def list_mailboxes(self) -> list[MailboxListing]:
+        """Every folder, with STATUS and subscription. One round trip with LIST-EXTENDED and
+        LIST-STATUS; else LIST (+ LSUB without LIST-EXTENDED) and one STATUS per folder."""
+        extended = "LIST-EXTENDED" in self.capabilities
+        list_status = extended and "LIST-STATUS" in self.capabilities
+        options = ["SUBSCRIBED", "CHILDREN"] if extended else []
+        if extended and "SPECIAL-USE" in self.capabilities:
+            options.append("SPECIAL-USE")
+
+        def build(items: list[str]) -> bytes:
+            returns = list(options)
+            if list_status:
+                returns.append(f"STATUS ({' '.join(items)})")
+            suffix = f" RETURN ({' '.join(returns)})" if returns else ""
+            return b'LIST "" "*"' + suffix.encode("ascii")
+
+        if list_status:
+            reply = self._with_guid_fallback(build)
+        else:
+            reply = self._wire.run(build([])).check()
+        entries = [parse_list(response) for response in reply.of("LIST")]
+        statuses = dict(parse_status(response) for response in reply.of("STATUS"))
+        subscribed = None
+        if not extended:
+            lsub = self._wire.run(b'LSUB "" "*"').check()
+            subscribed = [parse_list(response).name for response in lsub.of("LSUB")]
+        if not list_status:
+            for entry in entries:
+                if entry.attributes & {"\\noselect", "\\nonexistent"}:
+                    continue
+                # Gone since LIST, or not ours to read: listed without a status.
+                with contextlib.suppress(CommandFailed):
+                    statuses[entry.name] = self.status(entry.name)
+        return build_listings(entries, statuses, subscribed)
+
+    @_guarded
+    def status(self, name: str) -> MailboxStatus:
+        quoted = quoting.mailbox_name(name)
+        reply = self._with_guid_fallback(
+            lambda items: b"STATUS " + quoted + f" ({' '.join(items)})".encode("ascii")
+        )
+        responses = reply.of("STATUS")
+        if not responses:
+            raise UpstreamUnavailable("STATUS answered without a STATUS response")
+        return parse_status(responses[-1])[1]
+
+    @_guarded
+    def myrights(self, name: str) -> str | None:
+        if "ACL" not in self.capabilities:
+            return None
+        reply = self._wire.run(b"MYRIGHTS " + quoting.mailbox_name(name)).check()
+        for response in reply.of("MYRIGHTS"):
+            return parse_myrights(response)[1]
+        return None
+
+    @_guarded
+    def create(self, name: str, special_use: str | None = None) -> None:
+        """CREATE; with CREATE-SPECIAL-USE the folder gets ``special_use`` (e.g. "\\Drafts").
+        Without it the folder is created plain: check ``has("CREATE-SPECIAL-USE")`` first if
+        the use matters."""
+        command = b"CREATE " + quoting.mailbox_name(name)
+        if special_use is not None:
+            use = quoting.special_use(special_use)
+            if "CREATE-SPECIAL-USE" in self.capabilities:
+                command += b" (USE (" + use + b"))"
+        self._wire.run(command).check()
+
+    @_guarded
+    def rename(self, old: str, new: str) -> None:
+        command = b"RENAME " + quoting.mailbox_name(old) + b" " + quoting.mailbox_name(new)
+        self._leave_mailbox()
+        self._wire.run(command).check()
+
+    @_guarded
+    def delete(self, name: str) -> None:
+        command = b"DELETE " + quoting.mailbox_name(name)
+        self._leave_mailbox()
+        self._wire.run(command).check()
+
+    def _leave_mailbox(self) -> None:
+        # Dovecot ends a session whose selected mailbox (or an ancestor) is renamed or
+        # deleted, by this session or any other: leave it first, if the server lets us.
+        with contextlib.suppress(CommandFailed):
+            self.unselect()
+
+    @_guarded
+    def subscribe(self, name: str) -> None:
+        self._wire.run(b"SUBSCRIBE " + quoting.mailbox_name(name)).check()
+
+    @_guarded
+    def unsubscribe(self, name: str) -> None:
+        self._wire.run(b"UNSUBSCRIBE " + quoting.mailbox_name(name)).check()
+
+    # -- messages ---------------------------------------------------------------------------
+
+    @_guarded
+    def select(
+        self, name: str, *, readonly: bool = True, qresync: QresyncParams | None = None
+    ) -> SelectResult:
+        command = (b"EXAMINE " if readonly else b"SELECT ") + quoting.mailbox_name(name)
+        if qresync is not None:
+            if not self.qresync:
+                raise ValueError("QRESYNC is not enabled on this connection")
+            known = ""
+            if qresync.known_uids is not None:
+                _check_sequence_set(qresync.known_uids)
+                known = f" {qresync.known_uids}"
+            params = f" (QRESYNC ({int(qresync.uidvalidity)} {int(qresync.modseq)}{known}))"
+            command += params.encode("ascii")
+        elif "CONDSTORE" in self.capabilities and "CONDSTORE" not in self.enabled:
+            command += b" (CONDSTORE)"  # no ENABLE on this server: switch it on per SELECT
+        # A SELECT, even a failed one, leaves the previous mailbox (RFC 3501 §6.3.1).
+        self.selected = None
+        reply = self._wire.run(command).check()
+        result = select_result(name, reply, readonly)
+        self.selected = name
+        self._selected_readonly = result.readonly
+        if not self.modseq and result.highestmodseq is not None:
+            result = msgspec.structs.replace(result, highestmodseq=None)
+        return result
+
+    @_guarded
+    def fetch_meta(
+        self,
+        uids: str,
+        *,
+        changedsince: int | None = None,
+        vanished: bool = False,
+        extra: Sequence[str] = (),
+    ) -> FetchResult:
+        """UID FETCH of flags, mod-sequence and object ids, plus ``extra`` items (which come
+        back in MessageMeta.raw). ``uids`` is a UID sequence set such as "1:*"."""
+        _check_sequence_set(uids)
+        items = ["UID", "FLAGS"]
+        if self.modseq:
+            items.append("MODSEQ")
+        if self.object_ids is not None:
+            items.extend(self.object_ids.fetch_items)
+        for item in extra:
+            if not _FETCH_ITEM.fullmatch(item):
+                raise ValueError("FETCH items must be printable ASCII")
+            items.append(item)
+        command = f"UID FETCH {uids} ({' '.join(items)})"
+        if vanished and (changedsince is None or not self.qresync):
+            raise ValueError("VANISHED needs CHANGEDSINCE and QRESYNC")
+        if changedsince is not None:
+            if not self.modseq:
+                raise ValueError("CHANGEDSINCE needs CONDSTORE")
+            command += f" (CHANGEDSINCE {int(changedsince)}{' VANISHED' if vanished else ''})"
+        reply = self._wire.run(command.encode("ascii")).check()
+        gone: set[int] = set()
+        for response in reply.of("VANISHED"):
+            gone.update(parse_vanished(response)[1])
+        messages = {
+            uid: meta for uid, meta in collect_fetches(reply.untagged).items() if uid not in gone
+        }
+        return FetchResult(messages=messages, vanished=frozenset(gone))
+
+    @_guarded
+    def search_all_uids(self) -> list[int]:
+        """Every UID in the selected mailbox: the expunge check when QRESYNC is missing.
+
+        This is the session's view: an expunge by another client shows once the server has
+        told this session (SELECT, NOOP, ...). Dovecot does not do so during UID SEARCH."""
+        if "ESEARCH" in self.capabilities:
+            reply = self._wire.run(b"UID SEARCH RETURN (ALL) ALL").check()
+            uids: set[int] = set()
+            for response in reply.of("ESEARCH"):
+                found = parse_esearch(response)[2].get("ALL")
+                if found is not None:
+                    uids.update(parse_sequence_set(found))
+            return sorted(uids)
+        reply = self._wire.run(b"UID SEARCH ALL").check()
+        return sorted({uid for response in reply.of("SEARCH") for uid in parse_search(response)})
+
+    @_guarded
+    def unselect(self) -> None:
+        """Leave the selected mailbox, if any, without expunging anything.
+
+        UNSELECT where offered, CLOSE for a mailbox opened read-only (which expunges
+        nothing); a read-write mailbox on a server without UNSELECT stays selected, since
+        CLOSE would expunge its \\Deleted messages."""
+        if self.selected is None:
+            return
+        if "UNSELECT" in self.capabilities:
+            self._wire.run(b"UNSELECT").check()
+        elif self._selected_readonly:
+            self._wire.run(b"CLOSE").check()
+        else:
+            return
+        self.selected = None
+
+    # -- session ----------------------------------------------------------------------------
+
+    @_guarded
+    def noop(self) -> None:
+        self._wire.run(b"NOOP").check()
+
+    def is_alive(self, *, probe: bool = False) -> bool:
+        """False if the session is certainly gone. Without ``probe`` no round trip is made
+        unless the server sent something unasked (a BYE, or EOF); with it, a NOOP decides."""
+        if self.broken:
+            return False
+        try:
+            sock = self._client.socket()
+            if sock.fileno() < 0:
+                return False
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        if probe or readable:
+            try:
+                self.noop()
+            except (UpstreamUnavailable, CommandFailed):
+                return False
+        return not self.broken
+
+    def close(self) -> None:
+        """LOGOUT and drop the socket. Never raises: the session is over either way."""
+        if not self._wire.broken:
+            # A failed goodbye changes nothing.
+            with contextlib.suppress(Exception):
+                self._client.socket().settimeout(min(self._config.timeout, LOGOUT_TIMEOUT))
+                self._wire.run(b"LOGOUT")
+        self._wire.broken = True
+        _shutdown_quietly(self._client)
+
+    def __enter__(self) -> ImapConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "broken" if self.broken else "open"
+        return f"<ImapConnection {self._config.host}:{self._config.port} {state}>"
+
+
+def _check_sequence_set(value: str) -> None:
+    if not _SEQUENCE_SET.fullmatch(value):
+        raise ValueError("not an IMAP sequence set")
+
+
+def _shutdown_quietly(client: IMAPClient) -> None:
+    with contextlib.suppress(Exception):  # already closed is as good as closed
+        client.shutdown()

@@ -1,0 +1,37 @@
+"""What can go wrong upstream, in three kinds callers treat differently.
+
+Messages never include command arguments or server text that echoes them back would be
+no better: the text of a NO/BAD is kept on the exception for callers that want it, but
+``str()`` of every exception here names only the command and the response code.
+"""
+
+from __future__ import annotations
+
+
+class UpstreamError(Exception):
+    """Base class of every failure that comes from the upstream IMAP server."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The connection is dead or unusable: connect failure, socket error, timeout, BYE,
+    or a response bridge cannot read. The connection that raised it is marked broken."""
+
+
+class AuthFailed(UpstreamError):
+    """The server refused the credentials."""
+
+    def __init__(self, code: str | None = None) -> None:
+        super().__init__(f"authentication failed [{code}]" if code else "authentication failed")
+        self.code = code
+
+
+class CommandFailed(UpstreamError):
+    """A tagged NO or BAD. The connection stays usable."""
+
+    def __init__(self, command: str, status: str, code: str | None, text: str) -> None:
+        label = f"{command} {status}" + (f" [{code}]" if code else "")
+        super().__init__(label)
+        self.command = command
+        self.status = status
+        self.code = code
+        self.text = text

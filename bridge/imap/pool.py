@@ -1,0 +1,310 @@
+"""Idle authenticated connections per user, lent to one worker thread at a time.
+
+A password is never stored: the pool keeps an HMAC-SHA256 of the last password that
+opened a connection for the user (under a random per-process key) and lends that user's
+idle connections only to a caller presenting the same password. Every borrower supplies
+the password anyway, so new connections are opened with the caller's own copy.
+
+A verified password is trusted without a new LOGIN for ``verify_ttl`` seconds only: a
+user who changes their password upstream (say, because it leaked) locks the old one out of
+bridge within that time, even while busy connections keep the old session alive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from bridge.imap.connection import ImapConnection, UpstreamConfig
+from bridge.imap.errors import AuthFailed, UpstreamError, UpstreamUnavailable
+
+log = logging.getLogger("bridge.imap")
+
+Opener = Callable[[UpstreamConfig, str, str], ImapConnection]
+
+# An idle connection older than this gets a NOOP before reuse: servers and middleboxes
+# drop quiet sessions, and a failed NOOP costs less than a failed request.
+NOOP_AFTER = 60.0
+
+
+@dataclass
+class _Idle:
+    connection: ImapConnection
+    since: float
+
+
+@dataclass
+class _User:
+    verifier: bytes | None = field(default=None, repr=False)
+    verified_at: float = 0.0
+    # Bumped whenever the connections in use belong to a password no longer current;
+    # those are closed when they come back.
+    generation: int = 0
+    idle: list[_Idle] = field(default_factory=list)
+    open: int = 0  # idle + lent + being opened
+    checking: int = 0  # LOGINs of a not yet trusted password in flight
+
+
+@dataclass
+class _Slot:
+    """What the lock-holding part of a borrow decided."""
+
+    idle: _Idle | None
+    trusted: bool
+
+
+class ConnectionPool:
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        max_idle_per_user: int = 4,
+        max_open_per_user: int = 8,
+        idle_timeout: float = 300.0,
+        opener: Opener = ImapConnection.open,
+        *,
+        wait_timeout: float | None = None,
+        verify_ttl: float | None = None,
+    ) -> None:
+        if max_open_per_user < 1:
+            raise ValueError("max_open_per_user must be at least 1")
+        self.config = config
+        self.max_open_per_user = max_open_per_user
+        self.max_idle_per_user = min(max_idle_per_user, max_open_per_user)
+        self.idle_timeout = idle_timeout
+        self.wait_timeout = config.timeout if wait_timeout is None else wait_timeout
+        self.verify_ttl = idle_timeout if verify_ttl is None else verify_ttl
+        self._opener = opener
+        self._key = secrets.token_bytes(32)
+        self._cond = threading.Condition()
+        self._users: dict[str, _User] = {}
+
+    def __repr__(self) -> str:
+        return f"<ConnectionPool {self.config.host}:{self.config.port} users={len(self._users)}>"
+
+    # -- public -------------------------------------------------------------------------
+
+    @contextmanager
+    def connection(self, username: str, password: str) -> Iterator[ImapConnection]:
+        """Borrow a logged-in connection; it goes back to the pool unless it broke."""
+        connection, generation = self._acquire(username, password)
+        failed = False
+        try:
+            yield connection
+        except UpstreamUnavailable:
+            failed = True
+            raise
+        finally:
+            self._release(username, connection, generation, discard=failed)
+
+    def verify(self, username: str, password: str) -> None:
+        """Return if ``password`` is the user's; raise AuthFailed if the server says not."""
+        with self._cond:
+            user = self._users.get(username)
+            if user is not None and self._trusted(user, self._digest(password)):
+                return
+        with self.connection(username, password):
+            pass
+
+    def close_all(self) -> None:
+        """Close idle connections and forget every verified password. Connections lent out
+        are closed when they come back."""
+        closing: list[ImapConnection] = []
+        with self._cond:
+            for user in self._users.values():
+                closing.extend(idle.connection for idle in user.idle)
+                user.open -= len(user.idle)
+                user.idle.clear()
+                user.verifier = None
+                user.generation += 1
+            self._cond.notify_all()
+        for connection in closing:
+            connection.close()
+
+    def stats(self, username: str) -> tuple[int, int]:
+        """(open, idle) connections of a user: for tests and diagnostics."""
+        with self._cond:
+            user = self._users.get(username)
+            return (user.open, len(user.idle)) if user else (0, 0)
+
+    # -- borrowing ------------------------------------------------------------------------
+
+    def _digest(self, password: str) -> bytes:
+        data = password.encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, data, hashlib.sha256).digest()
+
+    def _trusted(self, user: _User, digest: bytes) -> bool:
+        return (
+            user.verifier is not None
+            and hmac.compare_digest(user.verifier, digest)
+            and time.monotonic() - user.verified_at < self.verify_ttl
+        )
+
+    def _acquire(self, username: str, password: str) -> tuple[ImapConnection, int]:
+        digest = self._digest(password)
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            slot = self._take_slot(username, digest, deadline)
+            if slot.idle is None:
+                return self._open(username, password, digest, trusted=slot.trusted)
+            connection = slot.idle.connection
+            idle_for = time.monotonic() - slot.idle.since
+            if idle_for > self.idle_timeout:
+                self._drop(username, connection)
+                continue
+            if self._ready(connection, probe=idle_for > NOOP_AFTER):
+                with self._cond:
+                    return connection, self._users[username].generation
+            log.info("replacing a dead idle connection of %s", username)
+            connection.close()
+            # The dead one's slot is still counted: the new connection takes it over.
+            return self._open(username, password, digest, trusted=True)
+
+    @staticmethod
+    def _ready(connection: ImapConnection, *, probe: bool) -> bool:
+        """Whether an idle connection can be lent. One left with a mailbox selected is
+        unselected first: Dovecot ends a session whose selected mailbox another session
+        renamed or deleted, and says so only when the next command arrives, so this is
+        also the liveness probe."""
+        if connection.selected is None:
+            return connection.is_alive(probe=probe)
+        try:
+            connection.unselect()
+        except UpstreamError:
+            return False
+        return connection.is_alive(probe=probe and connection.selected is not None)
+
+    def _take_slot(self, username: str, digest: bytes, deadline: float) -> _Slot:
+        expired: list[ImapConnection] = []
+        try:
+            with self._cond:
+                expired = self._reap_locked()
+                user = self._users.setdefault(username, _User())
+                while True:
+                    trusted = self._trusted(user, digest)
+                    if trusted and user.idle:
+                        return _Slot(user.idle.pop(), trusted=True)
+                    # A password not yet trusted may LOGIN even when the user is at the limit
+                    # (one at a time): a wrong guess must not need, or take, their connections.
+                    limit = self.max_open_per_user
+                    if not trusted and user.checking == 0:
+                        limit += 1
+                    if user.open < limit:
+                        user.open += 1
+                        if not trusted:
+                            user.checking += 1
+                        return _Slot(None, trusted=trusted)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise UpstreamUnavailable(
+                            f"no IMAP connection free within {self.wait_timeout:.0f} s"
+                        )
+                    self._cond.wait(remaining)
+        finally:
+            for connection in expired:
+                connection.close()
+
+    def _reap_locked(self) -> list[ImapConnection]:
+        """Take idle connections past idle_timeout out of the pool (closed by the caller)."""
+        now = time.monotonic()
+        expired: list[ImapConnection] = []
+        for name, user in list(self._users.items()):
+            stale = [idle for idle in user.idle if now - idle.since > self.idle_timeout]
+            if stale:
+                user.idle = [idle for idle in user.idle if idle not in stale]
+                user.open -= len(stale)
+                expired.extend(idle.connection for idle in stale)
+            if user.open == 0 and user.checking == 0 and now - user.verified_at > self.verify_ttl:
+                del self._users[name]
+        if expired:
+            self._cond.notify_all()
+        return expired
+
+    def _open(
+        self, username: str, password: str, digest: bytes, *, trusted: bool
+    ) -> tuple[ImapConnection, int]:
+        try:
+            connection = self._opener(self.config, username, password)
+        except AuthFailed:
+            self._login_failed(username, trusted=trusted)
+            raise
+        except BaseException:
+            with self._cond:
+                user = self._users[username]
+                user.open -= 1
+                if not trusted:
+                    user.checking -= 1
+                self._cond.notify_all()
+            raise
+        stale: list[ImapConnection] = []
+        with self._cond:
+            user = self._users[username]
+            if not trusted:
+                user.checking -= 1
+            if user.verifier is None or not hmac.compare_digest(user.verifier, digest):
+                # First login, or the password changed upstream: connections opened with the
+                # old one are of the past.
+                if user.verifier is not None:
+                    log.info("new password for %s: replacing its connections", username)
+                stale = [idle.connection for idle in user.idle]
+                user.open -= len(user.idle)
+                user.idle.clear()
+                user.generation += 1
+                user.verifier = digest
+            user.verified_at = time.monotonic()
+            generation = user.generation
+            log.info("opened an IMAP connection for %s (%d open)", username, user.open)
+            self._cond.notify_all()
+        for old in stale:
+            old.close()
+        return connection, generation
+
+    def _login_failed(self, username: str, *, trusted: bool) -> None:
+        stale: list[ImapConnection] = []
+        with self._cond:
+            user = self._users[username]
+            user.open -= 1
+            if not trusted:
+                user.checking -= 1
+            elif user.verifier is not None:
+                # The password that opened the pooled connections no longer works upstream.
+                log.info("password of %s no longer accepted upstream", username)
+                stale = [idle.connection for idle in user.idle]
+                user.open -= len(user.idle)
+                user.idle.clear()
+                user.generation += 1
+                user.verifier = None
+            self._cond.notify_all()
+        for old in stale:
+            old.close()
+
+    def _release(
+        self, username: str, connection: ImapConnection, generation: int, *, discard: bool
+    ) -> None:
+        with self._cond:
+            user = self._users[username]
+            keep = (
+                not discard
+                and not connection.broken
+                and generation == user.generation
+                and len(user.idle) < self.max_idle_per_user
+            )
+            if keep:
+                user.idle.append(_Idle(connection, time.monotonic()))
+            else:
+                user.open -= 1
+            self._cond.notify_all()
+        if not keep:
+            connection.close()
+
+    def _drop(self, username: str, connection: ImapConnection) -> None:
+        with self._cond:
+            self._users[username].open -= 1
+            self._cond.notify_all()
+        connection.close()

@@ -1,0 +1,407 @@
+"""Pure parsers: untagged responses in, typed results out. No I/O, so table-testable.
+
+imapclient's lexer does the tokenising. Its atoms are loosely typed (an unquoted mailbox
+called ``123`` comes back as an int, an atom ``NIL`` as None), so names and ids pass through
+``_text``/``_mailbox`` before they become strings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
+from typing import Any
+
+from imapclient.exceptions import ProtocolError
+from imapclient.response_parser import parse_fetch_response, parse_response
+
+from bridge.imap.errors import UpstreamUnavailable
+from bridge.imap.models import MailboxListing, MailboxStatus, MessageMeta, SelectResult
+from bridge.imap.quoting import decode_mailbox_name
+from bridge.imap.wire import Reply, Untagged
+
+log = logging.getLogger("bridge.imap")
+
+# A VANISHED or ESEARCH set larger than this is not a real mailbox: refuse to expand it.
+MAX_SET_SIZE = 10_000_000
+
+# RFC 6154 and RFC 8457, keyed by the lower-case attribute as MailboxListing stores them.
+SPECIAL_USES = {
+    use.lower(): use
+    for use in (
+        "\\All",
+        "\\Archive",
+        "\\Drafts",
+        "\\Flagged",
+        "\\Junk",
+        "\\Sent",
+        "\\Trash",
+        "\\Important",
+    )
+}
+
+
+class ObjectIds(Enum):
+    """Which stable message/folder ids a server offers."""
+
+    OBJECTID = "objectid"  # RFC 8474: EMAILID, THREADID, MAILBOXID (Cyrus, ...)
+    GMAIL = "gmail"  # X-GM-MSGID, X-GM-THRID
+    DOVECOT = "dovecot"  # X-GUID for messages and folders
+
+    @property
+    def fetch_items(self) -> tuple[str, ...]:
+        return {
+            ObjectIds.OBJECTID: ("EMAILID", "THREADID"),
+            ObjectIds.GMAIL: ("X-GM-MSGID", "X-GM-THRID"),
+            ObjectIds.DOVECOT: ("X-GUID",),
+        }[self]
+
+    @property
+    def status_item(self) -> str | None:
+        return {ObjectIds.OBJECTID: "MAILBOXID", ObjectIds.DOVECOT: "X-GUID"}.get(self)
+
+
+_MESSAGE_ID_ITEMS = {"EMAILID", "X-GM-MSGID", "X-GUID"}
+_THREAD_ID_ITEMS = {"THREADID", "X-GM-THRID"}
+_FOLDER_ID_ITEMS = {"MAILBOXID", "X-GUID"}
+
+
+def _malformed(what: str) -> UpstreamUnavailable:
+    return UpstreamUnavailable(f"malformed {what} response")
+
+
+def atoms(response: Untagged, what: str) -> tuple[Any, ...]:
+    try:
+        return parse_response(list(response.data))  # type: ignore[arg-type]
+    except (ProtocolError, ValueError, IndexError) as exc:
+        raise _malformed(what) from exc
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "NIL"
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _id(value: Any) -> str | None:
+    """An object id: ``(M123)`` for RFC 8474, a bare atom or number otherwise."""
+    if isinstance(value, tuple):
+        value = value[0] if value else None
+    if value is None:
+        return None
+    return _text(value)
+
+
+def _mailbox(value: Any) -> str:
+    raw = value if isinstance(value, bytes) else _text(value).encode("ascii", "replace")
+    try:
+        return decode_mailbox_name(raw)
+    except ValueError:
+        # A server that does not encode names in modified UTF-7: show the name as sent.
+        log.warning("mailbox name from the server is not modified UTF-7")
+        return raw.decode("utf-8", "replace")
+
+
+def parse_capabilities(text: bytes | str) -> frozenset[str]:
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    return frozenset(word.upper() for word in text.split())
+
+
+# -- sequence sets ----------------------------------------------------------------------
+
+
+def parse_sequence_set(text: bytes | str | int) -> list[int]:
+    """``1:3,7,9:8`` -> [1, 2, 3, 7, 8, 9] (sorted, no duplicates). No ``*``."""
+    if isinstance(text, int):
+        return [text]
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    numbers: set[int] = set()
+    for part in text.split(","):
+        low, sep, high = part.partition(":")
+        try:
+            first = int(low)
+            last = int(high) if sep else first
+        except ValueError as exc:
+            raise _malformed("sequence set") from exc
+        first, last = min(first, last), max(first, last)
+        if first < 1 or last - first + len(numbers) >= MAX_SET_SIZE:
+            raise _malformed("sequence set")
+        numbers.update(range(first, last + 1))
+    return sorted(numbers)
+
+
+def format_sequence_set(numbers: Iterable[int]) -> str:
+    """The compact form of a set of numbers: [1, 2, 3, 7] -> "1:3,7"."""
+    ordered = sorted(set(numbers))
+    if not ordered:
+        raise ValueError("an empty set has no sequence-set form")
+    ranges: list[str] = []
+    start = prev = ordered[0]
+    for number in ordered[1:]:
+        if number != prev + 1:
+            ranges.append(f"{start}:{prev}" if start != prev else str(start))
+            start = number
+        prev = number
+    ranges.append(f"{start}:{prev}" if start != prev else str(start))
+    return ",".join(ranges)
+
+
+# -- LIST, LSUB, STATUS -----------------------------------------------------------------
+
+
+class ListEntry:
+    """One LIST/LSUB line, before STATUS and subscription data are joined to it."""
+
+    __slots__ = ("attributes", "delimiter", "name")
+
+    def __init__(self, name: str, delimiter: str | None, attributes: frozenset[str]) -> None:
+        self.name = name
+        self.delimiter = delimiter
+        self.attributes = attributes
+
+    def __repr__(self) -> str:
+        return f"ListEntry({self.name!r}, {self.delimiter!r}, {sorted(self.attributes)!r})"
+
+
+def parse_list(response: Untagged) -> ListEntry:
+    parts = atoms(response, "LIST")
+    if len(parts) < 3 or not isinstance(parts[0], tuple):
+        raise _malformed("LIST")
+    attributes = frozenset(_text(a).lower() for a in parts[0])
+    delimiter = None if parts[1] is None else _text(parts[1])
+    return ListEntry(_mailbox(parts[2]), delimiter, attributes)
+
+
+def parse_status(response: Untagged) -> tuple[str, MailboxStatus]:
+    parts = atoms(response, "STATUS")
+    if len(parts) != 2 or not isinstance(parts[1], tuple) or len(parts[1]) % 2:
+        raise _malformed("STATUS")
+    items = {_text(parts[1][i]).upper(): parts[1][i + 1] for i in range(0, len(parts[1]), 2)}
+    return _mailbox(parts[0]), status_from_items(items)
+
+
+def status_from_items(items: Mapping[str, Any]) -> MailboxStatus:
+    def number(key: str) -> int:
+        value = items.get(key)
+        return value if isinstance(value, int) else 0
+
+    modseq = items.get("HIGHESTMODSEQ")
+    guid = next((_id(items[k]) for k in ("MAILBOXID", "X-GUID") if k in items), None)
+    return MailboxStatus(
+        messages=number("MESSAGES"),
+        unseen=number("UNSEEN"),
+        uidnext=number("UIDNEXT"),
+        uidvalidity=number("UIDVALIDITY"),
+        highestmodseq=modseq if isinstance(modseq, int) else None,
+        guid=guid,
+    )
+
+
+def special_use_of(attributes: Iterable[str]) -> str | None:
+    uses = [SPECIAL_USES[a] for a in attributes if a in SPECIAL_USES]
+    return min(uses, key=list(SPECIAL_USES.values()).index) if uses else None
+
+
+def build_listings(
+    entries: Sequence[ListEntry],
+    statuses: Mapping[str, MailboxStatus],
+    subscribed: Iterable[str] | None = None,
+) -> list[MailboxListing]:
+    """Join LIST entries with STATUS results and, without RETURN (SUBSCRIBED), LSUB names."""
+    lsub = None if subscribed is None else set(subscribed)
+    listings: list[MailboxListing] = []
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.name in seen:
+            continue
+        seen.add(entry.name)
+        selectable = not entry.attributes & {"\\noselect", "\\nonexistent"}
+        is_subscribed = "\\subscribed" in entry.attributes if lsub is None else entry.name in lsub
+        listings.append(
+            MailboxListing(
+                name=entry.name,
+                delimiter=entry.delimiter,
+                attributes=entry.attributes,
+                special_use=special_use_of(entry.attributes),
+                subscribed=is_subscribed,
+                selectable=selectable,
+                status=statuses.get(entry.name) if selectable else None,
+            )
+        )
+    return listings
+
+
+# -- FETCH, VANISHED, SEARCH ------------------------------------------------------------
+
+
+def fetch_items(response: Untagged) -> tuple[int, dict[str, Any]] | None:
+    """A FETCH response's items by upper-case name; None when it has no UID (unsolicited)."""
+    head = response.data[0] if response.data else b""
+    number = b"%d " % (response.number or 0)
+    first = (number + head[0], head[1]) if isinstance(head, tuple) else number + head
+    try:
+        parsed = parse_fetch_response(
+            [first, *response.data[1:]],  # type: ignore[list-item]
+            normalise_times=False,
+            uid_is_key=False,
+        )
+    except (ProtocolError, ValueError, IndexError) as exc:
+        raise _malformed("FETCH") from exc
+    if len(parsed) != 1:
+        raise _malformed("FETCH")
+    (raw_items,) = parsed.values()
+    items = {key.decode("ascii", "replace").upper(): value for key, value in raw_items.items()}
+    items.pop("SEQ", None)
+    uid = items.pop("UID", None)
+    return (uid, items) if isinstance(uid, int) else None
+
+
+def meta_from_items(uid: int, items: Mapping[str, Any]) -> MessageMeta:
+    rest = dict(items)
+    flags = tuple(_text(flag) for flag in rest.pop("FLAGS", None) or ())
+    modseq = rest.pop("MODSEQ", None)
+    if isinstance(modseq, tuple):
+        modseq = modseq[0] if modseq else None
+    object_id = next((_id(rest.pop(k)) for k in list(rest) if k in _MESSAGE_ID_ITEMS), None)
+    thread_id = next((_id(rest.pop(k)) for k in list(rest) if k in _THREAD_ID_ITEMS), None)
+    return MessageMeta(
+        uid=uid,
+        flags=flags,
+        modseq=modseq if isinstance(modseq, int) else None,
+        object_id=object_id,
+        thread_object_id=thread_id,
+        raw=rest,
+    )
+
+
+def parse_fetch(response: Untagged) -> MessageMeta | None:
+    found = fetch_items(response)
+    return None if found is None else meta_from_items(*found)
+
+
+def collect_fetches(responses: Iterable[Untagged]) -> dict[int, MessageMeta]:
+    """All FETCH responses by UID. Several for one UID (the answer plus an unsolicited flag
+    update) merge item by item, the later one winning: it is the newer state."""
+    by_uid: dict[int, dict[str, Any]] = {}
+    for response in responses:
+        if response.kind != "FETCH":
+            continue
+        found = fetch_items(response)
+        if found is not None:
+            by_uid.setdefault(found[0], {}).update(found[1])
+    return {uid: meta_from_items(uid, items) for uid, items in by_uid.items()}
+
+
+def parse_vanished(response: Untagged) -> tuple[bool, list[int]]:
+    """``VANISHED [(EARLIER)] set`` -> (earlier, uids)."""
+    parts = atoms(response, "VANISHED")
+    earlier = False
+    if parts and isinstance(parts[0], tuple):
+        earlier = any(_text(p).upper() == "EARLIER" for p in parts[0])
+        parts = parts[1:]
+    if len(parts) != 1:
+        raise _malformed("VANISHED")
+    return earlier, parse_sequence_set(parts[0])
+
+
+def parse_search(response: Untagged) -> list[int]:
+    """``SEARCH 1 2 3 [(MODSEQ n)]`` -> the numbers."""
+    return [p for p in atoms(response, "SEARCH") if isinstance(p, int)]
+
+
+def parse_esearch(response: Untagged) -> tuple[str | None, bool, dict[str, Any]]:
+    """``ESEARCH (TAG "x") UID ALL 1:3 COUNT 3`` -> (tag, uid, {"ALL": ..., "COUNT": 3})."""
+    parts = list(atoms(response, "ESEARCH"))
+    tag = None
+    if parts and isinstance(parts[0], tuple):
+        correlator = parts.pop(0)
+        if len(correlator) == 2 and _text(correlator[0]).upper() == "TAG":
+            tag = _text(correlator[1])
+    uid = bool(parts) and _text(parts[0]).upper() == "UID"
+    if uid:
+        parts.pop(0)
+    if len(parts) % 2:
+        raise _malformed("ESEARCH")
+    return tag, uid, {_text(parts[i]).upper(): parts[i + 1] for i in range(0, len(parts), 2)}
+
+
+# -- the rest -----------------------------------------------------------------------------
+
+
+def parse_namespace_delimiter(response: Untagged) -> str | None:
+    """The hierarchy delimiter of the first personal namespace."""
+    parts = atoms(response, "NAMESPACE")
+    personal = parts[0] if parts else None
+    if not isinstance(personal, tuple) or not personal or not isinstance(personal[0], tuple):
+        return None
+    first = personal[0]
+    return None if len(first) < 2 or first[1] is None else _text(first[1])
+
+
+def parse_id(response: Untagged) -> dict[str, str]:
+    parts = atoms(response, "ID")
+    fields = parts[0] if parts and isinstance(parts[0], tuple) else ()
+    return {
+        _text(fields[i]).lower(): _text(fields[i + 1])
+        for i in range(0, len(fields) - 1, 2)
+        if fields[i + 1] is not None
+    }
+
+
+def parse_myrights(response: Untagged) -> tuple[str, str]:
+    parts = atoms(response, "MYRIGHTS")
+    if len(parts) != 2:
+        raise _malformed("MYRIGHTS")
+    return _mailbox(parts[0]), _text(parts[1])
+
+
+def _code_number(args: bytes | None) -> int | None:
+    try:
+        return int(args) if args is not None else None
+    except ValueError:
+        return None
+
+
+def select_result(name: str, reply: Reply, readonly: bool) -> SelectResult:
+    """Everything a SELECT/EXAMINE said, including QRESYNC's VANISHED and FETCHes."""
+    uidvalidity = uidnext = 0
+    highestmodseq: int | None = None
+    nomodseq = False
+    permanent: frozenset[str] = frozenset()
+    for code, args in reply.codes():
+        if code == "UIDVALIDITY":
+            uidvalidity = _code_number(args) or 0
+        elif code == "UIDNEXT":
+            uidnext = _code_number(args) or 0
+        elif code == "HIGHESTMODSEQ":
+            highestmodseq = _code_number(args)
+        elif code == "NOMODSEQ":
+            nomodseq = True
+        elif code == "PERMANENTFLAGS" and args:
+            permanent = frozenset(args.decode("utf-8", "replace").strip("()").split())
+        elif code == "READ-ONLY":
+            readonly = True
+        elif code == "READ-WRITE":
+            readonly = False
+    exists = 0
+    vanished: set[int] = set()
+    for response in reply.untagged:
+        if response.kind == "EXISTS" and response.number is not None:
+            exists = response.number
+        elif response.kind == "VANISHED":
+            vanished.update(parse_vanished(response)[1])
+    return SelectResult(
+        name=name,
+        uidvalidity=uidvalidity,
+        uidnext=uidnext,
+        exists=exists,
+        highestmodseq=None if nomodseq else highestmodseq,
+        permanent_flags=permanent,
+        readonly=readonly,
+        vanished=frozenset(vanished),
+        changed=collect_fetches(reply.untagged),
+    )

@@ -1,0 +1,131 @@
+"""A user's account: their cache, and per request one upstream connection and one sync.
+
+``UserData`` lives as long as the process and is shared by the user's requests;
+``Account`` lives for one JMAP request. The request borrows a single IMAP connection on
+first use and gives it back at the end, so a request of ten method calls costs one
+checkout, and syncs the cache at most once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bridge.imap.connection import ImapConnection
+from bridge.imap.errors import UpstreamUnavailable
+from bridge.imap.pool import ConnectionPool
+from bridge.mail.sync import Syncer, SyncReport
+from bridge.store.cache import Cache
+from bridge.store.ids import derive_id
+
+log = logging.getLogger("bridge.mail")
+
+
+def account_id_for(username: str) -> str:
+    return derive_id("a", f"user:{username}")
+
+
+@dataclass
+class UserData:
+    username: str
+    cache: Cache
+    # One sync at a time per user; a request that waited for another's sync uses its result.
+    sync_lock: threading.Lock = field(default_factory=threading.Lock)
+    sync_generation: int = 0
+
+    @property
+    def account_id(self) -> str:
+        return account_id_for(self.username)
+
+
+class UserRegistry:
+    """Opens each user's cache once, under a directory named by a hash of the username."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._users: dict[str, UserData] = {}
+        self._lock = threading.Lock()
+
+    def get(self, username: str) -> UserData:
+        with self._lock:
+            user = self._users.get(username)
+            if user is None:
+                digest = hashlib.sha256(username.encode()).hexdigest()[:32]
+                cache = Cache.open(self.data_dir / "users" / digest / "cache.sqlite3")
+                user = self._users[username] = UserData(username, cache)
+            return user
+
+    def close(self) -> None:
+        with self._lock:
+            for user in self._users.values():
+                user.cache.close()
+            self._users.clear()
+
+
+class Account:
+    """What a method handler works with during one request."""
+
+    def __init__(self, user: UserData, pool: ConnectionPool, password: str) -> None:
+        self.user = user
+        self.cache = user.cache
+        self._pool = pool
+        self._password = password
+        self._stack = ExitStack()
+        self._conn: ImapConnection | None = None
+        self._synced_generation: int | None = None
+
+    @property
+    def account_id(self) -> str:
+        return self.user.account_id
+
+    @property
+    def imap(self) -> ImapConnection:
+        if self._conn is not None and getattr(self._conn, "broken", False):
+            self._release()
+        if self._conn is None:
+            borrowed: AbstractContextManager[ImapConnection] = self._pool.connection(
+                self.user.username, self._password
+            )
+            self._conn = self._stack.enter_context(borrowed)
+        return self._conn
+
+    def _release(self) -> None:
+        self._conn = None
+        stack, self._stack = self._stack, ExitStack()
+        try:
+            stack.close()
+        except UpstreamUnavailable:
+            log.debug("connection of %s was already gone", self.user.username)
+
+    def sync(self, *, force: bool = False) -> SyncReport | None:
+        """Bring the cache level with the upstream once per request (again if forced)."""
+        if self._synced_generation is not None and not force:
+            return None
+        waited_for = self.user.sync_generation
+        with self.user.sync_lock:
+            if not force and self.user.sync_generation > waited_for + 1:
+                # Another request ran a whole sync after this one started waiting.
+                self._synced_generation = self.user.sync_generation
+                return None
+            report = Syncer(self.cache, self.imap).sync()
+            self.user.sync_generation += 1
+            self._synced_generation = self.user.sync_generation
+            return report
+
+    def sync_list(self) -> None:
+        """Re-read only the folder list, after this request changed it upstream."""
+        with self.user.sync_lock:
+            Syncer(self.cache, self.imap).sync_list()
+
+    def close(self) -> None:
+        self._release()
+
+    def __enter__(self) -> Account:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,29 @@
+"""The capabilities bridge offers, and what each says in the Session object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CORE = "urn:ietf:params:jmap:core"
+MAIL = "urn:ietf:params:jmap:mail"
+
+# RFC 8621 §4.4.2: the sorts Email/query takes (none until Email/query is served).
+EMAIL_SORT_OPTIONS: list[str] = []
+
+
+def session_capabilities() -> dict[str, dict[str, Any]]:
+    """Capabilities beyond core, as the Session object lists them (RFC 8621 §1.3.1)."""
+    return {MAIL: {}}
+
+
+def account_capabilities() -> dict[str, dict[str, Any]]:
+    return {
+        MAIL: {
+            "maxMailboxesPerEmail": None,
+            "maxMailboxDepth": None,
+            "maxSizeMailboxName": 255,
+            "maxSizeAttachmentsPerEmail": 50_000_000,
+            "emailQuerySortOptions": EMAIL_SORT_OPTIONS,
+            "mayCreateTopLevelMailbox": True,
+        }
+    }

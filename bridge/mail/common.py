@@ -1,0 +1,70 @@
+"""What every data type's handlers share: states, /changes over the change log, and the
+mapping of upstream failures to JMAP errors."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge.jmap import CallContext, MethodError
+from bridge.jmap.standard import ChangesArgs
+from bridge.mail.account import Account
+from bridge.store.cache import Cache
+
+log = logging.getLogger("bridge.mail")
+
+Handler = Callable[[CallContext, dict[str, Any]], dict[str, Any]]
+
+
+def account_of(ctx: CallContext) -> Account:
+    account = ctx.account
+    assert isinstance(account, Account)
+    return account
+
+
+def translating_upstream_errors(handler: Handler) -> Handler:
+    """The one place where an upstream failure becomes a method-level JMAP error."""
+
+    @functools.wraps(handler)
+    def wrapper(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return handler(ctx, args)
+        except UpstreamUnavailable as exc:
+            log.warning("upstream unavailable during %s: %s", ctx.method_name, exc)
+            raise MethodError(
+                "serverUnavailable", "the upstream IMAP server is unavailable"
+            ) from exc
+        except CommandFailed as exc:
+            log.warning("upstream refused %s during %s", exc.command, ctx.method_name)
+            raise MethodError("serverFail", f"upstream refused {exc.command}") from exc
+
+    return wrapper
+
+
+def since_value(cache: Cache, type_name: str, state: str) -> int:
+    """The counter value a client's state names, or cannotCalculateChanges."""
+    since = cache.decode_state(state)
+    if since is None or since < cache.horizon(type_name):
+        raise MethodError("cannotCalculateChanges", "state unknown or too old; resync")
+    return since
+
+
+def changes_response(
+    cache: Cache, type_name: str, args: ChangesArgs, account_id: str
+) -> tuple[dict[str, Any], bool]:
+    """RFC 8620 §5.2 over the change log; also says whether only counts were updated."""
+    since = since_value(cache, type_name, args.sinceState)
+    changes = cache.changes(type_name, since, args.maxChanges)
+    response = {
+        "accountId": account_id,
+        "oldState": args.sinceState,
+        "newState": cache.encode_state(changes.new_modseq),
+        "hasMoreChanges": changes.has_more,
+        "created": changes.created,
+        "updated": changes.updated,
+        "destroyed": changes.destroyed,
+    }
+    return response, changes.counts_only and bool(changes.updated)

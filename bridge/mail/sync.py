@@ -1,0 +1,377 @@
+"""The sync core: bring one user's cache level with the upstream, doing as little as it can.
+
+One LIST (with LIST-STATUS where offered) tells which folders changed since the cache last
+looked; only those are SELECTed. Inside a folder the delta comes from QRESYNC (VANISHED and
+changed FETCHes in the SELECT itself), else CONDSTORE (CHANGEDSINCE plus a UID SEARCH when
+the message count says something was expunged), else a full scan of UIDs and flags. Every
+folder's delta, and the sync state that goes with it, lands in one cache transaction, so a
+crash half way leaves the cache at the older, consistent state.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from bridge.imap.connection import ImapConnection
+from bridge.imap.flags import flags_to_keywords
+from bridge.imap.models import MailboxListing, MessageMeta, QresyncParams, SelectResult
+from bridge.store.cache import Cache
+from bridge.store.records import FlagUpdate, FolderState, Location, MailboxRecord, NewMessage
+
+log = logging.getLogger("bridge.sync")
+
+# What a first sight of a message needs: its size and date for the Email, and the headers
+# that place it in a thread when the upstream has no THREADID.
+HEADER_FIELDS = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO REFERENCES)]"
+NEW_MESSAGE_ITEMS = ("RFC822.SIZE", "INTERNALDATE", HEADER_FIELDS)
+_MESSAGE_ID = re.compile(rb"<([^<>\s]+)>")
+
+ROLE_FOR_INBOX = "inbox"
+# Where a folder first seen sits among its siblings until a client sets sortOrder.
+DEFAULT_SORT_ORDER = {"inbox": 1, "drafts": 2, "sent": 3, "archive": 4, "junk": 5, "trash": 6}
+
+
+@dataclass
+class SyncReport:
+    folders_listed: int = 0
+    folders_synced: list[str] = field(default_factory=list)
+    emails_changed: int = 0
+
+
+def role_of(listing: MailboxListing) -> str | None:
+    if listing.name.upper() == "INBOX":
+        return ROLE_FOR_INBOX
+    if listing.special_use:
+        return listing.special_use.lstrip("\\").lower()
+    return None
+
+
+def assign_roles(listings: Iterable[MailboxListing]) -> dict[str, str]:
+    """Folder name -> role; RFC 8621 §2 allows each role on one mailbox only."""
+    roles: dict[str, str] = {}
+    taken: set[str] = set()
+    for listing in sorted(listings, key=lambda item: (item.name.upper() != "INBOX", item.name)):
+        role = role_of(listing)
+        if role and role not in taken:
+            taken.add(role)
+            roles[listing.name] = role
+    return roles
+
+
+def upstream_key(listing: MailboxListing) -> str | None:
+    """The folder's own stable id when the server has one (MAILBOXID, Dovecot's X-GUID)."""
+    if listing.status is not None and listing.status.guid:
+        return f"guid:{listing.status.guid}"
+    return None
+
+
+def _status_state(listing: MailboxListing) -> FolderState | None:
+    status = listing.status
+    if status is None:
+        return None
+    return FolderState(
+        status.uidvalidity, status.uidnext, status.messages, status.unseen, status.highestmodseq
+    )
+
+
+def _parse_header_ids(raw: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(own Message-IDs, referenced ids) from a HEADER.FIELDS block."""
+    own: list[str] = []
+    referenced: list[str] = []
+    current: list[str] | None = None
+    for line in raw.splitlines():
+        if line[:1] in (b" ", b"\t"):
+            pass
+        elif line.lower().startswith(b"message-id:"):
+            current = own
+        elif line.lower().startswith((b"in-reply-to:", b"references:")):
+            current = referenced
+        else:
+            current = None
+        if current is not None:
+            current.extend(m.decode("utf-8", "replace") for m in _MESSAGE_ID.findall(line))
+    return tuple(own), tuple(dict.fromkeys(referenced))
+
+
+def _header_block(meta: MessageMeta) -> bytes:
+    for key, value in meta.raw.items():
+        if key.upper().startswith("BODY[HEADER.FIELDS") and isinstance(value, bytes):
+            return value
+    return b""
+
+
+def _received_at(meta: MessageMeta) -> int:
+    value = meta.raw.get("INTERNALDATE")
+    timestamp = getattr(value, "timestamp", None)
+    return int(timestamp()) if timestamp else 0
+
+
+def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> NewMessage:
+    if meta.object_id:
+        email_key = f"oid:{meta.object_id}"
+    else:
+        email_key = f"uid:{mailbox.upstream_key}:{uidvalidity}:{meta.uid}"
+    own, referenced = _parse_header_ids(_header_block(meta))
+    size = meta.raw.get("RFC822.SIZE")
+    return NewMessage(
+        uid=meta.uid,
+        email_key=email_key,
+        keywords=flags_to_keywords(meta.flags),
+        modseq=meta.modseq,
+        size=int(size) if isinstance(size, int) else 0,
+        received_at=_received_at(meta),
+        thread_key=f"tid:{meta.thread_object_id}" if meta.thread_object_id else None,
+        message_ids=own,
+        referenced_ids=referenced,
+    )
+
+
+class Syncer:
+    """Syncs one user's cache over one borrowed connection."""
+
+    def __init__(self, cache: Cache, conn: ImapConnection) -> None:
+        self.cache = cache
+        self.conn = conn
+        self.modseq = conn.has("CONDSTORE") or conn.has("QRESYNC")
+        self.qresync = conn.has("QRESYNC")
+
+    def sync(self) -> SyncReport:
+        report = self.sync_list()
+        for record in self.cache.mailboxes():
+            if record.selectable and self.needs_sync(record):
+                self.sync_folder(record, report)
+                report.folders_synced.append(record.name)
+        if report.folders_synced:
+            # An idle connection keeps no folder open: Dovecot answers STATUS of the
+            # selected folder from the session's stale view, and ends a session whose
+            # selected folder another client renames or deletes.
+            self.conn.unselect()
+        with self.cache.transaction():
+            self.cache.recount()
+        return report
+
+    # -- the folder list ----------------------------------------------------------------
+
+    def sync_list(self) -> SyncReport:
+        """Only the folder list: names, hierarchy, roles, subscriptions, STATUS."""
+        listings = self.conn.list_mailboxes()
+        with self.cache.transaction():
+            self.reconcile_mailboxes(listings)
+        return SyncReport(folders_listed=len(listings))
+
+    def reconcile_mailboxes(self, listings: Sequence[MailboxListing]) -> None:
+        records = self.cache.mailboxes()
+        by_key = {r.upstream_key: r for r in records}
+        by_name = {r.name: r for r in records}
+        roles = assign_roles(listings)
+        seen: set[str] = set()
+        unmatched: list[MailboxListing] = []
+        for listing in listings:
+            key = upstream_key(listing)
+            if key:
+                old = by_key.get(key)
+            else:
+                old = self._match_by_name(by_name.get(listing.name), listing)
+            if old is None:
+                unmatched.append(listing)
+                continue
+            seen.add(old.id)
+            self.cache.update_mailbox(old, self._record(old, listing, roles.get(listing.name)))
+        gone = [r for r in records if r.id not in seen]
+        fresh: list[MailboxListing] = []
+        for listing in unmatched:
+            renamed = self._renamed_from(listing, gone)
+            if renamed is None:
+                fresh.append(listing)
+                continue
+            gone.remove(renamed)
+            self.cache.update_mailbox(
+                renamed, self._record(renamed, listing, roles.get(listing.name))
+            )
+        for record in gone:
+            self.cache.remove_mailbox(record.id)
+        for listing in fresh:
+            role = roles.get(listing.name)
+            key = upstream_key(listing) or self._minted_key(listing)
+            new = MailboxRecord(
+                id=self.cache.mailbox_id_for(key),
+                upstream_key=key,
+                name="",
+                sort_order=DEFAULT_SORT_ORDER.get(role or "", 10),
+            )
+            record = self._record(new, listing, role)
+            if listing.selectable and self.conn.has("ACL"):
+                record = msgspec.structs.replace(record, rights=self.conn.myrights(listing.name))
+            self.cache.add_mailbox(record)
+
+    def _match_by_name(
+        self, record: MailboxRecord | None, listing: MailboxListing
+    ) -> MailboxRecord | None:
+        """Without a server id, a name is the same folder only while UIDVALIDITY holds."""
+        if record is None or record.upstream_key.startswith("guid:"):
+            return None
+        status = listing.status
+        if record.status and status and record.status.uidvalidity != status.uidvalidity:
+            return None
+        return record
+
+    def _renamed_from(
+        self, listing: MailboxListing, gone: Iterable[MailboxRecord]
+    ) -> MailboxRecord | None:
+        """A folder that vanished as this one appeared, with its UIDVALIDITY, was renamed."""
+        if upstream_key(listing) or listing.status is None:
+            return None
+        for record in gone:
+            if (
+                not record.upstream_key.startswith("guid:")
+                and record.status is not None
+                and record.status.uidvalidity == listing.status.uidvalidity
+            ):
+                return record
+        return None
+
+    @staticmethod
+    def _minted_key(listing: MailboxListing) -> str:
+        uidvalidity = listing.status.uidvalidity if listing.status else 0
+        return f"name:{uidvalidity}:{listing.name}"
+
+    @staticmethod
+    def _record(old: MailboxRecord, listing: MailboxListing, role: str | None) -> MailboxRecord:
+        """``old`` with what the listing says; what only bridge knows (sortOrder) stays."""
+        return msgspec.structs.replace(
+            old,
+            name=listing.name,
+            delimiter=listing.delimiter,
+            role=role,
+            subscribed=listing.subscribed,
+            selectable=listing.selectable,
+            status=_status_state(listing),
+        )
+
+    # -- one folder ---------------------------------------------------------------------
+
+    def needs_sync(self, record: MailboxRecord) -> bool:
+        if record.synced is None or record.status is None:
+            return True
+        if not self.modseq or record.status.modseq is None:
+            return True  # without mod-sequences a flag change shows in no STATUS item
+        return record.status != record.synced
+
+    def sync_folder(self, record: MailboxRecord, report: SyncReport) -> None:
+        synced = record.synced
+        known = self.cache.locations(record.id)
+        resumable = synced is not None and synced.modseq is not None and self.modseq
+        if resumable and self.qresync:
+            assert synced is not None and synced.modseq is not None
+            params = QresyncParams(synced.uidvalidity, synced.modseq, None)
+            selected = self.conn.select(record.name, qresync=params)
+        else:
+            selected = self.conn.select(record.name)
+        if synced is None or synced.uidvalidity != selected.uidvalidity:
+            # A folder seen for the first time, or one whose UIDVALIDITY changed: every old
+            # UID is gone and every present one is new (X-GUID keeps the Email ids).
+            delta = self._full_scan(selected, {})
+            delta.removed = sorted(known)
+        elif resumable and self.qresync:
+            delta = self._qresync_delta(selected, known, synced)
+        elif resumable:
+            delta = self._condstore_delta(selected, known, synced)
+        else:
+            delta = self._full_scan(selected, known)
+        added = [new_message(record, selected.uidvalidity, meta) for meta in delta.new.values()]
+        flag_updates = [
+            FlagUpdate(uid, keywords, meta.modseq)
+            for uid, meta in delta.changed.items()
+            if (keywords := flags_to_keywords(meta.flags)) != known[uid].keywords
+        ]
+        state = FolderState(
+            selected.uidvalidity,
+            selected.uidnext,
+            selected.exists,
+            record.status.unseen if record.status else None,
+            selected.highestmodseq if self.modseq else None,
+        )
+        with self.cache.transaction():
+            changed = self.cache.apply_folder_delta(record.id, delta.removed, flag_updates, added)
+            self.cache.set_synced(record.id, state)
+        report.emails_changed += len(changed)
+        log.debug(
+            "synced %s: -%d ~%d +%d", record.name, len(delta.removed), len(flag_updates), len(added)
+        )
+
+    def _full_scan(self, selected: SelectResult, known: dict[int, Location]) -> _Delta:
+        if not selected.exists:
+            return _Delta(removed=sorted(known))
+        if not known:
+            return _Delta(new=self.conn.fetch_meta("1:*", extra=NEW_MESSAGE_ITEMS).messages)
+        present = self.conn.fetch_meta("1:*").messages
+        new_uids = [uid for uid in present if uid not in known]
+        new = {}
+        if new_uids:
+            new = self.conn.fetch_meta(_uid_set(new_uids), extra=NEW_MESSAGE_ITEMS).messages
+        return _Delta(
+            removed=sorted(uid for uid in known if uid not in present),
+            changed={uid: meta for uid, meta in present.items() if uid in known},
+            new=new,
+        )
+
+    def _qresync_delta(
+        self, selected: SelectResult, known: dict[int, Location], synced: FolderState
+    ) -> _Delta:
+        return _Delta(
+            removed=sorted(uid for uid in selected.vanished if uid in known),
+            # The SELECT's FETCHes cover new messages too, but with flags only.
+            changed={uid: meta for uid, meta in selected.changed.items() if uid in known},
+            new=self._fetch_new(selected, known, synced.uidnext),
+        )
+
+    def _condstore_delta(
+        self, selected: SelectResult, known: dict[int, Location], synced: FolderState
+    ) -> _Delta:
+        changed: dict[int, MessageMeta] = {}
+        if known:
+            fetched = self.conn.fetch_meta(f"1:{synced.uidnext - 1}", changedsince=synced.modseq)
+            changed = {uid: meta for uid, meta in fetched.messages.items() if uid in known}
+        new = self._fetch_new(selected, known, synced.uidnext)
+        removed: list[int] = []
+        if selected.exists != len(known) + len(new):
+            # The count says something was expunged: one UID SEARCH tells what.
+            present = set(self.conn.search_all_uids()) if selected.exists else set()
+            removed = sorted(uid for uid in known if uid not in present)
+            changed = {uid: meta for uid, meta in changed.items() if uid in present}
+        return _Delta(removed=removed, changed=changed, new=new)
+
+    def _fetch_new(
+        self, selected: SelectResult, known: dict[int, Location], start: int
+    ) -> dict[int, MessageMeta]:
+        if not selected.exists or selected.uidnext <= start:
+            return {}
+        # "n:*" always includes the highest UID, even below n: filter by start.
+        fetched = self.conn.fetch_meta(f"{start}:*", extra=NEW_MESSAGE_ITEMS).messages
+        return {uid: meta for uid, meta in fetched.items() if uid >= start and uid not in known}
+
+
+@dataclass
+class _Delta:
+    removed: list[int] = field(default_factory=list)
+    changed: dict[int, MessageMeta] = field(default_factory=dict)
+    new: dict[int, MessageMeta] = field(default_factory=dict)
+
+
+def _uid_set(uids: Iterable[int]) -> str:
+    ordered = sorted(uids)
+    ranges: list[str] = []
+    start = prev = ordered[0]
+    for uid in ordered[1:]:
+        if uid == prev + 1:
+            prev = uid
+            continue
+        ranges.append(f"{start}:{prev}" if start != prev else str(start))
+        start = prev = uid
+    ranges.append(f"{start}:{prev}" if start != prev else str(start))
+    return ",".join(ranges)

@@ -1,0 +1,565 @@
+"""The per-user SQLite cache: folder sync state, the uid -> Email map, and the change log.
+
+Every mutation runs inside ``transaction()`` and logs what it changed with a fresh value of
+the cache's own counter, so /changes is a range scan over ``changelog``. States handed to
+clients carry the cache's epoch: a rebuilt cache starts a new epoch, and old states then
+answer cannotCalculateChanges instead of a wrong delta.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import msgspec
+
+from bridge.store.ids import derive_id, random_token
+from bridge.store.records import (
+    ChangeSet,
+    Counts,
+    FlagUpdate,
+    FolderState,
+    Location,
+    MailboxRecord,
+    NewMessage,
+)
+from bridge.store.schema import migrate
+
+MAILBOX = "Mailbox"
+EMAIL = "Email"
+THREAD = "Thread"
+
+_MAILBOX_COLUMNS = (
+    "id, upstream_key, name, delimiter, role, subscribed, selectable, sort_order, rights, "
+    "status_uidvalidity, status_uidnext, status_messages, status_unseen, status_modseq, "
+    "synced_uidvalidity, synced_uidnext, synced_messages, synced_unseen, synced_modseq, "
+    "total_emails, unread_emails, total_threads, unread_threads"
+)
+_CHUNK = 500
+
+
+def _chunks(items: Sequence[str] | Sequence[int]) -> Iterator[Sequence[str] | Sequence[int]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def _folder_state(values: Sequence[int | None]) -> FolderState | None:
+    uidvalidity, uidnext, messages, unseen, modseq = values
+    if uidvalidity is None or uidnext is None or messages is None:
+        return None
+    return FolderState(uidvalidity, uidnext, messages, unseen, modseq)
+
+
+def _state_values(state: FolderState | None) -> tuple[int | None, ...]:
+    if state is None:
+        return (None,) * 5
+    return (state.uidvalidity, state.uidnext, state.messages, state.unseen, state.modseq)
+
+
+def _mailbox(row: sqlite3.Row) -> MailboxRecord:
+    return MailboxRecord(
+        id=row[0],
+        upstream_key=row[1],
+        name=row[2],
+        delimiter=row[3],
+        role=row[4],
+        subscribed=bool(row[5]),
+        selectable=bool(row[6]),
+        sort_order=row[7],
+        rights=row[8],
+        status=_folder_state(row[9:14]),
+        synced=_folder_state(row[14:19]),
+        counts=Counts(*row[19:23]),
+    )
+
+
+def _keywords_text(keywords: Iterable[str]) -> str:
+    return " ".join(sorted(keywords))
+
+
+def _is_unread(keywords: Iterable[str]) -> bool:
+    found = set(keywords)
+    return "$seen" not in found and "$draft" not in found
+
+
+class Cache:
+    """One user's cache. Thread-safe: one connection behind a re-entrant lock."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._tx_start = 0
+        migrate(conn)
+        self._counter = int(self._meta("counter") or 0)
+        self.epoch = self._meta("epoch") or self._init_epoch()
+
+    @classmethod
+    def open(cls, path: Path | str) -> Cache:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return cls(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- transactions and the counter -------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            outermost = self._depth == 0
+            if outermost:
+                self._conn.execute("BEGIN IMMEDIATE")
+                counter_before = self._tx_start = self._counter
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if outermost:
+                    self._conn.execute("ROLLBACK")
+                    self._counter = counter_before
+                raise
+            self._depth -= 1
+            if outermost:
+                self._set_meta("counter", str(self._counter))
+                self._conn.execute("COMMIT")
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def _init_epoch(self) -> str:
+        epoch = random_token(6)
+        with self.transaction():
+            self._set_meta("epoch", epoch)
+        return epoch
+
+    def _next(self) -> int:
+        assert self._depth > 0, "mutations run inside transaction()"
+        self._counter += 1
+        return self._counter
+
+    # -- state strings ------------------------------------------------------------------
+
+    def state(self, type_name: str) -> int:
+        with self._lock:
+            return int(self._meta(f"state:{type_name}") or 0)
+
+    def encode_state(self, value: int) -> str:
+        return f"{self.epoch}-{value}"
+
+    def decode_state(self, state: str) -> int | None:
+        """The counter value a state string names, or None if it is not ours."""
+        epoch, _, number = state.rpartition("-")
+        if epoch != self.epoch or not number.isdigit():
+            return None
+        value = int(number)
+        return value if value <= self._counter else None
+
+    def horizon(self, type_name: str) -> int:
+        """Changes at or below this value were pruned: older states cannot be served."""
+        with self._lock:
+            return int(self._meta(f"horizon:{type_name}") or 0)
+
+    # -- the change log -------------------------------------------------------------------
+
+    def log_created(self, type_name: str, object_id: str) -> None:
+        value = self._next()
+        self._conn.execute(
+            "INSERT INTO changelog(type, id, created, updated, props_updated, destroyed) "
+            "VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT(type, id) DO UPDATE SET "
+            "created = excluded.created, updated = excluded.updated, "
+            "props_updated = excluded.props_updated, destroyed = NULL",
+            (type_name, object_id, value, value, value),
+        )
+        self._set_meta(f"state:{type_name}", str(value))
+
+    def log_updated(self, type_name: str, object_id: str, *, counts_only: bool = False) -> None:
+        value = self._next()
+        props = "props_updated" if counts_only else ":value"
+        # An object created earlier in this same transaction is still "created" at its
+        # latest touch: no client ever saw a state between the two.
+        cursor = self._conn.execute(
+            f"UPDATE changelog SET updated = :value, props_updated = {props}, "
+            "created = CASE WHEN created > :start THEN :value ELSE created END "
+            "WHERE type = :type AND id = :id AND destroyed IS NULL",
+            {"value": value, "start": self._tx_start, "type": type_name, "id": object_id},
+        )
+        if cursor.rowcount == 0:
+            # An object older than the log (or pruned from it): log it as updated, with a
+            # creation time at the horizon so no window reports it as created.
+            self._conn.execute(
+                "INSERT OR REPLACE INTO changelog(type, id, created, updated, props_updated, "
+                "destroyed) VALUES (?, ?, 0, ?, ?, NULL)",
+                (type_name, object_id, value, 0 if counts_only else value),
+            )
+        self._set_meta(f"state:{type_name}", str(value))
+
+    def log_destroyed(self, type_name: str, object_id: str) -> None:
+        value = self._next()
+        self._conn.execute(
+            "INSERT INTO changelog(type, id, created, updated, props_updated, destroyed) "
+            "VALUES (?, ?, 0, ?, ?, ?) ON CONFLICT(type, id) DO UPDATE SET "
+            "updated = excluded.updated, props_updated = excluded.props_updated, "
+            "destroyed = excluded.destroyed",
+            (type_name, object_id, value, value, value),
+        )
+        self._set_meta(f"state:{type_name}", str(value))
+
+    def changes(self, type_name: str, since: int, max_changes: int | None) -> ChangeSet:
+        """Objects changed after ``since``, oldest first, at most ``max_changes`` of them."""
+        with self._lock:
+            query = (
+                "SELECT id, created, updated, props_updated, destroyed FROM changelog "
+                "WHERE type = ? AND updated > ? ORDER BY updated"
+            )
+            params: tuple[object, ...] = (type_name, since)
+            if max_changes is not None:
+                query += " LIMIT ?"
+                params += (max_changes + 1,)
+            rows = self._conn.execute(query, params).fetchall()
+            current = self.state(type_name)
+        has_more = max_changes is not None and len(rows) > max_changes
+        if has_more:
+            rows = rows[:max_changes]
+        created: list[str] = []
+        updated: list[str] = []
+        destroyed: list[str] = []
+        counts_only = True
+        for object_id, born, _, props_updated, died in rows:
+            if born > since:
+                if died is None:
+                    created.append(object_id)
+            elif died is not None:
+                destroyed.append(object_id)
+            else:
+                updated.append(object_id)
+                counts_only = counts_only and props_updated <= since
+        new_modseq = rows[-1][2] if has_more else current
+        return ChangeSet(created, updated, destroyed, new_modseq, has_more, counts_only)
+
+    def changed_since(
+        self, type_name: str, since: int, *, properties_only: bool = False
+    ) -> set[str]:
+        """Every object created, updated or destroyed after ``since``; with
+        ``properties_only``, not those whose only change was to Mailbox counts."""
+        column = "props_updated" if properties_only else "updated"
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT id FROM changelog WHERE type = ? AND {column} > ?", (type_name, since)
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def prune_tombstones(self, type_name: str, keep_after: int) -> int:
+        """Forget destroyed objects logged at or before ``keep_after``."""
+        with self.transaction():
+            cursor = self._conn.execute(
+                "DELETE FROM changelog WHERE type = ? AND destroyed IS NOT NULL AND destroyed <= ?",
+                (type_name, keep_after),
+            )
+            if cursor.rowcount:
+                horizon = max(keep_after, self.horizon(type_name))
+                self._set_meta(f"horizon:{type_name}", str(horizon))
+            return cursor.rowcount
+
+    # -- mailboxes ----------------------------------------------------------------------
+
+    def mailboxes(self) -> list[MailboxRecord]:
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes").fetchall()
+        return [_mailbox(row) for row in rows]
+
+    def mailbox(self, mailbox_id: str) -> MailboxRecord | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+        return _mailbox(row) if row else None
+
+    def mailbox_id_for(self, upstream_key: str) -> str:
+        return derive_id("m", upstream_key)
+
+    def add_mailbox(self, record: MailboxRecord) -> None:
+        self._conn.execute(
+            f"INSERT INTO mailboxes({_MAILBOX_COLUMNS}) VALUES ({_marks(23)})",
+            (
+                record.id, record.upstream_key, record.name, record.delimiter, record.role,
+                int(record.subscribed), int(record.selectable), record.sort_order,
+                record.rights, *_state_values(record.status), *_state_values(record.synced),
+                *msgspec.structs.astuple(record.counts),
+            ),
+        )  # fmt: skip
+        self.log_created(MAILBOX, record.id)
+
+    def update_mailbox(self, old: MailboxRecord, new: MailboxRecord) -> None:
+        """Store ``new`` over ``old`` and log a change if a client-visible property moved."""
+        self._conn.execute(
+            "UPDATE mailboxes SET upstream_key = ?, name = ?, delimiter = ?, role = ?, "
+            "subscribed = ?, selectable = ?, sort_order = ?, rights = ?, "
+            "status_uidvalidity = ?, status_uidnext = ?, status_messages = ?, "
+            "status_unseen = ?, status_modseq = ? WHERE id = ?",
+            (
+                new.upstream_key, new.name, new.delimiter, new.role, int(new.subscribed),
+                int(new.selectable), new.sort_order, new.rights, *_state_values(new.status),
+                old.id,
+            ),
+        )  # fmt: skip
+        visible = ("name", "delimiter", "role", "subscribed", "sort_order", "rights")
+        if any(getattr(old, field) != getattr(new, field) for field in visible):
+            self.log_updated(MAILBOX, old.id)
+
+    def remove_mailbox(self, mailbox_id: str) -> None:
+        uids = [row[0] for row in self._conn.execute(
+            "SELECT uid FROM locations WHERE mailbox_id = ?", (mailbox_id,)
+        )]  # fmt: skip
+        for email_id in self._remove_locations(mailbox_id, uids):
+            self._refresh_email(email_id, moved=True)
+        self._conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
+        self.log_destroyed(MAILBOX, mailbox_id)
+
+    def set_sort_order(self, mailbox_id: str, sort_order: int) -> None:
+        self._conn.execute(
+            "UPDATE mailboxes SET sort_order = ? WHERE id = ?", (sort_order, mailbox_id)
+        )
+        self.log_updated(MAILBOX, mailbox_id)
+
+    def set_synced(self, mailbox_id: str, state: FolderState | None) -> None:
+        self._conn.execute(
+            "UPDATE mailboxes SET synced_uidvalidity = ?, synced_uidnext = ?, "
+            "synced_messages = ?, synced_unseen = ?, synced_modseq = ? WHERE id = ?",
+            (*_state_values(state), mailbox_id),
+        )
+
+    # -- messages -----------------------------------------------------------------------
+
+    def locations(self, mailbox_id: str) -> dict[int, Location]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT uid, email_id, flags, modseq FROM locations WHERE mailbox_id = ?",
+                (mailbox_id,),
+            ).fetchall()
+        return {
+            uid: Location(uid, email_id, frozenset(flags.split()), modseq)
+            for uid, email_id, flags, modseq in rows
+        }
+
+    def apply_folder_delta(
+        self,
+        mailbox_id: str,
+        removed: Iterable[int] = (),
+        flag_updates: Iterable[FlagUpdate] = (),
+        added: Iterable[NewMessage] = (),
+    ) -> set[str]:
+        """Apply one folder's changes; returns the ids of the Emails that changed.
+
+        Expunges go first: a UID that vanished and a message that arrived are different
+        messages even when they are the same Email (a MOVE within the account).
+        """
+        moved = self._remove_locations(mailbox_id, list(removed))
+        flagged: set[str] = set()
+        for update in flag_updates:
+            row = self._conn.execute(
+                "SELECT email_id FROM locations WHERE mailbox_id = ? AND uid = ?",
+                (mailbox_id, update.uid),
+            ).fetchone()
+            if row is None:
+                continue
+            self._conn.execute(
+                "UPDATE locations SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                (_keywords_text(update.keywords), update.modseq, mailbox_id, update.uid),
+            )
+            flagged.add(row[0])
+        for message in added:
+            moved.add(self._add_location(mailbox_id, message))
+        return {
+            email_id
+            for email_id in moved | flagged
+            if self._refresh_email(email_id, email_id in moved)
+        }
+
+    def _add_location(self, mailbox_id: str, message: NewMessage) -> str:
+        email_id = derive_id("e", message.email_key)
+        self._conn.execute(
+            "INSERT OR REPLACE INTO locations(mailbox_id, uid, email_id, flags, modseq) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (mailbox_id, message.uid, email_id, _keywords_text(message.keywords), message.modseq),
+        )
+        exists = self._conn.execute("SELECT 1 FROM emails WHERE id = ?", (email_id,)).fetchone()
+        if exists:
+            return email_id
+        thread_id = self._thread_for(email_id, message)
+        # keywords stay empty here so that _refresh_email fills them in.
+        self._conn.execute(
+            "INSERT INTO emails(id, thread_id, keywords, unread, size, received_at) "
+            "VALUES (?, ?, '', 1, ?, ?)",
+            (email_id, thread_id, message.size, message.received_at),
+        )
+        self.log_created(EMAIL, email_id)
+        return email_id
+
+    def _thread_for(self, email_id: str, message: NewMessage) -> str:
+        if message.thread_key is not None:
+            thread_id = derive_id("t", message.thread_key)
+        else:
+            thread_id = ""
+            for message_id in (*message.referenced_ids, *message.message_ids):
+                row = self._conn.execute(
+                    "SELECT thread_id FROM thread_refs WHERE message_id = ?", (message_id,)
+                ).fetchone()
+                if row:
+                    thread_id = row[0]
+                    break
+            thread_id = thread_id or "t" + email_id[1:]
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO thread_refs(message_id, thread_id) VALUES (?, ?)",
+                [(mid, thread_id) for mid in (*message.message_ids, *message.referenced_ids)],
+            )
+        known = self._conn.execute(
+            "SELECT 1 FROM emails WHERE thread_id = ? LIMIT 1", (thread_id,)
+        ).fetchone()
+        if known:
+            self.log_updated(THREAD, thread_id)
+        else:
+            self.log_created(THREAD, thread_id)
+        return thread_id
+
+    def _remove_locations(self, mailbox_id: str, uids: Sequence[int]) -> set[str]:
+        touched: set[str] = set()
+        for chunk in _chunks(uids):
+            marks = _marks(len(chunk))
+            rows = self._conn.execute(
+                f"SELECT email_id FROM locations WHERE mailbox_id = ? AND uid IN ({marks})",
+                (mailbox_id, *chunk),
+            ).fetchall()
+            touched.update(row[0] for row in rows)
+            self._conn.execute(
+                f"DELETE FROM locations WHERE mailbox_id = ? AND uid IN ({marks})",
+                (mailbox_id, *chunk),
+            )
+        return touched
+
+    def _refresh_email(self, email_id: str, moved: bool) -> bool:
+        """Re-derive an Email from its locations; log and report whether it changed.
+
+        ``moved`` says a location was added or removed (mailboxIds may differ); otherwise
+        only flags changed, and an Email whose keywords stay the same did not change.
+        """
+        rows = self._conn.execute(
+            "SELECT flags FROM locations WHERE email_id = ?", (email_id,)
+        ).fetchall()
+        email = self._conn.execute(
+            "SELECT thread_id, keywords FROM emails WHERE id = ?", (email_id,)
+        ).fetchone()
+        if email is None:
+            return False
+        if not rows:
+            self._conn.execute("DELETE FROM emails WHERE id = ?", (email_id,))
+            self.log_destroyed(EMAIL, email_id)
+            self._thread_lost_email(email[0])
+            return True
+        keywords: set[str] = set()
+        for (flags,) in rows:
+            keywords.update(flags.split())
+        text = _keywords_text(keywords)
+        if text == email[1] and not moved:
+            return False
+        self._conn.execute(
+            "UPDATE emails SET keywords = ?, unread = ? WHERE id = ?",
+            (text, int(_is_unread(keywords)), email_id),
+        )
+        self.log_updated(EMAIL, email_id)
+        return True
+
+    def _thread_lost_email(self, thread_id: str) -> None:
+        remaining = self._conn.execute(
+            "SELECT 1 FROM emails WHERE thread_id = ? LIMIT 1", (thread_id,)
+        ).fetchone()
+        if remaining:
+            self.log_updated(THREAD, thread_id)
+        else:
+            self.log_destroyed(THREAD, thread_id)
+
+    # -- counts -------------------------------------------------------------------------
+
+    def recount(self) -> list[str]:
+        """Recompute every folder's counts; log and return the mailboxes whose counts moved.
+
+        unreadThreads follows RFC 8621 §2's trash rule: mail only in the trash does not make
+        another folder's thread unread, and mail outside the trash does not count in it.
+        """
+        fresh = self._count_all()
+        moved: list[str] = []
+        for record in self.mailboxes():
+            counts = fresh.get(record.id, Counts())
+            if counts != record.counts:
+                self._conn.execute(
+                    "UPDATE mailboxes SET total_emails = ?, unread_emails = ?, "
+                    "total_threads = ?, unread_threads = ? WHERE id = ?",
+                    (*msgspec.structs.astuple(counts), record.id),
+                )
+                self.log_updated(MAILBOX, record.id, counts_only=True)
+                moved.append(record.id)
+        return moved
+
+    def _count_all(self) -> dict[str, Counts]:
+        basic = self._conn.execute(
+            "SELECT l.mailbox_id, COUNT(DISTINCT e.id), "
+            "COUNT(DISTINCT CASE WHEN e.unread THEN e.id END), COUNT(DISTINCT e.thread_id) "
+            "FROM locations l JOIN emails e ON e.id = l.email_id GROUP BY l.mailbox_id"
+        ).fetchall()
+        unread_threads = dict(
+            self._conn.execute(
+                """
+                WITH trash AS (SELECT id FROM mailboxes WHERE role = 'trash'),
+                unread AS (
+                    SELECT e.thread_id,
+                        EXISTS(SELECT 1 FROM locations l WHERE l.email_id = e.id
+                               AND l.mailbox_id NOT IN trash) AS outside,
+                        EXISTS(SELECT 1 FROM locations l WHERE l.email_id = e.id
+                               AND l.mailbox_id IN trash) AS inside
+                    FROM emails e WHERE e.unread
+                )
+                SELECT l.mailbox_id, COUNT(DISTINCT e.thread_id)
+                FROM locations l JOIN emails e ON e.id = l.email_id
+                WHERE (l.mailbox_id IN trash
+                       AND e.thread_id IN (SELECT thread_id FROM unread WHERE inside))
+                   OR (l.mailbox_id NOT IN trash
+                       AND e.thread_id IN (SELECT thread_id FROM unread WHERE outside))
+                GROUP BY l.mailbox_id
+                """
+            ).fetchall()
+        )
+        return {
+            mailbox_id: Counts(total, unread, threads, unread_threads.get(mailbox_id, 0))
+            for mailbox_id, total, unread, threads in basic
+        }
+
+    # -- reads for the mail layer -------------------------------------------------------
+
+    def email_count(self, mailbox_id: str) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM locations WHERE mailbox_id = ?", (mailbox_id,)
+            ).fetchone()
+        return int(row[0])

@@ -1,0 +1,88 @@
+"""Plain records the cache hands out and takes in."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class FolderState(msgspec.Struct, frozen=True):
+    """What STATUS says of a folder; equal states mean nothing changed inside it."""
+
+    uidvalidity: int
+    uidnext: int
+    messages: int
+    unseen: int | None = None
+    modseq: int | None = None
+
+
+class Counts(msgspec.Struct, frozen=True):
+    total_emails: int = 0
+    unread_emails: int = 0
+    total_threads: int = 0
+    unread_threads: int = 0
+
+
+class MailboxRecord(msgspec.Struct, frozen=True):
+    id: str
+    upstream_key: str
+    name: str
+    delimiter: str | None = None
+    role: str | None = None
+    subscribed: bool = False
+    selectable: bool = True
+    sort_order: int = 0
+    rights: str | None = None
+    status: FolderState | None = None
+    synced: FolderState | None = None
+    counts: Counts = Counts()
+
+    @property
+    def parent_name(self) -> str | None:
+        if not self.delimiter or self.delimiter not in self.name:
+            return None
+        return self.name.rsplit(self.delimiter, 1)[0]
+
+    @property
+    def leaf_name(self) -> str:
+        if not self.delimiter:
+            return self.name
+        return self.name.rsplit(self.delimiter, 1)[-1]
+
+
+class Location(msgspec.Struct, frozen=True):
+    """One IMAP message: a UID in a folder, and the Email it is."""
+
+    uid: int
+    email_id: str
+    keywords: frozenset[str]
+    modseq: int | None = None
+
+
+class NewMessage(msgspec.Struct, frozen=True):
+    """A message seen for the first time in a folder, as the sync core fetched it."""
+
+    uid: int
+    email_key: str
+    keywords: frozenset[str]
+    modseq: int | None = None
+    size: int = 0
+    received_at: int = 0
+    thread_key: str | None = None
+    message_ids: tuple[str, ...] = ()
+    referenced_ids: tuple[str, ...] = ()
+
+
+class FlagUpdate(msgspec.Struct, frozen=True):
+    uid: int
+    keywords: frozenset[str]
+    modseq: int | None = None
+
+
+class ChangeSet(msgspec.Struct, frozen=True):
+    created: list[str]
+    updated: list[str]
+    destroyed: list[str]
+    new_modseq: int
+    has_more: bool
+    # True when every update in the window changed only Mailbox counts.
+    counts_only: bool

@@ -1,0 +1,103 @@
+"""The cache's SQLite schema and its migrations.
+
+Each entry of MIGRATIONS moves the schema one version up; ``user_version`` records where a
+file stands. A file newer than this code is refused rather than guessed at: the cache can
+always be deleted and rebuilt from the upstream.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+
+    -- One row a folder. The status_* columns hold the last STATUS seen; the synced_*
+    -- columns what the message map below reflects, so a folder whose status equals its
+    -- synced state needs no SELECT.
+    CREATE TABLE mailboxes (
+        id TEXT PRIMARY KEY,
+        upstream_key TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        delimiter TEXT,
+        role TEXT,
+        subscribed INTEGER NOT NULL DEFAULT 0,
+        selectable INTEGER NOT NULL DEFAULT 1,
+        sort_order INTEGER NOT NULL DEFAULT 0,
+        rights TEXT,
+        status_uidvalidity INTEGER,
+        status_uidnext INTEGER,
+        status_modseq INTEGER,
+        status_messages INTEGER,
+        status_unseen INTEGER,
+        synced_uidvalidity INTEGER,
+        synced_uidnext INTEGER,
+        synced_modseq INTEGER,
+        synced_messages INTEGER,
+        synced_unseen INTEGER,
+        total_emails INTEGER NOT NULL DEFAULT 0,
+        unread_emails INTEGER NOT NULL DEFAULT 0,
+        total_threads INTEGER NOT NULL DEFAULT 0,
+        unread_threads INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+
+    -- One row an Email. An Email may sit in several folders (locations); keywords are the
+    -- union of its locations' flags, kept here so counts need no join over flags.
+    CREATE TABLE emails (
+        id TEXT PRIMARY KEY,
+        thread_id TEXT NOT NULL,
+        keywords TEXT NOT NULL DEFAULT '',
+        unread INTEGER NOT NULL DEFAULT 1,
+        size INTEGER NOT NULL DEFAULT 0,
+        received_at INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX emails_thread ON emails(thread_id);
+
+    CREATE TABLE locations (
+        mailbox_id TEXT NOT NULL,
+        uid INTEGER NOT NULL,
+        email_id TEXT NOT NULL,
+        flags TEXT NOT NULL DEFAULT '',
+        modseq INTEGER,
+        PRIMARY KEY (mailbox_id, uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX locations_email ON locations(email_id);
+
+    -- Message-ID (own or referenced) -> thread, for threading without OBJECTID.
+    CREATE TABLE thread_refs (
+        message_id TEXT PRIMARY KEY,
+        thread_id TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    -- The change log: the latest change of each object, by the cache's own counter.
+    -- props_updated moves only when something other than Mailbox counts changed, which is
+    -- what Mailbox/changes' updatedProperties needs.
+    CREATE TABLE changelog (
+        type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        updated INTEGER NOT NULL,
+        props_updated INTEGER NOT NULL,
+        destroyed INTEGER,
+        PRIMARY KEY (type, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX changelog_updated ON changelog(type, updated);
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    pass
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(f"cache schema {version} is newer than this bridge ({SCHEMA_VERSION})")
+    for number in range(version, SCHEMA_VERSION):
+        conn.executescript(
+            "BEGIN;" + MIGRATIONS[number] + f"PRAGMA user_version={number + 1}; COMMIT;"
+        )

@@ -1,0 +1,84 @@
+"""Throwaway Dovecot servers for integration tests that talk IMAP directly.
+
+Fixtures (all servers run on 127.0.0.1 with plain IMAP; see bridge/demo/dovecot.py):
+
+``dovecot`` (session)
+    A Dovecot advertising every capability it has (CONDSTORE, QRESYNC, LIST-STATUS, ...).
+    Users: ``alice`` / ``alice-pw`` and ``bob`` / ``bob-pw`` (``USERS`` below).
+``dovecot_nocondstore`` (session)
+    The same users on a second Dovecot that does not advertise CONDSTORE and QRESYNC
+    (it would still accept them: tests check that bridge obeys the advertised list).
+``dovecot_factory`` (session)
+    ``dovecot_factory(users=None, hide=())`` starts one more Dovecot with the given users
+    (default ``USERS``) and hidden capabilities; all are stopped at the end of the session.
+    Use it for a server a test may change (its passwd file, say) or for other capability sets.
+``dovecot_login_failures`` (session)
+    A separate Dovecot (same users, all capabilities) for tests that fail logins on
+    purpose: Dovecot's auth penalty delays every later login from the failing IP, up to
+    15 s, so wrong passwords sent to ``dovecot`` would slow down the tests that follow.
+``imap`` (function)
+    A raw ``imapclient.IMAPClient`` logged in as alice on ``dovecot``: "another client"
+    changing things behind bridge's back. Logged out afterwards.
+
+The servers are shared by the whole session: a test should work in folders of its own
+(unique names) rather than assume INBOX is empty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+
+import pytest
+from imapclient import IMAPClient
+
+from bridge.demo.dovecot import Dovecot
+
+USERS = {"alice": "alice-pw", "bob": "bob-pw"}
+NO_CONDSTORE = ("CONDSTORE", "QRESYNC")
+
+
+def _require_dovecot() -> None:
+    if shutil.which("dovecot") is None:
+        pytest.skip("dovecot is not installed")
+
+
+@pytest.fixture(scope="session")
+def dovecot_factory() -> Iterator[Callable[..., Dovecot]]:
+    started: list[Dovecot] = []
+
+    def start(users: dict[str, str] | None = None, hide: Iterable[str] = ()) -> Dovecot:
+        _require_dovecot()
+        server = Dovecot(dict(users or USERS), hide_capabilities=tuple(hide))
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot(dovecot_factory: Callable[..., Dovecot]) -> Dovecot:
+    return dovecot_factory()
+
+
+@pytest.fixture(scope="session")
+def dovecot_nocondstore(dovecot_factory: Callable[..., Dovecot]) -> Dovecot:
+    return dovecot_factory(hide=NO_CONDSTORE)
+
+
+@pytest.fixture(scope="session")
+def dovecot_login_failures(dovecot_factory: Callable[..., Dovecot]) -> Dovecot:
+    return dovecot_factory()
+
+
+@pytest.fixture
+def imap(dovecot: Dovecot) -> Iterator[IMAPClient]:
+    client = IMAPClient(dovecot.host, port=dovecot.port, ssl=False)
+    client.login("alice", USERS["alice"])
+    yield client
+    with contextlib.suppress(Exception):
+        client.logout()

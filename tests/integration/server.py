@@ -1,0 +1,132 @@
+"""A real bridge on uvicorn in a background thread, and a small JMAP client for tests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from bridge.config import Settings
+from bridge.http.app import create_app
+from bridge.imap.pool import ConnectionPool
+
+CORE = "urn:ietf:params:jmap:core"
+MAIL = "urn:ietf:params:jmap:mail"
+USING = [CORE, MAIL]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class BridgeServer:
+    def __init__(
+        self,
+        imap_host: str,
+        imap_port: int,
+        data_dir: Path,
+        pool: ConnectionPool | None = None,
+        ssl_files: tuple[str, str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.settings = Settings(
+            upstream_host=imap_host,
+            upstream_port=imap_port,
+            upstream_tls="plain",
+            upstream_timeout=10.0,
+            listen_port=self.port,
+            data_dir=str(data_dir),
+            log_level="warning",
+        )
+        self.app = create_app(self.settings, pool=pool)
+        extra: dict[str, Any] = {}
+        if ssl_files:
+            extra = {"ssl_certfile": ssl_files[0], "ssl_keyfile": ssl_files[1]}
+        scheme = "https" if ssl_files else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", **extra
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def bridge(self) -> Any:
+        return self.app.state.bridge
+
+    def start(self) -> BridgeServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("bridge did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def client(self, user: str, password: str) -> JmapClient:
+        return JmapClient(self.url, user, password)
+
+
+class JmapClient:
+    """Just enough JMAP to write tests in: raw calls, and the account id."""
+
+    def __init__(self, url: str, user: str, password: str) -> None:
+        self.user = user
+        self.http = httpx.Client(base_url=url, auth=(user, password), timeout=30)
+        self._session: dict[str, Any] | None = None
+
+    @property
+    def session(self) -> dict[str, Any]:
+        if self._session is None:
+            response = self.http.get("/jmap/session")
+            response.raise_for_status()
+            self._session = response.json()
+        return self._session
+
+    @property
+    def account_id(self) -> str:
+        return self.session["primaryAccounts"][MAIL]
+
+    def post(self, body: Any, **kwargs: Any) -> httpx.Response:
+        if isinstance(body, bytes | str):
+            return self.http.post("/jmap/api", content=body, **kwargs)
+        return self.http.post("/jmap/api", json=body, **kwargs)
+
+    def request(self, calls: list[list[Any]], using: list[str] | None = None) -> list[Any]:
+        response = self.post({"using": using or USING, "methodCalls": calls})
+        assert response.status_code == 200, response.text
+        return response.json()["methodResponses"]
+
+    def call(self, method: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One method call with this account; returns its arguments (or the error)."""
+        body = {"accountId": self.account_id, **(args or {})}
+        [[name, result, _]] = self.request([[method, body, "c0"]])
+        if name == "error":
+            return {"error": result}
+        assert name == method, (name, result)
+        return result
+
+    def mailboxes(self) -> dict[str, dict[str, Any]]:
+        """name path ("Work/Projects") -> Mailbox object."""
+        listing = self.call("Mailbox/get", {"ids": None})["list"]
+        by_id = {m["id"]: m for m in listing}
+
+        def path(mailbox: dict[str, Any]) -> str:
+            parent = by_id.get(mailbox["parentId"]) if mailbox["parentId"] else None
+            return f"{path(parent)}/{mailbox['name']}" if parent else mailbox["name"]
+
+        return {path(m): m for m in listing}
+
+    def close(self) -> None:
+        self.http.close()

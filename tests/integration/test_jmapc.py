@@ -1,0 +1,57 @@
+"""An independent JMAP client from PyPI (jmapc) against a real bridge over HTTPS."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from jmapc import Client
+from jmapc.methods import CoreEcho, MailboxGet
+
+from bridge.demo.dovecot import Dovecot
+from tests.integration.server import BridgeServer
+
+
+@pytest.fixture(scope="module")
+def tls_bridge(
+    upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[BridgeServer, Path]]:
+    # jmapc only speaks https://host/.well-known/jmap: serve a self-signed certificate.
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = BridgeServer(
+        upstream.host, upstream.port, folder / "data", ssl_files=(str(cert), str(key))
+    ).start()
+    yield server, cert
+    server.stop()
+
+
+def test_jmapc_discovers_echoes_and_lists_mailboxes(
+    tls_bridge: tuple[BridgeServer, Path],
+    account: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server, cert = tls_bridge
+    user, password = account
+    # requests lets these variables override a session's own verify setting.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(cert))
+    client = Client.create_with_password(f"127.0.0.1:{server.port}", user, password)
+    client.requests_session.verify = str(cert)
+    assert client.jmap_session.username == user
+    assert client.jmap_session.api_url.startswith(server.url)
+    echo = client.request(CoreEcho(data={"hello": "bridge"}))
+    assert echo.data == {"hello": "bridge"}
+    mailboxes = client.request(MailboxGet(ids=None))
+    by_role = {mailbox.role: mailbox for mailbox in mailboxes.data}
+    assert by_role["inbox"].name == "INBOX"
+    assert {"drafts", "sent", "trash"} <= set(by_role)
+    assert all(mailbox.id for mailbox in mailboxes.data)

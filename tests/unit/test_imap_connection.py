@@ -1,0 +1,507 @@
+"""ImapConnection against a scripted server: the capabilities Dovecot lacks (OBJECTID,
+CREATE-SPECIAL-USE, ACL, Gmail's ids), synchronizing literals, SASL PLAIN, and failures."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import re
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+
+from bridge.imap.connection import ImapConnection, QresyncParams, UpstreamConfig
+from bridge.imap.errors import AuthFailed, CommandFailed, UpstreamUnavailable
+from bridge.imap.responses import ObjectIds
+
+Handler = Callable[[bytes], tuple[bytes, bytes]]
+"""Command (without tag, literals inline) -> (untagged lines, tagged status and text)."""
+
+PRELOGIN = b"IMAP4rev1 AUTH=PLAIN"
+_LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
+
+
+class FakeServer:
+    """One scripted IMAP session at a time on 127.0.0.1; records every command it got.
+
+    With ``tls`` set it speaks TLS from the start (``implicit=True``) or after STARTTLS.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        greeting: bytes = b"* OK Fake ready",
+        prelogin: bytes = PRELOGIN,
+        tls: ssl.SSLContext | None = None,
+        implicit: bool = False,
+    ) -> None:
+        self.handler = handler
+        self.greeting = greeting
+        self.prelogin = prelogin
+        self.tls = tls
+        self.implicit = implicit
+        self.received: list[bytes] = []
+        self.continuations = 0
+        self.encrypted: list[bool] = []  # per command: did it arrive over TLS?
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def config(self, timeout: float = 5.0, **kwargs: Any) -> UpstreamConfig:
+        kwargs.setdefault("tls", "plain")
+        return UpstreamConfig("127.0.0.1", self.port, timeout=timeout, **kwargs)
+
+    def commands(self) -> list[bytes]:
+        """Received commands other than imaplib's CAPABILITY and LOGIN/AUTHENTICATE."""
+        return [c for c in self.received if not c.startswith((b"CAPABILITY", b"LOGIN"))]
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            with contextlib.suppress(OSError, ValueError):
+                if self.implicit and self.tls is not None:
+                    sock = self.tls.wrap_socket(sock, server_side=True)
+                self._session(sock)
+            sock.close()
+
+    def _session(self, sock: socket.socket) -> None:
+        reader = sock.makefile("rb")
+        sock.sendall(self.greeting + b"\r\n")
+        while True:
+            command = self._read_command(sock, reader)
+            if command is None:
+                return
+            tag, _, rest = command.partition(b" ")
+            self.received.append(rest)
+            self.encrypted.append(isinstance(sock, ssl.SSLSocket))
+            if rest == b"STARTTLS" and self.tls is not None:
+                sock.sendall(tag + b" OK Begin TLS negotiation now\r\n")
+                sock = self.tls.wrap_socket(sock, server_side=True)
+                reader = sock.makefile("rb")
+                continue
+            if rest == b"CAPABILITY":
+                untagged, tagged = b"* CAPABILITY " + self.prelogin + b"\r\n", b"OK done"
+            elif rest == b"AUTHENTICATE PLAIN":
+                sock.sendall(b"+ \r\n")
+                answer = reader.readline().rstrip(b"\r\n")
+                self.received[-1] = rest + b" " + answer
+                untagged, tagged = self.handler(self.received[-1])
+            else:
+                untagged, tagged = self.handler(rest)
+            if not tagged:  # hang up without completing the command
+                sock.sendall(untagged)
+                return
+            sock.sendall(untagged + tag + b" " + tagged + b"\r\n")
+            if rest == b"LOGOUT":
+                return
+
+    def _read_command(self, sock: socket.socket, reader: BinaryIO) -> bytes | None:
+        command = b""
+        while True:
+            line = reader.readline()
+            if not line:
+                return None
+            line = line.rstrip(b"\r\n")
+            marker = _LITERAL.search(line)
+            if marker is None:
+                return command + line
+            if not marker.group(2):
+                self.continuations += 1
+                sock.sendall(b"+ go ahead\r\n")
+            size = int(marker.group(1))
+            command += line + b"\r\n" + reader.read(size)
+
+
+def responder(table: dict[bytes, tuple[bytes, bytes]], caps: bytes) -> Handler:
+    """Answer LOGIN with ``caps``; other commands by the longest matching prefix in table."""
+
+    def handle(command: bytes) -> tuple[bytes, bytes]:
+        if command.startswith((b"LOGIN", b"AUTHENTICATE")):
+            return b"", b"OK [CAPABILITY " + caps + b"] Logged in"
+        if command == b"LOGOUT":
+            return b"* BYE bye\r\n", b"OK done"
+        for prefix in sorted(table, key=len, reverse=True):
+            if command.startswith(prefix):
+                return table[prefix]
+        return b"", b"BAD unknown command"
+
+    return handle
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., FakeServer]]:
+    servers: list[FakeServer] = []
+
+    def start(handler: Handler, **kwargs: Any) -> FakeServer:
+        server = FakeServer(handler, **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+CYRUS_CAPS = (
+    b"IMAP4rev1 ENABLE CONDSTORE QRESYNC OBJECTID ACL CREATE-SPECIAL-USE SPECIAL-USE "
+    b"LIST-EXTENDED LIST-STATUS ESEARCH NAMESPACE ID UNSELECT"
+)
+CYRUS = {
+    b"ENABLE QRESYNC": (b"* ENABLED QRESYNC\r\n", b"OK enabled"),
+    b'LIST "" "*"': (
+        b'* LIST (\\HasNoChildren \\Subscribed \\Drafts) "." "INBOX.Drafts"\r\n'
+        b"* STATUS INBOX.Drafts (MESSAGES 2 UNSEEN 1 UIDNEXT 5 UIDVALIDITY 7 "
+        b"HIGHESTMODSEQ 30 MAILBOXID (F3e1))\r\n",
+        b"OK done",
+    ),
+    b"EXAMINE": (
+        b"* 2 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 5] x\r\n"
+        b"* OK [HIGHESTMODSEQ 30] x\r\n* VANISHED (EARLIER) 1:2\r\n"
+        b"* 1 FETCH (UID 3 FLAGS (\\Seen) MODSEQ (29))\r\n",
+        b"OK [READ-ONLY] done",
+    ),
+    b"UID FETCH": (
+        b"* 1 FETCH (UID 3 FLAGS () MODSEQ (29) EMAILID (M1a) THREADID (T9))\r\n"
+        b"* 2 FETCH (UID 4 FLAGS (\\Flagged) MODSEQ (30) EMAILID (M1b) THREADID NIL)\r\n",
+        b"OK done",
+    ),
+    b"UID SEARCH": (b'* ESEARCH (TAG "B6") UID ALL 3:4\r\n', b"OK done"),
+    b"MYRIGHTS": (b"* MYRIGHTS INBOX.Drafts lrswipkxtecdan\r\n", b"OK done"),
+    b"CREATE": (b"", b"OK done"),
+    b"DELETE": (b"", b"NO [NONEXISTENT] no such mailbox"),
+    b"UNSELECT": (b"", b"OK done"),
+    b"NAMESPACE": (b'* NAMESPACE (("INBOX." ".")) NIL NIL\r\n', b"OK done"),
+}
+
+
+def test_objectid_server(serve: Callable[..., FakeServer]) -> None:
+    server = serve(responder(CYRUS, CYRUS_CAPS), greeting=b"* OK Cyrus IMAP ready")
+    conn = ImapConnection.open(server.config(), "alice", "pw")
+    assert conn.object_ids is ObjectIds.OBJECTID and conn.qresync
+    assert conn.has("acl") and conn.enabled == frozenset({"QRESYNC", "CONDSTORE"})
+    (listing,) = conn.list_mailboxes()
+    assert listing.name == "INBOX.Drafts" and listing.special_use == "\\Drafts"
+    assert listing.status is not None and listing.status.guid == "F3e1"
+    assert listing.status.highestmodseq == 30
+    assert conn.delimiter == "."
+    selected = conn.select("INBOX.Drafts", qresync=QresyncParams(7, 20, "1:4"))
+    assert selected.vanished == frozenset({1, 2}) and selected.changed[3].flags == ("\\Seen",)
+    fetched = conn.fetch_meta("1:*", changedsince=20, vanished=True).messages
+    assert (fetched[3].object_id, fetched[3].thread_object_id) == ("M1a", "T9")
+    assert (fetched[4].object_id, fetched[4].thread_object_id) == ("M1b", None)
+    assert conn.search_all_uids() == [3, 4]
+    assert conn.myrights("INBOX.Drafts") == "lrswipkxtecdan"
+    conn.create("INBOX.Entwürfe", special_use="\\Drafts")
+    with pytest.raises(CommandFailed) as failure:
+        conn.delete("nope")
+    assert (failure.value.status, failure.value.code) == ("NO", "NONEXISTENT")
+    conn.close()
+    assert server.commands() == [
+        b"ENABLE QRESYNC",
+        b'LIST "" "*" RETURN (SUBSCRIBED CHILDREN SPECIAL-USE '
+        b"STATUS (MESSAGES UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ MAILBOXID))",
+        b"NAMESPACE",
+        b'EXAMINE "INBOX.Drafts" (QRESYNC (7 20 1:4))',
+        b"UID FETCH 1:* (UID FLAGS MODSEQ EMAILID THREADID) (CHANGEDSINCE 20 VANISHED)",
+        b"UID SEARCH RETURN (ALL) ALL",
+        b'MYRIGHTS "INBOX.Drafts"',
+        b'CREATE "INBOX.Entw&APw-rfe" (USE (\\Drafts))',
+        b"UNSELECT",
+        b'DELETE "nope"',
+        b"LOGOUT",
+    ]
+    assert conn.commands[-4:] == ["CREATE", "UNSELECT", "DELETE", "LOGOUT"]
+
+
+GMAIL_CAPS = b"IMAP4rev1 X-GM-EXT-1 UIDPLUS MOVE ID CHILDREN"
+GMAIL = {
+    b'LIST "" "*"': (
+        b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
+        b'* LIST (\\HasChildren \\Noselect) "/" "[Gmail]"\r\n'
+        b'* LIST (\\All \\HasNoChildren) "/" "[Gmail]/All Mail"\r\n',
+        b"OK done",
+    ),
+    b'LSUB "" "*"': (b'* LSUB () "/" "INBOX"\r\n', b"OK done"),
+    b'STATUS "INBOX"': (
+        b'* STATUS "INBOX" (MESSAGES 1 UNSEEN 1 UIDNEXT 2 UIDVALIDITY 3)\r\n',
+        b"OK done",
+    ),
+    b'STATUS "[Gmail]/All Mail"': (b"", b"NO [NONEXISTENT] gone"),
+    b"SELECT": (b"* 1 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n* OK [UIDNEXT 2] x\r\n", b"OK done"),
+    b"UID FETCH": (
+        b"* 1 FETCH (X-GM-THRID 1266894439832287888 X-GM-MSGID 1278455344230334865 "
+        b"UID 1 FLAGS (\\Seen))\r\n",
+        b"OK done",
+    ),
+    b"UID SEARCH ALL": (b"* SEARCH 1\r\n", b"OK done"),
+    b"CREATE": (b"", b"OK done"),
+}
+
+
+def test_gmail_like_server_without_list_extended(serve: Callable[..., FakeServer]) -> None:
+    server = serve(responder(GMAIL, GMAIL_CAPS), greeting=b"* OK Gimap ready")
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        assert conn.object_ids is ObjectIds.GMAIL and not conn.modseq
+        listings = {listing.name: listing for listing in conn.list_mailboxes()}
+        assert listings["INBOX"].subscribed and listings["INBOX"].status is not None
+        assert listings["[Gmail]"].selectable is False
+        assert listings["[Gmail]/All Mail"].special_use == "\\All"
+        assert listings["[Gmail]/All Mail"].status is None  # its STATUS failed
+        selected = conn.select("INBOX", readonly=False)
+        assert selected.highestmodseq is None and selected.readonly is False
+        meta = conn.fetch_meta("1:*").messages[1]
+        assert (meta.object_id, meta.thread_object_id) == (
+            "1278455344230334865",
+            "1266894439832287888",
+        )
+        assert conn.search_all_uids() == [1]
+        assert conn.myrights("INBOX") is None
+        with pytest.raises(ValueError):
+            conn.fetch_meta("1:*", changedsince=5)
+        with pytest.raises(ValueError):
+            conn.select("INBOX", qresync=QresyncParams(3, 1))
+        conn.create("x", special_use="\\Archive")  # no CREATE-SPECIAL-USE: created plain
+    assert server.commands() == [
+        b'LIST "" "*"',
+        b'LSUB "" "*"',
+        b'STATUS "INBOX" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)',
+        b'STATUS "[Gmail]/All Mail" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)',
+        b'SELECT "INBOX"',
+        b"UID FETCH 1:* (UID FLAGS X-GM-MSGID X-GM-THRID)",
+        b"UID SEARCH ALL",
+        b'CREATE "x"',
+        b"LOGOUT",
+    ]
+
+
+def test_dovecot_found_by_id_and_guid_refusal_remembered(
+    serve: Callable[..., FakeServer],
+) -> None:
+    table = {
+        b"ID": (b'* ID ("name" "Dovecot")\r\n', b"OK done"),
+        b'STATUS "a" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY X-GUID)': (b"", b"BAD no such item"),
+        b'STATUS "a"': (b"* STATUS a (MESSAGES 0 UNSEEN 0 UIDNEXT 1 UIDVALIDITY 2)\r\n", b"OK"),
+    }
+    server = serve(responder(table, b"IMAP4rev1 ID"), greeting=b"* OK ready")
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        assert conn.object_ids is ObjectIds.DOVECOT
+        assert conn.status("a").guid is None
+        assert conn.status("a").uidvalidity == 2
+    assert server.commands() == [
+        b'ID ("name" "bridge")',
+        b'STATUS "a" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY X-GUID)',
+        b'STATUS "a" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)',
+        b'STATUS "a" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)',
+        b"LOGOUT",
+    ]
+
+
+# -- logging in ---------------------------------------------------------------------------
+
+
+def test_login_with_synchronizing_literal(serve: Callable[..., FakeServer]) -> None:
+    server = serve(responder({}, b"IMAP4rev1"))
+    password = 'pä"ss\\wörd'
+    with ImapConnection.open(server.config(), 'user "x"', password) as conn:
+        assert conn.command_count == 2  # imaplib's CAPABILITY and LOGIN
+        assert conn.commands == ["CAPABILITY", "LOGIN"]
+    assert server.continuations == 1
+    assert server.received[1] == b'LOGIN "user \\"x\\"" {12}\r\n' + password.encode()
+
+
+def test_login_with_literal_plus(serve: Callable[..., FakeServer]) -> None:
+    server = serve(responder({}, b"IMAP4rev1"), prelogin=b"IMAP4rev1 LITERAL+")
+    ImapConnection.open(server.config(), "bob", "pässword").close()
+    assert server.continuations == 0
+    assert server.received[1] == b'LOGIN "bob" {9+}\r\n' + "pässword".encode()
+
+
+@pytest.mark.parametrize("sasl_ir", [False, True])
+def test_authenticate_plain_when_login_is_disabled(
+    serve: Callable[..., FakeServer], sasl_ir: bool
+) -> None:
+    prelogin = b"IMAP4rev1 LOGINDISABLED AUTH=PLAIN" + (b" SASL-IR" if sasl_ir else b"")
+    server = serve(responder({}, b"IMAP4rev1"), prelogin=prelogin)
+    ImapConnection.open(server.config(), "bob", "pw").close()
+    token = base64.b64encode(b"\0bob\0pw")
+    assert server.received[1] == b"AUTHENTICATE PLAIN " + token
+
+
+def test_login_disabled_without_plain(serve: Callable[..., FakeServer]) -> None:
+    server = serve(responder({}, b"IMAP4rev1"), prelogin=b"IMAP4rev1 LOGINDISABLED")
+    with pytest.raises(UpstreamUnavailable):
+        ImapConnection.open(server.config(), "bob", "pw")
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"NO [AUTHENTICATIONFAILED] Authentication failed.", AuthFailed),
+        (b"NO Login failed", AuthFailed),
+        (b"BAD syntax", AuthFailed),
+        (b"NO [UNAVAILABLE] Try later", UpstreamUnavailable),
+    ],
+)
+def test_login_refused(
+    serve: Callable[..., FakeServer], answer: bytes, error: type[Exception]
+) -> None:
+    server = serve(lambda command: (b"", answer))
+    with pytest.raises(error):
+        ImapConnection.open(server.config(), "bob", "wrong")
+
+
+def test_nul_in_password_is_an_auth_failure_without_sending(
+    serve: Callable[..., FakeServer],
+) -> None:
+    server = serve(responder({}, b"IMAP4rev1"))
+    with pytest.raises(AuthFailed):
+        ImapConnection.open(server.config(), "bob", "p\0w")
+    assert server.received == [b"CAPABILITY"]
+
+
+def test_preauth_is_refused(serve: Callable[..., FakeServer]) -> None:
+    server = serve(responder({}, b"IMAP4rev1"), greeting=b"* PREAUTH welcome")
+    with pytest.raises(UpstreamUnavailable):
+        ImapConnection.open(server.config(), "bob", "pw")
+
+
+def test_starttls_required_but_not_offered(serve: Callable[..., FakeServer]) -> None:
+    server = serve(responder({}, b"IMAP4rev1"))
+    with pytest.raises(UpstreamUnavailable):
+        ImapConnection.open(server.config(tls="starttls"), "bob", "pw")
+
+
+def test_connect_refused() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(UpstreamUnavailable):
+        ImapConnection.open(UpstreamConfig("127.0.0.1", port, tls="plain"), "bob", "pw")
+
+
+# -- dying connections ----------------------------------------------------------------------
+
+
+def test_bye_mid_command_breaks_the_connection(serve: Callable[..., FakeServer]) -> None:
+    table = {b"NOOP": (b"* BYE shutting down\r\n", b"")}
+    server = serve(responder(table, b"IMAP4rev1"))
+    conn = ImapConnection.open(server.config(), "bob", "pw")
+    with pytest.raises(UpstreamUnavailable):
+        conn.noop()
+    assert conn.broken and not conn.is_alive()
+    with pytest.raises(UpstreamUnavailable):
+        conn.status("INBOX")
+    conn.close()
+
+
+def test_timeout_is_unavailable(serve: Callable[..., FakeServer]) -> None:
+    stall = threading.Event()
+
+    def handle(command: bytes) -> tuple[bytes, bytes]:
+        if command == b"NOOP":
+            stall.wait(5)
+        return responder({}, b"IMAP4rev1")(command)
+
+    server = serve(handle)
+    conn = ImapConnection.open(server.config(timeout=0.3), "bob", "pw")
+    with pytest.raises(UpstreamUnavailable):
+        conn.noop()
+    stall.set()
+    assert conn.broken
+
+
+def test_unreadable_response_breaks_the_connection(serve: Callable[..., FakeServer]) -> None:
+    table = {b"STATUS": (b"* STATUS INBOX (MESSAGES\r\n", b"OK done")}
+    conn = ImapConnection.open(serve(responder(table, b"IMAP4rev1")).config(), "bob", "pw")
+    with pytest.raises(UpstreamUnavailable):
+        conn.status("INBOX")
+    assert conn.broken
+
+
+def test_arguments_are_validated_before_sending(serve: Callable[..., FakeServer]) -> None:
+    server = serve(responder({}, b"IMAP4rev1 CONDSTORE"))
+    conn = ImapConnection.open(server.config(), "bob", "pw")
+    for call in (
+        lambda: conn.fetch_meta("1:* (FLAGS) \r\nA1 DELETE INBOX"),
+        lambda: conn.fetch_meta("1:*", extra=["BODY[]\r\nA1 DELETE INBOX"]),
+        lambda: conn.fetch_meta("1:*", vanished=True),
+        lambda: conn.create("a\r\nA1 DELETE INBOX"),
+        lambda: conn.rename("a", "b\nc"),
+        lambda: conn.create("x", special_use="\\Drafts))"),
+    ):
+        with pytest.raises(ValueError):
+            call()
+    assert not conn.broken
+    assert server.commands() == []
+
+
+# -- TLS ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server_tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    """A server context with a throwaway self-signed certificate for 127.0.0.1."""
+    if subprocess.run(["openssl", "version"], capture_output=True).returncode != 0:
+        pytest.skip("openssl is not installed")
+    folder: Path = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            *subject,
+            *files,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def test_implicit_tls(serve: Callable[..., FakeServer], server_tls: ssl.SSLContext) -> None:
+    server = serve(responder({b"NOOP": (b"", b"OK")}, b"IMAP4rev1"), tls=server_tls, implicit=True)
+    config = server.config(tls="implicit", verify_tls=False)
+    with ImapConnection.open(config, "bob", "pw") as conn:
+        conn.noop()
+    assert all(server.encrypted)
+    with pytest.raises(UpstreamUnavailable):  # self-signed: refused when verifying
+        ImapConnection.open(server.config(tls="implicit"), "bob", "pw")
+
+
+def test_starttls(serve: Callable[..., FakeServer], server_tls: ssl.SSLContext) -> None:
+    server = serve(
+        responder({b"NOOP": (b"", b"OK")}, b"IMAP4rev1"),
+        tls=server_tls,
+        prelogin=b"IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN",
+    )
+    with ImapConnection.open(server.config(tls="starttls", verify_tls=False), "bob", "pw") as conn:
+        conn.noop()
+        assert conn.commands[:4] == ["CAPABILITY", "STARTTLS", "CAPABILITY", "AUTHENTICATE"]
+    assert server.received[:2] == [b"CAPABILITY", b"STARTTLS"]
+    assert server.encrypted[:2] == [False, False] and all(server.encrypted[2:])
+    with pytest.raises(UpstreamUnavailable):
+        ImapConnection.open(server.config(tls="starttls"), "bob", "pw")

@@ -1,0 +1,184 @@
+"""The cache's change log, states and counts, on an in-memory database."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.store.cache import EMAIL, MAILBOX, THREAD, Cache
+from bridge.store.records import Counts, FlagUpdate, MailboxRecord, NewMessage
+
+
+@pytest.fixture
+def cache() -> Cache:
+    return Cache.open(":memory:")
+
+
+def add_mailbox(cache: Cache, name: str, role: str | None = None) -> str:
+    mailbox_id = cache.mailbox_id_for(f"guid:{name}")
+    with cache.transaction():
+        cache.add_mailbox(
+            MailboxRecord(id=mailbox_id, upstream_key=f"guid:{name}", name=name, role=role)
+        )
+    return mailbox_id
+
+
+def message(uid: int, key: str, *keywords: str, refs: tuple[str, ...] = ()) -> NewMessage:
+    return NewMessage(
+        uid=uid,
+        email_key=key,
+        keywords=frozenset(keywords),
+        message_ids=(f"{key}@example",),
+        referenced_ids=refs,
+    )
+
+
+def test_state_round_trip_and_foreign_states(cache: Cache) -> None:
+    add_mailbox(cache, "INBOX", "inbox")
+    state = cache.encode_state(cache.state(MAILBOX))
+    assert cache.decode_state(state) == cache.state(MAILBOX)
+    assert cache.decode_state("other-1") is None
+    assert cache.decode_state(f"{cache.epoch}-999999") is None  # from the future
+    assert cache.decode_state("garbage") is None
+
+
+def test_changes_report_created_updated_destroyed(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX", "inbox")
+    start = cache.state(EMAIL)
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(1, "a"), message(2, "b")])
+    middle = cache.state(EMAIL)
+    with cache.transaction():
+        cache.apply_folder_delta(
+            inbox, removed=[2], flag_updates=[FlagUpdate(1, frozenset({"$seen"}))]
+        )
+    changes = cache.changes(EMAIL, start, None)
+    # b was created and destroyed inside the window: the client never needs to hear of it.
+    assert len(changes.created) == 1 and changes.updated == [] and changes.destroyed == []
+    later = cache.changes(EMAIL, middle, None)
+    assert len(later.updated) == 1 and len(later.destroyed) == 1 and later.created == []
+    assert later.new_modseq == cache.state(EMAIL)
+
+
+def test_max_changes_pages_through_the_log(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX")
+    start = cache.state(EMAIL)
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(uid, f"m{uid}") for uid in range(1, 6)])
+    seen: list[str] = []
+    since = start
+    while True:
+        page = cache.changes(EMAIL, since, 2)
+        seen += page.created
+        since = page.new_modseq
+        if not page.has_more:
+            break
+    assert len(seen) == 5 and len(set(seen)) == 5
+
+
+def test_flag_change_without_keyword_change_is_not_an_update(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX")
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(1, "a", "$seen")])
+    before = cache.state(EMAIL)
+    with cache.transaction():
+        changed = cache.apply_folder_delta(
+            inbox, flag_updates=[FlagUpdate(1, frozenset({"$seen"}), modseq=9)]
+        )
+    assert changed == set()
+    assert cache.state(EMAIL) == before
+
+
+def test_one_email_in_two_folders(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX", "inbox")
+    archive = add_mailbox(cache, "Archive", "archive")
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(1, "same")])
+        cache.apply_folder_delta(archive, added=[message(7, "same")])
+    assert cache.locations(inbox)[1].email_id == cache.locations(archive)[7].email_id
+    since = cache.state(EMAIL)
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, removed=[1])
+    changes = cache.changes(EMAIL, since, None)
+    assert changes.updated and not changes.destroyed  # still in Archive
+    with cache.transaction():
+        cache.apply_folder_delta(archive, removed=[7])
+    assert cache.changes(EMAIL, since, None).destroyed
+
+
+def test_counts_follow_the_trash_rule(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX", "inbox")
+    trash = add_mailbox(cache, "Trash", "trash")
+    with cache.transaction():
+        # One thread: a read reply in INBOX and its unread parent in the trash.
+        cache.apply_folder_delta(trash, added=[message(1, "parent")])
+        cache.apply_folder_delta(
+            inbox, added=[message(1, "reply", "$seen", refs=("parent@example",))]
+        )
+        moved = cache.recount()
+    assert set(moved) == {inbox, trash}
+    counts = {record.id: record.counts for record in cache.mailboxes()}
+    assert counts[inbox] == Counts(total_emails=1, unread_emails=0, total_threads=1,
+                                   unread_threads=0)  # fmt: skip
+    assert counts[trash] == Counts(total_emails=1, unread_emails=1, total_threads=1,
+                                   unread_threads=1)  # fmt: skip
+
+
+def test_counts_only_changes_are_told_apart(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX", "inbox")
+    since = cache.state(MAILBOX)
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(1, "a")])
+        cache.recount()
+    changes = cache.changes(MAILBOX, since, None)
+    assert changes.updated == [inbox] and changes.counts_only
+    assert cache.changed_since(MAILBOX, since, properties_only=True) == set()
+    with cache.transaction():
+        cache.set_sort_order(inbox, 5)
+    assert not cache.changes(MAILBOX, since, None).counts_only
+
+
+def test_threads_join_by_references_in_either_order(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX")
+    with cache.transaction():
+        # The reply arrives first; its parent must still land in the same thread.
+        cache.apply_folder_delta(inbox, added=[message(1, "reply", refs=("root@example",))])
+        cache.apply_folder_delta(inbox, added=[message(2, "root")])
+        cache.apply_folder_delta(inbox, added=[message(3, "other")])
+    rows = cache._conn.execute("SELECT id, thread_id FROM emails").fetchall()
+    threads = {thread for _, thread in rows}
+    assert len(rows) == 3 and len(threads) == 2
+    assert cache.state(THREAD) > 0
+
+
+def test_rollback_leaves_no_trace(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX")
+    before = cache.state(EMAIL)
+    with pytest.raises(RuntimeError), cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(1, "a")])
+        raise RuntimeError("crash half way")
+    assert cache.locations(inbox) == {}
+    assert cache.state(EMAIL) == before
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(1, "a")])
+    assert cache.changes(EMAIL, before, None).created
+
+
+def test_pruned_tombstones_set_a_horizon(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX")
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(1, "a")])
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, removed=[1])
+    assert cache.prune_tombstones(EMAIL, cache.state(EMAIL)) == 1
+    assert cache.horizon(EMAIL) == cache.state(EMAIL)
+
+
+def test_reopening_keeps_epoch_and_counter(tmp_path) -> None:
+    path = tmp_path / "cache.sqlite3"
+    first = Cache.open(path)
+    add_mailbox(first, "INBOX")
+    epoch, state = first.epoch, first.state(MAILBOX)
+    first.close()
+    second = Cache.open(path)
+    assert second.epoch == epoch and second.state(MAILBOX) == state
+    assert second.decode_state(second.encode_state(state)) == state
