@@ -1,31 +1,24 @@
-"""One authenticated IMAP session, with typed methods for what bridge asks of a server.
+"""One logged-in IMAP session, with typed methods for what bridge asks of a server.
 
-imapclient opens the socket and does TLS (implicit or STARTTLS); after that every command
-goes through ``wire.Wire`` and every client-supplied string through ``quoting``. What the
-server can do is read from the capabilities it ADVERTISES, never probed behind its back:
-a server configured to hide CONDSTORE gets no CHANGEDSINCE even if it would accept one.
+Every client-supplied string reaches the wire through ``quoting``; every response is read
+by the pure parsers in ``responses``. Opening (TLS, authentication, capabilities) is
+``session``'s business.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
-import imaplib
 import logging
 import re
 import select
-import socket
-import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import msgspec
-from imapclient import IMAPClient
 
 from bridge.imap import quoting
-from bridge.imap.errors import AuthFailed, CommandFailed, UpstreamUnavailable
+from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.imap.models import (
     FetchResult,
     MailboxListing,
@@ -35,12 +28,9 @@ from bridge.imap.models import (
     SelectResult,
 )
 from bridge.imap.responses import (
-    ObjectIds,
     build_listings,
     collect_fetches,
-    parse_capabilities,
     parse_esearch,
-    parse_id,
     parse_list,
     parse_myrights,
     parse_namespace_delimiter,
@@ -50,7 +40,8 @@ from bridge.imap.responses import (
     parse_vanished,
     select_result,
 )
-from bridge.imap.wire import Reply, Wire
+from bridge.imap.session import Session, UpstreamConfig, open_session, shutdown_quietly
+from bridge.imap.wire import Reply
 
 __all__ = [
     "FetchResult",
@@ -68,44 +59,10 @@ log = logging.getLogger("bridge.imap")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Response codes of a refused LOGIN that say "the server cannot", not "wrong password".
-_UNAVAILABLE_CODES = {"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT"}
 _SEQUENCE_SET = re.compile(r"(\d+|\*)(:(\d+|\*))?(,(\d+|\*)(:(\d+|\*))?)*")
 _FETCH_ITEM = re.compile(r"[\x20-\x7e]+")
 _BASE_STATUS_ITEMS = ("MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY")
 LOGOUT_TIMEOUT = 5.0
-
-
-@dataclass(frozen=True)
-class UpstreamConfig:
-    host: str
-    port: int
-    tls: Literal["implicit", "starttls", "plain"] = "implicit"
-    timeout: float = 30.0
-    verify_tls: bool = True
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
-        if not self.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
-
-
-class _ImaplibTransport:
-    """The socket imaplib opened (and STARTTLS may have replaced): looked up on every call."""
-
-    def __init__(self, imap: imaplib.IMAP4) -> None:
-        self._imap = imap
-
-    def send(self, data: bytes) -> None:
-        self._imap.sock.sendall(data)
-
-    def readline(self, limit: int) -> bytes:
-        return self._imap.file.readline(limit)
-
-    def read(self, size: int) -> bytes:
-        return self._imap.file.read(size)
 
 
 def _guarded(method: Callable[P, R]) -> Callable[P, R]:
@@ -124,160 +81,27 @@ def _guarded(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _connect(config: UpstreamConfig) -> IMAPClient:
-    implicit = config.tls == "implicit"
-    try:
-        client = IMAPClient(
-            config.host,
-            port=config.port,
-            ssl=implicit,
-            ssl_context=config.ssl_context() if implicit else None,
-            timeout=config.timeout,
-        )
-    except (OSError, imaplib.IMAP4.error) as exc:
-        raise UpstreamUnavailable(
-            f"cannot connect to {config.host}:{config.port}: {type(exc).__name__}"
-        ) from exc
-    # imaplib leaves Nagle on: every command with a literal would wait ~40 ms for an ACK.
-    with contextlib.suppress(OSError):  # not a TCP socket: nothing to tune
-        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return client
-
-
 class ImapConnection:
     """A logged-in session. Not thread-safe: the pool lends it to one thread at a time."""
 
-    def __init__(self, client: IMAPClient, config: UpstreamConfig) -> None:
-        self._client = client
+    def __init__(self, session: Session, config: UpstreamConfig) -> None:
+        self._client = session.client
+        self._wire = session.wire
         self._config = config
-        imap = client._imap
-        self._wire = Wire(_ImaplibTransport(imap))
-        self.greeting: bytes = imap.welcome or b""
-        # imaplib asked for CAPABILITY itself if the greeting did not carry them.
-        if imap.tagnum:
-            self._record_setup_commands("CAPABILITY")
-        self.capabilities: frozenset[str] = frozenset(c.upper() for c in imap.capabilities)
-        self.enabled: frozenset[str] = frozenset()
-        self.object_ids: ObjectIds | None = None
+        self.greeting = session.greeting
+        self.capabilities = session.capabilities
+        self.enabled = session.enabled
+        self.object_ids = session.object_ids
         self.selected: str | None = None
         self._selected_readonly = True
         self._status_guid = True  # cleared when the server answers BAD to its guid item
         self._delimiter: str | None = None
-        self._update_literal_mode()
-        if imap.state != "NONAUTH":
-            # PREAUTH: the server would accept any credentials bridge passes on.
-            raise UpstreamUnavailable("upstream pre-authenticated the connection; refusing it")
-
-    # -- opening ------------------------------------------------------------------------
 
     @classmethod
     def open(cls, config: UpstreamConfig, username: str, password: str) -> ImapConnection:
-        client = _connect(config)
-        connection: ImapConnection | None = None
-        try:
-            connection = cls(client, config)
-            if config.tls == "starttls":
-                connection._starttls()
-            connection._login(username, password)
-            connection._after_login()
-        except BaseException:
-            if connection is not None:
-                connection._wire.broken = True
-            _shutdown_quietly(client)
-            raise
-        log.debug("logged in to %s:%d as %s", config.host, config.port, username)
-        return connection
-
-    def _record_setup_commands(self, *names: str) -> None:
-        for name in names:
-            self._wire.command_count += 1
-            self._wire.commands.append(name)
-
-    def _update_literal_mode(self) -> None:
-        self._wire.literal_plus = "LITERAL+" in self.capabilities
-        self._wire.literal_minus = "LITERAL-" in self.capabilities
-
-    def _starttls(self) -> None:
-        if "STARTTLS" not in self.capabilities:
-            raise UpstreamUnavailable("upstream does not offer STARTTLS")
-        imap = self._client._imap
-        try:
-            typ, _ = imap.starttls(ssl_context=self._config.ssl_context())
-        except (OSError, imaplib.IMAP4.error) as exc:
-            raise UpstreamUnavailable(f"STARTTLS failed: {type(exc).__name__}") from exc
-        self._record_setup_commands("STARTTLS", "CAPABILITY")
-        if typ != "OK":
-            raise UpstreamUnavailable("STARTTLS refused")
-        self._client._starttls_done = True
-        self._client.socket().settimeout(self._config.timeout)
-        # What the server said before TLS could have been forged: only trust what follows.
-        self.capabilities = frozenset(c.upper() for c in imap.capabilities)
-        self._update_literal_mode()
-
-    def _login(self, username: str, password: str) -> None:
-        try:
-            if "LOGINDISABLED" in self.capabilities:
-                reply = self._authenticate_plain(username, password)
-            else:
-                login = b"LOGIN " + quoting.astring(username) + b" " + quoting.astring(password)
-                reply = self._wire.run(login)
-        except ValueError as exc:  # NUL in a credential: no server could accept it
-            raise AuthFailed() from exc
-        if reply.status != "OK":
-            if reply.code in _UNAVAILABLE_CODES:
-                raise UpstreamUnavailable(f"login refused for now [{reply.code}]")
-            log.info("login failed for %s [%s]", username, reply.code or reply.status)
-            raise AuthFailed(reply.code)
-        self._take_capabilities(reply)
-
-    def _authenticate_plain(self, username: str, password: str) -> Reply:
-        if "AUTH=PLAIN" not in self.capabilities:
-            raise UpstreamUnavailable("upstream disables LOGIN and offers no AUTH=PLAIN")
-        token = base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode())
-        if "SASL-IR" in self.capabilities:
-            return self._wire.run(b"AUTHENTICATE PLAIN " + (token or b"="))
-        answers = iter([token])
-        # A second challenge means the server wants something PLAIN cannot give: cancel.
-        return self._wire.run(b"AUTHENTICATE PLAIN", responder=lambda _: next(answers, b"*"))
-
-    def _take_capabilities(self, reply: Reply) -> None:
-        found = [args for code, args in reply.codes() if code == "CAPABILITY" and args]
-        found += [u.text for u in reply.of("CAPABILITY")]
-        if not found:
-            found = [u.text for u in self._wire.run(b"CAPABILITY").check().of("CAPABILITY")]
-        self.capabilities = parse_capabilities(b" ".join(found))
-        self._update_literal_mode()
-
-    def _after_login(self) -> None:
-        self.object_ids = self._detect_object_ids()
-        wanted = next((c for c in ("QRESYNC", "CONDSTORE") if c in self.capabilities), None)
-        if wanted and "ENABLE" in self.capabilities:
-            reply = self._wire.run(b"ENABLE " + wanted.encode("ascii"))
-            if reply.status != "OK":
-                # Work on without it: QRESYNC methods refuse, CONDSTORE still switches on
-                # per SELECT.
-                log.warning("upstream refused ENABLE %s [%s]", wanted, reply.code or reply.status)
-                return
-            enabled = {w.upper() for u in reply.of("ENABLED") for w in u.text.decode().split()}
-            if "QRESYNC" in enabled:
-                enabled.add("CONDSTORE")  # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
-            self.enabled = frozenset(enabled)
-
-    def _detect_object_ids(self) -> ObjectIds | None:
-        if "OBJECTID" in self.capabilities:
-            return ObjectIds.OBJECTID
-        if "X-GM-EXT-1" in self.capabilities:
-            return ObjectIds.GMAIL
-        if b"dovecot" in self.greeting.lower():
-            return ObjectIds.DOVECOT
-        if "ID" in self.capabilities:
-            # A greeting can be customised; Dovecot's ID answer names it unless disabled.
-            reply = self._wire.run(b'ID ("name" "bridge")')
-            if reply.status == "OK":
-                for response in reply.of("ID"):
-                    if parse_id(response).get("name", "").lower() == "dovecot":
-                        return ObjectIds.DOVECOT
-        return None
+        """Connect, TLS as configured, authenticate, ENABLE QRESYNC/CONDSTORE if offered.
+        AuthFailed if the credentials are refused, UpstreamUnavailable for anything else."""
+        return cls(open_session(config, username, password), config)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -286,7 +110,14 @@ class ImapConnection:
 
     @property
     def broken(self) -> bool:
+        """True once the session is unusable; the pool then closes it instead of reusing."""
         return self._wire.broken
+
+    @broken.setter
+    def broken(self, value: bool) -> None:
+        if not value and self._wire.broken:
+            raise ValueError("a broken connection cannot be mended")
+        self._wire.broken = value
 
     @property
     def command_count(self) -> int:
@@ -555,7 +386,7 @@ class ImapConnection:
             sock = self._client.socket()
             if sock.fileno() < 0:
                 return False
-            readable, _, _ = select.select([sock], [], [], 0)
+            readable = _readable(sock.fileno())
         except (OSError, ValueError):
             return False
         if probe or readable:
@@ -573,7 +404,7 @@ class ImapConnection:
                 self._client.socket().settimeout(min(self._config.timeout, LOGOUT_TIMEOUT))
                 self._wire.run(b"LOGOUT")
         self._wire.broken = True
-        _shutdown_quietly(self._client)
+        shutdown_quietly(self._client)
 
     def __enter__(self) -> ImapConnection:
         return self
@@ -591,6 +422,10 @@ def _check_sequence_set(value: str) -> None:
         raise ValueError("not an IMAP sequence set")
 
 
-def _shutdown_quietly(client: IMAPClient) -> None:
-    with contextlib.suppress(Exception):  # already closed is as good as closed
-        client.shutdown()
+def _readable(fd: int) -> bool:
+    """Whether the server sent something unasked; poll, as select() fails for fd >= 1024."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])

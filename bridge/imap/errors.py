@@ -1,8 +1,8 @@
 """What can go wrong upstream, in three kinds callers treat differently.
 
-Messages never include command arguments or server text that echoes them back would be
-no better: the text of a NO/BAD is kept on the exception for callers that want it, but
-``str()`` of every exception here names only the command and the response code.
+``str()`` of every exception here names only the command and the response code, never
+arguments: those may be private (mailbox names, search text) and a server's NO text often
+echoes them. The text of a NO/BAD stays on ``CommandFailed.text`` for callers that want it.
 """
 
 from __future__ import annotations

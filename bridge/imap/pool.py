@@ -185,8 +185,9 @@ class ConnectionPool:
         try:
             with self._cond:
                 expired = self._reap_locked()
-                user = self._users.setdefault(username, _User())
                 while True:
+                    # Looked up again after every wait: a reaper may have dropped the entry.
+                    user = self._users.setdefault(username, _User())
                     trusted = self._trusted(user, digest)
                     if trusted and user.idle:
                         return _Slot(user.idle.pop(), trusted=True)
@@ -232,7 +233,7 @@ class ConnectionPool:
         try:
             connection = self._opener(self.config, username, password)
         except AuthFailed:
-            self._login_failed(username, trusted=trusted)
+            self._login_failed(username, digest, trusted=trusted)
             raise
         except BaseException:
             with self._cond:
@@ -265,14 +266,14 @@ class ConnectionPool:
             old.close()
         return connection, generation
 
-    def _login_failed(self, username: str, *, trusted: bool) -> None:
+    def _login_failed(self, username: str, digest: bytes, *, trusted: bool) -> None:
         stale: list[ImapConnection] = []
         with self._cond:
             user = self._users[username]
             user.open -= 1
             if not trusted:
                 user.checking -= 1
-            elif user.verifier is not None:
+            elif user.verifier is not None and hmac.compare_digest(user.verifier, digest):
                 # The password that opened the pooled connections no longer works upstream.
                 log.info("password of %s no longer accepted upstream", username)
                 stale = [idle.connection for idle in user.idle]

@@ -111,7 +111,14 @@ class Account:
                 # Another request ran a whole sync after this one started waiting.
                 self._synced_generation = self.user.sync_generation
                 return None
-            report = Syncer(self.cache, self.imap).sync()
+            try:
+                report = Syncer(self.cache, self.imap).sync()
+            except UpstreamUnavailable:
+                # A pooled connection the server dropped while idle: one fresh try. Sync
+                # is safe to repeat, since each folder's delta lands in one transaction.
+                log.info("upstream connection of %s was lost; reconnecting", self.user.username)
+                self._release()
+                report = Syncer(self.cache, self.imap).sync()
             self.user.sync_generation += 1
             self._synced_generation = self.user.sync_generation
             return report

@@ -72,12 +72,19 @@ def test_a_killed_connection_is_replaced_transparently(dovecot: Dovecot) -> None
     with pool.connection("bob", USERS["bob"]) as second:
         assert second is not first
         second.noop()
+    # A caller may condemn a connection itself: it is closed instead of pooled.
+    with pool.connection("bob", USERS["bob"]) as condemned:
+        assert condemned is second
+        condemned.broken = True
+    assert pool.stats("bob") == (0, 0)
+    with pool.connection("bob", USERS["bob"]) as second:
+        second.noop()
     # Half-closed from our side: the socket is still open, but the next read sees EOF.
     second._client.socket().shutdown(socket.SHUT_RDWR)
     with pool.connection("bob", USERS["bob"]) as third:
         assert third is not second
         third.list_mailboxes()
-    assert opener.logins == 3
+    assert opener.logins == 4
     assert pool.stats("bob") == (1, 1)
     pool.close_all()
 

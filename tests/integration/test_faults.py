@@ -1,0 +1,99 @@
+"""Upstream failures, isolation between users, and secrets kept out of logs and disk."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.demo.dovecot import Dovecot, free_port
+from tests.integration.server import BridgeServer
+
+USERS = {"alice": "alice-Secret-9f3", "bob": "bob-Secret-77a"}
+
+
+@pytest.fixture
+def own_upstream() -> Iterator[Dovecot]:
+    """A Dovecot of this test's own, which it may stop and start again on the same port."""
+    # A short base directory: Dovecot's socket paths must stay under 108 bytes.
+    base = Path(tempfile.mkdtemp(prefix="dc", dir="/tmp"))
+    dovecot = Dovecot(dict(USERS), base_dir=base, port=free_port())
+    dovecot.start()
+    yield dovecot
+    dovecot.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def server(own_upstream: Dovecot, tmp_path: Path) -> Iterator[BridgeServer]:
+    bridge = BridgeServer(own_upstream.host, own_upstream.port, tmp_path / "data").start()
+    yield bridge
+    bridge.stop()
+
+
+def test_upstream_down_then_back(own_upstream: Dovecot, server: BridgeServer) -> None:
+    jmap = server.client("alice", USERS["alice"])
+    assert "INBOX" in jmap.mailboxes()
+    own_upstream.stop()
+    down = jmap.call("Mailbox/get", {"ids": None})
+    assert down["error"]["type"] == "serverUnavailable"
+    write = jmap.call("Mailbox/set", {"create": {"n": {"name": "Never"}}})
+    assert write["error"]["type"] == "serverUnavailable"
+    echo = jmap.request([["Core/echo", {"still": "here"}, "0"]])
+    assert echo[0][1] == {"still": "here"}
+    own_upstream.start()
+    boxes = jmap.mailboxes()
+    assert "INBOX" in boxes and "Never" not in boxes
+    jmap.close()
+
+
+def test_connection_killed_between_requests(own_upstream: Dovecot, server: BridgeServer) -> None:
+    jmap = server.client("alice", USERS["alice"])
+    assert "INBOX" in jmap.mailboxes()
+    subprocess.run(
+        ["doveadm", "-c", str(own_upstream.config_path), "kick", "alice"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    # The pooled connection is dead; the read is retried on a fresh one.
+    assert "INBOX" in jmap.mailboxes()
+    jmap.close()
+
+
+def test_one_user_cannot_reach_another_users_account(server: BridgeServer) -> None:
+    alice = server.client("alice", USERS["alice"])
+    bob = server.client("bob", USERS["bob"])
+    assert alice.account_id != bob.account_id
+    [[name, args, _]] = alice.request(
+        [["Mailbox/get", {"accountId": bob.account_id, "ids": None}, "0"]]
+    )
+    assert (name, args["type"]) == ("error", "accountNotFound")
+    # Bob's password does not open alice's account, even while alice's pool is warm.
+    intruder = server.client("alice", USERS["bob"])
+    assert intruder.http.get("/jmap/session").status_code == 401
+    for client in (alice, bob, intruder):
+        client.close()
+
+
+def test_passwords_reach_neither_logs_nor_disk(
+    server: BridgeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    alice = server.client("alice", USERS["alice"])
+    alice.mailboxes()
+    alice.call("Mailbox/set", {"create": {"n": {"name": "New"}}})
+    wrong = server.client("bob", "wrong-" + USERS["bob"])
+    assert wrong.http.get("/jmap/session").status_code == 401
+    for client in (alice, wrong):
+        client.close()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert logged  # debug logging was on and said something
+    for secret in (*USERS.values(), "wrong-" + USERS["bob"]):
+        assert secret not in logged
+        for path in (tmp_path / "data").rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path

@@ -1,0 +1,149 @@
+"""The sync core seen from outside: how much IMAP work a change costs, UIDVALIDITY changes,
+a lost cache, and the fallback path's obedience to the advertised capabilities."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from bridge.demo.dovecot import Dovecot
+from bridge.imap.connection import ImapConnection, UpstreamConfig
+from bridge.imap.pool import ConnectionPool
+from tests.integration.server import BridgeServer, JmapClient
+
+MESSAGE = b"From: a@example.com\r\nSubject: s\r\nMessage-ID: <%d@example.com>\r\n\r\nbody\r\n"
+
+
+class RecordingPool(ConnectionPool):
+    """A pool that remembers every connection it opened, to count commands on the wire."""
+
+    def __init__(self, config: UpstreamConfig) -> None:
+        self.opened: list[ImapConnection] = []
+
+        def opener(config: UpstreamConfig, username: str, password: str) -> ImapConnection:
+            connection = ImapConnection.open(config, username, password)
+            self.opened.append(connection)
+            return connection
+
+        super().__init__(config, opener=opener)
+
+    def commands(self) -> list[str]:
+        return [name for connection in self.opened for name in connection.commands]
+
+
+@pytest.fixture
+def recorded(upstream: Dovecot, tmp_path: Path) -> Iterator[tuple[BridgeServer, RecordingPool]]:
+    pool = RecordingPool(UpstreamConfig(upstream.host, upstream.port, tls="plain"))
+    server = BridgeServer(upstream.host, upstream.port, tmp_path, pool=pool).start()
+    yield server, pool
+    server.stop()
+
+
+def test_changes_cost_work_in_proportion_to_changed_folders(
+    recorded: tuple[BridgeServer, RecordingPool],
+    account: tuple[str, str],
+    other: IMAPClient,
+    request: pytest.FixtureRequest,
+) -> None:
+    server, pool = recorded
+    for number in range(20):
+        other.create_folder(f"Folder{number:02d}")
+        other.append(f"Folder{number:02d}", MESSAGE % number)
+    jmap = server.client(*account)
+    state = jmap.call("Mailbox/get", {"ids": []})["state"]
+    quiet_start = len(pool.commands())
+    assert jmap.call("Mailbox/changes", {"sinceState": state})["updated"] == []
+    quiet = pool.commands()[quiet_start:]
+
+    other.append("Folder03", MESSAGE % 100)
+    other.select_folder("Folder07")
+    other.add_flags(other.search("ALL"), [b"\\Seen"])
+    other.unselect_folder()
+    start = len(pool.commands())
+    changes = jmap.call("Mailbox/changes", {"sinceState": state})
+    work = pool.commands()[start:]
+    boxes = jmap.mailboxes()
+    assert sorted(changes["updated"]) == sorted([boxes["Folder03"]["id"], boxes["Folder07"]["id"]])
+    selects = [name for name in work if name in ("SELECT", "EXAMINE")]
+    if "no-condstore" in request.node.callspec.id:
+        # Without mod-sequences a flag change shows in no STATUS item: every folder is
+        # scanned, with one SELECT each, and still nothing else.
+        assert len(selects) == 26
+    else:
+        assert quiet.count("LIST") == 1 and not [n for n in quiet if n in ("SELECT", "EXAMINE")]
+        assert work.count("LIST") == 1 and len(selects) == 2
+        assert len(work) <= 8, work  # LIST, two EXAMINEs, their FETCHes, UNSELECT
+    jmap.close()
+
+
+def test_fallback_obeys_the_advertised_capabilities(
+    recorded: tuple[BridgeServer, RecordingPool],
+    account: tuple[str, str],
+    other: IMAPClient,
+    request: pytest.FixtureRequest,
+) -> None:
+    server, pool = recorded
+    other.append("INBOX", MESSAGE % 1)
+    jmap = server.client(*account)
+    assert jmap.mailboxes()["INBOX"]["totalEmails"] == 1
+    other.select_folder("INBOX")
+    other.add_flags(other.search("ALL"), [b"\\Seen"])
+    assert jmap.mailboxes()["INBOX"]["unreadEmails"] == 0
+    for connection in pool.opened:
+        if "no-condstore" in request.node.callspec.id:
+            assert not connection.modseq and "ENABLE" not in connection.commands
+        else:
+            assert connection.qresync
+    jmap.close()
+
+
+def test_uidvalidity_change_remaps_the_folder(
+    upstream: Dovecot, jmap: JmapClient, other: IMAPClient, account: tuple[str, str]
+) -> None:
+    for number in range(3):
+        other.append("INBOX", MESSAGE % number)
+    before = jmap.mailboxes()["INBOX"]
+    state = jmap.call("Mailbox/get", {"ids": []})["state"]
+    subprocess.run(
+        ["doveadm", "-c", str(upstream.config_path), "mailbox", "update", "-u", account[0],
+         "--uid-validity", "12345", "INBOX"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    other.noop()
+    assert other.select_folder("INBOX")[b"UIDVALIDITY"] == 12345
+    after = jmap.mailboxes()["INBOX"]
+    assert after["id"] == before["id"]
+    assert after["totalEmails"] == 3
+    changes = jmap.call("Mailbox/changes", {"sinceState": state})
+    assert "error" not in changes
+
+
+def test_a_lost_cache_costs_only_time(
+    upstream: Dovecot, tmp_path: Path, account: tuple[str, str], other: IMAPClient
+) -> None:
+    other.create_folder("Keep")
+    other.append("Keep", MESSAGE % 1)
+    server = BridgeServer(upstream.host, upstream.port, tmp_path / "data").start()
+    jmap = server.client(*account)
+    before = jmap.mailboxes()
+    state = jmap.call("Mailbox/get", {"ids": []})["state"]
+    jmap.close()
+    server.stop()
+    shutil.rmtree(tmp_path / "data")
+    server = BridgeServer(upstream.host, upstream.port, tmp_path / "data").start()
+    jmap = server.client(*account)
+    after = jmap.mailboxes()
+    assert {name: box["id"] for name, box in after.items()} == {
+        name: box["id"] for name, box in before.items()
+    }
+    assert after["Keep"]["totalEmails"] == 1
+    # The old state belongs to the lost cache: the client must resync, not trust a delta.
+    changes = jmap.call("Mailbox/changes", {"sinceState": state})
+    assert changes["error"]["type"] == "cannotCalculateChanges"
+    jmap.close()
+    server.stop()
