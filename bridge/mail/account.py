@@ -19,6 +19,7 @@ from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import UpstreamUnavailable
 from bridge.imap.pool import ConnectionPool
 from bridge.mail.sync import Syncer, SyncReport
+from bridge.store.base import Store
 from bridge.store.cache import Cache
 from bridge.store.ids import derive_id
 
@@ -32,7 +33,7 @@ def account_id_for(username: str) -> str:
 @dataclass
 class UserData:
     username: str
-    cache: Cache
+    cache: Store
     # One sync at a time per user; a request that waited for another's sync uses its result.
     sync_lock: threading.Lock = field(default_factory=threading.Lock)
     sync_generation: int = 0

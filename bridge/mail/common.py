@@ -12,7 +12,7 @@ from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.jmap import CallContext, MethodError
 from bridge.jmap.standard import ChangesArgs
 from bridge.mail.account import Account
-from bridge.store.cache import Cache
+from bridge.store.base import Store
 
 log = logging.getLogger("bridge.mail")
 
@@ -44,7 +44,7 @@ def translating_upstream_errors(handler: Handler) -> Handler:
     return wrapper
 
 
-def since_value(cache: Cache, type_name: str, state: str) -> int:
+def since_value(cache: Store, type_name: str, state: str) -> int:
     """The counter value a client's state names, or cannotCalculateChanges."""
     since = cache.decode_state(state)
     if since is None or since < cache.horizon(type_name):
@@ -53,7 +53,7 @@ def since_value(cache: Cache, type_name: str, state: str) -> int:
 
 
 def changes_response(
-    cache: Cache, type_name: str, args: ChangesArgs, account_id: str
+    cache: Store, type_name: str, args: ChangesArgs, account_id: str
 ) -> tuple[dict[str, Any], bool]:
     """RFC 8620 §5.2 over the change log; also says whether only counts were updated."""
     since = since_value(cache, type_name, args.sinceState)

@@ -8,7 +8,8 @@ from typing import Any
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import ChangesArgs, GetArgs, QueryArgs, QueryChangesArgs, page_query
 from bridge.mail.common import account_of, changes_response, since_value
-from bridge.store.cache import MAILBOX, Cache
+from bridge.store.base import Store
+from bridge.store.cache import MAILBOX
 from bridge.store.records import MailboxRecord
 
 PROPERTIES = (
@@ -91,7 +92,7 @@ class MailboxTree:
         }
 
 
-def synced_tree(ctx: CallContext) -> tuple[Cache, MailboxTree]:
+def synced_tree(ctx: CallContext) -> tuple[Store, MailboxTree]:
     account = account_of(ctx)
     account.sync()
     return account.cache, MailboxTree(account.cache.mailboxes())

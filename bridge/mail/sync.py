@@ -20,7 +20,7 @@ import msgspec
 from bridge.imap.connection import ImapConnection
 from bridge.imap.flags import flags_to_keywords
 from bridge.imap.models import MailboxListing, MessageMeta, QresyncParams, SelectResult
-from bridge.store.cache import Cache
+from bridge.store.base import Store
 from bridge.store.records import FlagUpdate, FolderState, Location, MailboxRecord, NewMessage
 
 log = logging.getLogger("bridge.sync")
@@ -32,6 +32,8 @@ NEW_MESSAGE_ITEMS = ("RFC822.SIZE", "INTERNALDATE", HEADER_FIELDS)
 _MESSAGE_ID = re.compile(rb"<([^<>\s]+)>")
 
 ROLE_FOR_INBOX = "inbox"
+# How far back /changes can reach: older tombstones are forgotten.
+KEEP_CHANGES = 500_000
 # Where a folder first seen sits among its siblings until a client sets sortOrder.
 DEFAULT_SORT_ORDER = {"inbox": 1, "drafts": 2, "sent": 3, "archive": 4, "junk": 5, "trash": 6}
 
@@ -134,7 +136,7 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
 class Syncer:
     """Syncs one user's cache over one borrowed connection."""
 
-    def __init__(self, cache: Cache, conn: ImapConnection) -> None:
+    def __init__(self, cache: Store, conn: ImapConnection) -> None:
         self.cache = cache
         self.conn = conn
         self.modseq = conn.has("CONDSTORE") or conn.has("QRESYNC")
@@ -153,6 +155,7 @@ class Syncer:
             self.conn.unselect()
         with self.cache.transaction():
             self.cache.recount()
+        self.cache.prune(KEEP_CHANGES)
         return report
 
     # -- the folder list ----------------------------------------------------------------

@@ -271,6 +271,18 @@ class Cache:
             ).fetchall()
         return {row[0] for row in rows}
 
+    @property
+    def counter(self) -> int:
+        return self._counter
+
+    def prune(self, keep_changes: int) -> int:
+        """Forget tombstones more than ``keep_changes`` changes old, for every type; states
+        older than that then answer cannotCalculateChanges."""
+        keep_after = self._counter - keep_changes
+        if keep_after <= 0:
+            return 0
+        return sum(self.prune_tombstones(t, keep_after) for t in (MAILBOX, EMAIL, THREAD))
+
     def prune_tombstones(self, type_name: str, keep_after: int) -> int:
         """Forget destroyed objects logged at or before ``keep_after``."""
         with self.transaction():

@@ -182,3 +182,15 @@ def test_reopening_keeps_epoch_and_counter(tmp_path) -> None:
     second = Cache.open(path)
     assert second.epoch == epoch and second.state(MAILBOX) == state
     assert second.decode_state(second.encode_state(state)) == state
+
+
+def test_prune_keeps_recent_history(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX")
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(uid, f"m{uid}") for uid in range(1, 4)])
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, removed=[1, 2, 3])
+    assert cache.prune(keep_changes=1_000) == 0
+    assert cache.horizon(EMAIL) == 0
+    assert cache.prune(keep_changes=0) == 3 + 3  # three Email and three Thread tombstones
+    assert cache.horizon(EMAIL) == cache.counter
