@@ -10,8 +10,8 @@ crash half way leaves the cache at the older, consistent state.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -20,6 +20,7 @@ import msgspec
 from bridge.imap.connection import ImapConnection
 from bridge.imap.flags import flags_to_keywords
 from bridge.imap.models import MailboxListing, MessageMeta, QresyncParams, SelectResult
+from bridge.mail.threading import base_subject, header_fields, message_ids
 from bridge.store.base import Store
 from bridge.store.records import FlagUpdate, FolderState, Location, MailboxRecord, NewMessage
 
@@ -27,9 +28,8 @@ log = logging.getLogger("bridge.sync")
 
 # What a first sight of a message needs: its size and date for the Email, and the headers
 # that place it in a thread when the upstream has no THREADID.
-HEADER_FIELDS = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO REFERENCES)]"
+HEADER_FIELDS = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO REFERENCES SUBJECT)]"
 NEW_MESSAGE_ITEMS = ("RFC822.SIZE", "INTERNALDATE", HEADER_FIELDS)
-_MESSAGE_ID = re.compile(rb"<([^<>\s]+)>")
 
 ROLE_FOR_INBOX = "inbox"
 # How far back /changes can reach: older tombstones are forgotten.
@@ -81,25 +81,6 @@ def _status_state(listing: MailboxListing) -> FolderState | None:
     )
 
 
-def _parse_header_ids(raw: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(own Message-IDs, referenced ids) from a HEADER.FIELDS block."""
-    own: list[str] = []
-    referenced: list[str] = []
-    current: list[str] | None = None
-    for line in raw.splitlines():
-        if line[:1] in (b" ", b"\t"):
-            pass
-        elif line.lower().startswith(b"message-id:"):
-            current = own
-        elif line.lower().startswith((b"in-reply-to:", b"references:")):
-            current = referenced
-        else:
-            current = None
-        if current is not None:
-            current.extend(m.decode("utf-8", "replace") for m in _MESSAGE_ID.findall(line))
-    return tuple(own), tuple(dict.fromkeys(referenced))
-
-
 def _header_block(meta: MessageMeta) -> bytes:
     for key, value in meta.raw.items():
         if key.upper().startswith("BODY[HEADER.FIELDS") and isinstance(value, bytes):
@@ -114,12 +95,21 @@ def _received_at(meta: MessageMeta) -> int:
 
 
 def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> NewMessage:
+    block = _header_block(meta)
+    fields = header_fields(block)
+    own = message_ids(fields.get("message-id", []))
+    referenced = message_ids(fields.get("in-reply-to", []) + fields.get("references", []))
+    size = meta.raw.get("RFC822.SIZE")
     if meta.object_id:
         email_key = f"oid:{meta.object_id}"
+    elif own:
+        # No server id: the same headers and size in another folder are the same Email,
+        # so a MOVE or COPY by another client keeps its id.
+        digest = hashlib.sha256(block + str(size).encode()).hexdigest()
+        email_key = f"dedupe:{digest}"
     else:
         email_key = f"uid:{mailbox.upstream_key}:{uidvalidity}:{meta.uid}"
-    own, referenced = _parse_header_ids(_header_block(meta))
-    size = meta.raw.get("RFC822.SIZE")
+    subject = b" ".join(fields.get("subject", [])[-1:]).decode("utf-8", "replace")
     return NewMessage(
         uid=meta.uid,
         email_key=email_key,
@@ -130,6 +120,7 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
         thread_key=f"tid:{meta.thread_object_id}" if meta.thread_object_id else None,
         message_ids=own,
         referenced_ids=referenced,
+        base_subject=base_subject(subject),
     )
 
 

@@ -413,10 +413,13 @@ class Cache:
     def _add_location(self, mailbox_id: str, message: NewMessage) -> str:
         email_id = derive_id("e", message.email_key)
         self._conn.execute(
-            "INSERT OR REPLACE INTO locations(mailbox_id, uid, email_id, flags, modseq) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (mailbox_id, message.uid, email_id, _keywords_text(message.keywords), message.modseq),
-        )
+            "INSERT OR REPLACE INTO locations(mailbox_id, uid, email_id, flags, modseq, "
+            "received_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                mailbox_id, message.uid, email_id, _keywords_text(message.keywords),
+                message.modseq, message.received_at,
+            ),
+        )  # fmt: skip
         exists = self._conn.execute("SELECT 1 FROM emails WHERE id = ?", (email_id,)).fetchone()
         if exists:
             return email_id
@@ -434,15 +437,7 @@ class Cache:
         if message.thread_key is not None:
             thread_id = derive_id("t", message.thread_key)
         else:
-            thread_id = ""
-            for message_id in (*message.referenced_ids, *message.message_ids):
-                row = self._conn.execute(
-                    "SELECT thread_id FROM thread_refs WHERE message_id = ?", (message_id,)
-                ).fetchone()
-                if row:
-                    thread_id = row[0]
-                    break
-            thread_id = thread_id or "t" + email_id[1:]
+            thread_id = self._thread_by_references(message) or "t" + email_id[1:]
             self._conn.executemany(
                 "INSERT OR IGNORE INTO thread_refs(message_id, thread_id) VALUES (?, ?)",
                 [(mid, thread_id) for mid in (*message.message_ids, *message.referenced_ids)],
@@ -453,8 +448,24 @@ class Cache:
         if known:
             self.log_updated(THREAD, thread_id)
         else:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO threads(id, base_subject) VALUES (?, ?)",
+                (thread_id, message.base_subject),
+            )
             self.log_created(THREAD, thread_id)
         return thread_id
+
+    def _thread_by_references(self, message: NewMessage) -> str | None:
+        """A thread that shares a Message-ID with this message and has its base subject."""
+        for message_id in (*message.referenced_ids, *message.message_ids):
+            row = self._conn.execute(
+                "SELECT r.thread_id, t.base_subject FROM thread_refs r "
+                "LEFT JOIN threads t ON t.id = r.thread_id WHERE r.message_id = ?",
+                (message_id,),
+            ).fetchone()
+            if row and (row[1] is None or row[1] == message.base_subject):
+                return str(row[0])
+        return None
 
     def _remove_locations(self, mailbox_id: str, uids: Sequence[int]) -> set[str]:
         touched: set[str] = set()
@@ -510,6 +521,7 @@ class Cache:
         if remaining:
             self.log_updated(THREAD, thread_id)
         else:
+            self._conn.execute("DELETE FROM threads WHERE id = ?", (thread_id,))
             self.log_destroyed(THREAD, thread_id)
 
     # -- counts -------------------------------------------------------------------------

@@ -70,6 +70,7 @@ class NewMessage(msgspec.Struct, frozen=True):
     thread_key: str | None = None
     message_ids: tuple[str, ...] = ()
     referenced_ids: tuple[str, ...] = ()
+    base_subject: str = ""
 
 
 class FlagUpdate(msgspec.Struct, frozen=True):

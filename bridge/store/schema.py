@@ -84,6 +84,22 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX changelog_updated ON changelog(type, updated);
     """,
+    """
+    -- The Email read path: what a list view shows, parsed once (the message never
+    -- changes); receivedAt beside each location, so a folder's newest page is an index
+    -- range; and each thread's base subject, so a reply that changed the subject starts a
+    -- thread of its own (RFC 8621 §3).
+    ALTER TABLE emails ADD COLUMN summary BLOB;
+    ALTER TABLE locations ADD COLUMN received_at INTEGER NOT NULL DEFAULT 0;
+    UPDATE locations SET received_at =
+        (SELECT received_at FROM emails WHERE emails.id = locations.email_id);
+    CREATE INDEX locations_received ON locations(mailbox_id, received_at);
+    CREATE TABLE threads (
+        id TEXT PRIMARY KEY,
+        base_subject TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO threads(id) SELECT DISTINCT thread_id FROM emails;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
