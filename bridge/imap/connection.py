@@ -28,6 +28,7 @@ from bridge.imap.models import (
     SelectResult,
 )
 from bridge.imap.responses import (
+    atoms,
     build_listings,
     collect_fetches,
     parse_esearch,
@@ -353,6 +354,34 @@ class ImapConnection:
             return sorted(uids)
         reply = self._wire.run(b"UID SEARCH ALL").check()
         return sorted({uid for response in reply.of("SEARCH") for uid in parse_search(response)})
+
+    @_guarded
+    def search(self, criteria: bytes, *, utf8: bool = False) -> list[int]:
+        """UID SEARCH in the selected mailbox. ``criteria`` must come from the search
+        planner, which builds every client string through quoting.py."""
+        command = b"UID SEARCH " + (b"CHARSET UTF-8 " if utf8 else b"") + criteria
+        if "ESEARCH" in self.capabilities:
+            reply = self._wire.run(b"UID SEARCH RETURN (ALL) " + command[11:]).check()
+            uids: set[int] = set()
+            for response in reply.of("ESEARCH"):
+                found = parse_esearch(response)[2].get("ALL")
+                if found is not None:
+                    uids.update(parse_sequence_set(found))
+            return sorted(uids)
+        reply = self._wire.run(command).check()
+        return sorted({uid for response in reply.of("SEARCH") for uid in parse_search(response)})
+
+    @_guarded
+    def sort(self, keys: bytes, criteria: bytes = b"ALL", *, utf8: bool = False) -> list[int]:
+        """UID SORT (RFC 5256) of the selected mailbox: UIDs in the order the keys give."""
+        if "SORT" not in self.capabilities:
+            raise ValueError("the upstream has no SORT")
+        charset = b"UTF-8" if utf8 else b"US-ASCII"
+        reply = self._wire.run(b"UID SORT (" + keys + b") " + charset + b" " + criteria).check()
+        return [
+            uid for response in reply.of("SORT") for uid in atoms(response, "SORT")
+            if isinstance(uid, int)
+        ]  # fmt: skip
 
     @_guarded
     def unselect(self) -> None:

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import functools
+
 from bridge.jmap import MethodSpec
 from bridge.jmap.core import echo_method
 from bridge.mail.capabilities import MAIL
-from bridge.mail.common import translating_upstream_errors
+from bridge.mail.common import Handler, translating_upstream_errors
+from bridge.mail.email_get import email_changes, email_get, has_attachment_of
+from bridge.mail.email_query import email_query, email_query_changes
 from bridge.mail.mailbox import mailbox_changes, mailbox_get, mailbox_query, mailbox_query_changes
 from bridge.mail.mailbox_set import mailbox_set
+from bridge.mail.thread import thread_changes, thread_get
 
 
 def registered_methods() -> list[MethodSpec]:
     """Every method a client may call; any other name answers unknownMethod."""
-    handlers = {
+    handlers: dict[str, Handler] = {
         "Mailbox/get": mailbox_get,
         "Mailbox/changes": mailbox_changes,
         "Mailbox/query": mailbox_query,
         "Mailbox/queryChanges": mailbox_query_changes,
         "Mailbox/set": mailbox_set,
+        "Email/get": email_get,
+        "Email/changes": email_changes,
+        "Email/query": functools.partial(email_query, has_attachment=has_attachment_of),
+        "Email/queryChanges": functools.partial(
+            email_query_changes, has_attachment=has_attachment_of
+        ),
+        "Thread/get": thread_get,
+        "Thread/changes": thread_changes,
     }
     return [echo_method()] + [
         MethodSpec(name, MAIL, translating_upstream_errors(handler))

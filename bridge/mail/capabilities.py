@@ -7,8 +7,12 @@ from typing import Any
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
 
-# RFC 8621 §4.4.2: the sorts Email/query takes (none until Email/query is served).
-EMAIL_SORT_OPTIONS: list[str] = []
+# RFC 8621 §4.4.2: the sorts Email/query takes. The header sorts (sentAt, from, to,
+# subject) work within one inMailbox, where the upstream's SORT does them.
+EMAIL_SORT_OPTIONS = [
+    "receivedAt", "size", "sentAt", "from", "to", "subject", "hasKeyword",
+    "allInThreadHaveKeyword", "someInThreadHaveKeyword",
+]  # fmt: skip
 
 
 def session_capabilities() -> dict[str, dict[str, Any]]:

@@ -130,11 +130,14 @@ class Syncer:
     def __init__(self, cache: Store, conn: ImapConnection) -> None:
         self.cache = cache
         self.conn = conn
+        # Emails that left a folder during this sync: destroyed at its end unless another
+        # folder turned out to hold them (a MOVE by another client).
+        self.orphans: set[str] = set()
         self.modseq = conn.has("CONDSTORE") or conn.has("QRESYNC")
         self.qresync = conn.has("QRESYNC")
 
     def sync(self) -> SyncReport:
-        report = self.sync_list()
+        report = self._list()
         for record in self.cache.mailboxes():
             if record.selectable and self.needs_sync(record):
                 self.sync_folder(record, report)
@@ -145,7 +148,9 @@ class Syncer:
             # selected folder another client renames or deletes.
             self.conn.unselect()
         with self.cache.transaction():
+            self.cache.purge_orphans(self.orphans)
             self.cache.recount()
+        self.orphans.clear()
         self.cache.prune(KEEP_CHANGES)
         return report
 
@@ -153,6 +158,13 @@ class Syncer:
 
     def sync_list(self) -> SyncReport:
         """Only the folder list: names, hierarchy, roles, subscriptions, STATUS."""
+        report = self._list()
+        with self.cache.transaction():
+            self.cache.purge_orphans(self.orphans)
+        self.orphans.clear()
+        return report
+
+    def _list(self) -> SyncReport:
         listings = self.conn.list_mailboxes()
         with self.cache.transaction():
             self.reconcile_mailboxes(listings)
@@ -188,7 +200,7 @@ class Syncer:
                 renamed, self._record(renamed, listing, roles.get(listing.name))
             )
         for record in gone:
-            self.cache.remove_mailbox(record.id)
+            self.orphans |= self.cache.remove_mailbox(record.id)
         for listing in fresh:
             role = roles.get(listing.name)
             key = upstream_key(listing) or self._minted_key(listing)
@@ -290,6 +302,7 @@ class Syncer:
             record.status.unseen if record.status else None,
             selected.highestmodseq if self.modseq else None,
         )
+        self.orphans.update(known[uid].email_id for uid in delta.removed if uid in known)
         with self.cache.transaction():
             changed = self.cache.apply_folder_delta(record.id, delta.removed, flag_updates, added)
             self.cache.set_synced(record.id, state)

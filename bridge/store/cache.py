@@ -20,10 +20,12 @@ from bridge.store.ids import derive_id, random_token
 from bridge.store.records import (
     ChangeSet,
     Counts,
+    EmailRecord,
     FlagUpdate,
     FolderState,
     Location,
     MailboxRecord,
+    MessageRef,
     NewMessage,
 )
 from bridge.store.schema import migrate
@@ -341,14 +343,17 @@ class Cache:
         if any(getattr(old, field) != getattr(new, field) for field in visible):
             self.log_updated(MAILBOX, old.id)
 
-    def remove_mailbox(self, mailbox_id: str) -> None:
+    def remove_mailbox(self, mailbox_id: str) -> set[str]:
+        """Forget a folder; returns the Emails it held (see ``purge_orphans``)."""
         uids = [row[0] for row in self._conn.execute(
             "SELECT uid FROM locations WHERE mailbox_id = ?", (mailbox_id,)
         )]  # fmt: skip
-        for email_id in self._remove_locations(mailbox_id, uids):
+        held = self._remove_locations(mailbox_id, uids)
+        for email_id in held:
             self._refresh_email(email_id, moved=True)
         self._conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
         self.log_destroyed(MAILBOX, mailbox_id)
+        return held
 
     def set_sort_order(self, mailbox_id: str, sort_order: int) -> None:
         self._conn.execute(
@@ -486,7 +491,9 @@ class Cache:
         """Re-derive an Email from its locations; log and report whether it changed.
 
         ``moved`` says a location was added or removed (mailboxIds may differ); otherwise
-        only flags changed, and an Email whose keywords stay the same did not change.
+        only flags changed, and an Email whose keywords stay the same did not change. An
+        Email left in no folder stays until ``purge_orphans``: a MOVE by another client
+        shows as an expunge in one folder before the arrival in the other.
         """
         rows = self._conn.execute(
             "SELECT flags FROM locations WHERE email_id = ?", (email_id,)
@@ -494,13 +501,8 @@ class Cache:
         email = self._conn.execute(
             "SELECT thread_id, keywords FROM emails WHERE id = ?", (email_id,)
         ).fetchone()
-        if email is None:
+        if email is None or not rows:
             return False
-        if not rows:
-            self._conn.execute("DELETE FROM emails WHERE id = ?", (email_id,))
-            self.log_destroyed(EMAIL, email_id)
-            self._thread_lost_email(email[0])
-            return True
         keywords: set[str] = set()
         for (flags,) in rows:
             keywords.update(flags.split())
@@ -513,6 +515,25 @@ class Cache:
         )
         self.log_updated(EMAIL, email_id)
         return True
+
+    def purge_orphans(self, candidates: Iterable[str]) -> set[str]:
+        """Destroy those of ``candidates`` that are in no folder any more."""
+        destroyed: set[str] = set()
+        for email_id in set(candidates):
+            if self._conn.execute(
+                "SELECT 1 FROM locations WHERE email_id = ? LIMIT 1", (email_id,)
+            ).fetchone():
+                continue
+            row = self._conn.execute(
+                "SELECT thread_id FROM emails WHERE id = ?", (email_id,)
+            ).fetchone()
+            if row is None:
+                continue
+            self._conn.execute("DELETE FROM emails WHERE id = ?", (email_id,))
+            self.log_destroyed(EMAIL, email_id)
+            self._thread_lost_email(row[0])
+            destroyed.add(email_id)
+        return destroyed
 
     def _thread_lost_email(self, thread_id: str) -> None:
         remaining = self._conn.execute(
@@ -581,9 +602,106 @@ class Cache:
 
     # -- reads for the mail layer -------------------------------------------------------
 
-    def email_count(self, mailbox_id: str) -> int:
+    def emails(self, ids: Sequence[str]) -> dict[str, EmailRecord]:
+        found: dict[str, EmailRecord] = {}
         with self._lock:
-            row = self._conn.execute(
-                "SELECT COUNT(*) FROM locations WHERE mailbox_id = ?", (mailbox_id,)
-            ).fetchone()
-        return int(row[0])
+            for chunk in _chunks(list(dict.fromkeys(ids))):
+                marks = _marks(len(chunk))
+                boxes: dict[str, list[str]] = {}
+                for email_id, mailbox_id in self._conn.execute(
+                    f"SELECT email_id, mailbox_id FROM locations WHERE email_id IN ({marks})",
+                    tuple(chunk),
+                ):
+                    boxes.setdefault(email_id, []).append(mailbox_id)
+                for email_id, thread_id, keywords, size, received_at, summary in self._conn.execute(
+                    "SELECT id, thread_id, keywords, size, received_at, summary "
+                    f"FROM emails WHERE id IN ({marks})",
+                    tuple(chunk),
+                ):
+                    if email_id not in boxes:
+                        continue  # in no folder: a MOVE half seen, or about to be purged
+                    found[email_id] = EmailRecord(
+                        email_id, thread_id, frozenset(keywords.split()), size, received_at,
+                        tuple(sorted(set(boxes.get(email_id, ())))), summary,
+                    )  # fmt: skip
+        return found
+
+    def message_refs(self, ids: Sequence[str]) -> dict[str, MessageRef]:
+        """One place upstream to read each Email from."""
+        refs: dict[str, MessageRef] = {}
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(ids))):
+                rows = self._conn.execute(
+                    "SELECT email_id, mailbox_id, MIN(uid) FROM locations "
+                    f"WHERE email_id IN ({_marks(len(chunk))}) GROUP BY email_id",
+                    tuple(chunk),
+                )
+                for email_id, mailbox_id, uid in rows:
+                    refs[email_id] = MessageRef(mailbox_id, uid)
+        return refs
+
+    def set_summaries(self, summaries: dict[str, bytes]) -> None:
+        """Parsed, immutable facts of messages: no change to log."""
+        with self._lock:
+            self._conn.executemany(
+                "UPDATE emails SET summary = ? WHERE id = ?",
+                [(summary, email_id) for email_id, summary in summaries.items()],
+            )
+
+    def uids_to_emails(self, mailbox_id: str, uids: Iterable[int]) -> set[str]:
+        found: set[str] = set()
+        with self._lock:
+            for chunk in _chunks(list(uids)):
+                rows = self._conn.execute(
+                    "SELECT email_id FROM locations WHERE mailbox_id = ? "
+                    f"AND uid IN ({_marks(len(chunk))})",
+                    (mailbox_id, *chunk),
+                )
+                found.update(row[0] for row in rows)
+        return found
+
+    def thread_emails(self, thread_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Thread id -> its Email ids, oldest first (RFC 8621 §3), ties by id."""
+        threads: dict[str, list[str]] = {}
+        with self._lock:
+            for chunk in _chunks(list(dict.fromkeys(thread_ids))):
+                rows = self._conn.execute(
+                    "SELECT thread_id, id FROM emails "
+                    f"WHERE thread_id IN ({_marks(len(chunk))}) ORDER BY received_at, id",
+                    tuple(chunk),
+                )
+                for thread_id, email_id in rows:
+                    threads.setdefault(thread_id, []).append(email_id)
+        return threads
+
+    def mailbox_page(
+        self, mailbox_id: str, order: str, ascending: bool, offset: int, limit: int | None
+    ) -> list[str]:
+        """A folder's Emails by receivedAt or size, straight from the index."""
+        column = {"receivedAt": "l.received_at", "size": "e.size"}[order]
+        direction = "ASC" if ascending else "DESC"
+        # The same Email twice in one folder counts once: keep its lowest UID. The NOT
+        # EXISTS probes only the rows the index walk reaches, so a page stays cheap.
+        query = (
+            "SELECT l.email_id FROM locations l JOIN emails e ON e.id = l.email_id "
+            "WHERE l.mailbox_id = ? AND NOT EXISTS (SELECT 1 FROM locations d "
+            "WHERE d.email_id = l.email_id AND d.mailbox_id = l.mailbox_id AND d.uid < l.uid) "
+            f"ORDER BY {column} {direction}, l.email_id {direction} LIMIT ? OFFSET ?"
+        )
+        with self._lock:
+            rows = self._conn.execute(
+                query, (mailbox_id, -1 if limit is None else limit, offset)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def email_facts(self) -> list[tuple[str, str, str, int, int]]:
+        """(id, thread id, keywords, size, receivedAt) of every Email, for queries."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT id, thread_id, keywords, size, received_at FROM emails"
+            ).fetchall()
+
+    def memberships(self) -> list[tuple[str, str, int]]:
+        """(Email id, mailbox id, uid) of every location."""
+        with self._lock:
+            return self._conn.execute("SELECT email_id, mailbox_id, uid FROM locations").fetchall()

@@ -87,3 +87,22 @@ class ChangeSet(msgspec.Struct, frozen=True):
     has_more: bool
     # True when every update in the window changed only Mailbox counts.
     counts_only: bool
+
+
+class EmailRecord(msgspec.Struct, frozen=True):
+    """What the cache knows of an Email: everything but its content."""
+
+    id: str
+    thread_id: str
+    keywords: frozenset[str]
+    size: int
+    received_at: int
+    mailbox_ids: tuple[str, ...]
+    summary: bytes | None = None
+
+
+class MessageRef(msgspec.Struct, frozen=True):
+    """Where an Email can be read upstream: a folder and a UID."""
+
+    mailbox_id: str
+    uid: int

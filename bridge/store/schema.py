@@ -93,7 +93,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE locations ADD COLUMN received_at INTEGER NOT NULL DEFAULT 0;
     UPDATE locations SET received_at =
         (SELECT received_at FROM emails WHERE emails.id = locations.email_id);
-    CREATE INDEX locations_received ON locations(mailbox_id, received_at);
+    CREATE INDEX locations_received ON locations(mailbox_id, received_at, email_id);
     CREATE TABLE threads (
         id TEXT PRIMARY KEY,
         base_subject TEXT NOT NULL DEFAULT ''

@@ -32,6 +32,10 @@ def message(uid: int, key: str, *keywords: str, refs: tuple[str, ...] = ()) -> N
     )
 
 
+def everything(cache: Cache) -> set[str]:
+    return {row[0] for row in cache.email_facts()}
+
+
 def test_state_round_trip_and_foreign_states(cache: Cache) -> None:
     add_mailbox(cache, "INBOX", "inbox")
     state = cache.encode_state(cache.state(MAILBOX))
@@ -51,6 +55,7 @@ def test_changes_report_created_updated_destroyed(cache: Cache) -> None:
         cache.apply_folder_delta(
             inbox, removed=[2], flag_updates=[FlagUpdate(1, frozenset({"$seen"}))]
         )
+        cache.purge_orphans(everything(cache))
     changes = cache.changes(EMAIL, start, None)
     # b was created and destroyed inside the window: the client never needs to hear of it.
     assert len(changes.created) == 1 and changes.updated == [] and changes.destroyed == []
@@ -98,11 +103,31 @@ def test_one_email_in_two_folders(cache: Cache) -> None:
     since = cache.state(EMAIL)
     with cache.transaction():
         cache.apply_folder_delta(inbox, removed=[1])
+        cache.purge_orphans(everything(cache))
     changes = cache.changes(EMAIL, since, None)
     assert changes.updated and not changes.destroyed  # still in Archive
     with cache.transaction():
         cache.apply_folder_delta(archive, removed=[7])
+    # Out of every folder, but a MOVE may still bring it back: destroyed only by the purge.
+    assert not cache.changes(EMAIL, since, None).destroyed
+    with cache.transaction():
+        cache.purge_orphans(everything(cache))
     assert cache.changes(EMAIL, since, None).destroyed
+
+
+def test_a_move_is_an_update(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX", "inbox")
+    archive = add_mailbox(cache, "Archive", "archive")
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(1, "moved")])
+    since = cache.state(EMAIL)
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, removed=[1])
+    with cache.transaction():
+        cache.apply_folder_delta(archive, added=[message(4, "moved")])
+        cache.purge_orphans(everything(cache))
+    changes = cache.changes(EMAIL, since, None)
+    assert len(changes.updated) == 1 and not changes.created and not changes.destroyed
 
 
 def test_counts_follow_the_trash_rule(cache: Cache) -> None:
@@ -169,6 +194,7 @@ def test_pruned_tombstones_set_a_horizon(cache: Cache) -> None:
         cache.apply_folder_delta(inbox, added=[message(1, "a")])
     with cache.transaction():
         cache.apply_folder_delta(inbox, removed=[1])
+        cache.purge_orphans(everything(cache))
     assert cache.prune_tombstones(EMAIL, cache.state(EMAIL)) == 1
     assert cache.horizon(EMAIL) == cache.state(EMAIL)
 
@@ -190,6 +216,7 @@ def test_prune_keeps_recent_history(cache: Cache) -> None:
         cache.apply_folder_delta(inbox, added=[message(uid, f"m{uid}") for uid in range(1, 4)])
     with cache.transaction():
         cache.apply_folder_delta(inbox, removed=[1, 2, 3])
+        cache.purge_orphans(everything(cache))
     assert cache.prune(keep_changes=1_000) == 0
     assert cache.horizon(EMAIL) == 0
     assert cache.prune(keep_changes=0) == 3 + 3  # three Email and three Thread tombstones

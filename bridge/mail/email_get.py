@@ -1,0 +1,214 @@
+"""Email/get and Email/changes (RFC 8621 §4.2, §4.3).
+
+An Email is put together from three sources, each fetched only when a requested property
+needs it: the cache (ids, mailboxes, keywords, size, dates), a summary parsed once per
+message and kept in the cache (the list-view headers, preview, hasAttachment: from
+BODY.PEEK[HEADER], BODYSTRUCTURE and PREVIEW), and the whole message for body properties.
+A warm list view therefore costs no IMAP command beyond the sync check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from bridge.jmap import CallContext, MethodError, decode_args
+from bridge.jmap.standard import ChangesArgs, GetArgs, UnsignedInt
+from bridge.mail.account import Account
+from bridge.mail.attachments import (
+    has_attachment,
+    leaves_from_body_part,
+    leaves_from_bodystructure,
+)
+from bridge.mail.blobs import blob_id
+from bridge.mail.common import account_of, changes_response
+from bridge.mime import (
+    BODY_PART_PROPERTIES,
+    CONVENIENCE_HEADERS,
+    email_properties,
+    parse_header_property,
+    parse_message,
+    preview_from_text,
+    summary_from_headers,
+)
+from bridge.store.cache import EMAIL
+from bridge.store.records import EmailRecord
+
+METADATA = ("id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt")
+SUMMARY = (*CONVENIENCE_HEADERS, "hasAttachment", "preview")
+BODY = ("bodyStructure", "bodyValues", "textBody", "htmlBody", "attachments", "headers")
+PROPERTIES = frozenset({*METADATA, *SUMMARY, *BODY})
+# RFC 8621 §4.2: what a request without "properties" gets.
+DEFAULT_PROPERTIES = (
+    *METADATA, *CONVENIENCE_HEADERS, "hasAttachment", "preview", "bodyValues", "textBody",
+    "htmlBody", "attachments",
+)  # fmt: skip
+SUMMARY_ITEMS = ("BODY.PEEK[HEADER]", "BODYSTRUCTURE", "PREVIEW")
+FULL_ITEMS = ("BODY.PEEK[]",)
+_summary_encoder = msgspec.msgpack.Encoder()
+_summary_decoder = msgspec.msgpack.Decoder(dict[str, Any])
+
+
+class EmailGetArgs(GetArgs, forbid_unknown_fields=True):
+    bodyProperties: list[str] | None = None
+    fetchTextBodyValues: bool = False
+    fetchHTMLBodyValues: bool = False
+    fetchAllBodyValues: bool = False
+    maxBodyValueBytes: UnsignedInt = 0
+
+
+def utc_date(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_properties(requested: Sequence[str], allowed: Iterable[str], what: str) -> None:
+    allowed = set(allowed)
+    bad = [p for p in requested if p not in allowed and not _is_header_property(p)]
+    if bad:
+        raise MethodError("invalidArguments", f"unknown {what}: {', '.join(bad)}")
+
+
+def _is_header_property(name: str) -> bool:
+    return name.startswith("header:") and parse_header_property(name) is not None
+
+
+def fetch_by_folder(
+    account: Account, email_ids: Iterable[str], items: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """FETCH ``items`` of each Email from one folder that holds it: email id -> items."""
+    refs = account.cache.message_refs(list(email_ids))
+    by_folder: dict[str, dict[int, str]] = {}
+    for email_id, ref in refs.items():
+        by_folder.setdefault(ref.mailbox_id, {})[ref.uid] = email_id
+    fetched: dict[str, dict[str, Any]] = {}
+    imap = account.imap
+    for mailbox_id, by_uid in by_folder.items():
+        record = account.cache.mailbox(mailbox_id)
+        if record is None:
+            continue
+        imap.select(record.name)
+        uid_set = ",".join(str(uid) for uid in sorted(by_uid))
+        for uid, meta in imap.fetch_meta(uid_set, extra=items).messages.items():
+            if uid in by_uid:
+                fetched[by_uid[uid]] = meta.raw
+    if by_folder:
+        imap.unselect()
+    return fetched
+
+
+def _summary_from_fetch(raw: dict[str, Any]) -> dict[str, Any]:
+    summary = summary_from_headers(raw.get("BODY[HEADER]") or b"")
+    summary["hasAttachment"] = has_attachment(leaves_from_bodystructure(raw.get("BODYSTRUCTURE")))
+    preview = raw.get("PREVIEW")
+    text = preview.decode("utf-8", "replace") if isinstance(preview, bytes) else ""
+    summary["preview"] = preview_from_text(text)
+    return summary
+
+
+def _summary_from_message(parsed: Any, email_id: str) -> dict[str, Any]:
+    props = email_properties(
+        parsed, [*CONVENIENCE_HEADERS, "preview", "bodyStructure"],
+        blob_id_for=lambda part: blob_id(email_id, part),
+        body_properties=["type", "disposition", "cid", "subParts"],
+    )  # fmt: skip
+    structure = props.pop("bodyStructure")
+    props["hasAttachment"] = has_attachment(leaves_from_body_part(structure))
+    return props
+
+
+def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[str, dict]:
+    """The list-view facts of each Email, parsed once and then kept in the cache."""
+    summaries = {
+        email_id: _summary_decoder.decode(record.summary)
+        for email_id, record in records.items()
+        if record.summary is not None
+    }
+    missing = [email_id for email_id in records if email_id not in summaries]
+    if not missing:
+        return summaries
+    fresh: dict[str, dict[str, Any]] = {}
+    if account.imap.has("PREVIEW"):
+        for email_id, raw in fetch_by_folder(account, missing, SUMMARY_ITEMS).items():
+            fresh[email_id] = _summary_from_fetch(raw)
+    else:
+        # Without PREVIEW the preview needs the text itself: parse the whole message.
+        for email_id, raw in fetch_by_folder(account, missing, FULL_ITEMS).items():
+            fresh[email_id] = _summary_from_message(parse_message(raw["BODY[]"]), email_id)
+    account.cache.set_summaries({e: _summary_encoder.encode(s) for e, s in fresh.items()})
+    summaries.update(fresh)
+    return summaries
+
+
+def has_attachment_of(account: Account, email_ids: set[str]) -> dict[str, bool]:
+    records = account.cache.emails(list(email_ids))
+    return {e: bool(s.get("hasAttachment")) for e, s in load_summaries(account, records).items()}
+
+
+def email_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
+    request = decode_args(EmailGetArgs, args)
+    properties = list(request.properties or DEFAULT_PROPERTIES)
+    _check_properties(properties, PROPERTIES, "properties")
+    if request.bodyProperties is not None:
+        _check_properties(request.bodyProperties, BODY_PART_PROPERTIES, "bodyProperties")
+    account = account_of(ctx)
+    account.sync()
+    ids = request.ids
+    if ids is None:
+        ids = [e for e, *_ in account.cache.email_facts()]
+    ctx.check_max_objects(len(ids), "maxObjectsInGet")
+    wanted = [ctx.resolve_creation_id(i) or i for i in dict.fromkeys(ids)]
+    records = account.cache.emails(wanted)
+    content_props = [p for p in properties if p in BODY or p.startswith("header:")]
+    summaries: dict[str, dict[str, Any]] = {}
+    if any(p in SUMMARY for p in properties):
+        summaries = load_summaries(account, records)
+    contents: dict[str, dict[str, Any]] = {}
+    if content_props:
+        for email_id, raw in fetch_by_folder(account, records, FULL_ITEMS).items():
+            contents[email_id] = email_properties(
+                parse_message(raw.get("BODY[]") or b""),
+                content_props,
+                blob_id_for=lambda part, email_id=email_id: blob_id(email_id, part),
+                body_properties=request.bodyProperties,
+                fetch_text=request.fetchTextBodyValues,
+                fetch_html=request.fetchHTMLBodyValues,
+                fetch_all=request.fetchAllBodyValues,
+                max_body_value_bytes=request.maxBodyValueBytes,
+            )
+    found = []
+    for email_id in wanted:
+        record = records.get(email_id)
+        if record is None or (content_props and email_id not in contents):
+            continue  # gone upstream since the last sync
+        email = {
+            "id": record.id,
+            "blobId": blob_id(record.id),
+            "threadId": record.thread_id,
+            "mailboxIds": dict.fromkeys(record.mailbox_ids, True),
+            "keywords": dict.fromkeys(sorted(record.keywords), True),
+            "size": record.size,
+            "receivedAt": utc_date(record.received_at),
+            **summaries.get(email_id, {}),
+            **contents.get(email_id, {}),
+        }
+        found.append({key: email.get(key) for key in ("id", *properties)})
+    listed = {email["id"] for email in found}
+    return {
+        "accountId": ctx.account_id,
+        "state": account.cache.encode_state(account.cache.state(EMAIL)),
+        "list": found,
+        "notFound": [
+            i for i in dict.fromkeys(ids) if (ctx.resolve_creation_id(i) or i) not in listed
+        ],
+    }
+
+
+def email_changes(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
+    request = decode_args(ChangesArgs, args)
+    account = account_of(ctx)
+    account.sync()
+    response, _ = changes_response(account.cache, EMAIL, request, ctx.account_id)
+    return response

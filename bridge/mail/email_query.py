@@ -1,0 +1,395 @@
+"""Email/query and Email/queryChanges (RFC 8621 §4.4, §4.5).
+
+Metadata conditions (mailboxes, dates, sizes, keywords, threads) and the receivedAt, size
+and keyword sorts are answered from the cache; text conditions go to the upstream's
+SEARCH, one folder at a time; header sorts use the upstream's SORT within one folder. The
+common list view, one folder by receivedAt, is a range of the cache's index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from bridge.imap.search import InvalidFilter, UnsupportedFilter, plan_search
+from bridge.jmap import CallContext, MethodError, decode_args
+from bridge.jmap.standard import QueryArgs, QueryChangesArgs, page_query
+from bridge.mail.account import Account
+from bridge.mail.common import account_of, since_value
+from bridge.store.cache import EMAIL
+
+METADATA_CONDITIONS = frozenset({
+    "inMailbox", "inMailboxOtherThan", "before", "after", "minSize", "maxSize",
+    "allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword",
+    "hasKeyword", "notKeyword", "hasAttachment",
+})  # fmt: skip
+TEXT_CONDITIONS = frozenset({"text", "from", "to", "cc", "bcc", "subject", "body", "header"})
+CACHE_SORTS = frozenset({"receivedAt", "size", "hasKeyword", "allInThreadHaveKeyword",
+                         "someInThreadHaveKeyword"})  # fmt: skip
+UPSTREAM_SORTS = {"sentAt": b"DATE", "from": b"DISPLAYFROM", "to": b"DISPLAYTO",
+                  "subject": b"SUBJECT"}  # fmt: skip
+KEYWORD_SORTS = frozenset({"hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword"})
+
+
+class EmailQueryArgs(QueryArgs, forbid_unknown_fields=True):
+    collapseThreads: bool = False
+
+
+class EmailQueryChangesArgs(QueryChangesArgs, forbid_unknown_fields=True):
+    collapseThreads: bool = False
+
+
+def _utc_date(value: Any, name: str) -> int:
+    if not isinstance(value, str) or not value.endswith("Z"):
+        raise MethodError("invalidArguments", f"{name} must be a UTCDate")
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except ValueError as exc:
+        raise MethodError("invalidArguments", f"{name} must be a UTCDate") from exc
+
+
+def _unsigned(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise MethodError("invalidArguments", f"{name} must be an UnsignedInt")
+    return value
+
+
+def _keyword(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise MethodError("invalidArguments", f"{name} must be a keyword")
+    return value.lower()
+
+
+class QueryIndex:
+    """The cache's facts about every Email, loaded once per query."""
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
+        self.facts: dict[str, tuple[str, frozenset[str], int, int]] = {}
+        self.threads: dict[str, list[str]] = {}
+        for email_id, thread_id, keywords, size, received_at in account.cache.email_facts():
+            self.facts[email_id] = (thread_id, frozenset(keywords.split()), size, received_at)
+            self.threads.setdefault(thread_id, []).append(email_id)
+        self.boxes: dict[str, set[str]] = {}
+        self.by_mailbox: dict[str, dict[int, str]] = {}
+        for email_id, mailbox_id, uid in account.cache.memberships():
+            self.boxes.setdefault(email_id, set()).add(mailbox_id)
+            self.by_mailbox.setdefault(mailbox_id, {})[uid] = email_id
+        self.universe = set(self.facts)
+        self.attachments: dict[str, bool] | None = None
+
+    def where(self, test: Callable[[str], bool]) -> set[str]:
+        return {email_id for email_id in self.universe if test(email_id)}
+
+    def thread_keywords(self, email_id: str) -> list[frozenset[str]]:
+        return [self.facts[other][1] for other in self.threads[self.facts[email_id][0]]]
+
+
+class FilterEvaluator:
+    def __init__(self, index: QueryIndex, has_attachment: Callable[[set[str]], dict[str, bool]]):
+        self.index = index
+        self.has_attachment = has_attachment
+
+    def evaluate(self, node: Any) -> set[str]:
+        if node is None:
+            return set(self.index.universe)
+        if not isinstance(node, dict):
+            raise MethodError("invalidArguments", "a filter must be an object")
+        if "operator" in node:
+            return self._operator(node)
+        unknown = set(node) - METADATA_CONDITIONS - TEXT_CONDITIONS
+        if unknown:
+            raise MethodError("unsupportedFilter", f"cannot filter on {', '.join(sorted(unknown))}")
+        result = set(self.index.universe)
+        # Cheap conditions first: the text searches then only look where candidates are.
+        for name in sorted(node, key=lambda key: key in TEXT_CONDITIONS):
+            result &= self._condition(name, node[name], result)
+        return result
+
+    def _operator(self, node: dict[str, Any]) -> set[str]:
+        operator, conditions = node.get("operator"), node.get("conditions")
+        if set(node) != {"operator", "conditions"} or not isinstance(conditions, list):
+            raise MethodError("invalidArguments", "a FilterOperator has operator and conditions")
+        if operator == "AND":
+            result = set(self.index.universe)
+            for condition in conditions:
+                result &= self.evaluate(condition)
+            return result
+        if operator in ("OR", "NOT"):
+            union: set[str] = set()
+            for condition in conditions:
+                union |= self.evaluate(condition)
+            return union if operator == "OR" else self.index.universe - union
+        raise MethodError("unsupportedFilter", f"unknown operator {operator!r}")
+
+    def _condition(self, name: str, value: Any, candidates: set[str]) -> set[str]:
+        index = self.index
+        facts = index.facts
+        if name == "inMailbox":
+            if not isinstance(value, str):
+                raise MethodError("invalidArguments", "inMailbox must be an id")
+            return set(index.by_mailbox.get(value, {}).values())
+        if name == "inMailboxOtherThan":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise MethodError("invalidArguments", "inMailboxOtherThan must be a list of ids")
+            excluded = set(value)
+            return index.where(lambda e: bool(index.boxes.get(e, set()) - excluded))
+        if name in ("before", "after"):
+            moment = _utc_date(value, name)
+            if name == "before":
+                return index.where(lambda e: facts[e][3] < moment)
+            return index.where(lambda e: facts[e][3] >= moment)
+        if name in ("minSize", "maxSize"):
+            size = _unsigned(value, name)
+            if name == "minSize":
+                return index.where(lambda e: facts[e][2] >= size)
+            return index.where(lambda e: facts[e][2] < size)
+        if name in ("hasKeyword", "notKeyword"):
+            keyword = _keyword(value, name)
+            present = index.where(lambda e: keyword in facts[e][1])
+            return present if name == "hasKeyword" else index.universe - present
+        if name.endswith("InThreadHaveKeyword"):
+            keyword = _keyword(value, name)
+            test = {"all": all, "some": any}.get(name[:-19])
+            if test is not None:
+                return index.where(lambda e: test(keyword in k for k in index.thread_keywords(e)))
+            return index.where(lambda e: not any(keyword in k for k in index.thread_keywords(e)))
+        if name == "hasAttachment":
+            if not isinstance(value, bool):
+                raise MethodError("invalidArguments", "hasAttachment must be a boolean")
+            flags = self.has_attachment(candidates)
+            return {e for e in candidates if flags.get(e, False) == value}
+        return self._search(name, value, candidates)
+
+    def _search(self, name: str, value: Any, candidates: set[str]) -> set[str]:
+        account = self.index.account
+        try:
+            plan = plan_search({name: value}, capabilities=account.imap.capabilities)
+        except UnsupportedFilter as exc:
+            raise MethodError("unsupportedFilter", str(exc)) from exc
+        except InvalidFilter as exc:
+            raise MethodError("invalidArguments", str(exc)) from exc
+        folders = {
+            mailbox_id
+            for email_id in candidates
+            for mailbox_id in self.index.boxes.get(email_id, ())
+        }
+        found: set[str] = set()
+        for record in account.cache.mailboxes():
+            if record.id not in folders or not record.selectable:
+                continue
+            account.imap.select(record.name)
+            uids = account.imap.search(plan.criteria, utf8=plan.needs_utf8)
+            by_uid = self.index.by_mailbox.get(record.id, {})
+            found.update(by_uid[uid] for uid in uids if uid in by_uid)
+        account.imap.unselect()
+        return found
+
+
+def _check_sort(sort: Any) -> list[dict[str, Any]]:
+    if sort is None:
+        return []
+    if not isinstance(sort, list):
+        raise MethodError("invalidArguments", "sort must be a list of Comparators")
+    for comparator in sort:
+        if not isinstance(comparator, dict) or not isinstance(comparator.get("property"), str):
+            raise MethodError("invalidArguments", "a Comparator needs a property")
+        prop = comparator["property"]
+        if prop not in CACHE_SORTS and prop not in UPSTREAM_SORTS:
+            raise MethodError("unsupportedSort", f"cannot sort by {prop}")
+        if prop in KEYWORD_SORTS and not isinstance(comparator.get("keyword"), str):
+            raise MethodError("invalidArguments", f"a {prop} sort needs a keyword")
+        if not isinstance(comparator.get("isAscending", True), bool):
+            raise MethodError("invalidArguments", "isAscending must be a boolean")
+    return sort
+
+
+class Sorter:
+    def __init__(self, index: QueryIndex, sort: list[dict[str, Any]], mailbox_id: str | None):
+        self.index = index
+        self.sort = sort
+        self.mailbox_id = mailbox_id
+
+    def order(self, ids: Iterable[str]) -> list[str]:
+        # Stable sorts from the last comparator to the first; the base order is newest
+        # first with the id as a final tie-break, so equal keys stay in a fixed order.
+        facts = self.index.facts
+        ordered = sorted(ids, key=lambda e: (facts[e][3], e), reverse=True)
+        for comparator in reversed(self.sort):
+            ascending = comparator.get("isAscending", True)
+            key = self._key(comparator)
+            ordered.sort(key=key, reverse=not ascending)
+        return ordered
+
+    def _key(self, comparator: dict[str, Any]) -> Callable[[str], Any]:
+        prop = comparator["property"]
+        facts = self.index.facts
+        if prop == "receivedAt":
+            return lambda e: facts[e][3]
+        if prop == "size":
+            return lambda e: facts[e][2]
+        if prop in KEYWORD_SORTS:
+            keyword = comparator["keyword"].lower()
+            if prop == "hasKeyword":
+                return lambda e: keyword in facts[e][1]
+            test = all if prop == "allInThreadHaveKeyword" else any
+            return lambda e: test(keyword in k for k in self.index.thread_keywords(e))
+        return self._upstream_key(comparator)
+
+    def _upstream_key(self, comparator: dict[str, Any]) -> Callable[[str], Any]:
+        if self.mailbox_id is None:
+            raise MethodError(
+                "unsupportedSort", f"{comparator['property']} sorts only within one inMailbox"
+            )
+        account = self.index.account
+        record = account.cache.mailbox(self.mailbox_id)
+        if record is None or not account.imap.has("SORT"):
+            raise MethodError("unsupportedSort", f"cannot sort by {comparator['property']}")
+        keys = UPSTREAM_SORTS[comparator["property"]]
+        if keys.startswith(b"DISPLAY") and not account.imap.has("SORT=DISPLAY"):
+            keys = keys[len(b"DISPLAY") :]
+        account.imap.select(record.name)
+        uids = account.imap.sort(keys)
+        account.imap.unselect()
+        by_uid = self.index.by_mailbox.get(self.mailbox_id, {})
+        rank: dict[str, int] = {}
+        for position, uid in enumerate(uids):
+            if uid in by_uid:
+                rank.setdefault(by_uid[uid], position)
+        return lambda e: rank.get(e, len(rank))
+
+
+def _collapse(ids: list[str], index: QueryIndex) -> list[str]:
+    seen: set[str] = set()
+    kept: list[str] = []
+    for email_id in ids:
+        thread_id = index.facts[email_id][0]
+        if thread_id not in seen:
+            seen.add(thread_id)
+            kept.append(email_id)
+    return kept
+
+
+def _single_mailbox(filter_: Any) -> str | None:
+    if isinstance(filter_, dict) and "operator" not in filter_:
+        value = filter_.get("inMailbox")
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _fast_page(account: Account, request: EmailQueryArgs) -> dict[str, Any] | None:
+    """One folder by receivedAt (or size) with no other condition: an index range."""
+    mailbox_id = _single_mailbox(request.filter)
+    sort = request.sort or [{"property": "receivedAt", "isAscending": False}]
+    if (
+        mailbox_id is None
+        or set(request.filter or {}) != {"inMailbox"}
+        or request.collapseThreads
+        or request.anchor is not None
+        or request.position < 0
+        or len(sort) != 1
+        or sort[0].get("property") not in ("receivedAt", "size")
+    ):
+        return None
+    record = account.cache.mailbox(mailbox_id)
+    total = record.counts.total_emails if record is not None else 0
+    if record is None:
+        return {"ids": [], "position": 0, "total": 0}
+    ids = account.cache.mailbox_page(
+        mailbox_id,
+        sort[0]["property"],
+        sort[0].get("isAscending", True),
+        request.position,
+        request.limit,
+    )
+    return {"ids": ids, "position": min(request.position, total), "total": total}
+
+
+def query_ids(
+    account: Account,
+    filter_: Any,
+    sort: list[dict[str, Any]],
+    collapse: bool,
+    has_attachment: Callable[[set[str]], dict[str, bool]],
+) -> list[str]:
+    index = QueryIndex(account)
+    matching = FilterEvaluator(index, has_attachment).evaluate(filter_)
+    ordered = Sorter(index, sort, _single_mailbox(filter_)).order(matching)
+    return _collapse(ordered, index) if collapse else ordered
+
+
+def email_query(
+    ctx: CallContext, args: dict[str, Any], has_attachment: Callable[..., dict[str, bool]]
+) -> dict[str, Any]:
+    request = decode_args(EmailQueryArgs, args)
+    sort = _check_sort(request.sort)
+    account = account_of(ctx)
+    account.sync()
+    cache = account.cache
+    response: dict[str, Any] = {
+        "accountId": ctx.account_id,
+        "queryState": cache.encode_state(cache.state(EMAIL)),
+        "canCalculateChanges": True,
+    }
+    fast = _fast_page(account, request)
+    if fast is not None:
+        response.update(position=fast["position"], ids=fast["ids"])
+        if request.calculateTotal:
+            response["total"] = fast["total"]
+        return response
+    ids = query_ids(
+        account,
+        request.filter,
+        sort,
+        request.collapseThreads,
+        lambda candidates: has_attachment(account, candidates),
+    )
+    page, position = page_query(
+        ids, request.position, request.anchor, request.anchorOffset, request.limit
+    )
+    response.update(position=position, ids=page)
+    if request.calculateTotal:
+        response["total"] = len(ids)
+    return response
+
+
+def email_query_changes(
+    ctx: CallContext, args: dict[str, Any], has_attachment: Callable[..., dict[str, bool]]
+) -> dict[str, Any]:
+    """RFC 8620 §5.6 from the change log, as Mailbox/queryChanges does it: every Email
+    changed since the old state is removed and, if still in the results, added back at its
+    index. Keywords and mailboxes are mutable, so upToId cannot shorten the answer."""
+    request = decode_args(EmailQueryChangesArgs, args)
+    sort = _check_sort(request.sort)
+    account = account_of(ctx)
+    account.sync()
+    cache = account.cache
+    since = since_value(cache, EMAIL, request.sinceQueryState)
+    changed = cache.changed_since(EMAIL, since)
+    ids = query_ids(
+        account,
+        request.filter,
+        sort,
+        request.collapseThreads,
+        lambda candidates: has_attachment(account, candidates),
+    )
+    if request.collapseThreads:
+        # A change to any Email of a thread can move which one stands for it.
+        facts = {email_id: thread for email_id, thread, *_ in cache.email_facts()}
+        changed_threads = {facts[e] for e in changed if e in facts}
+        changed |= {e for e in ids if facts.get(e) in changed_threads}
+    added = [{"id": e, "index": i} for i, e in enumerate(ids) if e in changed]
+    removed = sorted(changed)
+    if request.maxChanges is not None and len(added) + len(removed) > request.maxChanges:
+        raise MethodError("tooManyChanges", "more changes than maxChanges")
+    response: dict[str, Any] = {
+        "accountId": ctx.account_id,
+        "oldQueryState": request.sinceQueryState,
+        "newQueryState": cache.encode_state(cache.state(EMAIL)),
+        "removed": removed,
+        "added": added,
+    }
+    if request.calculateTotal:
+        response["total"] = len(ids)
+    return response

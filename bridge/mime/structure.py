@@ -1,0 +1,208 @@
+"""The MIME tree of a message, with byte offsets into the raw message.
+
+Part ids are IMAP section numbers (RFC 3501 §6.4.5), so ``BODY.PEEK[<partId>]`` fetches a
+part's (still transfer-encoded) body from the server:
+
+- a message whose body is not multipart has one part, "1", its body;
+- the children of a top-level multipart are "1", "2", ...; the children of a multipart at
+  "2" are "2.1", "2.2", ...; a multipart itself has no part id (RFC 8621 §4.1.4);
+- a message/rfc822 part at "3" is a leaf here, as in JMAP's bodyStructure, and its part id
+  fetches the whole attached message. Parsing that with ``section_prefix="3"`` numbers its
+  own parts as IMAP does: "3.1" for a non-multipart body, else "3.1", "3.2", ... for the
+  children of its multipart body.
+
+The splitting is done here on bytes rather than by ``email.parser`` so every part keeps its
+exact offsets and attached messages are never re-serialised. Delimiter lines follow RFC 2046
+§5.1.1: ``--boundary`` at the start of a line, optionally ``--``, then only white space. A
+missing close delimiter ends the last part at the end of its parent; a multipart without a
+boundary parameter is unusable and read as text/plain (RFC 2045 §5.2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from bridge.mime.headers import Header, parse_header_block
+from bridge.mime.params import MimeFields, mime_fields
+from bridge.mime.transfer import decode_transfer
+
+# Deeper nesting is an attack, not mail; such a multipart is kept as one opaque leaf.
+MAX_DEPTH = 40
+
+
+@dataclass(eq=False, slots=True)
+class MimePart:
+    """One MIME entity. ``section`` is its IMAP section number, None only for the top-level
+    multipart (which IMAP addresses as ``TEXT``)."""
+
+    section: str | None
+    headers: list[Header]
+    fields: MimeFields
+    header_start: int
+    body_start: int
+    end: int
+    subparts: list[MimePart] = field(default_factory=list)
+
+    @property
+    def is_multipart(self) -> bool:
+        return self.fields.type.startswith("multipart/")
+
+    @property
+    def part_id(self) -> str | None:
+        return None if self.is_multipart else self.section
+
+    @property
+    def type(self) -> str:
+        return self.fields.type
+
+    @property
+    def name(self) -> str | None:
+        return self.fields.name
+
+    @property
+    def disposition(self) -> str | None:
+        return self.fields.disposition
+
+    @property
+    def cid(self) -> str | None:
+        return self.fields.cid
+
+
+@dataclass(eq=False, slots=True)
+class ParsedMessage:
+    """A message parsed once: its header fields and the tree of its parts."""
+
+    raw: bytes
+    headers: list[Header]
+    root: MimePart
+    _by_id: dict[str, MimePart] = field(default_factory=dict)
+    _decoded: dict[str, tuple[bytes, bool]] = field(default_factory=dict)
+
+    def walk(self) -> Iterator[MimePart]:
+        """Every part, depth first, parents before children."""
+        stack = [self.root]
+        while stack:
+            part = stack.pop()
+            yield part
+            stack.extend(reversed(part.subparts))
+
+    def part(self, part_id: str) -> MimePart | None:
+        return self._by_id.get(part_id)
+
+    def raw_body(self, part: MimePart) -> bytes:
+        """The part's body as it is in the message, still transfer-encoded."""
+        return self.raw[part.body_start : part.end]
+
+    def content(self, part: MimePart) -> tuple[bytes, bool]:
+        """The part's body after transfer decoding, and whether that decoding hit a problem.
+        Multiparts have no content of their own (they have no blob)."""
+        if part.part_id is None:
+            return b"", False
+        cached = self._decoded.get(part.part_id)
+        if cached is None:
+            cached = decode_transfer(self.raw_body(part), part.fields.transfer_encoding)
+            self._decoded[part.part_id] = cached
+        return cached
+
+    def part_content(self, part_id: str) -> bytes | None:
+        """The octets a blob download of ``part_id`` returns, or None if there is no such
+        part."""
+        part = self._by_id.get(part_id)
+        return None if part is None or part.part_id is None else self.content(part)[0]
+
+
+@lru_cache(maxsize=256)
+def _delimiter(boundary: bytes) -> re.Pattern[bytes]:
+    return re.compile(rb"^--" + re.escape(boundary) + rb"(--)?[ \t]*\r?$", re.MULTILINE)
+
+
+def _split(buf: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
+    """The (start, end) of each body part between the delimiters in ``buf[start:end]``; the
+    line break before a delimiter belongs to the delimiter (RFC 2046 §5.1.1)."""
+    spans: list[tuple[int, int]] = []
+    content_start: int | None = None
+    for match in _delimiter(boundary).finditer(buf, start, end):
+        if content_start is not None:
+            content_end = match.start()
+            if content_end > content_start and buf[content_end - 1] == 0x0A:
+                content_end -= 1
+                if content_end > content_start and buf[content_end - 1] == 0x0D:
+                    content_end -= 1
+            spans.append((content_start, content_end))
+        if match.group(1):
+            return spans
+        line_end = match.end()
+        content_start = line_end + 1 if line_end < end else end
+    if content_start is not None:
+        spans.append((content_start, end))
+    return spans
+
+
+def _child_section(parent: str | None, prefix: str, index: int) -> str:
+    base = parent if parent is not None else prefix
+    return f"{base}.{index}" if base else str(index)
+
+
+def _build(
+    buf: bytes,
+    headers: list[Header],
+    span: tuple[int, int, int],
+    section: str | None,
+    prefix: str,
+    default_type: str,
+    depth: int,
+) -> MimePart:
+    header_start, body_start, end = span
+    fields = mime_fields(headers, default_type)
+    if fields.type.startswith("multipart/") and (not fields.boundary or depth >= MAX_DEPTH):
+        fallback = "text/plain" if not fields.boundary else "application/octet-stream"
+        charset = "us-ascii" if fallback == "text/plain" else None
+        fields = dataclasses.replace(fields, type=fallback, charset=charset)
+    if section is None and not fields.type.startswith("multipart/"):
+        section = f"{prefix}.1" if prefix else "1"
+    part = MimePart(section, headers, fields, header_start, body_start, end)
+    if not part.is_multipart:
+        return part
+    boundary = (fields.boundary or "").encode("utf-8", "replace")
+    child_default = "message/rfc822" if fields.type == "multipart/digest" else "text/plain"
+    spans = _split(buf, body_start, end, boundary)
+    for index, (child_start, child_end) in enumerate(spans, 1):
+        child_headers, child_body = parse_header_block(buf, child_start, child_end)
+        part.subparts.append(
+            _build(
+                buf,
+                child_headers,
+                (child_start, child_body, child_end),
+                _child_section(section, prefix, index),
+                prefix,
+                child_default,
+                depth + 1,
+            )
+        )
+    return part
+
+
+def parse_message(raw: bytes, *, section_prefix: str = "") -> ParsedMessage:
+    """Parse a message (RFC 5322 + MIME) once; never fails, whatever ``raw`` holds.
+
+    ``section_prefix`` is the part id of this message inside an enclosing one, when ``raw``
+    is the content of a message/rfc822 part, so its part ids are the enclosing message's
+    IMAP section numbers.
+    """
+    start = 0
+    if raw.startswith(b"From "):  # an mbox separator line, as left by some exporters
+        newline = raw.find(b"\n")
+        start = len(raw) if newline == -1 else newline + 1
+    headers, body_start = parse_header_block(raw, start, len(raw))
+    root = _build(
+        raw, headers, (start, body_start, len(raw)), None, section_prefix, "text/plain", 0
+    )
+    message = ParsedMessage(raw, headers, root)
+    for part in message.walk():
+        if part.part_id is not None:
+            message._by_id[part.part_id] = part
+    return message
