@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from bridge.config import Settings
 from bridge.http.auth import Authenticator, Credentials
+from bridge.http.download import download
 from bridge.http.session import session_resource, session_state
 from bridge.imap.connection import UpstreamConfig
 from bridge.imap.pool import ConnectionPool
@@ -160,7 +161,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
             Route("/.well-known/jmap", well_known, methods=["GET"]),
             Route(SESSION_PATH, session, methods=["GET"]),
             Route(API_PATH, api, methods=["POST"]),
-            Route("/jmap/download/{account_id}/{blob_id}/{name}", not_implemented),
+            Route("/jmap/download/{account_id}/{blob_id}/{name}", download, methods=["GET"]),
             Route("/jmap/upload/{account_id}/", not_implemented, methods=["POST"]),
             Route("/jmap/eventsource", not_implemented),
         ],

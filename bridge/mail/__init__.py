@@ -12,6 +12,7 @@ from bridge.mail.email_get import email_changes, email_get, has_attachment_of
 from bridge.mail.email_query import email_query, email_query_changes
 from bridge.mail.mailbox import mailbox_changes, mailbox_get, mailbox_query, mailbox_query_changes
 from bridge.mail.mailbox_set import mailbox_set
+from bridge.mail.snippet import search_snippet_get
 from bridge.mail.thread import thread_changes, thread_get
 
 
@@ -30,6 +31,7 @@ def registered_methods() -> list[MethodSpec]:
             email_query_changes, has_attachment=has_attachment_of
         ),
         "Thread/get": thread_get,
+        "SearchSnippet/get": search_snippet_get,
         "Thread/changes": thread_changes,
     }
     return [echo_method()] + [

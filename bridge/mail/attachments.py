@@ -1,77 +1,70 @@
-"""hasAttachment, decided the same way from IMAP BODYSTRUCTURE and from a parsed message.
+"""hasAttachment from IMAP BODYSTRUCTURE, by the same rule the MIME parser applies.
 
-RFC 8621 leaves the definition to the server. Here a message has an attachment when some
-leaf part is marked as one (Content-Disposition: attachment), or is neither text nor a
-signature nor an inline image the HTML refers to by Content-ID.
+The spec's textBody/htmlBody/attachments algorithm (bridge.mime.split_body) runs on any
+tree of parts with type, disposition, name, cid and subparts: this module builds that
+tree from a BODYSTRUCTURE as imapclient parses it (RFC 3501 §7.4.2), so a list view
+answered from BODYSTRUCTURE agrees with an Email/get that parsed the message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any
 
-SIGNATURES = frozenset({"application/pgp-signature", "application/pkcs7-signature",
-                        "application/x-pkcs7-signature"})  # fmt: skip
-
-
-class Leaf(NamedTuple):
-    media_type: str  # "image/png"
-    disposition: str | None
-    has_cid: bool
+from bridge.mime import has_attachment, split_body
 
 
-def has_attachment(leaves: Iterable[Leaf]) -> bool:
-    for leaf in leaves:
-        if leaf.disposition == "attachment":
-            return True
-        main = leaf.media_type.split("/", 1)[0]
-        if main in ("text", "multipart") or leaf.media_type in SIGNATURES:
-            continue
-        if main == "image" and leaf.has_cid and leaf.disposition != "attachment":
-            continue
-        return True
-    return False
+@dataclass
+class StructurePart:
+    type: str
+    disposition: str | None = None
+    name: str | None = None
+    cid: str | None = None
+    subparts: list[StructurePart] = field(default_factory=list)
 
 
-def _text(value: Any) -> str:
+def _text(value: Any) -> str | None:
     if isinstance(value, bytes):
-        return value.decode("ascii", "replace").lower()
-    return str(value).lower() if value is not None else ""
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
 
 
-def leaves_from_bodystructure(structure: Any) -> Iterator[Leaf]:
-    """Leaf parts of an IMAP BODYSTRUCTURE as imapclient parses it (RFC 3501 §7.4.2)."""
+def _params(value: Any) -> dict[str, str]:
+    if not isinstance(value, tuple | list):
+        return {}
+    items = [_text(v) or "" for v in value]
+    return {items[i].lower(): items[i + 1] for i in range(0, len(items) - 1, 2)}
+
+
+def _disposition(value: Any) -> tuple[str | None, dict[str, str]]:
+    if isinstance(value, tuple | list) and value:
+        kind = _text(value[0])
+        return (kind.lower() if kind else None), _params(value[1] if len(value) > 1 else None)
+    return None, {}
+
+
+def structure_tree(structure: Any) -> StructurePart:
     if not isinstance(structure, tuple | list) or not structure:
-        return
-    if isinstance(structure[0], list | tuple):  # multipart: (parts, subtype, ...)
-        for part in structure[0]:
-            yield from leaves_from_bodystructure(part)
-        return
-    media_type = f"{_text(structure[0])}/{_text(structure[1])}"
-    if media_type == "message/rfc822":
-        # An attached message is an attachment in its own right.
-        yield Leaf(media_type, "attachment", False)
-        return
-    # Extension data follows the basic fields, the line count of text/*, and MD5.
-    extension = 8 if media_type.startswith("text/") else 7
-    disposition = None
-    if len(structure) > extension + 1:
-        value = structure[extension + 1]
-        if isinstance(value, tuple | list) and value:
-            disposition = _text(value[0])
-    yield Leaf(media_type, disposition, structure[3] is not None)
+        return StructurePart("text/plain")
+    if isinstance(structure[0], list | tuple):  # multipart: (parts, subtype, params, disp)
+        subtype = (_text(structure[1]) or "mixed").lower()
+        part = StructurePart(f"multipart/{subtype}")
+        part.subparts = [structure_tree(child) for child in structure[0]]
+        return part
+    media_type = f"{(_text(structure[0]) or 'text').lower()}/{(_text(structure[1]) or '').lower()}"
+    # Extension data follows the basic fields, the line count of text/*, the envelope,
+    # body and line count of message/rfc822, and MD5.
+    extension = {"text": 8, "message/rfc822": 10}.get(
+        media_type if media_type == "message/rfc822" else media_type.split("/")[0], 7
+    )
+    disposition, disposition_params = _disposition(
+        structure[extension + 1] if len(structure) > extension + 1 else None
+    )
+    name = disposition_params.get("filename") or _params(structure[2]).get("name")
+    cid = _text(structure[3])
+    return StructurePart(media_type, disposition, name, cid.strip("<>") if cid else None)
 
 
-def leaves_from_body_part(part: dict[str, Any]) -> Iterator[Leaf]:
-    """Leaf parts of a JMAP EmailBodyPart tree (bodyStructure)."""
-    sub_parts = part.get("subParts")
-    if sub_parts:
-        for sub in sub_parts:
-            yield from leaves_from_body_part(sub)
-        return
-    media_type = str(part.get("type") or "text/plain").lower()
-    if media_type == "message/rfc822":
-        yield Leaf(media_type, "attachment", False)
-        return
-    disposition = part.get("disposition")
-    yield Leaf(media_type, disposition.lower() if disposition else None, bool(part.get("cid")))
+def has_attachment_from_bodystructure(structure: Any) -> bool:
+    _, _, attachments = split_body(structure_tree(structure))
+    return has_attachment(attachments)

@@ -18,11 +18,7 @@ import msgspec
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import ChangesArgs, GetArgs, UnsignedInt
 from bridge.mail.account import Account
-from bridge.mail.attachments import (
-    has_attachment,
-    leaves_from_body_part,
-    leaves_from_bodystructure,
-)
+from bridge.mail.attachments import has_attachment_from_bodystructure
 from bridge.mail.blobs import blob_id
 from bridge.mail.common import account_of, changes_response
 from bridge.mime import (
@@ -101,7 +97,7 @@ def fetch_by_folder(
 
 def _summary_from_fetch(raw: dict[str, Any]) -> dict[str, Any]:
     summary = summary_from_headers(raw.get("BODY[HEADER]") or b"")
-    summary["hasAttachment"] = has_attachment(leaves_from_bodystructure(raw.get("BODYSTRUCTURE")))
+    summary["hasAttachment"] = has_attachment_from_bodystructure(raw.get("BODYSTRUCTURE"))
     preview = raw.get("PREVIEW")
     text = preview.decode("utf-8", "replace") if isinstance(preview, bytes) else ""
     summary["preview"] = preview_from_text(text)
@@ -109,14 +105,10 @@ def _summary_from_fetch(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _summary_from_message(parsed: Any, email_id: str) -> dict[str, Any]:
-    props = email_properties(
-        parsed, [*CONVENIENCE_HEADERS, "preview", "bodyStructure"],
+    return email_properties(
+        parsed, [*CONVENIENCE_HEADERS, "preview", "hasAttachment"],
         blob_id_for=lambda part: blob_id(email_id, part),
-        body_properties=["type", "disposition", "cid", "subParts"],
     )  # fmt: skip
-    structure = props.pop("bodyStructure")
-    props["hasAttachment"] = has_attachment(leaves_from_body_part(structure))
-    return props
 
 
 def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[str, dict]:

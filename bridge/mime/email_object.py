@@ -113,7 +113,7 @@ class _EmailView:
 
     def __init__(
         self, parsed: ParsedMessage, body_properties: Sequence[str], blob_id_for: BlobIdFor
-    ):
+    ) -> None:
         self.parsed = parsed
         self.body_properties = body_properties
         self.blob_id_for = blob_id_for

@@ -14,14 +14,14 @@ from typing import Any
 from bridge.mime.addresses import parse_addresses, parse_grouped_addresses
 from bridge.mime.dates import parse_date
 from bridge.mime.encodedword import decode_encoded_words
-from bridge.mime.headers import Header, strip_comments, unfold
+from bridge.mime.headers import Header, find_all, strip_comments, unfold
 
 _BRACKETED = re.compile(r"<([^<>]*)>")
 _WHITESPACE = re.compile(r"\s+")
 
 
 def as_raw(value: str) -> str:
-    return value
+    return value.replace("\x00", "")
 
 
 def as_text(value: str) -> str:
@@ -87,8 +87,7 @@ def header_value(
     """``header:{name}:as{form}[:all]``: the last instance, or with ``all_instances`` every
     one in order. Absent fields give None, or [] for all instances.
     """
-    lowered = name.lower()
-    found = [header for header in headers if header.name.lower() == lowered]
+    found = find_all(headers, name)
     if all_instances:
         return [form_value(header, form) for header in found]
     return form_value(found[-1], form) if found else None

@@ -1,8 +1,8 @@
 """Splitting a header block into fields, keeping every octet of each value.
 
 A header block ends at the first empty line, or at the first line that can be neither a
-field nor a continuation: such a line is taken as the start of the body, as IMAP servers
-and Python's feedparser do, so a part without its blank line loses nothing.
+field nor a continuation: such a line is taken as the start of the body, as Python's
+feedparser does, so a part that lacks its blank line loses nothing.
 """
 
 from __future__ import annotations

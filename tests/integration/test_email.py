@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 from imapclient import IMAPClient
 
-from tests.integration.server import JmapClient
+from bridge.demo.dovecot import Dovecot
+from tests.integration.server import BridgeServer, JmapClient
 
 
 def message(
@@ -236,3 +237,58 @@ def test_query_changes(jmap: JmapClient, other: IMAPClient) -> None:
     for item in changes["added"]:
         replayed.insert(item["index"], item["id"])
     assert replayed == now["ids"]
+
+
+def test_download_message_and_part(jmap: JmapClient, other: IMAPClient) -> None:
+    other.append("INBOX", WITH_ATTACHMENT)
+    [email_id] = query(jmap)
+    email = jmap.call("Email/get", {"ids": [email_id], "properties": ["blobId", "attachments"]})
+    email = email["list"][0]
+    [pdf] = email["attachments"]
+    template = jmap.session["downloadUrl"]
+
+    def url(blob: str, name: str, media_type: str) -> str:
+        return template.format(accountId=jmap.account_id, blobId=blob, name=name,
+                               type=media_type)  # fmt: skip
+
+    whole = jmap.http.get(url(email["blobId"], "message.eml", "message/rfc822"))
+    assert whole.status_code == 200 and whole.content == WITH_ATTACHMENT
+    assert whole.headers["content-type"].startswith("message/rfc822")
+    assert "immutable" in whole.headers["cache-control"]
+    part = jmap.http.get(url(pdf["blobId"], "Rapport été.pdf", "application/pdf"))
+    assert part.status_code == 200 and part.content == b"%PDF-1.4\n"
+    assert part.headers["content-type"] == "application/pdf"
+    disposition = part.headers["content-disposition"]
+    assert disposition.startswith("attachment;") and "Rapport%20%C3%A9t%C3%A9.pdf" in disposition
+    assert jmap.http.get(url("Bnope", "x", "text/plain")).status_code == 404
+    wrong_account = template.format(accountId="someone", blobId=email["blobId"], name="x",
+                                    type="text/plain")  # fmt: skip
+    assert jmap.http.get(wrong_account).status_code == 404
+
+
+def test_another_users_blob_is_not_found(
+    jmap: JmapClient, other: IMAPClient, bridge: BridgeServer, upstream: Dovecot
+) -> None:
+    other.append("INBOX", WITH_ATTACHMENT)
+    [email_id] = query(jmap)
+    blob = jmap.call("Email/get", {"ids": [email_id], "properties": ["blobId"]})["list"][0]
+    stranger = bridge.client(*upstream.spare.pop(0))
+    url = jmap.session["downloadUrl"].format(
+        accountId=stranger.account_id, blobId=blob["blobId"], name="x", type="text/plain"
+    )
+    assert stranger.http.get(url).status_code == 404
+    stranger.close()
+
+
+def test_search_snippets(jmap: JmapClient, other: IMAPClient) -> None:
+    other.append("INBOX", message(1, "Budget <draft> & plan", body="the quarterly budget is due"))
+    other.append("INBOX", message(2, "Lunch"))
+    ids = query(jmap, sort=[{"property": "receivedAt"}])
+    result = jmap.call(
+        "SearchSnippet/get", {"filter": {"text": "budget"}, "emailIds": [*ids, "nope"]}
+    )
+    by_id = {s["emailId"]: s for s in result["list"]}
+    assert by_id[ids[0]]["subject"] == "<mark>Budget</mark> &lt;draft&gt; &amp; plan"
+    assert by_id[ids[0]]["preview"] == "the quarterly <mark>budget</mark> is due 1"
+    assert by_id[ids[1]] == {"emailId": ids[1], "subject": None, "preview": None}
+    assert result["notFound"] == ["nope"]

@@ -50,9 +50,7 @@ def corpus(name: str) -> bytes:
         ("😀", 3, ("", True)),
     ],
 )
-def test_truncate_on_character_boundary(
-    value: str, limit: int, expected: tuple[str, bool]
-) -> None:
+def test_truncate_on_character_boundary(value: str, limit: int, expected: tuple[str, bool]) -> None:
     assert truncate_value(value, limit) == expected
     assert len(truncate_value(value, limit)[0].encode()) <= (limit or len(value.encode()))
 
@@ -61,8 +59,14 @@ def test_truncate_html_not_inside_a_tag() -> None:
     html = '<p>Hi <a href="https://example.com">there</a></p>'
     assert truncate_value(html, 20, is_html=True) == ("<p>Hi ", True)
     assert truncate_value(html, 20, is_html=False) == ('<p>Hi <a href="https', True)
-    assert truncate_value(html, 40, is_html=True) == ('<p>Hi <a href="https://example.com">ther', True)
-    assert truncate_value(html, 43, is_html=True) == ('<p>Hi <a href="https://example.com">there', True)
+    assert truncate_value(html, 40, is_html=True) == (
+        '<p>Hi <a href="https://example.com">ther',
+        True,
+    )
+    assert truncate_value(html, 43, is_html=True) == (
+        '<p>Hi <a href="https://example.com">there',
+        True,
+    )
 
 
 def test_body_values_truncated_on_multibyte_boundary() -> None:
@@ -211,7 +215,11 @@ def test_split_body_alternative_with_html_only_fills_text_body() -> None:
 def test_split_body_alternative_nested_where_javascript_would_throw() -> None:
     # alternative > mixed(text/plain, alternative(text/plain, text/html)): the inner
     # alternative sees htmlBody already null; its HTML part stays reachable.
-    inner = Part("alt2", "multipart/alternative", subparts=[Part("P2", "text/plain"), Part("H2", "text/html")])
+    inner = Part(
+        "alt2",
+        "multipart/alternative",
+        subparts=[Part("P2", "text/plain"), Part("H2", "text/html")],
+    )
     mixed = Part("mix", "multipart/mixed", subparts=[Part("P1", "text/plain"), inner])
     root = Part("alt", "multipart/alternative", subparts=[mixed])
     text, html, attachments = split_body(root)
