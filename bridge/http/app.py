@@ -139,6 +139,28 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def status(request: Request) -> Response:
+    """How far indexing of the user's folders has come (the first login to a big account
+    answers before every folder is indexed)."""
+    bridge: Bridge = request.app.state.bridge
+    credentials = await bridge.auth.authenticate(request)
+    if isinstance(credentials, Response):
+        return credentials
+    user = bridge.users.get(credentials.username)
+    folders = {}
+    for record in user.cache.mailboxes():
+        if not record.selectable:
+            continue
+        total = record.status.messages if record.status else 0
+        progress = user.indexer.state.folders.get(record.name)
+        indexed = total if record.indexed else (progress.indexed if progress else 0)
+        folders[record.name] = {"indexed": indexed, "total": total}
+    return json_response(
+        {"username": credentials.username, "indexing": user.indexer.state.running,
+         "folders": folders}
+    )  # fmt: skip
+
+
 async def not_implemented(request: Request) -> Response:
     """Advertised in the session (RFC 8620 §2 requires the URLs), served in a later release."""
     return json_response(
@@ -161,6 +183,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
             Route("/.well-known/jmap", well_known, methods=["GET"]),
             Route(SESSION_PATH, session, methods=["GET"]),
             Route(API_PATH, api, methods=["POST"]),
+            Route("/jmap/status", status, methods=["GET"]),
             Route("/jmap/download/{account_id}/{blob_id}/{name}", download, methods=["GET"]),
             Route("/jmap/upload/{account_id}/", not_implemented, methods=["POST"]),
             Route("/jmap/eventsource", not_implemented),

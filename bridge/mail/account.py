@@ -18,6 +18,7 @@ from pathlib import Path
 from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import UpstreamUnavailable
 from bridge.imap.pool import ConnectionPool
+from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
 from bridge.store.cache import Cache
@@ -37,6 +38,10 @@ class UserData:
     # One sync at a time per user; a request that waited for another's sync uses its result.
     sync_lock: threading.Lock = field(default_factory=threading.Lock)
     sync_generation: int = 0
+    indexer: BackgroundIndexer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.indexer = BackgroundIndexer(self.cache, self.sync_lock)
 
     @property
     def account_id(self) -> str:
@@ -122,7 +127,17 @@ class Account:
                 report = Syncer(self.cache, self.imap).sync()
             self.user.sync_generation += 1
             self._synced_generation = self.user.sync_generation
-            return report
+        if report.unindexed:
+            self.user.indexer.start(self._pool, self.user.username, self._password)
+        return report
+
+    def ensure_indexed(self) -> None:
+        """Every folder indexed whole, now: what a query over the cache needs."""
+        self.sync()
+        if not unindexed(self.cache):
+            return
+        self.user.indexer.wait()
+        self.user.indexer.index_all(self.imap)
 
     def sync_list(self) -> None:
         """Re-read only the folder list, after this request changed it upstream."""

@@ -21,6 +21,7 @@ from bridge.mail.account import Account
 from bridge.mail.attachments import has_attachment_from_bodystructure
 from bridge.mail.blobs import blob_id
 from bridge.mail.common import account_of, changes_response
+from bridge.mail.sync import uid_set
 from bridge.mime import (
     BODY_PART_PROPERTIES,
     CONVENIENCE_HEADERS,
@@ -86,8 +87,7 @@ def fetch_by_folder(
         if record is None:
             continue
         imap.select(record.name)
-        uid_set = ",".join(str(uid) for uid in sorted(by_uid))
-        for uid, meta in imap.fetch_meta(uid_set, extra=items).messages.items():
+        for uid, meta in imap.fetch_meta(uid_set(by_uid), extra=items).messages.items():
             if uid in by_uid:
                 fetched[by_uid[uid]] = meta.raw
     if by_folder:

@@ -17,7 +17,9 @@ from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import QueryArgs, QueryChangesArgs, page_query
 from bridge.mail.account import Account
 from bridge.mail.common import account_of, since_value
+from bridge.mail.sync import NEW_MESSAGE_ITEMS, new_message, uid_set
 from bridge.store.cache import EMAIL
+from bridge.store.records import MailboxRecord
 
 METADATA_CONDITIONS = frozenset({
     "inMailbox", "inMailboxOtherThan", "before", "after", "minSize", "maxSize",
@@ -293,9 +295,16 @@ def _fast_page(account: Account, request: EmailQueryArgs) -> dict[str, Any] | No
     ):
         return None
     record = account.cache.mailbox(mailbox_id)
-    total = record.counts.total_emails if record is not None else 0
     if record is None:
         return {"ids": [], "position": 0, "total": 0}
+    if not record.indexed:
+        if not account.imap.has("SORT"):
+            return None
+        return upstream_page(
+            account, record, sort[0]["property"], sort[0].get("isAscending", True),
+            request.position, request.limit,
+        )  # fmt: skip
+    total = record.counts.total_emails
     ids = account.cache.mailbox_page(
         mailbox_id,
         sort[0]["property"],
@@ -306,6 +315,39 @@ def _fast_page(account: Account, request: EmailQueryArgs) -> dict[str, Any] | No
     return {"ids": ids, "position": min(request.position, total), "total": total}
 
 
+def upstream_page(
+    account: Account,
+    record: MailboxRecord,
+    prop: str,
+    ascending: bool,
+    position: int,
+    limit: int | None,
+) -> dict[str, Any]:
+    """A page of a folder not indexed yet: the server sorts, bridge fetches only the page."""
+    imap = account.imap
+    selected = imap.select(record.name)
+    keys = b"ARRIVAL" if prop == "receivedAt" else b"SIZE"
+    uids = imap.sort(keys if ascending else b"REVERSE " + keys) if selected.exists else []
+    window = uids[position : None if limit is None else position + limit]
+    known = account.cache.locations(record.id)
+    if record.index_uidvalidity != selected.uidvalidity:
+        known = {}
+    missing = [uid for uid in window if uid not in known]
+    fetched = {}
+    if missing:
+        fetched = imap.fetch_meta(uid_set(missing), extra=NEW_MESSAGE_ITEMS).messages
+    imap.unselect()
+    added = [new_message(record, selected.uidvalidity, meta) for meta in fetched.values()]
+    with account.user.sync_lock, account.cache.transaction():
+        account.cache.purge_orphans(
+            account.cache.set_index_uidvalidity(record.id, selected.uidvalidity)
+        )
+        account.cache.apply_folder_delta(record.id, added=added)
+    located = account.cache.locations(record.id)
+    ids = list(dict.fromkeys(located[uid].email_id for uid in window if uid in located))
+    return {"ids": ids, "position": min(position, selected.exists), "total": selected.exists}
+
+
 def query_ids(
     account: Account,
     filter_: Any,
@@ -313,6 +355,7 @@ def query_ids(
     collapse: bool,
     has_attachment: Callable[[set[str]], dict[str, bool]],
 ) -> list[str]:
+    account.ensure_indexed()
     index = QueryIndex(account)
     matching = FilterEvaluator(index, has_attachment).evaluate(filter_)
     ordered = Sorter(index, sort, _single_mailbox(filter_)).order(matching)

@@ -20,6 +20,7 @@ import msgspec
 from bridge.imap.connection import ImapConnection
 from bridge.imap.flags import flags_to_keywords
 from bridge.imap.models import MailboxListing, MessageMeta, QresyncParams, SelectResult
+from bridge.imap.responses import format_sequence_set as uid_set
 from bridge.mail.threading import base_subject, header_fields, message_ids
 from bridge.store.base import Store
 from bridge.store.records import FlagUpdate, FolderState, Location, MailboxRecord, NewMessage
@@ -34,6 +35,9 @@ NEW_MESSAGE_ITEMS = ("RFC822.SIZE", "INTERNALDATE", HEADER_FIELDS)
 ROLE_FOR_INBOX = "inbox"
 # How far back /changes can reach: older tombstones are forgotten.
 KEEP_CHANGES = 500_000
+# Folders never indexed are indexed during the request while they hold this many messages
+# in all; beyond that a background indexer does it, and queries ask the server meanwhile.
+FOREGROUND_LIMIT = 500
 # Where a folder first seen sits among its siblings until a client sets sortOrder.
 DEFAULT_SORT_ORDER = {"inbox": 1, "drafts": 2, "sent": 3, "archive": 4, "junk": 5, "trash": 6}
 
@@ -43,6 +47,8 @@ class SyncReport:
     folders_listed: int = 0
     folders_synced: list[str] = field(default_factory=list)
     emails_changed: int = 0
+    # Folders left to the background indexer.
+    unindexed: list[str] = field(default_factory=list)
 
 
 def role_of(listing: MailboxListing) -> str | None:
@@ -136,10 +142,16 @@ class Syncer:
         self.modseq = conn.has("CONDSTORE") or conn.has("QRESYNC")
         self.qresync = conn.has("QRESYNC")
 
-    def sync(self) -> SyncReport:
+    def sync(self, foreground_limit: int = FOREGROUND_LIMIT) -> SyncReport:
         report = self._list()
-        for record in self.cache.mailboxes():
-            if record.selectable and self.needs_sync(record):
+        records = [r for r in self.cache.mailboxes() if r.selectable]
+        new = [r for r in records if not r.indexed]
+        waiting = sum(r.status.messages for r in new if r.status is not None)
+        if waiting > foreground_limit:
+            report.unindexed = [r.name for r in new]
+            records = [r for r in records if r.indexed]
+        for record in records:
+            if self.needs_sync(record):
                 self.sync_folder(record, report)
                 report.folders_synced.append(record.name)
         if report.folders_synced:
@@ -278,7 +290,10 @@ class Syncer:
             selected = self.conn.select(record.name, qresync=params)
         else:
             selected = self.conn.select(record.name)
-        if synced is None or synced.uidvalidity != selected.uidvalidity:
+        if synced is None and record.index_uidvalidity == selected.uidvalidity:
+            # Indexed for the first time, with a first page already in the cache.
+            delta = self._full_scan(selected, known)
+        elif synced is None or synced.uidvalidity != selected.uidvalidity:
             # A folder seen for the first time, or one whose UIDVALIDITY changed: every old
             # UID is gone and every present one is new (X-GUID keeps the Email ids).
             delta = self._full_scan(selected, {})
@@ -320,7 +335,7 @@ class Syncer:
         new_uids = [uid for uid in present if uid not in known]
         new = {}
         if new_uids:
-            new = self.conn.fetch_meta(_uid_set(new_uids), extra=NEW_MESSAGE_ITEMS).messages
+            new = self.conn.fetch_meta(uid_set(new_uids), extra=NEW_MESSAGE_ITEMS).messages
         return _Delta(
             removed=sorted(uid for uid in known if uid not in present),
             changed={uid: meta for uid, meta in present.items() if uid in known},
@@ -368,17 +383,3 @@ class _Delta:
     removed: list[int] = field(default_factory=list)
     changed: dict[int, MessageMeta] = field(default_factory=dict)
     new: dict[int, MessageMeta] = field(default_factory=dict)
-
-
-def _uid_set(uids: Iterable[int]) -> str:
-    ordered = sorted(uids)
-    ranges: list[str] = []
-    start = prev = ordered[0]
-    for uid in ordered[1:]:
-        if uid == prev + 1:
-            prev = uid
-            continue
-        ranges.append(f"{start}:{prev}" if start != prev else str(start))
-        start = prev = uid
-    ranges.append(f"{start}:{prev}" if start != prev else str(start))
-    return ",".join(ranges)

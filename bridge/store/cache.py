@@ -38,7 +38,7 @@ _MAILBOX_COLUMNS = (
     "id, upstream_key, name, delimiter, role, subscribed, selectable, sort_order, rights, "
     "status_uidvalidity, status_uidnext, status_messages, status_unseen, status_modseq, "
     "synced_uidvalidity, synced_uidnext, synced_messages, synced_unseen, synced_modseq, "
-    "total_emails, unread_emails, total_threads, unread_threads"
+    "total_emails, unread_emails, total_threads, unread_threads, index_uidvalidity"
 )
 _CHUNK = 500
 
@@ -79,6 +79,7 @@ def _mailbox(row: sqlite3.Row) -> MailboxRecord:
         status=_folder_state(row[9:14]),
         synced=_folder_state(row[14:19]),
         counts=Counts(*row[19:23]),
+        index_uidvalidity=row[23],
     )
 
 
@@ -230,36 +231,44 @@ class Cache:
         self._set_meta(f"state:{type_name}", str(value))
 
     def changes(self, type_name: str, since: int, max_changes: int | None) -> ChangeSet:
-        """Objects changed after ``since``, oldest first, at most ``max_changes`` of them."""
+        """Objects changed after ``since``, in the order of their first change after it, at
+        most ``max_changes`` of them.
+
+        The log keeps each object's creation and its latest change. A page that ends at an
+        intermediate state reports what was true at that state: an object created inside
+        the page but changed again later is "created" here and "updated" in a later page.
+        """
         with self._lock:
             query = (
-                "SELECT id, created, updated, props_updated, destroyed FROM changelog "
-                "WHERE type = ? AND updated > ? ORDER BY updated"
+                "SELECT id, created, updated, props_updated, destroyed, "
+                "CASE WHEN created > :since THEN created ELSE updated END AS first "
+                "FROM changelog WHERE type = :type AND updated > :since ORDER BY first"
             )
-            params: tuple[object, ...] = (type_name, since)
+            params: dict[str, object] = {"type": type_name, "since": since}
             if max_changes is not None:
-                query += " LIMIT ?"
-                params += (max_changes + 1,)
+                query += " LIMIT :limit"
+                params["limit"] = max_changes + 1
             rows = self._conn.execute(query, params).fetchall()
             current = self.state(type_name)
         has_more = max_changes is not None and len(rows) > max_changes
         if has_more:
             rows = rows[:max_changes]
+        until = rows[-1][5] if has_more else current
         created: list[str] = []
         updated: list[str] = []
         destroyed: list[str] = []
         counts_only = True
-        for object_id, born, _, props_updated, died in rows:
+        for object_id, born, _, props_updated, died, _ in rows:
+            gone = died is not None and died <= until
             if born > since:
-                if died is None:
+                if not gone:
                     created.append(object_id)
-            elif died is not None:
+            elif gone:
                 destroyed.append(object_id)
             else:
                 updated.append(object_id)
                 counts_only = counts_only and props_updated <= since
-        new_modseq = rows[-1][2] if has_more else current
-        return ChangeSet(created, updated, destroyed, new_modseq, has_more, counts_only)
+        return ChangeSet(created, updated, destroyed, until, has_more, counts_only)
 
     def changed_since(
         self, type_name: str, since: int, *, properties_only: bool = False
@@ -316,12 +325,12 @@ class Cache:
 
     def add_mailbox(self, record: MailboxRecord) -> None:
         self._conn.execute(
-            f"INSERT INTO mailboxes({_MAILBOX_COLUMNS}) VALUES ({_marks(23)})",
+            f"INSERT INTO mailboxes({_MAILBOX_COLUMNS}) VALUES ({_marks(24)})",
             (
                 record.id, record.upstream_key, record.name, record.delimiter, record.role,
                 int(record.subscribed), int(record.selectable), record.sort_order,
                 record.rights, *_state_values(record.status), *_state_values(record.synced),
-                *msgspec.structs.astuple(record.counts),
+                *msgspec.structs.astuple(record.counts), record.index_uidvalidity,
             ),
         )  # fmt: skip
         self.log_created(MAILBOX, record.id)
@@ -360,6 +369,23 @@ class Cache:
             "UPDATE mailboxes SET sort_order = ? WHERE id = ?", (sort_order, mailbox_id)
         )
         self.log_updated(MAILBOX, mailbox_id)
+
+    def set_index_uidvalidity(self, mailbox_id: str, uidvalidity: int) -> set[str]:
+        """Note which UIDVALIDITY a folder's first locations belong to; locations of an
+        older one are dropped (returned: the Emails they held)."""
+        row = self._conn.execute(
+            "SELECT index_uidvalidity FROM mailboxes WHERE id = ?", (mailbox_id,)
+        ).fetchone()
+        dropped: set[str] = set()
+        if row is not None and row[0] not in (None, uidvalidity):
+            uids = [r[0] for r in self._conn.execute(
+                "SELECT uid FROM locations WHERE mailbox_id = ?", (mailbox_id,)
+            )]  # fmt: skip
+            dropped = self._remove_locations(mailbox_id, uids)
+        self._conn.execute(
+            "UPDATE mailboxes SET index_uidvalidity = ? WHERE id = ?", (uidvalidity, mailbox_id)
+        )
+        return dropped
 
     def set_synced(self, mailbox_id: str, state: FolderState | None) -> None:
         self._conn.execute(
@@ -557,6 +583,10 @@ class Cache:
         moved: list[str] = []
         for record in self.mailboxes():
             counts = fresh.get(record.id, Counts())
+            if not record.indexed and record.status is not None:
+                # Not indexed yet: the server's counts, with each message its own thread.
+                messages, unseen = record.status.messages, record.status.unseen or 0
+                counts = Counts(messages, unseen, messages, unseen)
             if counts != record.counts:
                 self._conn.execute(
                     "UPDATE mailboxes SET total_emails = ?, unread_emails = ?, "

@@ -35,6 +35,13 @@ class MailboxRecord(msgspec.Struct, frozen=True):
     status: FolderState | None = None
     synced: FolderState | None = None
     counts: Counts = Counts()
+    # While a folder is not indexed whole (synced is None), the UIDVALIDITY of the
+    # locations it already holds.
+    index_uidvalidity: int | None = None
+
+    @property
+    def indexed(self) -> bool:
+        return self.synced is not None
 
     @property
     def parent_name(self) -> str | None:

@@ -90,6 +90,9 @@ MIGRATIONS: tuple[str, ...] = (
     -- range; and each thread's base subject, so a reply that changed the subject starts a
     -- thread of its own (RFC 8621 §3).
     ALTER TABLE emails ADD COLUMN summary BLOB;
+    -- A folder not yet indexed whole may hold a first page of locations: this is the
+    -- UIDVALIDITY they belong to.
+    ALTER TABLE mailboxes ADD COLUMN index_uidvalidity INTEGER;
     ALTER TABLE locations ADD COLUMN received_at INTEGER NOT NULL DEFAULT 0;
     UPDATE locations SET received_at =
         (SELECT received_at FROM emails WHERE emails.id = locations.email_id);

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,30 @@ class Jmap:
             results[call_id] = (name, args)
         return results
 
+    def wait_indexed(self, timeout: float = 900.0) -> float | None:
+        """Wait until bridge has indexed every folder of the account (a big account's
+        first requests answer before that, and index in the background); seconds waited.
+        None when this bridge has no /jmap/status: it indexes within the request."""
+        start = time.perf_counter()
+        nudged = 0
+        while True:
+            response = self.http.get("/jmap/status")
+            if response.status_code == 404:
+                return None
+            check(response.status_code == 200, f"status: {response.status_code}")
+            status = response.json()
+            folders = status.get("folders", {}).values()
+            done = all(f["indexed"] >= f["total"] for f in folders)
+            if done and not status.get("indexing"):
+                return time.perf_counter() - start
+            if not status.get("indexing") and not done:
+                # Indexing stopped (an upstream error): the next request resumes it.
+                nudged += 1
+                check(nudged < 5, f"indexing does not finish: {status}")
+                self.request([["Mailbox/get", {"accountId": self.account_id, "ids": []}, "m"]])
+            check(time.perf_counter() - start < timeout, f"indexing took too long: {status}")
+            time.sleep(0.2)
+
     def close(self) -> None:
         self.http.close()
 
@@ -199,15 +223,6 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     result = action()
     return time.perf_counter() - start, result
-
-
-def alternate(repetitions: int, sides: Iterable[Callable[[int], None]]) -> None:
-    """Run each side once per repetition, in rotating order, so drift hits all alike."""
-    sides = list(sides)
-    for rep in range(repetitions):
-        shift = rep % len(sides)
-        for side in sides[shift:] + sides[:shift]:
-            side(rep)
 
 
 def ms(seconds: float) -> str:

@@ -221,3 +221,25 @@ def test_prune_keeps_recent_history(cache: Cache) -> None:
     assert cache.horizon(EMAIL) == 0
     assert cache.prune(keep_changes=0) == 3 + 3  # three Email and three Thread tombstones
     assert cache.horizon(EMAIL) == cache.counter
+
+
+def test_pages_end_at_true_intermediate_states(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX")
+    since = cache.state(EMAIL)
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(uid, f"m{uid}") for uid in range(1, 5)])
+    # The first Email changes again later: a page that ends before that must still call it
+    # created, and the next page updated.
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, flag_updates=[FlagUpdate(1, frozenset({"$seen"}))])
+    changed = cache.locations(inbox)[1].email_id
+    first = cache.changes(EMAIL, since, 2)
+    second = cache.changes(EMAIL, first.new_modseq, 10)
+    assert first.has_more and len(first.created) == 2 and not first.updated
+    assert len(set(first.created) | set(second.created)) == 4
+    if changed in first.created:
+        assert second.updated == [changed] and changed not in second.created
+    else:
+        assert changed in second.created and not second.updated
+    everything_at_once = cache.changes(EMAIL, since, None)
+    assert len(everything_at_once.created) == 4 and not everything_at_once.updated

@@ -1,0 +1,140 @@
+"""Indexing folders never seen before: in the background for a big account, so its first
+page does not wait for the whole mailbox.
+
+A folder is indexed newest messages first, in chunks, each chunk in a transaction of its
+own; the sync state recorded at the end is the one seen at the start, so the next delta
+sync replays whatever changed meanwhile. Until a folder is indexed, its list view comes
+from the server's SORT (``first_page``) and its counts from STATUS.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from bridge.imap.connection import ImapConnection
+from bridge.imap.errors import UpstreamError
+from bridge.imap.flags import flags_to_keywords
+from bridge.imap.pool import ConnectionPool
+from bridge.mail.sync import NEW_MESSAGE_ITEMS, new_message, uid_set
+from bridge.store.base import Store
+from bridge.store.records import FlagUpdate, FolderState, MailboxRecord
+
+log = logging.getLogger("bridge.index")
+
+CHUNK = 1000
+
+
+@dataclass
+class Progress:
+    indexed: int = 0
+    total: int = 0
+
+
+@dataclass
+class IndexState:
+    """What a user's indexing has done so far: for logs and the status page."""
+
+    folders: dict[str, Progress] = field(default_factory=dict)
+    running: bool = False
+
+
+def index_folder(
+    cache: Store,
+    conn: ImapConnection,
+    record: MailboxRecord,
+    lock: threading.Lock,
+    progress: Progress | None = None,
+) -> None:
+    """Index one folder whole, newest first."""
+    progress = progress or Progress()
+    selected = conn.select(record.name)
+    present = conn.search_all_uids() if selected.exists else []
+    with lock, cache.transaction():
+        orphans = cache.set_index_uidvalidity(record.id, selected.uidvalidity)
+        cache.purge_orphans(orphans)
+    known = cache.locations(record.id)
+    todo = sorted((uid for uid in present if uid not in known), reverse=True)
+    progress.total, progress.indexed = len(present), len(present) - len(todo)
+    for start in range(0, len(todo), CHUNK):
+        chunk = todo[start : start + CHUNK]
+        fetched = conn.fetch_meta(uid_set(chunk), extra=NEW_MESSAGE_ITEMS).messages
+        added = [new_message(record, selected.uidvalidity, meta) for meta in fetched.values()]
+        with lock, cache.transaction():
+            cache.apply_folder_delta(record.id, added=added)
+        progress.indexed += len(chunk)
+        log.info("indexing %s: %d of %d", record.name, progress.indexed, progress.total)
+    # The first page was fetched before this started: bring its flags up to date too.
+    still = set(present)
+    early = [uid for uid in known if uid in still]
+    updates: list[FlagUpdate] = []
+    if early:
+        for uid, meta in conn.fetch_meta(uid_set(early)).messages.items():
+            keywords = flags_to_keywords(meta.flags)
+            if keywords != known[uid].keywords:
+                updates.append(FlagUpdate(uid, keywords, meta.modseq))
+    state = FolderState(
+        selected.uidvalidity,
+        selected.uidnext,
+        selected.exists,
+        record.status.unseen if record.status else None,
+        selected.highestmodseq,
+    )
+    with lock, cache.transaction():
+        gone = [uid for uid in known if uid not in still]
+        cache.apply_folder_delta(record.id, removed=gone, flag_updates=updates)
+        cache.purge_orphans(known[uid].email_id for uid in gone)
+        cache.set_synced(record.id, state)
+        cache.recount()
+    conn.unselect()
+
+
+def unindexed(cache: Store) -> list[MailboxRecord]:
+    """Folders still to index, INBOX first."""
+    records = [r for r in cache.mailboxes() if r.selectable and not r.indexed]
+    return sorted(records, key=lambda r: (r.role != "inbox", r.name))
+
+
+class BackgroundIndexer:
+    """One thread per user, started by a request that found folders to index."""
+
+    def __init__(self, cache: Store, lock: threading.Lock) -> None:
+        self.cache = cache
+        self.lock = lock
+        self.state = IndexState()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+
+    def start(self, pool: ConnectionPool, username: str, password: str) -> None:
+        with self._guard:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            # The password stays in memory, in this thread, until indexing ends.
+            self._thread = threading.Thread(
+                target=self._run, args=(pool, username, password), daemon=True,
+                name=f"index-{username}",
+            )  # fmt: skip
+            self.state.running = True
+            self._thread.start()
+
+    def wait(self) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _run(self, pool: ConnectionPool, username: str, password: str) -> None:
+        try:
+            with pool.connection(username, password) as conn:
+                self.index_all(conn)
+            log.info("indexing of %s done", username)
+        except UpstreamError as exc:
+            log.warning("indexing of %s stopped: %s; it resumes on the next request",
+                        username, exc)  # fmt: skip
+        finally:
+            self.state.running = False
+
+    def index_all(self, conn: ImapConnection) -> None:
+        for record in unindexed(self.cache):
+            progress = self.state.folders.setdefault(record.name, Progress())
+            index_folder(self.cache, conn, record, self.lock, progress)
