@@ -101,7 +101,7 @@ class Sampler(threading.Thread):
             self.running.clear()
         return elapsed, result
 
-    def report(self, title: str, elapsed: float, top: int = 14) -> None:
+    def report(self, title: str, elapsed: float, top: int = 24) -> None:
         print(f"\n## {title}: {ms(elapsed)} wall\n")
         for kind, total in self.samples.most_common():
             print(f"{kind} thread(s): {total} samples (~{ms(total * self.interval)} of work)")

@@ -281,8 +281,9 @@ def test_another_users_blob_is_not_found(
 
 
 def test_search_snippets(jmap: JmapClient, other: IMAPClient) -> None:
-    other.append("INBOX", message(1, "Budget <draft> & plan", body="the quarterly budget is due"))
-    other.append("INBOX", message(2, "Lunch"))
+    other.append("INBOX", message(1, "Budget <draft> & plan", body="the quarterly budget is due"),
+                 msg_time=at(1))  # fmt: skip
+    other.append("INBOX", message(2, "Lunch"), msg_time=at(2))
     ids = query(jmap, sort=[{"property": "receivedAt"}])
     result = jmap.call(
         "SearchSnippet/get", {"filter": {"text": "budget"}, "emailIds": [*ids, "nope"]}
