@@ -31,6 +31,7 @@ from bridge.imap.responses import (
     atoms,
     build_listings,
     collect_fetches,
+    ordered_sequence,
     parse_esearch,
     parse_list,
     parse_myrights,
@@ -382,6 +383,25 @@ class ImapConnection:
             uid for response in reply.of("SORT") for uid in atoms(response, "SORT")
             if isinstance(uid, int)
         ]  # fmt: skip
+
+    def can_sort_partial(self) -> bool:
+        return "ESORT" in self.capabilities and bool(
+            {"CONTEXT=SORT", "CONTEXT=SEARCH"} & self.capabilities
+        )
+
+    @_guarded
+    def sort_partial(self, keys: bytes, first: int, last: int) -> list[int]:
+        """Positions ``first``..``last`` (1-based) of UID SORT of the whole mailbox, by
+        ESORT's PARTIAL (RFC 5267): a page without the other UIDs on the wire."""
+        if not self.can_sort_partial():
+            raise ValueError("the upstream has no ESORT with PARTIAL")
+        command = f"UID SORT RETURN (PARTIAL {int(first)}:{int(last)}) (".encode()
+        reply = self._wire.run(command + keys + b") US-ASCII ALL").check()
+        for response in reply.of("ESEARCH"):
+            partial = parse_esearch(response)[2].get("PARTIAL")
+            if isinstance(partial, tuple) and len(partial) == 2 and partial[1] is not None:
+                return ordered_sequence(partial[1])
+        return []
 
     @_guarded
     def unselect(self) -> None:

@@ -329,6 +329,20 @@ def parse_esearch(response: Untagged) -> tuple[str | None, bool, dict[str, Any]]
     return tag, uid, {_text(parts[i]).upper(): parts[i + 1] for i in range(0, len(parts), 2)}
 
 
+def ordered_sequence(value: Any) -> list[int]:
+    """A sequence-set kept in its given order, as ESORT's PARTIAL returns it (RFC 5267
+    §4.4): "9,7:5" -> [9, 7, 6, 5]."""
+    numbers: list[int] = []
+    for piece in _text(value).split(","):
+        first, _, last = piece.partition(":")
+        if not first.isdigit() or (last and not last.isdigit()):
+            raise _malformed("sequence-set")
+        start, end = int(first), int(last or first)
+        step = 1 if end >= start else -1
+        numbers.extend(range(start, end + step, step))
+    return numbers
+
+
 # -- the rest -----------------------------------------------------------------------------
 
 

@@ -99,6 +99,12 @@ class Account:
             self._conn = self._stack.enter_context(borrowed)
         return self._conn
 
+    def open_folder(self, name: str) -> None:
+        """SELECT a folder for reading, unless this request has it open already (a SELECT
+        of a big Maildir costs Dovecot a directory scan). The pool leaves it on return."""
+        if self.imap.selected != name:
+            self.imap.select(name)
+
     def _release(self) -> None:
         self._conn = None
         stack, self._stack = self._stack, ExitStack()

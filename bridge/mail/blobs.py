@@ -57,12 +57,11 @@ def open_blob(account: Account, value: str) -> Iterator[bytes] | None:
     record = account.cache.mailbox(ref.mailbox_id) if ref is not None else None
     if ref is None or record is None:
         return None
-    account.imap.select(record.name)
+    account.open_folder(record.name)
     if section is None:
         return _message_chunks(account, ref.uid)
     raw = _fetch(account, ref.uid, "BODY.PEEK[]", "BODY[]")
     content = parse_message(raw).part_content(section) if raw is not None else None
-    account.imap.unselect()
     return iter((content,)) if content is not None else None
 
 
@@ -75,7 +74,6 @@ def _fetch(account: Account, uid: int, item: str, key: str) -> bytes | None:
 def _message_chunks(account: Account, uid: int) -> Iterator[bytes] | None:
     first = _fetch(account, uid, f"BODY.PEEK[]<0.{CHUNK}>", "BODY[]<0>")
     if first is None:
-        account.imap.unselect()
         return None
 
     def chunks() -> Iterator[bytes]:
@@ -88,6 +86,5 @@ def _message_chunks(account: Account, uid: int) -> Iterator[bytes] | None:
             chunk = _fetch(account, uid, f"BODY.PEEK[]<{offset}.{CHUNK}>", f"BODY[]<{offset}>")
             if not chunk:
                 break
-        account.imap.unselect()
 
     return chunks()

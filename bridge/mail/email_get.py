@@ -13,14 +13,18 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import ChangesArgs, GetArgs, UnsignedInt
 from bridge.mail.account import Account
-from bridge.mail.attachments import has_attachment_from_bodystructure
 from bridge.mail.blobs import blob_id
 from bridge.mail.common import account_of, changes_response
+from bridge.mail.summary import (
+    SUMMARY_ITEMS,
+    decode_summary,
+    encode_summary,
+    summary_from_fetch,
+    summary_from_message,
+)
 from bridge.mail.sync import uid_set
 from bridge.mime import (
     BODY_PART_PROPERTIES,
@@ -28,8 +32,6 @@ from bridge.mime import (
     email_properties,
     parse_header_property,
     parse_message,
-    preview_from_text,
-    summary_from_headers,
 )
 from bridge.store.cache import EMAIL
 from bridge.store.records import EmailRecord
@@ -43,10 +45,7 @@ DEFAULT_PROPERTIES = (
     *METADATA, *CONVENIENCE_HEADERS, "hasAttachment", "preview", "bodyValues", "textBody",
     "htmlBody", "attachments",
 )  # fmt: skip
-SUMMARY_ITEMS = ("BODY.PEEK[HEADER]", "BODYSTRUCTURE", "PREVIEW")
 FULL_ITEMS = ("BODY.PEEK[]",)
-_summary_encoder = msgspec.msgpack.Encoder()
-_summary_decoder = msgspec.msgpack.Decoder(dict[str, Any])
 
 
 class EmailGetArgs(GetArgs, forbid_unknown_fields=True):
@@ -86,35 +85,17 @@ def fetch_by_folder(
         record = account.cache.mailbox(mailbox_id)
         if record is None:
             continue
-        imap.select(record.name)
+        account.open_folder(record.name)
         for uid, meta in imap.fetch_meta(uid_set(by_uid), extra=items).messages.items():
             if uid in by_uid:
                 fetched[by_uid[uid]] = meta.raw
-    if by_folder:
-        imap.unselect()
     return fetched
-
-
-def _summary_from_fetch(raw: dict[str, Any]) -> dict[str, Any]:
-    summary = summary_from_headers(raw.get("BODY[HEADER]") or b"")
-    summary["hasAttachment"] = has_attachment_from_bodystructure(raw.get("BODYSTRUCTURE"))
-    preview = raw.get("PREVIEW")
-    text = preview.decode("utf-8", "replace") if isinstance(preview, bytes) else ""
-    summary["preview"] = preview_from_text(text)
-    return summary
-
-
-def _summary_from_message(parsed: Any, email_id: str) -> dict[str, Any]:
-    return email_properties(
-        parsed, [*CONVENIENCE_HEADERS, "preview", "hasAttachment"],
-        blob_id_for=lambda part: blob_id(email_id, part),
-    )  # fmt: skip
 
 
 def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[str, dict]:
     """The list-view facts of each Email, parsed once and then kept in the cache."""
     summaries = {
-        email_id: _summary_decoder.decode(record.summary)
+        email_id: decode_summary(record.summary)
         for email_id, record in records.items()
         if record.summary is not None
     }
@@ -124,12 +105,12 @@ def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[st
     fresh: dict[str, dict[str, Any]] = {}
     if account.imap.has("PREVIEW"):
         for email_id, raw in fetch_by_folder(account, missing, SUMMARY_ITEMS).items():
-            fresh[email_id] = _summary_from_fetch(raw)
+            fresh[email_id] = summary_from_fetch(raw)
     else:
         # Without PREVIEW the preview needs the text itself: parse the whole message.
         for email_id, raw in fetch_by_folder(account, missing, FULL_ITEMS).items():
-            fresh[email_id] = _summary_from_message(parse_message(raw["BODY[]"]), email_id)
-    account.cache.set_summaries({e: _summary_encoder.encode(s) for e, s in fresh.items()})
+            fresh[email_id] = summary_from_message(parse_message(raw["BODY[]"]), email_id)
+    account.cache.set_summaries({e: encode_summary(s) for e, s in fresh.items()})
     summaries.update(fresh)
     return summaries
 

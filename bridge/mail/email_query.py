@@ -17,7 +17,7 @@ from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import QueryArgs, QueryChangesArgs, page_query
 from bridge.mail.account import Account
 from bridge.mail.common import account_of, since_value
-from bridge.mail.sync import NEW_MESSAGE_ITEMS, new_message, uid_set
+from bridge.mail.sync import new_message, new_message_items, uid_set
 from bridge.store.cache import EMAIL
 from bridge.store.records import MailboxRecord
 
@@ -181,11 +181,10 @@ class FilterEvaluator:
         for record in account.cache.mailboxes():
             if record.id not in folders or not record.selectable:
                 continue
-            account.imap.select(record.name)
+            account.open_folder(record.name)
             uids = account.imap.search(plan.criteria, utf8=plan.needs_utf8)
             by_uid = self.index.by_mailbox.get(record.id, {})
             found.update(by_uid[uid] for uid in uids if uid in by_uid)
-        account.imap.unselect()
         return found
 
 
@@ -251,9 +250,8 @@ class Sorter:
         keys = UPSTREAM_SORTS[comparator["property"]]
         if keys.startswith(b"DISPLAY") and not account.imap.has("SORT=DISPLAY"):
             keys = keys[len(b"DISPLAY") :]
-        account.imap.select(record.name)
+        account.open_folder(record.name)
         uids = account.imap.sort(keys)
-        account.imap.unselect()
         by_uid = self.index.by_mailbox.get(self.mailbox_id, {})
         rank: dict[str, int] = {}
         for position, uid in enumerate(uids):
@@ -327,16 +325,22 @@ def upstream_page(
     imap = account.imap
     selected = imap.select(record.name)
     keys = b"ARRIVAL" if prop == "receivedAt" else b"SIZE"
-    uids = imap.sort(keys if ascending else b"REVERSE " + keys) if selected.exists else []
-    window = uids[position : None if limit is None else position + limit]
+    keys = keys if ascending else b"REVERSE " + keys
+    if not selected.exists or position >= selected.exists or limit == 0:
+        window: list[int] = []
+    elif limit is not None and imap.can_sort_partial():
+        window = imap.sort_partial(keys, position + 1, min(position + limit, selected.exists))
+    else:
+        window = imap.sort(keys)[position : None if limit is None else position + limit]
     known = account.cache.locations(record.id)
     if record.index_uidvalidity != selected.uidvalidity:
         known = {}
     missing = [uid for uid in window if uid not in known]
     fetched = {}
     if missing:
-        fetched = imap.fetch_meta(uid_set(missing), extra=NEW_MESSAGE_ITEMS).messages
-    imap.unselect()
+        # With the summaries the list view that follows needs, in the same command.
+        items = new_message_items(imap)
+        fetched = imap.fetch_meta(uid_set(missing), extra=items).messages
     added = [new_message(record, selected.uidvalidity, meta) for meta in fetched.values()]
     with account.user.sync_lock, account.cache.transaction():
         account.cache.purge_orphans(

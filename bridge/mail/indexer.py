@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from bridge.imap.connection import ImapConnection
@@ -24,6 +25,9 @@ from bridge.store.records import FlagUpdate, FolderState, MailboxRecord
 log = logging.getLogger("bridge.index")
 
 CHUNK = 1000
+# The background indexer waits this long after the request that started it, so the
+# request's own first page does not share the CPU with it.
+START_DELAY = 1.0
 
 
 @dataclass
@@ -124,6 +128,7 @@ class BackgroundIndexer:
             thread.join()
 
     def _run(self, pool: ConnectionPool, username: str, password: str) -> None:
+        time.sleep(START_DELAY)
         try:
             with pool.connection(username, password) as conn:
                 self.index_all(conn)

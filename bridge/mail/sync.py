@@ -21,8 +21,15 @@ from bridge.imap.connection import ImapConnection
 from bridge.imap.flags import flags_to_keywords
 from bridge.imap.models import MailboxListing, MessageMeta, QresyncParams, SelectResult
 from bridge.imap.responses import format_sequence_set as uid_set
+from bridge.mail.summary import (
+    SUMMARY_ITEMS,
+    encode_summary,
+    has_summary_items,
+    summary_from_fetch,
+)
 from bridge.mail.threading import base_subject, header_fields, message_ids
 from bridge.store.base import Store
+from bridge.store.cache import MAILBOX
 from bridge.store.records import FlagUpdate, FolderState, Location, MailboxRecord, NewMessage
 
 log = logging.getLogger("bridge.sync")
@@ -87,9 +94,17 @@ def _status_state(listing: MailboxListing) -> FolderState | None:
     )
 
 
+def new_message_items(conn: ImapConnection) -> tuple[str, ...]:
+    """What to FETCH of mail seen for the first time; with PREVIEW, the whole header block
+    instead of its threading fields, so that the list-view summary comes along."""
+    if conn.has("PREVIEW"):
+        return ("RFC822.SIZE", "INTERNALDATE", *SUMMARY_ITEMS)
+    return NEW_MESSAGE_ITEMS
+
+
 def _header_block(meta: MessageMeta) -> bytes:
     for key, value in meta.raw.items():
-        if key.upper().startswith("BODY[HEADER.FIELDS") and isinstance(value, bytes):
+        if key.upper().startswith("BODY[HEADER") and isinstance(value, bytes):
             return value
     return b""
 
@@ -116,6 +131,7 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
     else:
         email_key = f"uid:{mailbox.upstream_key}:{uidvalidity}:{meta.uid}"
     subject = b" ".join(fields.get("subject", [])[-1:]).decode("utf-8", "replace")
+    summary = encode_summary(summary_from_fetch(meta.raw)) if has_summary_items(meta.raw) else None
     return NewMessage(
         uid=meta.uid,
         email_key=email_key,
@@ -127,6 +143,7 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
         message_ids=own,
         referenced_ids=referenced,
         base_subject=base_subject(subject),
+        summary=summary,
     )
 
 
@@ -139,10 +156,16 @@ class Syncer:
         # Emails that left a folder during this sync: destroyed at its end unless another
         # folder turned out to hold them (a MOVE by another client).
         self.orphans: set[str] = set()
+        # Emails changed and folders touched by this sync: where counts may have moved.
+        self.changed: set[str] = set()
+        self.changed_folders: set[str] = set()
         self.modseq = conn.has("CONDSTORE") or conn.has("QRESYNC")
+        # New mail found by a sync is few messages: fetch its list-view summary at once.
+        self.new_items = new_message_items(conn)
         self.qresync = conn.has("QRESYNC")
 
     def sync(self, foreground_limit: int = FOREGROUND_LIMIT) -> SyncReport:
+        mailbox_state = self.cache.state(MAILBOX)
         report = self._list()
         records = [r for r in self.cache.mailboxes() if r.selectable]
         new = [r for r in records if not r.indexed]
@@ -154,15 +177,15 @@ class Syncer:
             if self.needs_sync(record):
                 self.sync_folder(record, report)
                 report.folders_synced.append(record.name)
-        if report.folders_synced:
-            # An idle connection keeps no folder open: Dovecot answers STATUS of the
-            # selected folder from the session's stale view, and ends a session whose
-            # selected folder another client renames or deletes.
-            self.conn.unselect()
+        # Counts move only where mail changed, and where a thread of changed mail reaches.
+        folders_changed = self.cache.state(MAILBOX) != mailbox_state
         with self.cache.transaction():
+            affected = self.cache.mailboxes_sharing_threads(self.changed | self.orphans)
             self.cache.purge_orphans(self.orphans)
-            self.cache.recount()
+            self.cache.recount(None if folders_changed else affected | self.changed_folders)
         self.orphans.clear()
+        self.changed.clear()
+        self.changed_folders.clear()
         self.cache.prune(KEEP_CHANGES)
         return report
 
@@ -177,6 +200,9 @@ class Syncer:
         return report
 
     def _list(self) -> SyncReport:
+        # Dovecot answers STATUS of the selected folder from the session's own, possibly
+        # stale, view: list with nothing selected.
+        self.conn.unselect()
         listings = self.conn.list_mailboxes()
         with self.cache.transaction():
             self.reconcile_mailboxes(listings)
@@ -322,6 +348,9 @@ class Syncer:
             changed = self.cache.apply_folder_delta(record.id, delta.removed, flag_updates, added)
             self.cache.set_synced(record.id, state)
         report.emails_changed += len(changed)
+        self.changed |= changed
+        if changed or delta.removed:
+            self.changed_folders.add(record.id)
         log.debug(
             "synced %s: -%d ~%d +%d", record.name, len(delta.removed), len(flag_updates), len(added)
         )
@@ -330,12 +359,12 @@ class Syncer:
         if not selected.exists:
             return _Delta(removed=sorted(known))
         if not known:
-            return _Delta(new=self.conn.fetch_meta("1:*", extra=NEW_MESSAGE_ITEMS).messages)
+            return _Delta(new=self.conn.fetch_meta("1:*", extra=self.new_items).messages)
         present = self.conn.fetch_meta("1:*").messages
         new_uids = [uid for uid in present if uid not in known]
         new = {}
         if new_uids:
-            new = self.conn.fetch_meta(uid_set(new_uids), extra=NEW_MESSAGE_ITEMS).messages
+            new = self.conn.fetch_meta(uid_set(new_uids), extra=self.new_items).messages
         return _Delta(
             removed=sorted(uid for uid in known if uid not in present),
             changed={uid: meta for uid, meta in present.items() if uid in known},
@@ -374,7 +403,7 @@ class Syncer:
         if not selected.exists or selected.uidnext <= start:
             return {}
         # "n:*" always includes the highest UID, even below n: filter by start.
-        fetched = self.conn.fetch_meta(f"{start}:*", extra=NEW_MESSAGE_ITEMS).messages
+        fetched = self.conn.fetch_meta(f"{start}:*", extra=self.new_items).messages
         return {uid: meta for uid, meta in fetched.items() if uid >= start and uid not in known}
 
 

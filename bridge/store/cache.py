@@ -457,9 +457,9 @@ class Cache:
         thread_id = self._thread_for(email_id, message)
         # keywords stay empty here so that _refresh_email fills them in.
         self._conn.execute(
-            "INSERT INTO emails(id, thread_id, keywords, unread, size, received_at) "
-            "VALUES (?, ?, '', 1, ?, ?)",
-            (email_id, thread_id, message.size, message.received_at),
+            "INSERT INTO emails(id, thread_id, keywords, unread, size, received_at, summary) "
+            "VALUES (?, ?, '', 1, ?, ?, ?)",
+            (email_id, thread_id, message.size, message.received_at, message.summary),
         )
         self.log_created(EMAIL, email_id)
         return email_id
@@ -573,20 +573,26 @@ class Cache:
 
     # -- counts -------------------------------------------------------------------------
 
-    def recount(self) -> list[str]:
-        """Recompute every folder's counts; log and return the mailboxes whose counts moved.
+    def recount(self, mailbox_ids: Iterable[str] | None = None) -> list[str]:
+        """Recompute the counts of these folders (all when None); log and return those whose
+        counts moved. Folders not indexed yet take the server's counts.
 
         unreadThreads follows RFC 8621 §2's trash rule: mail only in the trash does not make
         another folder's thread unread, and mail outside the trash does not count in it.
         """
-        fresh = self._count_all()
+        wanted = None if mailbox_ids is None else set(mailbox_ids)
+        records = self.mailboxes()
+        trash = [r.id for r in records if r.role == "trash"]
         moved: list[str] = []
-        for record in self.mailboxes():
-            counts = fresh.get(record.id, Counts())
+        for record in records:
             if not record.indexed and record.status is not None:
-                # Not indexed yet: the server's counts, with each message its own thread.
+                # Not indexed yet: each message counts as an Email and as its own thread.
                 messages, unseen = record.status.messages, record.status.unseen or 0
                 counts = Counts(messages, unseen, messages, unseen)
+            elif wanted is None or record.id in wanted:
+                counts = self._count(record.id, trash)
+            else:
+                continue
             if counts != record.counts:
                 self._conn.execute(
                     "UPDATE mailboxes SET total_emails = ?, unread_emails = ?, "
@@ -597,38 +603,39 @@ class Cache:
                 moved.append(record.id)
         return moved
 
-    def _count_all(self) -> dict[str, Counts]:
-        basic = self._conn.execute(
-            "SELECT l.mailbox_id, COUNT(DISTINCT e.id), "
-            "COUNT(DISTINCT CASE WHEN e.unread THEN e.id END), COUNT(DISTINCT e.thread_id) "
-            "FROM locations l JOIN emails e ON e.id = l.email_id GROUP BY l.mailbox_id"
-        ).fetchall()
-        unread_threads = dict(
-            self._conn.execute(
-                """
-                WITH trash AS (SELECT id FROM mailboxes WHERE role = 'trash'),
-                unread AS (
-                    SELECT e.thread_id,
-                        EXISTS(SELECT 1 FROM locations l WHERE l.email_id = e.id
-                               AND l.mailbox_id NOT IN trash) AS outside,
-                        EXISTS(SELECT 1 FROM locations l WHERE l.email_id = e.id
-                               AND l.mailbox_id IN trash) AS inside
-                    FROM emails e WHERE e.unread
+    def _count(self, mailbox_id: str, trash: list[str]) -> Counts:
+        total, unread, threads = self._conn.execute(
+            "SELECT COUNT(DISTINCT e.id), COUNT(DISTINCT CASE WHEN e.unread THEN e.id END), "
+            "COUNT(DISTINCT e.thread_id) FROM locations l JOIN emails e ON e.id = l.email_id "
+            "WHERE l.mailbox_id = ?",
+            (mailbox_id,),
+        ).fetchone()
+        side = "IN" if mailbox_id in trash else "NOT IN"
+        unread_threads = self._conn.execute(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT e.thread_id AS thread FROM locations l "
+            "JOIN emails e ON e.id = l.email_id WHERE l.mailbox_id = ?) AS t "
+            "WHERE EXISTS (SELECT 1 FROM emails u JOIN locations ul ON ul.email_id = u.id "
+            f"WHERE u.thread_id = t.thread AND u.unread AND ul.mailbox_id {side} "
+            f"({_marks(len(trash))}))",
+            (mailbox_id, *trash),
+        ).fetchone()[0]
+        return Counts(total, unread, threads, unread_threads)
+
+    def mailboxes_sharing_threads(self, email_ids: Iterable[str]) -> set[str]:
+        """Folders holding any Email of the threads of these Emails: whose unreadThreads
+        may move when they change."""
+        found: set[str] = set()
+        with self._lock:
+            for chunk in _chunks(list(set(email_ids))):
+                rows = self._conn.execute(
+                    "SELECT DISTINCT l.mailbox_id FROM emails e "
+                    "JOIN emails s ON s.thread_id = e.thread_id "
+                    "JOIN locations l ON l.email_id = s.id "
+                    f"WHERE e.id IN ({_marks(len(chunk))})",
+                    tuple(chunk),
                 )
-                SELECT l.mailbox_id, COUNT(DISTINCT e.thread_id)
-                FROM locations l JOIN emails e ON e.id = l.email_id
-                WHERE (l.mailbox_id IN trash
-                       AND e.thread_id IN (SELECT thread_id FROM unread WHERE inside))
-                   OR (l.mailbox_id NOT IN trash
-                       AND e.thread_id IN (SELECT thread_id FROM unread WHERE outside))
-                GROUP BY l.mailbox_id
-                """
-            ).fetchall()
-        )
-        return {
-            mailbox_id: Counts(total, unread, threads, unread_threads.get(mailbox_id, 0))
-            for mailbox_id, total, unread, threads in basic
-        }
+                found.update(row[0] for row in rows)
+        return found
 
     # -- reads for the mail layer -------------------------------------------------------
 

@@ -78,6 +78,8 @@ class NewMessage(msgspec.Struct, frozen=True):
     message_ids: tuple[str, ...] = ()
     referenced_ids: tuple[str, ...] = ()
     base_subject: str = ""
+    # The encoded list-view summary, when the FETCH that found the message carried it.
+    summary: bytes | None = None
 
 
 class FlagUpdate(msgspec.Struct, frozen=True):

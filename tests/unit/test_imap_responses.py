@@ -346,3 +346,11 @@ def test_parse_myrights() -> None:
         "Sent Items",
         "lrswipkxtecda",
     )
+
+
+def test_ordered_sequence_keeps_the_sort_order() -> None:
+    from bridge.imap.responses import ordered_sequence
+
+    assert ordered_sequence(b"9,7:5,1") == [9, 7, 6, 5, 1]
+    assert ordered_sequence(b"3:4") == [3, 4]
+    assert ordered_sequence("12") == [12]

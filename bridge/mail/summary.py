@@ -1,0 +1,55 @@
+"""The list-view facts of an Email, parsed once per message and kept in the cache.
+
+From a FETCH of BODY.PEEK[HEADER], BODYSTRUCTURE and PREVIEW (RFC 8970) where the server
+has PREVIEW, else from the whole message: the convenience header properties, preview and
+hasAttachment. Messages never change, so neither does their summary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from bridge.mail.attachments import has_attachment_from_bodystructure
+from bridge.mail.blobs import blob_id
+from bridge.mime import (
+    CONVENIENCE_HEADERS,
+    email_properties,
+    preview_from_text,
+    summary_from_headers,
+)
+
+SUMMARY_ITEMS = ("BODY.PEEK[HEADER]", "BODYSTRUCTURE", "PREVIEW")
+# Stored as a list in this order: the property names would be a fifth of the bytes.
+FIELDS = (*CONVENIENCE_HEADERS, "hasAttachment", "preview")
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(list[Any])
+
+
+def encode_summary(summary: dict[str, Any]) -> bytes:
+    return _encoder.encode([summary.get(name) for name in FIELDS])
+
+
+def decode_summary(data: bytes) -> dict[str, Any]:
+    return dict(zip(FIELDS, _decoder.decode(data), strict=False))
+
+
+def has_summary_items(raw: dict[str, Any]) -> bool:
+    return "BODY[HEADER]" in raw and "BODYSTRUCTURE" in raw
+
+
+def summary_from_fetch(raw: dict[str, Any]) -> dict[str, Any]:
+    summary = summary_from_headers(raw.get("BODY[HEADER]") or b"")
+    summary["hasAttachment"] = has_attachment_from_bodystructure(raw.get("BODYSTRUCTURE"))
+    preview = raw.get("PREVIEW")
+    text = preview.decode("utf-8", "replace") if isinstance(preview, bytes) else ""
+    summary["preview"] = preview_from_text(text)
+    return summary
+
+
+def summary_from_message(parsed: Any, email_id: str) -> dict[str, Any]:
+    return email_properties(
+        parsed, [*CONVENIENCE_HEADERS, "preview", "hasAttachment"],
+        blob_id_for=lambda part: blob_id(email_id, part),
+    )  # fmt: skip
