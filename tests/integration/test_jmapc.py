@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from jmapc import Client
-from jmapc.methods import CoreEcho, MailboxGet
+from imapclient import IMAPClient
+from jmapc import Client, Comparator, EmailQueryFilterCondition, Ref
+from jmapc.methods import CoreEcho, EmailChanges, EmailGet, EmailQuery, MailboxGet, ThreadGet
 
 from bridge.demo.dovecot import Dovecot
 from tests.integration.server import BridgeServer
@@ -55,3 +56,35 @@ def test_jmapc_discovers_echoes_and_lists_mailboxes(
     assert by_role["inbox"].name == "INBOX"
     assert {"drafts", "sent", "trash"} <= set(by_role)
     assert all(mailbox.id for mailbox in mailboxes.data)
+
+
+def test_jmapc_reads_mail(
+    tls_bridge: tuple[BridgeServer, Path],
+    account: tuple[str, str],
+    other: IMAPClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server, cert = tls_bridge
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    other.append(
+        "INBOX", b"From: a@example.com\r\nSubject: First\r\nMessage-ID: <f@x>\r\n\r\nhi\r\n"
+    )
+    client = Client.create_with_password(f"127.0.0.1:{server.port}", *account)
+    client.requests_session.verify = str(cert)
+    inbox = next(m for m in client.request(MailboxGet(ids=None)).data if m.role == "inbox")
+    query, got = client.request(
+        [
+            EmailQuery(filter=EmailQueryFilterCondition(in_mailbox=inbox.id),
+                       sort=[Comparator(property="receivedAt", is_ascending=False)]),
+            EmailGet(ids=Ref("/ids"), properties=["threadId", "subject", "from"]),
+        ]
+    )  # fmt: skip
+    assert query.response.ids == [got.response.data[0].id]
+    [email] = got.response.data
+    assert email.subject == "First" and email.mail_from[0].email == "a@example.com"
+    state = got.response.state
+    threads = client.request(ThreadGet(ids=[email.thread_id]))
+    assert threads.data[0].email_ids == [email.id]
+    other.append("INBOX", b"From: b@example.com\r\nSubject: Second\r\n\r\nho\r\n")
+    changes = client.request(EmailChanges(since_state=state))
+    assert len(changes.created) == 1 and changes.created[0] != email.id
