@@ -345,16 +345,7 @@ class ImapConnection:
 
         This is the session's view: an expunge by another client shows once the server has
         told this session (SELECT, NOOP, ...). Dovecot does not do so during UID SEARCH."""
-        if "ESEARCH" in self.capabilities:
-            reply = self._wire.run(b"UID SEARCH RETURN (ALL) ALL").check()
-            uids: set[int] = set()
-            for response in reply.of("ESEARCH"):
-                found = parse_esearch(response)[2].get("ALL")
-                if found is not None:
-                    uids.update(parse_sequence_set(found))
-            return sorted(uids)
-        reply = self._wire.run(b"UID SEARCH ALL").check()
-        return sorted({uid for response in reply.of("SEARCH") for uid in parse_search(response)})
+        return self.search(b"ALL")
 
     @_guarded
     def search(self, criteria: bytes, *, utf8: bool = False) -> list[int]:

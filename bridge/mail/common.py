@@ -68,3 +68,33 @@ def changes_response(
         "destroyed": changes.destroyed,
     }
     return response, changes.counts_only and bool(changes.updated)
+
+
+def query_changes_response(
+    account_id: str,
+    old_state: str,
+    new_state: str,
+    ids: list[str],
+    changed: set[str],
+    max_changes: int | None,
+    calculate_total: bool,
+) -> dict[str, Any]:
+    """RFC 8620 §5.6 from the change log: every object changed since the old state is
+    removed, and added back at its index if it is still in the results. That is exact
+    whatever the sort and filter look at; upToId could only shorten it for immutable ones."""
+    added = [
+        {"id": object_id, "index": i} for i, object_id in enumerate(ids) if object_id in changed
+    ]
+    removed = sorted(changed)
+    if max_changes is not None and len(added) + len(removed) > max_changes:
+        raise MethodError("tooManyChanges", "more changes than maxChanges")
+    response: dict[str, Any] = {
+        "accountId": account_id,
+        "oldQueryState": old_state,
+        "newQueryState": new_state,
+        "removed": removed,
+        "added": added,
+    }
+    if calculate_total:
+        response["total"] = len(ids)
+    return response

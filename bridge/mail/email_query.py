@@ -16,7 +16,7 @@ from bridge.imap.search import InvalidFilter, UnsupportedFilter, plan_search
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import QueryArgs, QueryChangesArgs, page_query
 from bridge.mail.account import Account
-from bridge.mail.common import account_of, since_value
+from bridge.mail.common import account_of, query_changes_response, since_value
 from bridge.mail.sync import new_message, new_message_items, uid_set
 from bridge.store.cache import EMAIL
 from bridge.store.records import MailboxRecord
@@ -404,9 +404,6 @@ def email_query(
 def email_query_changes(
     ctx: CallContext, args: dict[str, Any], has_attachment: Callable[..., dict[str, bool]]
 ) -> dict[str, Any]:
-    """RFC 8620 §5.6 from the change log, as Mailbox/queryChanges does it: every Email
-    changed since the old state is removed and, if still in the results, added back at its
-    index. Keywords and mailboxes are mutable, so upToId cannot shorten the answer."""
     request = decode_args(EmailQueryChangesArgs, args)
     sort = _check_sort(request.sort)
     account = account_of(ctx)
@@ -426,17 +423,7 @@ def email_query_changes(
         facts = {email_id: thread for email_id, thread, *_ in cache.email_facts()}
         changed_threads = {facts[e] for e in changed if e in facts}
         changed |= {e for e in ids if facts.get(e) in changed_threads}
-    added = [{"id": e, "index": i} for i, e in enumerate(ids) if e in changed]
-    removed = sorted(changed)
-    if request.maxChanges is not None and len(added) + len(removed) > request.maxChanges:
-        raise MethodError("tooManyChanges", "more changes than maxChanges")
-    response: dict[str, Any] = {
-        "accountId": ctx.account_id,
-        "oldQueryState": request.sinceQueryState,
-        "newQueryState": cache.encode_state(cache.state(EMAIL)),
-        "removed": removed,
-        "added": added,
-    }
-    if request.calculateTotal:
-        response["total"] = len(ids)
-    return response
+    return query_changes_response(
+        ctx.account_id, request.sinceQueryState, cache.encode_state(cache.state(EMAIL)),
+        ids, changed, request.maxChanges, request.calculateTotal,
+    )  # fmt: skip

@@ -7,7 +7,12 @@ from typing import Any
 
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import ChangesArgs, GetArgs, QueryArgs, QueryChangesArgs, page_query
-from bridge.mail.common import account_of, changes_response, since_value
+from bridge.mail.common import (
+    account_of,
+    changes_response,
+    query_changes_response,
+    since_value,
+)
 from bridge.store.base import Store
 from bridge.store.cache import MAILBOX
 from bridge.store.records import MailboxRecord
@@ -287,9 +292,6 @@ def mailbox_query(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def mailbox_query_changes(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    """RFC 8620 §5.6 from the change log: every Mailbox changed since the old state is
-    reported removed, and added again at its place if it is still in the results. The sort
-    and filter are on mutable properties, so upToId cannot shorten the answer."""
     request = decode_args(MailboxQueryChangesArgs, args)
     _check_filter(request.filter)
     sort = _check_sort(request.sort)
@@ -297,17 +299,7 @@ def mailbox_query_changes(ctx: CallContext, args: dict[str, Any]) -> dict[str, A
     since = since_value(cache, MAILBOX, request.sinceQueryState)
     changed = cache.changed_since(MAILBOX, since, properties_only=True)
     ids = query_ids(tree, request.filter, sort, request.sortAsTree, request.filterAsTree)
-    added = [{"id": mid, "index": index} for index, mid in enumerate(ids) if mid in changed]
-    removed = sorted(changed)
-    if request.maxChanges is not None and len(added) + len(removed) > request.maxChanges:
-        raise MethodError("tooManyChanges", "more changes than maxChanges")
-    response: dict[str, Any] = {
-        "accountId": ctx.account_id,
-        "oldQueryState": request.sinceQueryState,
-        "newQueryState": cache.encode_state(cache.state(MAILBOX)),
-        "removed": removed,
-        "added": added,
-    }
-    if request.calculateTotal:
-        response["total"] = len(ids)
-    return response
+    return query_changes_response(
+        ctx.account_id, request.sinceQueryState, cache.encode_state(cache.state(MAILBOX)),
+        ids, changed, request.maxChanges, request.calculateTotal,
+    )  # fmt: skip
