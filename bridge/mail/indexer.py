@@ -90,7 +90,6 @@ def index_folder(
         cache.apply_folder_delta(record.id, removed=gone, flag_updates=updates)
         cache.purge_orphans(known[uid].email_id for uid in gone)
         cache.set_synced(record.id, state)
-        cache.recount()
     conn.unselect()
 
 

@@ -156,9 +156,6 @@ class Syncer:
         # Emails that left a folder during this sync: destroyed at its end unless another
         # folder turned out to hold them (a MOVE by another client).
         self.orphans: set[str] = set()
-        # Emails changed and folders touched by this sync: where counts may have moved.
-        self.changed: set[str] = set()
-        self.changed_folders: set[str] = set()
         self.modseq = conn.has("CONDSTORE") or conn.has("QRESYNC")
         # New mail found by a sync is few messages: fetch its list-view summary at once.
         self.new_items = new_message_items(conn)
@@ -177,15 +174,13 @@ class Syncer:
             if self.needs_sync(record):
                 self.sync_folder(record, report)
                 report.folders_synced.append(record.name)
-        # Counts move only where mail changed, and where a thread of changed mail reaches.
+        # Mail changes keep counts right as they land; a changed folder list (the trash
+        # may have moved) calls for a whole recount.
         folders_changed = self.cache.state(MAILBOX) != mailbox_state
         with self.cache.transaction():
-            affected = self.cache.mailboxes_sharing_threads(self.changed | self.orphans)
             self.cache.purge_orphans(self.orphans)
-            self.cache.recount(None if folders_changed else affected | self.changed_folders)
+            self.cache.recount(None if folders_changed else ())
         self.orphans.clear()
-        self.changed.clear()
-        self.changed_folders.clear()
         self.cache.prune(KEEP_CHANGES)
         return report
 
@@ -348,9 +343,6 @@ class Syncer:
             changed = self.cache.apply_folder_delta(record.id, delta.removed, flag_updates, added)
             self.cache.set_synced(record.id, state)
         report.emails_changed += len(changed)
-        self.changed |= changed
-        if changed or delta.removed:
-            self.changed_folders.add(record.id)
         log.debug(
             "synced %s: -%d ~%d +%d", record.name, len(delta.removed), len(flag_updates), len(added)
         )

@@ -100,6 +100,12 @@ class Cache:
         self._lock = threading.RLock()
         self._depth = 0
         self._tx_start = 0
+        # Counts are kept by difference: before a transaction first touches a thread, the
+        # thread's share of every folder's counts is noted; at commit the share is taken
+        # again and each folder's counts move by the difference.
+        self._shares_before: dict[tuple[str, str], tuple[int, int, int, int]] = {}
+        self._touched_threads: set[str] = set()
+        self._newly_indexed: set[str] = set()
         migrate(conn)
         self._counter = int(self._meta("counter") or 0)
         self.epoch = self._meta("epoch") or self._init_epoch()
@@ -130,11 +136,14 @@ class Cache:
             self._depth += 1
             try:
                 yield
+                if outermost:
+                    self._settle_counts()
             except BaseException:
                 self._depth -= 1
                 if outermost:
                     self._conn.execute("ROLLBACK")
                     self._counter = counter_before
+                    self._forget_shares()
                 raise
             self._depth -= 1
             if outermost:
@@ -388,6 +397,11 @@ class Cache:
         return dropped
 
     def set_synced(self, mailbox_id: str, state: FolderState | None) -> None:
+        row = self._conn.execute(
+            "SELECT synced_uidvalidity FROM mailboxes WHERE id = ?", (mailbox_id,)
+        ).fetchone()
+        if state is not None and row is not None and row[0] is None:
+            self._newly_indexed.add(mailbox_id)  # its counts were the server's until now
         self._conn.execute(
             "UPDATE mailboxes SET synced_uidvalidity = ?, synced_uidnext = ?, "
             "synced_messages = ?, synced_unseen = ?, synced_modseq = ? WHERE id = ?",
@@ -419,7 +433,10 @@ class Cache:
         Expunges go first: a UID that vanished and a message that arrived are different
         messages even when they are the same Email (a MOVE within the account).
         """
-        moved = self._remove_locations(mailbox_id, list(removed))
+        removed = list(removed)
+        flag_updates = list(flag_updates)
+        self._note_threads_at(mailbox_id, [*removed, *(u.uid for u in flag_updates)])
+        moved = self._remove_locations(mailbox_id, removed)
         flagged: set[str] = set()
         for update in flag_updates:
             row = self._conn.execute(
@@ -443,6 +460,11 @@ class Cache:
 
     def _add_location(self, mailbox_id: str, message: NewMessage) -> str:
         email_id = derive_id("e", message.email_key)
+        known = self._conn.execute(
+            "SELECT thread_id FROM emails WHERE id = ?", (email_id,)
+        ).fetchone()
+        if known:
+            self._note_threads([known[0]])
         self._conn.execute(
             "INSERT OR REPLACE INTO locations(mailbox_id, uid, email_id, flags, modseq, "
             "received_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -451,10 +473,10 @@ class Cache:
                 message.modseq, message.received_at,
             ),
         )  # fmt: skip
-        exists = self._conn.execute("SELECT 1 FROM emails WHERE id = ?", (email_id,)).fetchone()
-        if exists:
+        if known:
             return email_id
         thread_id = self._thread_for(email_id, message)
+        self._note_threads([thread_id])
         # keywords stay empty here so that _refresh_email fills them in.
         self._conn.execute(
             "INSERT INTO emails(id, thread_id, keywords, unread, size, received_at, summary) "
@@ -573,13 +595,17 @@ class Cache:
 
     # -- counts -------------------------------------------------------------------------
 
-    def recount(self, mailbox_ids: Iterable[str] | None = None) -> list[str]:
-        """Recompute the counts of these folders (all when None); log and return those whose
-        counts moved. Folders not indexed yet take the server's counts.
+    def recount(self, mailbox_ids: Iterable[str] | None = ()) -> list[str]:
+        """Count these folders afresh (every folder when None), and give folders not
+        indexed yet the server's counts; log and return those whose counts moved. Mail
+        changes keep counts right by themselves (see ``_settle_counts``): a whole recount
+        is for changes to the folder list, where the trash may have moved.
 
         unreadThreads follows RFC 8621 §2's trash rule: mail only in the trash does not make
         another folder's thread unread, and mail outside the trash does not count in it.
         """
+        if mailbox_ids is None:
+            self._forget_shares()
         wanted = None if mailbox_ids is None else set(mailbox_ids)
         records = self.mailboxes()
         trash = [r.id for r in records if r.role == "trash"]
@@ -593,15 +619,20 @@ class Cache:
                 counts = self._count(record.id, trash)
             else:
                 continue
-            if counts != record.counts:
-                self._conn.execute(
-                    "UPDATE mailboxes SET total_emails = ?, unread_emails = ?, "
-                    "total_threads = ?, unread_threads = ? WHERE id = ?",
-                    (*msgspec.structs.astuple(counts), record.id),
-                )
-                self.log_updated(MAILBOX, record.id, counts_only=True)
+            if self._store_counts(record, counts):
                 moved.append(record.id)
         return moved
+
+    def _store_counts(self, record: MailboxRecord, counts: Counts) -> bool:
+        if counts == record.counts:
+            return False
+        self._conn.execute(
+            "UPDATE mailboxes SET total_emails = ?, unread_emails = ?, total_threads = ?, "
+            "unread_threads = ? WHERE id = ?",
+            (*msgspec.structs.astuple(counts), record.id),
+        )
+        self.log_updated(MAILBOX, record.id, counts_only=True)
+        return True
 
     def _count(self, mailbox_id: str, trash: list[str]) -> Counts:
         total, unread, threads = self._conn.execute(
@@ -621,21 +652,82 @@ class Cache:
         ).fetchone()[0]
         return Counts(total, unread, threads, unread_threads)
 
-    def mailboxes_sharing_threads(self, email_ids: Iterable[str]) -> set[str]:
-        """Folders holding any Email of the threads of these Emails: whose unreadThreads
-        may move when they change."""
-        found: set[str] = set()
-        with self._lock:
-            for chunk in _chunks(list(set(email_ids))):
-                rows = self._conn.execute(
-                    "SELECT DISTINCT l.mailbox_id FROM emails e "
-                    "JOIN emails s ON s.thread_id = e.thread_id "
-                    "JOIN locations l ON l.email_id = s.id "
-                    f"WHERE e.id IN ({_marks(len(chunk))})",
-                    tuple(chunk),
-                )
-                found.update(row[0] for row in rows)
-        return found
+    # -- counts by difference -----------------------------------------------------------
+
+    def _note_threads_at(self, mailbox_id: str, uids: Sequence[int]) -> None:
+        threads: set[str] = set()
+        for chunk in _chunks(list(uids)):
+            rows = self._conn.execute(
+                "SELECT e.thread_id FROM locations l JOIN emails e ON e.id = l.email_id "
+                f"WHERE l.mailbox_id = ? AND l.uid IN ({_marks(len(chunk))})",
+                (mailbox_id, *chunk),
+            )
+            threads.update(row[0] for row in rows)
+        self._note_threads(threads)
+
+    def _note_threads(self, thread_ids: Iterable[str]) -> None:
+        """Note these threads' shares of the counts before this transaction changes them."""
+        fresh = [t for t in thread_ids if t not in self._touched_threads]
+        if fresh:
+            self._touched_threads.update(fresh)
+            self._shares_before.update(self._shares(fresh))
+
+    def _shares(self, thread_ids: Sequence[str]) -> dict[tuple[str, str], tuple[int, ...]]:
+        """(folder, thread) -> what the thread adds to the folder's four counts."""
+        trash = {row[0] for row in self._conn.execute(
+            "SELECT id FROM mailboxes WHERE role = 'trash'"
+        )}  # fmt: skip
+        shares: dict[tuple[str, str], tuple[int, ...]] = {}
+        for chunk in _chunks(list(thread_ids)):
+            marks = _marks(len(chunk))
+            unread_in: dict[str, set[bool]] = {}
+            for thread_id, mailbox_id in self._conn.execute(
+                "SELECT DISTINCT e.thread_id, l.mailbox_id FROM emails e JOIN locations l "
+                f"ON l.email_id = e.id WHERE e.unread AND e.thread_id IN ({marks})",
+                tuple(chunk),
+            ):
+                unread_in.setdefault(thread_id, set()).add(mailbox_id in trash)
+            for mailbox_id, thread_id, emails, unread in self._conn.execute(
+                "SELECT l.mailbox_id, e.thread_id, COUNT(DISTINCT e.id), "
+                "COUNT(DISTINCT CASE WHEN e.unread THEN e.id END) FROM emails e "
+                f"JOIN locations l ON l.email_id = e.id WHERE e.thread_id IN ({marks}) "
+                "GROUP BY l.mailbox_id, e.thread_id",
+                tuple(chunk),
+            ):
+                unread_thread = (mailbox_id in trash) in unread_in.get(thread_id, set())
+                shares[(mailbox_id, thread_id)] = (emails, unread, 1, int(unread_thread))
+        return shares
+
+    def _settle_counts(self) -> None:
+        if not self._touched_threads and not self._newly_indexed:
+            return
+        after = self._shares(sorted(self._touched_threads))
+        moves: dict[str, list[int]] = {}
+        for shares, sign in ((after, 1), (self._shares_before, -1)):
+            for (mailbox_id, _), share in shares.items():
+                total = moves.setdefault(mailbox_id, [0, 0, 0, 0])
+                for i, value in enumerate(share):
+                    total[i] += sign * value
+        newly_indexed = self._newly_indexed
+        self._forget_shares()
+        records = {r.id: r for r in self.mailboxes()}
+        trash = [r.id for r in records.values() if r.role == "trash"]
+        for mailbox_id in newly_indexed:
+            if mailbox_id in records:
+                self._store_counts(records[mailbox_id], self._count(mailbox_id, trash))
+        for mailbox_id, move in moves.items():
+            record = records.get(mailbox_id)
+            if record is None or not record.indexed or mailbox_id in newly_indexed:
+                continue  # not indexed: its counts are the server's
+            old = msgspec.structs.astuple(record.counts)
+            self._store_counts(
+                record, Counts(*(max(0, o + m) for o, m in zip(old, move, strict=True)))
+            )
+
+    def _forget_shares(self) -> None:
+        self._shares_before = {}
+        self._touched_threads = set()
+        self._newly_indexed = set()
 
     # -- reads for the mail layer -------------------------------------------------------
 
