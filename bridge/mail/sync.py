@@ -164,6 +164,9 @@ class Syncer:
     def sync(self, foreground_limit: int = FOREGROUND_LIMIT) -> SyncReport:
         mailbox_state = self.cache.state(MAILBOX)
         report = self._list()
+        # A changed folder list (the trash may have moved) calls for a whole recount; mail
+        # changes keep counts right as they land.
+        folders_changed = self.cache.state(MAILBOX) != mailbox_state
         records = [r for r in self.cache.mailboxes() if r.selectable]
         new = [r for r in records if not r.indexed]
         waiting = sum(r.status.messages for r in new if r.status is not None)
@@ -174,9 +177,6 @@ class Syncer:
             if self.needs_sync(record):
                 self.sync_folder(record, report)
                 report.folders_synced.append(record.name)
-        # Mail changes keep counts right as they land; a changed folder list (the trash
-        # may have moved) calls for a whole recount.
-        folders_changed = self.cache.state(MAILBOX) != mailbox_state
         with self.cache.transaction():
             self.cache.purge_orphans(self.orphans)
             self.cache.recount(None if folders_changed else ())
@@ -303,7 +303,6 @@ class Syncer:
 
     def sync_folder(self, record: MailboxRecord, report: SyncReport) -> None:
         synced = record.synced
-        known = self.cache.locations(record.id)
         resumable = synced is not None and synced.modseq is not None and self.modseq
         if resumable and self.qresync:
             assert synced is not None and synced.modseq is not None
@@ -311,20 +310,25 @@ class Syncer:
             selected = self.conn.select(record.name, qresync=params)
         else:
             selected = self.conn.select(record.name)
-        if synced is None and record.index_uidvalidity == selected.uidvalidity:
-            # Indexed for the first time, with a first page already in the cache.
-            delta = self._full_scan(selected, known)
-        elif synced is None or synced.uidvalidity != selected.uidvalidity:
-            # A folder seen for the first time, or one whose UIDVALIDITY changed: every old
-            # UID is gone and every present one is new (X-GUID keeps the Email ids).
-            delta = self._full_scan(selected, {})
-            delta.removed = sorted(known)
-        elif resumable and self.qresync:
-            delta = self._qresync_delta(selected, known, synced)
-        elif resumable:
-            delta = self._condstore_delta(selected, known, synced)
+        if synced is not None and synced.uidvalidity == selected.uidvalidity and resumable:
+            # A delta: only the locations it names are read from the cache.
+            if self.qresync:
+                delta = self._qresync_delta(selected, record.id, synced)
+            else:
+                delta = self._condstore_delta(selected, record.id, synced)
+            known = delta.known
         else:
-            delta = self._full_scan(selected, known)
+            known = self.cache.locations(record.id)
+            if synced is None and record.index_uidvalidity == selected.uidvalidity:
+                # Indexed for the first time, with a first page already in the cache.
+                delta = self._full_scan(selected, known)
+            elif synced is None or synced.uidvalidity != selected.uidvalidity:
+                # Seen for the first time, or its UIDVALIDITY changed: every old UID is
+                # gone and every present one is new (X-GUID keeps the Email ids).
+                delta = self._full_scan(selected, {})
+                delta.removed = sorted(known)
+            else:
+                delta = self._full_scan(selected, known)
         added = [new_message(record, selected.uidvalidity, meta) for meta in delta.new.values()]
         flag_updates = [
             FlagUpdate(uid, keywords, meta.modseq)
@@ -364,30 +368,36 @@ class Syncer:
         )
 
     def _qresync_delta(
-        self, selected: SelectResult, known: dict[int, Location], synced: FolderState
+        self, selected: SelectResult, mailbox_id: str, synced: FolderState
     ) -> _Delta:
+        # The SELECT's FETCHes cover new messages too, but with flags only.
+        named = set(selected.vanished) | set(selected.changed)
+        known = self.cache.locations(mailbox_id, uids=named, from_uid=synced.uidnext)
         return _Delta(
             removed=sorted(uid for uid in selected.vanished if uid in known),
-            # The SELECT's FETCHes cover new messages too, but with flags only.
             changed={uid: meta for uid, meta in selected.changed.items() if uid in known},
             new=self._fetch_new(selected, known, synced.uidnext),
+            known=known,
         )
 
     def _condstore_delta(
-        self, selected: SelectResult, known: dict[int, Location], synced: FolderState
+        self, selected: SelectResult, mailbox_id: str, synced: FolderState
     ) -> _Delta:
-        changed: dict[int, MessageMeta] = {}
-        if known:
-            fetched = self.conn.fetch_meta(f"1:{synced.uidnext - 1}", changedsince=synced.modseq)
-            changed = {uid: meta for uid, meta in fetched.messages.items() if uid in known}
+        fetched: dict[int, MessageMeta] = {}
+        if synced.uidnext > 1:
+            found = self.conn.fetch_meta(f"1:{synced.uidnext - 1}", changedsince=synced.modseq)
+            fetched = found.messages
+        known = self.cache.locations(mailbox_id, uids=fetched, from_uid=synced.uidnext)
+        changed = {uid: meta for uid, meta in fetched.items() if uid in known}
         new = self._fetch_new(selected, known, synced.uidnext)
         removed: list[int] = []
-        if selected.exists != len(known) + len(new):
+        if selected.exists != self.cache.location_count(mailbox_id) + len(new):
             # The count says something was expunged: one UID SEARCH tells what.
+            known = self.cache.locations(mailbox_id)
             present = set(self.conn.search_all_uids()) if selected.exists else set()
             removed = sorted(uid for uid in known if uid not in present)
             changed = {uid: meta for uid, meta in changed.items() if uid in present}
-        return _Delta(removed=removed, changed=changed, new=new)
+        return _Delta(removed=removed, changed=changed, new=new, known=known)
 
     def _fetch_new(
         self, selected: SelectResult, known: dict[int, Location], start: int
@@ -404,3 +414,5 @@ class _Delta:
     removed: list[int] = field(default_factory=list)
     changed: dict[int, MessageMeta] = field(default_factory=dict)
     new: dict[int, MessageMeta] = field(default_factory=dict)
+    # The cache's locations for the UIDs the delta names.
+    known: dict[int, Location] = field(default_factory=dict)

@@ -55,7 +55,13 @@ class Store(Protocol):
     def recount(self, mailbox_ids: Iterable[str] | None = ()) -> list[str]: ...
 
     # Messages.
-    def locations(self, mailbox_id: str) -> dict[int, Location]: ...
+    def locations(
+        self,
+        mailbox_id: str,
+        uids: Iterable[int] | None = None,
+        from_uid: int | None = None,
+    ) -> dict[int, Location]: ...
+    def location_count(self, mailbox_id: str) -> int: ...
     def apply_folder_delta(
         self,
         mailbox_id: str,

@@ -410,16 +410,39 @@ class Cache:
 
     # -- messages -----------------------------------------------------------------------
 
-    def locations(self, mailbox_id: str) -> dict[int, Location]:
+    def locations(
+        self,
+        mailbox_id: str,
+        uids: Iterable[int] | None = None,
+        from_uid: int | None = None,
+    ) -> dict[int, Location]:
+        """A folder's locations: all of them, or those of ``uids`` and those from
+        ``from_uid`` up (a delta sync reads no more than it names)."""
+        query = "SELECT uid, email_id, flags, modseq FROM locations WHERE mailbox_id = ?"
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT uid, email_id, flags, modseq FROM locations WHERE mailbox_id = ?",
-                (mailbox_id,),
-            ).fetchall()
+            if uids is None and from_uid is None:
+                rows = self._conn.execute(query, (mailbox_id,)).fetchall()
+            else:
+                rows = []
+                for chunk in _chunks(sorted(set(uids or ()))):
+                    rows += self._conn.execute(
+                        f"{query} AND uid IN ({_marks(len(chunk))})", (mailbox_id, *chunk)
+                    ).fetchall()
+                if from_uid is not None:
+                    rows += self._conn.execute(
+                        f"{query} AND uid >= ?", (mailbox_id, from_uid)
+                    ).fetchall()
         return {
             uid: Location(uid, email_id, frozenset(flags.split()), modseq)
             for uid, email_id, flags, modseq in rows
         }
+
+    def location_count(self, mailbox_id: str) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM locations WHERE mailbox_id = ?", (mailbox_id,)
+            ).fetchone()
+        return int(row[0])
 
     def apply_folder_delta(
         self,
