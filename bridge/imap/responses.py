@@ -8,6 +8,7 @@ called ``123`` comes back as an int, an atom ``NIL`` as None), so names and ids 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from typing import Any
@@ -167,7 +168,59 @@ class ListEntry:
         return f"ListEntry({self.name!r}, {self.delimiter!r}, {sorted(self.attributes)!r})"
 
 
+# The common shapes of LIST and STATUS lines, parsed without the general parser (which
+# costs more than the server's answer on a warm sync). Anything else, literals and
+# extended data included, falls back to it.
+_QUOTED = rb'"(?:[^"\\\r\n]|\\.)*"'
+_ASTRING = rb"(?:" + _QUOTED + rb'|[^\s(){}"\\]+)'
+_LIST_LINE = re.compile(rb"\(([^()]*)\) (NIL|" + _QUOTED + rb") (" + _ASTRING + rb")")
+_STATUS_LINE = re.compile(rb"(" + _ASTRING + rb") \(([^()]*)\)")
+_UNESCAPE = re.compile(rb"\\(.)")
+
+
+def _plain_line(response: Untagged) -> bytes | None:
+    if len(response.data) == 1 and isinstance(response.data[0], bytes):
+        return response.data[0].strip()
+    return None
+
+
+def _astring(value: bytes) -> bytes:
+    if value.startswith(b'"'):
+        return _UNESCAPE.sub(rb"\1", value[1:-1])
+    return value
+
+
+def _fast_list(response: Untagged) -> ListEntry | None:
+    line = _plain_line(response)
+    match = _LIST_LINE.fullmatch(line) if line is not None else None
+    if match is None:
+        return None
+    flags, delimiter, name = match.groups()
+    attributes = frozenset(flag.decode("ascii", "replace").lower() for flag in flags.split())
+    separator = None if delimiter == b"NIL" else _astring(delimiter).decode("ascii", "replace")
+    return ListEntry(_mailbox(_astring(name)), separator, attributes)
+
+
+def _fast_status(response: Untagged) -> tuple[str, MailboxStatus] | None:
+    line = _plain_line(response)
+    match = _STATUS_LINE.fullmatch(line) if line is not None else None
+    if match is None:
+        return None
+    words = match.group(2).split()
+    if len(words) % 2:
+        return None
+    items: dict[str, Any] = {}
+    for key, value in zip(words[::2], words[1::2], strict=True):
+        items[key.decode("ascii", "replace").upper()] = (
+            int(value) if value.isdigit() else value.decode("ascii", "replace")
+        )
+    return _mailbox(_astring(match.group(1))), status_from_items(items)
+
+
 def parse_list(response: Untagged) -> ListEntry:
+    fast = _fast_list(response)
+    if fast is not None:
+        return fast
     parts = atoms(response, "LIST")
     if len(parts) < 3 or not isinstance(parts[0], tuple):
         raise _malformed("LIST")
@@ -177,6 +230,9 @@ def parse_list(response: Untagged) -> ListEntry:
 
 
 def parse_status(response: Untagged) -> tuple[str, MailboxStatus]:
+    fast = _fast_status(response)
+    if fast is not None:
+        return fast
     parts = atoms(response, "STATUS")
     if len(parts) != 2 or not isinstance(parts[1], tuple) or len(parts[1]) % 2:
         raise _malformed("STATUS")

@@ -147,7 +147,8 @@ class Cache:
                 raise
             self._depth -= 1
             if outermost:
-                self._set_meta("counter", str(self._counter))
+                if self._counter != counter_before:
+                    self._set_meta("counter", str(self._counter))
                 self._conn.execute("COMMIT")
 
     def _meta(self, key: str) -> str | None:
@@ -299,9 +300,15 @@ class Cache:
         """Forget tombstones more than ``keep_changes`` changes old, for every type; states
         older than that then answer cannotCalculateChanges."""
         keep_after = self._counter - keep_changes
-        if keep_after <= 0:
+        # Tombstones are forgotten in batches, not after every change.
+        with self._lock:
+            last = int(self._meta("pruned_at") or 0)
+        if keep_after <= 0 or (keep_changes and keep_after <= last + keep_changes // 10):
             return 0
-        return sum(self.prune_tombstones(t, keep_after) for t in (MAILBOX, EMAIL, THREAD))
+        pruned = sum(self.prune_tombstones(t, keep_after) for t in (MAILBOX, EMAIL, THREAD))
+        with self.transaction():
+            self._set_meta("pruned_at", str(keep_after))
+        return pruned
 
     def prune_tombstones(self, type_name: str, keep_after: int) -> int:
         """Forget destroyed objects logged at or before ``keep_after``."""
@@ -346,6 +353,8 @@ class Cache:
 
     def update_mailbox(self, old: MailboxRecord, new: MailboxRecord) -> None:
         """Store ``new`` over ``old`` and log a change if a client-visible property moved."""
+        if new == old:
+            return  # the usual case: a folder whose listing did not change
         self._conn.execute(
             "UPDATE mailboxes SET upstream_key = ?, name = ?, delimiter = ?, role = ?, "
             "subscribed = ?, selectable = ?, sort_order = ?, rights = ?, "

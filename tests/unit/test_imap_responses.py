@@ -354,3 +354,29 @@ def test_ordered_sequence_keeps_the_sort_order() -> None:
     assert ordered_sequence(b"9,7:5,1") == [9, 7, 6, 5, 1]
     assert ordered_sequence(b"3:4") == [3, 4]
     assert ordered_sequence("12") == [12]
+
+
+def test_fast_list_and_status_agree_with_the_general_parser() -> None:
+    from bridge.imap import responses
+    from bridge.imap.wire import Untagged
+
+    lists = [b'(\\HasNoChildren \\Sent) "/" Sent', b'() "/" INBOX', b"() NIL foo",
+             b'(\\Noselect) "." "Work \\"x\\" \\\\ y"', b'(\\HasNoChildren) "/" &AOk-t&AOk-',
+             b'() "/" 123']  # fmt: skip
+    for line in lists:
+        fast = responses._fast_list(Untagged("LIST", None, (line,)))
+        parts = responses.parse_response([line])
+        assert fast is not None
+        assert fast.name == responses._mailbox(parts[2])
+        assert fast.attributes == frozenset(responses._text(a).lower() for a in parts[0])
+    statuses = [b"INBOX (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 3 UNSEEN 1 HIGHESTMODSEQ 2 "
+                b"X-GUID c3518a0fe54f076bb916000083ecc375)", b'"A \\"b\\"" (MESSAGES 0)',
+                b"42 (UIDNEXT 7)"]  # fmt: skip
+    for line in statuses:
+        fast = responses._fast_status(Untagged("STATUS", None, (line,)))
+        parts = responses.parse_response([line])
+        items = {responses._text(parts[1][i]).upper(): parts[1][i + 1]
+                 for i in range(0, len(parts[1]), 2)}  # fmt: skip
+        assert fast == (responses._mailbox(parts[0]), responses.status_from_items(items))
+    # Shapes the fast path does not take still parse.
+    assert responses._fast_status(Untagged("STATUS", None, (b"x (MAILBOXID (F1))",))) is None
