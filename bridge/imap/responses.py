@@ -17,6 +17,7 @@ from imapclient.exceptions import ProtocolError
 from imapclient.response_parser import parse_fetch_response, parse_response
 
 from bridge.imap.errors import UpstreamUnavailable
+from bridge.imap.fastparse import parse_fetch_items
 from bridge.imap.models import MailboxListing, MailboxStatus, MessageMeta, SelectResult
 from bridge.imap.quoting import decode_mailbox_name
 from bridge.imap.wire import Reply, Untagged
@@ -296,6 +297,15 @@ def build_listings(
 
 def fetch_items(response: Untagged) -> tuple[int, dict[str, Any]] | None:
     """A FETCH response's items by upper-case name; None when it has no UID (unsolicited)."""
+    try:
+        items = parse_fetch_items(response.data)
+    except (ValueError, UnicodeDecodeError):
+        items = _fetch_items_slowly(response)
+    uid = items.pop("UID", None)
+    return (uid, items) if isinstance(uid, int) else None
+
+
+def _fetch_items_slowly(response: Untagged) -> dict[str, Any]:
     head = response.data[0] if response.data else b""
     number = b"%d " % (response.number or 0)
     first = (number + head[0], head[1]) if isinstance(head, tuple) else number + head
@@ -312,8 +322,7 @@ def fetch_items(response: Untagged) -> tuple[int, dict[str, Any]] | None:
     (raw_items,) = parsed.values()
     items = {key.decode("ascii", "replace").upper(): value for key, value in raw_items.items()}
     items.pop("SEQ", None)
-    uid = items.pop("UID", None)
-    return (uid, items) if isinstance(uid, int) else None
+    return items
 
 
 def meta_from_items(uid: int, items: Mapping[str, Any]) -> MessageMeta:
