@@ -375,6 +375,48 @@ class ImapConnection:
             if isinstance(uid, int)
         ]  # fmt: skip
 
+    # -- writes to the selected mailbox (opened read-write) -------------------------------
+
+    @_guarded
+    def store_flags(self, uids: str, flags: Sequence[str], *, add: bool) -> None:
+        """UID STORE +FLAGS.SILENT / -FLAGS.SILENT; keywords go through quoting.py."""
+        _check_sequence_set(uids)
+        if not flags:
+            return
+        names = b" ".join(_flag_bytes(flag) for flag in flags)
+        action = b" +FLAGS.SILENT (" if add else b" -FLAGS.SILENT ("
+        self._wire.run(b"UID STORE " + uids.encode("ascii") + action + names + b")").check()
+
+    @_guarded
+    def copy(self, uids: str, destination: str) -> None:
+        _check_sequence_set(uids)
+        command = b"UID COPY " + uids.encode("ascii") + b" " + quoting.mailbox_name(destination)
+        self._wire.run(command).check()
+
+    @_guarded
+    def move(self, uids: str, destination: str) -> None:
+        """UID MOVE (RFC 6851); callers check has("MOVE") and fall back to copy+expunge."""
+        _check_sequence_set(uids)
+        if "MOVE" not in self.capabilities:
+            raise ValueError("the upstream has no MOVE")
+        command = b"UID MOVE " + uids.encode("ascii") + b" " + quoting.mailbox_name(destination)
+        self._wire.run(command).check()
+
+    @_guarded
+    def expunge_uids(self, uids: str) -> None:
+        """Remove exactly these messages: \\Deleted, then UID EXPUNGE (UIDPLUS). A bare
+        EXPUNGE would also take other clients' \\Deleted mail, so without UIDPLUS this
+        refuses."""
+        _check_sequence_set(uids)
+        if "UIDPLUS" not in self.capabilities:
+            raise ValueError("the upstream has no UIDPLUS: cannot expunge single messages")
+        self.store_flags(uids, ["\\Deleted"], add=True)
+        self._wire.run(b"UID EXPUNGE " + uids.encode("ascii")).check()
+
+    @property
+    def selected_writable(self) -> bool:
+        return self.selected is not None and not self._selected_readonly
+
     def can_sort_partial(self) -> bool:
         return "ESORT" in self.capabilities and bool(
             {"CONTEXT=SORT", "CONTEXT=SEARCH"} & self.capabilities
@@ -455,6 +497,15 @@ class ImapConnection:
     def __repr__(self) -> str:
         state = "broken" if self.broken else "open"
         return f"<ImapConnection {self._config.host}:{self._config.port} {state}>"
+
+
+_SYSTEM_FLAGS = {"\\seen", "\\flagged", "\\answered", "\\draft", "\\deleted"}
+
+
+def _flag_bytes(flag: str) -> bytes:
+    if flag.lower() in _SYSTEM_FLAGS:
+        return flag.encode("ascii")
+    return quoting.atom_keyword(flag)
 
 
 def _check_sequence_set(value: str) -> None:

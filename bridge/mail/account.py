@@ -99,11 +99,12 @@ class Account:
             self._conn = self._stack.enter_context(borrowed)
         return self._conn
 
-    def open_folder(self, name: str) -> None:
-        """SELECT a folder for reading, unless this request has it open already (a SELECT
+    def open_folder(self, name: str, *, writable: bool = False) -> None:
+        """SELECT a folder, unless this request has it open already as needed (a SELECT
         of a big Maildir costs Dovecot a directory scan). The pool leaves it on return."""
-        if self.imap.selected != name:
-            self.imap.select(name)
+        imap = self.imap
+        if imap.selected != name or (writable and not imap.selected_writable):
+            imap.select(name, readonly=not writable)
 
     def _release(self) -> None:
         self._conn = None

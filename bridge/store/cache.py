@@ -446,6 +446,18 @@ class Cache:
             for uid, email_id, flags, modseq in rows
         }
 
+    def email_locations(self, email_id: str) -> dict[str, list[int]]:
+        """Where an Email is: mailbox id -> its UIDs there."""
+        found: dict[str, list[int]] = {}
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT mailbox_id, uid FROM locations WHERE email_id = ? ORDER BY uid",
+                (email_id,),
+            ).fetchall()
+        for mailbox_id, uid in rows:
+            found.setdefault(mailbox_id, []).append(uid)
+        return found
+
     def location_count(self, mailbox_id: str) -> int:
         with self._lock:
             row = self._conn.execute(

@@ -1,0 +1,197 @@
+"""Email/set (RFC 8621 §4.6): keywords and mailboxIds by STORE, MOVE, COPY and UID
+EXPUNGE; destroy by UID EXPUNGE of exactly the Email's messages.
+
+Updates run before destroys (RFC 8620 §5.3). Nothing is reported updated or destroyed
+that the upstream did not confirm: if the connection drops part way, the call fails with
+serverPartialFail once anything changed upstream, so the client knows to resync. The
+cache learns the outcome from the sync that follows, like any other client's change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge.imap.flags import keyword_to_flag
+from bridge.imap.responses import format_sequence_set
+from bridge.jmap import CallContext, MethodError, decode_args, set_error
+from bridge.jmap.patch import PatchError, apply_patch
+from bridge.jmap.standard import SetArgs, check_in_state
+from bridge.mail.account import Account
+from bridge.mail.common import account_of
+from bridge.store.cache import EMAIL
+
+SETTABLE = frozenset({"keywords", "mailboxIds"})
+
+
+class _Refused(Exception):
+    def __init__(self, error_type: str, description: str, properties: list[str] | None = None):
+        super().__init__(description)
+        self.error = set_error(error_type, description, properties)
+
+
+def _keyword_map(value: Any) -> set[str]:
+    if not isinstance(value, dict) or any(v is not True for v in value.values()):
+        raise _Refused("invalidProperties", "keywords maps each keyword to true", ["keywords"])
+    keywords = {str(k).lower() for k in value}
+    for keyword in keywords:
+        try:
+            keyword_to_flag(keyword)
+        except ValueError as exc:
+            raise _Refused("invalidProperties", f"bad keyword {keyword!r}", ["keywords"]) from exc
+    return keywords
+
+
+class EmailSetter:
+    def __init__(self, ctx: CallContext, request: SetArgs) -> None:
+        self.ctx = ctx
+        self.request = request
+        self.account: Account = account_of(ctx)
+        self.cache = self.account.cache
+        self.changed_upstream = False
+
+    def run(self) -> dict[str, Any]:
+        self.account.sync()
+        old_state = self.cache.encode_state(self.cache.state(EMAIL))
+        check_in_state(self.request.ifInState, old_state)
+        not_created = {
+            creation_id: set_error("forbidden", "creating Emails is not supported yet")
+            for creation_id in self.request.create or {}
+        }
+        updated: dict[str, Any] = {}
+        not_updated: dict[str, Any] = {}
+        destroyed: dict[str, Any] = {}
+        not_destroyed: dict[str, Any] = {}
+        try:
+            for email_id, patch in (self.request.update or {}).items():
+                self._attempt(self._update, email_id, patch, done=updated, failed=not_updated)
+            for email_id in self.request.destroy or []:
+                self._attempt(self._destroy, email_id, done=destroyed, failed=not_destroyed)
+        except UpstreamUnavailable as exc:
+            if self.changed_upstream:
+                raise MethodError(
+                    "serverPartialFail", "the upstream went away part way; resync Emails"
+                ) from exc
+            raise
+        if self.changed_upstream:
+            self.account.sync(force=True)
+        return {
+            "accountId": self.ctx.account_id,
+            "oldState": old_state,
+            "newState": self.cache.encode_state(self.cache.state(EMAIL)),
+            "created": None,
+            "updated": updated or None,
+            "destroyed": list(destroyed) or None,
+            "notCreated": not_created or None,
+            "notUpdated": not_updated or None,
+            "notDestroyed": not_destroyed or None,
+        }
+
+    @staticmethod
+    def _attempt(
+        action: Callable[..., Any], key: str, *args: Any, done: dict[str, Any],
+        failed: dict[str, Any],
+    ) -> None:  # fmt: skip
+        try:
+            done[key] = action(key, *args)
+        except _Refused as refused:
+            failed[key] = refused.error
+        except CommandFailed as exc:
+            kind = "overQuota" if exc.code == "OVERQUOTA" else "forbidden"
+            failed[key] = set_error(kind, f"the upstream refused: {exc.text}")
+        except ValueError as exc:
+            failed[key] = set_error("forbidden", str(exc))
+
+    def _locations(self, email_id: str) -> dict[str, list[int]]:
+        """mailbox id -> the UIDs of this Email there."""
+        return self.cache.email_locations(email_id)
+
+    def _update(self, email_id: str, patch: Any) -> None:
+        record = self.cache.emails([email_id]).get(email_id)
+        if record is None:
+            raise _Refused("notFound", "no such Email")
+        if not isinstance(patch, dict):
+            raise _Refused("invalidPatch", "an update must be a PatchObject")
+        current = {
+            "keywords": dict.fromkeys(record.keywords, True),
+            "mailboxIds": dict.fromkeys(record.mailbox_ids, True),
+        }
+        tops = {key.split("/", 1)[0] for key in patch}
+        if tops - SETTABLE:
+            raise _Refused("invalidProperties", "only keywords and mailboxIds can change",
+                           sorted(tops - SETTABLE))  # fmt: skip
+        try:
+            wanted = apply_patch(current, patch)
+        except PatchError as exc:
+            raise _Refused("invalidPatch", str(exc)) from exc
+        keywords = _keyword_map(wanted.get("keywords") or {})
+        boxes = wanted.get("mailboxIds")
+        if not isinstance(boxes, dict) or not boxes or any(v is not True for v in boxes.values()):
+            raise _Refused("invalidProperties", "an Email needs a mailbox", ["mailboxIds"])
+        targets = {self.ctx.resolve_creation_id(b) or b for b in boxes}
+        names = {r.id: r.name for r in self.cache.mailboxes() if r.selectable}
+        if not targets <= set(names):
+            raise _Refused("invalidProperties", "no such mailbox", ["mailboxIds"])
+        locations = self._locations(email_id)
+        self._store_keywords(locations, names, set(record.keywords), keywords)
+        self._file(locations, names, targets)
+        return None
+
+    def _store_keywords(
+        self, locations: dict[str, list[int]], names: dict[str, str], old: set[str], new: set[str]
+    ) -> None:
+        add = sorted(keyword_to_flag(k) for k in new - old)
+        remove = sorted(keyword_to_flag(k) for k in old - new)
+        if not add and not remove:
+            return
+        imap = self.account.imap
+        for mailbox_id, uids in locations.items():
+            self.account.open_folder(names[mailbox_id], writable=True)
+            uid_set = format_sequence_set(uids)
+            imap.store_flags(uid_set, add, add=True)
+            self.changed_upstream = True
+            imap.store_flags(uid_set, remove, add=False)
+
+    def _file(
+        self, locations: dict[str, list[int]], names: dict[str, str], targets: set[str]
+    ) -> None:
+        """Put the Email in exactly ``targets``: MOVE where it leaves a folder for another,
+        COPY for further folders, UID EXPUNGE where it only leaves."""
+        imap = self.account.imap
+        leaving = [m for m in locations if m not in targets]
+        arriving = [m for m in sorted(targets) if m not in locations]
+        if arriving and not locations:
+            raise _Refused("notFound", "the Email is in no folder upstream")
+        for destination in arriving:
+            if leaving and imap.has("MOVE"):
+                source = leaving.pop(0)
+                self.account.open_folder(names[source], writable=True)
+                imap.move(format_sequence_set(locations[source]), names[destination])
+            else:
+                source = next(iter(locations))
+                self.account.open_folder(names[source], writable=True)
+                imap.copy(format_sequence_set(locations[source]), names[destination])
+            self.changed_upstream = True
+        for source in leaving:
+            self.account.open_folder(names[source], writable=True)
+            imap.expunge_uids(format_sequence_set(locations[source]))
+            self.changed_upstream = True
+
+    def _destroy(self, email_id: str) -> None:
+        if self.cache.emails([email_id]).get(email_id) is None:
+            raise _Refused("notFound", "no such Email")
+        names = {r.id: r.name for r in self.cache.mailboxes()}
+        if not self.account.imap.has("UIDPLUS"):
+            raise _Refused("forbidden", "the upstream cannot expunge single messages")
+        for mailbox_id, uids in self._locations(email_id).items():
+            self.account.open_folder(names[mailbox_id], writable=True)
+            self.account.imap.expunge_uids(format_sequence_set(uids))
+            self.changed_upstream = True
+        return None
+
+
+def email_set(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
+    request = decode_args(SetArgs, args)
+    ctx.check_max_objects(request.object_count(), "maxObjectsInSet")
+    return EmailSetter(ctx, request).run()

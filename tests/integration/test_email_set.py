@@ -1,0 +1,128 @@
+"""Email/set updates and destroys, each read back over a separate IMAP connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imapclient import IMAPClient
+
+from bridge.demo.dovecot import Dovecot
+from tests.integration.server import BridgeServer, JmapClient
+from tests.integration.test_email import message, query
+
+
+def flags_in(other: IMAPClient, folder: str) -> dict[bytes, set[bytes]]:
+    """Subject -> flags of every message in a folder."""
+    other.select_folder(folder, readonly=True)
+    fetched = other.fetch(other.search("ALL"), ["ENVELOPE", "FLAGS"])
+    return {
+        data[b"ENVELOPE"].subject: set(data[b"FLAGS"]) - {b"\\Recent"} for data in fetched.values()
+    }
+
+
+def ids_by_subject(jmap: JmapClient) -> dict[str, str]:
+    emails = jmap.call("Email/get", {"ids": query(jmap), "properties": ["subject"]})["list"]
+    return {e["subject"]: e["id"] for e in emails}
+
+
+def test_keywords_whole_and_by_patch(jmap: JmapClient, other: IMAPClient) -> None:
+    other.append("INBOX", message(1, "One"))
+    other.append("INBOX", message(2, "Two"), flags=[b"\\Flagged"])
+    ids = ids_by_subject(jmap)
+    state = jmap.call("Email/get", {"ids": []})["state"]
+    result = jmap.call("Email/set", {"ifInState": state, "update": {
+        ids["One"]: {"keywords/$seen": True, "keywords/$label1": True},
+        ids["Two"]: {"keywords": {"$seen": True}},
+    }})  # fmt: skip
+    assert result["updated"] == {ids["One"]: None, ids["Two"]: None}, result
+    assert result["oldState"] == state and result["newState"] != state
+    flags = flags_in(other, "INBOX")
+    assert flags[b"One"] >= {b"\\Seen", b"$label1"}
+    assert flags[b"Two"] == {b"\\Seen"}  # \Flagged gone: the whole set was replaced
+    patched = jmap.call("Email/set", {"update": {ids["One"]: {"keywords/$label1": None}}})
+    assert patched["updated"] == {ids["One"]: None}
+    assert b"$label1" not in flags_in(other, "INBOX")[b"One"]
+    got = jmap.call("Email/get", {"ids": [ids["One"]], "properties": ["keywords"]})
+    assert got["list"][0]["keywords"] == {"$seen": True}
+    changes = jmap.call("Email/changes", {"sinceState": state})
+    assert sorted(changes["updated"]) == sorted(ids.values())
+
+
+def test_move_copy_and_remove_from_one_mailbox(jmap: JmapClient, other: IMAPClient) -> None:
+    other.append("INBOX", message(1, "Mover"))
+    boxes = jmap.mailboxes()
+    inbox, archive, trash = boxes["INBOX"]["id"], boxes["Archive"]["id"], boxes["Trash"]["id"]
+    [email_id] = query(jmap)
+    moved = jmap.call("Email/set", {"update": {email_id: {"mailboxIds": {archive: True}}}})
+    assert moved["updated"] == {email_id: None}, moved
+    assert flags_in(other, "INBOX") == {} and b"Mover" in flags_in(other, "Archive")
+    got = jmap.call("Email/get", {"ids": [email_id], "properties": ["mailboxIds"]})
+    assert got["list"][0]["mailboxIds"] == {archive: True}  # the same id after the MOVE
+    copied = jmap.call("Email/set", {"update": {email_id: {f"mailboxIds/{trash}": True}}})
+    assert copied["updated"] == {email_id: None}
+    assert b"Mover" in flags_in(other, "Trash") and b"Mover" in flags_in(other, "Archive")
+    removed = jmap.call("Email/set", {"update": {email_id: {f"mailboxIds/{archive}": None}}})
+    assert removed["updated"] == {email_id: None}
+    assert flags_in(other, "Archive") == {} and b"Mover" in flags_in(other, "Trash")
+    got = jmap.call("Email/get", {"ids": [email_id], "properties": ["mailboxIds"]})
+    assert got["list"][0]["mailboxIds"] == {trash: True}
+    assert inbox not in got["list"][0]["mailboxIds"]
+
+
+def test_destroy_takes_exactly_its_messages(jmap: JmapClient, other: IMAPClient) -> None:
+    other.append("INBOX", message(1, "Doomed"))
+    other.append("INBOX", message(2, "Theirs"))
+    ids = ids_by_subject(jmap)
+    # Another client marked its own message \Deleted and has not expunged yet.
+    other.select_folder("INBOX")
+    theirs = [uid for uid, data in other.fetch(other.search("ALL"), ["ENVELOPE"]).items()
+              if data[b"ENVELOPE"].subject == b"Theirs"]  # fmt: skip
+    other.add_flags(theirs, [b"\\Deleted"])
+    other.unselect_folder()
+    result = jmap.call("Email/set", {"destroy": [ids["Doomed"], "nope"]})
+    assert result["destroyed"] == [ids["Doomed"]]
+    assert result["notDestroyed"]["nope"]["type"] == "notFound"
+    left = flags_in(other, "INBOX")
+    assert set(left) == {b"Theirs"} and b"\\Deleted" in left[b"Theirs"]
+    assert jmap.call("Email/get", {"ids": [ids["Doomed"]]})["notFound"] == [ids["Doomed"]]
+
+
+def test_set_errors_change_nothing(jmap: JmapClient, other: IMAPClient) -> None:
+    other.append("INBOX", message(1, "Keep"))
+    [email_id] = query(jmap)
+    result = jmap.call("Email/set", {
+        "create": {"c": {"subject": "new"}},
+        "update": {
+            email_id: {"subject": "changed"},
+            "nope": {"keywords/$seen": True},
+        },
+    })  # fmt: skip
+    assert result["notUpdated"][email_id]["properties"] == ["subject"]
+    assert result["notUpdated"]["nope"]["type"] == "notFound"
+    assert result["notCreated"]["c"]["type"] == "forbidden"
+    for patch in ({"mailboxIds": {}}, {"mailboxIds": {"nope": True}},
+                  {"keywords": {"bad keyword": True}}, {"keywords": {"$seen": False}}):  # fmt: skip
+        refused = jmap.call("Email/set", {"update": {email_id: patch}})
+        assert refused["notUpdated"][email_id]["type"] == "invalidProperties", patch
+    assert flags_in(other, "INBOX") == {b"Keep": set()}
+    stale = jmap.call("Email/set", {"ifInState": "stale-1", "destroy": [email_id]})
+    assert stale["error"]["type"] == "stateMismatch"
+    assert b"Keep" in flags_in(other, "INBOX")
+
+
+def test_without_move_a_move_is_copy_and_expunge(tmp_path: Path) -> None:
+    with Dovecot({"u": "p"}, hide_capabilities=["MOVE"]) as dovecot:
+        server = BridgeServer(dovecot.host, dovecot.port, tmp_path).start()
+        other = IMAPClient(dovecot.host, port=dovecot.port, ssl=False)
+        other.login("u", "p")
+        other.append("INBOX", message(1, "Mover"))
+        other.append("INBOX", message(2, "Stays"))
+        jmap = server.client("u", "p")
+        archive = jmap.mailboxes()["Archive"]["id"]
+        ids = ids_by_subject(jmap)
+        moved = jmap.call("Email/set", {"update": {ids["Mover"]: {"mailboxIds": {archive: True}}}})
+        assert moved["updated"] == {ids["Mover"]: None}, moved
+        assert set(flags_in(other, "INBOX")) == {b"Stays"}
+        assert set(flags_in(other, "Archive")) == {b"Mover"}
+        jmap.close()
+        server.stop()
