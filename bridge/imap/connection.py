@@ -13,6 +13,7 @@ import logging
 import re
 import select
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import ParamSpec, TypeVar
 
 import msgspec
@@ -413,6 +414,24 @@ class ImapConnection:
         self.store_flags(uids, ["\\Deleted"], add=True)
         self._wire.run(b"UID EXPUNGE " + uids.encode("ascii")).check()
 
+    @_guarded
+    def append(
+        self, mailbox: str, message: bytes, flags: Sequence[str], when: datetime | None
+    ) -> tuple[int, int] | None:
+        """APPEND; (UIDVALIDITY, UID) of the new message from APPENDUID (UIDPLUS), else
+        None. The message travels as a literal, never as command text."""
+        command = b"APPEND " + quoting.mailbox_name(mailbox)
+        command += b" (" + b" ".join(_flag_bytes(flag) for flag in flags) + b")"
+        if when is not None:
+            command += b' "' + _internal_date(when) + b'"'
+        reply = self._wire.run(command + b" " + quoting.literal(message)).check()
+        for code, args in reply.codes():
+            if code == "APPENDUID" and args:
+                numbers = args.split()
+                if len(numbers) >= 2 and numbers[0].isdigit() and numbers[1].isdigit():
+                    return int(numbers[0]), int(numbers[1])
+        return None
+
     @property
     def selected_writable(self) -> bool:
         return self.selected is not None and not self._selected_readonly
@@ -497,6 +516,19 @@ class ImapConnection:
     def __repr__(self) -> str:
         state = "broken" if self.broken else "open"
         return f"<ImapConnection {self._config.host}:{self._config.port} {state}>"
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _internal_date(when: datetime) -> bytes:
+    """RFC 3501 date-time, with English month names whatever the locale."""
+    offset = when.utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    sign = "+" if minutes >= 0 else "-"
+    zone = f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    text = f"{when.day:02d}-{_MONTHS[when.month - 1]}-{when.year:04d} {when:%H:%M:%S} {zone}"
+    return text.encode("ascii")
 
 
 _SYSTEM_FLAGS = {"\\seen", "\\flagged", "\\answered", "\\draft", "\\deleted"}

@@ -10,6 +10,7 @@ cache learns the outcome from the sync that follows, like any other client's cha
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
@@ -19,16 +20,39 @@ from bridge.jmap import CallContext, MethodError, decode_args, set_error
 from bridge.jmap.patch import PatchError, apply_patch
 from bridge.jmap.standard import SetArgs, check_in_state
 from bridge.mail.account import Account
+from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
+from bridge.mime.compose import BlobsNotFound, ComposeError, compose
 from bridge.store.cache import EMAIL
 
 SETTABLE = frozenset({"keywords", "mailboxIds"})
+CREATABLE = frozenset({
+    "mailboxIds", "keywords", "receivedAt", "from", "to", "cc", "bcc", "replyTo", "sender",
+    "subject", "sentAt", "messageId", "inReplyTo", "references", "textBody", "htmlBody",
+    "attachments", "bodyValues", "bodyStructure",
+})  # fmt: skip
+
+
+def _received_at(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise _Refused("invalidProperties", "receivedAt must be a UTCDate", ["receivedAt"]) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class _Refused(Exception):
-    def __init__(self, error_type: str, description: str, properties: list[str] | None = None):
+    def __init__(
+        self,
+        error_type: str,
+        description: str,
+        properties: list[str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(description)
-        self.error = set_error(error_type, description, properties)
+        self.error = set_error(error_type, description, properties, **extra)
 
 
 def _keyword_map(value: Any) -> set[str]:
@@ -55,15 +79,15 @@ class EmailSetter:
         self.account.sync()
         old_state = self.cache.encode_state(self.cache.state(EMAIL))
         check_in_state(self.request.ifInState, old_state)
-        not_created = {
-            creation_id: set_error("forbidden", "creating Emails is not supported yet")
-            for creation_id in self.request.create or {}
-        }
+        created: dict[str, Any] = {}
+        not_created: dict[str, Any] = {}
         updated: dict[str, Any] = {}
         not_updated: dict[str, Any] = {}
         destroyed: dict[str, Any] = {}
         not_destroyed: dict[str, Any] = {}
         try:
+            for creation_id, obj in (self.request.create or {}).items():
+                self._attempt(self._create, creation_id, obj, done=created, failed=not_created)
             for email_id, patch in (self.request.update or {}).items():
                 self._attempt(self._update, email_id, patch, done=updated, failed=not_updated)
             for email_id in self.request.destroy or []:
@@ -80,7 +104,7 @@ class EmailSetter:
             "accountId": self.ctx.account_id,
             "oldState": old_state,
             "newState": self.cache.encode_state(self.cache.state(EMAIL)),
-            "created": None,
+            "created": created or None,
             "updated": updated or None,
             "destroyed": list(destroyed) or None,
             "notCreated": not_created or None,
@@ -102,6 +126,51 @@ class EmailSetter:
             failed[key] = set_error(kind, f"the upstream refused: {exc.text}")
         except ValueError as exc:
             failed[key] = set_error("forbidden", str(exc))
+
+    def _create(self, creation_id: str, obj: Any) -> dict[str, Any]:
+        """Compose the message, APPEND it to one mailbox and COPY it to the others, so the
+        copies stay one Email."""
+        if not isinstance(obj, dict):
+            raise _Refused("invalidProperties", "an Email must be an object")
+        unknown = sorted(k for k in obj if k not in CREATABLE and not k.startswith("header:"))
+        if unknown:
+            raise _Refused("invalidProperties", "not settable on create", unknown)
+        boxes = obj.get("mailboxIds")
+        if not isinstance(boxes, dict) or not boxes or any(v is not True for v in boxes.values()):
+            raise _Refused("invalidProperties", "an Email needs a mailbox", ["mailboxIds"])
+        targets = sorted(self.ctx.resolve_creation_id(b) or b for b in boxes)
+        names = {r.id: r.name for r in self.cache.mailboxes() if r.selectable}
+        if not set(targets) <= set(names):
+            raise _Refused("invalidProperties", "no such mailbox", ["mailboxIds"])
+        keywords = _keyword_map(obj.get("keywords") or {})
+        received = _received_at(obj.get("receivedAt"))
+        try:
+            raw = compose(obj, self._read_blob)
+        except BlobsNotFound as exc:
+            raise _Refused("blobNotFound", "blobs not found", notFound=exc.blob_ids) from exc
+        except ComposeError as exc:
+            raise _Refused("invalidProperties", str(exc), exc.properties) from exc
+        imap = self.account.imap
+        flags = sorted(keyword_to_flag(k) for k in keywords)
+        appended = imap.append(names[targets[0]], raw, flags, received)
+        self.changed_upstream = True
+        if appended is None:
+            raise _Refused("forbidden", "the upstream gave no APPENDUID to find the new Email")
+        for other in targets[1:]:
+            self.account.open_folder(names[targets[0]], writable=True)
+            imap.copy(str(appended[1]), names[other])
+        self.account.sync(force=True)
+        location = self.cache.locations(targets[0], uids=[appended[1]]).get(appended[1])
+        if location is None:
+            raise _Refused("forbidden", "the new Email was not found upstream")
+        record = self.cache.emails([location.email_id])[location.email_id]
+        self.ctx.created_ids[creation_id] = record.id
+        return {"id": record.id, "blobId": blob_id(record.id), "threadId": record.thread_id,
+                "size": record.size}  # fmt: skip
+
+    def _read_blob(self, value: str) -> bytes | None:
+        chunks = open_blob(self.account, value)
+        return b"".join(chunks) if chunks is not None else None
 
     def _locations(self, email_id: str) -> dict[str, list[int]]:
         """mailbox id -> the UIDs of this Email there."""

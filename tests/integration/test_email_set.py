@@ -99,7 +99,7 @@ def test_set_errors_change_nothing(jmap: JmapClient, other: IMAPClient) -> None:
     })  # fmt: skip
     assert result["notUpdated"][email_id]["properties"] == ["subject"]
     assert result["notUpdated"]["nope"]["type"] == "notFound"
-    assert result["notCreated"]["c"]["type"] == "forbidden"
+    assert result["notCreated"]["c"]["properties"] == ["mailboxIds"]
     for patch in ({"mailboxIds": {}}, {"mailboxIds": {"nope": True}},
                   {"keywords": {"bad keyword": True}}, {"keywords": {"$seen": False}}):  # fmt: skip
         refused = jmap.call("Email/set", {"update": {email_id: patch}})
@@ -126,3 +126,62 @@ def test_without_move_a_move_is_copy_and_expunge(tmp_path: Path) -> None:
         assert set(flags_in(other, "Archive")) == {b"Mover"}
         jmap.close()
         server.stop()
+
+
+def test_create_a_draft(jmap: JmapClient, other: IMAPClient) -> None:
+    boxes = jmap.mailboxes()
+    drafts, archive = boxes["Drafts"]["id"], boxes["Archive"]["id"]
+    result = jmap.call("Email/set", {"create": {"d": {
+        "mailboxIds": {drafts: True, archive: True},
+        "keywords": {"$draft": True, "$seen": True},
+        "from": [{"name": "Zoë Ångström", "email": "zoe@example.com"}],
+        "to": [{"email": "bob@example.com"}],
+        "subject": "Réunion demain",
+        "receivedAt": "2026-06-01T10:00:00Z",
+        "textBody": [{"partId": "t", "type": "text/plain"}],
+        "htmlBody": [{"partId": "h", "type": "text/html"}],
+        "bodyValues": {"t": {"value": "À demain"}, "h": {"value": "<p>À demain</p>"}},
+        "header:X-Client:asText": "tests",
+    }}})  # fmt: skip
+    created = result["created"]["d"]
+    assert set(created) == {"id", "blobId", "threadId", "size"}, result
+    other.select_folder("Drafts", readonly=True)
+    [data] = other.fetch(other.search("ALL"), ["FLAGS", "BODY[]", "INTERNALDATE"]).values()
+    assert {b"\\Draft", b"\\Seen"} <= set(data[b"FLAGS"])
+    raw = data[b"BODY[]"]
+    assert b"X-Client: tests" in raw and b"Message-ID: <" in raw and b"\r\nDate: " in raw
+    assert data[b"INTERNALDATE"].replace(tzinfo=None).day == 1
+    # The copy in Archive is the same Email.
+    properties = ["mailboxIds", "subject", "from", "textBody", "bodyValues", "keywords"]
+    got = jmap.call("Email/get", {"ids": [created["id"]], "fetchTextBodyValues": True,
+                                  "properties": properties})  # fmt: skip
+    email = got["list"][0]
+    assert email["mailboxIds"] == {drafts: True, archive: True}
+    assert email["subject"] == "Réunion demain" and email["from"][0]["name"] == "Zoë Ångström"
+    assert email["bodyValues"][email["textBody"][0]["partId"]]["value"].startswith("À demain")
+    assert email["keywords"] == {"$draft": True, "$seen": True}
+    # The downloaded blob is exactly what the server stored.
+    url = jmap.session["downloadUrl"].format(accountId=jmap.account_id, blobId=created["blobId"],
+                                             name="d.eml", type="message/rfc822")  # fmt: skip
+    assert jmap.http.get(url).content == raw
+
+
+def test_create_errors(jmap: JmapClient, other: IMAPClient) -> None:
+    drafts = jmap.mailboxes()["Drafts"]["id"]
+    result = jmap.call("Email/set", {"create": {
+        "nobox": {"subject": "x"},
+        "missing": {"mailboxIds": {drafts: True}, "attachments": [{"blobId": "Unope"}]},
+        "headers": {"mailboxIds": {drafts: True}, "headers": [{"name": "X", "value": "y"}]},
+        "crlf": {"mailboxIds": {drafts: True}, "subject": "a\r\nBcc: evil@example.com"},
+        "id": {"mailboxIds": {drafts: True}, "id": "e1"},
+    }})  # fmt: skip
+    errors = result["notCreated"]
+    assert errors["nobox"]["properties"] == ["mailboxIds"]
+    assert errors["missing"]["type"] == "blobNotFound" and errors["missing"]["notFound"] == [
+        "Unope"
+    ]
+    assert errors["headers"]["properties"] == ["headers"]
+    assert errors["id"]["properties"] == ["id"]
+    assert errors["crlf"]["properties"] == ["subject"]  # no header smuggled in
+    other.select_folder("Drafts", readonly=True)
+    assert other.search("ALL") == []
