@@ -20,6 +20,7 @@ from bridge.config import Settings
 from bridge.http.auth import Authenticator, Credentials
 from bridge.http.download import download
 from bridge.http.session import session_resource, session_state
+from bridge.http.upload import upload
 from bridge.imap.connection import UpstreamConfig
 from bridge.imap.pool import ConnectionPool
 from bridge.jmap import CoreLimits, Engine, RequestError
@@ -185,7 +186,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
             Route(API_PATH, api, methods=["POST"]),
             Route("/jmap/status", status, methods=["GET"]),
             Route("/jmap/download/{account_id}/{blob_id}/{name}", download, methods=["GET"]),
-            Route("/jmap/upload/{account_id}/", not_implemented, methods=["POST"]),
+            Route("/jmap/upload/{account_id}/", upload, methods=["POST"]),
             Route("/jmap/eventsource", not_implemented),
         ],
         lifespan=lifespan,

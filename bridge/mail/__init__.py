@@ -10,9 +10,10 @@ from bridge.mail.capabilities import MAIL
 from bridge.mail.common import Handler, translating_upstream_errors
 from bridge.mail.email_get import email_changes, email_get, has_attachment_of
 from bridge.mail.email_query import email_query, email_query_changes
-from bridge.mail.email_set import email_set
+from bridge.mail.email_set import email_copy, email_import, email_set
 from bridge.mail.mailbox import mailbox_changes, mailbox_get, mailbox_query, mailbox_query_changes
 from bridge.mail.mailbox_set import mailbox_set
+from bridge.mail.parse import email_parse
 from bridge.mail.snippet import search_snippet_get
 from bridge.mail.thread import thread_changes, thread_get
 
@@ -27,7 +28,10 @@ def registered_methods() -> list[MethodSpec]:
         "Mailbox/set": mailbox_set,
         "Email/get": email_get,
         "Email/changes": email_changes,
+        "Email/parse": email_parse,
         "Email/set": email_set,
+        "Email/import": email_import,
+        "Email/copy": email_copy,
         "Email/query": functools.partial(email_query, has_attachment=has_attachment_of),
         "Email/queryChanges": functools.partial(
             email_query_changes, has_attachment=has_attachment_of

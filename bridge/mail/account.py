@@ -23,6 +23,7 @@ from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
 from bridge.store.cache import Cache
 from bridge.store.ids import derive_id
+from bridge.store.uploads import UploadStore
 
 log = logging.getLogger("bridge.mail")
 
@@ -35,6 +36,7 @@ def account_id_for(username: str) -> str:
 class UserData:
     username: str
     cache: Store
+    uploads: UploadStore
     # One sync at a time per user; a request that waited for another's sync uses its result.
     sync_lock: threading.Lock = field(default_factory=threading.Lock)
     sync_generation: int = 0
@@ -61,8 +63,10 @@ class UserRegistry:
             user = self._users.get(username)
             if user is None:
                 digest = hashlib.sha256(username.encode()).hexdigest()[:32]
-                cache = Cache.open(self.data_dir / "users" / digest / "cache.sqlite3")
-                user = self._users[username] = UserData(username, cache)
+                directory = self.data_dir / "users" / digest
+                cache = Cache.open(directory / "cache.sqlite3")
+                uploads = UploadStore(directory / "uploads")
+                user = self._users[username] = UserData(username, cache, uploads)
             return user
 
     def close(self) -> None:

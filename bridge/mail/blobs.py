@@ -1,25 +1,33 @@
-"""Blob ids for messages and their parts.
+"""Blob ids for messages, uploads and their parts.
 
 A blob id names an Email and, for a body part, its IMAP section: ``B<email id>`` is the
 whole message, ``B<email id>_1-2`` its part 1.2. Email ids have a fixed length, so the
 split is unambiguous, and a blob id resolves only through the cache of the user asking:
 another user's blob id is simply not found.
+
+Uploaded blobs (``bridge.store.uploads``) are ``U<upload id>``, and the parts of an upload
+parsed as a message (Email/parse) ``U<upload id>_<section>`` alike: upload ids have a fixed
+length too, and resolve only in the asking user's upload store. A section inside an
+attached message (``3.1`` of the message/rfc822 part ``3``) is found by parsing that part.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from bridge.mime import parse_message
+from bridge.mime import ParsedMessage, parse_message
 from bridge.store.ids import derive_id
+from bridge.store.uploads import ID_LENGTH as UPLOAD_ID_LENGTH
+from bridge.store.uploads import is_upload_id
 
 if TYPE_CHECKING:
     from bridge.mail.account import Account
 
 EMAIL_ID_LENGTH = len(derive_id("e", ""))
 _SECTION = re.compile(r"[0-9]+(\.[0-9]+)*")
+_PART_SUFFIX = re.compile(r"(?:_([0-9]+(?:-[0-9]+)*))?")
 
 
 def blob_id(email_id: str, part_id: str | None = None) -> str:
@@ -42,13 +50,51 @@ def parse_blob_id(value: str) -> tuple[str, str | None] | None:
     return email_id, section
 
 
+def part_blob_id(whole: str, part_id: str) -> str:
+    """The blob id of part ``part_id`` of the blob ``whole`` (a ``B...`` or ``U...`` id of a
+    whole message)."""
+    return f"{whole}_{part_id.replace('.', '-')}"
+
+
+def split_blob_id(value: str) -> tuple[str, str | None] | None:
+    """(blob id of the whole message or upload, section or None), or None if malformed."""
+    if value.startswith("U"):
+        whole, suffix = value[:UPLOAD_ID_LENGTH], _PART_SUFFIX.fullmatch(value[UPLOAD_ID_LENGTH:])
+        if not is_upload_id(whole) or suffix is None:
+            return None
+        return whole, suffix.group(1).replace("-", ".") if suffix.group(1) else None
+    parsed = parse_blob_id(value)
+    return None if parsed is None else (blob_id(parsed[0]), parsed[1])
+
+
+def part_content(message: ParsedMessage, section: str) -> bytes | None:
+    """The decoded content of a part, descending into attached messages for sections the
+    message itself does not list (its parse keeps a message/rfc822 part as a leaf)."""
+    content = message.part_content(section)
+    if content is not None:
+        return content
+    pieces = section.split(".")
+    for length in range(len(pieces) - 1, 0, -1):
+        prefix = ".".join(pieces[:length])
+        part = message.part(prefix)
+        if part is not None:
+            if part.type not in ("message/rfc822", "message/global"):
+                return None
+            inner = parse_message(message.content(part)[0], section_prefix=prefix)
+            return part_content(inner, section)
+    return None
+
+
 CHUNK = 1 << 20
 
 
 def open_blob(account: Account, value: str) -> Iterator[bytes] | None:
     """The blob's octets, read from the upstream in chunks; None if this user has no such
     blob. A whole message streams by partial FETCH; a part is cut from its message and
-    transfer-decoded (RFC 8621 §4.1.4: a part's blob is its decoded content)."""
+    transfer-decoded (RFC 8621 §4.1.4: a part's blob is its decoded content). An upload
+    is read from the user's upload store, and its parts cut from it likewise."""
+    if value.startswith("U"):
+        return _upload_chunks(account, value)
     parsed = parse_blob_id(value)
     if parsed is None:
         return None
@@ -61,8 +107,31 @@ def open_blob(account: Account, value: str) -> Iterator[bytes] | None:
     if section is None:
         return _message_chunks(account, ref.uid)
     raw = _fetch(account, ref.uid, "BODY.PEEK[]", "BODY[]")
-    content = parse_message(raw).part_content(section) if raw is not None else None
+    content = part_content(parse_message(raw), section) if raw is not None else None
     return iter((content,)) if content is not None else None
+
+
+def _upload_chunks(account: Account, value: str) -> Iterator[bytes] | None:
+    split = split_blob_id(value)
+    stored = account.user.uploads.open(split[0]) if split is not None else None
+    if split is None or stored is None:
+        return None
+    try:
+        # Opened now: a sweep that deletes the upload meanwhile leaves this handle readable.
+        handle = stored.path.open("rb")
+    except FileNotFoundError:
+        return None
+    if split[1] is None:
+        return _file_chunks(handle)
+    with handle:
+        content = part_content(parse_message(handle.read()), split[1])
+    return iter((content,)) if content is not None else None
+
+
+def _file_chunks(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk
 
 
 def _fetch(account: Account, uid: int, item: str, key: str) -> bytes | None:

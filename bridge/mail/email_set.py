@@ -9,16 +9,20 @@ cache learns the outcome from the sync that follows, like any other client's cha
 
 from __future__ import annotations
 
+import email.utils
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.imap.flags import keyword_to_flag
 from bridge.imap.responses import format_sequence_set
 from bridge.jmap import CallContext, MethodError, decode_args, set_error
 from bridge.jmap.patch import PatchError, apply_patch
-from bridge.jmap.standard import SetArgs, check_in_state
+from bridge.jmap.standard import CopyArgs, SetArgs, check_in_state
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
@@ -31,6 +35,20 @@ CREATABLE = frozenset({
     "subject", "sentAt", "messageId", "inReplyTo", "references", "textBody", "htmlBody",
     "attachments", "bodyValues", "bodyStructure",
 })  # fmt: skip
+
+
+def _last_received(raw: bytes) -> datetime | None:
+    """RFC 8621 §4.8: by default, the time of the most recent Received header."""
+    header = raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n\t", b" ").replace(b"\r\n ", b" ")
+    for line in header.split(b"\r\n"):
+        if line[:9].lower() == b"received:" and b";" in line:
+            try:
+                return email.utils.parsedate_to_datetime(
+                    line.rsplit(b";", 1)[1].decode("ascii", "replace").strip()
+                )
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 def _received_at(value: Any) -> datetime | None:
@@ -135,13 +153,7 @@ class EmailSetter:
         unknown = sorted(k for k in obj if k not in CREATABLE and not k.startswith("header:"))
         if unknown:
             raise _Refused("invalidProperties", "not settable on create", unknown)
-        boxes = obj.get("mailboxIds")
-        if not isinstance(boxes, dict) or not boxes or any(v is not True for v in boxes.values()):
-            raise _Refused("invalidProperties", "an Email needs a mailbox", ["mailboxIds"])
-        targets = sorted(self.ctx.resolve_creation_id(b) or b for b in boxes)
-        names = {r.id: r.name for r in self.cache.mailboxes() if r.selectable}
-        if not set(targets) <= set(names):
-            raise _Refused("invalidProperties", "no such mailbox", ["mailboxIds"])
+        targets, names = self._targets(obj.get("mailboxIds"))
         keywords = _keyword_map(obj.get("keywords") or {})
         received = _received_at(obj.get("receivedAt"))
         try:
@@ -150,6 +162,18 @@ class EmailSetter:
             raise _Refused("blobNotFound", "blobs not found", notFound=exc.blob_ids) from exc
         except ComposeError as exc:
             raise _Refused("invalidProperties", str(exc), exc.properties) from exc
+        return self._store_new(creation_id, raw, targets, names, keywords, received)
+
+    def _store_new(
+        self,
+        creation_id: str,
+        raw: bytes,
+        targets: list[str],
+        names: dict[str, str],
+        keywords: set[str],
+        received: datetime | None,
+    ) -> dict[str, Any]:
+        """APPEND to the first mailbox, COPY to the rest; the id comes from APPENDUID."""
         imap = self.account.imap
         flags = sorted(keyword_to_flag(k) for k in keywords)
         appended = imap.append(names[targets[0]], raw, flags, received)
@@ -167,6 +191,34 @@ class EmailSetter:
         self.ctx.created_ids[creation_id] = record.id
         return {"id": record.id, "blobId": blob_id(record.id), "threadId": record.thread_id,
                 "size": record.size}  # fmt: skip
+
+    def _targets(self, boxes: Any) -> tuple[list[str], dict[str, str]]:
+        if not isinstance(boxes, dict) or not boxes or any(v is not True for v in boxes.values()):
+            raise _Refused("invalidProperties", "an Email needs a mailbox", ["mailboxIds"])
+        targets = sorted(self.ctx.resolve_creation_id(b) or b for b in boxes)
+        names = {r.id: r.name for r in self.cache.mailboxes() if r.selectable}
+        if not set(targets) <= set(names):
+            raise _Refused("invalidProperties", "no such mailbox", ["mailboxIds"])
+        return targets, names
+
+    def import_one(self, creation_id: str, item: Any) -> dict[str, Any]:
+        """Email/import (RFC 8621 §4.8): a stored blob becomes an Email."""
+        if not isinstance(item, dict) or not isinstance(item.get("blobId"), str):
+            raise _Refused("invalidProperties", "an EmailImport needs a blobId", ["blobId"])
+        unknown = sorted(set(item) - {"blobId", "mailboxIds", "keywords", "receivedAt"})
+        if unknown:
+            raise _Refused("invalidProperties", "unknown EmailImport properties", unknown)
+        targets, names = self._targets(item.get("mailboxIds"))
+        keywords = _keyword_map(item.get("keywords") or {})
+        raw = self._read_blob(item["blobId"])
+        if raw is None:
+            raise _Refused("invalidProperties", "no such blob", ["blobId"])
+        # Bare LF line ends are made CRLF: strict servers (Cyrus) refuse anything else.
+        raw = re.sub(rb"\r?\n", b"\r\n", raw)
+        if b"\x00" in raw or b":" not in raw.split(b"\r\n\r\n", 1)[0]:
+            raise _Refused("invalidEmail", "the blob is not an RFC 5322 message")
+        received = _received_at(item.get("receivedAt")) or _last_received(raw)
+        return self._store_new(creation_id, raw, targets, names, keywords, received)
 
     def _read_blob(self, value: str) -> bytes | None:
         chunks = open_blob(self.account, value)
@@ -264,3 +316,44 @@ def email_set(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     request = decode_args(SetArgs, args)
     ctx.check_max_objects(request.object_count(), "maxObjectsInSet")
     return EmailSetter(ctx, request).run()
+
+
+class EmailImportArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    accountId: str
+    ifInState: str | None = None
+    emails: dict[str, Any]
+
+
+def email_import(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
+    request = decode_args(EmailImportArgs, args)
+    ctx.check_max_objects(len(request.emails), "maxObjectsInSet")
+    setter = EmailSetter(ctx, SetArgs(accountId=request.accountId))
+    setter.account.sync()
+    cache = setter.cache
+    old_state = cache.encode_state(cache.state(EMAIL))
+    check_in_state(request.ifInState, old_state)
+    created: dict[str, Any] = {}
+    not_created: dict[str, Any] = {}
+    try:
+        for creation_id, item in request.emails.items():
+            setter._attempt(setter.import_one, creation_id, item, done=created,
+                            failed=not_created)  # fmt: skip
+    except UpstreamUnavailable as exc:
+        if setter.changed_upstream:
+            raise MethodError("serverPartialFail", "the upstream went away part way") from exc
+        raise
+    return {
+        "accountId": ctx.account_id,
+        "oldState": old_state,
+        "newState": cache.encode_state(cache.state(EMAIL)),
+        "created": created or None,
+        "notCreated": not_created or None,
+    }
+
+
+def email_copy(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
+    """RFC 8621 §4.7 copies between accounts; each user here has exactly one."""
+    request = decode_args(CopyArgs, args)
+    if request.fromAccountId == request.accountId:
+        raise MethodError("invalidArguments", "fromAccountId must differ from accountId")
+    raise MethodError("fromAccountNotFound", "this server has one account per user")

@@ -185,3 +185,54 @@ def test_create_errors(jmap: JmapClient, other: IMAPClient) -> None:
     assert errors["crlf"]["properties"] == ["subject"]  # no header smuggled in
     other.select_folder("Drafts", readonly=True)
     assert other.search("ALL") == []
+
+
+def test_import_and_copy(jmap: JmapClient, other: IMAPClient) -> None:
+    other.append("INBOX", b"Received: from x by y; Tue, 02 Jun 2026 08:00:00 +0000\r\n"
+                          b"From: a@example.com\r\nSubject: Imported\r\n\r\nbody\r\n")  # fmt: skip
+    [original] = query(jmap)
+    blob = jmap.call("Email/get", {"ids": [original], "properties": ["blobId"]})["list"][0]
+    archive = jmap.mailboxes()["Archive"]["id"]
+    state = jmap.call("Email/get", {"ids": []})["state"]
+    result = jmap.call("Email/import", {"ifInState": state, "emails": {
+        "i": {"blobId": blob["blobId"], "mailboxIds": {archive: True},
+              "keywords": {"$seen": True}},
+        "bad": {"blobId": "Bnope", "mailboxIds": {archive: True}},
+        "nobox": {"blobId": blob["blobId"], "mailboxIds": {}},
+    }})  # fmt: skip
+    created = result["created"]["i"]
+    assert created["id"] != original and result["newState"] != state
+    assert result["notCreated"]["bad"]["properties"] == ["blobId"]
+    assert result["notCreated"]["nobox"]["properties"] == ["mailboxIds"]
+    other.select_folder("Archive", readonly=True)
+    [data] = other.fetch(other.search("ALL"), ["FLAGS", "INTERNALDATE"]).values()
+    assert b"\\Seen" in data[b"FLAGS"]
+    assert data[b"INTERNALDATE"].day == 2  # from the Received header
+    stale = jmap.call("Email/import", {"ifInState": state, "emails": {}})
+    assert stale["error"]["type"] == "stateMismatch"
+    same = jmap.call("Email/copy", {"fromAccountId": jmap.account_id, "create": {}})
+    assert same["error"]["type"] == "invalidArguments"
+    elsewhere = jmap.call("Email/copy", {"fromAccountId": "other", "create": {}})
+    assert elsewhere["error"]["type"] == "fromAccountNotFound"
+
+
+def test_import_an_uploaded_message_with_bare_line_feeds(
+    jmap: JmapClient, other: IMAPClient
+) -> None:
+    upload = jmap.session["uploadUrl"].format(accountId=jmap.account_id)
+    raw = b"From: a@example.com\nSubject: Uploaded\nMessage-ID: <up@x>\n\nline one\nline two\n"
+    blob = jmap.http.post(upload, content=raw, headers={"Content-Type": "message/rfc822"}).json()
+    inbox = jmap.mailboxes()["INBOX"]["id"]
+    result = jmap.call("Email/import", {"emails": {
+        "u": {"blobId": blob["blobId"], "mailboxIds": {inbox: True}}}})  # fmt: skip
+    created = result["created"]["u"]
+    got = jmap.call("Email/get", {"ids": [created["id"]], "properties": ["subject", "messageId"]})
+    assert got["list"][0] == {"id": created["id"], "subject": "Uploaded", "messageId": ["up@x"]}
+    other.select_folder("INBOX", readonly=True)
+    [data] = other.fetch(other.search("ALL"), ["BODY[]"]).values()
+    assert data[b"BODY[]"] == raw.replace(b"\n", b"\r\n")
+    not_mail = jmap.http.post(upload, content=b"\x89PNG\r\n\x1a\n",
+                              headers={"Content-Type": "image/png"}).json()  # fmt: skip
+    refused = jmap.call("Email/import", {"emails": {
+        "p": {"blobId": not_mail["blobId"], "mailboxIds": {inbox: True}}}})  # fmt: skip
+    assert refused["notCreated"]["p"]["type"] == "invalidEmail"

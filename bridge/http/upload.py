@@ -1,0 +1,146 @@
+"""Blob uploads (RFC 8620 §6.1): streamed to the user's upload store, never held whole.
+
+RFC 8620 names no error for uploads beyond "SHOULD return a JSON problem details object"
+(RFC 7807), so the limits answer the way the API endpoint does for its own limits: a
+problem of type ``urn:ietf:params:jmap:error:limit`` naming the limit, with the HTTP status
+that says what happened: 413 for ``maxSizeUpload``, 429 for ``maxConcurrentUpload``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+import msgspec
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from bridge.jmap import RequestError
+from bridge.store.uploads import DEFAULT_TYPE, UploadedBlob, UploadWriter
+
+if TYPE_CHECKING:
+    from bridge.http.app import Bridge
+
+log = logging.getLogger("bridge.http")
+
+PROBLEM = "application/problem+json"
+# Written to disk in pieces of this size: one thread hop per piece, not per network read.
+FLUSH_SIZE = 1 << 20
+# type "/" subtype, then anything printable (parameters), within a sane length.
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(;[ -~]*)?")
+_MAX_TYPE_LENGTH = 255
+
+
+class UploadSlots:
+    """Uploads in progress per user. A count rather than a semaphore: an upload over the
+    limit is refused at once, never queued, and idle users leave no entry behind. Only
+    touched on the event loop, so no lock."""
+
+    def __init__(self) -> None:
+        self._active: dict[str, int] = {}
+
+    def acquire(self, username: str, limit: int) -> bool:
+        active = self._active.get(username, 0)
+        if active >= limit:
+            return False
+        self._active[username] = active + 1
+        return True
+
+    def active(self, username: str) -> int:
+        return self._active.get(username, 0)
+
+    def release(self, username: str) -> None:
+        active = self._active.pop(username) - 1
+        if active:
+            self._active[username] = active
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _problem(status: int, detail: str, type: str = "about:blank") -> Response:
+    body = {"type": type, "status": status, "detail": detail}
+    return Response(msgspec.json.encode(body), status_code=status, media_type=PROBLEM)
+
+
+def _limit_problem(status: int, detail: str, limit: str) -> Response:
+    problem = RequestError("limit", status, detail, limit).to_problem()
+    return Response(msgspec.json.encode(problem), status_code=status, media_type=PROBLEM)
+
+
+def _slots(request: Request) -> UploadSlots:
+    slots = getattr(request.app.state, "upload_slots", None)
+    if slots is None:
+        slots = request.app.state.upload_slots = UploadSlots()
+    return slots
+
+
+def media_type_of(header: str | None) -> str:
+    """The upload's type as the client gave it; the default when absent or not a type."""
+    value = (header or "").strip()
+    if len(value) > _MAX_TYPE_LENGTH or not _MEDIA_TYPE.fullmatch(value):
+        return DEFAULT_TYPE
+    return value
+
+
+async def upload(request: Request) -> Response:
+    bridge: Bridge = request.app.state.bridge
+    credentials = await bridge.auth.authenticate(request)
+    if isinstance(credentials, Response):
+        return credentials
+    user = bridge.users.get(credentials.username)
+    if request.path_params["account_id"] != user.account_id:
+        return _problem(404, "no such account")
+    limit = bridge.limits.max_size_upload
+    too_large = f"upload is larger than maxSizeUpload ({limit} octets)"
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return _limit_problem(413, too_large, "maxSizeUpload")
+    media_type = media_type_of(request.headers.get("content-type"))
+    slots = _slots(request)
+    if not slots.acquire(credentials.username, bridge.limits.max_concurrent_upload):
+        return _limit_problem(429, "too many concurrent uploads", "maxConcurrentUpload")
+    try:
+        writer = await run_in_threadpool(user.uploads.begin)
+        try:
+            blob = await _receive(request, writer, limit, media_type)
+        except BaseException:
+            # Synchronous on purpose: it must run even when the request is cancelled, and
+            # it is only a close and an unlink.
+            writer.abort()
+            raise
+    except _TooLarge:
+        return _limit_problem(413, too_large, "maxSizeUpload")
+    except ClientDisconnect:
+        return Response(status_code=400)  # nobody is listening any more
+    except OSError:
+        log.exception("could not store an upload of %s", credentials.username)
+        return _problem(500, "could not store the upload")
+    finally:
+        slots.release(credentials.username)
+    body = {"accountId": user.account_id, "blobId": blob.blob_id, "type": blob.type,
+            "size": blob.size}  # fmt: skip
+    return Response(msgspec.json.encode(body), status_code=201, media_type="application/json")
+
+
+async def _receive(
+    request: Request, writer: UploadWriter, limit: int, media_type: str
+) -> UploadedBlob:
+    """Copy the body to ``writer``, refusing it as soon as it passes ``limit``: at most
+    FLUSH_SIZE octets are held in memory at any time, whatever the limit."""
+    size = 0
+    pending = bytearray()
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        pending += chunk
+        if len(pending) >= FLUSH_SIZE:
+            await run_in_threadpool(writer.write, bytes(pending))
+            pending.clear()
+    if pending:
+        await run_in_threadpool(writer.write, bytes(pending))
+    return await run_in_threadpool(writer.commit, media_type)
