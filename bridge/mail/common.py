@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
@@ -98,3 +98,26 @@ def query_changes_response(
     if calculate_total:
         response["total"] = len(ids)
     return response
+
+
+def check_comparators(
+    sort: Any, supported: Iterable[str], needs_keyword: Iterable[str] = ()
+) -> list[dict[str, Any]]:
+    """A /query sort (RFC 8620 §5.5): Comparators on supported properties. Keys beyond
+    property, isAscending and collation are left alone: real clients send some."""
+    if sort is None:
+        return []
+    if not isinstance(sort, list):
+        raise MethodError("invalidArguments", "sort must be a list of Comparators")
+    supported, needs_keyword = set(supported), set(needs_keyword)
+    for comparator in sort:
+        if not isinstance(comparator, dict) or not isinstance(comparator.get("property"), str):
+            raise MethodError("invalidArguments", "a Comparator needs a property")
+        prop = comparator["property"]
+        if prop not in supported:
+            raise MethodError("unsupportedSort", f"cannot sort by {prop}")
+        if prop in needs_keyword and not isinstance(comparator.get("keyword"), str):
+            raise MethodError("invalidArguments", f"a {prop} sort needs a keyword")
+        if not isinstance(comparator.get("isAscending", True), bool):
+            raise MethodError("invalidArguments", "isAscending must be a boolean")
+    return sort

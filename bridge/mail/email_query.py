@@ -16,7 +16,12 @@ from bridge.imap.search import InvalidFilter, UnsupportedFilter, plan_search
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import QueryArgs, QueryChangesArgs, page_query
 from bridge.mail.account import Account
-from bridge.mail.common import account_of, query_changes_response, since_value
+from bridge.mail.common import (
+    account_of,
+    check_comparators,
+    query_changes_response,
+    since_value,
+)
 from bridge.mail.sync import new_message, new_message_items, uid_set
 from bridge.store.cache import EMAIL
 from bridge.store.records import MailboxRecord
@@ -189,21 +194,7 @@ class FilterEvaluator:
 
 
 def _check_sort(sort: Any) -> list[dict[str, Any]]:
-    if sort is None:
-        return []
-    if not isinstance(sort, list):
-        raise MethodError("invalidArguments", "sort must be a list of Comparators")
-    for comparator in sort:
-        if not isinstance(comparator, dict) or not isinstance(comparator.get("property"), str):
-            raise MethodError("invalidArguments", "a Comparator needs a property")
-        prop = comparator["property"]
-        if prop not in CACHE_SORTS and prop not in UPSTREAM_SORTS:
-            raise MethodError("unsupportedSort", f"cannot sort by {prop}")
-        if prop in KEYWORD_SORTS and not isinstance(comparator.get("keyword"), str):
-            raise MethodError("invalidArguments", f"a {prop} sort needs a keyword")
-        if not isinstance(comparator.get("isAscending", True), bool):
-            raise MethodError("invalidArguments", "isAscending must be a boolean")
-    return sort
+    return check_comparators(sort, CACHE_SORTS | set(UPSTREAM_SORTS), KEYWORD_SORTS)
 
 
 class Sorter:

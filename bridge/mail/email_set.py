@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge.imap.errors import UpstreamUnavailable
 from bridge.imap.flags import keyword_to_flag
 from bridge.imap.responses import format_sequence_set
-from bridge.jmap import CallContext, MethodError, decode_args, set_error
+from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.patch import PatchError, apply_patch
 from bridge.jmap.standard import CopyArgs, SetArgs, check_in_state
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
+from bridge.mail.setting import Refused, attempt
 from bridge.mime.compose import BlobsNotFound, ComposeError, compose
 from bridge.store.cache import EMAIL
 
@@ -57,31 +57,19 @@ def _received_at(value: Any) -> datetime | None:
     try:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError as exc:
-        raise _Refused("invalidProperties", "receivedAt must be a UTCDate", ["receivedAt"]) from exc
+        raise Refused("invalidProperties", "receivedAt must be a UTCDate", ["receivedAt"]) from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-class _Refused(Exception):
-    def __init__(
-        self,
-        error_type: str,
-        description: str,
-        properties: list[str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(description)
-        self.error = set_error(error_type, description, properties, **extra)
 
 
 def _keyword_map(value: Any) -> set[str]:
     if not isinstance(value, dict) or any(v is not True for v in value.values()):
-        raise _Refused("invalidProperties", "keywords maps each keyword to true", ["keywords"])
+        raise Refused("invalidProperties", "keywords maps each keyword to true", ["keywords"])
     keywords = {str(k).lower() for k in value}
     for keyword in keywords:
         try:
             keyword_to_flag(keyword)
         except ValueError as exc:
-            raise _Refused("invalidProperties", f"bad keyword {keyword!r}", ["keywords"]) from exc
+            raise Refused("invalidProperties", f"bad keyword {keyword!r}", ["keywords"]) from exc
     return keywords
 
 
@@ -105,11 +93,11 @@ class EmailSetter:
         not_destroyed: dict[str, Any] = {}
         try:
             for creation_id, obj in (self.request.create or {}).items():
-                self._attempt(self._create, creation_id, obj, done=created, failed=not_created)
+                attempt(self._create, creation_id, obj, done=created, failed=not_created)
             for email_id, patch in (self.request.update or {}).items():
-                self._attempt(self._update, email_id, patch, done=updated, failed=not_updated)
+                attempt(self._update, email_id, patch, done=updated, failed=not_updated)
             for email_id in self.request.destroy or []:
-                self._attempt(self._destroy, email_id, done=destroyed, failed=not_destroyed)
+                attempt(self._destroy, email_id, done=destroyed, failed=not_destroyed)
         except UpstreamUnavailable as exc:
             if self.changed_upstream:
                 raise MethodError(
@@ -130,38 +118,23 @@ class EmailSetter:
             "notDestroyed": not_destroyed or None,
         }
 
-    @staticmethod
-    def _attempt(
-        action: Callable[..., Any], key: str, *args: Any, done: dict[str, Any],
-        failed: dict[str, Any],
-    ) -> None:  # fmt: skip
-        try:
-            done[key] = action(key, *args)
-        except _Refused as refused:
-            failed[key] = refused.error
-        except CommandFailed as exc:
-            kind = "overQuota" if exc.code == "OVERQUOTA" else "forbidden"
-            failed[key] = set_error(kind, f"the upstream refused: {exc.text}")
-        except ValueError as exc:
-            failed[key] = set_error("forbidden", str(exc))
-
     def _create(self, creation_id: str, obj: Any) -> dict[str, Any]:
         """Compose the message, APPEND it to one mailbox and COPY it to the others, so the
         copies stay one Email."""
         if not isinstance(obj, dict):
-            raise _Refused("invalidProperties", "an Email must be an object")
+            raise Refused("invalidProperties", "an Email must be an object")
         unknown = sorted(k for k in obj if k not in CREATABLE and not k.startswith("header:"))
         if unknown:
-            raise _Refused("invalidProperties", "not settable on create", unknown)
+            raise Refused("invalidProperties", "not settable on create", unknown)
         targets, names = self._targets(obj.get("mailboxIds"))
         keywords = _keyword_map(obj.get("keywords") or {})
         received = _received_at(obj.get("receivedAt"))
         try:
             raw = compose(obj, self._read_blob)
         except BlobsNotFound as exc:
-            raise _Refused("blobNotFound", "blobs not found", notFound=exc.blob_ids) from exc
+            raise Refused("blobNotFound", "blobs not found", notFound=exc.blob_ids) from exc
         except ComposeError as exc:
-            raise _Refused("invalidProperties", str(exc), exc.properties) from exc
+            raise Refused("invalidProperties", str(exc), exc.properties) from exc
         return self._store_new(creation_id, raw, targets, names, keywords, received)
 
     def _store_new(
@@ -179,14 +152,14 @@ class EmailSetter:
         appended = imap.append(names[targets[0]], raw, flags, received)
         self.changed_upstream = True
         if appended is None:
-            raise _Refused("forbidden", "the upstream gave no APPENDUID to find the new Email")
+            raise Refused("forbidden", "the upstream gave no APPENDUID to find the new Email")
         for other in targets[1:]:
             self.account.open_folder(names[targets[0]], writable=True)
             imap.copy(str(appended[1]), names[other])
         self.account.sync(force=True)
         location = self.cache.locations(targets[0], uids=[appended[1]]).get(appended[1])
         if location is None:
-            raise _Refused("forbidden", "the new Email was not found upstream")
+            raise Refused("forbidden", "the new Email was not found upstream")
         record = self.cache.emails([location.email_id])[location.email_id]
         self.ctx.created_ids[creation_id] = record.id
         return {"id": record.id, "blobId": blob_id(record.id), "threadId": record.thread_id,
@@ -194,29 +167,29 @@ class EmailSetter:
 
     def _targets(self, boxes: Any) -> tuple[list[str], dict[str, str]]:
         if not isinstance(boxes, dict) or not boxes or any(v is not True for v in boxes.values()):
-            raise _Refused("invalidProperties", "an Email needs a mailbox", ["mailboxIds"])
+            raise Refused("invalidProperties", "an Email needs a mailbox", ["mailboxIds"])
         targets = sorted(self.ctx.resolve_creation_id(b) or b for b in boxes)
         names = {r.id: r.name for r in self.cache.mailboxes() if r.selectable}
         if not set(targets) <= set(names):
-            raise _Refused("invalidProperties", "no such mailbox", ["mailboxIds"])
+            raise Refused("invalidProperties", "no such mailbox", ["mailboxIds"])
         return targets, names
 
     def import_one(self, creation_id: str, item: Any) -> dict[str, Any]:
         """Email/import (RFC 8621 §4.8): a stored blob becomes an Email."""
         if not isinstance(item, dict) or not isinstance(item.get("blobId"), str):
-            raise _Refused("invalidProperties", "an EmailImport needs a blobId", ["blobId"])
+            raise Refused("invalidProperties", "an EmailImport needs a blobId", ["blobId"])
         unknown = sorted(set(item) - {"blobId", "mailboxIds", "keywords", "receivedAt"})
         if unknown:
-            raise _Refused("invalidProperties", "unknown EmailImport properties", unknown)
+            raise Refused("invalidProperties", "unknown EmailImport properties", unknown)
         targets, names = self._targets(item.get("mailboxIds"))
         keywords = _keyword_map(item.get("keywords") or {})
         raw = self._read_blob(item["blobId"])
         if raw is None:
-            raise _Refused("invalidProperties", "no such blob", ["blobId"])
+            raise Refused("invalidProperties", "no such blob", ["blobId"])
         # Bare LF line ends are made CRLF: strict servers (Cyrus) refuse anything else.
         raw = re.sub(rb"\r?\n", b"\r\n", raw)
         if b"\x00" in raw or b":" not in raw.split(b"\r\n\r\n", 1)[0]:
-            raise _Refused("invalidEmail", "the blob is not an RFC 5322 message")
+            raise Refused("invalidEmail", "the blob is not an RFC 5322 message")
         received = _received_at(item.get("receivedAt")) or _last_received(raw)
         return self._store_new(creation_id, raw, targets, names, keywords, received)
 
@@ -231,29 +204,29 @@ class EmailSetter:
     def _update(self, email_id: str, patch: Any) -> None:
         record = self.cache.emails([email_id]).get(email_id)
         if record is None:
-            raise _Refused("notFound", "no such Email")
+            raise Refused("notFound", "no such Email")
         if not isinstance(patch, dict):
-            raise _Refused("invalidPatch", "an update must be a PatchObject")
+            raise Refused("invalidPatch", "an update must be a PatchObject")
         current = {
             "keywords": dict.fromkeys(record.keywords, True),
             "mailboxIds": dict.fromkeys(record.mailbox_ids, True),
         }
         tops = {key.split("/", 1)[0] for key in patch}
         if tops - SETTABLE:
-            raise _Refused("invalidProperties", "only keywords and mailboxIds can change",
+            raise Refused("invalidProperties", "only keywords and mailboxIds can change",
                            sorted(tops - SETTABLE))  # fmt: skip
         try:
             wanted = apply_patch(current, patch)
         except PatchError as exc:
-            raise _Refused("invalidPatch", str(exc)) from exc
+            raise Refused("invalidPatch", str(exc)) from exc
         keywords = _keyword_map(wanted.get("keywords") or {})
         boxes = wanted.get("mailboxIds")
         if not isinstance(boxes, dict) or not boxes or any(v is not True for v in boxes.values()):
-            raise _Refused("invalidProperties", "an Email needs a mailbox", ["mailboxIds"])
+            raise Refused("invalidProperties", "an Email needs a mailbox", ["mailboxIds"])
         targets = {self.ctx.resolve_creation_id(b) or b for b in boxes}
         names = {r.id: r.name for r in self.cache.mailboxes() if r.selectable}
         if not targets <= set(names):
-            raise _Refused("invalidProperties", "no such mailbox", ["mailboxIds"])
+            raise Refused("invalidProperties", "no such mailbox", ["mailboxIds"])
         locations = self._locations(email_id)
         self._store_keywords(locations, names, set(record.keywords), keywords)
         self._file(locations, names, targets)
@@ -283,7 +256,7 @@ class EmailSetter:
         leaving = [m for m in locations if m not in targets]
         arriving = [m for m in sorted(targets) if m not in locations]
         if arriving and not locations:
-            raise _Refused("notFound", "the Email is in no folder upstream")
+            raise Refused("notFound", "the Email is in no folder upstream")
         for destination in arriving:
             if leaving and imap.has("MOVE"):
                 source = leaving.pop(0)
@@ -301,10 +274,10 @@ class EmailSetter:
 
     def _destroy(self, email_id: str) -> None:
         if self.cache.emails([email_id]).get(email_id) is None:
-            raise _Refused("notFound", "no such Email")
+            raise Refused("notFound", "no such Email")
         names = {r.id: r.name for r in self.cache.mailboxes()}
         if not self.account.imap.has("UIDPLUS"):
-            raise _Refused("forbidden", "the upstream cannot expunge single messages")
+            raise Refused("forbidden", "the upstream cannot expunge single messages")
         for mailbox_id, uids in self._locations(email_id).items():
             self.account.open_folder(names[mailbox_id], writable=True)
             self.account.imap.expunge_uids(format_sequence_set(uids))
@@ -336,7 +309,7 @@ def email_import(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     not_created: dict[str, Any] = {}
     try:
         for creation_id, item in request.emails.items():
-            setter._attempt(setter.import_one, creation_id, item, done=created,
+            attempt(setter.import_one, creation_id, item, done=created,
                             failed=not_created)  # fmt: skip
     except UpstreamUnavailable as exc:
         if setter.changed_upstream:

@@ -10,6 +10,7 @@ from bridge.jmap.standard import ChangesArgs, GetArgs, QueryArgs, QueryChangesAr
 from bridge.mail.common import (
     account_of,
     changes_response,
+    check_comparators,
     query_changes_response,
     since_value,
 )
@@ -223,18 +224,7 @@ def _sort_key(comparators: list[dict[str, Any]]) -> Any:
 
 
 def _check_sort(sort: Any) -> list[dict[str, Any]]:
-    if sort is None:
-        return []
-    if not isinstance(sort, list):
-        raise MethodError("invalidArguments", "sort must be a list of Comparators")
-    for comparator in sort:
-        if not isinstance(comparator, dict) or not isinstance(comparator.get("property"), str):
-            raise MethodError("invalidArguments", "a Comparator needs a property")
-        if comparator["property"] not in SORT_PROPERTIES:
-            raise MethodError("unsupportedSort", f"cannot sort by {comparator['property']}")
-        if not isinstance(comparator.get("isAscending", True), bool):
-            raise MethodError("invalidArguments", "isAscending must be a boolean")
-    return sort
+    return check_comparators(sort, SORT_PROPERTIES)
 
 
 def query_ids(

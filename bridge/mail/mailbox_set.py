@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import unicodedata
-from collections.abc import Callable
 from typing import Any
 
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
-from bridge.jmap import CallContext, MethodError, decode_args, set_error
+from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.patch import PatchError, apply_patch
 from bridge.jmap.standard import SetArgs, check_in_state
 from bridge.mail.account import Account
 from bridge.mail.common import account_of
 from bridge.mail.mailbox import PROPERTIES, MailboxTree
+from bridge.mail.setting import Refused, attempt
 from bridge.store.cache import MAILBOX
 from bridge.store.records import MailboxRecord
 
@@ -32,23 +32,15 @@ class MailboxSetArgs(SetArgs, forbid_unknown_fields=True):
     onDestroyRemoveEmails: bool = False
 
 
-class _Refused(Exception):
-    """One object's SetError."""
-
-    def __init__(self, error_type: str, description: str, properties: list[str] | None = None):
-        super().__init__(description)
-        self.error = set_error(error_type, description, properties)
-
-
 def _check_name(name: Any, delimiter: str | None) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise _Refused("invalidProperties", "name must be a non-empty string", ["name"])
+        raise Refused("invalidProperties", "name must be a non-empty string", ["name"])
     if len(name) > MAX_NAME:
-        raise _Refused("invalidProperties", "name is too long", ["name"])
+        raise Refused("invalidProperties", "name is too long", ["name"])
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
-        raise _Refused("invalidProperties", "name has control characters", ["name"])
+        raise Refused("invalidProperties", "name has control characters", ["name"])
     if delimiter and delimiter in name:
-        raise _Refused("invalidProperties", f"name may not contain {delimiter!r}", ["name"])
+        raise Refused("invalidProperties", f"name may not contain {delimiter!r}", ["name"])
     return unicodedata.normalize("NFC", name)
 
 
@@ -80,19 +72,17 @@ class MailboxSetter:
             return name
         parent = self._resolve(parent_id)
         if parent is None:
-            raise _Refused("invalidProperties", "parentId does not exist", ["parentId"])
+            raise Refused("invalidProperties", "parentId does not exist", ["parentId"])
         if moving is not None and (
             parent.id == moving.id or moving.id in self.tree.ancestors(parent)
         ):
-            raise _Refused(
-                "invalidProperties", "a mailbox cannot be its own ancestor", ["parentId"]
-            )
+            raise Refused("invalidProperties", "a mailbox cannot be its own ancestor", ["parentId"])
         return f"{parent.name}{self.delimiter}{name}"
 
     def _check_unique(self, full_name: str, exclude: str | None = None) -> None:
         clash = self.tree.by_name.get(full_name)
         if clash is not None and clash.id != exclude:
-            raise _Refused("invalidProperties", "a sibling has this name", ["name"])
+            raise Refused("invalidProperties", "a sibling has this name", ["name"])
 
     # -- the three phases ---------------------------------------------------------------
 
@@ -108,12 +98,12 @@ class MailboxSetter:
         not_destroyed: dict[str, Any] = {}
         try:
             for creation_id, obj in (self.request.create or {}).items():
-                self._attempt(self._create, creation_id, obj, done=created, failed=not_created)
+                attempt(self._create, creation_id, obj, done=created, failed=not_created)
             for mailbox_id, patch in (self.request.update or {}).items():
-                self._attempt(self._update, mailbox_id, patch, done=updated, failed=not_updated)
+                attempt(self._update, mailbox_id, patch, done=updated, failed=not_updated)
             for mailbox_id in self.request.destroy or []:
                 outcome: dict[str, Any] = {}
-                self._attempt(self._destroy, mailbox_id, done=outcome, failed=not_destroyed)
+                attempt(self._destroy, mailbox_id, done=outcome, failed=not_destroyed)
                 destroyed.extend(outcome)
         except UpstreamUnavailable as exc:
             if self.changed_upstream:
@@ -136,33 +126,21 @@ class MailboxSetter:
         }
         return response
 
-    @staticmethod
-    def _attempt(
-        action: Callable[..., Any], key: str, *args: Any, done: dict[str, Any],
-        failed: dict[str, Any],
-    ) -> None:  # fmt: skip
-        try:
-            done[key] = action(key, *args)
-        except _Refused as refused:
-            failed[key] = refused.error
-        except CommandFailed as exc:
-            failed[key] = set_error("forbidden", f"the upstream refused: {exc.text}")
-
     def _create(self, creation_id: str, obj: Any) -> dict[str, Any]:
         if not isinstance(obj, dict):
-            raise _Refused("invalidProperties", "a Mailbox must be an object")
+            raise Refused("invalidProperties", "a Mailbox must be an object")
         invalid = sorted(set(obj) - SETTABLE)
         if invalid:
-            raise _Refused("invalidProperties", "not settable on create", invalid)
+            raise Refused("invalidProperties", "not settable on create", invalid)
         name = _check_name(obj.get("name"), self.delimiter)
         full_name = self._full_name(name, obj.get("parentId"))
         self._check_unique(full_name)
         sort_order = obj.get("sortOrder", 0)
         if not isinstance(sort_order, int) or not 0 <= sort_order < MAX_SORT_ORDER:
-            raise _Refused("invalidProperties", "sortOrder out of range", ["sortOrder"])
+            raise Refused("invalidProperties", "sortOrder out of range", ["sortOrder"])
         subscribe = obj.get("isSubscribed", True)
         if not isinstance(subscribe, bool):
-            raise _Refused("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
+            raise Refused("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
         special_use = self._special_use(obj.get("role"))
         imap = self.account.imap
         imap.create(full_name, special_use=special_use)
@@ -172,7 +150,7 @@ class MailboxSetter:
         self._refresh()
         record = self.tree.by_name.get(full_name)
         if record is None:
-            raise _Refused("forbidden", "the upstream did not list the new mailbox")
+            raise Refused("forbidden", "the upstream did not list the new mailbox")
         if sort_order:
             with self.cache.transaction():
                 self.cache.set_sort_order(record.id, sort_order)
@@ -191,47 +169,47 @@ class MailboxSetter:
         if role is None:
             return None
         if not isinstance(role, str) or role != role.lower() or not role.isalpha():
-            raise _Refused("invalidProperties", "role must be a lower-case attribute", ["role"])
+            raise Refused("invalidProperties", "role must be a lower-case attribute", ["role"])
         if not self.account.imap.has("CREATE-SPECIAL-USE"):
-            raise _Refused("invalidProperties", "the upstream cannot assign roles", ["role"])
+            raise Refused("invalidProperties", "the upstream cannot assign roles", ["role"])
         if any(record.role == role for record in self.tree.records.values()):
-            raise _Refused("invalidProperties", f"another mailbox has role {role}", ["role"])
+            raise Refused("invalidProperties", f"another mailbox has role {role}", ["role"])
         return "\\" + role.capitalize()
 
     def _update(self, mailbox_id: str, patch: Any) -> None:
         record = self._resolve(mailbox_id)
         if record is None:
-            raise _Refused("notFound", "no such mailbox")
+            raise Refused("notFound", "no such mailbox")
         if not isinstance(patch, dict):
-            raise _Refused("invalidPatch", "an update must be a PatchObject")
+            raise Refused("invalidPatch", "an update must be a PatchObject")
         current = self.tree.to_object(record)
         try:
             wanted = apply_patch(current, patch)
         except PatchError as exc:
-            raise _Refused("invalidPatch", str(exc)) from exc
+            raise Refused("invalidPatch", str(exc)) from exc
         changed = {key for key in wanted if wanted.get(key) != current.get(key)}
         changed |= set(wanted) - set(current)
         refused = sorted(changed - SETTABLE - {"myRights"}) + (
             ["myRights"] if "myRights" in changed else []
         )
         if refused:
-            raise _Refused("invalidProperties", "server-set properties", refused)
+            raise Refused("invalidProperties", "server-set properties", refused)
         if "role" in changed:
-            raise _Refused("invalidProperties", "the upstream cannot change roles", ["role"])
+            raise Refused("invalidProperties", "the upstream cannot change roles", ["role"])
         imap = self.account.imap
         name = record.name
         if "name" in changed or "parentId" in changed:
             if record.name.upper() == "INBOX":
-                raise _Refused("forbidden", "INBOX cannot be renamed")
+                raise Refused("forbidden", "INBOX cannot be renamed")
             leaf = _check_name(wanted["name"], self.delimiter)
             name = self._full_name(leaf, wanted["parentId"], moving=record)
             self._check_unique(name, exclude=record.id)
         if "sortOrder" in changed:
             order = wanted["sortOrder"]
             if not isinstance(order, int) or not 0 <= order < MAX_SORT_ORDER:
-                raise _Refused("invalidProperties", "sortOrder out of range", ["sortOrder"])
+                raise Refused("invalidProperties", "sortOrder out of range", ["sortOrder"])
         if "isSubscribed" in changed and not isinstance(wanted["isSubscribed"], bool):
-            raise _Refused("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
+            raise Refused("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
         if name != record.name:
             imap.rename(record.name, name)
             self.changed_upstream = True
@@ -251,16 +229,16 @@ class MailboxSetter:
     def _destroy(self, mailbox_id: str) -> None:
         record = self._resolve(mailbox_id)
         if record is None:
-            raise _Refused("notFound", "no such mailbox")
+            raise Refused("notFound", "no such mailbox")
         if record.name.upper() == "INBOX":
-            raise _Refused("forbidden", "INBOX cannot be destroyed")
+            raise Refused("forbidden", "INBOX cannot be destroyed")
         if self.tree.children(record.id):
-            raise _Refused("mailboxHasChild", "the mailbox has child mailboxes")
+            raise Refused("mailboxHasChild", "the mailbox has child mailboxes")
         has_mail = record.counts.total_emails > 0 or (
             record.status is not None and record.status.messages > 0
         )
         if has_mail and not self.request.onDestroyRemoveEmails:
-            raise _Refused("mailboxHasEmail", "the mailbox is not empty")
+            raise Refused("mailboxHasEmail", "the mailbox is not empty")
         imap = self.account.imap
         imap.delete(record.name)
         self.changed_upstream = True
