@@ -110,6 +110,11 @@ class Account:
         if imap.selected != name or (writable and not imap.selected_writable):
             imap.select(name, readonly=not writable)
 
+    def reconnect(self) -> None:
+        """Drop this request's connection (the upstream dropped it); the next use of
+        ``imap`` borrows a fresh one."""
+        self._release()
+
     def _release(self) -> None:
         self._conn = None
         stack, self._stack = self._stack, ExitStack()

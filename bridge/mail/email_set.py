@@ -19,6 +19,7 @@ import msgspec
 from bridge.imap.errors import UpstreamUnavailable
 from bridge.imap.flags import keyword_to_flag
 from bridge.imap.responses import format_sequence_set
+from bridge.imap.search import plan_search
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.patch import PatchError, apply_patch
 from bridge.jmap.standard import CopyArgs, SetArgs, check_in_state
@@ -26,6 +27,7 @@ from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
 from bridge.mail.setting import Refused, attempt
+from bridge.mail.threading import header_fields
 from bridge.mime.compose import BlobsNotFound, ComposeError, compose
 from bridge.store.cache import EMAIL
 
@@ -135,7 +137,33 @@ class EmailSetter:
             raise Refused("blobNotFound", "blobs not found", notFound=exc.blob_ids) from exc
         except ComposeError as exc:
             raise Refused("invalidProperties", str(exc), exc.properties) from exc
-        return self._store_new(creation_id, raw, targets, names, keywords, received)
+        try:
+            return self._store_new(creation_id, raw, targets, names, keywords, received)
+        except UpstreamUnavailable:
+            # The connection dropped with the APPEND perhaps done: ask a fresh connection
+            # whether the message (known by its Message-ID) arrived, and answer truly.
+            self.account.reconnect()
+            return self._created_after_all(creation_id, raw, names[targets[0]], targets[0])
+
+    def _created_after_all(
+        self, creation_id: str, raw: bytes, name: str, mailbox_id: str
+    ) -> dict[str, Any]:
+        message_id = header_fields(raw.split(b"\r\n\r\n", 1)[0]).get("message-id", [b""])[-1]
+        plan = plan_search({"header": ["Message-ID", message_id.decode("ascii", "replace")]},
+                           capabilities=self.account.imap.capabilities)  # fmt: skip
+        self.account.open_folder(name)
+        uids = self.account.imap.search(plan.criteria, utf8=plan.needs_utf8) if message_id else []
+        if not uids:
+            raise Refused("serverFail", "the upstream connection was lost before the APPEND")
+        self.changed_upstream = True
+        self.account.sync(force=True)
+        location = self.cache.locations(mailbox_id, uids=uids[-1:]).get(uids[-1])
+        if location is None:
+            raise Refused("serverFail", "the new Email could not be read back")
+        record = self.cache.emails([location.email_id])[location.email_id]
+        self.ctx.created_ids[creation_id] = record.id
+        return {"id": record.id, "blobId": blob_id(record.id), "threadId": record.thread_id,
+                "size": record.size}  # fmt: skip
 
     def _store_new(
         self,

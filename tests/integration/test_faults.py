@@ -6,10 +6,13 @@ import logging
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient
 
 from bridge.demo.dovecot import Dovecot, free_port
 from tests.integration.server import BridgeServer
@@ -97,3 +100,47 @@ def test_passwords_reach_neither_logs_nor_disk(
         for path in (tmp_path / "data").rglob("*"):
             if path.is_file():
                 assert secret.encode() not in path.read_bytes(), path
+
+
+def test_connection_cut_during_ten_creates(own_upstream: Dovecot, server: BridgeServer) -> None:
+    jmap = server.client("alice", USERS["alice"])
+    drafts = jmap.mailboxes()["Drafts"]["id"]
+
+    def creates(tag: str) -> dict[str, object]:
+        return {"create": {f"c{n}": {
+            "mailboxIds": {drafts: True}, "subject": f"{tag} {n}",
+            "messageId": [f"{tag}-{n}@bridge.test"],
+            "textBody": [{"partId": "t", "type": "text/plain"}],
+            "bodyValues": {"t": {"value": "draft"}},
+        } for n in range(10)}}  # fmt: skip
+
+    started = time.monotonic()
+    assert len(jmap.call("Email/set", creates("warmup"))["created"]) == 10
+    half = (time.monotonic() - started) / 2
+    kicked_at: list[float] = []
+
+    def kick() -> None:
+        kicked_at.append(time.monotonic())
+        subprocess.run(["doveadm", "-c", str(own_upstream.config_path), "kick", "alice"],
+                       capture_output=True)  # fmt: skip
+
+    kicker = threading.Timer(half, kick)
+    kicker.start()
+    result = jmap.call("Email/set", creates("cut"))
+    finished = time.monotonic()
+    kicker.join()
+    assert kicked_at and kicked_at[0] < finished  # the cut fell inside the request
+    assert "error" not in result, result
+    other = IMAPClient(own_upstream.host, port=own_upstream.port, ssl=False)
+    other.login("alice", USERS["alice"])
+    other.select_folder("Drafts", readonly=True)
+    for n in range(10):
+        found = other.search(["HEADER", "Message-ID", f"cut-{n}@bridge.test"])
+        if f"c{n}" in (result["created"] or {}):
+            assert len(found) == 1, n  # reported created: there, exactly once
+        else:
+            assert result["notCreated"][f"c{n}"]["type"] == "serverFail"
+            assert found == [], n  # reported not created: not there
+    assert len(result["created"] or {}) + len(result["notCreated"] or {}) == 10
+    other.logout()
+    jmap.close()
