@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-verify-tls", dest="upstream_verify_tls", action="store_const", const=False)
     add("--allow-plaintext", dest="allow_plaintext", action="store_const", const=True,
         help="allow plain IMAP to a host that is not loopback")  # fmt: skip
+    add("--upstream-quota", dest="upstream_quota", action="store_const", const=True,
+        help="the upstream keeps quotas (IMAP QUOTA): serve RFC 9425 Quota/*")  # fmt: skip
     demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")
     _add_server_flags(demo)
     return parser
@@ -79,6 +81,7 @@ def demo(flags: dict[str, Any], config_file: str | None) -> None:
             "upstream_host": dovecot.host,
             "upstream_port": dovecot.port,
             "upstream_tls": "plain",
+            "upstream_quota": True,
             "data_dir": flags.get("data_dir") or tempfile.mkdtemp(prefix="bridge-demo-"),
         }
         settings = load_settings(flags, config_file=config_file)

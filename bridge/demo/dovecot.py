@@ -20,14 +20,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# What Dovecot 2.3 advertises after login, less QUOTA (which needs plugins). Used when a
-# caller asks for some capabilities to be hidden: imap_capability replaces the whole list.
+# What Dovecot 2.3 advertises after login, with the quota and imap_quota plugins loaded
+# (QUOTA). Used when a caller asks for some capabilities to be hidden: imap_capability
+# replaces the whole list.
 DEFAULT_CAPABILITIES = (
     "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
     "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
     "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES "
     "WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW "
-    "STATUS=SIZE SAVEDATE LITERAL+ NOTIFY METADATA SPECIAL-USE"
+    "STATUS=SIZE SAVEDATE LITERAL+ NOTIFY METADATA SPECIAL-USE QUOTA"
 ).split()
 
 SPECIAL_FOLDERS = {
@@ -205,6 +206,18 @@ mail_uid = {uid}
 mail_gid = {gid}
 mail_max_userip_connections = 200
 {capability_line}
+# Per-user quota, counted from the mail indexes (the "count" backend needs quota_vsizes):
+# GETQUOTAROOT answers with a "User quota" root holding a STORAGE and a MESSAGE limit.
+mail_plugins = $mail_plugins quota
+protocol imap {{
+  mail_plugins = $mail_plugins imap_quota
+}}
+plugin {{
+  quota = count:User quota
+  quota_rule = *:storage=10G
+  quota_rule2 = *:messages=1000000
+  quota_vsizes = yes
+}}
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1

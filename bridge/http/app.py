@@ -62,8 +62,9 @@ class Bridge:
         )
         self.users = UserRegistry(Path(settings.data_dir))
         self.auth = Authenticator(self.pool)
-        capabilities = {CORE, *session_capabilities()}
-        self.engine = Engine(self.limits, capabilities, registered_methods())
+        quota = settings.upstream_quota
+        capabilities = {CORE, *session_capabilities(quota)}
+        self.engine = Engine(self.limits, capabilities, registered_methods(quota))
         self._slots: dict[str, asyncio.Semaphore] = {}
 
     def slot(self, username: str) -> asyncio.Semaphore:

@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 
 def _session_body(bridge: Bridge, username: str) -> dict[str, Any]:
     account_id = account_id_for(username)
-    account_caps = account_capabilities()
+    quota = bridge.settings.upstream_quota
+    account_caps = account_capabilities(quota)
     return {
-        "capabilities": {CORE: bridge.limits.to_capability(), **session_capabilities()},
+        "capabilities": {CORE: bridge.limits.to_capability(), **session_capabilities(quota)},
         "accounts": {
             account_id: {
                 "name": username,

@@ -26,6 +26,7 @@ from bridge.imap.models import (
     MailboxStatus,
     MessageMeta,
     QresyncParams,
+    QuotaRoot,
     SelectResult,
 )
 from bridge.imap.responses import (
@@ -37,6 +38,8 @@ from bridge.imap.responses import (
     parse_list,
     parse_myrights,
     parse_namespace_delimiter,
+    parse_quota,
+    parse_quotaroot,
     parse_search,
     parse_sequence_set,
     parse_status,
@@ -236,6 +239,27 @@ class ImapConnection:
         for response in reply.of("MYRIGHTS"):
             return parse_myrights(response)[1]
         return None
+
+    @_guarded
+    def quota_roots(self, mailbox: str) -> list[QuotaRoot]:
+        """The quota roots ``mailbox`` is subject to, with their resources, by GETQUOTAROOT
+        (RFC 9208 §4.3; STORAGE in KiB). [] when the upstream does not advertise QUOTA."""
+        if "QUOTA" not in self.capabilities:
+            return []
+        reply = self._wire.run(b"GETQUOTAROOT " + quoting.mailbox_name(mailbox)).check()
+        names: list[str] = []
+        for response in reply.of("QUOTAROOT"):
+            names.extend(parse_quotaroot(response)[1])
+        resources = dict(parse_quota(response) for response in reply.of("QUOTA"))
+        # Roots in the order QUOTAROOT named them; a QUOTA for a root it did not name counts
+        # too (some servers send only QUOTA).
+        for name in resources:
+            if name not in names:
+                names.append(name)
+        return [
+            QuotaRoot(name=name, resources=tuple(resources.get(name, ())))
+            for name in dict.fromkeys(names)
+        ]
 
     @_guarded
     def create(self, name: str, special_use: str | None = None) -> None:

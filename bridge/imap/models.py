@@ -64,3 +64,19 @@ class SelectResult(msgspec.Struct, frozen=True):
     readonly: bool
     vanished: frozenset[int] = frozenset()
     changed: dict[int, MessageMeta] = msgspec.field(default_factory=dict)
+
+
+class QuotaResource(msgspec.Struct, frozen=True):
+    """One resource of a quota root (RFC 9208 §5): name upper-case ("STORAGE" in KiB,
+    "MESSAGE" in messages), usage and limit in the server's units."""
+
+    name: str
+    usage: int
+    limit: int
+
+
+class QuotaRoot(msgspec.Struct, frozen=True):
+    """A quota root a mailbox is subject to, with its resources ("" is a valid root name)."""
+
+    name: str
+    resources: tuple[QuotaResource, ...] = ()

@@ -18,7 +18,13 @@ from imapclient.response_parser import parse_fetch_response, parse_response
 
 from bridge.imap.errors import UpstreamUnavailable
 from bridge.imap.fastparse import parse_fetch_items
-from bridge.imap.models import MailboxListing, MailboxStatus, MessageMeta, SelectResult
+from bridge.imap.models import (
+    MailboxListing,
+    MailboxStatus,
+    MessageMeta,
+    QuotaResource,
+    SelectResult,
+)
 from bridge.imap.quoting import decode_mailbox_name
 from bridge.imap.wire import Reply, Untagged
 
@@ -436,6 +442,42 @@ def parse_myrights(response: Untagged) -> tuple[str, str]:
     if len(parts) != 2:
         raise _malformed("MYRIGHTS")
     return _mailbox(parts[0]), _text(parts[1])
+
+
+def parse_quotaroot(response: Untagged) -> tuple[str, list[str]]:
+    """``QUOTAROOT INBOX "User quota"`` -> ("INBOX", ["User quota"]) (RFC 9208 §7.2)."""
+    parts = atoms(response, "QUOTAROOT")
+    if not parts or isinstance(parts[0], tuple):
+        raise _malformed("QUOTAROOT")
+    if any(isinstance(part, tuple) for part in parts[1:]):
+        raise _malformed("QUOTAROOT")
+    return _mailbox(parts[0]), [_quota_root_name(part) for part in parts[1:]]
+
+
+def parse_quota(response: Untagged) -> tuple[str, list[QuotaResource]]:
+    """``QUOTA "User quota" (STORAGE 10 512 MESSAGE 1 100)`` -> the root and its resources
+    (RFC 9208 §7.1), names upper-case, numbers as the server sent them (STORAGE in KiB)."""
+    parts = atoms(response, "QUOTA")
+    if len(parts) != 2 or isinstance(parts[0], tuple) or not isinstance(parts[1], tuple):
+        raise _malformed("QUOTA")
+    items = parts[1]
+    if len(items) % 3:
+        raise _malformed("QUOTA")
+    resources = []
+    for i in range(0, len(items), 3):
+        name, usage, limit = items[i : i + 3]
+        if not isinstance(usage, int) or not isinstance(limit, int) or isinstance(name, tuple):
+            raise _malformed("QUOTA")
+        resources.append(QuotaResource(name=_text(name).upper(), usage=usage, limit=limit))
+    return _quota_root_name(parts[0]), resources
+
+
+def _quota_root_name(value: Any) -> str:
+    # A root name is an astring, not a mailbox name: no modified UTF-7 decoding. An empty
+    # string is a valid root (many servers use ""), a bare NIL is not expected but harmless.
+    if value is None:
+        return ""
+    return _text(value)
 
 
 def _code_number(args: bytes | None) -> int | None:

@@ -6,7 +6,7 @@ import functools
 
 from bridge.jmap import MethodSpec
 from bridge.jmap.core import echo_method
-from bridge.mail.capabilities import MAIL
+from bridge.mail.capabilities import MAIL, QUOTA
 from bridge.mail.common import Handler, translating_upstream_errors
 from bridge.mail.email_get import email_changes, email_get, has_attachment_of
 from bridge.mail.email_query import email_query, email_query_changes
@@ -14,11 +14,12 @@ from bridge.mail.email_set import email_copy, email_import, email_set
 from bridge.mail.mailbox import mailbox_changes, mailbox_get, mailbox_query, mailbox_query_changes
 from bridge.mail.mailbox_set import mailbox_set
 from bridge.mail.parse import email_parse
+from bridge.mail.quota import quota_changes, quota_get, quota_query, quota_query_changes
 from bridge.mail.snippet import search_snippet_get
 from bridge.mail.thread import thread_changes, thread_get
 
 
-def registered_methods() -> list[MethodSpec]:
+def registered_methods(quota: bool = False) -> list[MethodSpec]:
     """Every method a client may call; any other name answers unknownMethod."""
     handlers: dict[str, Handler] = {
         "Mailbox/get": mailbox_get,
@@ -40,7 +41,20 @@ def registered_methods() -> list[MethodSpec]:
         "SearchSnippet/get": search_snippet_get,
         "Thread/changes": thread_changes,
     }
-    return [echo_method()] + [
+    methods = [echo_method()] + [
         MethodSpec(name, MAIL, translating_upstream_errors(handler))
         for name, handler in handlers.items()
     ]
+    if quota:
+        # Under the quota capability: without it in "using" they answer unknownMethod.
+        quota_handlers: dict[str, Handler] = {
+            "Quota/get": quota_get,
+            "Quota/changes": quota_changes,
+            "Quota/query": quota_query,
+            "Quota/queryChanges": quota_query_changes,
+        }
+        methods += [
+            MethodSpec(name, QUOTA, translating_upstream_errors(handler))
+            for name, handler in quota_handlers.items()
+        ]
+    return methods

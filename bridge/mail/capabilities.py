@@ -6,6 +6,7 @@ from typing import Any
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
+QUOTA = "urn:ietf:params:jmap:quota"
 
 # RFC 8621 §4.4.2: the sorts Email/query takes. The header sorts (sentAt, from, to,
 # subject) work within one inMailbox, where the upstream's SORT does them.
@@ -15,13 +16,16 @@ EMAIL_SORT_OPTIONS = [
 ]  # fmt: skip
 
 
-def session_capabilities() -> dict[str, dict[str, Any]]:
+def session_capabilities(quota: bool) -> dict[str, dict[str, Any]]:
     """Capabilities beyond core, as the Session object lists them (RFC 8621 §1.3.1)."""
-    return {MAIL: {}}
+    capabilities: dict[str, dict[str, Any]] = {MAIL: {}}
+    if quota:
+        capabilities[QUOTA] = {}  # RFC 9425 §2: no session-level properties
+    return capabilities
 
 
-def account_capabilities() -> dict[str, dict[str, Any]]:
-    return {
+def account_capabilities(quota: bool) -> dict[str, dict[str, Any]]:
+    capabilities: dict[str, dict[str, Any]] = {
         MAIL: {
             "maxMailboxesPerEmail": None,
             "maxMailboxDepth": None,
@@ -31,3 +35,6 @@ def account_capabilities() -> dict[str, dict[str, Any]]:
             "mayCreateTopLevelMailbox": True,
         }
     }
+    if quota:
+        capabilities[QUOTA] = {}  # RFC 9425 §2: an empty object
+    return capabilities

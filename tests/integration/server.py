@@ -34,6 +34,7 @@ class BridgeServer:
         data_dir: Path,
         pool: ConnectionPool | None = None,
         ssl_files: tuple[str, str] | None = None,
+        **settings: Any,
     ) -> None:
         self.port = free_port()
         self.settings = Settings(
@@ -44,6 +45,7 @@ class BridgeServer:
             listen_port=self.port,
             data_dir=str(data_dir),
             log_level="warning",
+            **settings,
         )
         self.app = create_app(self.settings, pool=pool)
         extra: dict[str, Any] = {}
