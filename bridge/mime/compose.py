@@ -131,13 +131,10 @@ def _blob_part(part: dict[str, Any], read: BlobReader, missing: list[str]) -> An
     maintype, _, subtype = media_type.partition("/")
     leaf = EmailMessage(policy=_POLICY)
     disposition = part.get("disposition") or "attachment"
-    if maintype == "text":
-        leaf.set_content(data.decode("utf-8", "replace"), subtype=subtype or "plain",
-                         disposition=disposition, filename=part.get("name"))  # fmt: skip
-    else:
-        leaf.set_content(data, maintype=maintype or "application",
-                         subtype=subtype or "octet-stream", disposition=disposition,
-                         filename=part.get("name"))  # fmt: skip
+    # Base64 even for text: the blob downloads back byte for byte, line ends included.
+    leaf.set_content(data, maintype=maintype or "application",
+                     subtype=subtype or "octet-stream", disposition=disposition,
+                     filename=part.get("name"))  # fmt: skip
     if part.get("cid"):
         leaf["Content-ID"] = f"<{part['cid']}>"
     return _inner(leaf)

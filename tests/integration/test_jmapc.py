@@ -8,8 +8,25 @@ from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
-from jmapc import Client, Comparator, EmailQueryFilterCondition, Ref
-from jmapc.methods import CoreEcho, EmailChanges, EmailGet, EmailQuery, MailboxGet, ThreadGet
+from jmapc import (
+    Client,
+    Comparator,
+    Email,
+    EmailAddress,
+    EmailBodyPart,
+    EmailBodyValue,
+    EmailQueryFilterCondition,
+    Ref,
+)
+from jmapc.methods import (
+    CoreEcho,
+    EmailChanges,
+    EmailGet,
+    EmailQuery,
+    EmailSet,
+    MailboxGet,
+    ThreadGet,
+)
 
 from bridge.demo.dovecot import Dovecot
 from tests.integration.server import BridgeServer
@@ -88,3 +105,42 @@ def test_jmapc_reads_mail(
     other.append("INBOX", b"From: b@example.com\r\nSubject: Second\r\n\r\nho\r\n")
     changes = client.request(EmailChanges(since_state=state))
     assert len(changes.created) == 1 and changes.created[0] != email.id
+
+
+def test_jmapc_writes(
+    tls_bridge: tuple[BridgeServer, Path],
+    account: tuple[str, str],
+    other: IMAPClient,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """jmapc uploads and downloads a blob, creates a draft with it, then flags the draft."""
+    server, cert = tls_bridge
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    client = Client.create_with_password(f"127.0.0.1:{server.port}", *account)
+    client.requests_session.verify = str(cert)
+    note = tmp_path / "note.txt"
+    note.write_bytes(b"attached notes\n")
+    blob = client.upload_blob(note)
+    assert blob.size == len(b"attached notes\n") and blob.type == "text/plain"
+    drafts = next(m for m in client.request(MailboxGet(ids=None)).data if m.role == "drafts")
+    created = client.request(EmailSet(create={"d": Email(
+        mailbox_ids={drafts.id: True}, keywords={"$draft": True},
+        mail_from=[EmailAddress(name="Tester", email="tester@example.com")],
+        to=[EmailAddress(email="friend@example.com")], subject="From jmapc",
+        body_values={"t": EmailBodyValue(value="Hello from jmapc")},
+        text_body=[EmailBodyPart(part_id="t", type="text/plain")],
+        attachments=[EmailBodyPart(blob_id=blob.id, type="text/plain", name="note.txt")],
+    )}))  # fmt: skip
+    email_id = created.created["d"].id
+    flagged = client.request(EmailSet(update={email_id: {"keywords/$flagged": True}}))
+    assert email_id in flagged.updated
+    [email] = client.request(EmailGet(ids=[email_id], properties=["attachments", "keywords"])).data
+    assert email.keywords == {"$draft": True, "$flagged": True}
+    target = tmp_path / "back.txt"
+    client.download_attachment(email.attachments[0], target)
+    assert target.read_bytes() == b"attached notes\n"
+    other.select_folder("Drafts", readonly=True)
+    [data] = other.fetch(other.search("ALL"), ["FLAGS", "ENVELOPE"]).values()
+    assert {b"\\Draft", b"\\Flagged"} <= set(data[b"FLAGS"])
+    assert data[b"ENVELOPE"].subject == b"From jmapc"
