@@ -240,7 +240,11 @@ class Sorter:
             raise MethodError("unsupportedSort", f"cannot sort by {comparator['property']}")
         keys = UPSTREAM_SORTS[comparator["property"]]
         if keys.startswith(b"DISPLAY") and not account.imap.has("SORT=DISPLAY"):
-            keys = keys[len(b"DISPLAY") :]
+            # Plain FROM/TO sort by the address's mailbox part, not by the name JMAP asks
+            # for (RFC 8621 §4.4.2): no answer beats a wrong one.
+            raise MethodError(
+                "unsupportedSort", f"the upstream cannot sort by {comparator['property']}"
+            )
         account.open_folder(record.name)
         uids = account.imap.sort(keys)
         by_uid = self.index.by_mailbox.get(self.mailbox_id, {})

@@ -17,13 +17,12 @@ from bridge.jmap.patch import PatchError, apply_patch
 from bridge.jmap.standard import SetArgs, check_in_state
 from bridge.mail.account import Account
 from bridge.mail.common import account_of
-from bridge.mail.mailbox import PROPERTIES, MailboxTree
+from bridge.mail.mailbox import MailboxTree
 from bridge.mail.setting import Refused, attempt
 from bridge.store.cache import MAILBOX
 from bridge.store.records import MailboxRecord
 
 SETTABLE = frozenset({"name", "parentId", "role", "sortOrder", "isSubscribed"})
-SERVER_SET = frozenset(PROPERTIES) - SETTABLE
 MAX_NAME = 255
 MAX_SORT_ORDER = 2**31
 
