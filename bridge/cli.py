@@ -66,6 +66,8 @@ def serve(settings: Settings) -> None:
         port=settings.listen_port,
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
+        # Event streams stay open until the client leaves: shutdown waits 5 s, not forever.
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -19,13 +19,14 @@ from starlette.routing import Route
 from bridge.config import Settings
 from bridge.http.auth import Authenticator, Credentials
 from bridge.http.download import download
+from bridge.http.push import StateHub, eventsource
 from bridge.http.session import session_resource, session_state
 from bridge.http.upload import upload
 from bridge.imap.connection import UpstreamConfig
 from bridge.imap.pool import ConnectionPool
 from bridge.jmap import CoreLimits, Engine, RequestError
 from bridge.mail import registered_methods
-from bridge.mail.account import Account, UserRegistry
+from bridge.mail.account import Account, UserData, UserRegistry
 from bridge.mail.capabilities import CORE, session_capabilities
 
 log = logging.getLogger("bridge.http")
@@ -66,6 +67,11 @@ class Bridge:
         capabilities = {CORE, *session_capabilities(quota)}
         self.engine = Engine(self.limits, capabilities, registered_methods(quota))
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self.hub = StateHub()
+
+    @staticmethod
+    def states_of(user: UserData) -> dict[str, str]:
+        return user.states()
 
     def slot(self, username: str) -> asyncio.Semaphore:
         slot = self._slots.get(username)
@@ -112,16 +118,21 @@ async def api(request: Request) -> Response:
             RequestError("limit", 400, "too many concurrent requests", "maxConcurrentRequests")
         )
     async with slot:
-        result = await run_in_threadpool(_run, bridge, credentials, jmap_request)
+        result, states = await run_in_threadpool(_run, bridge, credentials, jmap_request)
+    bridge.hub.publish(credentials.username, states)
     return json_response(result)
 
 
-def _run(bridge: Bridge, credentials: Credentials, jmap_request: object) -> dict[str, object]:
+def _run(
+    bridge: Bridge, credentials: Credentials, jmap_request: object
+) -> tuple[dict[str, object], dict[str, str]]:
+    """The response, and the user's states after it (for push)."""
     user = bridge.users.get(credentials.username)
     request_id = secrets.token_hex(6)
     state = session_state(bridge, credentials.username)
     with Account(user, bridge.pool, credentials.password) as account:
-        return bridge.engine.run(jmap_request, account, user.account_id, state, request_id)
+        result = bridge.engine.run(jmap_request, account, user.account_id, state, request_id)
+    return result, user.states()
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -163,15 +174,6 @@ async def status(request: Request) -> Response:
     )  # fmt: skip
 
 
-async def not_implemented(request: Request) -> Response:
-    """Advertised in the session (RFC 8620 §2 requires the URLs), served in a later release."""
-    return json_response(
-        {"type": "about:blank", "status": 501, "detail": "not implemented in this version"},
-        status=501,
-        media_type=PROBLEM,
-    )
-
-
 def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starlette:
     bridge = Bridge(settings, pool)
 
@@ -188,7 +190,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
             Route("/jmap/status", status, methods=["GET"]),
             Route("/jmap/download/{account_id}/{blob_id}/{name}", download, methods=["GET"]),
             Route("/jmap/upload/{account_id}/", upload, methods=["POST"]),
-            Route("/jmap/eventsource", not_implemented),
+            Route("/jmap/eventsource", eventsource, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

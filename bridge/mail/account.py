@@ -21,11 +21,13 @@ from bridge.imap.pool import ConnectionPool
 from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
-from bridge.store.cache import Cache
+from bridge.store.cache import EMAIL, MAILBOX, THREAD, Cache
 from bridge.store.ids import derive_id
 from bridge.store.uploads import UploadStore
 
 log = logging.getLogger("bridge.mail")
+
+PUSHED_TYPES = (MAILBOX, EMAIL, THREAD)
 
 
 def account_id_for(username: str) -> str:
@@ -48,6 +50,10 @@ class UserData:
     @property
     def account_id(self) -> str:
         return account_id_for(self.username)
+
+    def states(self) -> dict[str, str]:
+        """The state of each data type push reports (RFC 8620 §7.1), from the cache."""
+        return {name: self.cache.encode_state(self.cache.state(name)) for name in PUSHED_TYPES}
 
 
 class UserRegistry:

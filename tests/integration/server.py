@@ -53,9 +53,11 @@ class BridgeServer:
             extra = {"ssl_certfile": ssl_files[0], "ssl_keyfile": ssl_files[1]}
         scheme = "https" if ssl_files else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
+        # Open event streams never end by themselves: shutdown stops waiting for them.
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", **extra
-        )
+            self.app, host="127.0.0.1", port=self.port, log_level="warning",
+            timeout_graceful_shutdown=1, **extra,
+        )  # fmt: skip
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -1,0 +1,132 @@
+"""Push over EventSource (RFC 8620 §7.3): StateChange events as a user's states move.
+
+States move when a request syncs or writes: every API call ends by publishing the user's
+current states, and each open stream of that user forwards the types it asked for. The
+event id encodes all the states, so a client that reconnects with a stale Last-Event-ID
+hears at once what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import msgspec
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+if TYPE_CHECKING:
+    from bridge.http.app import Bridge
+
+PING_MIN, PING_MAX = 1, 300  # RFC 8620 §7.3: a minimum of at most 30, a maximum of at least 300
+States = dict[str, str]
+
+
+class StateHub:
+    """Per user: the streams listening, and the states last published to them."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, set[asyncio.Queue[States]]] = {}
+
+    def subscribe(self, username: str) -> asyncio.Queue[States]:
+        queue: asyncio.Queue[States] = asyncio.Queue(maxsize=64)
+        self._queues.setdefault(username, set()).add(queue)
+        return queue
+
+    def unsubscribe(self, username: str, queue: asyncio.Queue[States]) -> None:
+        queues = self._queues.get(username, set())
+        queues.discard(queue)
+        if not queues:
+            self._queues.pop(username, None)
+
+    def publish(self, username: str, states: States) -> None:
+        for queue in self._queues.get(username, ()):
+            with contextlib.suppress(asyncio.QueueFull):  # a stalled stream only misses news
+                queue.put_nowait(states)
+
+
+def event_id(states: States) -> str:
+    return ".".join(f"{name}:{state}" for name, state in sorted(states.items()))
+
+
+def _state_event(account_id: str, changed: States, every: States) -> bytes:
+    """A state event: the changed types' states; its id stands for all of them."""
+    change = {"@type": "StateChange", "changed": {account_id: changed}}
+    return (
+        b"event: state\nid: "
+        + event_id(every).encode()
+        + b"\ndata: "
+        + (msgspec.json.encode(change) + b"\n\n")
+    )
+
+
+def _bad_request(detail: str) -> Response:
+    return Response(
+        msgspec.json.encode({"type": "about:blank", "status": 400, "detail": detail}),
+        status_code=400,
+        media_type="application/problem+json",
+    )
+
+
+async def eventsource(request: Request) -> Response:
+    bridge: Bridge = request.app.state.bridge
+    credentials = await bridge.auth.authenticate(request)
+    if isinstance(credentials, Response):
+        return credentials
+    params = request.query_params
+    types_param = params.get("types", "*")
+    wanted = None if types_param == "*" else set(filter(None, types_param.split(",")))
+    closeafter = params.get("closeafter", "no")
+    if closeafter not in ("state", "no"):
+        return _bad_request("closeafter must be state or no")
+    try:
+        ping = int(params.get("ping", "0"))
+    except ValueError:
+        return _bad_request("ping must be a number of seconds")
+    if ping < 0:
+        return _bad_request("ping must not be negative")
+    interval = min(max(ping, PING_MIN), PING_MAX) if ping else 0
+    user = bridge.users.get(credentials.username)
+    queue = bridge.hub.subscribe(credentials.username)
+    current = await run_in_threadpool(bridge.states_of, user)
+    last_seen = request.headers.get("last-event-id")
+
+    def pick(states: States, sent: States) -> States:
+        return {
+            name: state for name, state in states.items()
+            if (wanted is None or name in wanted) and sent.get(name) != state
+        }  # fmt: skip
+
+    async def stream() -> AsyncIterator[bytes]:
+        sent = dict(current)
+        try:
+            if last_seen is not None and last_seen != event_id(current):
+                # A reconnect with an old id: say at once what moved meanwhile.
+                yield _state_event(user.account_id, pick(current, {}), current)
+                if closeafter == "state":
+                    return
+            while True:
+                try:
+                    states = await asyncio.wait_for(queue.get(), timeout=interval or None)
+                except TimeoutError:
+                    yield b"event: ping\ndata: " + msgspec.json.encode({"interval": interval})
+                    yield b"\n\n"
+                    continue
+                changed = pick(states, sent)
+                sent.update(states)
+                if not changed:
+                    continue
+                yield _state_event(user.account_id, changed, states)
+                if closeafter == "state":
+                    return
+        finally:
+            bridge.hub.unsubscribe(credentials.username, queue)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,99 @@
+"""EventSource push (RFC 8620 §7.3) over real HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import threading
+from typing import Any
+
+import httpx
+from imapclient import IMAPClient
+
+from tests.integration.server import JmapClient
+
+
+class Events:
+    """An EventSource reader in a thread: parsed events arrive on a queue."""
+
+    def __init__(self, jmap: JmapClient, query: str, headers: dict[str, str] | None = None):
+        self.events: queue.Queue[tuple[str, Any, str | None]] = queue.Queue()
+        self.closed = threading.Event()
+        url = jmap.session["eventSourceUrl"].split("?")[0] + "?" + query
+        self.thread = threading.Thread(
+            target=self._read, args=(jmap.http, url, headers or {}), daemon=True
+        )
+        self.thread.start()
+
+    def _read(self, http: httpx.Client, url: str, headers: dict[str, str]) -> None:
+        # The server going away at the end of the run also ends the stream.
+        with contextlib.suppress(httpx.HTTPError):
+            self._read_stream(http, url, headers)
+        self.closed.set()
+
+    def _read_stream(self, http: httpx.Client, url: str, headers: dict[str, str]) -> None:
+        with http.stream("GET", url, headers=headers, timeout=30) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            name, data, event_id = "", "", None
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    data = line[6:]
+                elif line.startswith("id: "):
+                    event_id = line[4:]
+                elif line == "" and name:
+                    self.events.put((name, json.loads(data), event_id))
+                    name, data, event_id = "", "", None
+
+    def next(self, timeout: float = 5.0) -> tuple[str, Any, str | None]:
+        return self.events.get(timeout=timeout)
+
+
+def states(event: Any, account_id: str) -> dict[str, str]:
+    assert event["@type"] == "StateChange"
+    return event["changed"][account_id]
+
+
+def test_a_write_through_bridge_is_pushed(jmap: JmapClient) -> None:
+    jmap.mailboxes()  # the first sync, before listening
+    events = Events(jmap, "types=*&closeafter=no&ping=0")
+    old = jmap.call("Mailbox/get", {"ids": []})["state"]
+    jmap.call("Mailbox/set", {"create": {"n": {"name": "Pushed"}}})
+    name, data, event_id = events.next()
+    assert name == "state" and event_id
+    changed = states(data, jmap.account_id)
+    assert changed["Mailbox"] != old
+    assert jmap.call("Mailbox/get", {"ids": []})["state"] == changed["Mailbox"]
+
+
+def test_types_closeafter_and_ping(jmap: JmapClient, other: IMAPClient) -> None:
+    jmap.mailboxes()
+    only_email = Events(jmap, "types=Email&closeafter=state&ping=1")
+    name, data, _ = only_email.next(timeout=5)
+    assert (name, data) == ("ping", {"interval": 1})
+    jmap.call("Mailbox/set", {"create": {"n": {"name": "NotAnEmailChange"}}})
+    other.append("INBOX", b"From: a@x\r\nSubject: s\r\n\r\nb\r\n")
+    jmap.call("Email/query", {})  # any request syncs, and its changes are pushed
+    while True:
+        name, data, _ = only_email.next(timeout=5)
+        if name == "state":
+            break
+    assert set(states(data, jmap.account_id)) <= {"Email"}
+    assert only_email.closed.wait(timeout=5)  # closeafter=state ended the response
+
+
+def test_a_stale_last_event_id_gets_the_news_at_once(jmap: JmapClient) -> None:
+    jmap.mailboxes()
+    events = Events(jmap, "types=*&closeafter=state&ping=0", {"Last-Event-ID": "Mailbox:old"})
+    name, data, _ = events.next()
+    assert name == "state" and "Mailbox" in states(data, jmap.account_id)
+    assert events.closed.wait(timeout=5)
+
+
+def test_bad_parameters(jmap: JmapClient) -> None:
+    base = jmap.session["eventSourceUrl"].split("?")[0]
+    assert jmap.http.get(base + "?types=*&closeafter=maybe&ping=0").status_code == 400
+    assert jmap.http.get(base + "?types=*&closeafter=no&ping=x").status_code == 400
+    assert httpx.get(base + "?types=*&closeafter=no&ping=0").status_code == 401
