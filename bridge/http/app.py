@@ -28,6 +28,7 @@ from bridge.jmap import CoreLimits, Engine, RequestError
 from bridge.mail import registered_methods
 from bridge.mail.account import Account, UserData, UserRegistry
 from bridge.mail.capabilities import CORE, session_capabilities
+from bridge.mail.watcher import Watchers
 
 log = logging.getLogger("bridge.http")
 
@@ -68,6 +69,7 @@ class Bridge:
         self.engine = Engine(self.limits, capabilities, registered_methods(quota))
         self._slots: dict[str, asyncio.Semaphore] = {}
         self.hub = StateHub()
+        self.watchers = Watchers(self.pool)
 
     @staticmethod
     def states_of(user: UserData) -> dict[str, str]:
@@ -85,6 +87,7 @@ class Bridge:
         return str(request.base_url).rstrip("/")
 
     def close(self) -> None:
+        self.watchers.stop_all()
         self.pool.close_all()
         self.users.close()
 

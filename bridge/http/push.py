@@ -1,9 +1,10 @@
 """Push over EventSource (RFC 8620 §7.3): StateChange events as a user's states move.
 
-States move when a request syncs or writes: every API call ends by publishing the user's
-current states, and each open stream of that user forwards the types it asked for. The
-event id encodes all the states, so a client that reconnects with a stale Last-Event-ID
-hears at once what it missed.
+States move when a request syncs or writes, or when the user's watcher (running while any
+stream of the user is open) finds an upstream change: each publishes the user's current
+states, and each open stream forwards the types it asked for. The event id encodes all
+the states, so a client that reconnects with a stale Last-Event-ID hears at once what it
+missed.
 """
 
 from __future__ import annotations
@@ -91,6 +92,12 @@ async def eventsource(request: Request) -> Response:
     interval = min(max(ping, PING_MIN), PING_MAX) if ping else 0
     user = bridge.users.get(credentials.username)
     queue = bridge.hub.subscribe(credentials.username)
+    loop = asyncio.get_running_loop()
+
+    def report(states: States) -> None:  # called from the watcher's thread
+        loop.call_soon_threadsafe(bridge.hub.publish, credentials.username, states)
+
+    bridge.watchers.join(user, credentials.password, report)
     current = await run_in_threadpool(bridge.states_of, user)
     last_seen = request.headers.get("last-event-id")
 
@@ -124,6 +131,7 @@ async def eventsource(request: Request) -> Response:
                     return
         finally:
             bridge.hub.unsubscribe(credentials.username, queue)
+            bridge.watchers.leave(credentials.username)
 
     return StreamingResponse(
         stream(),

@@ -6,6 +6,7 @@ import contextlib
 import json
 import queue
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -97,3 +98,23 @@ def test_bad_parameters(jmap: JmapClient) -> None:
     assert jmap.http.get(base + "?types=*&closeafter=maybe&ping=0").status_code == 400
     assert jmap.http.get(base + "?types=*&closeafter=no&ping=x").status_code == 400
     assert httpx.get(base + "?types=*&closeafter=no&ping=0").status_code == 401
+
+
+def test_another_clients_change_is_pushed_without_a_request(
+    jmap: JmapClient, other: IMAPClient
+) -> None:
+    before = jmap.call("Email/get", {"ids": []})["state"]
+    events = Events(jmap, "types=Email,Mailbox&closeafter=state&ping=0")
+    time.sleep(0.3)  # the watcher's first look
+    started = time.monotonic()
+    other.append("INBOX", b"From: a@x\r\nSubject: pushed\r\n\r\nb\r\n")
+    name, data, _ = events.next(timeout=5)
+    latency = time.monotonic() - started
+    assert name == "state", (name, data)
+    pushed = states(data, jmap.account_id)
+    assert latency < 3, latency  # watched every second
+    # The pushed state is the one a client now reads, and /changes from the old state
+    # gives exactly the new message.
+    assert jmap.call("Email/get", {"ids": []})["state"] == pushed["Email"]
+    changes = jmap.call("Email/changes", {"sinceState": before})
+    assert len(changes["created"]) == 1 and changes["updated"] == changes["destroyed"] == []
