@@ -73,6 +73,7 @@ Decisions on RFC 8621 §4.4.1:
 
 from __future__ import annotations
 
+import abc
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -151,17 +152,17 @@ class EmailFacts(Protocol):
 # -- the filter tree, in negation normal form ------------------------------------------------
 
 
-class Node:
+class Node(abc.ABC):
     """A filter in negation normal form: AllOf / AnyOf of leaves (negated leaves are leaves)."""
 
-    def negate(self) -> Node:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def negate(self) -> Node: ...
 
-    def leaves(self) -> Iterator[Leaf]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def leaves(self) -> Iterator[Leaf]: ...
 
-    def matches(self, email: EmailFacts) -> bool:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def matches(self, email: EmailFacts) -> bool: ...
 
 
 @dataclass(frozen=True)

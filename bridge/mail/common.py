@@ -121,3 +121,32 @@ def check_comparators(
         if not isinstance(comparator.get("isAscending", True), bool):
             raise MethodError("invalidArguments", "isAscending must be a boolean")
     return sort
+
+
+# A FilterCondition's property -> the test its value must pass, and what it must be.
+ConditionTypes = dict[str, tuple[Callable[[Any], bool], str]]
+
+
+def check_filter(node: Any, conditions: ConditionTypes) -> None:
+    """A /query filter (RFC 8620 §5.5): FilterOperators nest; every condition names a
+    supported property (else unsupportedFilter) with a value of the right type."""
+    if node is None:
+        return
+    if not isinstance(node, dict):
+        raise MethodError("invalidArguments", "filter must be an object")
+    if "operator" in node:
+        if node["operator"] not in ("AND", "OR", "NOT"):
+            raise MethodError("unsupportedFilter", f"unknown operator {node['operator']!r}")
+        children = node.get("conditions")
+        if not isinstance(children, list) or set(node) != {"operator", "conditions"}:
+            raise MethodError("invalidArguments", "a FilterOperator needs only conditions[]")
+        for child in children:
+            check_filter(child, conditions)
+        return
+    unknown = set(node) - set(conditions)
+    if unknown:
+        raise MethodError("unsupportedFilter", f"cannot filter on {', '.join(sorted(unknown))}")
+    for key in set(node) & set(conditions):
+        test, what = conditions[key]
+        if not test(node[key]):
+            raise MethodError("invalidArguments", f"filter {key} must be {what}")

@@ -8,9 +8,11 @@ from typing import Any
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import ChangesArgs, GetArgs, QueryArgs, QueryChangesArgs, page_query
 from bridge.mail.common import (
+    ConditionTypes,
     account_of,
     changes_response,
     check_comparators,
+    check_filter,
     query_changes_response,
     since_value,
 )
@@ -23,7 +25,6 @@ PROPERTIES = (
     "totalThreads", "unreadThreads", "myRights", "isSubscribed",
 )  # fmt: skip
 COUNT_PROPERTIES = ["totalEmails", "unreadEmails", "totalThreads", "unreadThreads"]
-FILTER_PROPERTIES = frozenset({"parentId", "name", "role", "hasAnyRole", "isSubscribed"})
 SORT_PROPERTIES = frozenset({"sortOrder", "name"})
 
 # RFC 4314 §2.1.1: the obsolete "c" and "d" rights stand for the ones that replaced them.
@@ -152,29 +153,21 @@ class MailboxQueryChangesArgs(QueryChangesArgs, forbid_unknown_fields=True):
     filterAsTree: bool = False
 
 
+def _string_or_null(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+FILTER_TYPES: ConditionTypes = {
+    "parentId": (_string_or_null, "an id or null"),
+    "name": (lambda v: isinstance(v, str), "a string"),
+    "role": (_string_or_null, "a string or null"),
+    "hasAnyRole": (lambda v: isinstance(v, bool), "a boolean"),
+    "isSubscribed": (lambda v: isinstance(v, bool), "a boolean"),
+}
+
+
 def _check_filter(node: Any) -> None:
-    if node is None:
-        return
-    if not isinstance(node, dict):
-        raise MethodError("invalidArguments", "filter must be an object")
-    if "operator" in node:
-        if node["operator"] not in ("AND", "OR", "NOT"):
-            raise MethodError("unsupportedFilter", f"unknown operator {node['operator']!r}")
-        conditions = node.get("conditions")
-        if not isinstance(conditions, list) or set(node) != {"operator", "conditions"}:
-            raise MethodError("invalidArguments", "a FilterOperator needs only conditions[]")
-        for condition in conditions:
-            _check_filter(condition)
-        return
-    unknown = set(node) - FILTER_PROPERTIES
-    if unknown:
-        raise MethodError("unsupportedFilter", f"cannot filter on {', '.join(sorted(unknown))}")
-    for key, kind in (("name", str), ("hasAnyRole", bool), ("isSubscribed", bool)):
-        if key in node and not isinstance(node[key], kind):
-            raise MethodError("invalidArguments", f"filter {key} has the wrong type")
-    for key in ("parentId", "role"):
-        if key in node and node[key] is not None and not isinstance(node[key], str):
-            raise MethodError("invalidArguments", f"filter {key} must be a string or null")
+    check_filter(node, FILTER_TYPES)
 
 
 def _matches(node: dict[str, Any] | None, mailbox: dict[str, Any]) -> bool:

@@ -25,7 +25,7 @@ from bridge.jmap.standard import (
     page_query,
 )
 from bridge.mail.capabilities import MAIL
-from bridge.mail.common import account_of
+from bridge.mail.common import account_of, check_filter
 from bridge.store.ids import derive_id
 
 PROPERTIES = (
@@ -120,26 +120,12 @@ def quota_changes(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _is_string(value: Any) -> bool:
+    return isinstance(value, str)
+
+
 def _check_filter(node: Any) -> None:
-    if node is None:
-        return
-    if not isinstance(node, dict):
-        raise MethodError("invalidArguments", "filter must be an object")
-    if "operator" in node:
-        if node["operator"] not in ("AND", "OR", "NOT"):
-            raise MethodError("unsupportedFilter", f"unknown operator {node['operator']!r}")
-        conditions = node.get("conditions")
-        if not isinstance(conditions, list) or set(node) != {"operator", "conditions"}:
-            raise MethodError("invalidArguments", "a FilterOperator needs only conditions[]")
-        for condition in conditions:
-            _check_filter(condition)
-        return
-    unknown = set(node) - FILTER_PROPERTIES
-    if unknown:
-        raise MethodError("unsupportedFilter", f"cannot filter on {', '.join(sorted(unknown))}")
-    for key in FILTER_PROPERTIES & set(node):
-        if not isinstance(node[key], str):
-            raise MethodError("invalidArguments", f"filter {key} must be a string")
+    check_filter(node, {key: (_is_string, "a string") for key in FILTER_PROPERTIES})
 
 
 def _matches(node: dict[str, Any] | None, quota: dict[str, Any]) -> bool:
