@@ -115,18 +115,24 @@ async def eventsource(request: Request) -> Response:
                 yield _state_event(user.account_id, pick(current, {}), current)
                 if closeafter == "state":
                     return
+            # A ping is due when ``interval`` passes with no event sent (RFC 8620 §7.3),
+            # however often the watcher reports unchanged states meanwhile.
+            next_ping = loop.time() + interval
             while True:
+                timeout = max(0.0, next_ping - loop.time()) if interval else None
                 try:
-                    states = await asyncio.wait_for(queue.get(), timeout=interval or None)
+                    states = await asyncio.wait_for(queue.get(), timeout=timeout)
                 except TimeoutError:
                     yield b"event: ping\ndata: " + msgspec.json.encode({"interval": interval})
                     yield b"\n\n"
+                    next_ping = loop.time() + interval
                     continue
                 changed = pick(states, sent)
                 sent.update(states)
                 if not changed:
                     continue
                 yield _state_event(user.account_id, changed, states)
+                next_ping = loop.time() + interval
                 if closeafter == "state":
                     return
         finally:
