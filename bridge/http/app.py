@@ -19,8 +19,9 @@ from starlette.routing import Route
 from bridge.config import Settings
 from bridge.http.auth import Authenticator, Credentials
 from bridge.http.download import download
-from bridge.http.push import StateHub, eventsource
+from bridge.http.push import StateHub, access_token, eventsource
 from bridge.http.session import session_resource, session_state
+from bridge.http.tokens import TokenStore
 from bridge.http.upload import upload
 from bridge.imap.connection import UpstreamConfig
 from bridge.imap.pool import ConnectionPool
@@ -69,6 +70,7 @@ class Bridge:
         self.engine = Engine(self.limits, capabilities, registered_methods(quota))
         self._slots: dict[str, asyncio.Semaphore] = {}
         self.hub = StateHub()
+        self.tokens = TokenStore()
         self.watchers = Watchers(self.pool)
 
     @staticmethod
@@ -194,6 +196,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
             Route("/jmap/download/{account_id}/{blob_id}/{name}", download, methods=["GET"]),
             Route("/jmap/upload/{account_id}/", upload, methods=["POST"]),
             Route("/jmap/eventsource", eventsource, methods=["GET"]),
+            Route("/jmap/token", access_token, methods=["POST"]),
         ],
         lifespan=lifespan,
     )

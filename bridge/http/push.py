@@ -19,6 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from bridge.http.tokens import COOKIE, LIFETIME
+
 if TYPE_CHECKING:
     from bridge.http.app import Bridge
 
@@ -72,11 +74,28 @@ def _bad_request(detail: str) -> Response:
     )
 
 
-async def eventsource(request: Request) -> Response:
+async def access_token(request: Request) -> Response:
+    """A token for EventSource in browsers (see bridge.http.tokens)."""
     bridge: Bridge = request.app.state.bridge
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials
+    token, expires = bridge.tokens.issue(credentials)
+    body = msgspec.json.encode({"token": token, "expires": int(expires)})
+    response = Response(body, media_type="application/json")
+    response.set_cookie(COOKIE, token, max_age=int(LIFETIME), httponly=True, samesite="strict",
+                        path="/jmap/eventsource")  # fmt: skip
+    return response
+
+
+async def eventsource(request: Request) -> Response:
+    bridge: Bridge = request.app.state.bridge
+    token = request.query_params.get("access_token") or request.cookies.get(COOKIE)
+    credentials = bridge.tokens.redeem(token) if token else None
+    if credentials is None:
+        credentials = await bridge.auth.authenticate(request)
+        if isinstance(credentials, Response):
+            return credentials
     params = request.query_params
     types_param = params.get("types", "*")
     wanted = None if types_param == "*" else set(filter(None, types_param.split(",")))

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from imapclient import IMAPClient
 
-from tests.integration.server import JmapClient
+from tests.integration.server import BridgeServer, JmapClient
 
 
 class Events:
@@ -118,3 +118,23 @@ def test_another_clients_change_is_pushed_without_a_request(
     assert jmap.call("Email/get", {"ids": []})["state"] == pushed["Email"]
     changes = jmap.call("Email/changes", {"sinceState": before})
     assert len(changes["created"]) == 1 and changes["updated"] == changes["destroyed"] == []
+
+
+def test_a_browser_listens_with_a_token(bridge: BridgeServer, jmap: JmapClient) -> None:
+    jmap.mailboxes()
+    issued = jmap.http.post("/jmap/token")
+    assert issued.status_code == 200
+    token = issued.json()["token"]
+    assert "jmap_token" in issued.headers["set-cookie"]
+    base = jmap.session["eventSourceUrl"].split("?")[0]
+    anonymous = httpx.Client(base_url=bridge.url, timeout=30)
+    with anonymous.stream(
+        "GET", base + f"?types=*&closeafter=state&ping=0&access_token={token}",
+        headers={"Last-Event-ID": "Mailbox:old"},
+    ) as response:  # fmt: skip
+        assert response.status_code == 200
+        lines = [line for line in response.iter_lines() if line.startswith("event: ")]
+    assert lines == ["event: state"]
+    refused = anonymous.get(base + "?types=*&closeafter=state&ping=0&access_token=forged")
+    assert refused.status_code == 401
+    anonymous.close()
