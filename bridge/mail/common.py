@@ -10,7 +10,7 @@ from typing import Any
 
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.jmap import CallContext, MethodError
-from bridge.jmap.standard import ChangesArgs
+from bridge.jmap.standard import ChangesArgs, QueryArgs, page_query
 from bridge.mail.account import Account
 from bridge.store.base import Store
 
@@ -150,3 +150,22 @@ def check_filter(node: Any, conditions: ConditionTypes) -> None:
         test, what = conditions[key]
         if not test(node[key]):
             raise MethodError("invalidArguments", f"filter {key} must be {what}")
+
+
+def query_response(
+    account_id: str, query_state: str, ids: list[str], request: QueryArgs
+) -> dict[str, Any]:
+    """RFC 8620 §5.5's answer for the whole result list ``ids``: the requested page."""
+    page, position = page_query(
+        ids, request.position, request.anchor, request.anchorOffset, request.limit
+    )
+    response: dict[str, Any] = {
+        "accountId": account_id,
+        "queryState": query_state,
+        "canCalculateChanges": True,
+        "position": position,
+        "ids": page,
+    }
+    if request.calculateTotal:
+        response["total"] = len(ids)
+    return response

@@ -14,12 +14,13 @@ from typing import Any
 
 from bridge.imap.search import InvalidFilter, UnsupportedFilter, plan_search
 from bridge.jmap import CallContext, MethodError, decode_args
-from bridge.jmap.standard import QueryArgs, QueryChangesArgs, page_query
+from bridge.jmap.standard import QueryArgs, QueryChangesArgs
 from bridge.mail.account import Account
 from bridge.mail.common import (
     account_of,
     check_comparators,
     query_changes_response,
+    query_response,
     since_value,
 )
 from bridge.mail.sync import new_message, new_message_items, uid_set
@@ -369,31 +370,19 @@ def email_query(
     account = account_of(ctx)
     account.sync()
     cache = account.cache
-    response: dict[str, Any] = {
-        "accountId": ctx.account_id,
-        "queryState": cache.encode_state(cache.state(EMAIL)),
-        "canCalculateChanges": True,
-    }
+    state = cache.encode_state(cache.state(EMAIL))
     fast = _fast_page(account, request)
     if fast is not None:
-        response.update(position=fast["position"], ids=fast["ids"])
+        response: dict[str, Any] = {
+            "accountId": ctx.account_id, "queryState": state, "canCalculateChanges": True,
+            "position": fast["position"], "ids": fast["ids"],
+        }  # fmt: skip
         if request.calculateTotal:
             response["total"] = fast["total"]
         return response
-    ids = query_ids(
-        account,
-        request.filter,
-        sort,
-        request.collapseThreads,
-        lambda candidates: has_attachment(account, candidates),
-    )
-    page, position = page_query(
-        ids, request.position, request.anchor, request.anchorOffset, request.limit
-    )
-    response.update(position=position, ids=page)
-    if request.calculateTotal:
-        response["total"] = len(ids)
-    return response
+    ids = query_ids(account, request.filter, sort, request.collapseThreads,
+                    lambda candidates: has_attachment(account, candidates))  # fmt: skip
+    return query_response(ctx.account_id, state, ids, request)
 
 
 def email_query_changes(
@@ -406,13 +395,8 @@ def email_query_changes(
     cache = account.cache
     since = since_value(cache, EMAIL, request.sinceQueryState)
     changed = cache.changed_since(EMAIL, since)
-    ids = query_ids(
-        account,
-        request.filter,
-        sort,
-        request.collapseThreads,
-        lambda candidates: has_attachment(account, candidates),
-    )
+    ids = query_ids(account, request.filter, sort, request.collapseThreads,
+                    lambda candidates: has_attachment(account, candidates))  # fmt: skip
     if request.collapseThreads:
         # A change to any Email of a thread can move which one stands for it.
         facts = {email_id: thread for email_id, thread, *_ in cache.email_facts()}

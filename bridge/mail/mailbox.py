@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bridge.jmap import CallContext, MethodError, decode_args
-from bridge.jmap.standard import ChangesArgs, GetArgs, QueryArgs, QueryChangesArgs, page_query
+from bridge.jmap.standard import ChangesArgs, GetArgs, QueryArgs, QueryChangesArgs
 from bridge.mail.common import (
     ConditionTypes,
     account_of,
@@ -14,6 +14,7 @@ from bridge.mail.common import (
     check_comparators,
     check_filter,
     query_changes_response,
+    query_response,
     since_value,
 )
 from bridge.store.base import Store
@@ -259,19 +260,7 @@ def mailbox_query(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     sort = _check_sort(request.sort)
     cache, tree = synced_tree(ctx)
     ids = query_ids(tree, request.filter, sort, request.sortAsTree, request.filterAsTree)
-    page, position = page_query(
-        ids, request.position, request.anchor, request.anchorOffset, request.limit
-    )
-    response: dict[str, Any] = {
-        "accountId": ctx.account_id,
-        "queryState": cache.encode_state(cache.state(MAILBOX)),
-        "canCalculateChanges": True,
-        "position": position,
-        "ids": page,
-    }
-    if request.calculateTotal:
-        response["total"] = len(ids)
-    return response
+    return query_response(ctx.account_id, cache.encode_state(cache.state(MAILBOX)), ids, request)
 
 
 def mailbox_query_changes(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:

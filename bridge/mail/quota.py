@@ -22,10 +22,9 @@ from bridge.jmap.standard import (
     QueryArgs,
     QueryChangesArgs,
     get_properties,
-    page_query,
 )
 from bridge.mail.capabilities import MAIL
-from bridge.mail.common import account_of, check_filter
+from bridge.mail.common import account_of, check_filter, query_response
 from bridge.store.ids import derive_id
 
 PROPERTIES = (
@@ -180,19 +179,8 @@ def quota_query(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     sort = _check_sort(request.sort)
     quotas, state = _current(ctx)
     ids = _query_ids(quotas, request.filter, sort)
-    page, position = page_query(
-        ids, request.position, request.anchor, request.anchorOffset, request.limit
-    )
-    response: dict[str, Any] = {
-        "accountId": ctx.account_id,
-        "queryState": state,
-        "canCalculateChanges": True,  # when nothing changed; else cannotCalculateChanges
-        "position": position,
-        "ids": page,
-    }
-    if request.calculateTotal:
-        response["total"] = len(ids)
-    return response
+    # The state moves with the values: canCalculateChanges holds from this state only.
+    return query_response(ctx.account_id, state, ids, request)
 
 
 def quota_query_changes(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
