@@ -38,6 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow plain IMAP to a host that is not loopback")  # fmt: skip
     add("--upstream-quota", dest="upstream_quota", action="store_const", const=True,
         help="the upstream keeps quotas (IMAP QUOTA): serve RFC 9425 Quota/*")  # fmt: skip
+    tls_modes = ["implicit", "starttls", "plain"]
+    add("--submission-host", dest="submission_host", help="SMTP submission (default: upstream)")
+    add("--submission-port", dest="submission_port", type=int,
+        help="SMTP submission port (587, 465): serve EmailSubmission/*, Identity/*")  # fmt: skip
+    add("--submission-tls", dest="submission_tls", choices=tls_modes)
+    add("--sieve-host", dest="sieve_host", help="ManageSieve host (default: upstream)")
+    add("--sieve-port", dest="sieve_port", type=int,
+        help="ManageSieve port (usually 4190): serve VacationResponse/*")  # fmt: skip
+    add("--sieve-tls", dest="sieve_tls", choices=tls_modes)
     demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")
     _add_server_flags(demo)
     return parser

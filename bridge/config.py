@@ -40,6 +40,15 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # The session is built without asking the upstream, so whether it keeps quotas (IMAP
     # QUOTA, RFC 9208) is said here: then RFC 9425's capability and Quota/* are served.
     upstream_quota: bool = False
+    # SMTP submission (RFC 6409) for EmailSubmission, with each user's own credentials;
+    # off unless a port is set. The host defaults to upstream_host.
+    submission_host: str | None = None
+    submission_port: int | None = None
+    submission_tls: TlsMode = "starttls"
+    # ManageSieve (RFC 5804) for VacationResponse; off unless a port is set (often 4190).
+    sieve_host: str | None = None
+    sieve_port: int | None = None
+    sieve_tls: TlsMode = "starttls"
 
     @property
     def imap_port(self) -> int:
@@ -47,13 +56,26 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             return self.upstream_port
         return 993 if self.upstream_tls == "implicit" else 143
 
+    @property
+    def smtp_host(self) -> str:
+        return self.submission_host or self.upstream_host
+
+    @property
+    def managesieve_host(self) -> str:
+        return self.sieve_host or self.upstream_host
+
     def validate(self) -> Settings:
-        insecure = self.upstream_tls == "plain" and not self.allow_plaintext
-        if insecure and not _is_loopback(self.upstream_host):
-            raise ConfigError(
-                f"plain IMAP to {self.upstream_host} would send passwords in the clear; "
-                "use --upstream-tls implicit|starttls, or --allow-plaintext to force it"
-            )
+        services = [("IMAP", self.upstream_host, self.upstream_tls, "upstream")]
+        if self.submission_port is not None:
+            services.append(("SMTP", self.smtp_host, self.submission_tls, "submission"))
+        if self.sieve_port is not None:
+            services.append(("ManageSieve", self.managesieve_host, self.sieve_tls, "sieve"))
+        for protocol, host, tls, flag in services:
+            if tls == "plain" and not self.allow_plaintext and not _is_loopback(host):
+                raise ConfigError(
+                    f"plain {protocol} to {host} would send passwords in the clear; "
+                    f"use --{flag}-tls implicit|starttls, or --allow-plaintext to force it"
+                )
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"unknown log level {self.log_level!r}")
         return self

@@ -64,6 +64,13 @@ class Dovecot:
     port: int = 0
     base_dir: Path | None = None
     mail_format: str = "maildir"
+    # SMTP submission (dovecot-submissiond), relaying every accepted message to an SMTP
+    # server on 127.0.0.1:relay_port (a sink the tests read); off when relay_port is None.
+    relay_port: int | None = None
+    submission_port: int = 0
+    # ManageSieve (dovecot-managesieved) with Sieve at delivery (dovecot-sieve).
+    sieve: bool = False
+    sieve_port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -71,6 +78,10 @@ class Dovecot:
         # Unix socket paths are limited to 108 bytes: keep the base short.
         self.base_dir = Path(self.base_dir or tempfile.mkdtemp(prefix="dc", dir="/tmp"))
         self.port = self.port or free_port()
+        if self.relay_port is not None:
+            self.submission_port = self.submission_port or free_port()
+        if self.sieve:
+            self.sieve_port = self.sieve_port or free_port()
 
     @property
     def host(self) -> str:
@@ -85,16 +96,24 @@ class Dovecot:
         assert self.base_dir is not None
         return self.base_dir / "mail" / user
 
+    def sieve_dir(self, user: str) -> Path:
+        """The user's Sieve scripts (outside the Maildir, where Maildir++ would see a
+        dot-named entry as a folder)."""
+        assert self.base_dir is not None
+        return self.base_dir / "sieve" / user
+
     def start(self, timeout: float = 15.0) -> Dovecot:
         assert self.base_dir is not None
         uid, gid, _ = mail_owner()
-        for sub in ("run", "state", "mail"):
+        for sub in ("run", "state", "mail", "sieve"):
             (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.base_dir, 0o755)
-        os.chown(self.base_dir / "mail", uid, gid)
+        for sub in ("mail", "sieve"):
+            os.chown(self.base_dir / sub, uid, gid)
         for user in self.users:
-            self.mail_dir(user).mkdir(exist_ok=True)
-            os.chown(self.mail_dir(user), uid, gid)
+            for folder in (self.mail_dir(user), self.sieve_dir(user)):
+                folder.mkdir(exist_ok=True)
+                os.chown(folder, uid, gid)
         self._write_passwd()
         self.config_path.write_text(self._config(uid, gid))
         log = open(self.base_dir / "master.out", "wb")  # noqa: SIM115 - owned by the process
@@ -189,7 +208,7 @@ class Dovecot:
 base_dir = {base}/run
 state_dir = {base}/state
 log_path = {base}/dovecot.log
-protocols = imap
+protocols = {" ".join(self._protocols)}
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
@@ -249,5 +268,53 @@ namespace inbox {{
   inbox = yes
   separator = /
 {mailboxes}
+}}
+{self._submission_config()}
+{self._sieve_config()}
+"""
+
+    @property
+    def _protocols(self) -> list[str]:
+        protocols = ["imap"]
+        if self.relay_port is not None:
+            protocols.append("submission")
+        if self.sieve:
+            protocols.append("sieve")
+        return protocols
+
+    def _submission_config(self) -> str:
+        if self.relay_port is None:
+            return ""
+        return f"""\
+hostname = bridge.test
+submission_relay_host = 127.0.0.1
+submission_relay_port = {self.relay_port}
+submission_relay_trusted = yes
+service submission-login {{
+  chroot =
+  inet_listener submission {{
+    address = 127.0.0.1
+    port = {self.submission_port}
+  }}
+}}
+"""
+
+    def _sieve_config(self) -> str:
+        if not self.sieve:
+            return ""
+        base = self.base_dir
+        return f"""\
+protocol lda {{
+  mail_plugins = $mail_plugins sieve
+}}
+plugin {{
+  sieve = file:{base}/sieve/%u/scripts;active={base}/sieve/%u/active.sieve
+}}
+service managesieve-login {{
+  chroot =
+  inet_listener sieve {{
+    address = 127.0.0.1
+    port = {self.sieve_port}
+  }}
 }}
 """

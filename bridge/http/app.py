@@ -28,7 +28,7 @@ from bridge.imap.pool import ConnectionPool
 from bridge.jmap import CoreLimits, Engine, RequestError
 from bridge.mail import registered_methods
 from bridge.mail.account import Account, UserData, UserRegistry
-from bridge.mail.capabilities import CORE, session_capabilities
+from bridge.mail.capabilities import CORE, Features, session_capabilities
 from bridge.mail.watcher import Watchers
 
 log = logging.getLogger("bridge.http")
@@ -65,9 +65,13 @@ class Bridge:
         )
         self.users = UserRegistry(Path(settings.data_dir))
         self.auth = Authenticator(self.pool)
-        quota = settings.upstream_quota
-        capabilities = {CORE, *session_capabilities(quota)}
-        self.engine = Engine(self.limits, capabilities, registered_methods(quota))
+        self.features = Features(
+            quota=settings.upstream_quota,
+            submission=settings.submission_port is not None,
+            vacation=settings.sieve_port is not None,
+        )
+        capabilities = {CORE, *session_capabilities(self.features)}
+        self.engine = Engine(self.limits, capabilities, registered_methods(self.features))
         self._slots: dict[str, asyncio.Semaphore] = {}
         self.hub = StateHub()
         self.tokens = TokenStore()

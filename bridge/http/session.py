@@ -16,10 +16,10 @@ if TYPE_CHECKING:
 
 def _session_body(bridge: Bridge, username: str) -> dict[str, Any]:
     account_id = account_id_for(username)
-    quota = bridge.settings.upstream_quota
-    account_caps = account_capabilities(quota)
+    account_caps = account_capabilities(bridge.features)
+    session_caps = session_capabilities(bridge.features)
     return {
-        "capabilities": {CORE: bridge.limits.to_capability(), **session_capabilities(quota)},
+        "capabilities": {CORE: bridge.limits.to_capability(), **session_caps},
         "accounts": {
             account_id: {
                 "name": username,

@@ -6,7 +6,7 @@ import functools
 
 from bridge.jmap import MethodSpec
 from bridge.jmap.core import echo_method
-from bridge.mail.capabilities import MAIL, QUOTA
+from bridge.mail.capabilities import MAIL, QUOTA, Features
 from bridge.mail.common import Handler, translating_upstream_errors
 from bridge.mail.email_get import email_changes, email_get, has_attachment_of
 from bridge.mail.email_query import email_query, email_query_changes
@@ -19,7 +19,7 @@ from bridge.mail.snippet import search_snippet_get
 from bridge.mail.thread import thread_changes, thread_get
 
 
-def registered_methods(quota: bool = False) -> list[MethodSpec]:
+def registered_methods(features: Features) -> list[MethodSpec]:
     """Every method a client may call; any other name answers unknownMethod."""
     handlers: dict[str, Handler] = {
         "Mailbox/get": mailbox_get,
@@ -41,20 +41,20 @@ def registered_methods(quota: bool = False) -> list[MethodSpec]:
         "SearchSnippet/get": search_snippet_get,
         "Thread/changes": thread_changes,
     }
-    methods = [echo_method()] + [
-        MethodSpec(name, MAIL, translating_upstream_errors(handler))
-        for name, handler in handlers.items()
-    ]
-    if quota:
-        # Under the quota capability: without it in "using" they answer unknownMethod.
-        quota_handlers: dict[str, Handler] = {
+    methods = [echo_method(), *_under(MAIL, handlers)]
+    if features.quota:
+        methods += _under(QUOTA, {
             "Quota/get": quota_get,
             "Quota/changes": quota_changes,
             "Quota/query": quota_query,
             "Quota/queryChanges": quota_query_changes,
-        }
-        methods += [
-            MethodSpec(name, QUOTA, translating_upstream_errors(handler))
-            for name, handler in quota_handlers.items()
-        ]
+        })  # fmt: skip
     return methods
+
+
+def _under(capability: str, handlers: dict[str, Handler]) -> list[MethodSpec]:
+    """Methods of one capability: without it in "using" they answer unknownMethod."""
+    return [
+        MethodSpec(name, capability, translating_upstream_errors(handler))
+        for name, handler in handlers.items()
+    ]

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
 QUOTA = "urn:ietf:params:jmap:quota"
+SUBMISSION = "urn:ietf:params:jmap:submission"
+VACATION = "urn:ietf:params:jmap:vacationresponse"
+
+
+class Features(msgspec.Struct, frozen=True, kw_only=True):
+    """What the upstream offers beyond IMAP mail. Settings say so: the session is built
+    without asking the upstream, and a capability must not come and go with its mood."""
+
+    quota: bool = False  # IMAP QUOTA (RFC 9208) -> RFC 9425 Quota/*
+    submission: bool = False  # SMTP submission -> Identity/*, EmailSubmission/*
+    vacation: bool = False  # ManageSieve (RFC 5804) -> VacationResponse/*
 
 # RFC 8621 §4.4.2: the sorts Email/query takes. The header sorts (sentAt, from, to,
 # subject) work within one inMailbox, where the upstream's SORT does them.
@@ -16,15 +29,12 @@ EMAIL_SORT_OPTIONS = [
 ]  # fmt: skip
 
 
-def session_capabilities(quota: bool) -> dict[str, dict[str, Any]]:
-    """Capabilities beyond core, as the Session object lists them (RFC 8621 §1.3.1)."""
-    capabilities: dict[str, dict[str, Any]] = {MAIL: {}}
-    if quota:
-        capabilities[QUOTA] = {}  # RFC 9425 §2: no session-level properties
-    return capabilities
+def session_capabilities(features: Features) -> dict[str, dict[str, Any]]:
+    """Capabilities beyond core, as the Session object lists them (RFC 8621 §1.3)."""
+    return {name: {} for name in account_capabilities(features)}
 
 
-def account_capabilities(quota: bool) -> dict[str, dict[str, Any]]:
+def account_capabilities(features: Features) -> dict[str, dict[str, Any]]:
     capabilities: dict[str, dict[str, Any]] = {
         MAIL: {
             "maxMailboxesPerEmail": None,
@@ -35,6 +45,11 @@ def account_capabilities(quota: bool) -> dict[str, dict[str, Any]]:
             "mayCreateTopLevelMailbox": True,
         }
     }
-    if quota:
+    if features.quota:
         capabilities[QUOTA] = {}  # RFC 9425 §2: an empty object
+    if features.submission:
+        # Sending is immediate (no FUTURERELEASE upstream) and adds no SMTP extensions.
+        capabilities[SUBMISSION] = {"maxDelayedSend": 0, "submissionExtensions": {}}
+    if features.vacation:
+        capabilities[VACATION] = {}
     return capabilities
