@@ -47,7 +47,7 @@ from bridge.imap.responses import (
     select_result,
 )
 from bridge.imap.session import Session, UpstreamConfig, open_session, shutdown_quietly
-from bridge.imap.wire import Reply
+from bridge.imap.wire import Reply, Untagged
 
 __all__ = [
     "FetchResult",
@@ -69,6 +69,9 @@ _SEQUENCE_SET = re.compile(r"(\d+|\*)(:(\d+|\*))?(,(\d+|\*)(:(\d+|\*))?)*")
 _FETCH_ITEM = re.compile(r"[\x20-\x7e]+")
 _BASE_STATUS_ITEMS = ("MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY")
 LOGOUT_TIMEOUT = 5.0
+_NOTIFY_SET = (
+    b"NOTIFY SET (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))"
+)
 
 
 def _guarded(method: Callable[P, R]) -> Callable[P, R]:
@@ -502,6 +505,30 @@ class ImapConnection:
     def noop(self) -> None:
         self._wire.run(b"NOOP").check()
 
+    # -- watching ---------------------------------------------------------------------------
+
+    @_guarded
+    def notify_changes(self) -> None:
+        """Ask for news of every folder of the user's own (NOTIFY, RFC 5465): STATUS and LIST
+        responses then arrive while the session idles with nothing selected. Without
+        CONDSTORE enabled a flag change outside the selected folder goes unreported
+        (RFC 5465 §5.2), so callers still sweep then."""
+        self._wire.run(_NOTIFY_SET).check()
+
+    @_guarded
+    def idle(self, timeout: float, wake_fd: int | None = None) -> list[Untagged]:
+        """IDLE until the server says something, ``timeout`` seconds pass or ``wake_fd``
+        turns readable; then DONE. Returns what the server said meanwhile."""
+        fds = [self._client.socket().fileno()]
+        if wake_fd is not None:
+            fds.append(wake_fd)
+
+        def wait() -> None:
+            if not self._wire.transport.pending():
+                _wait_readable(fds, timeout)
+
+        return list(self._wire.idle(wait).check().untagged)
+
     def is_alive(self, *, probe: bool = False) -> bool:
         """False if the session is certainly gone. Without ``probe`` no round trip is made
         unless the server sent something unasked (a BYE, or EOF); with it, a NOOP decides."""
@@ -567,6 +594,13 @@ def _flag_bytes(flag: str) -> bytes:
 def _check_sequence_set(value: str) -> None:
     if not _SEQUENCE_SET.fullmatch(value):
         raise ValueError("not an IMAP sequence set")
+
+
+def _wait_readable(fds: Sequence[int], timeout: float) -> None:
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    poller.poll(max(0, int(timeout * 1000)))
 
 
 def _readable(fd: int) -> bool:

@@ -103,6 +103,11 @@ class ConnectionPool:
         finally:
             self._release(username, connection, generation, discard=failed)
 
+    def open_dedicated(self, username: str, password: str) -> ImapConnection:
+        """A connection of the caller's own, outside the pool's limits, for a session that
+        stays busy for long (IDLE): lending one would starve requests. The caller closes it."""
+        return self._opener(self.config, username, password)
+
     def verify(self, username: str, password: str) -> None:
         """Return if ``password`` is the user's; raise AuthFailed if the server says not."""
         with self._cond:

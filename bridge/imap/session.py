@@ -84,6 +84,19 @@ class _ImaplibTransport:
     def read(self, size: int) -> bytes:
         return self._imap.file.read(size)
 
+    def pending(self) -> bool:
+        # imaplib reads through a buffered file: bytes may wait there while the socket
+        # itself has nothing more. A non-blocking peek tells without waiting.
+        sock = self._imap.sock
+        timeout = sock.gettimeout()
+        sock.setblocking(False)
+        try:
+            return bool(self._imap.file.peek(1))
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        finally:
+            sock.settimeout(timeout)
+
 
 def open_session(config: UpstreamConfig, username: str, password: str) -> Session:
     client = _connect(config)

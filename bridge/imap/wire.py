@@ -27,6 +27,9 @@ MAX_LINE = 64 * 1024 * 1024
 MAX_LITERAL_MINUS = 4096  # RFC 7888: LITERAL- allows non-synchronizing literals up to 4096
 COMMAND_LOG_SIZE = 1000
 
+# A tagged completion: status, response code, its arguments, and the text.
+Done = tuple[str, str | None, bytes | None, str]
+
 _LITERAL_AT_END = re.compile(rb"\{(\d+)\+?\}$")
 _SYNC_MARKER = re.compile(rb"\{(\d+)\}$")
 _UNTAGGED = re.compile(rb"(?:(\d+) )?([A-Za-z][A-Za-z0-9.=-]*) ?", re.ASCII)
@@ -38,6 +41,9 @@ class Transport(Protocol):
     def send(self, data: bytes) -> None: ...
     def readline(self, limit: int) -> bytes: ...
     def read(self, size: int) -> bytes: ...
+    def pending(self) -> bool:
+        """Whether bytes are already received but not yet read (buffered)."""
+        ...
 
 
 class BytesTransport:
@@ -58,6 +64,9 @@ class BytesTransport:
 
     def read(self, size: int) -> bytes:
         return self._incoming.read(size)
+
+    def pending(self) -> bool:
+        return not self.at_end()
 
     def at_end(self) -> bool:
         return self._incoming.tell() == len(self._incoming.getbuffer())
@@ -174,7 +183,31 @@ class Wire:
         it gets the server's challenge and returns the line to send back.
         """
         parts = split_literals(line)
-        name = command_name(line)
+
+        def exchange(tag: bytes, untagged: list[Untagged]) -> Done:
+            done = self._send(tag, parts, untagged)
+            while done is None:
+                done = self._read_until_tagged(tag, untagged, responder)
+            return done
+
+        return self._command(command_name(line), exchange)
+
+    def idle(self, wait: Callable[[], object]) -> Reply:
+        """IDLE (RFC 2177) until ``wait`` returns, then DONE. The reply holds whatever the
+        server said meanwhile; ``wait`` should return as soon as the server says something."""
+
+        def exchange(tag: bytes, untagged: list[Untagged]) -> Done:
+            self.transport.send(tag + b" IDLE\r\n")
+            done = self._read_until_continuation(tag, untagged)
+            if done is not None:
+                return done  # refused
+            wait()
+            self.transport.send(b"DONE\r\n")
+            return self._read_until_tagged(tag, untagged, None)
+
+        return self._command("IDLE", exchange)
+
+    def _command(self, name: str, exchange: Callable[[bytes, list[Untagged]], Done]) -> Reply:
         if self.broken:
             raise UpstreamUnavailable(f"connection is broken; {name} not sent")
         self._tag_number += 1
@@ -183,9 +216,7 @@ class Wire:
         self.commands.append(name)
         untagged: list[Untagged] = []
         try:
-            done = self._send(tag, parts, untagged)
-            while done is None:
-                done = self._read_until_tagged(tag, untagged, responder)
+            done = exchange(tag, untagged)
         except (OSError, ValueError, EOFError) as exc:
             # ValueError here is I/O on a closed file (a connection shut down under us).
             self.broken = True
@@ -200,7 +231,7 @@ class Wire:
 
     def _send(
         self, tag: bytes, parts: Sequence[tuple[bytes, bytes | None]], untagged: list[Untagged]
-    ) -> tuple[str, str | None, bytes | None, str] | None:
+    ) -> Done | None:
         buffer = tag + b" "
         for head, data in parts:
             if data is None:
@@ -218,9 +249,7 @@ class Wire:
 
     # -- responses ------------------------------------------------------------------------
 
-    def _read_until_continuation(
-        self, tag: bytes, untagged: list[Untagged]
-    ) -> tuple[str, str | None, bytes | None, str] | None:
+    def _read_until_continuation(self, tag: bytes, untagged: list[Untagged]) -> Done | None:
         while True:
             kind, payload = self._read_response(tag)
             if kind == "+":
@@ -233,7 +262,7 @@ class Wire:
 
     def _read_until_tagged(
         self, tag: bytes, untagged: list[Untagged], responder: Callable[[bytes], bytes] | None
-    ) -> tuple[str, str | None, bytes | None, str]:
+    ) -> Done:
         while True:
             kind, payload = self._read_response(tag)
             if kind == "tagged":
@@ -248,9 +277,7 @@ class Wire:
             assert isinstance(payload, Untagged)
             untagged.append(payload)
 
-    def _read_response(
-        self, tag: bytes
-    ) -> tuple[str, Untagged | bytes | tuple[str, str | None, bytes | None, str]]:
+    def _read_response(self, tag: bytes) -> tuple[str, Untagged | bytes | Done]:
         records = self.read_records()
         first = records[0]
         line = first[0] if isinstance(first, tuple) else first

@@ -21,6 +21,7 @@ class Features(msgspec.Struct, frozen=True, kw_only=True):
     submission: bool = False  # SMTP submission -> Identity/*, EmailSubmission/*
     vacation: bool = False  # ManageSieve (RFC 5804) -> VacationResponse/*
 
+
 # RFC 8621 §4.4.2: the sorts Email/query takes. The header sorts (sentAt, from, to,
 # subject) work within one inMailbox, where the upstream's SORT does them.
 EMAIL_SORT_OPTIONS = [

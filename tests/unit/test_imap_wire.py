@@ -237,3 +237,19 @@ def test_command_log_is_names_only_and_capped() -> None:
 )
 def test_parse_response_code(text: bytes, expected: tuple[object, ...]) -> None:
     assert parse_response_code(text) == expected
+
+
+def test_idle_waits_then_says_done_and_keeps_what_arrived() -> None:
+    wire, transport = wire_for(b"+ idling\r\n* 4 EXISTS\r\n* 1 RECENT\r\nB1 OK Idle done\r\n")
+    waited: list[int] = []
+    reply = wire.idle(lambda: waited.append(len(transport.sent)))
+    assert transport.sent == [b"B1 IDLE\r\n", b"DONE\r\n"]
+    assert waited == [1]  # DONE only after the wait
+    assert [(u.kind, u.number) for u in reply.untagged] == [("EXISTS", 4), ("RECENT", 1)]
+    assert reply.status == "OK" and wire.command_count == 1
+
+
+def test_idle_refused_never_waits() -> None:
+    wire, transport = wire_for(b"B1 BAD not now\r\n")
+    reply = wire.idle(lambda: pytest.fail("waited after a refusal"))
+    assert reply.status == "BAD" and transport.sent == [b"B1 IDLE\r\n"]

@@ -1,0 +1,139 @@
+"""How bridge watches the upstream for push: NOTIFY where offered, else IDLE on INBOX plus a
+sweep of the other folders; quiet when nothing changes; back after the upstream drops it."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from bridge.demo.dovecot import Dovecot
+from bridge.mail.watcher import Watcher
+from tests.integration.conftest import USERS
+from tests.integration.server import BridgeServer, JmapClient
+from tests.integration.test_push import Events, states
+
+MESSAGE = b"From: a@example.net\r\nSubject: watched\r\n\r\nbody\r\n"
+
+
+def _watcher(server: BridgeServer, username: str, mode: str) -> Watcher:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        watcher = server.bridge.watchers.get(username)
+        if watcher is not None and watcher.mode == mode and watcher.syncs:
+            return watcher
+        time.sleep(0.02)
+    raise AssertionError(f"no {mode} watcher for {username}")
+
+
+def _next_state(events: Events, account_id: str, timeout: float) -> tuple[dict[str, str], float]:
+    started = time.monotonic()
+    while True:
+        name, data, _ = events.next(timeout=timeout)
+        if name == "state":
+            return states(data, account_id), time.monotonic() - started
+
+
+def _imap(upstream: Dovecot, username: str, password: str) -> IMAPClient:
+    client = IMAPClient(upstream.host, port=upstream.port, ssl=False)
+    client.login(username, password)
+    return client
+
+
+def test_notify_reports_every_folder_and_idles_quietly(
+    bridge: BridgeServer, upstream: Dovecot, jmap: JmapClient, other: IMAPClient
+) -> None:
+    other.create_folder("Watched")
+    other.append("Watched", MESSAGE)
+    before = jmap.call("Email/get", {"ids": []})["state"]
+    events = Events(jmap, "types=Email,Mailbox&closeafter=no&ping=0")
+    watcher = _watcher(bridge, jmap.session["username"], "notify")
+    # A change in a folder that is not INBOX is reported by the server itself.
+    other.select_folder("Watched")
+    other.add_flags([1], [b"\\Flagged"])
+    changed, latency = _next_state(events, jmap.account_id, timeout=5)
+    assert latency < 2, latency
+    assert jmap.call("Email/get", {"ids": []})["state"] == changed["Email"]
+    update = jmap.call("Email/changes", {"sinceState": before})
+    assert len(update["updated"]) == 1 and update["created"] == update["destroyed"] == []
+    hidden = set(upstream.hide_capabilities)
+    if "CONDSTORE" not in hidden:
+        # With every change reported, nothing is polled while nothing changes.
+        syncs = watcher.syncs
+        time.sleep(2.5)
+        assert watcher.syncs == syncs
+    else:
+        # Without CONDSTORE, NOTIFY does not report flag changes outside the selected
+        # folder (RFC 5465 §5.2): bridge sweeps every second instead.
+        syncs = watcher.syncs
+        time.sleep(2.5)
+        assert watcher.syncs >= syncs + 2
+
+
+def test_the_watcher_leaves_with_the_last_listener(bridge: BridgeServer, jmap: JmapClient) -> None:
+    jmap.mailboxes()
+    first = Events(jmap, "types=*&closeafter=state&ping=0")
+    second = Events(jmap, "types=*&closeafter=state&ping=0")
+    watcher = _watcher(bridge, jmap.session["username"], "notify")
+    jmap.call("Mailbox/set", {"create": {"n": {"name": "EndsBoth"}}})
+    assert first.closed.wait(5) and second.closed.wait(5)
+    watcher.join(timeout=5)
+    assert bridge.bridge.watchers.get(jmap.session["username"]) is None
+
+
+@pytest.fixture(scope="module")
+def no_notify(
+    dovecot_factory: Callable[..., Dovecot], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Dovecot, BridgeServer]]:
+    upstream = dovecot_factory(hide=("NOTIFY",))
+    server = BridgeServer(upstream.host, upstream.port, tmp_path_factory.mktemp("no-notify"))
+    server.start()
+    yield upstream, server
+    server.stop()
+
+
+def test_without_notify_idle_watches_inbox_and_a_sweep_the_rest(
+    no_notify: tuple[Dovecot, BridgeServer],
+) -> None:
+    upstream, server = no_notify
+    jmap = server.client("alice", USERS["alice"])
+    other = _imap(upstream, "alice", USERS["alice"])
+    other.create_folder("Elsewhere")
+    jmap.mailboxes()
+    events = Events(jmap, "types=Email&closeafter=no&ping=0")
+    _watcher(server, "alice", "idle")
+    other.append("INBOX", MESSAGE)
+    _, latency = _next_state(events, jmap.account_id, timeout=5)
+    assert latency < 2, latency
+    other.append("Elsewhere", MESSAGE)
+    _, latency = _next_state(events, jmap.account_id, timeout=5)
+    assert latency < 2, latency
+    other.logout()
+    jmap.close()
+
+
+def test_a_watcher_cut_off_upstream_reconnects(
+    no_notify: tuple[Dovecot, BridgeServer],
+) -> None:
+    upstream, server = no_notify
+    jmap = server.client("bob", USERS["bob"])
+    jmap.mailboxes()
+    events = Events(jmap, "types=Email&closeafter=no&ping=0")
+    first = _watcher(server, "bob", "idle")
+    kick(upstream.config_path, "bob")
+    other = _imap(upstream, "bob", USERS["bob"])
+    other.append("INBOX", MESSAGE)
+    _, latency = _next_state(events, jmap.account_id, timeout=8)
+    assert latency < 5, latency
+    assert server.bridge.watchers.get("bob") is first  # the same watcher, a new session
+    other.logout()
+    jmap.close()
+
+
+def kick(config: Path, username: str) -> None:
+    subprocess.run(["doveadm", "-c", str(config), "kick", username], check=True,
+                   capture_output=True)  # fmt: skip
