@@ -60,6 +60,11 @@ class _Slot:
     trusted: bool
 
 
+# The folder an idle connection keeps selected (read-only) between requests: the busiest,
+# and the one whose SELECT costs most on a big Maildir.
+KEPT_OPEN = "INBOX"
+
+
 class ConnectionPool:
     def __init__(
         self,
@@ -176,8 +181,11 @@ class ConnectionPool:
         """Whether an idle connection can be lent. One left with a mailbox selected is
         unselected first: Dovecot ends a session whose selected mailbox another session
         renamed or deleted, and says so only when the next command arrives, so this is
-        also the liveness probe."""
-        if connection.selected is None:
+        also the liveness probe. INBOX, which no one can rename away or delete, stays
+        open read-only: the next sync asks it for changes instead of selecting it again."""
+        if connection.selected is None or (
+            connection.selected == KEPT_OPEN and not connection.selected_writable
+        ):
             return connection.is_alive(probe=probe)
         try:
             connection.unselect()

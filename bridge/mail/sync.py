@@ -20,6 +20,7 @@ import msgspec
 from bridge.imap.connection import ImapConnection
 from bridge.imap.flags import flags_to_keywords
 from bridge.imap.models import MailboxListing, MessageMeta, QresyncParams, SelectResult
+from bridge.imap.pool import KEPT_OPEN
 from bridge.imap.responses import format_sequence_set as uid_set
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
@@ -173,6 +174,8 @@ class Syncer:
         if waiting > foreground_limit:
             report.unindexed = [r.name for r in new]
             records = [r for r in records if r.indexed]
+        # INBOX last: the connection goes back to the pool with it open (see _resumed).
+        records.sort(key=lambda record: record.name == KEPT_OPEN)
         for record in records:
             if self.needs_sync(record):
                 self.sync_folder(record, report)
@@ -196,8 +199,12 @@ class Syncer:
 
     def _list(self) -> SyncReport:
         # Dovecot answers STATUS of the selected folder from the session's own, possibly
-        # stale, view: list with nothing selected.
-        self.conn.unselect()
+        # stale, view. INBOX, kept open between requests (see _resumed), is brought up to
+        # date by a NOOP; anything else is closed first.
+        if self.conn.selected == KEPT_OPEN and not self.conn.selected_writable:
+            self.conn.noop()
+        else:
+            self.conn.unselect()
         listings = self.conn.list_mailboxes()
         with self.cache.transaction():
             self.reconcile_mailboxes(listings)
@@ -304,12 +311,7 @@ class Syncer:
     def sync_folder(self, record: MailboxRecord, report: SyncReport) -> None:
         synced = record.synced
         resumable = synced is not None and synced.modseq is not None and self.modseq
-        if resumable and self.qresync:
-            assert synced is not None and synced.modseq is not None
-            params = QresyncParams(synced.uidvalidity, synced.modseq, None)
-            selected = self.conn.select(record.name, qresync=params)
-        else:
-            selected = self.conn.select(record.name)
+        selected = (self._resumed(record) if resumable else None) or self._select(record)
         if synced is not None and synced.uidvalidity == selected.uidvalidity and resumable:
             # A delta: only the locations it names are read from the cache.
             if self.qresync:
@@ -349,6 +351,45 @@ class Syncer:
         report.emails_changed += len(changed)
         log.debug(
             "synced %s: -%d ~%d +%d", record.name, len(delta.removed), len(flag_updates), len(added)
+        )
+
+    def _select(self, record: MailboxRecord) -> SelectResult:
+        synced = record.synced
+        if self.qresync and synced is not None and synced.modseq is not None:
+            params = QresyncParams(synced.uidvalidity, synced.modseq, None)
+            return self.conn.select(record.name, qresync=params)
+        return self.conn.select(record.name)
+
+    def _resumed(self, record: MailboxRecord) -> SelectResult | None:
+        """What a SELECT would say of a folder this session still has open (NOOPed by
+        _list): a SELECT of a big Maildir costs Dovecot a scan, ~2.5 ms per 1,000 messages,
+        where asking for the changes since the last sync costs next to nothing."""
+        synced, status = record.synced, record.status
+        if (
+            self.conn.selected != record.name
+            or self.conn.selected_writable
+            or synced is None
+            or synced.modseq is None
+            or status is None
+            or status.modseq is None
+            or status.uidvalidity != synced.uidvalidity
+        ):
+            return None
+        vanished: frozenset[int] = frozenset()
+        changed: dict[int, MessageMeta] = {}
+        if self.qresync:
+            found = self.conn.fetch_meta("1:*", changedsince=synced.modseq, vanished=True)
+            vanished, changed = found.vanished, found.messages
+        return SelectResult(
+            name=record.name,
+            uidvalidity=status.uidvalidity,
+            uidnext=status.uidnext,
+            exists=status.messages,
+            highestmodseq=status.modseq,
+            permanent_flags=frozenset(),
+            readonly=True,
+            vanished=vanished,
+            changed=changed,
         )
 
     def _full_scan(self, selected: SelectResult, known: dict[int, Location]) -> _Delta:

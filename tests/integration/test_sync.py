@@ -81,6 +81,37 @@ def test_changes_cost_work_in_proportion_to_changed_folders(
     jmap.close()
 
 
+def test_inbox_stays_open_and_its_changes_need_no_select(
+    recorded: tuple[BridgeServer, RecordingPool],
+    account: tuple[str, str],
+    other: IMAPClient,
+    request: pytest.FixtureRequest,
+) -> None:
+    server, pool = recorded
+    for number in range(3):
+        other.append("INBOX", MESSAGE % number)
+    jmap = server.client(*account)
+    before = jmap.call("Email/get", {"ids": []})["state"]
+    other.select_folder("INBOX")
+    other.add_flags([1], [b"\\Flagged"])
+    other.delete_messages([2])
+    other.expunge()
+    other.unselect_folder()
+    other.append("INBOX", MESSAGE % 10)
+    start = len(pool.commands())
+    changes = jmap.call("Email/changes", {"sinceState": before})
+    work = pool.commands()[start:]
+    assert [len(changes[kind]) for kind in ("created", "updated", "destroyed")] == [1, 1, 1]
+    flagged = jmap.call("Email/get", {"ids": changes["updated"], "properties": ["keywords"]})
+    assert flagged["list"][0]["keywords"] == {"$flagged": True}
+    if "no-condstore" in request.node.callspec.id:
+        assert "EXAMINE" in work  # no mod-sequences: nothing to ask an open folder for
+    else:
+        # A NOOP brings the open INBOX up to date; one FETCH asks for what changed.
+        assert work[:2] == ["NOOP", "LIST"] and "EXAMINE" not in work and "SELECT" not in work
+    jmap.close()
+
+
 def test_fallback_obeys_the_advertised_capabilities(
     recorded: tuple[BridgeServer, RecordingPool],
     account: tuple[str, str],
