@@ -12,6 +12,8 @@ from typing import Any
 from bridge.config import ConfigError, Settings, load_settings
 
 DEMO_USERS = {"alice": "wonderland", "bob": "builder"}
+# The domain of the demo's sample mail (bridge.demo.sample): alice is alice@example.org.
+DEMO_DOMAIN = "example.org"
 
 
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
@@ -43,10 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--submission-port", dest="submission_port", type=int,
         help="SMTP submission port (587, 465): serve EmailSubmission/*, Identity/*")  # fmt: skip
     add("--submission-tls", dest="submission_tls", choices=tls_modes)
+    add("--mail-domain", dest="mail_domain",
+        help="domain of logins that are not addresses: their Identity is login@domain")  # fmt: skip
     add("--sieve-host", dest="sieve_host", help="ManageSieve host (default: upstream)")
     add("--sieve-port", dest="sieve_port", type=int,
         help="ManageSieve port (usually 4190): serve VacationResponse/*")  # fmt: skip
     add("--sieve-tls", dest="sieve_tls", choices=tls_modes)
+    add("--push-allow-private", dest="push_allow_private", action="store_const", const=True,
+        help="push subscription URLs may be http, private or loopback (tests, LANs)")  # fmt: skip
     demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")
     _add_server_flags(demo)
     return parser
@@ -81,10 +87,20 @@ def serve(settings: Settings) -> None:
 
 
 def demo(flags: dict[str, Any], config_file: str | None) -> None:
-    from bridge.demo.dovecot import Dovecot
+    from bridge.demo.dovecot import Dovecot, free_port
+    from bridge.demo.relay import LocalDelivery
     from bridge.demo.seed import seed_demo
 
-    with Dovecot(dict(DEMO_USERS)) as dovecot:
+    # Sending works too: Dovecot's submission service relays to a local receiver that
+    # delivers to the demo users with Dovecot's LDA, and refuses any other address.
+    # Sieve runs at that delivery, and its vacation replies take the same way.
+    relay_port = free_port()
+    with (
+        Dovecot(
+            dict(DEMO_USERS), relay_port=relay_port, sieve=True, sieve_smtp_port=relay_port
+        ) as dovecot,
+        LocalDelivery(dovecot, DEMO_DOMAIN, DEMO_USERS, relay_port),
+    ):
         for user in DEMO_USERS:
             seed_demo(dovecot, user)
         flags = {
@@ -93,14 +109,20 @@ def demo(flags: dict[str, Any], config_file: str | None) -> None:
             "upstream_port": dovecot.port,
             "upstream_tls": "plain",
             "upstream_quota": True,
+            "submission_port": dovecot.submission_port,
+            "submission_tls": "plain",
+            "mail_domain": DEMO_DOMAIN,
+            "sieve_port": dovecot.sieve_port,
+            "sieve_tls": "plain",
             "data_dir": flags.get("data_dir") or tempfile.mkdtemp(prefix="bridge-demo-"),
         }
         settings = load_settings(flags, config_file=config_file)
         url = settings.public_url or f"http://{settings.listen_host}:{settings.listen_port}"
         print(f"Dovecot (IMAP) on {dovecot.host}:{dovecot.port}", flush=True)
+        print(f"ManageSieve on  {dovecot.host}:{dovecot.sieve_port}", flush=True)
         print(f"JMAP session:  {url}/jmap/session", flush=True)
         for user, password in DEMO_USERS.items():
-            print(f"  user {user!r} password {password!r}", flush=True)
+            print(f"  user {user!r} password {password!r} ({user}@{DEMO_DOMAIN})", flush=True)
         serve(settings)
 
 

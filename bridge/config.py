@@ -10,11 +10,12 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
-TlsMode = Literal["implicit", "starttls", "plain"]
+from bridge.endpoint import TlsMode
+from bridge.mime.envelope import is_mailbox
 
 
 class ConfigError(Exception):
@@ -45,10 +46,16 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     submission_host: str | None = None
     submission_port: int | None = None
     submission_tls: TlsMode = "starttls"
+    # The domain of users whose login is not an address: "<login>@<mail_domain>" is their
+    # default Identity. Without it, such a login has no default Identity.
+    mail_domain: str | None = None
     # ManageSieve (RFC 5804) for VacationResponse; off unless a port is set (often 4190).
     sieve_host: str | None = None
     sieve_port: int | None = None
     sieve_tls: TlsMode = "starttls"
+    # PushSubscription URLs must be https to public addresses (no SSRF into bridge's own
+    # network); this lets them be plain http and private or loopback, for tests and LANs.
+    push_allow_private: bool = False
 
     @property
     def imap_port(self) -> int:
@@ -78,6 +85,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 )
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"unknown log level {self.log_level!r}")
+        if self.mail_domain is not None and not is_mailbox(f"user@{self.mail_domain}"):
+            raise ConfigError(f"mail domain {self.mail_domain!r} is not a domain")
         return self
 
 

@@ -31,6 +31,9 @@ DEFAULT_CAPABILITIES = (
     "STATUS=SIZE SAVEDATE LITERAL+ NOTIFY METADATA SPECIAL-USE QUOTA"
 ).split()
 
+# Dovecot's local delivery agent (what an MTA runs per message), from dovecot-core.
+LDA = "/usr/lib/dovecot/dovecot-lda"
+
 SPECIAL_FOLDERS = {
     "Drafts": "\\Drafts",
     "Sent": "\\Sent",
@@ -71,6 +74,9 @@ class Dovecot:
     # ManageSieve (dovecot-managesieved) with Sieve at delivery (dovecot-sieve).
     sieve: bool = False
     sieve_port: int = 0
+    # Where Sieve's own messages (vacation replies, redirects) go at delivery: an SMTP
+    # server on 127.0.0.1:sieve_smtp_port; None leaves Dovecot's default (sendmail).
+    sieve_smtp_port: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +107,18 @@ class Dovecot:
         dot-named entry as a folder)."""
         assert self.base_dir is not None
         return self.base_dir / "sieve" / user
+
+    def deliver(self, user: str, message: bytes, sender: str, recipient: str) -> None:
+        """Deliver ``message`` to ``user`` as the MTA would, through Dovecot's LDA: the
+        user's active Sieve script runs (with ``sieve=True``). RuntimeError if refused."""
+        done = subprocess.run(
+            [LDA, "-c", str(self.config_path), "-d", user, "-a", recipient, "-f", sender],
+            input=message,
+            capture_output=True,
+            timeout=30,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"dovecot-lda failed ({done.returncode}): {done.stderr!r}")
 
     def start(self, timeout: float = 15.0) -> Dovecot:
         assert self.base_dir is not None
@@ -303,7 +321,11 @@ service submission-login {{
         if not self.sieve:
             return ""
         base = self.base_dir
+        smtp = ""
+        if self.sieve_smtp_port is not None:
+            smtp = f"submission_host = 127.0.0.1:{self.sieve_smtp_port}"
         return f"""\
+{smtp}
 protocol lda {{
   mail_plugins = $mail_plugins sieve
 }}

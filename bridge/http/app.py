@@ -8,13 +8,14 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from bridge.config import Settings
 from bridge.http.auth import Authenticator, Credentials
@@ -23,13 +24,15 @@ from bridge.http.push import StateHub, access_token, eventsource
 from bridge.http.session import session_resource, session_state
 from bridge.http.tokens import TokenStore
 from bridge.http.upload import upload
+from bridge.http.websocket import WEBSOCKET_PATH, websocket_endpoint
 from bridge.imap.connection import UpstreamConfig
 from bridge.imap.pool import ConnectionPool
 from bridge.jmap import CoreLimits, Engine, RequestError
 from bridge.mail import registered_methods
 from bridge.mail.account import Account, UserData, UserRegistry
-from bridge.mail.capabilities import CORE, Features, session_capabilities
+from bridge.mail.capabilities import CORE, WEBSOCKET, Features, session_capabilities
 from bridge.mail.watcher import Watchers
+from bridge.webpush.service import WebPush
 
 log = logging.getLogger("bridge.http")
 
@@ -70,12 +73,14 @@ class Bridge:
             submission=settings.submission_port is not None,
             vacation=settings.sieve_port is not None,
         )
-        capabilities = {CORE, *session_capabilities(self.features)}
-        self.engine = Engine(self.limits, capabilities, registered_methods(self.features))
         self._slots: dict[str, asyncio.Semaphore] = {}
         self.hub = StateHub()
         self.tokens = TokenStore()
         self.watchers = Watchers(self.pool)
+        self.webpush = WebPush(self.hub, self.watchers, settings.push_allow_private)
+        capabilities = {CORE, WEBSOCKET, *session_capabilities(self.features)}
+        methods = registered_methods(self.features, push=self.webpush)
+        self.engine = Engine(self.limits, capabilities, methods)
 
     @staticmethod
     def states_of(user: UserData) -> dict[str, str]:
@@ -87,7 +92,23 @@ class Bridge:
             slot = self._slots[username] = asyncio.Semaphore(self.limits.max_concurrent_requests)
         return slot
 
-    def base_url(self, request: Request) -> str:
+    async def execute(self, credentials: Credentials, body: bytes) -> dict[str, Any]:
+        """Parse and run one JMAP Request of an authenticated user: the one path behind
+        /jmap/api and the WebSocket. A request rejected whole raises RequestError."""
+        jmap_request = self.engine.parse_request(body)
+        slot = self.slot(credentials.username)
+        if slot.locked():
+            raise RequestError(
+                "limit", 400, "too many concurrent requests", "maxConcurrentRequests"
+            )
+        async with slot:
+            await self.webpush.before_request(credentials, self.users)
+            result, states = await run_in_threadpool(_run, self, credentials, jmap_request)
+        self.hub.publish(credentials.username, states)
+        await self.webpush.after_request(credentials, self.users)
+        return result
+
+    def base_url(self, request: HTTPConnection) -> str:
         if self.settings.public_url:
             return self.settings.public_url.rstrip("/")
         return str(request.base_url).rstrip("/")
@@ -118,17 +139,9 @@ async def api(request: Request) -> Response:
     limit = bridge.limits.max_size_request
     try:
         body = await _read_limited(request, limit)
-        jmap_request = bridge.engine.parse_request(body)
+        result = await bridge.execute(credentials, body)
     except RequestError as error:
         return problem_response(error)
-    slot = bridge.slot(credentials.username)
-    if slot.locked():
-        return problem_response(
-            RequestError("limit", 400, "too many concurrent requests", "maxConcurrentRequests")
-        )
-    async with slot:
-        result, states = await run_in_threadpool(_run, bridge, credentials, jmap_request)
-    bridge.hub.publish(credentials.username, states)
     return json_response(result)
 
 
@@ -139,7 +152,7 @@ def _run(
     user = bridge.users.get(credentials.username)
     request_id = secrets.token_hex(6)
     state = session_state(bridge, credentials.username)
-    with Account(user, bridge.pool, credentials.password) as account:
+    with Account(user, bridge.pool, credentials.password, bridge.settings) as account:
         result = bridge.engine.run(jmap_request, account, user.account_id, state, request_id)
     return result, user.states()
 
@@ -188,7 +201,9 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        bridge.webpush.start()
         yield
+        await bridge.webpush.stop()
         await run_in_threadpool(bridge.close)
 
     app = Starlette(
@@ -201,6 +216,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
             Route("/jmap/upload/{account_id}/", upload, methods=["POST"]),
             Route("/jmap/eventsource", eventsource, methods=["GET"]),
             Route("/jmap/token", access_token, methods=["POST"]),
+            WebSocketRoute(WEBSOCKET_PATH, websocket_endpoint),
         ],
         lifespan=lifespan,
     )

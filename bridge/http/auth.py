@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 
 from bridge.http.throttle import FailureThrottle
@@ -68,7 +68,7 @@ class Authenticator:
         self.by_user = FailureThrottle(per_user, window)
         self.by_address = FailureThrottle(per_address, window)
 
-    async def authenticate(self, request: Request) -> Credentials | Response:
+    async def authenticate(self, request: HTTPConnection) -> Credentials | Response:
         credentials = parse_basic(request.headers.get("authorization"))
         if credentials is None:
             return _unauthorized("credentials required")

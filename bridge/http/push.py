@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -50,6 +50,16 @@ class StateHub:
             with contextlib.suppress(asyncio.QueueFull):  # a stalled stream only misses news
                 queue.put_nowait(states)
 
+    def reporter(self, username: str) -> Callable[[States], None]:
+        """A watcher's report callback: it runs in the watcher's thread, and publishes on
+        the running event loop."""
+        loop = asyncio.get_running_loop()
+
+        def report(states: States) -> None:
+            loop.call_soon_threadsafe(self.publish, username, states)
+
+        return report
+
 
 def event_id(states: States) -> str:
     return ".".join(f"{name}:{state}" for name, state in sorted(states.items()))
@@ -83,8 +93,9 @@ async def access_token(request: Request) -> Response:
     token, expires = bridge.tokens.issue(credentials)
     body = msgspec.json.encode({"token": token, "expires": int(expires)})
     response = Response(body, media_type="application/json")
+    # For both listeners a browser opens: /jmap/eventsource and the WebSocket, /jmap/ws.
     response.set_cookie(COOKIE, token, max_age=int(LIFETIME), httponly=True, samesite="strict",
-                        path="/jmap/eventsource")  # fmt: skip
+                        path="/jmap")  # fmt: skip
     return response
 
 
@@ -112,11 +123,7 @@ async def eventsource(request: Request) -> Response:
     user = bridge.users.get(credentials.username)
     queue = bridge.hub.subscribe(credentials.username)
     loop = asyncio.get_running_loop()
-
-    def report(states: States) -> None:  # called from the watcher's thread
-        loop.call_soon_threadsafe(bridge.hub.publish, credentials.username, states)
-
-    bridge.watchers.join(user, credentials.password, report)
+    bridge.watchers.join(user, credentials.password, bridge.hub.reporter(credentials.username))
     current = await run_in_threadpool(bridge.states_of, user)
     last_seen = request.headers.get("last-event-id")
 

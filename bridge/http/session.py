@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from bridge.mail.account import account_id_for
-from bridge.mail.capabilities import CORE, account_capabilities, session_capabilities
+from bridge.mail.capabilities import CORE, WEBSOCKET, account_capabilities, session_capabilities
 
 if TYPE_CHECKING:
     from bridge.http.app import Bridge
@@ -39,10 +39,18 @@ def session_state(bridge: Bridge, username: str) -> str:
     return hashlib.sha256(encoded).hexdigest()[:16]
 
 
+def websocket_url(base_url: str) -> str:
+    scheme, _, rest = base_url.partition("://")
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/jmap/ws"
+
+
 def session_resource(bridge: Bridge, username: str, base_url: str) -> dict[str, Any]:
     # Absolute URLs: many clients do not resolve relative ones against the session URL.
+    body = _session_body(bridge, username)
+    # RFC 8887 §3. Like apiUrl, its URL follows the request, so it is left out of the state.
+    body["capabilities"][WEBSOCKET] = {"url": websocket_url(base_url), "supportsPush": True}
     return {
-        **_session_body(bridge, username),
+        **body,
         "apiUrl": f"{base_url}/jmap/api",
         "downloadUrl": (
             f"{base_url}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?accept={{type}}"

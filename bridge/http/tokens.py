@@ -1,9 +1,10 @@
-"""Short-lived access tokens for browsers' EventSource, which cannot send Authorization.
+"""Short-lived access tokens for browsers' EventSource and WebSocket, which cannot send
+Authorization.
 
-``POST /jmap/token`` (Basic auth) hands out an opaque token; ``/jmap/eventsource`` takes it
-as ``?access_token=`` or the ``jmap_token`` cookie. Tokens live only in this process's
-memory, each for one user, for an hour: the password they stand for (which the upstream
-watcher needs to log in) is never written anywhere.
+``POST /jmap/token`` (Basic auth) hands out an opaque token; ``/jmap/eventsource`` and
+``/jmap/ws`` take it as ``?access_token=`` or the ``jmap_token`` cookie. Tokens live only in
+this process's memory, each for one user, for an hour: the password they stand for (which
+the upstream watcher needs to log in) is never written anywhere.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Literal
 
 from imapclient import IMAPClient
 
+from bridge.endpoint import Endpoint
 from bridge.imap import quoting
 from bridge.imap.errors import AuthFailed, UpstreamUnavailable
 from bridge.imap.responses import ObjectIds, parse_capabilities, parse_id
@@ -30,20 +30,8 @@ log = logging.getLogger("bridge.imap")
 _UNAVAILABLE_CODES = {"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT"}
 
 
-@dataclass(frozen=True)
-class UpstreamConfig:
-    host: str
-    port: int
-    tls: Literal["implicit", "starttls", "plain"] = "implicit"
-    timeout: float = 30.0
-    verify_tls: bool = True
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
-        if not self.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+# The IMAP server's address and TLS mode.
+UpstreamConfig = Endpoint
 
 
 @dataclass

@@ -6,21 +6,32 @@ import functools
 
 from bridge.jmap import MethodSpec
 from bridge.jmap.core import echo_method
-from bridge.mail.capabilities import MAIL, QUOTA, Features
+from bridge.mail.capabilities import MAIL, QUOTA, SUBMISSION, VACATION, Features
 from bridge.mail.common import Handler, translating_upstream_errors
 from bridge.mail.email_get import email_changes, email_get, has_attachment_of
 from bridge.mail.email_query import email_query, email_query_changes
 from bridge.mail.email_set import email_copy, email_import, email_set
+from bridge.mail.identity import identity_changes, identity_get, identity_set
 from bridge.mail.mailbox import mailbox_changes, mailbox_get, mailbox_query, mailbox_query_changes
 from bridge.mail.mailbox_set import mailbox_set
 from bridge.mail.parse import email_parse
+from bridge.mail.push_subscription import PushOutbox, push_subscription_methods
 from bridge.mail.quota import quota_changes, quota_get, quota_query, quota_query_changes
 from bridge.mail.snippet import search_snippet_get
+from bridge.mail.submission import (
+    submission_changes,
+    submission_get,
+    submission_query,
+    submission_query_changes,
+)
+from bridge.mail.submission_set import submission_set
 from bridge.mail.thread import thread_changes, thread_get
+from bridge.mail.vacation import vacation_get, vacation_set
 
 
-def registered_methods(features: Features) -> list[MethodSpec]:
-    """Every method a client may call; any other name answers unknownMethod."""
+def registered_methods(features: Features, push: PushOutbox | None = None) -> list[MethodSpec]:
+    """Every method a client may call; any other name answers unknownMethod. PushSubscription/*
+    need ``push``, the delivery side."""
     handlers: dict[str, Handler] = {
         "Mailbox/get": mailbox_get,
         "Mailbox/changes": mailbox_changes,
@@ -49,6 +60,24 @@ def registered_methods(features: Features) -> list[MethodSpec]:
             "Quota/query": quota_query,
             "Quota/queryChanges": quota_query_changes,
         })  # fmt: skip
+    if features.submission:
+        methods += _under(SUBMISSION, {
+            "Identity/get": identity_get,
+            "Identity/changes": identity_changes,
+            "Identity/set": identity_set,
+            "EmailSubmission/get": submission_get,
+            "EmailSubmission/changes": submission_changes,
+            "EmailSubmission/query": submission_query,
+            "EmailSubmission/queryChanges": submission_query_changes,
+            "EmailSubmission/set": submission_set,
+        })  # fmt: skip
+    if features.vacation:
+        methods += _under(VACATION, {
+            "VacationResponse/get": vacation_get,
+            "VacationResponse/set": vacation_set,
+        })  # fmt: skip
+    if push is not None:
+        methods += push_subscription_methods(push)
     return methods
 
 

@@ -15,19 +15,20 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge.config import Settings
 from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import UpstreamUnavailable
 from bridge.imap.pool import ConnectionPool
 from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
-from bridge.store.cache import EMAIL, MAILBOX, THREAD, Cache
+from bridge.store.cache import EMAIL, EMAIL_SUBMISSION, IDENTITY, MAILBOX, THREAD, Cache
 from bridge.store.ids import derive_id
 from bridge.store.uploads import UploadStore
 
 log = logging.getLogger("bridge.mail")
 
-PUSHED_TYPES = (MAILBOX, EMAIL, THREAD)
+PUSHED_TYPES = (MAILBOX, EMAIL, THREAD, IDENTITY, EMAIL_SUBMISSION)
 
 
 def account_id_for(username: str) -> str:
@@ -43,6 +44,11 @@ class UserData:
     sync_lock: threading.Lock = field(default_factory=threading.Lock)
     sync_generation: int = 0
     indexer: BackgroundIndexer = field(init=False)
+    # VacationResponse lives on the ManageSieve server, which push must not poll: its
+    # state is what this process last saw there (None until a /set), and one /set of
+    # the user's runs at a time.
+    vacation_state: str | None = None
+    vacation_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.indexer = BackgroundIndexer(self.cache, self.sync_lock)
@@ -53,7 +59,10 @@ class UserData:
 
     def states(self) -> dict[str, str]:
         """The state of each data type push reports (RFC 8620 §7.1), from the cache."""
-        return {name: self.cache.encode_state(self.cache.state(name)) for name in PUSHED_TYPES}
+        states = {name: self.cache.encode_state(self.cache.state(name)) for name in PUSHED_TYPES}
+        if self.vacation_state is not None:
+            states["VacationResponse"] = self.vacation_state
+        return states
 
 
 class UserRegistry:
@@ -78,6 +87,7 @@ class UserRegistry:
     def close(self) -> None:
         with self._lock:
             for user in self._users.values():
+                user.indexer.stop()
                 user.cache.close()
             self._users.clear()
 
@@ -85,9 +95,16 @@ class UserRegistry:
 class Account:
     """What a method handler works with during one request."""
 
-    def __init__(self, user: UserData, pool: ConnectionPool, password: str) -> None:
+    def __init__(
+        self,
+        user: UserData,
+        pool: ConnectionPool,
+        password: str,
+        settings: Settings | None = None,
+    ) -> None:
         self.user = user
         self.cache = user.cache
+        self.settings = settings or Settings()
         self._pool = pool
         self._password = password
         self._stack = ExitStack()
@@ -97,6 +114,12 @@ class Account:
     @property
     def account_id(self) -> str:
         return self.user.account_id
+
+    @property
+    def login(self) -> tuple[str, str]:
+        """Username and password of this request, for the user's other upstream services
+        (SMTP submission, ManageSieve). Held in memory only: never log it."""
+        return self.user.username, self._password
 
     @property
     def imap(self) -> ImapConnection:

@@ -11,6 +11,8 @@ MAIL = "urn:ietf:params:jmap:mail"
 QUOTA = "urn:ietf:params:jmap:quota"
 SUBMISSION = "urn:ietf:params:jmap:submission"
 VACATION = "urn:ietf:params:jmap:vacationresponse"
+# RFC 8887: offered always; a session-level capability, not an account's.
+WEBSOCKET = "urn:ietf:params:jmap:websocket"
 
 
 class Features(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,14 +9,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
-from bridge.jmap import CallContext, MethodError
+from bridge.jmap import CallContext, MethodError, MethodResult
 from bridge.jmap.standard import ChangesArgs, QueryArgs, page_query
 from bridge.mail.account import Account
 from bridge.store.base import Store
 
 log = logging.getLogger("bridge.mail")
 
-Handler = Callable[[CallContext, dict[str, Any]], dict[str, Any]]
+Handler = Callable[[CallContext, dict[str, Any]], dict[str, Any] | MethodResult]
 
 
 def account_of(ctx: CallContext) -> Account:
@@ -29,7 +29,7 @@ def translating_upstream_errors(handler: Handler) -> Handler:
     """The one place where an upstream failure becomes a method-level JMAP error."""
 
     @functools.wraps(handler)
-    def wrapper(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
+    def wrapper(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any] | MethodResult:
         try:
             return handler(ctx, args)
         except UpstreamUnavailable as exc:
@@ -125,6 +125,23 @@ def check_comparators(
 
 # A FilterCondition's property -> the test its value must pass, and what it must be.
 ConditionTypes = dict[str, tuple[Callable[[Any], bool], str]]
+
+
+def filter_matches(
+    node: dict[str, Any] | None, condition_holds: Callable[[dict[str, Any]], bool]
+) -> bool:
+    """Whether a checked filter (RFC 8620 §5.5) holds; ``condition_holds`` decides each
+    FilterCondition, this the operators above them."""
+    if not node:
+        return True
+    if "operator" in node:
+        results = (filter_matches(condition, condition_holds) for condition in node["conditions"])
+        if node["operator"] == "AND":
+            return all(results)
+        if node["operator"] == "OR":
+            return any(results)
+        return not any(results)
+    return condition_holds(node)
 
 
 def check_filter(node: Any, conditions: ConditionTypes) -> None:

@@ -26,7 +26,7 @@ from bridge.jmap.standard import CopyArgs, SetArgs, check_in_state
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
-from bridge.mail.setting import Refused, attempt
+from bridge.mail.setting import Refused, apply_each, attempt
 from bridge.mail.threading import header_fields
 from bridge.mime.compose import BlobsNotFound, ComposeError, compose
 from bridge.store.cache import EMAIL
@@ -87,19 +87,8 @@ class EmailSetter:
         self.account.sync()
         old_state = self.cache.encode_state(self.cache.state(EMAIL))
         check_in_state(self.request.ifInState, old_state)
-        created: dict[str, Any] = {}
-        not_created: dict[str, Any] = {}
-        updated: dict[str, Any] = {}
-        not_updated: dict[str, Any] = {}
-        destroyed: dict[str, Any] = {}
-        not_destroyed: dict[str, Any] = {}
         try:
-            for creation_id, obj in (self.request.create or {}).items():
-                attempt(self._create, creation_id, obj, done=created, failed=not_created)
-            for email_id, patch in (self.request.update or {}).items():
-                attempt(self._update, email_id, patch, done=updated, failed=not_updated)
-            for email_id in self.request.destroy or []:
-                attempt(self._destroy, email_id, done=destroyed, failed=not_destroyed)
+            results = apply_each(self.request, self._create, self._update, self._destroy)
         except UpstreamUnavailable as exc:
             if self.changed_upstream:
                 raise MethodError(
@@ -112,12 +101,7 @@ class EmailSetter:
             "accountId": self.ctx.account_id,
             "oldState": old_state,
             "newState": self.cache.encode_state(self.cache.state(EMAIL)),
-            "created": created or None,
-            "updated": updated or None,
-            "destroyed": list(destroyed) or None,
-            "notCreated": not_created or None,
-            "notUpdated": not_updated or None,
-            "notDestroyed": not_destroyed or None,
+            **results,
         }
 
     def _create(self, creation_id: str, obj: Any) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 
 from bridge.imap.connection import ImapConnection
@@ -50,8 +49,10 @@ def index_folder(
     record: MailboxRecord,
     lock: threading.Lock,
     progress: Progress | None = None,
+    stopping: threading.Event | None = None,
 ) -> None:
-    """Index one folder whole, newest first."""
+    """Index one folder whole, newest first; ``stopping`` set ends it between chunks (the
+    folder stays unindexed, and indexing resumes from the cache on a later request)."""
     progress = progress or Progress()
     selected = conn.select(record.name)
     present = conn.search_all_uids() if selected.exists else []
@@ -62,6 +63,8 @@ def index_folder(
     todo = sorted((uid for uid in present if uid not in known), reverse=True)
     progress.total, progress.indexed = len(present), len(present) - len(todo)
     for start in range(0, len(todo), CHUNK):
+        if stopping is not None and stopping.is_set():
+            return
         chunk = todo[start : start + CHUNK]
         fetched = conn.fetch_meta(uid_set(chunk), extra=NEW_MESSAGE_ITEMS).messages
         added = [new_message(record, selected.uidvalidity, meta) for meta in fetched.values()]
@@ -108,10 +111,11 @@ class BackgroundIndexer:
         self.state = IndexState()
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
+        self._stopping = threading.Event()
 
     def start(self, pool: ConnectionPool, username: str, password: str) -> None:
         with self._guard:
-            if self._thread is not None and self._thread.is_alive():
+            if self._stopping.is_set() or (self._thread is not None and self._thread.is_alive()):
                 return
             # The password stays in memory, in this thread, until indexing ends.
             self._thread = threading.Thread(
@@ -126,8 +130,18 @@ class BackgroundIndexer:
         if thread is not None:
             thread.join()
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """End indexing at the next chunk (before the cache closes)."""
+        with self._guard:
+            self._stopping.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
     def _run(self, pool: ConnectionPool, username: str, password: str) -> None:
-        time.sleep(START_DELAY)
+        if self._stopping.wait(START_DELAY):
+            self.state.running = False
+            return
         try:
             with pool.connection(username, password) as conn:
                 self.index_all(conn)
@@ -140,5 +154,7 @@ class BackgroundIndexer:
 
     def index_all(self, conn: ImapConnection) -> None:
         for record in unindexed(self.cache):
+            if self._stopping.is_set():
+                return
             progress = self.state.folders.setdefault(record.name, Progress())
-            index_folder(self.cache, conn, record, self.lock, progress)
+            index_folder(self.cache, conn, record, self.lock, progress, self._stopping)

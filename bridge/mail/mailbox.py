@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from bridge.jmap import CallContext, MethodError, decode_args
@@ -13,6 +14,7 @@ from bridge.mail.common import (
     changes_response,
     check_comparators,
     check_filter,
+    filter_matches,
     query_changes_response,
     query_response,
     since_value,
@@ -171,16 +173,8 @@ def _check_filter(node: Any) -> None:
     check_filter(node, FILTER_TYPES)
 
 
-def _matches(node: dict[str, Any] | None, mailbox: dict[str, Any]) -> bool:
-    if not node:
-        return True
-    if "operator" in node:
-        results = (_matches(condition, mailbox) for condition in node["conditions"])
-        if node["operator"] == "AND":
-            return all(results)
-        if node["operator"] == "OR":
-            return any(results)
-        return not any(results)
+def _holds(mailbox: dict[str, Any], node: dict[str, Any]) -> bool:
+    """One FilterCondition of a /query filter."""
     if "parentId" in node and mailbox["parentId"] != node["parentId"]:
         return False
     if "name" in node and node["name"].casefold() not in mailbox["name"].casefold():
@@ -229,7 +223,9 @@ def query_ids(
     filter_as_tree: bool,
 ) -> list[str]:
     objects = {mailbox_id: tree.to_object(r) for mailbox_id, r in tree.records.items()}
-    matching = {mid for mid, mailbox in objects.items() if _matches(filter_, mailbox)}
+    matching = {
+        mid for mid, mailbox in objects.items() if filter_matches(filter_, partial(_holds, mailbox))
+    }
     if filter_as_tree:
         matching = {
             mid for mid in matching

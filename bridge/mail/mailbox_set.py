@@ -18,7 +18,7 @@ from bridge.jmap.standard import SetArgs, check_in_state
 from bridge.mail.account import Account
 from bridge.mail.common import account_of
 from bridge.mail.mailbox import MailboxTree
-from bridge.mail.setting import Refused, attempt
+from bridge.mail.setting import Refused, apply_each
 from bridge.store.cache import MAILBOX
 from bridge.store.records import MailboxRecord
 
@@ -89,21 +89,8 @@ class MailboxSetter:
         self.account.sync()
         old_state = self.cache.encode_state(self.cache.state(MAILBOX))
         check_in_state(self.request.ifInState, old_state)
-        created: dict[str, Any] = {}
-        not_created: dict[str, Any] = {}
-        updated: dict[str, Any] = {}
-        not_updated: dict[str, Any] = {}
-        destroyed: list[str] = []
-        not_destroyed: dict[str, Any] = {}
         try:
-            for creation_id, obj in (self.request.create or {}).items():
-                attempt(self._create, creation_id, obj, done=created, failed=not_created)
-            for mailbox_id, patch in (self.request.update or {}).items():
-                attempt(self._update, mailbox_id, patch, done=updated, failed=not_updated)
-            for mailbox_id in self.request.destroy or []:
-                outcome: dict[str, Any] = {}
-                attempt(self._destroy, mailbox_id, done=outcome, failed=not_destroyed)
-                destroyed.extend(outcome)
+            results = apply_each(self.request, self._create, self._update, self._destroy)
         except UpstreamUnavailable as exc:
             if self.changed_upstream:
                 raise MethodError(
@@ -116,12 +103,7 @@ class MailboxSetter:
             "accountId": self.ctx.account_id,
             "oldState": old_state,
             "newState": self.cache.encode_state(self.cache.state(MAILBOX)),
-            "created": created or None,
-            "updated": updated or None,
-            "destroyed": destroyed or None,
-            "notCreated": not_created or None,
-            "notUpdated": not_updated or None,
-            "notDestroyed": not_destroyed or None,
+            **results,
         }
         return response
 

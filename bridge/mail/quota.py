@@ -10,6 +10,7 @@ then refetches, which is two small objects).
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -24,7 +25,7 @@ from bridge.jmap.standard import (
     get_properties,
 )
 from bridge.mail.capabilities import MAIL
-from bridge.mail.common import account_of, check_filter, query_response
+from bridge.mail.common import account_of, check_filter, filter_matches, query_response
 from bridge.store.ids import derive_id
 
 PROPERTIES = (
@@ -127,16 +128,8 @@ def _check_filter(node: Any) -> None:
     check_filter(node, {key: (_is_string, "a string") for key in FILTER_PROPERTIES})
 
 
-def _matches(node: dict[str, Any] | None, quota: dict[str, Any]) -> bool:
-    if not node:
-        return True
-    if "operator" in node:
-        results = (_matches(condition, quota) for condition in node["conditions"])
-        if node["operator"] == "AND":
-            return all(results)
-        if node["operator"] == "OR":
-            return any(results)
-        return not any(results)
+def _holds(quota: dict[str, Any], node: dict[str, Any]) -> bool:
+    """One FilterCondition of a /query filter."""
     if "name" in node and node["name"].casefold() not in quota["name"].casefold():
         return False
     if "scope" in node and quota["scope"] != node["scope"]:
@@ -162,7 +155,9 @@ def _check_sort(sort: Any) -> list[dict[str, Any]]:
 def _query_ids(
     quotas: list[dict[str, Any]], node: dict[str, Any] | None, sort: list[dict[str, Any]]
 ) -> list[str]:
-    found = sorted((q for q in quotas if _matches(node, q)), key=lambda q: q["id"])
+    found = sorted(
+        (q for q in quotas if filter_matches(node, partial(_holds, q))), key=lambda q: q["id"]
+    )
     # Stable sorts, last comparator first; ties keep the id order.
     for comparator in reversed(sort):
         prop = comparator["property"]

@@ -7,7 +7,7 @@ upstream fails that object, with overQuota where the server says [OVERQUOTA].
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.imap.errors import CommandFailed
 from bridge.jmap import set_error
@@ -44,3 +44,39 @@ def attempt(
         failed[key] = set_error(kind, f"the upstream refused: {exc.text}")
     except ValueError as exc:
         failed[key] = set_error("forbidden", str(exc))
+
+
+class SetRequest(Protocol):
+    create: dict[str, Any] | None
+    update: dict[str, Any] | None
+    destroy: list[str] | None
+
+
+def apply_each(
+    request: SetRequest,
+    create: Callable[[str, Any], Any],
+    update: Callable[[str, Any], Any],
+    destroy: Callable[[str], Any],
+) -> dict[str, Any]:
+    """Every create, then every update, then every destroy, each object on its own
+    (RFC 8620 §5.3): the created ... notDestroyed members of the /set response."""
+    created: dict[str, Any] = {}
+    not_created: dict[str, Any] = {}
+    updated: dict[str, Any] = {}
+    not_updated: dict[str, Any] = {}
+    destroyed: dict[str, Any] = {}
+    not_destroyed: dict[str, Any] = {}
+    for creation_id, obj in (request.create or {}).items():
+        attempt(create, creation_id, obj, done=created, failed=not_created)
+    for object_id, patch in (request.update or {}).items():
+        attempt(update, object_id, patch, done=updated, failed=not_updated)
+    for object_id in request.destroy or []:
+        attempt(destroy, object_id, done=destroyed, failed=not_destroyed)
+    return {
+        "created": created or None,
+        "updated": updated or None,
+        "destroyed": list(destroyed) or None,
+        "notCreated": not_created or None,
+        "notUpdated": not_updated or None,
+        "notDestroyed": not_destroyed or None,
+    }

@@ -33,6 +33,8 @@ from bridge.store.schema import migrate
 MAILBOX = "Mailbox"
 EMAIL = "Email"
 THREAD = "Thread"
+IDENTITY = "Identity"
+EMAIL_SUBMISSION = "EmailSubmission"
 
 _MAILBOX_COLUMNS = (
     "id, upstream_key, name, delimiter, role, subscribed, selectable, sort_order, rights, "
@@ -123,6 +125,13 @@ class Cache:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    @contextmanager
+    def sql(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the cache's lock, for a table kept apart from the change
+        log by a store of its own (bridge.store.push_subscriptions)."""
+        with self._lock:
+            yield self._conn
 
     # -- transactions and the counter -------------------------------------------------
 
@@ -305,7 +314,8 @@ class Cache:
             last = int(self._meta("pruned_at") or 0)
         if keep_after <= 0 or (keep_changes and keep_after <= last + keep_changes // 10):
             return 0
-        pruned = sum(self.prune_tombstones(t, keep_after) for t in (MAILBOX, EMAIL, THREAD))
+        kinds = (MAILBOX, EMAIL, THREAD, IDENTITY, EMAIL_SUBMISSION)
+        pruned = sum(self.prune_tombstones(t, keep_after) for t in kinds)
         with self.transaction():
             self._set_meta("pruned_at", str(keep_after))
         return pruned
@@ -321,6 +331,41 @@ class Cache:
                 horizon = max(keep_after, self.horizon(type_name))
                 self._set_meta(f"horizon:{type_name}", str(horizon))
             return cursor.rowcount
+
+    # -- objects kept whole (Identity, EmailSubmission) -----------------------------------
+
+    def objects(self, type_name: str) -> dict[str, bytes]:
+        """Every stored object of a type: id -> its encoded form."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, data FROM objects WHERE type = ?", (type_name,)
+            ).fetchall()
+        return {object_id: bytes(data) for object_id, data in rows}
+
+    def put_object(self, type_name: str, object_id: str, data: bytes) -> None:
+        """Store an object, logged as created or updated by whether it existed."""
+        with self.transaction():
+            known = self._conn.execute(
+                "SELECT 1 FROM objects WHERE type = ? AND id = ?", (type_name, object_id)
+            ).fetchone()
+            self._conn.execute(
+                "INSERT OR REPLACE INTO objects(type, id, data) VALUES (?, ?, ?)",
+                (type_name, object_id, data),
+            )
+            if known:
+                self.log_updated(type_name, object_id)
+            else:
+                self.log_created(type_name, object_id)
+
+    def remove_object(self, type_name: str, object_id: str) -> bool:
+        """Forget an object; False if there was none."""
+        with self.transaction():
+            cursor = self._conn.execute(
+                "DELETE FROM objects WHERE type = ? AND id = ?", (type_name, object_id)
+            )
+            if cursor.rowcount:
+                self.log_destroyed(type_name, object_id)
+            return bool(cursor.rowcount)
 
     # -- mailboxes ----------------------------------------------------------------------
 

@@ -103,6 +103,32 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT OR IGNORE INTO threads(id) SELECT DISTINCT thread_id FROM emails;
     """,
+    """
+    -- Objects bridge keeps itself rather than mirroring them from IMAP (Identity,
+    -- EmailSubmission): few and small, each stored whole as the JSON of its JMAP object.
+    CREATE TABLE objects (
+        type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (type, id)
+    ) WITHOUT ROWID;
+    """,
+    """
+    -- PushSubscriptions (RFC 8620 §7.2), outside the change log: they have no state.
+    -- expected_code is what the PushVerification carried; verification_code is what the
+    -- client set, and the subscription is active once they match. expires: Unix seconds.
+    CREATE TABLE push_subscriptions (
+        id TEXT PRIMARY KEY,
+        device_client_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        p256dh TEXT,
+        auth TEXT,
+        expected_code TEXT NOT NULL,
+        verification_code TEXT,
+        expires INTEGER NOT NULL,
+        types TEXT
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from bridge.cli import DEMO_USERS
-from tests.integration.server import JmapClient, free_port
+from bridge.cli import DEMO_DOMAIN, DEMO_USERS
+from bridge.mail.capabilities import SUBMISSION
+from tests.integration.server import USING, JmapClient, free_port
 
 
 def test_demo_serves_sample_mail(tmp_path: Path) -> None:
@@ -42,7 +43,14 @@ def test_demo_serves_sample_mail(tmp_path: Path) -> None:
         assert {"INBOX", "Sent", "Work", "Work/Projects", "Archive"} <= set(boxes)
         assert boxes["INBOX"]["totalEmails"] > 10
         assert boxes["INBOX"]["unreadEmails"] < boxes["INBOX"]["totalEmails"]
+        send_to_bob(jmap, boxes["Drafts"]["id"])
         jmap.close()
+        bob = JmapClient(url, "bob", DEMO_USERS["bob"])
+        inbox = bob.mailboxes()["INBOX"]["id"]
+        found = bob.call("Email/query", {"filter": {"inMailbox": inbox, "subject": "Lunch?"}})
+        [email] = bob.call("Email/get", {"ids": found["ids"], "properties": ["from"]})["list"]
+        assert email["from"] == [{"name": "Alice", "email": f"alice@{DEMO_DOMAIN}"}]
+        bob.close()
     finally:
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=20)
@@ -52,3 +60,25 @@ def test_demo_serves_sample_mail(tmp_path: Path) -> None:
     imap_port = int(printed.split("Dovecot (IMAP) on 127.0.0.1:")[1].split()[0])
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", imap_port)) != 0
+
+
+def send_to_bob(alice: JmapClient, drafts: str) -> None:
+    """alice writes to bob through EmailSubmission; the demo delivers it locally."""
+    account = alice.account_id
+    identities = alice.request([["Identity/get", {"accountId": account}, "i"]],
+                               using=[*USING, SUBMISSION])  # fmt: skip
+    [identity] = identities[0][1]["list"]
+    assert identity["email"] == f"alice@{DEMO_DOMAIN}"
+    draft = {
+        "mailboxIds": {drafts: True}, "keywords": {"$draft": True}, "subject": "Lunch?",
+        "from": [{"name": "Alice", "email": identity["email"]}],
+        "to": [{"email": f"bob@{DEMO_DOMAIN}"}],
+        "bodyValues": {"t": {"value": "Noon?"}}, "textBody": [{"partId": "t"}],
+    }  # fmt: skip
+    responses = alice.request([
+        ["Email/set", {"accountId": account, "create": {"d": draft}}, "e"],
+        ["EmailSubmission/set", {"accountId": account, "create": {
+            "s": {"identityId": identity["id"], "emailId": "#d"},
+        }}, "s"],
+    ], using=[*USING, SUBMISSION])  # fmt: skip
+    assert "s" in (responses[1][1].get("created") or {}), responses

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import socket
 import subprocess
 import threading
@@ -98,6 +99,10 @@ def test_a_connection_kicked_by_the_server_is_replaced(dovecot: Dovecot) -> None
         check=True,
         capture_output=True,
     )
+    # The kicked session's BYE and close reach the socket a moment after doveadm returns.
+    deadline = time.monotonic() + 5
+    while not _readable(first) and time.monotonic() < deadline:
+        time.sleep(0.01)
     with pool.connection("bob", USERS["bob"]) as second:
         assert second is not first
         second.noop()
@@ -179,3 +184,8 @@ def test_threads_share_the_open_limit(dovecot: Dovecot) -> None:
     assert pool.stats("bob")[0] <= 3
     pool.close_all()
     assert pool.stats("bob") == (0, 0)
+
+
+def _readable(connection: ImapConnection) -> bool:
+    fd = connection._client.socket().fileno()
+    return bool(select.select([fd], [], [], 0)[0])

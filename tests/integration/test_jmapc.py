@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 from jmapc import (
+    Address,
     Client,
     Comparator,
     Email,
@@ -16,7 +17,10 @@ from jmapc import (
     EmailBodyPart,
     EmailBodyValue,
     EmailQueryFilterCondition,
+    EmailSubmission,
+    Envelope,
     Ref,
+    UndoStatus,
 )
 from jmapc.methods import (
     CoreEcho,
@@ -24,12 +28,29 @@ from jmapc.methods import (
     EmailGet,
     EmailQuery,
     EmailSet,
+    EmailSetResponse,
+    EmailSubmissionSet,
+    EmailSubmissionSetResponse,
+    IdentityGet,
     MailboxGet,
     ThreadGet,
 )
 
 from bridge.demo.dovecot import Dovecot
 from tests.integration.server import BridgeServer
+from tests.integration.smtp_sink import SmtpSink
+
+
+def _certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (jmapc only speaks https)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +59,7 @@ def tls_bridge(
 ) -> Iterator[tuple[BridgeServer, Path]]:
     # jmapc only speaks https://host/.well-known/jmap: serve a self-signed certificate.
     folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = _certificate(folder)
     server = BridgeServer(
         upstream.host, upstream.port, folder / "data", ssl_files=(str(cert), str(key))
     ).start()
@@ -144,3 +159,71 @@ def test_jmapc_writes(
     [data] = other.fetch(other.search("ALL"), ["FLAGS", "ENVELOPE"]).values()
     assert {b"\\Draft", b"\\Flagged"} <= set(data[b"FLAGS"])
     assert data[b"ENVELOPE"].subject == b"From jmapc"
+
+
+SENDER, SENDER_PASSWORD = "writer@example.test", "writer-pw"
+
+
+@pytest.fixture(scope="module")
+def sending_bridge(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[BridgeServer, Path, SmtpSink]]:
+    """A Dovecot whose SMTP submission relays to a sink, and a bridge sending through it."""
+    folder = tmp_path_factory.mktemp("sending")
+    cert, key = _certificate(folder)
+    with SmtpSink() as sink, Dovecot({SENDER: SENDER_PASSWORD}, relay_port=sink.port) as dovecot:
+        server = BridgeServer(
+            dovecot.host, dovecot.port, folder / "data", ssl_files=(str(cert), str(key)),
+            submission_port=dovecot.submission_port, submission_tls="plain",
+        ).start()  # fmt: skip
+        yield server, cert, sink
+        server.stop()
+
+
+def test_jmapc_sends_a_draft_and_files_it(
+    sending_bridge: tuple[BridgeServer, Path, SmtpSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual client flow in one request: create a draft, submit it, and on success
+    drop $draft and move it from Drafts to Sent."""
+    server, cert, sink = sending_bridge
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    client = Client.create_with_password(f"127.0.0.1:{server.port}", SENDER, SENDER_PASSWORD)
+    client.requests_session.verify = str(cert)
+    [identity] = client.request(IdentityGet(ids=None)).data
+    assert identity.email == SENDER and identity.may_delete is False
+    boxes = {m.role: m for m in client.request(MailboxGet(ids=None)).data}
+    drafts, sent = boxes["drafts"].id, boxes["sent"].id
+    results = client.request([
+        EmailSet(create={"draft": Email(
+            mailbox_ids={drafts: True}, keywords={"$draft": True},
+            mail_from=[EmailAddress(name="Writer", email=SENDER)],
+            to=[EmailAddress(email="reader@example.net")],
+            bcc=[EmailAddress(email="hidden@example.net")], subject="Sent by jmapc",
+            body_values={"t": EmailBodyValue(value="Hello from jmapc")},
+            text_body=[EmailBodyPart(part_id="t", type="text/plain")],
+        )}),
+        EmailSubmissionSet(
+            create={"send": EmailSubmission(identity_id=identity.id, email_id="#draft")},
+            on_success_update_email={"#send": {
+                "keywords/$draft": None, f"mailboxIds/{drafts}": None, f"mailboxIds/{sent}": True,
+            }},
+        ),
+    ])  # fmt: skip
+    [created, submitted, filed] = [result.response for result in results]
+    assert isinstance(submitted, EmailSubmissionSetResponse), submitted
+    assert isinstance(filed, EmailSetResponse), filed
+    assert results[1].id == results[2].id  # the implicit Email/set answers the same call
+    email_id = created.created["draft"].id
+    submission = submitted.created["send"]
+    assert submission.undo_status == UndoStatus.FINAL
+    assert submission.envelope == Envelope(
+        mail_from=Address(email=SENDER),
+        rcpt_to=[Address(email="reader@example.net"), Address(email="hidden@example.net")],
+    )
+    assert email_id in filed.updated
+    [email] = client.request(EmailGet(ids=[email_id], properties=["mailboxIds", "keywords"])).data
+    assert email.mailbox_ids == {sent: True} and "$draft" not in (email.keywords or {})
+    [arrival] = sink.wait_for(1)
+    assert arrival.mail_from == SENDER
+    assert arrival.rcpt_to == ["reader@example.net", "hidden@example.net"]
+    assert b"Subject: Sent by jmapc" in arrival.message and b"Bcc:" not in arrival.message

@@ -1,0 +1,284 @@
+"""A synchronous ManageSieve client (RFC 5804): one logged-in session per use.
+
+``ManageSieve.open`` connects (implicit TLS, STARTTLS or plain, as configured), reads the
+capabilities, and authenticates with SASL PLAIN as the user. Each command is one method;
+a NO raises ``SieveCommandFailed`` with the response code (``QUOTA/MAXSIZE``,
+``NONEXISTENT``, ``ACTIVE``, ...); anything that leaves the session unusable (timeout,
+BYE, an unreadable response) closes it and raises ``SieveUnavailable``. Every argument
+goes through ``protocol.string``. Commands are logged by name only, never with their
+arguments or the credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn, TypeVar
+
+from bridge.endpoint import Endpoint
+from bridge.sieve import protocol
+from bridge.sieve.errors import SieveAuthFailed, SieveCommandFailed, SieveUnavailable
+from bridge.sieve.protocol import Atom, ProtocolError, Response
+
+log = logging.getLogger("bridge.sieve")
+T = TypeVar("T")
+
+RECV_SIZE = 64 * 1024
+LOGOUT_TIMEOUT = 5.0
+
+
+# The ManageSieve server's address and TLS mode.
+SieveConfig = Endpoint
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    active: bool
+
+
+class _SocketSource:
+    """Buffered reads from the socket, with a look at what is buffered (see STARTTLS)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray()
+
+    def _fill(self) -> bool:
+        chunk = self._sock.recv(RECV_SIZE)
+        self._buffer += chunk
+        return bool(chunk)
+
+    def readline(self, limit: int) -> bytes:
+        start = 0
+        while True:
+            end = self._buffer.find(b"\n", start)
+            if end >= 0 or len(self._buffer) >= limit:
+                size = min(limit, end + 1 if end >= 0 else len(self._buffer))
+                break
+            start = len(self._buffer)
+            if not self._fill():
+                size = len(self._buffer)
+                break
+        line = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return line
+
+    def read(self, size: int) -> bytes:
+        if not self._buffer and not self._fill():
+            return b""
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+
+class ManageSieve:
+    """One authenticated session. Not thread-safe; use it from one thread, then close."""
+
+    def __init__(self, sock: socket.socket, config: SieveConfig) -> None:
+        self._sock = sock
+        self._source = _SocketSource(sock)
+        self._config = config
+        self.capabilities: dict[str, str] = {}
+        self.commands: list[str] = []  # names of the commands sent, for tests and logs
+        self.closed = False
+
+    # -- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, config: SieveConfig, username: str, password: str) -> ManageSieve:
+        """Connect, TLS as configured, authenticate. SieveAuthFailed if the credentials
+        are refused, SieveUnavailable for anything else."""
+        sock = _connect(config)
+        session = cls(sock, config)
+        try:
+            session._greeting()
+            if config.tls == "starttls":
+                session._starttls()
+            session._authenticate(username, password)
+        except BaseException:
+            session.close()
+            raise
+        log.debug("ManageSieve session open for %s", username)
+        return session
+
+    def _greeting(self) -> None:
+        greeting = self._read()
+        if greeting.status != "OK":
+            raise SieveUnavailable(f"ManageSieve server refused the connection ({greeting.code})")
+        self.capabilities = protocol.capabilities(greeting.lines)
+
+    def _starttls(self) -> None:
+        if "STARTTLS" not in self.capabilities:
+            raise SieveUnavailable("ManageSieve server does not offer STARTTLS")
+        if self._run("STARTTLS").status != "OK":
+            raise SieveUnavailable("ManageSieve server refused STARTTLS")
+        # Anything already buffered was sent in the clear after the OK: an injection.
+        if self._source.pending:
+            raise SieveUnavailable("ManageSieve server sent data before the TLS handshake")
+        try:
+            self._sock = self._config.ssl_context().wrap_socket(
+                self._sock, server_hostname=self._config.host
+            )
+        except OSError as exc:
+            raise SieveUnavailable(f"STARTTLS failed: {type(exc).__name__}") from exc
+        self._source = _SocketSource(self._sock)
+        # §2.2: the server says its capabilities again; only these count.
+        self.capabilities = protocol.capabilities(self._read().lines)
+
+    def _authenticate(self, username: str, password: str) -> None:
+        mechanisms = self.capabilities.get("SASL", "").upper().split()
+        if "PLAIN" not in mechanisms:
+            raise SieveUnavailable("ManageSieve server offers no SASL PLAIN")
+        if "\0" in username + password:  # it would split the PLAIN message elsewhere
+            raise SieveAuthFailed()
+        try:
+            token = base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode())
+            line = protocol.command(
+                "AUTHENTICATE", protocol.string("PLAIN"), protocol.string(token)
+            )
+        except UnicodeError as exc:  # a lone surrogate: no server could take it
+            raise SieveAuthFailed() from exc
+        self._send("AUTHENTICATE", line)
+        while True:
+            tokens = self._io(protocol.read_line)
+            response = protocol.status_of(tokens)
+            if response is not None:
+                break
+            # A challenge after an initial response: PLAIN has nothing more to say (§2.1).
+            self._send("AUTHENTICATE", b'"*"\r\n')
+        if response.status == "BYE":
+            self._fail(f"ManageSieve server said BYE to AUTHENTICATE ({response.code})")
+        if response.status != "OK":
+            if response.code == "TRYLATER":
+                raise SieveUnavailable("ManageSieve server asks to try later")
+            log.info("ManageSieve login failed for %s (%s)", username, response.code or "NO")
+            raise SieveAuthFailed(response.code)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    @property
+    def extensions(self) -> frozenset[str]:
+        """The Sieve extensions the server supports (its SIEVE capability)."""
+        return frozenset(self.capabilities.get("SIEVE", "").lower().split())
+
+    def list_scripts(self) -> list[Script]:
+        scripts = []
+        for tokens in self._checked("LISTSCRIPTS").lines:
+            if not tokens or isinstance(tokens[0], Atom | list):
+                self._fail("ManageSieve server sent an unreadable LISTSCRIPTS line")
+            active = len(tokens) > 1 and isinstance(tokens[1], Atom) and tokens[1] == "ACTIVE"
+            scripts.append(Script(str(tokens[0]), active))
+        return scripts
+
+    def get_script(self, name: str) -> str:
+        lines = self._checked("GETSCRIPT", protocol.string(name)).lines
+        if len(lines) != 1 or len(lines[0]) != 1 or not isinstance(lines[0][0], str):
+            self._fail("ManageSieve server sent an unreadable GETSCRIPT response")
+        return str(lines[0][0])
+
+    def put_script(self, name: str, content: str) -> Response:
+        """Store (and compile) a script; an active one is replaced at once. The response
+        may carry ``WARNINGS`` with the compiler's text."""
+        return self._checked("PUTSCRIPT", protocol.string(name), protocol.string(content))
+
+    def check_script(self, content: str) -> Response:
+        return self._checked("CHECKSCRIPT", protocol.string(content))
+
+    def have_space(self, name: str, size: int) -> None:
+        """SieveCommandFailed (code QUOTA, QUOTA/MAXSIZE, ...) unless it would fit."""
+        self._checked("HAVESPACE", protocol.string(name), protocol.number(size))
+
+    def set_active(self, name: str | None) -> None:
+        """Activate ``name``, or (None) leave no script active."""
+        self._checked("SETACTIVE", protocol.string(name or ""))
+
+    def delete_script(self, name: str) -> None:
+        self._checked("DELETESCRIPT", protocol.string(name))
+
+    def noop(self) -> None:
+        self._checked("NOOP")
+
+    def logout(self) -> None:
+        if self.closed:
+            return
+        with contextlib.suppress(SieveUnavailable, OSError):
+            self._sock.settimeout(min(self._config.timeout, LOGOUT_TIMEOUT))
+            self._run("LOGOUT")
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def __enter__(self) -> ManageSieve:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logout()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _checked(self, name: str, *args: bytes) -> Response:
+        response = self._run(name, *args)
+        if response.status != "OK":
+            raise SieveCommandFailed(name, response.code, response.text)
+        return response
+
+    def _run(self, name: str, *args: bytes) -> Response:
+        self._send(name, protocol.command(name, *args))
+        response = self._read()
+        if response.status == "BYE" and name != "LOGOUT":
+            self._fail(f"ManageSieve server said BYE to {name} ({response.code})")
+        return response
+
+    def _send(self, name: str, line: bytes) -> None:
+        if self.closed:
+            raise SieveUnavailable("the ManageSieve session is closed")
+        self.commands.append(name)
+        try:
+            self._sock.sendall(line)
+        except OSError as exc:
+            self._fail(f"ManageSieve connection lost: {type(exc).__name__}", exc)
+
+    def _read(self) -> Response:
+        return self._io(protocol.read_response)
+
+    def _io(self, reader: Callable[[protocol.Source], T]) -> T:
+        try:
+            return reader(self._source)
+        except (OSError, ProtocolError) as exc:
+            self._fail(f"ManageSieve connection lost: {type(exc).__name__}", exc)
+
+    def _fail(self, reason: str, cause: BaseException | None = None) -> NoReturn:
+        self.close()
+        raise SieveUnavailable(reason) from cause
+
+
+def _connect(config: SieveConfig) -> socket.socket:
+    try:
+        sock = socket.create_connection((config.host, config.port), timeout=config.timeout)
+    except OSError as exc:
+        raise SieveUnavailable(
+            f"cannot connect to {config.host}:{config.port}: {type(exc).__name__}"
+        ) from exc
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if config.tls != "implicit":
+        return sock
+    try:
+        return config.ssl_context().wrap_socket(sock, server_hostname=config.host)
+    except OSError as exc:
+        sock.close()
+        raise SieveUnavailable(
+            f"TLS to {config.host}:{config.port} failed: {type(exc).__name__}"
+        ) from exc

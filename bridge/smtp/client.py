@@ -1,0 +1,242 @@
+"""Sending one message by SMTP submission (RFC 6409) as the user: the only place that
+imports smtplib.
+
+One connection per message: implicit TLS or STARTTLS (plain only where the settings allow
+it), EHLO, AUTH PLAIN (or LOGIN) with the user's own login, MAIL FROM, one RCPT TO per
+recipient, DATA. The message goes to all of its recipients or to none: when the server
+refuses any RCPT, RSET ends the transaction before DATA.
+
+Commands are written here rather than through smtplib's ``login``/``sendmail``: those
+encode credentials as ASCII only, try every mechanism in turn (each failure counts
+against the user upstream), and re-quote addresses through ``email.utils``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import re
+import smtplib
+from dataclasses import dataclass
+from typing import Literal
+
+from bridge.endpoint import Endpoint
+
+Stage = Literal["auth", "mail", "rcpt", "data"]
+
+_ENHANCED_CODE = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3} ")
+_LINE_START_DOT = re.compile(rb"^\.", re.MULTILINE)
+_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+ACCEPTED_RCPT = (250, 251)
+
+
+# The submission server's address and TLS mode.
+SmtpEndpoint = Endpoint
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    text: str
+
+    def __str__(self) -> str:
+        """RFC 8621 §7's smtpReply: the code, then the lines as one."""
+        return f"{self.code} {self.text}".rstrip()
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+
+def reply_of(code: int, message: bytes) -> Reply:
+    """smtplib's reply (lines without their codes, joined by LF) in RFC 8621 §7's form: an
+    enhanced status code repeated on later lines is dropped, and the lines joined by a
+    space."""
+    lines = message.decode("utf-8", "replace").split("\n")
+    repeated = _ENHANCED_CODE.match(lines[0])
+    rest = [
+        line[repeated.end() :] if repeated and line.startswith(repeated.group(0)) else line
+        for line in lines[1:]
+    ]
+    return Reply(code, " ".join([lines[0], *rest]).strip())
+
+
+class SmtpRefused(Exception):
+    """The server refused the message at ``stage``; nothing was sent. ``refused`` holds the
+    replies to the recipients it would not take, ``size_limit`` its advertised SIZE."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        reply: Reply | None,
+        description: str = "",
+        refused: dict[str, Reply] | None = None,
+        size_limit: int | None = None,
+    ) -> None:
+        super().__init__(description or str(reply))
+        self.stage = stage
+        self.reply = reply
+        self.refused = refused or {}
+        self.size_limit = size_limit
+
+
+class SmtpUnavailable(Exception):
+    """The server could not be reached, or failed in a way that says nothing about the
+    message. ``maybe_sent`` when the connection failed after the message was handed over
+    and before the server confirmed it."""
+
+    def __init__(self, description: str, *, maybe_sent: bool = False) -> None:
+        super().__init__(description)
+        self.maybe_sent = maybe_sent
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The server took the message: the RCPT reply of each recipient, and DATA's."""
+
+    recipients: dict[str, Reply]
+    reply: Reply
+
+
+def submit(
+    endpoint: SmtpEndpoint,
+    login: tuple[str, str],
+    mail_from: str,
+    rcpt_to: list[str],
+    message: bytes,
+) -> Sent:
+    """Send ``message`` (CRLF line ends) from ``mail_from`` to ``rcpt_to``."""
+    session = _Session(endpoint)
+    try:
+        session.connect()
+        session.authenticate(*login)
+        return session.send(mail_from, rcpt_to, message)
+    except (OSError, smtplib.SMTPException) as exc:
+        # SMTPException covers a dropped connection and an unparsable reply; OSError a
+        # refused connection, a timeout and a failed TLS handshake.
+        where = f"{endpoint.host}:{endpoint.port}"
+        raise SmtpUnavailable(
+            f"submission server {where}: {exc}", maybe_sent=session.handed_over
+        ) from exc
+    finally:
+        session.close()
+
+
+class _Session:
+    def __init__(self, endpoint: SmtpEndpoint) -> None:
+        self.endpoint = endpoint
+        self.handed_over = False
+        context = self.context = endpoint.ssl_context()
+        # A placeholder name: without one smtplib asks DNS for this host's FQDN, which can
+        # take seconds. EHLO gets the connection's address literal instead (RFC 5321 §4.1.4).
+        self.smtp: smtplib.SMTP
+        if endpoint.tls == "implicit":
+            self.smtp = smtplib.SMTP_SSL(
+                local_hostname="localhost", timeout=endpoint.timeout, context=context
+            )
+        else:
+            self.smtp = smtplib.SMTP(local_hostname="localhost", timeout=endpoint.timeout)
+
+    def connect(self) -> None:
+        smtp = self.smtp
+        code, message = smtp.connect(self.endpoint.host, self.endpoint.port)
+        if code != 220:
+            raise SmtpUnavailable(f"the submission server greeted with {reply_of(code, message)}")
+        address = smtp.sock.getsockname()[0]
+        smtp.local_hostname = f"[IPv6:{address}]" if ":" in address else f"[{address}]"
+        self._ehlo()
+        if self.endpoint.tls == "starttls":
+            if not smtp.has_extn("starttls"):
+                raise SmtpUnavailable("the submission server does not offer STARTTLS")
+            smtp.starttls(context=self.context)
+            self._ehlo()
+
+    def _ehlo(self) -> None:
+        code, message = self.smtp.ehlo()
+        if code != 250:
+            raise SmtpUnavailable(f"the submission server refused EHLO: {reply_of(code, message)}")
+
+    def _command(self, command: str, arguments: str = "") -> Reply:
+        return reply_of(*self.smtp.docmd(command, arguments))
+
+    def authenticate(self, username: str, password: str) -> None:
+        mechanisms = self.smtp.esmtp_features.get("auth", "").upper().split()
+        if "PLAIN" in mechanisms:
+            token = _b64(f"\0{username}\0{password}")
+            reply = self._command("AUTH", f"PLAIN {token}")
+        elif "LOGIN" in mechanisms:
+            reply = self._command("AUTH", "LOGIN")
+            for secret in (username, password):
+                if reply.code == 334:
+                    reply = self._command(_b64(secret))
+        else:
+            raise SmtpRefused("auth", None, "the submission server offers no password login")
+        if reply.code != 235:
+            if not reply.permanent:
+                raise SmtpUnavailable(f"login temporarily refused: {reply}")
+            raise SmtpRefused("auth", reply)
+
+    def send(self, mail_from: str, rcpt_to: list[str], message: bytes) -> Sent:
+        options = self._mail_options(mail_from, rcpt_to, message)
+        reply = self._command("MAIL", f"FROM:<{mail_from}>{''.join(' ' + o for o in options)}")
+        if reply.code != 250:
+            raise SmtpRefused("mail", reply, size_limit=self._size_limit())
+        accepted: dict[str, Reply] = {}
+        refused: dict[str, Reply] = {}
+        for address in rcpt_to:
+            reply = self._command("RCPT", f"TO:<{address}>")
+            (accepted if reply.code in ACCEPTED_RCPT else refused)[address] = reply
+        if refused:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                self._command("RSET")
+            raise SmtpRefused("rcpt", None, "recipients refused", refused=refused)
+        reply = self._command("DATA")
+        if reply.code != 354:
+            raise SmtpRefused("data", reply, size_limit=self._size_limit())
+        payload = _LINE_START_DOT.sub(b"..", message)
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        self.handed_over = True
+        self.smtp.send(payload + b".\r\n")
+        reply = reply_of(*self.smtp.getreply())
+        if reply.code != 250:
+            raise SmtpRefused("data", reply, size_limit=self._size_limit())
+        return Sent(accepted, reply)
+
+    def _mail_options(self, mail_from: str, rcpt_to: list[str], message: bytes) -> list[str]:
+        smtp = self.smtp
+        options: list[str] = []
+        limit = self._size_limit()
+        if limit is not None and len(message) > limit:
+            raise SmtpRefused("mail", None, "the message is too large", size_limit=limit)
+        if smtp.has_extn("size"):
+            options.append(f"SIZE={len(message)}")
+        if _EIGHT_BIT.search(message) and smtp.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if not all(address.isascii() for address in (mail_from, *rcpt_to)):
+            if not smtp.has_extn("smtputf8"):
+                refused = {a: _NEEDS_UTF8 for a in (mail_from, *rcpt_to) if not a.isascii()}
+                stage: Stage = "mail" if not mail_from.isascii() else "rcpt"
+                raise SmtpRefused(stage, _NEEDS_UTF8, str(_NEEDS_UTF8), refused=refused)
+            options.append("SMTPUTF8")
+            smtp.command_encoding = "utf-8"
+        return options
+
+    def _size_limit(self) -> int | None:
+        """The SIZE the server advertised (RFC 1870), if it named one."""
+        value = self.smtp.esmtp_features.get("size", "")
+        return int(value) if value.isdigit() and int(value) > 0 else None
+
+    def close(self) -> None:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            if self.smtp.sock is not None:
+                self.smtp.quit()
+        self.smtp.close()
+
+
+# A synthetic reply (RFC 8621 §7 allows them) for addresses this server cannot carry.
+_NEEDS_UTF8 = Reply(553, "5.6.7 a non-ASCII address needs SMTPUTF8, which the server lacks")
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")

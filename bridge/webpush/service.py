@@ -1,0 +1,347 @@
+"""Delivering pushes to PushSubscriptions (RFC 8620 §7.2).
+
+A new subscription gets its PushVerification at once; nothing else goes to its URL until
+the client has set the verification code. For each user with a verified subscription
+this object listens on the StateHub, where every request through bridge publishes the
+user's states, and keeps the user's upstream watcher joined, so that other IMAP clients'
+changes reach the hub too. The watcher logs in with the password of the user's latest
+request, held here in memory only: after a restart, a user's subscriptions deliver again
+from their first request on.
+
+Each verified subscription has a worker that POSTs a StateChange of the types it asked
+for whenever their states move. News that comes while a POST is being retried joins it;
+a 429 spaces the subscription's pushes further apart (RFC 8620 §7.2 requires slowing
+down), a 404 or 410 destroys the subscription, and it stops at its expiry.
+
+Everything here runs on the event loop except ``admit``, ``verify`` and ``changed``, which
+the PushSubscription/set handler calls from its worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bridge.store.push_subscriptions import PushSubscriptionRecord, PushSubscriptionStore
+from bridge.webpush.sender import Outcome, PushSender
+
+if TYPE_CHECKING:
+    from bridge.http.auth import Credentials
+    from bridge.http.push import StateHub
+    from bridge.mail.account import UserData, UserRegistry
+    from bridge.mail.watcher import Watchers
+
+log = logging.getLogger("bridge.webpush")
+
+States = dict[str, str]
+
+# RFC 8620 §8.6: the rate of creation must be limited, since each creation makes bridge
+# send a request to a URL of the client's choosing.
+CREATIONS_PER_WINDOW = 10
+CREATION_WINDOW = 600.0
+MAX_ATTEMPTS = 5
+RETRY_BASE = 1.0  # seconds before the first retry; doubles with each further one
+MAX_SPACING = 300.0  # the widest gap between two pushes that 429s can impose
+
+
+@dataclass(eq=False)
+class _Channel:
+    """One verified subscription: the states it has seen and the news it has not sent."""
+
+    record: PushSubscriptionRecord
+    seen: States
+    pending: States = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    spacing: float = 0.0
+    task: asyncio.Task[None] | None = None
+
+    def note(self, states: States) -> None:
+        wanted = self.record.types
+        changed = {
+            name: state for name, state in states.items()
+            if (wanted is None or name in wanted) and self.seen.get(name) != state
+        }  # fmt: skip
+        self.seen.update(states)
+        if changed:
+            self.pending.update(changed)
+            self.wake.set()
+
+
+@dataclass(eq=False)
+class _Listener:
+    """A user with verified subscriptions: the hub queue, the watcher's password."""
+
+    user: UserData
+    password: str
+    queue: asyncio.Queue[States]
+    channels: dict[str, _Channel] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+
+
+def _load(
+    users: UserRegistry, username: str
+) -> tuple[UserData, list[PushSubscriptionRecord], States]:
+    user = users.get(username)
+    verified = [r for r in PushSubscriptionStore.of(user.cache).live() if r.verified]
+    return user, verified, user.states()
+
+
+def _remove(user: UserData, subscription_id: str) -> None:
+    PushSubscriptionStore.of(user.cache).remove(subscription_id)
+
+
+def _exists(user: UserData, subscription_id: str) -> bool:
+    return any(r.id == subscription_id for r in PushSubscriptionStore.of(user.cache).live())
+
+
+class WebPush:
+    def __init__(
+        self,
+        hub: StateHub,
+        watchers: Watchers,
+        allow_private: bool,
+        sender: PushSender | None = None,
+    ) -> None:
+        self.hub = hub
+        self.watchers = watchers
+        self.allow_private = allow_private
+        self.sender = sender or PushSender(allow_private)
+        self.retry_base = RETRY_BASE
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reloading: asyncio.Lock | None = None
+        self._listeners: dict[str, _Listener] = {}
+        self._known: set[str] = set()  # users whose subscriptions this process has read
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Shared with the handlers' threads:
+        self._lock = threading.Lock()
+        self._dirty: set[str] = set()
+        self._creations: dict[str, deque[float]] = {}
+
+    # -- from the PushSubscription/set handler's thread --------------------------------
+
+    def admit(self, username: str) -> bool:
+        """Whether the user may create a subscription now (one more verification POST)."""
+        now = time.monotonic()
+        with self._lock:
+            recent = self._creations.setdefault(username, deque())
+            while recent and recent[0] <= now - CREATION_WINDOW:
+                recent.popleft()
+            if len(recent) >= CREATIONS_PER_WINDOW:
+                return False
+            recent.append(now)
+            return True
+
+    def verify(self, user: UserData, record: PushSubscriptionRecord) -> None:
+        """Send the PushVerification of a new subscription."""
+        loop = self._loop
+        if loop is None:
+            log.error("no event loop for the verification of subscription %s", record.id)
+            return
+        loop.call_soon_threadsafe(self._spawn_verification, user, record)
+
+    def changed(self, username: str) -> None:
+        """The user's subscriptions changed: re-read them after this request."""
+        with self._lock:
+            self._dirty.add(username)
+
+    # -- on the event loop --------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._reloading = asyncio.Lock()
+
+    async def stop(self) -> None:
+        for listener in list(self._listeners.values()):
+            self._stop_listener(listener)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.sender.aclose()
+
+    async def before_request(self, credentials: Credentials, users: UserRegistry) -> None:
+        """Before each JMAP request. The first of a user in this process reads the user's
+        subscriptions, so what the request itself changes is already pushed."""
+        self.start()
+        listener = self._listeners.get(credentials.username)
+        if credentials.username not in self._known:
+            await self._reload(credentials, users)
+        elif listener is not None and listener.password != credentials.password:
+            self._rejoin(listener, credentials.password)
+
+    async def after_request(self, credentials: Credentials, users: UserRegistry) -> None:
+        """After each JMAP request: if it changed the user's subscriptions, read them
+        again, before the client hears the outcome."""
+        with self._lock:
+            dirty = credentials.username in self._dirty
+            self._dirty.discard(credentials.username)
+        if dirty:
+            await self._reload(credentials, users)
+
+    async def _reload(self, credentials: Credentials, users: UserRegistry) -> None:
+        name = credentials.username
+        assert self._reloading is not None
+        async with self._reloading:
+            try:
+                user, records, states = await asyncio.to_thread(_load, users, name)
+            except Exception:
+                # The request itself goes through: it must not fail for its push side.
+                log.exception("cannot read the push subscriptions of %s", name)
+                self.changed(name)  # try again after the next request
+                return
+            self._known.add(name)
+            self._apply(user, credentials.password, records, states)
+
+    def _apply(
+        self, user: UserData, password: str, records: list[PushSubscriptionRecord], states: States
+    ) -> None:
+        name = user.username
+        listener = self._listeners.get(name)
+        if not records:
+            if listener is not None:
+                self._stop_listener(listener)
+            return
+        if listener is None:
+            listener = _Listener(user, password, self.hub.subscribe(name))
+            self._listeners[name] = listener
+            self.watchers.join(user, password, self.hub.reporter(name))
+            listener.task = self._spawn(self._listen(listener))
+        elif listener.password != password:
+            self._rejoin(listener, password)
+        active = {record.id: record for record in records}
+        for subscription_id in list(listener.channels):
+            if subscription_id not in active:
+                self._drop_channel(listener, subscription_id)
+        for subscription_id, record in active.items():
+            channel = listener.channels.get(subscription_id)
+            if channel is None:
+                channel = listener.channels[subscription_id] = _Channel(record, dict(states))
+                channel.task = self._spawn(self._deliver(listener, channel))
+            else:
+                channel.record = record  # new types or expiry
+                channel.wake.set()
+
+    def _rejoin(self, listener: _Listener, password: str) -> None:
+        name = listener.user.username
+        self.watchers.leave(name)
+        self.watchers.join(listener.user, password, self.hub.reporter(name))
+        listener.password = password
+
+    def _stop_listener(self, listener: _Listener) -> None:
+        name = listener.user.username
+        for subscription_id in list(listener.channels):
+            self._drop_channel(listener, subscription_id)
+        if listener.task is not None:
+            listener.task.cancel()
+        self.hub.unsubscribe(name, listener.queue)
+        self.watchers.leave(name)
+        self._listeners.pop(name, None)
+
+    def _drop_channel(self, listener: _Listener, subscription_id: str) -> None:
+        channel = listener.channels.pop(subscription_id, None)
+        task = channel.task if channel is not None else None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _listen(self, listener: _Listener) -> None:
+        while True:
+            states = await listener.queue.get()
+            for channel in list(listener.channels.values()):
+                channel.note(states)
+
+    async def _deliver(self, listener: _Listener, channel: _Channel) -> None:
+        while True:
+            remaining = channel.record.expires - time.time()
+            if remaining <= 0:
+                await self._forget(listener, channel, "expired")
+                return
+            try:
+                await asyncio.wait_for(channel.wake.wait(), timeout=remaining)
+            except TimeoutError:
+                continue
+            channel.wake.clear()
+            if not channel.pending:
+                continue
+            if not await self._push_state(listener, channel):
+                await self._forget(listener, channel, "gone at its push service")
+                return
+            if channel.spacing:
+                await asyncio.sleep(channel.spacing)
+
+    async def _push_state(self, listener: _Listener, channel: _Channel) -> bool:
+        """POST the pending news, retrying; False if the subscription is gone for good."""
+        changed, channel.pending = channel.pending, {}
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if channel.record.expires <= time.time():
+                return True
+            message = {
+                "@type": "StateChange",
+                "changed": {listener.user.account_id: changed},
+            }
+            result = await self.sender.post(channel.record, message)
+            if result.outcome is Outcome.DELIVERED:
+                channel.spacing = channel.spacing / 2 if channel.spacing >= 2 else 0.0
+                return True
+            if result.outcome is Outcome.GONE:
+                return False
+            if result.outcome is Outcome.FAILED or attempt == MAX_ATTEMPTS:
+                break
+            if result.slow_down:
+                channel.spacing = min(max(channel.spacing * 2, 1.0), MAX_SPACING)
+            await asyncio.sleep(self._backoff(attempt, result.retry_after))
+            changed.update(channel.pending)  # what came meanwhile goes in the same POST
+            channel.pending = {}
+        log.info("subscription %s: a StateChange was dropped (%s)", channel.record.id,
+                 result.status or "no response")  # fmt: skip
+        return True
+
+    async def _forget(self, listener: _Listener, channel: _Channel, why: str) -> None:
+        log.info("subscription %s of %s destroyed: %s", channel.record.id,
+                 listener.user.username, why)  # fmt: skip
+        await asyncio.to_thread(_remove, listener.user, channel.record.id)
+        self._drop_channel(listener, channel.record.id)
+        if not listener.channels and self._listeners.get(listener.user.username) is listener:
+            self._stop_listener(listener)
+
+    def _spawn_verification(self, user: UserData, record: PushSubscriptionRecord) -> None:
+        self._spawn(self._verify(user, record))
+
+    async def _verify(self, user: UserData, record: PushSubscriptionRecord) -> None:
+        message = {
+            "@type": "PushVerification",
+            "pushSubscriptionId": record.id,
+            "verificationCode": record.expected_code,
+        }
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            # A retry must not reach a URL whose subscription was destroyed meanwhile.
+            if attempt > 1 and not await asyncio.to_thread(_exists, user, record.id):
+                return
+            result = await self.sender.post(record, message)
+            if result.outcome is Outcome.GONE:
+                log.info("subscription %s destroyed: its URL is gone", record.id)
+                await asyncio.to_thread(_remove, user, record.id)
+                return
+            if result.outcome is not Outcome.RETRY or attempt == MAX_ATTEMPTS:
+                return
+            await asyncio.sleep(self._backoff(attempt, result.retry_after))
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        return max(self.retry_base * 2 ** (attempt - 1), retry_after or 0.0)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("push delivery failed", exc_info=task.exception())
