@@ -73,6 +73,9 @@ class Dovecot:
     submission_port: int = 0
     # ManageSieve (dovecot-managesieved) with Sieve at delivery (dovecot-sieve).
     sieve: bool = False
+    # The largest message an APPEND may bring (quota_max_mail_size, e.g. "100k"): bigger
+    # ones are refused with NO [LIMIT].
+    max_mail_size: str | None = None
     sieve_port: int = 0
     # Where Sieve's own messages (vacation replies, redirects) go at delivery: an SMTP
     # server on 127.0.0.1:sieve_smtp_port; None leaves Dovecot's default (sendmail).
@@ -254,6 +257,7 @@ plugin {{
   quota_rule = *:storage=10G
   quota_rule2 = *:messages=1000000
   quota_vsizes = yes
+{f"  quota_max_mail_size = {self.max_mail_size}" if self.max_mail_size else ""}
 }}
 service imap-login {{
   inet_listener imap {{

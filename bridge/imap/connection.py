@@ -460,6 +460,15 @@ class ImapConnection:
         return None
 
     @property
+    def append_limit(self) -> int | None:
+        """The largest message the server takes (APPENDLIMIT=n, RFC 7889), if it says."""
+        for capability in self.capabilities:
+            name, _, value = capability.partition("=")
+            if name == "APPENDLIMIT" and value.isdigit():
+                return int(value)
+        return None
+
+    @property
     def selected_writable(self) -> bool:
         return self.selected is not None and not self._selected_readonly
 

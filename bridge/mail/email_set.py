@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from bridge.imap.errors import UpstreamUnavailable
+from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.imap.flags import keyword_to_flag
 from bridge.imap.responses import format_sequence_set
 from bridge.imap.search import plan_search
@@ -160,8 +160,18 @@ class EmailSetter:
     ) -> dict[str, Any]:
         """APPEND to the first mailbox, COPY to the rest; the id comes from APPENDUID."""
         imap = self.account.imap
+        limit = imap.append_limit
+        if limit is not None and len(raw) > limit:
+            raise Refused("tooLarge", f"the message is larger than the upstream's {limit:,} "
+                          "bytes", maxSize=limit)  # fmt: skip
         flags = sorted(keyword_to_flag(k) for k in keywords)
-        appended = imap.append(names[targets[0]], raw, flags, received)
+        try:
+            appended = imap.append(names[targets[0]], raw, flags, received)
+        except CommandFailed as exc:
+            # RFC 7889 answers TOOBIG; Dovecot's quota_max_mail_size answers LIMIT.
+            if exc.code in ("TOOBIG", "LIMIT"):
+                raise Refused("tooLarge", f"the upstream refused: {exc.text}") from exc
+            raise
         self.changed_upstream = True
         if appended is None:
             raise Refused("forbidden", "the upstream gave no APPENDUID to find the new Email")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from imapclient import IMAPClient
 
@@ -124,6 +125,28 @@ def test_without_move_a_move_is_copy_and_expunge(tmp_path: Path) -> None:
         assert moved["updated"] == {ids["Mover"]: None}, moved
         assert set(flags_in(other, "INBOX")) == {b"Stays"}
         assert set(flags_in(other, "Archive")) == {b"Mover"}
+        jmap.close()
+        server.stop()
+
+
+def test_a_message_larger_than_the_upstream_takes_is_too_large(tmp_path: Path) -> None:
+    with Dovecot({"u": "p"}, max_mail_size="100k") as dovecot:
+        server = BridgeServer(dovecot.host, dovecot.port, tmp_path).start()
+        jmap = server.client("u", "p")
+        drafts = jmap.mailboxes()["Drafts"]["id"]
+
+        def draft(size: int) -> dict[str, Any]:
+            return {"mailboxIds": {drafts: True}, "subject": f"{size} bytes",
+                    "bodyValues": {"t": {"value": "x" * size}},
+                    "textBody": [{"partId": "t", "type": "text/plain"}]}  # fmt: skip
+
+        result = jmap.call("Email/set", {"create": {"big": draft(300_000), "small": draft(10)}})
+        assert result["notCreated"]["big"]["type"] == "tooLarge", result
+        assert set(result["created"]) == {"small"}
+        other = IMAPClient(dovecot.host, port=dovecot.port, ssl=False)
+        other.login("u", "p")
+        assert set(flags_in(other, "Drafts")) == {b"10 bytes"}  # nothing of the big one
+        other.logout()
         jmap.close()
         server.stop()
 
