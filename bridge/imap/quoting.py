@@ -71,10 +71,17 @@ def astring(value: str | bytes) -> bytes:
     return literal(data)
 
 
+# Printable ASCII but "&": the names modified UTF-7 (RFC 3501 §5.1.3) does not change.
+_PLAIN_NAME = re.compile(r"[\x20-\x25\x27-\x7e]*")
+_PLAIN_NAME_BYTES = re.compile(rb"[\x20-\x25\x27-\x7e]*")
+
+
 def mailbox_name(name: str) -> bytes:
     """A mailbox name in modified UTF-7 (RFC 3501 §5.1.3), quoted."""
     if any(ch in name for ch in "\r\n\x00"):
         raise ValueError("a mailbox name cannot contain CR, LF or NUL")
+    if _PLAIN_NAME.fullmatch(name):
+        return astring(name.encode("ascii"))  # modified UTF-7 leaves these as they are
     try:
         encoded = imap_utf7.encode(name)
     except UnicodeEncodeError as exc:
@@ -86,6 +93,8 @@ def decode_mailbox_name(raw: bytes) -> str:
     """The inverse of ``mailbox_name``'s encoding; ValueError unless ``raw`` is canonical
     modified UTF-7. imapclient's decoder is lenient, so the name must also encode back to
     ``raw``: a name that does not would address a different folder on its next use."""
+    if _PLAIN_NAME_BYTES.fullmatch(raw):
+        return raw.decode("ascii")
     try:
         name = imap_utf7.decode(raw)
         canonical = imap_utf7.encode(name) == raw

@@ -22,13 +22,21 @@ from bridge.imap.pool import ConnectionPool
 from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
-from bridge.store.cache import EMAIL, EMAIL_SUBMISSION, IDENTITY, MAILBOX, THREAD, Cache
+from bridge.store.cache import (
+    EMAIL,
+    EMAIL_DELIVERY,
+    EMAIL_SUBMISSION,
+    IDENTITY,
+    MAILBOX,
+    THREAD,
+    Cache,
+)
 from bridge.store.ids import derive_id
 from bridge.store.uploads import UploadStore
 
 log = logging.getLogger("bridge.mail")
 
-PUSHED_TYPES = (MAILBOX, EMAIL, THREAD, IDENTITY, EMAIL_SUBMISSION)
+PUSHED_TYPES = (MAILBOX, EMAIL, THREAD, EMAIL_DELIVERY, IDENTITY, EMAIL_SUBMISSION)
 
 
 def account_id_for(username: str) -> str:

@@ -9,8 +9,8 @@ A warm list view therefore costs no IMAP command beyond the sync check.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from bridge.jmap import CallContext, MethodError, decode_args
@@ -57,7 +57,8 @@ class EmailGetArgs(GetArgs, forbid_unknown_fields=True):
 
 
 def utc_date(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # time.gmtime: a list view formats one per Email, and a datetime costs twice as much.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 def _check_properties(requested: Sequence[str], allowed: Iterable[str], what: str) -> None:

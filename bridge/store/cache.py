@@ -35,6 +35,9 @@ EMAIL = "Email"
 THREAD = "Thread"
 IDENTITY = "Identity"
 EMAIL_SUBMISSION = "EmailSubmission"
+# RFC 8621 §1.5: a push-only type whose state moves when an Email is added to the store,
+# and on no other change.
+EMAIL_DELIVERY = "EmailDelivery"
 
 _MAILBOX_COLUMNS = (
     "id, upstream_key, name, delimiter, role, subscribed, selectable, sort_order, rights, "
@@ -102,6 +105,7 @@ class Cache:
         self._lock = threading.RLock()
         self._depth = 0
         self._tx_start = 0
+        self._delivered: int | None = None  # the last Email created in this transaction
         # Counts are kept by difference: before a transaction first touches a thread, the
         # thread's share of every folder's counts is noted; at commit the share is taken
         # again and each folder's counts move by the difference.
@@ -152,12 +156,16 @@ class Cache:
                 if outermost:
                     self._conn.execute("ROLLBACK")
                     self._counter = counter_before
+                    self._delivered = None
                     self._forget_shares()
                 raise
             self._depth -= 1
             if outermost:
                 if self._counter != counter_before:
                     self._set_meta("counter", str(self._counter))
+                if self._delivered is not None:
+                    self._set_meta(f"state:{EMAIL_DELIVERY}", str(self._delivered))
+                    self._delivered = None
                 self._conn.execute("COMMIT")
 
     def _meta(self, key: str) -> str | None:
@@ -216,6 +224,8 @@ class Cache:
             (type_name, object_id, value, value, value),
         )
         self._set_meta(f"state:{type_name}", str(value))
+        if type_name == EMAIL:
+            self._delivered = value
 
     def log_updated(self, type_name: str, object_id: str, *, counts_only: bool = False) -> None:
         value = self._next()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from imapclient import IMAPClient
@@ -19,6 +24,7 @@ from jmapc import (
     EmailQueryFilterCondition,
     EmailSubmission,
     Envelope,
+    EventSourceConfig,
     Ref,
     UndoStatus,
 )
@@ -120,6 +126,50 @@ def test_jmapc_reads_mail(
     other.append("INBOX", b"From: b@example.com\r\nSubject: Second\r\n\r\nho\r\n")
     changes = client.request(EmailChanges(since_state=state))
     assert len(changes.created) == 1 and changes.created[0] != email.id
+
+
+def test_jmapc_hears_another_clients_changes_on_its_event_stream(
+    tls_bridge: tuple[BridgeServer, Path],
+    account: tuple[str, str],
+    other: IMAPClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server, cert = tls_bridge
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # sseclient's own requests
+    client = Client.create_with_password(
+        f"127.0.0.1:{server.port}", *account,
+        event_source_config=EventSourceConfig(types="Email", closeafter="no", ping=0),
+    )  # fmt: skip
+    client.requests_session.verify = str(cert)
+    other.append("INBOX", b"From: a@example.com\r\nSubject: Heard\r\n\r\nhi\r\n")
+    state = client.request(EmailGet(ids=[])).state
+    heard: queue.Queue[Any] = queue.Queue()
+
+    def listen() -> None:
+        with contextlib.suppress(Exception):  # the server going away ends the stream
+            for event in client.events:
+                heard.put(event)
+
+    threading.Thread(target=listen, daemon=True).start()
+    time.sleep(0.5)  # the stream is open and the user's watcher listens upstream
+    other.select_folder("INBOX")
+    changes = [
+        ("created", lambda: other.append("INBOX", b"Subject: New\r\n\r\nb\r\n")),
+        ("updated", lambda: other.add_flags(other.search("ALL")[:1], [b"\\Flagged"])),
+        ("destroyed", lambda: (other.delete_messages(other.search("ALL")[:1]), other.expunge())),
+    ]
+    for kind, change in changes:
+        time.sleep(0.3)
+        while not heard.empty():  # nothing left over from the change before
+            heard.get()
+        change()
+        event = heard.get(timeout=5)
+        assert client.account_id in event.data.changed
+        found = client.request(EmailChanges(since_state=state))
+        reported = {"created": found.created, "updated": found.updated,
+                    "destroyed": found.destroyed}  # fmt: skip
+        assert len(reported.pop(kind)) == 1 and not any(reported.values()), (kind, found)
+        state = found.new_state
 
 
 def test_jmapc_writes(

@@ -137,3 +137,22 @@ def test_a_watcher_cut_off_upstream_reconnects(
 def kick(config: Path, username: str) -> None:
     subprocess.run(["doveadm", "-c", str(config), "kick", username], check=True,
                    capture_output=True)  # fmt: skip
+
+
+def test_email_delivery_is_pushed_for_new_mail_only(
+    bridge: BridgeServer, jmap: JmapClient, other: IMAPClient
+) -> None:
+    other.append("INBOX", MESSAGE)
+    jmap.mailboxes()
+    emails = Events(jmap, "types=Email&closeafter=no&ping=0")
+    deliveries = Events(jmap, "types=EmailDelivery&closeafter=no&ping=0")
+    _watcher(bridge, jmap.session["username"], "notify")
+    other.select_folder("INBOX")
+    other.add_flags(other.search("ALL"), [b"\\Seen"])
+    changed, _ = _next_state(emails, jmap.account_id, timeout=5)
+    assert set(changed) == {"Email"}
+    time.sleep(0.3)  # whatever the same publish sent the other stream has arrived
+    assert deliveries.events.empty()  # a flag change adds no Email
+    other.append("INBOX", MESSAGE)
+    delivered, latency = _next_state(deliveries, jmap.account_id, timeout=5)
+    assert set(delivered) == {"EmailDelivery"} and latency < 2

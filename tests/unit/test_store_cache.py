@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.store.cache import EMAIL, MAILBOX, THREAD, Cache
+from bridge.store.cache import EMAIL, EMAIL_DELIVERY, MAILBOX, THREAD, Cache
 from bridge.store.records import Counts, FlagUpdate, FolderState, MailboxRecord, NewMessage
 
 
@@ -266,3 +266,29 @@ def test_counts_kept_by_difference_match_a_full_count(cache: Cache) -> None:
         cache.recount(None)
     assert {record.id: record.counts for record in cache.mailboxes()} == kept
     assert kept[inbox].total_emails == 5 and kept[trash].total_emails == 1
+
+
+def test_email_delivery_moves_only_when_an_email_is_added(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX", "inbox")
+    archive = add_mailbox(cache, "Archive", "archive")
+    before = cache.state(EMAIL_DELIVERY)
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(1, "new")])
+    delivered = cache.state(EMAIL_DELIVERY)
+    assert delivered > before
+    # A keyword change, a MOVE and a destroy change Emails but add none.
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, flag_updates=[FlagUpdate(1, frozenset({"$seen"}), 3)])
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, removed=[1])
+        cache.apply_folder_delta(archive, added=[message(5, "new")])
+        cache.purge_orphans(everything(cache))
+    with cache.transaction():
+        cache.apply_folder_delta(archive, removed=[5])
+        cache.purge_orphans(everything(cache))
+    assert cache.state(EMAIL) > delivered and cache.state(EMAIL_DELIVERY) == delivered
+    # A transaction rolled back delivers nothing.
+    with pytest.raises(RuntimeError), cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(2, "lost")])
+        raise RuntimeError
+    assert cache.state(EMAIL_DELIVERY) == delivered
