@@ -33,6 +33,7 @@ class StateHub:
 
     def __init__(self) -> None:
         self._queues: dict[str, set[asyncio.Queue[States]]] = {}
+        self._latest: dict[str, States] = {}
 
     def subscribe(self, username: str) -> asyncio.Queue[States]:
         queue: asyncio.Queue[States] = asyncio.Queue(maxsize=64)
@@ -46,9 +47,16 @@ class StateHub:
             self._queues.pop(username, None)
 
     def publish(self, username: str, states: States) -> None:
+        # A watcher's report read before a request committed may arrive after that
+        # request's own: each type keeps its newest state, so no stream goes backwards.
+        latest = self._latest.setdefault(username, {})
+        for name, state in states.items():
+            if _newer(state, latest.get(name)):
+                latest[name] = state
+        current = dict(latest)
         for queue in self._queues.get(username, ()):
             with contextlib.suppress(asyncio.QueueFull):  # a stalled stream only misses news
-                queue.put_nowait(states)
+                queue.put_nowait(current)
 
     def reporter(self, username: str) -> Callable[[States], None]:
         """A watcher's report callback: it runs in the watcher's thread, and publishes on
@@ -59,6 +67,18 @@ class StateHub:
             loop.call_soon_threadsafe(self.publish, username, states)
 
         return report
+
+
+def _newer(state: str, than: str | None) -> bool:
+    """Whether ``state`` is later than ``than``: cache states ("epoch-counter") of one epoch
+    compare by counter; any other different state (a new epoch, a digest) is news."""
+    if than is None:
+        return True
+    epoch, _, counter = state.rpartition("-")
+    old_epoch, _, old_counter = than.rpartition("-")
+    if epoch == old_epoch and counter.isdigit() and old_counter.isdigit():
+        return int(counter) > int(old_counter)
+    return state != than
 
 
 def event_id(states: States) -> str:
