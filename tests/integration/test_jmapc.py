@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -43,20 +42,9 @@ from jmapc.methods import (
 )
 
 from bridge.demo.dovecot import Dovecot
+from tests.certificates import self_signed
 from tests.integration.server import BridgeServer
 from tests.integration.smtp_sink import SmtpSink
-
-
-def _certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (jmapc only speaks https)."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +53,7 @@ def tls_bridge(
 ) -> Iterator[tuple[BridgeServer, Path]]:
     # jmapc only speaks https://host/.well-known/jmap: serve a self-signed certificate.
     folder = tmp_path_factory.mktemp("tls")
-    cert, key = _certificate(folder)
+    cert, key = self_signed(folder)
     server = BridgeServer(
         upstream.host, upstream.port, folder / "data", ssl_files=(str(cert), str(key))
     ).start()
@@ -220,7 +208,7 @@ def sending_bridge(
 ) -> Iterator[tuple[BridgeServer, Path, SmtpSink]]:
     """A Dovecot whose SMTP submission relays to a sink, and a bridge sending through it."""
     folder = tmp_path_factory.mktemp("sending")
-    cert, key = _certificate(folder)
+    cert, key = self_signed(folder)
     with SmtpSink() as sink, Dovecot({SENDER: SENDER_PASSWORD}, relay_port=sink.port) as dovecot:
         server = BridgeServer(
             dovecot.host, dovecot.port, folder / "data", ssl_files=(str(cert), str(key)),

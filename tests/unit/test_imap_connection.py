@@ -8,10 +8,8 @@ import contextlib
 import re
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
@@ -19,6 +17,7 @@ import pytest
 from bridge.imap.connection import ImapConnection, QresyncParams, UpstreamConfig
 from bridge.imap.errors import AuthFailed, CommandFailed, UpstreamUnavailable
 from bridge.imap.responses import ObjectIds
+from tests.certificates import server_context
 
 Handler = Callable[[bytes], tuple[bytes, bytes]]
 """Command (without tag, literals inline) -> (untagged lines, tagged status and text)."""
@@ -455,31 +454,7 @@ def test_arguments_are_validated_before_sending(serve: Callable[..., FakeServer]
 @pytest.fixture(scope="module")
 def server_tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     """A server context with a throwaway self-signed certificate for 127.0.0.1."""
-    if subprocess.run(["openssl", "version"], capture_output=True).returncode != 0:
-        pytest.fail("openssl is not installed (bash .ci/run installs it)")
-    folder: Path = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-    files = ["-keyout", str(key), "-out", str(cert)]
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            *subject,
-            *files,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    return context
+    return server_context(tmp_path_factory.mktemp("tls"))
 
 
 def test_implicit_tls(serve: Callable[..., FakeServer], server_tls: ssl.SSLContext) -> None:

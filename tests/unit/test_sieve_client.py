@@ -7,17 +7,16 @@ import contextlib
 import re
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
 
 from bridge.sieve.client import ManageSieve, Script, SieveConfig
 from bridge.sieve.errors import SieveAuthFailed, SieveCommandFailed, SieveUnavailable
+from tests.certificates import server_context
 
 CAPABILITIES = b'"IMPLEMENTATION" "Fake"\r\n"SASL" "PLAIN LOGIN"\r\n"SIEVE" "fileinto vacation"\r\n'
 Reply = bytes | tuple[bytes, bytes] | None
@@ -232,19 +231,7 @@ def test_nobody_listening() -> None:
 @pytest.fixture(scope="module")
 def server_tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     """A server context with a throwaway self-signed certificate for 127.0.0.1."""
-    if subprocess.run(["openssl", "version"], capture_output=True).returncode != 0:
-        pytest.fail("openssl is not installed (bash .ci/run installs it)")
-    folder: Path = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    return context
+    return server_context(tmp_path_factory.mktemp("tls"))
 
 
 def test_starttls(serve: Callable[..., FakeSieve], server_tls: ssl.SSLContext) -> None:
