@@ -26,8 +26,6 @@ from bridge.mail.common import account_of
 from bridge.mail.email_get import utc_date
 from bridge.mail.setting import Refused, apply_each
 from bridge.store.push_subscriptions import PushSubscriptionRecord, PushSubscriptionStore
-from bridge.webpush.encryption import InvalidKeys, receiver_keys
-from bridge.webpush.targets import TargetRefused, parse_target, resolve
 
 PROPERTIES = ("id", "deviceClientId", "url", "keys", "verificationCode", "expires", "types")
 PRIVATE = frozenset({"url", "keys"})
@@ -138,6 +136,9 @@ def _keys(value: Any) -> tuple[str | None, str | None]:
     p256dh, auth = value["p256dh"], value["auth"]
     if not isinstance(p256dh, str) or not isinstance(auth, str):
         raise Refused("invalidProperties", "p256dh and auth are Strings", ["keys"])
+    # Loaded here, not at start: see WebPush.sender.
+    from bridge.webpush.encryption import InvalidKeys, receiver_keys
+
     try:
         receiver_keys(p256dh, auth)
     except InvalidKeys as exc:
@@ -200,6 +201,8 @@ class _Setter:
         p256dh, auth = _keys(obj.get("keys"))
         types = _types(obj.get("types"))
         expires = _expires(obj.get("expires"), self.now)
+        from bridge.webpush.targets import TargetRefused, parse_target, resolve
+
         try:
             resolve(parse_target(url, self.outbox.allow_private), self.outbox.allow_private)
         except TargetRefused as exc:

@@ -7,9 +7,7 @@ learns is the status, which says whether to try again, slow down or give up for 
 
 from __future__ import annotations
 
-import enum
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -17,6 +15,7 @@ import msgspec
 
 from bridge.store.push_subscriptions import PushSubscriptionRecord
 from bridge.webpush.encryption import CONTENT_ENCODING, encrypt
+from bridge.webpush.outcome import Attempt, Outcome, classify
 from bridge.webpush.targets import TargetRefused, Unresolvable, parse_target, pinned, resolve_async
 
 log = logging.getLogger("bridge.webpush")
@@ -25,42 +24,6 @@ log = logging.getLogger("bridge.webpush")
 # a StateChange older than that tells a client nothing its next sync would not.
 TTL_SECONDS = 86400
 TIMEOUT = 10.0
-MAX_RETRY_AFTER = 600.0
-
-
-class Outcome(enum.Enum):
-    DELIVERED = "delivered"
-    RETRY = "retry"  # 5xx, 429 or the network: the same message may go again later
-    GONE = "gone"  # 404 or 410: the subscription is dead (RFC 8030 §7.3)
-    FAILED = "failed"  # anything else: this message is dropped
-
-
-@dataclass(frozen=True)
-class Attempt:
-    outcome: Outcome
-    status: int | None = None
-    retry_after: float | None = None  # seconds, from a Retry-After the receiver sent
-
-    @property
-    def slow_down(self) -> bool:
-        return self.status == 429
-
-
-def classify(status: int, retry_after: str | None = None) -> Attempt:
-    if 200 <= status < 300:
-        return Attempt(Outcome.DELIVERED, status)
-    if status in (404, 410):
-        return Attempt(Outcome.GONE, status)
-    if status == 429 or status >= 500:
-        return Attempt(Outcome.RETRY, status, _seconds(retry_after))
-    return Attempt(Outcome.FAILED, status)
-
-
-def _seconds(value: str | None) -> float | None:
-    # Only the delta-seconds form; an HTTP-date falls back to our own backoff.
-    if value is None or not value.strip().isdigit():
-        return None
-    return min(float(value.strip()), MAX_RETRY_AFTER)
 
 
 class PushSender:

@@ -29,13 +29,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bridge.store.push_subscriptions import PushSubscriptionRecord, PushSubscriptionStore
-from bridge.webpush.sender import Outcome, PushSender
+from bridge.webpush.outcome import Outcome
 
 if TYPE_CHECKING:
     from bridge.http.auth import Credentials
     from bridge.http.push import StateHub
     from bridge.mail.account import UserData, UserRegistry
     from bridge.mail.watcher import Watchers
+    from bridge.webpush.sender import PushSender
 
 log = logging.getLogger("bridge.webpush")
 
@@ -111,7 +112,7 @@ class WebPush:
         self.hub = hub
         self.watchers = watchers
         self.allow_private = allow_private
-        self.sender = sender or PushSender(allow_private)
+        self._sender = sender
         self.retry_base = RETRY_BASE
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reloading: asyncio.Lock | None = None
@@ -122,6 +123,16 @@ class WebPush:
         self._lock = threading.Lock()
         self._dirty: set[str] = set()
         self._creations: dict[str, deque[float]] = {}
+
+    @property
+    def sender(self) -> PushSender:
+        if self._sender is None:
+            # httpx, cryptography and http-ece load with the first push, not at start: a
+            # bridge nobody subscribes to stays some 15 MiB smaller.
+            from bridge.webpush.sender import PushSender
+
+            self._sender = PushSender(self.allow_private)
+        return self._sender
 
     # -- from the PushSubscription/set handler's thread --------------------------------
 
@@ -164,7 +175,8 @@ class WebPush:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.sender.aclose()
+        if self._sender is not None:
+            await self._sender.aclose()
 
     async def before_request(self, credentials: Credentials, users: UserRegistry) -> None:
         """Before each JMAP request. The first of a user in this process reads the user's
