@@ -142,7 +142,9 @@ def migrate(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise SchemaTooNew(f"cache schema {version} is newer than this bridge ({SCHEMA_VERSION})")
-    for number in range(version, SCHEMA_VERSION):
-        conn.executescript(
-            "BEGIN;" + MIGRATIONS[number] + f"PRAGMA user_version={number + 1}; COMMIT;"
-        )
+    if version == SCHEMA_VERSION:
+        return
+    # Every step in one transaction: a new cache is made in one commit, and an old one
+    # moves up whole or not at all.
+    steps = "".join(MIGRATIONS[version:SCHEMA_VERSION])
+    conn.executescript(f"BEGIN;{steps}PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
