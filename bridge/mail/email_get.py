@@ -10,7 +10,7 @@ A warm list view therefore costs no IMAP command beyond the sync check.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from bridge.jmap import CallContext, MethodError, decode_args
@@ -93,6 +93,18 @@ def fetch_by_folder(
     return fetched
 
 
+# What the cache's Email row answers by itself (a list view asks for most of these).
+_FROM_RECORD: dict[str, Callable[[EmailRecord], Any]] = {
+    "id": lambda record: record.id,
+    "blobId": lambda record: blob_id(record.id),
+    "threadId": lambda record: record.thread_id,
+    "mailboxIds": lambda record: dict.fromkeys(record.mailbox_ids, True),
+    "keywords": lambda record: dict.fromkeys(sorted(record.keywords), True),
+    "size": lambda record: record.size,
+    "receivedAt": lambda record: utc_date(record.received_at),
+}
+
+
 def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[str, dict]:
     """The list-view facts of each Email, parsed once and then kept in the cache."""
     summaries = {
@@ -157,18 +169,17 @@ def email_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         record = records.get(email_id)
         if record is None or (content_props and email_id not in contents):
             continue  # gone upstream since the last sync
-        email = {
-            "id": record.id,
-            "blobId": blob_id(record.id),
-            "threadId": record.thread_id,
-            "mailboxIds": dict.fromkeys(record.mailbox_ids, True),
-            "keywords": dict.fromkeys(sorted(record.keywords), True),
-            "size": record.size,
-            "receivedAt": utc_date(record.received_at),
-            **summaries.get(email_id, {}),
-            **contents.get(email_id, {}),
-        }
-        found.append({key: email.get(key) for key in ("id", *properties)})
+        summary, content = summaries.get(email_id, {}), contents.get(email_id, {})
+        email: dict[str, Any] = {"id": record.id}
+        for key in properties:
+            if key in content:
+                email[key] = content[key]
+            elif key in summary:
+                email[key] = summary[key]
+            else:
+                from_record = _FROM_RECORD.get(key)
+                email[key] = from_record(record) if from_record is not None else None
+        found.append(email)
     listed = {email["id"] for email in found}
     return {
         "accountId": ctx.account_id,

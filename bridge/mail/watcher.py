@@ -68,6 +68,10 @@ class Watcher:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         pause = 1.0
         try:
@@ -136,9 +140,13 @@ class Watchers:
     def join(self, user: UserData, password: str, report: Callable[[dict[str, str]], None]) -> None:
         with self._lock:
             watcher = self._watchers.get(user.username)
-            if watcher is None:
+            if watcher is None or not watcher.alive:
+                # None yet, or one that gave up (its password no longer accepted): this
+                # listener's password may be the new one.
+                listeners = watcher.listeners if watcher is not None else 0
                 watcher = self._watchers[user.username] = Watcher(user, self.pool, password,
                                                                   report)  # fmt: skip
+                watcher.listeners = listeners
                 watcher.start()
             watcher.listeners += 1
 

@@ -3,6 +3,7 @@ sweep of the other folders; quiet when nothing changes; back after the upstream 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -156,3 +157,35 @@ def test_email_delivery_is_pushed_for_new_mail_only(
     other.append("INBOX", MESSAGE)
     delivered, latency = _next_state(deliveries, jmap.account_id, timeout=5)
     assert set(delivered) == {"EmailDelivery"} and latency < 2
+
+
+def test_a_new_password_brings_a_watcher_that_gave_up_back(
+    dovecot_factory: Callable[..., Dovecot], tmp_path: Path
+) -> None:
+    upstream = dovecot_factory(users={"dora": "old-pw"})
+    server = BridgeServer(upstream.host, upstream.port, tmp_path).start()
+    old = server.client("dora", "old-pw")
+    old.mailboxes()
+    Events(old, "types=Email&closeafter=no&ping=0")
+    first = _watcher(server, "dora", "notify")
+    assert upstream.base_dir is not None
+    passwd = upstream.base_dir / "passwd"
+    passwd.write_text("dora:{PLAIN}new-pw::::::\n")
+    later = passwd.stat().st_mtime + 10  # Dovecot rereads a passwd-file by its mtime
+    os.utime(passwd, (later, later))
+    time.sleep(1.1)
+    kick(upstream.config_path, "dora")
+    first.join(timeout=10)  # reconnecting, the old password is refused: it gives up
+    assert not first.alive
+    new = server.client("dora", "new-pw")
+    new.mailboxes()
+    events = Events(new, "types=Email&closeafter=no&ping=0")
+    second = _watcher(server, "dora", "notify")
+    assert second is not first and second.listeners == 2
+    other = _imap(upstream, "dora", "new-pw")
+    other.append("INBOX", MESSAGE)
+    _next_state(events, new.account_id, timeout=5)
+    other.logout()
+    old.close()
+    new.close()
+    server.stop()
