@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import UpstreamError
 from bridge.imap.flags import flags_to_keywords
-from bridge.imap.pool import ConnectionPool
+from bridge.imap.pool import KEPT_OPEN, ConnectionPool
 from bridge.mail.sync import NEW_MESSAGE_ITEMS, new_message, uid_set
 from bridge.store.base import Store
 from bridge.store.records import FlagUpdate, FolderState, MailboxRecord
@@ -93,7 +93,6 @@ def index_folder(
         cache.apply_folder_delta(record.id, removed=gone, flag_updates=updates)
         cache.purge_orphans(known[uid].email_id for uid in gone)
         cache.set_synced(record.id, state)
-    conn.unselect()
 
 
 def unindexed(cache: Store) -> list[MailboxRecord]:
@@ -153,8 +152,13 @@ class BackgroundIndexer:
             self.state.running = False
 
     def index_all(self, conn: ImapConnection) -> None:
-        for record in unindexed(self.cache):
+        records = unindexed(self.cache)
+        for record in records:
             if self._stopping.is_set():
                 return
             progress = self.state.folders.setdefault(record.name, Progress())
             index_folder(self.cache, conn, record, self.lock, progress, self._stopping)
+        if records and conn.selected != KEPT_OPEN:
+            # Back in the pool with INBOX open, a request's STATUS of it costs Dovecot next
+            # to nothing; closed, a scan of the folder (4 ms for 10,000 messages).
+            conn.select(KEPT_OPEN)
