@@ -174,6 +174,10 @@ class Syncer:
         if waiting > foreground_limit:
             report.unindexed = [r.name for r in new]
             records = [r for r in records if r.indexed]
+            if KEPT_OPEN in report.unindexed and self.conn.selected is None:
+                # Its first page will need it open, and open, the next request's
+                # LIST-STATUS costs Dovecot next to nothing for it (see _list).
+                self.conn.select(KEPT_OPEN)
         # INBOX last: the connection goes back to the pool with it open (see _resumed).
         records.sort(key=lambda record: record.name == KEPT_OPEN)
         for record in records:
