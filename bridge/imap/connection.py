@@ -308,6 +308,8 @@ class ImapConnection:
     def select(
         self, name: str, *, readonly: bool = True, qresync: QresyncParams | None = None
     ) -> SelectResult:
+        if readonly and self.selected == name and self._selected_readonly:
+            return self._reopened(name, qresync)
         command = (b"EXAMINE " if readonly else b"SELECT ") + quoting.mailbox_name(name)
         if qresync is not None:
             if not self.qresync:
@@ -329,6 +331,32 @@ class ImapConnection:
         if not self.modseq and result.highestmodseq is not None:
             result = msgspec.structs.replace(result, highestmodseq=None)
         return result
+
+    def _reopened(self, name: str, qresync: QresyncParams | None) -> SelectResult:
+        """What a SELECT would say of the folder this session has open already (INBOX is
+        kept open between requests): a NOOP brings the session's view up to date, STATUS
+        reads it, and with QRESYNC one FETCH names what changed since. A new SELECT would
+        cost Dovecot a scan of a big Maildir (~125 ms at 50,000 messages)."""
+        self._wire.run(b"NOOP").check()
+        status = self.status(name)
+        vanished: frozenset[int] = frozenset()
+        changed: dict[int, MessageMeta] = {}
+        if qresync is not None and qresync.uidvalidity == status.uidvalidity:
+            found = self.fetch_meta("1:*", changedsince=qresync.modseq, vanished=True)
+            vanished, changed = found.vanished, found.messages
+            if qresync.known_uids is not None:  # as QRESYNC limits VANISHED to them
+                vanished &= frozenset(parse_sequence_set(qresync.known_uids))
+        return SelectResult(
+            name=name,
+            uidvalidity=status.uidvalidity,
+            uidnext=status.uidnext,
+            exists=status.messages,
+            highestmodseq=status.highestmodseq if self.modseq else None,
+            permanent_flags=frozenset(),
+            readonly=True,
+            vanished=vanished,
+            changed=changed,
+        )
 
     @_guarded
     def fetch_meta(
@@ -547,7 +575,7 @@ class ImapConnection:
             sock = self._client.socket()
             if sock.fileno() < 0:
                 return False
-            readable = _readable(sock.fileno())
+            readable = _wait_readable([sock.fileno()], 0)  # the server sent something unasked
         except (OSError, ValueError):
             return False
         if probe or readable:
@@ -605,17 +633,12 @@ def _check_sequence_set(value: str) -> None:
         raise ValueError("not an IMAP sequence set")
 
 
-def _wait_readable(fds: Sequence[int], timeout: float) -> None:
+def _wait_readable(fds: Sequence[int], timeout: float) -> bool:
+    """Whether any of ``fds`` turns readable within ``timeout`` seconds; poll, as select()
+    fails for fd >= 1024."""
+    if not hasattr(select, "poll"):
+        return bool(select.select(list(fds), [], [], timeout)[0])
     poller = select.poll()
     for fd in fds:
         poller.register(fd, select.POLLIN)
-    poller.poll(max(0, int(timeout * 1000)))
-
-
-def _readable(fd: int) -> bool:
-    """Whether the server sent something unasked; poll, as select() fails for fd >= 1024."""
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(0))
-    return bool(select.select([fd], [], [], 0)[0])
+    return bool(poller.poll(max(0, int(timeout * 1000))))

@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from bridge.imap.connection import ImapConnection
-from bridge.imap.models import SelectResult
 from bridge.imap.search import InvalidFilter, UnsupportedFilter, plan_search
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import QueryArgs, QueryChangesArgs
@@ -321,7 +319,7 @@ def upstream_page(
 ) -> dict[str, Any]:
     """A page of a folder not indexed yet: the server sorts, bridge fetches only the page."""
     imap = account.imap
-    selected = _opened(imap, record.name)
+    selected = imap.select(record.name)
     keys = b"ARRIVAL" if prop == "receivedAt" else b"SIZE"
     keys = keys if ascending else b"REVERSE " + keys
     if not selected.exists or position >= selected.exists or limit == 0:
@@ -348,24 +346,6 @@ def upstream_page(
     located = account.cache.locations(record.id)
     ids = list(dict.fromkeys(located[uid].email_id for uid in window if uid in located))
     return {"ids": ids, "position": min(position, selected.exists), "total": selected.exists}
-
-
-def _opened(imap: ImapConnection, name: str) -> SelectResult:
-    """A folder selected for reading; one this connection has open already (INBOX, kept
-    open between requests) is brought up to date by a NOOP instead of a new SELECT."""
-    if imap.selected != name or imap.selected_writable:
-        return imap.select(name)
-    imap.noop()
-    status = imap.status(name)  # of the session's own view, up to date after the NOOP
-    return SelectResult(
-        name=name,
-        uidvalidity=status.uidvalidity,
-        uidnext=status.uidnext,
-        exists=status.messages,
-        highestmodseq=status.highestmodseq,
-        permanent_flags=frozenset(),
-        readonly=True,
-    )
 
 
 def query_ids(
