@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from bridge.endpoint import TlsMode
+from bridge.endpoint import Endpoint, TlsMode
 from bridge.mime.envelope import is_mailbox
 
 
@@ -64,23 +64,40 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return 993 if self.upstream_tls == "implicit" else 143
 
     @property
-    def smtp_host(self) -> str:
-        return self.submission_host or self.upstream_host
+    def imap_endpoint(self) -> Endpoint:
+        return self._endpoint(self.upstream_host, self.imap_port, self.upstream_tls)
 
     @property
-    def managesieve_host(self) -> str:
-        return self.sieve_host or self.upstream_host
+    def smtp_endpoint(self) -> Endpoint | None:
+        """SMTP submission, on the IMAP host unless said otherwise; None when not set up."""
+        if self.submission_port is None:
+            return None
+        host = self.submission_host or self.upstream_host
+        return self._endpoint(host, self.submission_port, self.submission_tls)
+
+    @property
+    def sieve_endpoint(self) -> Endpoint | None:
+        """ManageSieve, on the IMAP host unless said otherwise; None when not set up."""
+        if self.sieve_port is None:
+            return None
+        host = self.sieve_host or self.upstream_host
+        return self._endpoint(host, self.sieve_port, self.sieve_tls)
+
+    def _endpoint(self, host: str, port: int, tls: TlsMode) -> Endpoint:
+        return Endpoint(host, port, tls, self.upstream_timeout, self.upstream_verify_tls)
 
     def validate(self) -> Settings:
-        services = [("IMAP", self.upstream_host, self.upstream_tls, "upstream")]
-        if self.submission_port is not None:
-            services.append(("SMTP", self.smtp_host, self.submission_tls, "submission"))
-        if self.sieve_port is not None:
-            services.append(("ManageSieve", self.managesieve_host, self.sieve_tls, "sieve"))
-        for protocol, host, tls, flag in services:
-            if tls == "plain" and not self.allow_plaintext and not _is_loopback(host):
+        services = [
+            ("IMAP", self.imap_endpoint, "upstream"),
+            ("SMTP", self.smtp_endpoint, "submission"),
+            ("ManageSieve", self.sieve_endpoint, "sieve"),
+        ]
+        for protocol, endpoint, flag in services:
+            if endpoint is None or endpoint.tls != "plain" or self.allow_plaintext:
+                continue
+            if not _is_loopback(endpoint.host):
                 raise ConfigError(
-                    f"plain {protocol} to {host} would send passwords in the clear; "
+                    f"plain {protocol} to {endpoint.host} would send passwords in the clear; "
                     f"use --{flag}-tls implicit|starttls, or --allow-plaintext to force it"
                 )
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:

@@ -25,7 +25,6 @@ from bridge.http.session import session_resource, session_state
 from bridge.http.tokens import TokenStore
 from bridge.http.upload import upload
 from bridge.http.websocket import WEBSOCKET_PATH, websocket_endpoint
-from bridge.imap.connection import UpstreamConfig
 from bridge.imap.pool import ConnectionPool
 from bridge.jmap import CoreLimits, Engine, RequestError
 from bridge.mail import registered_methods
@@ -56,15 +55,8 @@ class Bridge:
     def __init__(self, settings: Settings, pool: ConnectionPool | None = None) -> None:
         self.settings = settings
         self.limits = CoreLimits()
-        upstream = UpstreamConfig(
-            host=settings.upstream_host,
-            port=settings.imap_port,
-            tls=settings.upstream_tls,
-            timeout=settings.upstream_timeout,
-            verify_tls=settings.upstream_verify_tls,
-        )
         self.pool = pool or ConnectionPool(
-            upstream, max_open_per_user=settings.pool_connections_per_user
+            settings.imap_endpoint, max_open_per_user=settings.pool_connections_per_user
         )
         self.users = UserRegistry(Path(settings.data_dir))
         self.auth = Authenticator(self.pool)

@@ -50,9 +50,10 @@ class StateHub:
         # A watcher's report read before a request committed may arrive after that
         # request's own: each type keeps its newest state, so no stream goes backwards.
         latest = self._latest.setdefault(username, {})
-        for name, state in states.items():
-            if _newer(state, latest.get(name)):
-                latest[name] = state
+        moved = {name: state for name, state in states.items() if _newer(state, latest.get(name))}
+        if not moved:
+            return  # nothing new: listeners sleep on
+        latest.update(moved)
         current = dict(latest)
         for queue in self._queues.get(username, ()):
             with contextlib.suppress(asyncio.QueueFull):  # a stalled stream only misses news

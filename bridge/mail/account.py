@@ -22,21 +22,13 @@ from bridge.imap.pool import ConnectionPool
 from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
-from bridge.store.cache import (
-    EMAIL,
-    EMAIL_DELIVERY,
-    EMAIL_SUBMISSION,
-    IDENTITY,
-    MAILBOX,
-    THREAD,
-    Cache,
-)
+from bridge.store.cache import EMAIL_DELIVERY, LOGGED_TYPES, Cache
 from bridge.store.ids import derive_id
 from bridge.store.uploads import UploadStore
 
 log = logging.getLogger("bridge.mail")
 
-PUSHED_TYPES = (MAILBOX, EMAIL, THREAD, EMAIL_DELIVERY, IDENTITY, EMAIL_SUBMISSION)
+PUSHED_TYPES = (*LOGGED_TYPES, EMAIL_DELIVERY)
 
 
 def account_id_for(username: str) -> str:
@@ -67,7 +59,8 @@ class UserData:
 
     def states(self) -> dict[str, str]:
         """The state of each data type push reports (RFC 8620 §7.1), from the cache."""
-        states = {name: self.cache.encode_state(self.cache.state(name)) for name in PUSHED_TYPES}
+        values = self.cache.states(PUSHED_TYPES)
+        states = {name: self.cache.encode_state(value) for name, value in values.items()}
         if self.vacation_state is not None:
             states["VacationResponse"] = self.vacation_state
         return states

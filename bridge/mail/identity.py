@@ -183,8 +183,6 @@ class IdentitySetter:
         self.known[identity.id] = identity
 
     def _create(self, creation_id: str, obj: Any) -> dict[str, Any]:
-        if not isinstance(obj, dict):
-            raise Refused("invalidProperties", "an Identity must be an object")
         if "email" not in obj:
             raise Refused("invalidProperties", "an Identity needs an email", ["email"])
         values = _checked(obj)
@@ -201,8 +199,6 @@ class IdentitySetter:
         identity = self.known.get(identity_id)
         if identity is None:
             raise Refused("notFound", "no such Identity")
-        if not isinstance(patch, dict):
-            raise Refused("invalidPatch", "an update must be a PatchObject")
         current = msgspec.to_builtins(identity)
         try:
             wanted = apply_patch(current, patch)
@@ -228,7 +224,3 @@ def identity_set(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     request = decode_args(SetArgs, args)
     ctx.check_max_objects(request.object_count(), "maxObjectsInSet")
     return IdentitySetter(ctx, request).run()
-
-
-def find_identity(account: Account, identity_id: str) -> Identity | None:
-    return identities(account).get(identity_id)

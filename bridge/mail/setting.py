@@ -19,11 +19,11 @@ class Refused(Exception):
     def __init__(
         self,
         error_type: str,
-        description: str,
+        description: str | None = None,
         properties: list[str] | None = None,
         **extra: Any,
     ) -> None:
-        super().__init__(description)
+        super().__init__(description or error_type)
         self.error = set_error(error_type, description, properties, **extra)
 
 

@@ -46,7 +46,7 @@ from bridge.mime.envelope import (
     is_mailbox,
 )
 from bridge.mime.headers import Header
-from bridge.smtp import Sent, SmtpEndpoint, SmtpRefused, SmtpUnavailable, submit
+from bridge.smtp import Sent, SmtpRefused, SmtpUnavailable, submit
 from bridge.store.cache import EMAIL_SUBMISSION
 from bridge.store.ids import derive_id, random_token
 
@@ -96,8 +96,6 @@ class SubmissionSetter:
     # -- create: send -------------------------------------------------------------------
 
     def _create(self, creation_id: str, obj: Any) -> dict[str, Any]:
-        if not isinstance(obj, dict):
-            raise Refused("invalidProperties", "an EmailSubmission must be an object")
         unknown = sorted(set(obj) - CREATABLE)
         if unknown:
             raise Refused("invalidProperties", "unknown or server-set properties", unknown)
@@ -186,16 +184,9 @@ class SubmissionSetter:
         return envelope
 
     def _send(self, envelope: Envelope, message: bytes) -> Sent:
-        settings = self.account.settings
-        if settings.submission_port is None:
+        endpoint = self.account.settings.smtp_endpoint
+        if endpoint is None:
             raise Refused("forbiddenToSend", "this server has no submission service configured")
-        endpoint = SmtpEndpoint(
-            host=settings.smtp_host,
-            port=settings.submission_port,
-            tls=settings.submission_tls,
-            timeout=settings.upstream_timeout,
-            verify_tls=settings.upstream_verify_tls,
-        )
         recipients = [address.email for address in envelope.rcptTo]
         try:
             return submit(
@@ -220,8 +211,6 @@ class SubmissionSetter:
         submission = self.known.get(submission_id)
         if submission is None:
             raise Refused("notFound", "no such EmailSubmission")
-        if not isinstance(patch, dict):
-            raise Refused("invalidPatch", "an update must be a PatchObject")
         current = msgspec.to_builtins(submission)
         try:
             wanted = apply_patch(current, patch)

@@ -25,11 +25,12 @@ from typing import Any
 import msgspec
 
 from bridge.config import Settings
-from bridge.jmap import CallContext, MethodError, PatchError, apply_patch, decode_args, set_error
+from bridge.endpoint import Endpoint
+from bridge.jmap import CallContext, MethodError, PatchError, apply_patch, decode_args
 from bridge.jmap.standard import GetArgs, SetArgs, check_in_state, get_properties
 from bridge.mail.account import UserData
 from bridge.mail.common import account_of
-from bridge.mail.setting import Refused
+from bridge.mail.setting import Refused, apply_each
 from bridge.mail.vacation_script import (
     SCRIPT_NAME,
     Stored,
@@ -39,7 +40,7 @@ from bridge.mail.vacation_script import (
     read,
     render,
 )
-from bridge.sieve.client import ManageSieve, SieveConfig
+from bridge.sieve.client import ManageSieve
 from bridge.sieve.errors import SieveAuthFailed, SieveCommandFailed, SieveUnavailable
 from bridge.sieve.language import analyse
 
@@ -52,16 +53,11 @@ CONFLICTING = frozenset({"vacation", "vacation-seconds", "reject", "ereject"})
 MAX_CHECKED = 16  # scripts followed through include when looking for those
 
 
-def sieve_config(settings: Settings) -> SieveConfig:
-    if settings.sieve_port is None:
+def _endpoint(settings: Settings) -> Endpoint:
+    endpoint = settings.sieve_endpoint
+    if endpoint is None:
         raise MethodError("serverFail", "no ManageSieve server is configured")
-    return SieveConfig(
-        host=settings.managesieve_host,
-        port=settings.sieve_port,
-        tls=settings.sieve_tls,
-        timeout=settings.upstream_timeout,
-        verify_tls=settings.upstream_verify_tls,
-    )
+    return endpoint
 
 
 @contextmanager
@@ -70,7 +66,7 @@ def _session(ctx: CallContext) -> Iterator[ManageSieve]:
     account = account_of(ctx)
     username, password = account.login
     try:
-        with ManageSieve.open(sieve_config(account.settings), username, password) as sieve:
+        with ManageSieve.open(_endpoint(account.settings), username, password) as sieve:
             yield sieve
     except SieveUnavailable as exc:
         raise MethodError("serverUnavailable", "the ManageSieve server is unavailable") from exc
@@ -150,41 +146,29 @@ def vacation_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 def vacation_set(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     request = decode_args(SetArgs, args)
     ctx.check_max_objects(request.object_count(), "maxObjectsInSet")
-    singleton = "there is exactly one VacationResponse"
-    not_created = {key: set_error("singleton", singleton) for key in request.create or {}}
-    not_destroyed = {
-        key: set_error("singleton", singleton) if key == SINGLETON else set_error("notFound")
-        for key in request.destroy or []
-    }
-    updated: dict[str, None] = {}
-    not_updated: dict[str, Any] = {}
     user = account_of(ctx).user
     with user.vacation_lock, _session(ctx) as sieve:
         current = read_current(sieve)
         check_in_state(request.ifInState, current.state)
         writer = _Writer(sieve, current)
-        for object_id, patch in (request.update or {}).items():
-            if object_id != SINGLETON:
-                not_updated[object_id] = set_error("notFound", "the only id is singleton")
-                continue
-            try:
-                writer.update(patch)
-                updated[object_id] = None
-            except Refused as refused:
-                not_updated[object_id] = refused.error
+        results = apply_each(request, _no_create, writer.update_singleton, _no_destroy)
         new = read_current(sieve) if writer.wrote else current
     _remember(user, new.state, changed=writer.wrote)
-    return {
-        "accountId": ctx.account_id,
-        "oldState": current.state,
-        "newState": new.state,
-        "created": None,
-        "updated": updated or None,
-        "destroyed": None,
-        "notCreated": not_created or None,
-        "notUpdated": not_updated or None,
-        "notDestroyed": not_destroyed or None,
-    }
+    return {"accountId": ctx.account_id, "oldState": current.state, "newState": new.state,
+            **results}  # fmt: skip
+
+
+_SINGLETON = "there is exactly one VacationResponse"
+
+
+def _no_create(creation_id: str, obj: Any) -> None:
+    raise Refused("singleton", _SINGLETON)
+
+
+def _no_destroy(object_id: str) -> None:
+    if object_id == SINGLETON:
+        raise Refused("singleton", _SINGLETON)
+    raise Refused("notFound")
 
 
 class _Writer:
@@ -194,6 +178,11 @@ class _Writer:
         self.sieve = sieve
         self.current = current
         self.wrote = False
+
+    def update_singleton(self, object_id: str, patch: dict[str, Any]) -> None:
+        if object_id != SINGLETON:
+            raise Refused("notFound", "the only id is singleton")
+        self.update(patch)
 
     def update(self, patch: dict[str, Any]) -> None:
         try:

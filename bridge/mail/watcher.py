@@ -47,7 +47,6 @@ class Watcher:
         self.listeners = 0
         self.mode: str | None = None  # "notify" or "idle" once watching
         self.syncs = 0
-        self._reported: dict[str, str] = {}
         self._stop = threading.Event()
         self._wake_lock = threading.Lock()  # the pipe's fds are never written once closed
         # stop() writes here to end an IDLE at once rather than at its next sweep.
@@ -120,10 +119,8 @@ class Watcher:
         with Account(self.user, self.pool, self._password) as account:
             account.sync()
         self.syncs += 1
-        states = self.user.states()
-        if states != self._reported:  # listeners wake only for news
-            self.report(states)
-            self._reported = states
+        # The hub passes on only what moved.
+        self.report(self.user.states())
 
 
 class Watchers:

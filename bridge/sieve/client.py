@@ -88,7 +88,6 @@ class ManageSieve:
         self._source = _SocketSource(sock)
         self._config = config
         self.capabilities: dict[str, str] = {}
-        self.commands: list[str] = []  # names of the commands sent, for tests and logs
         self.closed = False
 
     # -- opening ----------------------------------------------------------------------------
@@ -190,9 +189,6 @@ class ManageSieve:
         may carry ``WARNINGS`` with the compiler's text."""
         return self._checked("PUTSCRIPT", protocol.string(name), protocol.string(content))
 
-    def check_script(self, content: str) -> Response:
-        return self._checked("CHECKSCRIPT", protocol.string(content))
-
     def have_space(self, name: str, size: int) -> None:
         """SieveCommandFailed (code QUOTA, QUOTA/MAXSIZE, ...) unless it would fit."""
         self._checked("HAVESPACE", protocol.string(name), protocol.number(size))
@@ -244,7 +240,6 @@ class ManageSieve:
     def _send(self, name: str, line: bytes) -> None:
         if self.closed:
             raise SieveUnavailable("the ManageSieve session is closed")
-        self.commands.append(name)
         try:
             self._sock.sendall(line)
         except OSError as exc:

@@ -38,6 +38,8 @@ EMAIL_SUBMISSION = "EmailSubmission"
 # RFC 8621 §1.5: a push-only type whose state moves when an Email is added to the store,
 # and on no other change.
 EMAIL_DELIVERY = "EmailDelivery"
+# The types whose changes the log keeps (EmailDelivery has a state but no /changes).
+LOGGED_TYPES = (MAILBOX, EMAIL, THREAD, IDENTITY, EMAIL_SUBMISSION)
 
 _MAILBOX_COLUMNS = (
     "id, upstream_key, name, delimiter, role, subscribed, selectable, sort_order, rights, "
@@ -105,7 +107,8 @@ class Cache:
         self._lock = threading.RLock()
         self._depth = 0
         self._tx_start = 0
-        self._delivered: int | None = None  # the last Email created in this transaction
+        # Each type's new state, written once at commit rather than at every change.
+        self._pending_states: dict[str, int] = {}
         # Counts are kept by difference: before a transaction first touches a thread, the
         # thread's share of every folder's counts is noted; at commit the share is taken
         # again and each folder's counts move by the difference.
@@ -156,16 +159,20 @@ class Cache:
                 if outermost:
                     self._conn.execute("ROLLBACK")
                     self._counter = counter_before
-                    self._delivered = None
+                    self._pending_states.clear()
                     self._forget_shares()
                 raise
             self._depth -= 1
             if outermost:
                 if self._counter != counter_before:
                     self._set_meta("counter", str(self._counter))
-                if self._delivered is not None:
-                    self._set_meta(f"state:{EMAIL_DELIVERY}", str(self._delivered))
-                    self._delivered = None
+                if self._pending_states:
+                    self._conn.executemany(
+                        "INSERT INTO meta(key, value) VALUES (?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        [(f"state:{t}", str(v)) for t, v in self._pending_states.items()],
+                    )
+                    self._pending_states.clear()
                 self._conn.execute("COMMIT")
 
     def _meta(self, key: str) -> str | None:
@@ -193,8 +200,19 @@ class Cache:
     # -- state strings ------------------------------------------------------------------
 
     def state(self, type_name: str) -> int:
+        return self.states([type_name])[type_name]
+
+    def states(self, type_names: Sequence[str]) -> dict[str, int]:
+        """The state of each type, in one read (push asks for all after every request)."""
+        keys = [f"state:{name}" for name in type_names]
         with self._lock:
-            return int(self._meta(f"state:{type_name}") or 0)
+            rows = self._conn.execute(
+                f"SELECT key, value FROM meta WHERE key IN ({_marks(len(keys))})", keys
+            ).fetchall()
+            found = {key: int(value) for key, value in rows}
+            # Inside a transaction of this thread, its changes are not written yet.
+            found.update((f"state:{t}", v) for t, v in self._pending_states.items())
+        return {name: found.get(f"state:{name}", 0) for name in type_names}
 
     def encode_state(self, value: int) -> str:
         return f"{self.epoch}-{value}"
@@ -223,9 +241,9 @@ class Cache:
             "props_updated = excluded.props_updated, destroyed = NULL",
             (type_name, object_id, value, value, value),
         )
-        self._set_meta(f"state:{type_name}", str(value))
+        self._pending_states[type_name] = value
         if type_name == EMAIL:
-            self._delivered = value
+            self._pending_states[EMAIL_DELIVERY] = value
 
     def log_updated(self, type_name: str, object_id: str, *, counts_only: bool = False) -> None:
         value = self._next()
@@ -246,7 +264,7 @@ class Cache:
                 "destroyed) VALUES (?, ?, 0, ?, ?, NULL)",
                 (type_name, object_id, value, 0 if counts_only else value),
             )
-        self._set_meta(f"state:{type_name}", str(value))
+        self._pending_states[type_name] = value
 
     def log_destroyed(self, type_name: str, object_id: str) -> None:
         value = self._next()
@@ -257,7 +275,7 @@ class Cache:
             "destroyed = excluded.destroyed",
             (type_name, object_id, value, value, value),
         )
-        self._set_meta(f"state:{type_name}", str(value))
+        self._pending_states[type_name] = value
 
     def changes(self, type_name: str, since: int, max_changes: int | None) -> ChangeSet:
         """Objects changed after ``since``, in the order of their first change after it, at
@@ -324,8 +342,7 @@ class Cache:
             last = int(self._meta("pruned_at") or 0)
         if keep_after <= 0 or (keep_changes and keep_after <= last + keep_changes // 10):
             return 0
-        kinds = (MAILBOX, EMAIL, THREAD, IDENTITY, EMAIL_SUBMISSION)
-        pruned = sum(self.prune_tombstones(t, keep_after) for t in kinds)
+        pruned = sum(self.prune_tombstones(t, keep_after) for t in LOGGED_TYPES)
         with self.transaction():
             self._set_meta("pruned_at", str(keep_after))
         return pruned
