@@ -77,11 +77,12 @@ import abc
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from bridge.imap import quoting
 from bridge.imap.flags import KEYWORD_TO_SYSTEM
+from bridge.mime.dates import parse_utc_date
 
 MAX_DEPTH = 64
 MAX_NUMBER = 2**32 - 1  # RFC 3501 number: what LARGER/SMALLER take
@@ -90,7 +91,6 @@ MAX_UNSIGNED_INT = 2**53 - 1  # RFC 8620 §1.3 UnsignedInt
 # RFC 8620 §1.2 Id. (bridge.jmap.types has the same check; imap/ does not import jmap/.)
 _ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 # RFC 8620 §1.4 UTCDate: RFC 3339 date-time, upper-case letters, time-offset "Z".
-_UTC_DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?Z", re.ASCII)
 # RFC 5322 §3.6.8 field-name: printable US-ASCII except ":".
 _FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -527,14 +527,10 @@ def _unsigned(name: str, value: Any) -> int:
 
 
 def _utc_date(name: str, value: Any) -> datetime:
-    match = _UTC_DATE.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
+    moment = parse_utc_date(value) if isinstance(value, str) else None
+    if moment is None:
         raise InvalidFilter(f"{name} must be a UTCDate such as 2026-01-31T12:00:00Z")
-    fraction = (match.group(7) or "")[:6].ljust(6, "0")
-    try:
-        return datetime(*(int(g) for g in match.groups()[:6]), int(fraction), tzinfo=UTC)
-    except ValueError as exc:
-        raise InvalidFilter(f"{name}: {value!r} is not a valid date") from exc
+    return moment
 
 
 def _keyword(name: str, value: Any) -> str:

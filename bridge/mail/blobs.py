@@ -95,6 +95,33 @@ def open_blob(account: Account, value: str) -> Iterator[bytes] | None:
     is read from the user's upload store, and its parts cut from it likewise."""
     if value.startswith("U"):
         return _upload_chunks(account, value)
+    located = _located(account, value)
+    if located is None:
+        return None
+    uid, section = located
+    if section is None:
+        return _message_chunks(account, uid)
+    content = _part(account, uid, section)
+    return iter((content,)) if content is not None else None
+
+
+def read_blob(account: Account, value: str) -> bytes | None:
+    """The whole blob in memory, to compose, import or send it: a message comes in one
+    FETCH rather than in chunks."""
+    if value.startswith("U"):
+        chunks = _upload_chunks(account, value)
+        return b"".join(chunks) if chunks is not None else None
+    located = _located(account, value)
+    if located is None:
+        return None
+    uid, section = located
+    if section is None:
+        return _fetch(account, uid, "BODY.PEEK[]", "BODY[]")
+    return _part(account, uid, section)
+
+
+def _located(account: Account, value: str) -> tuple[int, str | None] | None:
+    """The UID and section of a message blob of this user, its folder open; or None."""
     parsed = parse_blob_id(value)
     if parsed is None:
         return None
@@ -104,11 +131,12 @@ def open_blob(account: Account, value: str) -> Iterator[bytes] | None:
     if ref is None or record is None:
         return None
     account.open_folder(record.name)
-    if section is None:
-        return _message_chunks(account, ref.uid)
-    raw = _fetch(account, ref.uid, "BODY.PEEK[]", "BODY[]")
-    content = part_content(parse_message(raw), section) if raw is not None else None
-    return iter((content,)) if content is not None else None
+    return ref.uid, section
+
+
+def _part(account: Account, uid: int, section: str) -> bytes | None:
+    raw = _fetch(account, uid, "BODY.PEEK[]", "BODY[]")
+    return part_content(parse_message(raw), section) if raw is not None else None
 
 
 def _upload_chunks(account: Account, value: str) -> Iterator[bytes] | None:

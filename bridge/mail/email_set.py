@@ -24,7 +24,7 @@ from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.patch import PatchError, apply_patch
 from bridge.jmap.standard import CopyArgs, SetArgs, check_in_state
 from bridge.mail.account import Account
-from bridge.mail.blobs import blob_id, open_blob
+from bridge.mail.blobs import blob_id, read_blob
 from bridge.mail.common import account_of
 from bridge.mail.setting import Refused, apply_each, attempt
 from bridge.mail.threading import header_fields
@@ -216,8 +216,7 @@ class EmailSetter:
         return self._store_new(creation_id, raw, targets, names, keywords, received)
 
     def _read_blob(self, value: str) -> bytes | None:
-        chunks = open_blob(self.account, value)
-        return b"".join(chunks) if chunks is not None else None
+        return read_blob(self.account, value)
 
     def _locations(self, email_id: str) -> dict[str, list[int]]:
         """mailbox id -> the UIDs of this Email there."""

@@ -65,10 +65,6 @@ PROPERTIES = EmailSubmission.__struct_fields__
 SORTS = {"emailId": "emailId", "threadId": "threadId", "sentAt": "sendAt", "sendAt": "sendAt"}
 
 
-def utc_date(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def parse_utc_date(value: Any) -> datetime | None:
     """A UTCDate (RFC 8620 §1.4), or None if ``value`` is not one."""
     if not isinstance(value, str) or not value.endswith(("Z", "z")):

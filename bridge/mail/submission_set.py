@@ -15,7 +15,7 @@ from Drafts to Sent.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 import msgspec
@@ -23,8 +23,9 @@ import msgspec
 from bridge.imap.errors import UpstreamError
 from bridge.jmap import CallContext, MethodResult, PatchError, apply_patch, decode_args
 from bridge.jmap.standard import SetArgs, check_in_state
-from bridge.mail.blobs import blob_id, open_blob
+from bridge.mail.blobs import blob_id, read_blob
 from bridge.mail.common import account_of
+from bridge.mail.email_get import utc_date
 from bridge.mail.identity import Identity, account_default, identities, identity_allows, may_send_as
 from bridge.mail.setting import Refused, apply_each
 from bridge.mail.submission import (
@@ -34,7 +35,6 @@ from bridge.mail.submission import (
     Envelope,
     state_of,
     submissions,
-    utc_date,
 )
 from bridge.mime.envelope import (
     EnvelopeError,
@@ -120,7 +120,7 @@ class SubmissionSetter:
             emailId=email_id,
             threadId=record.thread_id,
             envelope=envelope,
-            sendAt=utc_date(datetime.now(UTC)),
+            sendAt=utc_date(int(time.time())),
             deliveryStatus={
                 # Relayed to the submission server, which reports nothing further.
                 address: DeliveryStatus(smtpReply=str(reply), delivered="unknown")
@@ -142,8 +142,7 @@ class SubmissionSetter:
 
     def _message(self, email_id: str) -> bytes | None:
         try:
-            chunks = open_blob(self.account, blob_id(email_id))
-            return b"".join(chunks) if chunks is not None else None
+            return read_blob(self.account, blob_id(email_id))
         except UpstreamError as exc:
             # Only this create fails: others in the call may have been sent already.
             raise Refused("serverFail", "the Email could not be read from the upstream") from exc

@@ -27,6 +27,7 @@ from email.policy import SMTP
 
 import msgspec
 
+from bridge.mime.dates import parse_utc_date
 from bridge.mime.preview import html_to_text
 from bridge.sieve.language import quote, string_list
 
@@ -36,7 +37,6 @@ _MARKER = "# jmap-vacation-v1 "
 DAYS = 7
 DEFAULT_TEXT = "I am away at the moment and will read your message when I am back."
 # RFC 8620 §1.4 UTCDate.
-_UTC_DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?Z", re.ASCII)
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
@@ -59,18 +59,6 @@ class Stored(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _decoder = msgspec.json.Decoder(Stored)
-
-
-def parse_utc_date(value: str) -> datetime | None:
-    """The moment a UTCDate names, or None if ``value`` is not one."""
-    match = _UTC_DATE.fullmatch(value)
-    if match is None:
-        return None
-    fraction = (match.group(7) or "")[:6].ljust(6, "0")
-    try:
-        return datetime(*(int(g) for g in match.groups()[:6]), int(fraction), tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def needed_extensions(response: VacationResponse, include: str | None) -> set[str]:

@@ -8,7 +8,7 @@ sender's offset is kept rather than converted to UTC. Offsets that carry no info
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from bridge.mime.headers import strip_comments
 
@@ -91,3 +91,19 @@ def format_date(moment: datetime) -> str:
     sign = "-" if minutes < 0 else "+"
     hours, mins = divmod(abs(minutes), 60)
     return f"{text}{sign}{hours:02d}:{mins:02d}"
+
+
+_UTC_DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?Z", re.ASCII)
+
+
+def parse_utc_date(value: str) -> datetime | None:
+    """A JMAP UTCDate (RFC 8620 §1.4) as an aware datetime, or None if ``value`` is not
+    one (a fraction of a second is kept to the microsecond)."""
+    match = _UTC_DATE.fullmatch(value)
+    if match is None:
+        return None
+    fraction = (match.group(7) or "")[:6].ljust(6, "0")
+    try:
+        return datetime(*(int(g) for g in match.groups()[:6]), int(fraction), tzinfo=UTC)
+    except ValueError:
+        return None
