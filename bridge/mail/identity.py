@@ -109,8 +109,8 @@ def _state(account: Account) -> str:
 def identity_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     request = decode_args(GetArgs, args)
     account = account_of(ctx)
-    found = identities(account)
-    return get_response(ctx, request, found, PROPERTIES, _state(account))
+    found = identities(account)  # a handful: the default one and what the user added
+    return get_response(ctx, request, lambda ids: found, PROPERTIES, _state(account))
 
 
 def identity_changes(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ EmailSubmission) share: a standard /get over them, and their msgspec codec."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -21,14 +22,16 @@ def decode_all(stored: dict[str, bytes], kind: type[T]) -> dict[str, T]:
 def get_response(
     ctx: CallContext,
     request: GetArgs,
-    objects: dict[str, Any],
+    load: Callable[[list[str] | None], dict[str, Any]],
     properties: tuple[str, ...],
     state: str,
 ) -> dict[str, Any]:
-    """RFC 8620 §5.1 over ``objects`` (id -> Struct whose fields are the properties)."""
+    """RFC 8620 §5.1 over what ``load`` finds of the ids asked (all with None): id -> a
+    Struct whose fields are the properties."""
     wanted = get_properties(request.properties, properties)
     if request.ids is not None:
         ctx.check_max_objects(len(request.ids), "maxObjectsInGet")
+    objects = load(None if request.ids is None else list(dict.fromkeys(request.ids)))
     ids = sorted(objects) if request.ids is None else list(dict.fromkeys(request.ids))
     found = []
     for object_id in ids:

@@ -8,6 +8,7 @@ immediate and cannot be recalled, so every record is final from the start: undoS
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -75,8 +76,10 @@ def parse_utc_date(value: Any) -> datetime | None:
         return None
 
 
-def submissions(account: Account) -> dict[str, EmailSubmission]:
-    return decode_all(account.cache.objects(EMAIL_SUBMISSION), EmailSubmission)
+def submissions(account: Account, ids: Sequence[str] | None = None) -> dict[str, EmailSubmission]:
+    """The user's submissions, all or those of ``ids`` (the record grows with every send:
+    read only what a call names)."""
+    return decode_all(account.cache.objects(EMAIL_SUBMISSION, ids), EmailSubmission)
 
 
 def state_of(account: Account) -> str:
@@ -86,7 +89,8 @@ def state_of(account: Account) -> str:
 def submission_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     request = decode_args(GetArgs, args)
     account = account_of(ctx)
-    return get_response(ctx, request, submissions(account), PROPERTIES, state_of(account))
+    load = partial(submissions, account)
+    return get_response(ctx, request, load, PROPERTIES, state_of(account))
 
 
 def submission_changes(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:

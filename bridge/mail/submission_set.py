@@ -69,7 +69,8 @@ class SubmissionSetter:
         self.request = request
         self.account = account_of(ctx)
         self.cache = self.account.cache
-        self.known = submissions(self.account)
+        named = [*(request.update or {}), *(request.destroy or [])]
+        self.known = submissions(self.account, named)
         # Submission id -> its Email, for each create, update or destroy that succeeded.
         self.succeeded: dict[str, str] = {}
         self.created_here: dict[str, str] = {}

@@ -19,7 +19,7 @@ import hashlib
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -152,10 +152,9 @@ def vacation_set(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         check_in_state(request.ifInState, current.state)
         writer = _Writer(sieve, current)
         results = apply_each(request, _no_create, writer.update_singleton, _no_destroy)
-        new = read_current(sieve) if writer.wrote else current
-    _remember(user, new.state, changed=writer.wrote)
-    return {"accountId": ctx.account_id, "oldState": current.state, "newState": new.state,
-            **results}  # fmt: skip
+    _remember(user, writer.current.state, changed=writer.wrote)
+    return {"accountId": ctx.account_id, "oldState": current.state,
+            "newState": writer.current.state, **results}  # fmt: skip
 
 
 _SINGLETON = "there is exactly one VacationResponse"
@@ -236,20 +235,29 @@ class _Writer:
                 raise Refused("forbidden", problem)
         self._store(render(response, include))
         if current.active != SCRIPT_NAME:
-            self.sieve.set_active(SCRIPT_NAME)
+            self._activate(SCRIPT_NAME)
 
     def _disable(self, response: VacationResponse) -> None:
         current = self.current
         if current.active == SCRIPT_NAME:
             # The user's rules come back before anything else is written.
             previous = current.stored.include if current.stored else None
-            self.sieve.set_active(previous if previous in current.names else None)
-            self.wrote = True
+            self._activate(previous if previous in current.names else None)
         self._store(render(response, None))
+
+    # Each write also moves ``current`` to what the server now holds, so the response's
+    # newState needs no second LISTSCRIPTS and GETSCRIPT.
 
     def _store(self, script: str) -> None:
         self.sieve.put_script(SCRIPT_NAME, script)
         self.wrote = True
+        names = self.current.names | {SCRIPT_NAME}
+        self.current = replace(self.current, names=names, own=script, stored=read(script))
+
+    def _activate(self, name: str | None) -> None:
+        self.sieve.set_active(name)
+        self.wrote = True
+        self.current = replace(self.current, active=name)
 
     def _conflict(self, name: str) -> str | None:
         """Why the script ``name`` (and what it includes) cannot run beside a vacation

@@ -361,12 +361,14 @@ class Cache:
 
     # -- objects kept whole (Identity, EmailSubmission) -----------------------------------
 
-    def objects(self, type_name: str) -> dict[str, bytes]:
-        """Every stored object of a type: id -> its encoded form."""
+    def objects(self, type_name: str, ids: Sequence[str] | None = None) -> dict[str, bytes]:
+        """The stored objects of a type, all or those of ``ids``: id -> its encoded form."""
+        query, params = "SELECT id, data FROM objects WHERE type = ?", [type_name]
+        if ids is not None:
+            query += f" AND id IN ({_marks(len(ids))})"
+            params += list(ids)
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, data FROM objects WHERE type = ?", (type_name,)
-            ).fetchall()
+            rows = self._conn.execute(query, params).fetchall()
         return {object_id: bytes(data) for object_id, data in rows}
 
     def put_object(self, type_name: str, object_id: str, data: bytes) -> None:
