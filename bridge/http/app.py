@@ -20,6 +20,7 @@ from starlette.routing import Route, WebSocketRoute
 from bridge.config import Settings
 from bridge.http.auth import Authenticator, Credentials
 from bridge.http.download import download
+from bridge.http.problems import error_response
 from bridge.http.push import StateHub, access_token, eventsource
 from bridge.http.session import session_resource, session_state
 from bridge.http.tokens import TokenStore
@@ -36,17 +37,12 @@ from bridge.webpush.service import WebPush
 log = logging.getLogger("bridge.http")
 
 JSON = "application/json"
-PROBLEM = "application/problem+json"
 API_PATH = "/jmap/api"
 SESSION_PATH = "/jmap/session"
 
 
 def json_response(body: object, status: int = 200, media_type: str = JSON) -> Response:
     return Response(msgspec.json.encode(body), status_code=status, media_type=media_type)
-
-
-def problem_response(error: RequestError) -> Response:
-    return json_response(error.to_problem(), status=error.status, media_type=PROBLEM)
 
 
 class Bridge:
@@ -133,7 +129,7 @@ async def api(request: Request) -> Response:
         body = await _read_limited(request, limit)
         result = await bridge.execute(credentials, body)
     except RequestError as error:
-        return problem_response(error)
+        return error_response(error)
     return json_response(result)
 
 

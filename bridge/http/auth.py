@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from bridge.http.problems import problem
 from bridge.http.throttle import FailureThrottle
 from bridge.imap.errors import AuthFailed, UpstreamError
 from bridge.imap.pool import ConnectionPool
@@ -52,12 +53,7 @@ def parse_basic(header: str | None) -> Credentials | None:
 
 
 def _unauthorized(detail: str) -> Response:
-    return JSONResponse(
-        {"type": "about:blank", "status": 401, "detail": detail},
-        status_code=401,
-        headers={"WWW-Authenticate": REALM},
-        media_type="application/problem+json",
-    )
+    return problem(401, detail, headers={"WWW-Authenticate": REALM})
 
 
 class Authenticator:
@@ -77,11 +73,8 @@ class Authenticator:
             self.by_user.retry_after(credentials.username), self.by_address.retry_after(address)
         )
         if wait > 0:
-            return JSONResponse(
-                {"type": "about:blank", "status": 429, "detail": "too many failed logins"},
-                status_code=429,
-                headers={"Retry-After": str(int(wait) + 1)},
-                media_type="application/problem+json",
+            return problem(
+                429, "too many failed logins", headers={"Retry-After": str(int(wait) + 1)}
             )
         try:
             await run_in_threadpool(self.pool.verify, credentials.username, credentials.password)
@@ -92,11 +85,6 @@ class Authenticator:
             return _unauthorized("invalid credentials")
         except UpstreamError:
             log.warning("upstream unavailable while authenticating %s", credentials.username)
-            return JSONResponse(
-                {"type": "about:blank", "status": 503, "detail": "upstream IMAP unavailable"},
-                status_code=503,
-                headers={"Retry-After": "5"},
-                media_type="application/problem+json",
-            )
+            return problem(503, "upstream IMAP unavailable", headers={"Retry-After": "5"})
         self.by_user.succeed(credentials.username)
         return credentials

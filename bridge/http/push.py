@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from bridge.http.problems import problem
 from bridge.http.tokens import COOKIE, LIFETIME
 
 if TYPE_CHECKING:
@@ -97,14 +98,6 @@ def _state_event(account_id: str, changed: States, every: States) -> bytes:
     )
 
 
-def _bad_request(detail: str) -> Response:
-    return Response(
-        msgspec.json.encode({"type": "about:blank", "status": 400, "detail": detail}),
-        status_code=400,
-        media_type="application/problem+json",
-    )
-
-
 async def access_token(request: Request) -> Response:
     """A token for EventSource in browsers (see bridge.http.tokens)."""
     bridge: Bridge = request.app.state.bridge
@@ -133,13 +126,13 @@ async def eventsource(request: Request) -> Response:
     wanted = None if types_param == "*" else set(filter(None, types_param.split(",")))
     closeafter = params.get("closeafter", "no")
     if closeafter not in ("state", "no"):
-        return _bad_request("closeafter must be state or no")
+        return problem(400, "closeafter must be state or no")
     try:
         ping = int(params.get("ping", "0"))
     except ValueError:
-        return _bad_request("ping must be a number of seconds")
+        return problem(400, "ping must be a number of seconds")
     if ping < 0:
-        return _bad_request("ping must not be negative")
+        return problem(400, "ping must not be negative")
     interval = min(max(ping, PING_MIN), PING_MAX) if ping else 0
     user = bridge.users.get(credentials.username)
     queue = bridge.hub.subscribe(credentials.username)

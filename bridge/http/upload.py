@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from bridge.http.problems import error_response, problem
 from bridge.jmap import RequestError
 from bridge.store.uploads import DEFAULT_TYPE, UploadedBlob, UploadWriter
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bridge.http")
 
-PROBLEM = "application/problem+json"
 # Written to disk in pieces of this size: one thread hop per piece, not per network read.
 FLUSH_SIZE = 1 << 20
 # type "/" subtype, then anything printable (parameters), within a sane length.
@@ -61,14 +61,8 @@ class _TooLarge(Exception):
     pass
 
 
-def _problem(status: int, detail: str, type: str = "about:blank") -> Response:
-    body = {"type": type, "status": status, "detail": detail}
-    return Response(msgspec.json.encode(body), status_code=status, media_type=PROBLEM)
-
-
 def _limit_problem(status: int, detail: str, limit: str) -> Response:
-    problem = RequestError("limit", status, detail, limit).to_problem()
-    return Response(msgspec.json.encode(problem), status_code=status, media_type=PROBLEM)
+    return error_response(RequestError("limit", status, detail, limit))
 
 
 def _slots(request: Request) -> UploadSlots:
@@ -93,7 +87,7 @@ async def upload(request: Request) -> Response:
         return credentials
     user = bridge.users.get(credentials.username)
     if request.path_params["account_id"] != user.account_id:
-        return _problem(404, "no such account")
+        return problem(404, "no such account")
     limit = bridge.limits.max_size_upload
     too_large = f"upload is larger than maxSizeUpload ({limit} octets)"
     declared = request.headers.get("content-length")
@@ -118,7 +112,7 @@ async def upload(request: Request) -> Response:
         return Response(status_code=400)  # nobody is listening any more
     except OSError:
         log.exception("could not store an upload of %s", credentials.username)
-        return _problem(500, "could not store the upload")
+        return problem(500, "could not store the upload")
     finally:
         slots.release(credentials.username)
     body = {"accountId": user.account_id, "blobId": blob.blob_id, "type": blob.type,

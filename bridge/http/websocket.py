@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge.http.auth import Credentials
+from bridge.http.problems import problem
 from bridge.http.push import States, event_id
 from bridge.http.tokens import COOKIE
 from bridge.jmap import RequestError
@@ -68,11 +69,6 @@ def parse_push_state(push_state: str) -> States:
     return states
 
 
-def _problem(status: int, detail: str) -> Response:
-    body = {"type": "about:blank", "status": status, "detail": detail}
-    return Response(msgspec.json.encode(body), status, media_type="application/problem+json")
-
-
 def _same_origin(bridge: Bridge, websocket: WebSocket) -> bool:
     origin = websocket.headers.get("origin")
     if origin is None:
@@ -86,7 +82,7 @@ async def _authenticate(bridge: Bridge, websocket: WebSocket) -> Credentials | R
     if credentials is not None:
         return credentials  # a page had to ask for it: it is no ambient credential
     if not _same_origin(bridge, websocket):
-        return _problem(403, "another origin's page needs an access token (POST /jmap/token)")
+        return problem(403, "another origin's page needs an access token (POST /jmap/token)")
     cookie = websocket.cookies.get(COOKIE)
     credentials = bridge.tokens.redeem(cookie) if cookie else None
     return credentials or await bridge.auth.authenticate(websocket)
@@ -102,7 +98,7 @@ async def _deny(websocket: WebSocket, response: Response) -> None:
 async def websocket_endpoint(websocket: WebSocket) -> None:
     bridge: Bridge = websocket.app.state.bridge
     if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
-        await _deny(websocket, _problem(400, "the jmap subprotocol is required (RFC 8887)"))
+        await _deny(websocket, problem(400, "the jmap subprotocol is required (RFC 8887)"))
         return
     credentials = await _authenticate(bridge, websocket)
     if isinstance(credentials, Response):
