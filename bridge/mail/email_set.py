@@ -21,12 +21,11 @@ from bridge.imap.flags import keyword_to_flag
 from bridge.imap.responses import format_sequence_set
 from bridge.imap.search import plan_search
 from bridge.jmap import CallContext, MethodError, decode_args
-from bridge.jmap.patch import PatchError, apply_patch
 from bridge.jmap.standard import CopyArgs, SetArgs, check_in_state
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id, read_blob
 from bridge.mail.common import account_of
-from bridge.mail.setting import Refused, apply_each, attempt
+from bridge.mail.setting import Refused, apply_each, attempt, patched
 from bridge.mail.threading import header_fields
 from bridge.mime.compose import BlobsNotFound, ComposeError, compose
 from bridge.store.cache import EMAIL
@@ -236,10 +235,7 @@ class EmailSetter:
         if tops - SETTABLE:
             raise Refused("invalidProperties", "only keywords and mailboxIds can change",
                            sorted(tops - SETTABLE))  # fmt: skip
-        try:
-            wanted = apply_patch(current, patch)
-        except PatchError as exc:
-            raise Refused("invalidPatch", str(exc)) from exc
+        wanted = patched(current, patch)
         keywords = _keyword_map(wanted.get("keywords") or {})
         boxes = wanted.get("mailboxIds")
         if not isinstance(boxes, dict) or not boxes or any(v is not True for v in boxes.values()):

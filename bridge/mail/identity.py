@@ -18,11 +18,11 @@ from typing import Any
 
 import msgspec
 
-from bridge.jmap import CallContext, PatchError, apply_patch, decode_args
+from bridge.jmap import CallContext, decode_args
 from bridge.jmap.standard import ChangesArgs, GetArgs, SetArgs, check_in_state
 from bridge.mail.account import Account
 from bridge.mail.common import account_of, changes_response
-from bridge.mail.setting import Refused, apply_each
+from bridge.mail.setting import Refused, apply_each, patched
 from bridge.mail.stored import decode_all, get_response
 from bridge.mime.envelope import domain_of, is_mailbox
 from bridge.store.cache import IDENTITY
@@ -200,10 +200,7 @@ class IdentitySetter:
         if identity is None:
             raise Refused("notFound", "no such Identity")
         current = msgspec.to_builtins(identity)
-        try:
-            wanted = apply_patch(current, patch)
-        except PatchError as exc:
-            raise Refused("invalidPatch", str(exc)) from exc
+        wanted = patched(current, patch)
         changed = {key: value for key, value in wanted.items() if current.get(key) != value}
         if changed.keys() & IMMUTABLE:
             raise Refused("invalidProperties", "immutable", sorted(changed.keys() & IMMUTABLE))

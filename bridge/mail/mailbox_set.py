@@ -13,12 +13,11 @@ from typing import Any
 
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.jmap import CallContext, MethodError, decode_args
-from bridge.jmap.patch import PatchError, apply_patch
 from bridge.jmap.standard import SetArgs, check_in_state
 from bridge.mail.account import Account
 from bridge.mail.common import account_of
 from bridge.mail.mailbox import MailboxTree
-from bridge.mail.setting import Refused, apply_each
+from bridge.mail.setting import Refused, apply_each, patched
 from bridge.store.cache import MAILBOX
 from bridge.store.records import MailboxRecord
 
@@ -164,10 +163,7 @@ class MailboxSetter:
         if not isinstance(patch, dict):
             raise Refused("invalidPatch", "an update must be a PatchObject")
         current = self.tree.to_object(record)
-        try:
-            wanted = apply_patch(current, patch)
-        except PatchError as exc:
-            raise Refused("invalidPatch", str(exc)) from exc
+        wanted = patched(current, patch)
         changed = {key for key in wanted if wanted.get(key) != current.get(key)}
         changed |= set(wanted) - set(current)
         refused = sorted(changed - SETTABLE - {"myRights"}) + (

@@ -20,11 +20,11 @@ from typing import Any, Protocol
 import msgspec
 
 from bridge.jmap import CORE_CAPABILITY, CallContext, MethodError, MethodSpec, decode_args
-from bridge.jmap.patch import PatchError, apply_patch, top_level_properties
+from bridge.jmap.patch import top_level_properties
 from bridge.mail.account import UserData
 from bridge.mail.common import account_of
 from bridge.mail.email_get import utc_date
-from bridge.mail.setting import Refused, apply_each
+from bridge.mail.setting import Refused, apply_each, patched
 from bridge.store.push_subscriptions import PushSubscriptionRecord, PushSubscriptionStore
 
 PROPERTIES = ("id", "deviceClientId", "url", "keys", "verificationCode", "expires", "types")
@@ -241,10 +241,7 @@ class _Setter:
         if not isinstance(patch, dict):
             raise Refused("invalidPatch", "a PatchObject must be an object")
         current = wire_object(record)
-        try:
-            wanted = apply_patch(current, patch)
-        except PatchError as exc:
-            raise Refused("invalidPatch", str(exc), [exc.property]) from None
+        wanted = patched(current, patch)
         unknown = sorted(key for key in wanted if key not in PROPERTIES)
         if unknown:
             raise Refused("invalidProperties", "no such properties", unknown)

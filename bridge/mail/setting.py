@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from bridge.imap.errors import CommandFailed
 from bridge.jmap import set_error
+from bridge.jmap.patch import PatchError, apply_patch
 
 
 class Refused(Exception):
@@ -25,6 +26,14 @@ class Refused(Exception):
     ) -> None:
         super().__init__(description or error_type)
         self.error = set_error(error_type, description, properties, **extra)
+
+
+def patched(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``current`` with a PatchObject applied (RFC 8620 §5.3); invalidPatch if it cannot be."""
+    try:
+        return apply_patch(current, patch)
+    except PatchError as exc:
+        raise Refused("invalidPatch", str(exc), [exc.property]) from None
 
 
 def attempt(

@@ -21,13 +21,13 @@ from typing import Any
 import msgspec
 
 from bridge.imap.errors import UpstreamError
-from bridge.jmap import CallContext, MethodResult, PatchError, apply_patch, decode_args
+from bridge.jmap import CallContext, MethodResult, decode_args
 from bridge.jmap.standard import SetArgs, check_in_state
 from bridge.mail.blobs import blob_id, read_blob
 from bridge.mail.common import account_of
 from bridge.mail.email_get import utc_date
 from bridge.mail.identity import Identity, account_default, identities, identity_allows, may_send_as
-from bridge.mail.setting import Refused, apply_each
+from bridge.mail.setting import Refused, apply_each, patched
 from bridge.mail.submission import (
     Address,
     DeliveryStatus,
@@ -212,10 +212,7 @@ class SubmissionSetter:
         if submission is None:
             raise Refused("notFound", "no such EmailSubmission")
         current = msgspec.to_builtins(submission)
-        try:
-            wanted = apply_patch(current, patch)
-        except PatchError as exc:
-            raise Refused("invalidPatch", str(exc)) from exc
+        wanted = patched(current, patch)
         changed = sorted(key for key in {*current, *wanted} if current.get(key) != wanted.get(key))
         if changed == ["undoStatus"] and wanted["undoStatus"] == "canceled":
             raise Refused("cannotUnsend", "the message was sent at once: it cannot be recalled")

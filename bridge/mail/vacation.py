@@ -26,11 +26,11 @@ import msgspec
 
 from bridge.config import Settings
 from bridge.endpoint import Endpoint
-from bridge.jmap import CallContext, MethodError, PatchError, apply_patch, decode_args
+from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import GetArgs, SetArgs, check_in_state, get_properties
 from bridge.mail.account import UserData
 from bridge.mail.common import account_of
-from bridge.mail.setting import Refused, apply_each
+from bridge.mail.setting import Refused, apply_each, patched
 from bridge.mail.vacation_script import (
     SCRIPT_NAME,
     Stored,
@@ -184,10 +184,7 @@ class _Writer:
         self.update(patch)
 
     def update(self, patch: dict[str, Any]) -> None:
-        try:
-            merged = apply_patch(self.current.as_object(), patch)
-        except PatchError as exc:
-            raise Refused("invalidPatch", str(exc), [exc.property]) from None
+        merged = patched(self.current.as_object(), patch)
         response = validated(merged)
         stored = self.current.stored
         if response == self.current.response and (stored is None or stored.response == response):
