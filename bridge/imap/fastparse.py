@@ -12,63 +12,68 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+# One alternative per token kind; the last takes any character no other does, so that
+# findall (which skips what matches nothing) cannot pass over an unreadable one.
 _TOKEN = re.compile(
     rb"""\s*(?:
-      (?P<open>\() | (?P<close>\)) |
-      "(?P<quoted>(?:[^"\\]|\\.)*)" |
-      \{(?P<literal>\d+)\+?\}$ |
-      (?P<atom>[^\s()"{\[\]]+(?:\[[^\]]*\](?:<\d+>)?)?)
+      (\() | (\)) |
+      "((?:[^"\\]|\\.)*)" |
+      \{(\d+)\+?\}$ |
+      ([^\s()"{\[\]]+(?:\[[^\]]*\](?:<\d+>)?)?) |
+      (.)
     )""",
-    re.VERBOSE,
+    re.VERBOSE | re.DOTALL,
 )
 _UNESCAPE = re.compile(rb"\\(.)")
 _KNOWN = {"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE", "BODYSTRUCTURE", "PREVIEW",
           "X-GUID", "EMAILID", "THREADID", "X-GM-MSGID", "X-GM-THRID"}  # fmt: skip
+_INTERNALDATE = re.compile(
+    rb" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"
+)
+_MONTHS = {m: n for n, m in enumerate(
+    (b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
+     b"dec"), 1)}  # fmt: skip
+_ZONES: dict[bytes, timezone] = {}
 
 
 def _tokens(records: Sequence[bytes | tuple[bytes, bytes]]) -> list[Any]:
     """The values of a response, nested in tuples."""
-    stack: list[list[Any]] = [[]]
+    outer: list[list[Any]] = []
+    top: list[Any] = []
     for record in records:
         line, literal = record if isinstance(record, tuple) else (record, None)
-        position, end = 0, len(line.rstrip(b"\r\n"))
-        line = line[:end]
-        while position < end:
-            match = _TOKEN.match(line, position)
-            if match is None or match.end() == position:
-                raise ValueError("unreadable token")
-            position = match.end()
-            kind = match.lastgroup
-            if kind == "open":
-                stack.append([])
-            elif kind == "close":
-                if len(stack) < 2:
-                    raise ValueError("unbalanced parenthesis")
-                closed = tuple(stack.pop())
-                stack[-1].append(closed)
-            elif kind == "quoted":
-                stack[-1].append(_UNESCAPE.sub(rb"\1", match.group("quoted")))
-            elif kind == "literal":
-                if literal is None or len(literal) != int(match.group("literal")):
-                    raise ValueError("literal out of place")
-                stack[-1].append(literal)
-                literal = None
-            else:
-                atom = match.group("atom")
+        for opened, closed, quoted, size, atom, other in _TOKEN.findall(line.rstrip(b"\r\n")):
+            if atom:
                 if atom.isdigit():
-                    stack[-1].append(int(atom))
-                elif atom == b"NIL":
-                    stack[-1].append(None)
+                    top.append(int(atom))
                 else:
-                    stack[-1].append(atom)
+                    top.append(None if atom == b"NIL" else atom)
+            elif opened:
+                outer.append(top)
+                top = []
+            elif closed:
+                if not outer:
+                    raise ValueError("unbalanced parenthesis")
+                value = tuple(top)
+                top = outer.pop()
+                top.append(value)
+            elif size:
+                if literal is None or len(literal) != int(size):
+                    raise ValueError("literal out of place")
+                top.append(literal)
+                literal = None
+            elif other:
+                raise ValueError("unreadable token")
+            else:
+                top.append(_UNESCAPE.sub(rb"\1", quoted) if b"\\" in quoted else quoted)
         if literal is not None:
             raise ValueError("literal without its marker")
-    if len(stack) != 1:
+    if outer:
         raise ValueError("unbalanced parenthesis")
-    return stack[0]
+    return top
 
 
 def _bodystructure(value: Any) -> Any:
@@ -84,9 +89,18 @@ def _bodystructure(value: Any) -> Any:
 
 
 def _date(value: Any) -> datetime:
-    if not isinstance(value, bytes):
+    """RFC 3501 date-time ("28-Jul-2023 17:43:54 +0000"), as imapclient parses it."""
+    match = _INTERNALDATE.fullmatch(value) if isinstance(value, bytes) else None
+    month = _MONTHS.get(match.group(2).lower()) if match else None
+    if match is None or month is None:
         raise ValueError("bad INTERNALDATE")
-    return datetime.strptime(value.decode("ascii").strip(), "%d-%b-%Y %H:%M:%S %z")
+    day, _, year, hour, minute, second, sign, off_hours, off_minutes = match.groups()
+    zone_key = sign + off_hours + off_minutes
+    zone = _ZONES.get(zone_key)
+    if zone is None:
+        offset = timedelta(hours=int(off_hours), minutes=int(off_minutes))
+        zone = _ZONES[zone_key] = timezone(-offset if sign == b"-" else offset)
+    return datetime(int(year), month, int(day), int(hour), int(minute), int(second), tzinfo=zone)
 
 
 def parse_fetch_items(records: Sequence[bytes | tuple[bytes, bytes]]) -> dict[str, Any]:

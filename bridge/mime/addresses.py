@@ -176,14 +176,22 @@ def _mailbox(tokens: list[_Token]) -> dict[str, Any] | None:
     return {"name": name or _comment_after(tokens, words[-1]), "email": email}
 
 
-# Most address fields are plain: ``Name <local@domain>`` or ``local@domain``, comma
-# separated, with no quoting, comment, encoded-word, group or route. Those parse without
-# the tokenizer, to the same result (a list view parses two such fields per message).
+# Most address fields are plain: ``Name <local@domain>``, ``"Name" <local@domain>`` or
+# ``local@domain``, comma separated, with no escape, comment, group or route. Those parse
+# without the tokenizer, to the same result (a list view parses two such fields per message).
 _WORD = r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+"
 _ADDRESS = rf"{_WORD}(?:\.{_WORD})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_NAME_ATOM = r'[^\s"(),:;<>\[\]\\]+'  # what the tokenizer reads as one atom, less "[\"
 _PLAIN_MAILBOX = re.compile(
-    rf"[ \t]*(?:((?:{_WORD}[ \t]+)*{_WORD})?[ \t]*<({_ADDRESS})>|({_ADDRESS}))[ \t]*"
+    rf'[ \t]*(?:(?:((?:{_NAME_ATOM}[ \t]+)*{_NAME_ATOM})|"([^"\\]*)")?[ \t]*<({_ADDRESS})>'
+    rf"|({_ADDRESS}))[ \t]*"
 )
+
+
+def _plain_name(text: str) -> str | None:
+    if text.isascii() and "=?" not in text:
+        return text.strip() or None
+    return _clean(text)
 
 
 def _plain_addresses(value: str) -> list[dict[str, Any]] | None:
@@ -193,8 +201,11 @@ def _plain_addresses(value: str) -> list[dict[str, Any]] | None:
         match = _PLAIN_MAILBOX.fullmatch(part)
         if match is None:
             return None
-        name, angled, bare = match.groups()
-        name = " ".join(name.split()) if name else None
+        atoms, quoted, angled, bare = match.groups()
+        if atoms is not None:
+            name = _plain_name(" ".join(atoms.split()))
+        else:
+            name = _plain_name(quoted) if quoted is not None else None
         addresses.append({"name": name, "email": angled or bare})
     return addresses
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from bridge.mime.bodies import has_attachment, split_body
 from bridge.mime.charset import decode_bytes
-from bridge.mime.forms import header_value
+from bridge.mime.forms import header_value, instances_value
 from bridge.mime.header_property import parse_header_property
 from bridge.mime.headers import Header, parse_header_block
 from bridge.mime.preview import PREVIEW_LENGTH, html_to_text, preview_from_text
@@ -69,16 +69,20 @@ def header_properties(headers: Sequence[Header], properties: Iterable[str]) -> d
     """The header-derived properties among ``properties``: convenience ones, ``headers``, and
     valid ``header:*`` ones (keyed exactly as requested). Anything else is skipped."""
     result: dict[str, Any] = {}
+    by_name: dict[str, list[Header]] = {}
+    for header in headers:
+        by_name.setdefault(header.name.lower(), []).append(header)
     for prop in properties:
         if prop in CONVENIENCE_HEADERS:
             name, form = CONVENIENCE_HEADERS[prop]
-            result[prop] = header_value(headers, name, form)
+            result[prop] = instances_value(by_name.get(name.lower(), []), form)
         elif prop == "headers":
             result[prop] = _headers_list(headers)
         elif prop.startswith("header:"):
             parsed = parse_header_property(prop)
             if parsed is not None:
-                result[prop] = header_value(headers, parsed.name, parsed.form, parsed.all_instances)
+                found = by_name.get(parsed.name.lower(), [])
+                result[prop] = instances_value(found, parsed.form, parsed.all_instances)
     return result
 
 

@@ -87,7 +87,11 @@ def header_value(
     """``header:{name}:as{form}[:all]``: the last instance, or with ``all_instances`` every
     one in order. Absent fields give None, or [] for all instances.
     """
-    found = find_all(headers, name)
+    return instances_value(find_all(headers, name), form, all_instances)
+
+
+def instances_value(found: Sequence[Header], form: str, all_instances: bool = False) -> Any:
+    """header_value of the instances of one field, already found."""
     if all_instances:
         return [form_value(header, form) for header in found]
     return form_value(found[-1], form) if found else None
