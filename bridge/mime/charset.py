@@ -9,6 +9,7 @@ reports whether it had to guess or replace anything, which becomes ``isEncodingP
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 
 # Labels Python does not know, or knows as a strict subset of what senders actually use.
@@ -70,6 +71,7 @@ def decode_utf8_or_cp1252(data: bytes) -> str:
         return decode_cp1252(data)
 
 
+@functools.lru_cache(maxsize=256)  # a list view looks up the same few labels over and over
 def lookup_codec(charset: str) -> str | None:
     """The Python codec name for a MIME charset label, or None if unknown."""
     label = charset.strip().strip('"').lower()

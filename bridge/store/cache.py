@@ -568,15 +568,20 @@ class Cache:
                 (_keywords_text(update.keywords), update.modseq, mailbox_id, update.uid),
             )
             flagged.add(row[0])
+        created: set[str] = set()
         for message in added:
-            moved.add(self._add_location(mailbox_id, message))
-        return {
+            email_id, fresh = self._add_location(mailbox_id, message)
+            (created if fresh else moved).add(email_id)
+        # An Email created here with a second location in this delta is derived from all
+        # of them below, like any other.
+        return (created - moved) | {
             email_id
             for email_id in moved | flagged
             if self._refresh_email(email_id, email_id in moved)
         }
 
-    def _add_location(self, mailbox_id: str, message: NewMessage) -> str:
+    def _add_location(self, mailbox_id: str, message: NewMessage) -> tuple[str, bool]:
+        """The Email at the new location, and whether it was created."""
         email_id = derive_id("e", message.email_key)
         known = self._conn.execute(
             "SELECT thread_id FROM emails WHERE id = ?", (email_id,)
@@ -592,19 +597,26 @@ class Cache:
             ),
         )  # fmt: skip
         if known:
-            return email_id
-        thread_id = self._thread_for(email_id, message)
-        self._note_threads([thread_id])
-        # keywords stay empty here so that _refresh_email fills them in.
+            return email_id, False
+        thread_id, existed = self._thread_for(email_id, message)
+        if existed:
+            self._note_threads([thread_id])
+        else:  # a thread with no Email yet adds nothing to any count: nothing to note
+            self._touched_threads.add(thread_id)
         self._conn.execute(
             "INSERT INTO emails(id, thread_id, keywords, unread, size, received_at, summary) "
-            "VALUES (?, ?, '', 1, ?, ?, ?)",
-            (email_id, thread_id, message.size, message.received_at, message.summary),
-        )
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                email_id, thread_id, _keywords_text(message.keywords),
+                int(_is_unread(message.keywords)), message.size, message.received_at,
+                message.summary,
+            ),
+        )  # fmt: skip
         self.log_created(EMAIL, email_id)
-        return email_id
+        return email_id, True
 
-    def _thread_for(self, email_id: str, message: NewMessage) -> str:
+    def _thread_for(self, email_id: str, message: NewMessage) -> tuple[str, bool]:
+        """The new Email's thread, and whether that thread already had Emails."""
         if message.thread_key is not None:
             thread_id = derive_id("t", message.thread_key)
         else:
@@ -624,7 +636,7 @@ class Cache:
                 (thread_id, message.base_subject),
             )
             self.log_created(THREAD, thread_id)
-        return thread_id
+        return thread_id, known is not None
 
     def _thread_by_references(self, message: NewMessage) -> str | None:
         """A thread that shares a Message-ID with this message and has its base subject."""

@@ -292,3 +292,23 @@ def test_email_delivery_moves_only_when_an_email_is_added(cache: Cache) -> None:
         cache.apply_folder_delta(inbox, added=[message(2, "lost")])
         raise RuntimeError
     assert cache.state(EMAIL_DELIVERY) == delivered
+
+
+def test_one_email_twice_in_one_delta_takes_the_keywords_of_both(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX", "inbox")
+    since = cache.state(EMAIL)
+    with cache.transaction():
+        changed = cache.apply_folder_delta(
+            inbox, added=[message(1, "same", "$seen"), message(2, "same", "$flagged")]
+        )
+    (email_id,) = changed
+    assert cache.locations(inbox)[2].email_id == email_id
+    (record,) = cache.emails([email_id]).values()
+    assert record.keywords == frozenset({"$seen", "$flagged"})
+    changes = cache.changes(EMAIL, since, None)
+    assert changes.created == [email_id] and not changes.updated
+    kept = {record.id: record.counts for record in cache.mailboxes()}
+    with cache.transaction():
+        cache.recount(None)
+    assert {record.id: record.counts for record in cache.mailboxes()} == kept
+    assert kept[inbox].total_emails == 1 and kept[inbox].unread_emails == 0
