@@ -21,7 +21,15 @@ from bridge.mime import (
     summary_from_headers,
 )
 
-SUMMARY_ITEMS = ("BODY.PEEK[HEADER]", "BODYSTRUCTURE", "PREVIEW")
+# Only the fields the summary reads: real mail carries kilobytes of Received, DKIM and ARC
+# headers that a list view would otherwise download and parse fifty times over.
+SUMMARY_FIELDS = ("DATE", "FROM", "SENDER", "REPLY-TO", "TO", "CC", "BCC", "SUBJECT",
+                  "MESSAGE-ID", "IN-REPLY-TO", "REFERENCES")  # fmt: skip
+SUMMARY_ITEMS = (
+    f"BODY.PEEK[HEADER.FIELDS ({' '.join(SUMMARY_FIELDS)})]",
+    "BODYSTRUCTURE",
+    "PREVIEW",
+)
 # Stored as a list in this order: the property names would be a fifth of the bytes.
 FIELDS = (*CONVENIENCE_HEADERS, "hasAttachment", "preview")
 _encoder = msgspec.msgpack.Encoder()
@@ -37,12 +45,21 @@ def decode_summary(data: bytes) -> dict[str, Any]:
     return dict(zip(FIELDS, _decoder.decode(zlib.decompress(data)), strict=False))
 
 
+def header_block(raw: dict[str, Any]) -> bytes | None:
+    """The header section a FETCH brought (BODY[HEADER] or BODY[HEADER.FIELDS (...)])."""
+    for key, value in raw.items():
+        if key.startswith("BODY[HEADER") and isinstance(value, bytes):
+            return value
+    return None
+
+
 def has_summary_items(raw: dict[str, Any]) -> bool:
-    return "BODY[HEADER]" in raw and "BODYSTRUCTURE" in raw
+    """Whether a FETCH of SUMMARY_ITEMS answered (not a smaller one, without BODYSTRUCTURE)."""
+    return "BODYSTRUCTURE" in raw and header_block(raw) is not None
 
 
 def summary_from_fetch(raw: dict[str, Any]) -> dict[str, Any]:
-    summary = summary_from_headers(raw.get("BODY[HEADER]") or b"")
+    summary = summary_from_headers(header_block(raw) or b"")
     summary["hasAttachment"] = has_attachment_from_bodystructure(raw.get("BODYSTRUCTURE"))
     preview = raw.get("PREVIEW")
     text = preview.decode("utf-8", "replace") if isinstance(preview, bytes) else ""

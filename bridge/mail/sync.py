@@ -26,9 +26,10 @@ from bridge.mail.summary import (
     SUMMARY_ITEMS,
     encode_summary,
     has_summary_items,
+    header_block,
     summary_from_fetch,
 )
-from bridge.mail.threading import base_subject, header_fields, message_ids
+from bridge.mail.threading import base_subject, field_lines, header_fields, message_ids
 from bridge.store.base import Store
 from bridge.store.cache import MAILBOX
 from bridge.store.records import FlagUpdate, FolderState, Location, MailboxRecord, NewMessage
@@ -37,7 +38,8 @@ log = logging.getLogger("bridge.sync")
 
 # What a first sight of a message needs: its size and date for the Email, and the headers
 # that place it in a thread when the upstream has no THREADID.
-HEADER_FIELDS = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO REFERENCES SUBJECT)]"
+_THREADING = ("MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "SUBJECT")
+HEADER_FIELDS = f"BODY.PEEK[HEADER.FIELDS ({' '.join(_THREADING)})]"
 NEW_MESSAGE_ITEMS = ("RFC822.SIZE", "INTERNALDATE", HEADER_FIELDS)
 
 ROLE_FOR_INBOX = "inbox"
@@ -103,13 +105,6 @@ def new_message_items(conn: ImapConnection) -> tuple[str, ...]:
     return NEW_MESSAGE_ITEMS
 
 
-def _header_block(meta: MessageMeta) -> bytes:
-    for key, value in meta.raw.items():
-        if key.upper().startswith("BODY[HEADER") and isinstance(value, bytes):
-            return value
-    return b""
-
-
 def _received_at(meta: MessageMeta) -> int:
     value = meta.raw.get("INTERNALDATE")
     timestamp = getattr(value, "timestamp", None)
@@ -117,7 +112,7 @@ def _received_at(meta: MessageMeta) -> int:
 
 
 def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> NewMessage:
-    block = _header_block(meta)
+    block = header_block(meta.raw) or b""
     fields = header_fields(block)
     own = message_ids(fields.get("message-id", []))
     referenced = message_ids(fields.get("in-reply-to", []) + fields.get("references", []))
@@ -127,7 +122,9 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
     elif own:
         # No server id: the same headers and size in another folder are the same Email,
         # so a MOVE or COPY by another client keeps its id.
-        digest = hashlib.sha256(block + str(size).encode()).hexdigest()
+        # Over the threading fields alone, as HEADER_FIELDS brings them: the same key
+        # whichever FETCH (indexing, a first page, a sync) saw the message.
+        digest = hashlib.sha256(field_lines(block, _THREADING) + str(size).encode()).hexdigest()
         email_key = f"dedupe:{digest}"
     else:
         email_key = f"uid:{mailbox.upstream_key}:{uidvalidity}:{meta.uid}"

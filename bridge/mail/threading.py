@@ -69,3 +69,21 @@ def message_ids(values: list[bytes]) -> tuple[str, ...]:
     for value in values:
         found.extend(m.decode("utf-8", "replace") for m in _MESSAGE_ID.findall(value))
     return tuple(dict.fromkeys(found))
+
+
+def field_lines(block: bytes, names: tuple[str, ...]) -> bytes:
+    """The lines of ``block`` that hold the fields ``names`` (upper case), continuations
+    included, in order, and the empty line: what ``BODY[HEADER.FIELDS (names)]`` returns."""
+    wanted = {name.encode("ascii") for name in names}
+    kept: list[bytes] = []
+    keep = False
+    for line in block.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t"):
+            if keep:
+                kept.append(line)
+            continue
+        name, colon, _ = line.partition(b":")
+        keep = bool(colon) and name.strip().upper() in wanted
+        if keep:
+            kept.append(line)
+    return b"".join(kept) + b"\r\n"
