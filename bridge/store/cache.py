@@ -28,7 +28,7 @@ from bridge.store.records import (
     MessageRef,
     NewMessage,
 )
-from bridge.store.schema import migrate
+from bridge.store.schema import create_empty, migrate
 
 MAILBOX = "Mailbox"
 EMAIL = "Email"
@@ -123,6 +123,8 @@ class Cache:
     def open(cls, path: Path | str) -> Cache:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not Path(path).exists():
+                create_empty(Path(path))
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")

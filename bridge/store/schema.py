@@ -7,7 +7,12 @@ always be deleted and rebuilt from the upstream.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 import sqlite3
+import threading
+from pathlib import Path
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -148,3 +153,33 @@ def migrate(conn: sqlite3.Connection) -> None:
     # moves up whole or not at all.
     steps = "".join(MIGRATIONS[version:SCHEMA_VERSION])
     conn.executescript(f"BEGIN;{steps}PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+
+
+@functools.cache
+def empty_database() -> bytes:
+    """The file of a cache at SCHEMA_VERSION with no data, in WAL mode: writing it is a
+    quarter of the time a new cache takes to build its tables on disk, which a user's first
+    request would wait for."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        migrate(conn)
+        image = bytearray(conn.serialize())
+    finally:
+        conn.close()
+    image[18:20] = b"\x02\x02"  # file format read/write versions 2: WAL (sqlite.org/fileformat)
+    return bytes(image)
+
+
+def create_empty(path: Path) -> None:
+    """Put an empty cache at ``path`` unless one is there; never replaces a file."""
+    staging = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.write(descriptor, empty_database())
+        finally:
+            os.close(descriptor)
+        with contextlib.suppress(FileExistsError):  # someone else made it first
+            os.link(staging, path)
+    finally:
+        os.unlink(staging)

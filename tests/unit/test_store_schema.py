@@ -1,4 +1,5 @@
-"""The cache's migrations: an older file moves up whole, a newer one is refused."""
+"""The cache's migrations: an older file moves up whole, a newer one is refused; a new one
+starts as the prebuilt empty file."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.store.cache import Cache
-from bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew
+from bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, create_empty
 
 
 def _at_version(path: Path, version: int) -> None:
@@ -37,3 +38,39 @@ def test_a_cache_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(SchemaTooNew):
         Cache.open(path)
+
+
+def _tables(path: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_new_cache_is_the_schema_in_wal_mode_for_its_owner_only(tmp_path: Path) -> None:
+    built = tmp_path / "built.sqlite3"
+    _at_version(built, SCHEMA_VERSION)
+    path = tmp_path / "user" / "cache.sqlite3"
+    cache = Cache.open(path)
+    assert cache.epoch
+    cache.close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert _tables(path) == _tables(built)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+def test_creating_never_replaces_a_cache(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite3"
+    cache = Cache.open(path)
+    epoch = cache.epoch
+    cache.close()
+    create_empty(path)
+    cache = Cache.open(path)
+    assert cache.epoch == epoch
+    cache.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.sqlite3"]
