@@ -62,10 +62,10 @@ class Bridge:
             vacation=settings.sieve_port is not None,
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
-        self.hub = StateHub()
         self.tokens = TokenStore()
         self.watchers = Watchers(self.pool)
-        self.webpush = WebPush(self.hub, self.watchers, settings.push_allow_private)
+        self.hub = StateHub(self.watchers)
+        self.webpush = WebPush(self.hub, settings.push_allow_private)
         capabilities = {CORE, WEBSOCKET, *session_capabilities(self.features)}
         methods = registered_methods(self.features, push=self.webpush)
         self.engine = Engine(self.limits, capabilities, methods)

@@ -24,6 +24,8 @@ from bridge.http.tokens import COOKIE, LIFETIME
 
 if TYPE_CHECKING:
     from bridge.http.app import Bridge
+    from bridge.mail.account import UserData
+    from bridge.mail.watcher import Watchers
 
 PING_MIN, PING_MAX = 1, 300  # RFC 8620 §7.3: a minimum of at most 30, a maximum of at least 300
 States = dict[str, str]
@@ -32,9 +34,31 @@ States = dict[str, str]
 class StateHub:
     """Per user: the streams listening, and the states last published to them."""
 
-    def __init__(self) -> None:
+    def __init__(self, watchers: Watchers | None = None) -> None:
         self._queues: dict[str, set[asyncio.Queue[States]]] = {}
         self._latest: dict[str, States] = {}
+        self._watchers = watchers
+
+    def listen(self, user: UserData, password: str) -> asyncio.Queue[States]:
+        """What a push channel (EventSource, WebSocket, PushSubscription) holds: a queue of
+        the user's states, with the user's upstream watcher joined so that other IMAP
+        clients' changes come too. Subscribed before the caller reads the states, so no
+        change falls between the two. ``stop`` ends it."""
+        assert self._watchers is not None
+        queue = self.subscribe(user.username)
+        self._watchers.join(user, password, self.reporter(user.username))
+        return queue
+
+    def stop(self, username: str, queue: asyncio.Queue[States]) -> None:
+        assert self._watchers is not None
+        self.unsubscribe(username, queue)
+        self._watchers.leave(username)
+
+    def rejoin(self, user: UserData, password: str) -> None:
+        """The watcher of a listener whose password changed logs in with the new one."""
+        assert self._watchers is not None
+        self._watchers.leave(user.username)
+        self._watchers.join(user, password, self.reporter(user.username))
 
     def subscribe(self, username: str) -> asyncio.Queue[States]:
         queue: asyncio.Queue[States] = asyncio.Queue(maxsize=64)
@@ -135,9 +159,8 @@ async def eventsource(request: Request) -> Response:
         return problem(400, "ping must not be negative")
     interval = min(max(ping, PING_MIN), PING_MAX) if ping else 0
     user = bridge.users.get(credentials.username)
-    queue = bridge.hub.subscribe(credentials.username)
+    queue = bridge.hub.listen(user, credentials.password)
     loop = asyncio.get_running_loop()
-    bridge.watchers.join(user, credentials.password, bridge.hub.reporter(credentials.username))
     current = await run_in_threadpool(bridge.states_of, user)
     last_seen = request.headers.get("last-event-id")
 
@@ -176,8 +199,7 @@ async def eventsource(request: Request) -> Response:
                 if closeafter == "state":
                     return
         finally:
-            bridge.hub.unsubscribe(credentials.username, queue)
-            bridge.watchers.leave(credentials.username)
+            bridge.hub.stop(credentials.username, queue)
 
     return StreamingResponse(
         stream(),

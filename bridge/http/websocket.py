@@ -200,12 +200,9 @@ class _Connection:
 
     async def _enable_push(self, enable: _PushEnable) -> None:
         wanted = None if enable.dataTypes is None else set(enable.dataTypes)
-        name = self.credentials.username
         if self._push is None:
-            # On the hub before reading the states, so no change falls between the two.
-            push = self._push = _Push(wanted, self.bridge.hub.subscribe(name))
-            self.bridge.watchers.join(self.user, self.credentials.password,
-                                      self.bridge.hub.reporter(name))  # fmt: skip
+            queue = self.bridge.hub.listen(self.user, self.credentials.password)
+            push = self._push = _Push(wanted, queue)
         else:
             push = self._push
             push.wanted = wanted
@@ -226,8 +223,7 @@ class _Connection:
             return
         if push.task is not None:
             push.task.cancel()
-        self.bridge.hub.unsubscribe(self.credentials.username, push.queue)
-        self.bridge.watchers.leave(self.credentials.username)
+        self.bridge.hub.stop(self.credentials.username, push.queue)
 
     async def _forward(self, push: _Push) -> None:
         try:

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from bridge.http.auth import Credentials
     from bridge.http.push import StateHub
     from bridge.mail.account import UserData, UserRegistry
-    from bridge.mail.watcher import Watchers
     from bridge.webpush.sender import PushSender
 
 log = logging.getLogger("bridge.webpush")
@@ -105,12 +104,10 @@ class WebPush:
     def __init__(
         self,
         hub: StateHub,
-        watchers: Watchers,
         allow_private: bool,
         sender: PushSender | None = None,
     ) -> None:
         self.hub = hub
-        self.watchers = watchers
         self.allow_private = allow_private
         self._sender = sender
         self.retry_base = RETRY_BASE
@@ -221,9 +218,8 @@ class WebPush:
                 self._stop_listener(listener)
             return
         if listener is None:
-            listener = _Listener(user, password, self.hub.subscribe(name))
+            listener = _Listener(user, password, self.hub.listen(user, password))
             self._listeners[name] = listener
-            self.watchers.join(user, password, self.hub.reporter(name))
             listener.task = self._spawn(self._listen(listener))
         elif listener.password != password:
             self._rejoin(listener, password)
@@ -241,9 +237,7 @@ class WebPush:
                 channel.wake.set()
 
     def _rejoin(self, listener: _Listener, password: str) -> None:
-        name = listener.user.username
-        self.watchers.leave(name)
-        self.watchers.join(listener.user, password, self.hub.reporter(name))
+        self.hub.rejoin(listener.user, password)
         listener.password = password
 
     def _stop_listener(self, listener: _Listener) -> None:
@@ -252,8 +246,7 @@ class WebPush:
             self._drop_channel(listener, subscription_id)
         if listener.task is not None:
             listener.task.cancel()
-        self.hub.unsubscribe(name, listener.queue)
-        self.watchers.leave(name)
+        self.hub.stop(name, listener.queue)
         self._listeners.pop(name, None)
 
     def _drop_channel(self, listener: _Listener, subscription_id: str) -> None:
