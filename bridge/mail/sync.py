@@ -22,6 +22,7 @@ from bridge.imap.errors import CommandFailed
 from bridge.imap.flags import flags_to_keywords
 from bridge.imap.models import MailboxListing, MessageMeta, QresyncParams, SelectResult
 from bridge.imap.pool import KEPT_OPEN
+from bridge.imap.responses import ObjectIds
 from bridge.imap.responses import format_sequence_set as uid_set
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
@@ -172,6 +173,9 @@ class Syncer:
         if waiting > foreground_limit:
             report.unindexed = [r.name for r in new]
             records = [r for r in records if r.indexed]
+            if KEPT_OPEN in report.unindexed and self.conn.selected is None:
+                # Its first page will need it open (on Dovecot _list opened it already).
+                self.conn.select(KEPT_OPEN)
         # INBOX last: the connection goes back to the pool with it open, and the next sync
         # asks the open folder what changed (ImapConnection.select) instead of a new SELECT.
         records.sort(key=lambda record: record.name == KEPT_OPEN)
@@ -199,17 +203,19 @@ class Syncer:
     def _list(self) -> SyncReport:
         # Dovecot answers STATUS of the selected folder from the session's own, possibly
         # stale, view. INBOX, kept open between requests (see the pool), is brought up to
-        # date by a NOOP; else it is opened first: from the open view its STATUS costs
-        # Dovecot next to nothing, and read with nothing selected it is the dearest part of
-        # the LIST-STATUS (10,000 messages: EXAMINE + LIST-STATUS 3.7 ms, 11 ms the other
-        # way round), and the connection goes back to the pool with it open.
+        # date by a NOOP. Not open, Dovecot's INBOX is opened first: from the open view its
+        # STATUS costs next to nothing, read with nothing selected it is the dearest part
+        # of the LIST-STATUS (10,000 messages: EXAMINE + LIST-STATUS 3.7 ms, 11 ms the
+        # other way round). Other servers' costs are not known: anything open is closed.
         if self.conn.selected == KEPT_OPEN and not self.conn.selected_writable:
             self.conn.noop()
-        else:
+        elif self.conn.object_ids is ObjectIds.DOVECOT:
             try:
                 self.conn.select(KEPT_OPEN)
             except CommandFailed:
                 self.conn.unselect()
+        else:
+            self.conn.unselect()
         listings = self.conn.list_mailboxes()
         with self.cache.transaction():
             self.reconcile_mailboxes(listings)

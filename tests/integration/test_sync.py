@@ -178,3 +178,29 @@ def test_a_lost_cache_costs_only_time(
     assert changes["error"]["type"] == "cannotCalculateChanges"
     jmap.close()
     server.stop()
+
+
+def test_a_sync_opens_inbox_before_it_lists_the_folders(
+    recorded: tuple[BridgeServer, RecordingPool],
+    account: tuple[str, str],
+    other: IMAPClient,
+) -> None:
+    """On Dovecot the open INBOX's STATUS comes from the session's view, far cheaper than
+    with nothing selected; and the connection goes back to the pool with INBOX open."""
+    server, pool = recorded
+    other.create_folder("Elsewhere")
+    other.append("Elsewhere", MESSAGE % 1)
+    jmap = server.client(*account)
+    elsewhere = jmap.mailboxes()["Elsewhere"]["id"]
+    ids = jmap.call("Email/query", {"filter": {"inMailbox": elsewhere}})["ids"]
+    # Reading a body opens its folder; INBOX is not open on that connection any more.
+    got = jmap.call("Email/get", {"ids": ids, "properties": ["bodyValues"],
+                                  "fetchAllBodyValues": True})  # fmt: skip
+    assert got["list"][0]["bodyValues"]
+    assert [c.selected for c in pool.opened] == ["Elsewhere"]
+    start = len(pool.commands())
+    jmap.call("Mailbox/get", {"ids": None})
+    work = pool.commands()[start:]
+    assert "EXAMINE" in work and work.index("EXAMINE") < work.index("LIST"), work
+    assert [c.selected for c in pool.opened] == ["INBOX"]
+    jmap.close()
