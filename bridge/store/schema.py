@@ -11,7 +11,7 @@ import contextlib
 import functools
 import os
 import sqlite3
-import threading
+import tempfile
 from pathlib import Path
 
 MIGRATIONS: tuple[str, ...] = (
@@ -172,14 +172,15 @@ def empty_database() -> bytes:
 
 def create_empty(path: Path) -> None:
     """Put an empty cache at ``path`` unless one is there; never replaces a file."""
-    staging = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.new")
-    descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # A name of its own (mode 0600) beside the cache: a crash can leave it behind, but it
+    # never stands in the way of the next attempt.
+    descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        try:
-            os.write(descriptor, empty_database())
-        finally:
-            os.close(descriptor)
-        with contextlib.suppress(FileExistsError):  # someone else made it first
+        with os.fdopen(descriptor, "wb") as staged:
+            staged.write(empty_database())
+        # Made first by someone else; or a file system without hard links, where SQLite
+        # then builds the file itself as it always could.
+        with contextlib.suppress(OSError):
             os.link(staging, path)
     finally:
         os.unlink(staging)
