@@ -172,12 +172,18 @@ def empty_database() -> bytes:
 
 def create_empty(path: Path) -> None:
     """Put an empty cache at ``path`` unless one is there; never replaces a file."""
+    if any(path.with_name(path.name + side).exists() for side in ("-wal", "-journal")):
+        # Left by a cache deleted after a crash: SQLite discards it only for a database
+        # with no pages, and would replay it into this one.
+        return
     # A name of its own (mode 0600) beside the cache: a crash can leave it behind, but it
     # never stands in the way of the next attempt.
     descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as staged:
             staged.write(empty_database())
+            staged.flush()
+            os.fsync(staged.fileno())  # never a half-written cache after a power loss
         # Made first by someone else; or a file system without hard links, where SQLite
         # then builds the file itself as it always could.
         with contextlib.suppress(OSError):

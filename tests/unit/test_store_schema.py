@@ -74,3 +74,27 @@ def test_creating_never_replaces_a_cache(tmp_path: Path) -> None:
     assert cache.epoch == epoch
     cache.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.sqlite3"]
+
+
+def test_a_stale_write_ahead_log_does_not_come_back(tmp_path: Path) -> None:
+    """A cache deleted after a crash can leave its -wal behind: the new cache must not
+    take the old one's rows (or its epoch) from it."""
+    path = tmp_path / "cache.sqlite3"
+    cache = Cache.open(path)
+    old_epoch = cache.epoch
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("INSERT INTO meta(key, value) VALUES ('left', 'over')")
+    wal = path.with_name(path.name + "-wal")
+    stale = wal.read_bytes()
+    conn.close()
+    cache.close()
+    path.unlink()
+    wal.write_bytes(stale)  # as a crash would leave it
+    fresh = Cache.open(path)
+    assert fresh.epoch != old_epoch
+    fresh.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'left'").fetchall() == []
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
