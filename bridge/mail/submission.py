@@ -29,6 +29,7 @@ from bridge.mail.common import (
     since_value,
 )
 from bridge.mail.stored import decode_all, get_response
+from bridge.mime.dates import parse_utc_date
 from bridge.store.cache import EMAIL_SUBMISSION
 
 
@@ -66,14 +67,8 @@ PROPERTIES = EmailSubmission.__struct_fields__
 SORTS = {"emailId": "emailId", "threadId": "threadId", "sentAt": "sendAt", "sendAt": "sendAt"}
 
 
-def parse_utc_date(value: Any) -> datetime | None:
-    """A UTCDate (RFC 8620 §1.4), or None if ``value`` is not one."""
-    if not isinstance(value, str) or not value.endswith(("Z", "z")):
-        return None
-    try:
-        return datetime.fromisoformat(value[:-1] + "+00:00")
-    except ValueError:
-        return None
+def _utc_date(value: Any) -> datetime | None:
+    return parse_utc_date(value) if isinstance(value, str) else None
 
 
 def submissions(account: Account, ids: Sequence[str] | None = None) -> dict[str, EmailSubmission]:
@@ -109,8 +104,8 @@ _CONDITIONS = {
     "emailIds": (_is_ids, "a list of ids"),
     "threadIds": (_is_ids, "a list of ids"),
     "undoStatus": (lambda value: isinstance(value, str), "a string"),
-    "before": (lambda value: parse_utc_date(value) is not None, "a UTCDate"),
-    "after": (lambda value: parse_utc_date(value) is not None, "a UTCDate"),
+    "before": (lambda value: _utc_date(value) is not None, "a UTCDate"),
+    "after": (lambda value: _utc_date(value) is not None, "a UTCDate"),
 }
 
 
@@ -123,8 +118,8 @@ def _holds(submission: EmailSubmission, node: dict[str, Any]) -> bool:
     if "undoStatus" in node and submission.undoStatus != node["undoStatus"]:
         return False
     # The filter was checked: a date given is a UTCDate.
-    sent = parse_utc_date(submission.sendAt) or datetime.min.replace(tzinfo=UTC)
-    before, after = parse_utc_date(node.get("before")), parse_utc_date(node.get("after"))
+    sent = _utc_date(submission.sendAt) or datetime.min.replace(tzinfo=UTC)
+    before, after = _utc_date(node.get("before")), _utc_date(node.get("after"))
     if before is not None and sent >= before:
         return False
     return after is None or sent >= after

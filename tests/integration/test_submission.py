@@ -339,9 +339,12 @@ def test_given_envelope_query_changes_cancel_and_destroy(
         "sort": [{"property": "sentAt", "isAscending": False}, {"property": "emailId"}],
     })  # fmt: skip
     assert sorted(by_sent["ids"]) == sorted([one, two])
-    assert error_of(client, "EmailSubmission/query", {"filter": {"before": "yesterday"}}) == (
-        "invalidArguments"
-    )
+    # RFC 8620 §1.4: a UTCDate is upper case, with seconds, in UTC ("Z").
+    for not_utc_date in ("yesterday", "2000-01-01t00:00:00z", "2000-01-01T00:00Z",
+                         "2000-01-01T00:00:00+00:00", "2000-01-01 00:00:00Z"):  # fmt: skip
+        assert error_of(client, "EmailSubmission/query", {"filter": {"before": not_utc_date}}) == (
+            "invalidArguments"
+        ), not_utc_date
     assert error_of(client, "EmailSubmission/query", {"filter": {"subject": "x"}}) == (
         "unsupportedFilter"
     )
