@@ -77,13 +77,16 @@ class PushSubscriptionStore:
 
     def live(self, now: float | None = None) -> list[PushSubscriptionRecord]:
         """Every subscription not yet expired, oldest expiry first; the expired are deleted."""
-        now = time.time() if now is None else now
-        with self._erasing() as conn:
-            conn.execute("DELETE FROM push_subscriptions WHERE expires <= ?", (int(now),))
+        now = int(time.time() if now is None else now)
+        with self._cache.sql() as conn:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM push_subscriptions ORDER BY expires, id"
             ).fetchall()
-        return [_record(row) for row in rows]
+        records = [_record(row) for row in rows]
+        if any(record.expires <= now for record in records):
+            with self._erasing() as conn:
+                conn.execute("DELETE FROM push_subscriptions WHERE expires <= ?", (now,))
+        return [record for record in records if record.expires > now]
 
     def add(self, record: PushSubscriptionRecord, limit: int) -> bool:
         """Store a new subscription unless the user already has ``limit`` of them."""
