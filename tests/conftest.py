@@ -31,10 +31,8 @@ def upstream(request: pytest.FixtureRequest) -> Iterator[Dovecot]:
 
 @pytest.fixture(scope="session")
 def bridge(upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeServer]:
-    server = BridgeServer(upstream.host, upstream.port, tmp_path_factory.mktemp("data"))
-    server.start()
-    yield server
-    server.stop()
+    with BridgeServer(upstream.host, upstream.port, tmp_path_factory.mktemp("data")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -78,6 +78,12 @@ class BridgeServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
+    def __enter__(self) -> BridgeServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def client(self, user: str, password: str) -> JmapClient:
         return JmapClient(self.url, user, password)
 

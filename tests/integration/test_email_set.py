@@ -112,8 +112,10 @@ def test_set_errors_change_nothing(jmap: JmapClient, other: IMAPClient) -> None:
 
 
 def test_without_move_a_move_is_copy_and_expunge(tmp_path: Path) -> None:
-    with Dovecot({"u": "p"}, hide_capabilities=["MOVE"]) as dovecot:
-        server = BridgeServer(dovecot.host, dovecot.port, tmp_path).start()
+    with (
+        Dovecot({"u": "p"}, hide_capabilities=["MOVE"]) as dovecot,
+        BridgeServer(dovecot.host, dovecot.port, tmp_path) as server,
+    ):
         other = IMAPClient(dovecot.host, port=dovecot.port, ssl=False)
         other.login("u", "p")
         other.append("INBOX", message(1, "Mover"))
@@ -126,12 +128,13 @@ def test_without_move_a_move_is_copy_and_expunge(tmp_path: Path) -> None:
         assert set(flags_in(other, "INBOX")) == {b"Stays"}
         assert set(flags_in(other, "Archive")) == {b"Mover"}
         jmap.close()
-        server.stop()
 
 
 def test_a_message_larger_than_the_upstream_takes_is_too_large(tmp_path: Path) -> None:
-    with Dovecot({"u": "p"}, max_mail_size="100k") as dovecot:
-        server = BridgeServer(dovecot.host, dovecot.port, tmp_path).start()
+    with (
+        Dovecot({"u": "p"}, max_mail_size="100k") as dovecot,
+        BridgeServer(dovecot.host, dovecot.port, tmp_path) as server,
+    ):
         jmap = server.client("u", "p")
         drafts = jmap.mailboxes()["Drafts"]["id"]
 
@@ -148,7 +151,6 @@ def test_a_message_larger_than_the_upstream_takes_is_too_large(tmp_path: Path) -
         assert set(flags_in(other, "Drafts")) == {b"10 bytes"}  # nothing of the big one
         other.logout()
         jmap.close()
-        server.stop()
 
 
 def test_create_a_draft(jmap: JmapClient, other: IMAPClient) -> None:

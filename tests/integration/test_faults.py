@@ -34,9 +34,8 @@ def own_upstream() -> Iterator[Dovecot]:
 
 @pytest.fixture
 def server(own_upstream: Dovecot, tmp_path: Path) -> Iterator[BridgeServer]:
-    bridge = BridgeServer(own_upstream.host, own_upstream.port, tmp_path / "data").start()
-    yield bridge
-    bridge.stop()
+    with BridgeServer(own_upstream.host, own_upstream.port, tmp_path / "data") as bridge:
+        yield bridge
 
 
 def test_upstream_down_then_back(own_upstream: Dovecot, server: BridgeServer) -> None:

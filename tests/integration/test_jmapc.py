@@ -54,11 +54,10 @@ def tls_bridge(
     # jmapc only speaks https://host/.well-known/jmap: serve a self-signed certificate.
     folder = tmp_path_factory.mktemp("tls")
     cert, key = self_signed(folder)
-    server = BridgeServer(
+    with BridgeServer(
         upstream.host, upstream.port, folder / "data", ssl_files=(str(cert), str(key))
-    ).start()
-    yield server, cert
-    server.stop()
+    ) as server:
+        yield server, cert
 
 
 def test_jmapc_discovers_echoes_and_lists_mailboxes(
@@ -209,13 +208,15 @@ def sending_bridge(
     """A Dovecot whose SMTP submission relays to a sink, and a bridge sending through it."""
     folder = tmp_path_factory.mktemp("sending")
     cert, key = self_signed(folder)
-    with SmtpSink() as sink, Dovecot({SENDER: SENDER_PASSWORD}, relay_port=sink.port) as dovecot:
-        server = BridgeServer(
+    with (
+        SmtpSink() as sink,
+        Dovecot({SENDER: SENDER_PASSWORD}, relay_port=sink.port) as dovecot,
+        BridgeServer(
             dovecot.host, dovecot.port, folder / "data", ssl_files=(str(cert), str(key)),
             submission_port=dovecot.submission_port, submission_tls="plain",
-        ).start()  # fmt: skip
+        ) as server,
+    ):  # fmt: skip
         yield server, cert, sink
-        server.stop()
 
 
 def test_jmapc_sends_a_draft_and_files_it(

@@ -42,21 +42,17 @@ def dovecot() -> Iterator[Dovecot]:
 def push_bridge(
     dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BridgeServer]:
-    server = BridgeServer(
+    with BridgeServer(
         dovecot.host, dovecot.port, tmp_path_factory.mktemp("push"), push_allow_private=True
-    )
-    server.start()
-    server.bridge.webpush.retry_base = 0.05  # retries in tens of milliseconds, not seconds
-    yield server
-    server.stop()
+    ) as server:
+        server.bridge.webpush.retry_base = 0.05  # retries in tens of milliseconds, not seconds
+        yield server
 
 
 @pytest.fixture(scope="module")
 def strict(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeServer]:
-    server = BridgeServer(dovecot.host, dovecot.port, tmp_path_factory.mktemp("strict"))
-    server.start()
-    yield server
-    server.stop()
+    with BridgeServer(dovecot.host, dovecot.port, tmp_path_factory.mktemp("strict")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -354,23 +350,21 @@ def test_after_a_restart_deliveries_resume_with_the_users_next_request(
     imap: IMAPClient,
     tmp_path: Path,
 ) -> None:
-    first = BridgeServer(dovecot.host, dovecot.port, tmp_path, push_allow_private=True).start()
-    client = first.client(*login)
-    client.mailboxes()
-    verified(client, receiver)
-    first.stop()
+    with BridgeServer(dovecot.host, dovecot.port, tmp_path, push_allow_private=True) as first:
+        client = first.client(*login)
+        client.mailboxes()
+        verified(client, receiver)
     client.close()
 
-    again = BridgeServer(dovecot.host, dovecot.port, tmp_path, push_allow_private=True).start()
-    client = again.client(*login)
-    try:
-        # Nothing in memory: without the password there is no watcher to see this.
-        imap.append("INBOX", MESSAGE)
-        receiver.assert_silent(1.0)
-        client.mailboxes()  # a request: bridge has the password again, and its sync news
-        assert "Email" in pushed_state(client, receiver, "Email")
-        imap.append("INBOX", MESSAGE)  # and the watcher runs from now on
-        assert "Email" in pushed_state(client, receiver, "Email")
-    finally:
-        client.close()
-        again.stop()
+    with BridgeServer(dovecot.host, dovecot.port, tmp_path, push_allow_private=True) as again:
+        client = again.client(*login)
+        try:
+            # Nothing in memory: without the password there is no watcher to see this.
+            imap.append("INBOX", MESSAGE)
+            receiver.assert_silent(1.0)
+            client.mailboxes()  # a request: bridge has the password again, and its sync news
+            assert "Email" in pushed_state(client, receiver, "Email")
+            imap.append("INBOX", MESSAGE)  # and the watcher runs from now on
+            assert "Email" in pushed_state(client, receiver, "Email")
+        finally:
+            client.close()

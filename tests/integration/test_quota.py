@@ -26,12 +26,10 @@ MESSAGE = b"From: a@example.com\r\nSubject: quota\r\n\r\n" + b"x" * 5000 + b"\r\
 def quota_bridge(
     upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BridgeServer]:
-    server = BridgeServer(
+    with BridgeServer(
         upstream.host, upstream.port, tmp_path_factory.mktemp("quota"), upstream_quota=True
-    )
-    server.start()
-    yield server
-    server.stop()
+    ) as server:
+        yield server
 
 
 @pytest.fixture

@@ -45,12 +45,11 @@ def dovecot(sink: SmtpSink) -> Iterator[Dovecot]:
 def sending_bridge(
     dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BridgeServer]:
-    server = BridgeServer(
+    with BridgeServer(
         dovecot.host, dovecot.port, tmp_path_factory.mktemp("send"),
         submission_port=dovecot.submission_port, submission_tls="plain", mail_domain=DOMAIN,
-    ).start()  # fmt: skip
-    yield server
-    server.stop()
+    ) as server:  # fmt: skip
+        yield server
 
 
 @pytest.fixture
@@ -464,9 +463,9 @@ def test_submission_server_problems(
             port = strict.port
         else:
             port = free_port()  # nothing listens there
-        server = BridgeServer(dovecot.host, dovecot.port, tmp_path, submission_port=port,
-                              submission_tls="plain").start()  # fmt: skip
-        stack.callback(server.stop)
+        server = stack.enter_context(BridgeServer(
+            dovecot.host, dovecot.port, tmp_path, submission_port=port, submission_tls="plain"
+        ))  # fmt: skip
         jmap = server.client(login, USERS[login])
         stack.callback(jmap.close)
         email_id = stored_draft(jmap, other, draft(login, bcc=False))

@@ -39,9 +39,8 @@ class RecordingPool(ConnectionPool):
 @pytest.fixture
 def recorded(upstream: Dovecot, tmp_path: Path) -> Iterator[tuple[BridgeServer, RecordingPool]]:
     pool = RecordingPool(UpstreamConfig(upstream.host, upstream.port, tls="plain"))
-    server = BridgeServer(upstream.host, upstream.port, tmp_path, pool=pool).start()
-    yield server, pool
-    server.stop()
+    with BridgeServer(upstream.host, upstream.port, tmp_path, pool=pool) as server:
+        yield server, pool
 
 
 def test_changes_cost_work_in_proportion_to_changed_folders(
@@ -159,25 +158,23 @@ def test_a_lost_cache_costs_only_time(
 ) -> None:
     other.create_folder("Keep")
     other.append("Keep", MESSAGE % 1)
-    server = BridgeServer(upstream.host, upstream.port, tmp_path / "data").start()
-    jmap = server.client(*account)
-    before = jmap.mailboxes()
-    state = jmap.call("Mailbox/get", {"ids": []})["state"]
-    jmap.close()
-    server.stop()
+    with BridgeServer(upstream.host, upstream.port, tmp_path / "data") as server:
+        jmap = server.client(*account)
+        before = jmap.mailboxes()
+        state = jmap.call("Mailbox/get", {"ids": []})["state"]
+        jmap.close()
     shutil.rmtree(tmp_path / "data")
-    server = BridgeServer(upstream.host, upstream.port, tmp_path / "data").start()
-    jmap = server.client(*account)
-    after = jmap.mailboxes()
-    assert {name: box["id"] for name, box in after.items()} == {
-        name: box["id"] for name, box in before.items()
-    }
-    assert after["Keep"]["totalEmails"] == 1
-    # The old state belongs to the lost cache: the client must resync, not trust a delta.
-    changes = jmap.call("Mailbox/changes", {"sinceState": state})
-    assert changes["error"]["type"] == "cannotCalculateChanges"
-    jmap.close()
-    server.stop()
+    with BridgeServer(upstream.host, upstream.port, tmp_path / "data") as server:
+        jmap = server.client(*account)
+        after = jmap.mailboxes()
+        assert {name: box["id"] for name, box in after.items()} == {
+            name: box["id"] for name, box in before.items()
+        }
+        assert after["Keep"]["totalEmails"] == 1
+        # The old state belongs to the lost cache: the client must resync, not trust a delta.
+        changes = jmap.call("Mailbox/changes", {"sinceState": state})
+        assert changes["error"]["type"] == "cannotCalculateChanges"
+        jmap.close()
 
 
 def test_a_sync_opens_inbox_before_it_lists_the_folders(

@@ -48,9 +48,8 @@ def small_bridge(
     server.bridge.limits = CoreLimits(
         max_size_upload=SMALL_UPLOAD, max_concurrent_upload=SMALL_CONCURRENCY
     )
-    server.start()
-    yield server
-    server.stop()
+    with server:
+        yield server
 
 
 @pytest.fixture

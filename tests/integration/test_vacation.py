@@ -48,13 +48,11 @@ def sieve_dovecot(sink: SmtpSink) -> Iterator[Dovecot]:
 def vacation_bridge(
     sieve_dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BridgeServer]:
-    server = BridgeServer(
+    with BridgeServer(
         sieve_dovecot.host, sieve_dovecot.port, tmp_path_factory.mktemp("vacation"),
         sieve_port=sieve_dovecot.sieve_port, sieve_tls="plain",
-    )  # fmt: skip
-    server.start()
-    yield server
-    server.stop()
+    ) as server:  # fmt: skip
+        yield server
 
 
 @pytest.fixture
@@ -277,18 +275,14 @@ def test_other_set_errors(client: JmapClient) -> None:
 def test_unreachable_managesieve_is_an_error(
     sieve_dovecot: Dovecot, login: tuple[str, str], tmp_path: Path
 ) -> None:
-    server = BridgeServer(
+    with BridgeServer(
         sieve_dovecot.host, sieve_dovecot.port, tmp_path,
         sieve_port=free_port(), sieve_tls="plain",
-    )  # fmt: skip
-    server.start()
-    try:
+    ) as server:  # fmt: skip
         client = server.client(*login)
         assert call(client, "VacationResponse/get")["error"]["type"] == "serverUnavailable"
         assert update(client, {"isEnabled": True})["error"]["type"] == "serverUnavailable"
         client.close()
-    finally:
-        server.stop()
 
 
 def test_a_set_is_pushed(client: JmapClient) -> None:

@@ -91,10 +91,8 @@ def no_notify(
     dovecot_factory: Callable[..., Dovecot], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Dovecot, BridgeServer]]:
     upstream = dovecot_factory(hide=("NOTIFY",))
-    server = BridgeServer(upstream.host, upstream.port, tmp_path_factory.mktemp("no-notify"))
-    server.start()
-    yield upstream, server
-    server.stop()
+    with BridgeServer(upstream.host, upstream.port, tmp_path_factory.mktemp("no-notify")) as server:
+        yield upstream, server
 
 
 def test_without_notify_idle_watches_inbox_and_a_sweep_the_rest(
@@ -163,29 +161,28 @@ def test_a_new_password_brings_a_watcher_that_gave_up_back(
     dovecot_factory: Callable[..., Dovecot], tmp_path: Path
 ) -> None:
     upstream = dovecot_factory(users={"dora": "old-pw"})
-    server = BridgeServer(upstream.host, upstream.port, tmp_path).start()
-    old = server.client("dora", "old-pw")
-    old.mailboxes()
-    Events(old, "types=Email&closeafter=no&ping=0")
-    first = _watcher(server, "dora", "notify")
-    assert upstream.base_dir is not None
-    passwd = upstream.base_dir / "passwd"
-    passwd.write_text("dora:{PLAIN}new-pw::::::\n")
-    later = passwd.stat().st_mtime + 10  # Dovecot rereads a passwd-file by its mtime
-    os.utime(passwd, (later, later))
-    time.sleep(1.1)
-    kick(upstream.config_path, "dora")
-    first.join(timeout=10)  # reconnecting, the old password is refused: it gives up
-    assert not first.alive
-    new = server.client("dora", "new-pw")
-    new.mailboxes()
-    events = Events(new, "types=Email&closeafter=no&ping=0")
-    second = _watcher(server, "dora", "notify")
-    assert second is not first and second.listeners == 2
-    other = _imap(upstream, "dora", "new-pw")
-    other.append("INBOX", MESSAGE)
-    _next_state(events, new.account_id, timeout=5)
-    other.logout()
-    old.close()
-    new.close()
-    server.stop()
+    with BridgeServer(upstream.host, upstream.port, tmp_path) as server:
+        old = server.client("dora", "old-pw")
+        old.mailboxes()
+        Events(old, "types=Email&closeafter=no&ping=0")
+        first = _watcher(server, "dora", "notify")
+        assert upstream.base_dir is not None
+        passwd = upstream.base_dir / "passwd"
+        passwd.write_text("dora:{PLAIN}new-pw::::::\n")
+        later = passwd.stat().st_mtime + 10  # Dovecot rereads a passwd-file by its mtime
+        os.utime(passwd, (later, later))
+        time.sleep(1.1)
+        kick(upstream.config_path, "dora")
+        first.join(timeout=10)  # reconnecting, the old password is refused: it gives up
+        assert not first.alive
+        new = server.client("dora", "new-pw")
+        new.mailboxes()
+        events = Events(new, "types=Email&closeafter=no&ping=0")
+        second = _watcher(server, "dora", "notify")
+        assert second is not first and second.listeners == 2
+        other = _imap(upstream, "dora", "new-pw")
+        other.append("INBOX", MESSAGE)
+        _next_state(events, new.account_id, timeout=5)
+        other.logout()
+        old.close()
+        new.close()
