@@ -41,7 +41,10 @@ class UserData:
     cache: Store
     uploads: UploadStore
     # One sync at a time per user; a request that waited for another's sync uses its result.
-    sync_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Also held while Mailbox/set changes the folder list and while a watcher starts its
+    # NOTIFY: Dovecot answers a CREATE that runs beside another session's NOTIFY SET with
+    # "Mailbox already exists", having made the mailbox.
+    sync_lock: threading.RLock = field(default_factory=threading.RLock)
     sync_generation: int = 0
     indexer: BackgroundIndexer = field(init=False)
     # VacationResponse lives on the ManageSieve server, which push must not poll: its

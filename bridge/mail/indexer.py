@@ -47,7 +47,7 @@ def index_folder(
     cache: Store,
     conn: ImapConnection,
     record: MailboxRecord,
-    lock: threading.Lock,
+    lock: threading.RLock,
     progress: Progress | None = None,
     stopping: threading.Event | None = None,
 ) -> None:
@@ -104,7 +104,7 @@ def unindexed(cache: Store) -> list[MailboxRecord]:
 class BackgroundIndexer:
     """One thread per user, started by a request that found folders to index."""
 
-    def __init__(self, cache: Store, lock: threading.Lock) -> None:
+    def __init__(self, cache: Store, lock: threading.RLock) -> None:
         self.cache = cache
         self.lock = lock
         self.state = IndexState()

@@ -108,7 +108,8 @@ class Watcher:
     def _listen(self, listener: ImapConnection) -> float:
         """Start the server reporting; how often folders it does not report need a sweep."""
         if listener.has("NOTIFY"):
-            listener.notify_changes()
+            with self.user.sync_lock:  # not beside this user's folder writes (UserData)
+                listener.notify_changes()
             self.mode = "notify"
             return SWEEP_NOTIFIED if "CONDSTORE" in listener.enabled else SWEEP
         listener.select("INBOX", readonly=True)
