@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from bridge.imap.fastparse import parse_fetch_items
@@ -41,3 +43,52 @@ def test_same_values_as_imapclient(records: list[bytes | tuple[bytes, bytes]]) -
 def test_steps_aside_for_what_it_does_not_know(records: list[bytes | tuple[bytes, bytes]]) -> None:
     with pytest.raises(ValueError):
         parse_fetch_items(records)
+
+
+def _quoted(rng: random.Random) -> bytes:
+    text = "".join(rng.choice('ab c"\\é-=?') for _ in range(rng.randint(0, 12)))
+    return b'"' + text.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def _part(rng: random.Random, depth: int) -> bytes:
+    if depth < 2 and rng.random() < 0.3:
+        parts = b"".join(_part(rng, depth + 1) for _ in range(rng.randint(1, 3)))
+        return b"(" + parts + b' "mixed" ("boundary" ' + _quoted(rng) + b") NIL NIL NIL)"
+    params = rng.choice([b"NIL", b'("charset" ' + _quoted(rng) + b")"])
+    return (
+        b'("text" "plain" '
+        + params
+        + b" NIL "
+        + rng.choice([b"NIL", _quoted(rng)])
+        + b' "7bit" %d %d NIL NIL NIL NIL)' % (rng.randint(0, 9999), rng.randint(0, 99))
+    )
+
+
+def _response(rng: random.Random) -> list[bytes | tuple[bytes, bytes]]:
+    day, sign = rng.randint(1, 28), rng.choice("+-")
+    items = [
+        b"UID %d" % rng.randint(1, 10**6),
+        b"FLAGS (" + b" ".join(rng.sample([b"\\Seen", b"\\Flagged", b"$label1", b"x-y"],
+                                          rng.randint(0, 3))) + b")",
+        b"MODSEQ (%d)" % rng.randint(1, 10**12),
+        b"RFC822.SIZE %d" % rng.randint(0, 10**7),
+        (f'INTERNALDATE "{day:2d}-{rng.choice(["Jan", "feb", "DEC"])}-20{rng.randint(10, 30)}'
+         f' {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}'
+         f' {sign}{rng.randint(0, 14):02d}{rng.choice([0, 30, 45]):02d}"').encode(),
+        b"PREVIEW " + rng.choice([b"NIL", _quoted(rng)]),
+        b"BODYSTRUCTURE " + _part(rng, 0),
+    ]  # fmt: skip
+    rng.shuffle(items)
+    header = rng.choice([b"", b"Subject: x\r\n\r\n", b"From: a@b\r\n X: y\r\n\r\n"])
+    head = b"(" + b" ".join(items) + b" BODY[HEADER.FIELDS (FROM SUBJECT)] {%d}" % len(header)
+    return [(head, header), b")"]
+
+
+def test_random_responses_read_as_imapclient_reads_them() -> None:
+    rng = random.Random(3501)
+    for _ in range(2_000):
+        records = _response(rng)
+        slow = _fetch_items_slowly(Untagged("FETCH", 1, tuple(records)))
+        fast = parse_fetch_items(records)
+        slow.pop("UID"), fast.pop("UID")
+        assert fast == slow, records
