@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,16 @@ def test_preview_collapses_and_caps_at_256() -> None:
     preview = preview_from_text(long)
     assert len(preview) == 256 and long.startswith(preview)
     assert preview_from_text(" " * 10_000_000 + "x") == "x"
+
+
+def test_preview_is_the_text_with_white_space_collapsed_then_cut() -> None:
+    rng = random.Random(8621)
+    for _ in range(5_000):
+        text = "".join(
+            rng.choice("ab c\t\n\u00a0\u2003\u3000é") for _ in range(rng.randint(0, 700))
+        )
+        limit = rng.choice([0, 1, 2, 3, 10, 256])
+        assert preview_from_text(text, limit) == " ".join(text.split())[:limit], (text, limit)
 
 
 def test_html_to_text() -> None:
