@@ -3,6 +3,7 @@ and ManageSieve all take one of these."""
 
 from __future__ import annotations
 
+import base64
 import ssl
 from dataclasses import dataclass
 from typing import Literal
@@ -24,3 +25,9 @@ class Endpoint:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return context
+
+
+def sasl_plain(username: str, password: str) -> bytes:
+    """The base64 SASL PLAIN message (RFC 4616) that IMAP, SMTP and ManageSieve log in with;
+    UnicodeEncodeError for a credential no server could take (a lone surrogate)."""
+    return base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode())

@@ -41,8 +41,8 @@ API_PATH = "/jmap/api"
 SESSION_PATH = "/jmap/session"
 
 
-def json_response(body: object, status: int = 200, media_type: str = JSON) -> Response:
-    return Response(msgspec.json.encode(body), status_code=status, media_type=media_type)
+def json_response(body: object, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(body), status_code=status, media_type=JSON)
 
 
 class Bridge:

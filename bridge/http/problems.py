@@ -12,14 +12,8 @@ from bridge.jmap import RequestError
 PROBLEM = "application/problem+json"
 
 
-def problem(
-    status: int,
-    detail: str,
-    type: str = "about:blank",
-    headers: Mapping[str, str] | None = None,
-    **extra: object,
-) -> Response:
-    body = {"type": type, "status": status, "detail": detail, **extra}
+def problem(status: int, detail: str, headers: Mapping[str, str] | None = None) -> Response:
+    body = {"type": "about:blank", "status": status, "detail": detail}
     return Response(msgspec.json.encode(body), status, headers=headers, media_type=PROBLEM)
 
 

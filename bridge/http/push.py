@@ -21,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from bridge.http.problems import problem
 from bridge.http.tokens import COOKIE, LIFETIME
+from bridge.states import States, moved
 
 if TYPE_CHECKING:
     from bridge.http.app import Bridge
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from bridge.mail.watcher import Watchers
 
 PING_MIN, PING_MAX = 1, 300  # RFC 8620 §7.3: a minimum of at most 30, a maximum of at least 300
-States = dict[str, str]
 
 
 class StateHub:
@@ -164,18 +164,12 @@ async def eventsource(request: Request) -> Response:
     current = await run_in_threadpool(bridge.states_of, user)
     last_seen = request.headers.get("last-event-id")
 
-    def pick(states: States, sent: States) -> States:
-        return {
-            name: state for name, state in states.items()
-            if (wanted is None or name in wanted) and sent.get(name) != state
-        }  # fmt: skip
-
     async def stream() -> AsyncIterator[bytes]:
         sent = dict(current)
         try:
             if last_seen is not None and last_seen != event_id(current):
                 # A reconnect with an old id: say at once what moved meanwhile.
-                yield _state_event(user.account_id, pick(current, {}), current)
+                yield _state_event(user.account_id, moved(current, {}, wanted), current)
                 if closeafter == "state":
                     return
             # A ping is due when ``interval`` passes with no event sent (RFC 8620 §7.3),
@@ -190,7 +184,7 @@ async def eventsource(request: Request) -> Response:
                     yield b"\n\n"
                     next_ping = loop.time() + interval
                     continue
-                changed = pick(states, sent)
+                changed = moved(states, sent, wanted)
                 sent.update(states)
                 if not changed:
                     continue

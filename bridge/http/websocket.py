@@ -29,9 +29,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge.http.auth import Credentials
 from bridge.http.problems import problem
-from bridge.http.push import States, event_id
+from bridge.http.push import event_id
 from bridge.http.tokens import COOKIE
 from bridge.jmap import RequestError
+from bridge.states import States, moved
 
 if TYPE_CHECKING:
     from bridge.http.app import Bridge
@@ -123,10 +124,7 @@ class _Push:
 
     def news(self, states: States) -> States:
         """The wanted types whose states moved; ``sent`` takes in all of ``states``."""
-        changed = {
-            name: state for name, state in states.items()
-            if (self.wanted is None or name in self.wanted) and self.sent.get(name) != state
-        }  # fmt: skip
+        changed = moved(states, self.sent, self.wanted)
         self.sent.update(states)
         return changed
 

@@ -337,7 +337,7 @@ class ImapConnection:
         kept open between requests): a NOOP brings the session's view up to date, STATUS
         reads it, and with QRESYNC one FETCH names what changed since. A new SELECT would
         cost Dovecot a scan of a big Maildir (~125 ms at 50,000 messages)."""
-        self._wire.run(b"NOOP").check()
+        self.noop()
         status = self.status(name)
         vanished: frozenset[int] = frozenset()
         changed: dict[int, MessageMeta] = {}

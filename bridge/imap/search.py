@@ -90,7 +90,6 @@ MAX_UNSIGNED_INT = 2**53 - 1  # RFC 8620 §1.3 UnsignedInt
 
 # RFC 8620 §1.2 Id. (bridge.jmap.types has the same check; imap/ does not import jmap/.)
 _ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
-# RFC 8620 §1.4 UTCDate: RFC 3339 date-time, upper-case letters, time-offset "Z".
 # RFC 5322 §3.6.8 field-name: printable US-ASCII except ":".
 _FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -8,7 +8,6 @@ if it would accept one.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import imaplib
 import logging
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 
 from imapclient import IMAPClient
 
-from bridge.endpoint import Endpoint
+from bridge.endpoint import Endpoint, sasl_plain
 from bridge.imap import quoting
 from bridge.imap.errors import AuthFailed, UpstreamUnavailable
 from bridge.imap.responses import ObjectIds, parse_capabilities, parse_id
@@ -176,7 +175,7 @@ def _login(session: Session, username: str, password: str) -> None:
 def _authenticate_plain(session: Session, username: str, password: str) -> Reply:
     if "AUTH=PLAIN" not in session.capabilities:
         raise UpstreamUnavailable("upstream disables LOGIN and offers no AUTH=PLAIN")
-    token = base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode())
+    token = sasl_plain(username, password)
     if "SASL-IR" in session.capabilities:
         return session.wire.run(b"AUTHENTICATE PLAIN " + token)
     answers = iter([token])

@@ -13,7 +13,7 @@ from typing import Any
 
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import StandardArgs, UnsignedInt
-from bridge.mail.blobs import open_blob, part_blob_id, split_blob_id
+from bridge.mail.blobs import part_blob_id, read_blob, split_blob_id
 from bridge.mail.common import account_of
 from bridge.mail.email_get import PROPERTIES
 from bridge.mime import (
@@ -80,11 +80,10 @@ def email_parse(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     not_found: list[str] = []
     for value in blob_ids:
         split = split_blob_id(value)
-        chunks = open_blob(account, value) if split is not None else None
-        if split is None or chunks is None:
+        raw = read_blob(account, value) if split is not None else None
+        if split is None or raw is None:
             not_found.append(value)
             continue
-        raw = b"".join(chunks)
         whole, section = split
         message = parse_message(raw, section_prefix=section or "")
         if not is_message(message):

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import functools
 import hmac
-import re
 import secrets
 import time
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import msgspec
@@ -25,6 +23,7 @@ from bridge.mail.account import UserData
 from bridge.mail.common import account_of
 from bridge.mail.email_get import utc_date
 from bridge.mail.setting import Refused, apply_each, patched
+from bridge.mime.dates import parse_utc_date
 from bridge.store.push_subscriptions import PushSubscriptionRecord, PushSubscriptionStore
 
 PROPERTIES = ("id", "deviceClientId", "url", "keys", "verificationCode", "expires", "types")
@@ -35,7 +34,6 @@ IMMUTABLE = ("id", "deviceClientId", "url", "keys")
 MAX_SUBSCRIPTIONS = 16
 MAX_LIFETIME = 7 * 24 * 3600
 MAX_STRING = 1024
-_UTC_DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?Z", re.ASCII)
 
 
 class PushOutbox(Protocol):
@@ -159,11 +157,8 @@ def _expires(value: Any, now: float) -> int:
     latest = int(now) + MAX_LIFETIME
     if value is None:
         return latest
-    match = _UTC_DATE.fullmatch(value) if isinstance(value, str) else None
-    try:
-        moment = int(datetime(*map(int, match.groups()), tzinfo=UTC).timestamp()) if match else 0
-    except ValueError:
-        moment = 0
+    parsed = parse_utc_date(value) if isinstance(value, str) else None
+    moment = int(parsed.timestamp()) if parsed is not None else 0
     if not moment:
         raise Refused("invalidProperties", "expires must be a UTCDate", ["expires"])
     if moment <= now:

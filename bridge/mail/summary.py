@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from bridge.imap.quoting import header_fields_item
 from bridge.mail.attachments import has_attachment_from_bodystructure
 from bridge.mail.blobs import blob_id
 from bridge.mime import (
@@ -23,13 +24,8 @@ from bridge.mime import (
 
 # Only the fields the summary reads: real mail carries kilobytes of Received, DKIM and ARC
 # headers that a list view would otherwise download and parse fifty times over.
-SUMMARY_FIELDS = ("DATE", "FROM", "SENDER", "REPLY-TO", "TO", "CC", "BCC", "SUBJECT",
-                  "MESSAGE-ID", "IN-REPLY-TO", "REFERENCES")  # fmt: skip
-SUMMARY_ITEMS = (
-    f"BODY.PEEK[HEADER.FIELDS ({' '.join(SUMMARY_FIELDS)})]",
-    "BODYSTRUCTURE",
-    "PREVIEW",
-)
+SUMMARY_FIELDS = tuple(name.upper() for name, _ in CONVENIENCE_HEADERS.values())
+SUMMARY_ITEMS = (header_fields_item(SUMMARY_FIELDS), "BODYSTRUCTURE", "PREVIEW")
 # Stored as a list in this order: the property names would be a fifth of the bytes.
 FIELDS = (*CONVENIENCE_HEADERS, "hasAttachment", "preview")
 _encoder = msgspec.msgpack.Encoder()

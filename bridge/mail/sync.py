@@ -22,6 +22,7 @@ from bridge.imap.errors import CommandFailed
 from bridge.imap.flags import flags_to_keywords
 from bridge.imap.models import MailboxListing, MessageMeta, QresyncParams, SelectResult
 from bridge.imap.pool import KEPT_OPEN
+from bridge.imap.quoting import header_fields_item
 from bridge.imap.responses import ObjectIds
 from bridge.imap.responses import format_sequence_set as uid_set
 from bridge.mail.summary import (
@@ -41,7 +42,7 @@ log = logging.getLogger("bridge.sync")
 # What a first sight of a message needs: its size and date for the Email, and the headers
 # that place it in a thread when the upstream has no THREADID.
 _THREADING = ("MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "SUBJECT")
-HEADER_FIELDS = f"BODY.PEEK[HEADER.FIELDS ({' '.join(_THREADING)})]"
+HEADER_FIELDS = header_fields_item(_THREADING)
 NEW_MESSAGE_ITEMS = ("RFC822.SIZE", "INTERNALDATE", HEADER_FIELDS)
 
 ROLE_FOR_INBOX = "inbox"

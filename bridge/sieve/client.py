@@ -11,7 +11,6 @@ arguments or the credentials.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import socket
@@ -19,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 
-from bridge.endpoint import Endpoint
+from bridge.endpoint import Endpoint, sasl_plain
 from bridge.sieve import protocol
 from bridge.sieve.errors import SieveAuthFailed, SieveCommandFailed, SieveUnavailable
 from bridge.sieve.protocol import Atom, ProtocolError, Response
@@ -140,7 +139,7 @@ class ManageSieve:
         if "\0" in username + password:  # it would split the PLAIN message elsewhere
             raise SieveAuthFailed()
         try:
-            token = base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode())
+            token = sasl_plain(username, password)
             line = protocol.command(
                 "AUTHENTICATE", protocol.string("PLAIN"), protocol.string(token)
             )

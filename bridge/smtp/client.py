@@ -20,7 +20,7 @@ import smtplib
 from dataclasses import dataclass
 from typing import Literal
 
-from bridge.endpoint import Endpoint
+from bridge.endpoint import Endpoint, sasl_plain
 
 Stage = Literal["auth", "mail", "rcpt", "data"]
 
@@ -162,7 +162,7 @@ class _Session:
     def authenticate(self, username: str, password: str) -> None:
         mechanisms = self.smtp.esmtp_features.get("auth", "").upper().split()
         if "PLAIN" in mechanisms:
-            token = _b64(f"\0{username}\0{password}")
+            token = sasl_plain(username, password).decode("ascii")
             reply = self._command("AUTH", f"PLAIN {token}")
         elif "LOGIN" in mechanisms:
             reply = self._command("AUTH", "LOGIN")

@@ -90,21 +90,15 @@ class PushSubscriptionStore:
 
     def add(self, record: PushSubscriptionRecord, limit: int) -> bool:
         """Store a new subscription unless the user already has ``limit`` of them."""
-        with self._cache.sql() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                (count,) = conn.execute("SELECT count(*) FROM push_subscriptions").fetchone()
-                added = count < limit
-                if added:
-                    conn.execute(
-                        f"INSERT INTO push_subscriptions({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                        _values(record),
-                    )
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        return bool(added)
+        with self._cache.transaction(), self._cache.sql() as conn:
+            (count,) = conn.execute("SELECT count(*) FROM push_subscriptions").fetchone()
+            added = count < limit
+            if added:
+                conn.execute(
+                    f"INSERT INTO push_subscriptions({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                    _values(record),
+                )
+        return added
 
     def replace(self, record: PushSubscriptionRecord) -> bool:
         """Store a changed subscription; False if it is gone meanwhile."""

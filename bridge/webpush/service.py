@@ -28,6 +28,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bridge.states import States, moved
 from bridge.store.push_subscriptions import PushSubscriptionRecord, PushSubscriptionStore
 from bridge.webpush.outcome import Outcome
 
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
     from bridge.webpush.sender import PushSender
 
 log = logging.getLogger("bridge.webpush")
-
-States = dict[str, str]
 
 # RFC 8620 §8.6: the rate of creation must be limited, since each creation makes bridge
 # send a request to a URL of the client's choosing.
@@ -62,11 +61,7 @@ class _Channel:
     task: asyncio.Task[None] | None = None
 
     def note(self, states: States) -> None:
-        wanted = self.record.types
-        changed = {
-            name: state for name, state in states.items()
-            if (wanted is None or name in wanted) and self.seen.get(name) != state
-        }  # fmt: skip
+        changed = moved(states, self.seen, self.record.types)
         self.seen.update(states)
         if changed:
             self.pending.update(changed)
