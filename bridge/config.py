@@ -10,7 +10,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -20,6 +20,9 @@ from bridge.mime.envelope import is_mailbox
 
 class ConfigError(Exception):
     pass
+
+
+LoginCaseMode = Literal["auto", "insensitive", "sensitive"]
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -56,6 +59,22 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # PushSubscription URLs must be https to public addresses (no SSRF into bridge's own
     # network); this lets them be plain http and private or loopback, for tests and LANs.
     push_allow_private: bool = False
+    # -- hostile input and load (issue 11) --
+    # Whether the upstream folds logins to lower case (Dovecot's default %Lu does): "auto"
+    # learns it from the first mixed-case login (bridge.imap.login_case).
+    login_case: LoginCaseMode = "auto"
+    # A login sends as its own address only, plus what allowed_identities grants it: a file
+    # of lines "login address..." (an address "*@domain" grants the whole domain).
+    # send_as_domain restores the old rule: any address at the login's own domain.
+    allowed_identities: str | None = None
+    send_as_domain: bool = False
+    # Pooled IMAP connections unused this long are logged out, whether or not their user
+    # comes back.
+    pool_idle_timeout: float = 300.0
+    # Open EventSource streams per user (each holds a socket); more answer 429.
+    max_event_streams_per_user: int = 10
+    # Octets of uploaded blobs a user may keep stored at once; more answer 413.
+    max_upload_storage_per_user: int = 1 << 30
 
     @property
     def imap_port(self) -> int:
@@ -104,6 +123,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError(f"unknown log level {self.log_level!r}")
         if self.mail_domain is not None and not is_mailbox(f"user@{self.mail_domain}"):
             raise ConfigError(f"mail domain {self.mail_domain!r} is not a domain")
+        if self.pool_idle_timeout <= 0 or self.max_event_streams_per_user < 1:
+            raise ConfigError("pool_idle_timeout and max_event_streams_per_user must be positive")
         return self
 
 

@@ -26,6 +26,7 @@ from bridge.http.session import session_resource, session_state
 from bridge.http.tokens import TokenStore
 from bridge.http.upload import upload
 from bridge.http.websocket import WEBSOCKET_PATH, websocket_endpoint
+from bridge.imap.login_case import LoginCase
 from bridge.imap.pool import ConnectionPool
 from bridge.jmap import CoreLimits, Engine, RequestError
 from bridge.mail import registered_methods
@@ -52,10 +53,12 @@ class Bridge:
         self.settings = settings
         self.limits = CoreLimits()
         self.pool = pool or ConnectionPool(
-            settings.imap_endpoint, max_open_per_user=settings.pool_connections_per_user
+            settings.imap_endpoint,
+            max_open_per_user=settings.pool_connections_per_user,
+            idle_timeout=settings.pool_idle_timeout,
         )
         self.users = UserRegistry(Path(settings.data_dir))
-        self.auth = Authenticator(self.pool)
+        self.auth = Authenticator(self.pool, LoginCase(settings.login_case))
         self.features = Features(
             quota=settings.upstream_quota,
             submission=settings.submission_port is not None,

@@ -115,12 +115,17 @@ class ConnectionPool:
 
     def verify(self, username: str, password: str) -> None:
         """Return if ``password`` is the user's; raise AuthFailed if the server says not."""
-        with self._cond:
-            user = self._users.get(username)
-            if user is not None and self._trusted(user, self._digest(password)):
-                return
+        if self.trusts(username, password):
+            return
         with self.connection(username, password):
             pass
+
+    def trusts(self, username: str, password: str) -> bool:
+        """Whether ``password`` is the one the upstream accepted for the user lately: such a
+        request is never held back by anyone else's failed guesses."""
+        with self._cond:
+            user = self._users.get(username)
+            return user is not None and self._trusted(user, self._digest(password))
 
     def close_all(self) -> None:
         """Close idle connections and forget every verified password. Connections lent out
