@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from bridge import redaction
 from bridge.config import ConfigError, Settings, load_settings
 
 DEMO_USERS = {"alice": "wonderland", "bob": "builder"}
@@ -75,15 +76,19 @@ def serve(settings: Settings) -> None:
     from bridge.http.app import create_app
 
     _configure_logging(settings.log_level)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.listen_host,
         port=settings.listen_port,
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
-        # Event streams stay open until the client leaves: shutdown waits 5 s, not forever.
+        # Event streams and uploads stay open as long as the client keeps them: shutdown
+        # waits 5 s for them, not forever.
         timeout_graceful_shutdown=5,
     )
+    # uvicorn set up its handlers in Config: now every handler gets the redacting filter.
+    redaction.install()
+    uvicorn.Server(config).run()
 
 
 def demo(flags: dict[str, Any], config_file: str | None) -> None:
