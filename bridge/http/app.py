@@ -105,6 +105,7 @@ class Bridge:
         return str(request.base_url).rstrip("/")
 
     def close(self) -> None:
+        self.pool.stop_reaper()
         self.watchers.stop_all()
         self.pool.close_all()
         self.users.close()
@@ -193,6 +194,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bridge.webpush.start()
+        bridge.pool.start_reaper()
         yield
         await bridge.webpush.stop()
         await run_in_threadpool(bridge.close)
