@@ -23,6 +23,7 @@ from bridge.http.download import download
 from bridge.http.problems import error_response
 from bridge.http.push import StateHub, access_token, eventsource
 from bridge.http.session import session_resource, session_state
+from bridge.http.slots import UserSlots
 from bridge.http.tokens import TokenStore
 from bridge.http.upload import upload
 from bridge.http.websocket import WEBSOCKET_PATH, websocket_endpoint
@@ -66,6 +67,7 @@ class Bridge:
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
         self.tokens = TokenStore()
+        self.event_streams = UserSlots()
         self.watchers = Watchers(self.pool)
         self.hub = StateHub(self.watchers)
         self.webpush = WebPush(self.hub, settings.push_allow_private)
