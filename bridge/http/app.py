@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
@@ -190,6 +190,12 @@ async def status(request: Request) -> Response:
     )  # fmt: skip
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """A client that left in the middle of its request body: nobody reads the answer, and
+    it is no server error (no traceback, no 500 in the access log)."""
+    return Response(status_code=400)
+
+
 def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starlette:
     bridge = Bridge(settings, pool)
 
@@ -214,6 +220,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
             WebSocketRoute(WEBSOCKET_PATH, websocket_endpoint),
         ],
         lifespan=lifespan,
+        exception_handlers={ClientDisconnect: _client_gone},
     )
     app.state.bridge = bridge
     return app
