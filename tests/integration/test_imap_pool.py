@@ -20,8 +20,7 @@ from bridge.imap.connection import ImapConnection, UpstreamConfig
 from bridge.imap.errors import AuthFailed
 from bridge.imap.pool import ConnectionPool
 from tests.integration.conftest import USERS
-from tests.integration.process import established
-from tests.integration.server import BridgeServer
+from tests.integration.server import BridgeServer, established
 
 
 class CountingOpener:

@@ -12,7 +12,7 @@ import httpx
 from websockets.sync.client import connect
 
 from bridge.demo.dovecot import Dovecot
-from tests.integration.process import BridgeProcess
+from tests.bench.harness import BridgeProcess
 from tests.integration.server import USING
 
 USER, PASSWORD, WRONG = "alice", "alice-pw", "wrong-secret-pw"
@@ -31,11 +31,7 @@ def _websocket(url: str, headers: dict[str, str]) -> None:
 
 def test_no_secret_reaches_the_log(dovecot_factory: Callable[..., Dovecot], tmp_path: Path) -> None:
     upstream = dovecot_factory(users={USER: PASSWORD})
-    server = BridgeProcess(
-        upstream.host, upstream.port, tmp_path / "data", tmp_path / "bridge.log",
-        "--log-level", "debug",
-    )  # fmt: skip
-    with server:
+    with BridgeProcess(upstream.port, tmp_path / "data", log_level="debug") as server:
         auth = (USER, PASSWORD)
         assert httpx.get(server.url + "/jmap/session", auth=auth).status_code == 200
         assert httpx.get(server.url + "/jmap/session", auth=(USER, WRONG)).status_code == 401
@@ -48,7 +44,7 @@ def test_no_secret_reaches_the_log(dovecot_factory: Callable[..., Dovecot], tmp_
         ws_url = server.url.replace("http", "ws") + "/jmap/ws"
         _websocket(ws_url, {"Authorization": "Basic " + _basic(USER, PASSWORD)})
         _websocket(f"{ws_url}?access_token={token}", {"Cookie": f"jmap_token={token}"})
-    log = server.log()
+    log = server.read_log(tail=None)
     # The workload was logged, with its headers: the check below looks at real lines.
     assert "GET /jmap/eventsource" in log and "/jmap/ws" in log
     assert "authorization" in log.lower()
