@@ -54,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--sieve-tls", dest="sieve_tls", choices=tls_modes)
     add("--push-allow-private", dest="push_allow_private", action="store_const", const=True,
         help="push subscription URLs may be http, private or loopback (tests, LANs)")  # fmt: skip
+    add("--login-case", dest="login_case", choices=["auto", "insensitive", "sensitive"],
+        help="does the upstream fold logins to lower case (auto: find out)")  # fmt: skip
+    add("--allowed-identities", dest="allowed_identities", metavar="FILE",
+        help="lines 'login address...': addresses a login may send as besides its own")  # fmt: skip
+    add("--send-as-domain", dest="send_as_domain", action="store_const", const=True,
+        help="a login may send as any address at its own domain")  # fmt: skip
+    add("--pool-idle-timeout", dest="pool_idle_timeout", type=float,
+        help="seconds an unused upstream connection stays logged in (300)")  # fmt: skip
+    add("--max-event-streams-per-user", dest="max_event_streams_per_user", type=int)
+    add("--max-upload-storage-per-user", dest="max_upload_storage_per_user", type=int,
+        help="octets of uploads a user may keep (oldest deleted first beyond it)")  # fmt: skip
     demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")
     _add_server_flags(demo)
     return parser

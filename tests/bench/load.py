@@ -19,10 +19,8 @@ import argparse
 import json
 import random
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -124,14 +122,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="bridge's pool_idle_timeout for this run")  # fmt: skip
     args = parser.parse_args(argv)
     users = {f"load{n:03d}": f"load-pw-{n:03d}" for n in range(args.users)}
-    work = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    config = work / "bridge.toml"
-    config.write_text(f"pool_idle_timeout = {args.idle_timeout}\n")
     with Dovecot(dict(users)) as dovecot:
         progress(f"load: seeding {args.users} users x {args.messages} messages")
         for user in users:
             seed_account(dovecot, user, inbox=args.messages)
-        with BridgeProcess(dovecot.port, work / "data", flags=["--config", str(config)]) as bridge:
+        flags = ["--pool-idle-timeout", str(args.idle_timeout)]
+        with BridgeProcess(dovecot.port, flags=flags) as bridge:
             stop = threading.Event()
             clients = [Client(bridge.url, user, password, stop)
                        for user, password in users.items()
