@@ -27,6 +27,11 @@ class FailureThrottle:
         self._lock = threading.Lock()
         self._sweep_at = SWEEP_AT
 
+    def __len__(self) -> int:
+        """Keys held (some may have aged out since the last sweep)."""
+        with self._lock:
+            return len(self._failures)
+
     def _recent(self, key: str, now: float) -> deque[float]:
         failures = self._failures.setdefault(key, deque())
         while failures and failures[0] <= now - self.window:
