@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--upstream-port", dest="upstream_port", type=int)
     add("--upstream-tls", dest="upstream_tls", choices=["implicit", "starttls", "plain"])
     add("--no-verify-tls", dest="upstream_verify_tls", action="store_const", const=False)
+    add("--upstream-ca-file", dest="upstream_ca_file",
+        help="PEM file of the CAs to trust for the upstream (default: the system's)")  # fmt: skip
+    add("--upstream-connect-timeout", dest="upstream_connect_timeout", type=float,
+        help="seconds for connect, TLS handshake and greeting (default 10)")  # fmt: skip
     add("--allow-plaintext", dest="allow_plaintext", action="store_const", const=True,
         help="allow plain IMAP to a host that is not loopback")  # fmt: skip
     add("--upstream-quota", dest="upstream_quota", action="store_const", const=True,
@@ -45,12 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--submission-port", dest="submission_port", type=int,
         help="SMTP submission port (587, 465): serve EmailSubmission/*, Identity/*")  # fmt: skip
     add("--submission-tls", dest="submission_tls", choices=tls_modes)
+    add("--submission-ca-file", dest="submission_ca_file", help="default: --upstream-ca-file")
     add("--mail-domain", dest="mail_domain",
         help="domain of logins that are not addresses: their Identity is login@domain")  # fmt: skip
     add("--sieve-host", dest="sieve_host", help="ManageSieve host (default: upstream)")
     add("--sieve-port", dest="sieve_port", type=int,
         help="ManageSieve port (usually 4190): serve VacationResponse/*")  # fmt: skip
     add("--sieve-tls", dest="sieve_tls", choices=tls_modes)
+    add("--sieve-ca-file", dest="sieve_ca_file", help="default: --upstream-ca-file")
     add("--push-allow-private", dest="push_allow_private", action="store_const", const=True,
         help="push subscription URLs may be http, private or loopback (tests, LANs)")  # fmt: skip
     demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")

@@ -83,8 +83,10 @@ class Authenticator:
             self.by_user.fail(credentials.username)
             self.by_address.fail(address)
             return _unauthorized("invalid credentials")
-        except UpstreamError:
-            log.warning("upstream unavailable while authenticating %s", credentials.username)
+        except UpstreamError as exc:
+            log.warning(
+                "upstream unavailable while authenticating %s: %s", credentials.username, exc
+            )
             return problem(503, "upstream IMAP unavailable", headers={"Retry-After": "5"})
         self.by_user.succeed(credentials.username)
         return credentials

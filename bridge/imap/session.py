@@ -15,9 +15,10 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-from imapclient import IMAPClient
+from imapclient import IMAPClient, SocketTimeout
 
-from bridge.endpoint import Endpoint, sasl_plain
+from bridge.connect_failure import explain
+from bridge.endpoint import Endpoint, connect, sasl_plain
 from bridge.imap import quoting
 from bridge.imap.errors import AuthFailed, UpstreamUnavailable
 from bridge.imap.responses import ObjectIds, parse_capabilities, parse_id
@@ -106,24 +107,40 @@ def shutdown_quietly(client: IMAPClient) -> None:
         client.shutdown()
 
 
-def _connect(config: UpstreamConfig) -> IMAPClient:
-    implicit = config.tls == "implicit"
-    try:
-        client = IMAPClient(
+class _Imap4(imaplib.IMAP4):
+    """imaplib over a socket from ``endpoint.connect`` (TCP, TLS if implicit, NODELAY)."""
+
+    def __init__(self, config: UpstreamConfig) -> None:
+        self._endpoint = config
+        super().__init__(config.host, config.port, timeout=config.connect_timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        return connect(self._endpoint)
+
+
+class _Client(IMAPClient):
+    def __init__(self, config: UpstreamConfig) -> None:
+        self._endpoint = config
+        super().__init__(
             config.host,
             port=config.port,
-            ssl=implicit,
-            ssl_context=config.ssl_context() if implicit else None,
-            timeout=config.timeout,
+            ssl=config.tls == "implicit",
+            # The greeting is read within the connect timeout, commands within the other.
+            timeout=SocketTimeout(config.connect_timeout, config.timeout),
         )
-    except (OSError, imaplib.IMAP4.error) as exc:
-        raise UpstreamUnavailable(
-            f"cannot connect to {config.host}:{config.port}: {type(exc).__name__}"
-        ) from exc
-    # imaplib leaves Nagle on: every command with a literal would wait ~40 ms for an ACK.
-    with contextlib.suppress(OSError):  # not a TCP socket: nothing to tune
-        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return client
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:
+        return _Imap4(self._endpoint)
+
+
+def _connect(config: UpstreamConfig) -> IMAPClient:
+    try:
+        return _Client(config)
+    except (OSError, EOFError, imaplib.IMAP4.error) as exc:
+        # ConnectFailed (connect, TLS) is explained already; the rest met the greeting.
+        reason = explain(exc, config, "greeting")
+        log.warning("cannot connect to IMAP %s: %s", config.address, reason)
+        raise UpstreamUnavailable(f"{config.address}: {reason}", reason=reason) from exc
 
 
 def _greeted(client: IMAPClient) -> Session:
@@ -143,9 +160,12 @@ def _starttls(session: Session, config: UpstreamConfig) -> None:
         raise UpstreamUnavailable("upstream does not offer STARTTLS")
     imap = session.client._imap
     try:
+        imap.sock.settimeout(config.connect_timeout)
         typ, _ = imap.starttls(ssl_context=config.ssl_context())
     except (OSError, imaplib.IMAP4.error) as exc:
-        raise UpstreamUnavailable(f"STARTTLS failed: {type(exc).__name__}") from exc
+        reason = explain(exc, config, "starttls")
+        log.warning("STARTTLS to IMAP %s failed: %s", config.address, reason)
+        raise UpstreamUnavailable(f"STARTTLS failed: {reason}", reason=reason) from exc
     session.record("STARTTLS", "CAPABILITY")
     if typ != "OK":
         raise UpstreamUnavailable("STARTTLS refused")

@@ -1,0 +1,147 @@
+"""Why a connection to an upstream service failed, in a few words an operator can act on.
+
+``explain`` is the one function that turns the OSError or ssl error of a connect, a TLS
+handshake or a greeting into a short reason ("connection refused", "certificate verify
+failed: self-signed certificate", "no greeting within 10 s: ..."); the IMAP, SMTP and
+ManageSieve clients put it in their exceptions and the log. A reason never holds a
+credential: only the host, the port, timeouts and what the certificate says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+import ssl
+from datetime import UTC
+from typing import TYPE_CHECKING, Literal
+
+from cryptography import x509
+
+if TYPE_CHECKING:
+    from bridge.endpoint import Endpoint
+
+# Where the failure happened: TCP connect, implicit TLS handshake, reading the greeting (or
+# the first answers after it), or the handshake after STARTTLS.
+Stage = Literal["connect", "tls", "greeting", "starttls"]
+
+# OpenSSL's X509_V_ERR_* codes (x509_vfy.h) that deserve more than OpenSSL's own words.
+_EXPIRED = 10
+_SELF_SIGNED = (18, 19)
+_UNKNOWN_ISSUER = (20, 21)
+_NAME_MISMATCH = (62, 64)  # hostname, IP address
+
+
+class ConnectFailed(OSError):
+    """No usable connection; ``reason`` (also ``str()``) says why in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def explain(exc: BaseException, endpoint: Endpoint, stage: Stage) -> str:
+    """A short reason for ``exc``, raised while at ``stage`` of reaching ``endpoint``."""
+    if isinstance(exc, ConnectFailed):
+        return exc.reason
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return _certificate_reason(exc, endpoint, stage)
+    if isinstance(exc, TimeoutError):
+        return _timeout_reason(endpoint, stage)
+    if isinstance(exc, socket.gaierror):
+        return f"name does not resolve: {endpoint.host}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ssl.SSLError):
+        return _tls_reason(exc, endpoint)
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | EOFError):
+        where = "during the TLS handshake" if stage in ("tls", "starttls") else "by the server"
+        return f"connection closed {where}"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return (exc.strerror or errno.errorcode.get(exc.errno, str(exc.errno))).lower()
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _timeout_reason(endpoint: Endpoint, stage: Stage) -> str:
+    seconds = f"{endpoint.connect_timeout:g} s"
+    if stage == "connect":
+        return f"connect timed out after {seconds}"
+    if stage == "greeting" and endpoint.tls != "implicit":
+        # An implicit-TLS server waits for the client's hello and says nothing itself.
+        return (
+            f"no greeting within {seconds}: is this an implicit-TLS port? "
+            f"try --{endpoint.setting}-tls implicit"
+        )
+    if stage in ("tls", "starttls"):
+        return f"TLS handshake timed out after {seconds}: the server sent nothing"
+    return f"timed out after {seconds}"
+
+
+def _tls_reason(exc: ssl.SSLError, endpoint: Endpoint) -> str:
+    code = exc.reason or ""
+    if code == "WRONG_VERSION_NUMBER" or code == "RECORD_LAYER_FAILURE":
+        # What came back was not a TLS record: a plaintext greeting ("* OK", "220 ...").
+        return f"no TLS on this port (plaintext greeting): try --{endpoint.setting}-tls starttls"
+    if code in ("UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION", "NO_PROTOCOLS_AVAILABLE"):
+        return "no TLS version in common with the server"
+    if code == "SSLV3_ALERT_HANDSHAKE_FAILURE":
+        return "TLS handshake failure: no cipher in common?"
+    if isinstance(exc, ssl.SSLEOFError) or code == "UNEXPECTED_EOF_WHILE_READING":
+        return "connection closed during the TLS handshake"
+    return f"TLS failed: {code.lower().replace('_', ' ') if code else exc}"
+
+
+def _certificate_reason(exc: ssl.SSLCertVerificationError, endpoint: Endpoint, stage: Stage) -> str:
+    code = exc.verify_code
+    flag = f"--{endpoint.setting}-ca-file"
+    if code in _SELF_SIGNED:
+        return f"certificate verify failed: {exc.verify_message} (trust it with {flag})"
+    if code in _UNKNOWN_ISSUER:
+        return f"certificate verify failed: {exc.verify_message} (unknown CA: {flag})"
+    # The failed handshake left no certificate to read; for implicit TLS a second look
+    # (without verification, only to read it) tells what the certificate does say.
+    certificate = _peer_certificate(endpoint) if stage == "tls" else None
+    if code == _EXPIRED:
+        if certificate is None:
+            return "certificate has expired"
+        expired = certificate.not_valid_after_utc.astimezone(UTC)
+        return f"certificate has expired (on {expired:%Y-%m-%d %H:%M} UTC)"
+    if code in _NAME_MISMATCH:
+        found = (
+            f"the certificate is for {', '.join(_names(certificate))}"
+            if certificate
+            else ("the certificate does not name it")
+        )
+        return f"hostname mismatch: expected {endpoint.host}, {found}"
+    return f"certificate verify failed: {exc.verify_message}"
+
+
+def _peer_certificate(endpoint: Endpoint) -> x509.Certificate | None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with contextlib.suppress(OSError, ValueError):
+        address = (endpoint.host, endpoint.port)
+        with (
+            socket.create_connection(address, timeout=endpoint.connect_timeout) as sock,
+            context.wrap_socket(sock, server_hostname=endpoint.host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+            return x509.load_der_x509_certificate(der) if der else None
+    return None
+
+
+def _names(certificate: x509.Certificate) -> list[str]:
+    """The names a certificate is valid for: its subjectAltName entries, else its CN."""
+    try:
+        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        common = certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        return [str(attribute.value) for attribute in common] or ["no name"]
+    names = extension.value
+    return [*names.get_values_for_type(x509.DNSName)] + [
+        str(address) for address in names.get_values_for_type(x509.IPAddress)
+    ]
