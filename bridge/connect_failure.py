@@ -13,10 +13,11 @@ import contextlib
 import errno
 import socket
 import ssl
-from datetime import UTC
 from typing import TYPE_CHECKING, Literal
 
 from cryptography import x509
+
+from bridge.certificates import expiry, names
 
 if TYPE_CHECKING:
     from bridge.endpoint import Endpoint
@@ -107,15 +108,12 @@ def _certificate_reason(exc: ssl.SSLCertVerificationError, endpoint: Endpoint, s
     if code == _EXPIRED:
         if certificate is None:
             return "certificate has expired"
-        expired = certificate.not_valid_after_utc.astimezone(UTC)
-        return f"certificate has expired (on {expired:%Y-%m-%d %H:%M} UTC)"
+        return f"certificate has expired (on {expiry(certificate)})"
     if code in _NAME_MISMATCH:
-        found = (
-            f"the certificate is for {', '.join(_names(certificate))}"
-            if certificate
-            else ("the certificate does not name it")
-        )
-        return f"hostname mismatch: expected {endpoint.host}, {found}"
+        if certificate is None:
+            return f"hostname mismatch: the certificate is not valid for {endpoint.host}"
+        listed = ", ".join(names(certificate))
+        return f"hostname mismatch: expected {endpoint.host}, the certificate is for {listed}"
     return f"certificate verify failed: {exc.verify_message}"
 
 
@@ -132,16 +130,3 @@ def _peer_certificate(endpoint: Endpoint) -> x509.Certificate | None:
             der = tls.getpeercert(binary_form=True)
             return x509.load_der_x509_certificate(der) if der else None
     return None
-
-
-def _names(certificate: x509.Certificate) -> list[str]:
-    """The names a certificate is valid for: its subjectAltName entries, else its CN."""
-    try:
-        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        common = certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        return [str(attribute.value) for attribute in common] or ["no name"]
-    names = extension.value
-    return [*names.get_values_for_type(x509.DNSName)] + [
-        str(address) for address in names.get_values_for_type(x509.IPAddress)
-    ]

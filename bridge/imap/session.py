@@ -87,19 +87,34 @@ class _ImaplibTransport:
 
 
 def open_session(config: UpstreamConfig, username: str, password: str) -> Session:
+    session = connect_session(config)
+    try:
+        log_in(session, username, password)
+    except BaseException:
+        shutdown_quietly(session.client)
+        raise
+    log.debug("logged in to %s:%d as %s", config.host, config.port, username)
+    return session
+
+
+def connect_session(config: UpstreamConfig) -> Session:
+    """Connected, greeted and with TLS as configured; not yet logged in."""
     client = _connect(config)
     try:
         session = _greeted(client)
         if config.tls == "starttls":
             _starttls(session, config)
-        _login(session, username, password)
-        session.object_ids = _detect_object_ids(session)
-        session.enabled = _enable(session)
     except BaseException:
         shutdown_quietly(client)
         raise
-    log.debug("logged in to %s:%d as %s", config.host, config.port, username)
     return session
+
+
+def log_in(session: Session, username: str, password: str) -> None:
+    """Authenticate, then learn the server's object ids and ENABLE what it offers."""
+    _login(session, username, password)
+    session.object_ids = _detect_object_ids(session)
+    session.enabled = _enable(session)
 
 
 def shutdown_quietly(client: IMAPClient) -> None:

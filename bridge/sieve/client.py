@@ -96,17 +96,27 @@ class ManageSieve:
     def open(cls, config: SieveConfig, username: str, password: str) -> ManageSieve:
         """Connect, TLS as configured, authenticate. SieveAuthFailed if the credentials
         are refused, SieveUnavailable for anything else."""
-        sock = _connect(config)
-        session = cls(sock, config)
+        session = cls.connect(config)
         try:
-            session._greeting()
-            if config.tls == "starttls":
-                session._starttls()
-            session._authenticate(username, password)
+            session.authenticate(username, password)
         except BaseException:
             session.close()
             raise
         log.debug("ManageSieve session open for %s", username)
+        return session
+
+    @classmethod
+    def connect(cls, config: SieveConfig) -> ManageSieve:
+        """Connected, greeted, TLS as configured: the capabilities are known, nobody is
+        logged in yet. SieveUnavailable when that fails."""
+        session = cls(_connect(config), config)
+        try:
+            session._greeting()
+            if config.tls == "starttls":
+                session._starttls()
+        except BaseException:
+            session.close()
+            raise
         return session
 
     def _greeting(self) -> None:
@@ -142,7 +152,7 @@ class ManageSieve:
         self.capabilities = protocol.capabilities(self._read().lines)
         self._sock.settimeout(self._config.timeout)
 
-    def _authenticate(self, username: str, password: str) -> None:
+    def authenticate(self, username: str, password: str) -> None:
         mechanisms = self.capabilities.get("SASL", "").upper().split()
         if "PLAIN" not in mechanisms:
             raise SieveUnavailable("ManageSieve server offers no SASL PLAIN")
@@ -172,6 +182,11 @@ class ManageSieve:
             raise SieveAuthFailed(response.code)
 
     # -- commands ---------------------------------------------------------------------------
+
+    @property
+    def socket(self) -> socket.socket:
+        """The connection (an SSLSocket once TLS is on), for a look at its TLS."""
+        return self._sock
 
     @property
     def extensions(self) -> frozenset[str]:

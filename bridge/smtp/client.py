@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bridge import connect_failure
+from bridge.certificates import TlsInfo, tls_info
 from bridge.connect_failure import explain
 from bridge.endpoint import Endpoint, connect, sasl_plain
 
@@ -128,6 +129,26 @@ def submit(
         raise SmtpUnavailable(
             f"submission server {where}: {exc}", maybe_sent=session.handed_over
         ) from exc
+    finally:
+        session.close()
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the submission server says of itself before anyone logs in (EHLO)."""
+
+    extensions: dict[str, str]
+    tls: TlsInfo | None
+
+
+def probe(endpoint: SmtpEndpoint) -> Probe:
+    """Connect, TLS as configured, EHLO, QUIT: nothing is sent, nobody logs in."""
+    session = _Session(endpoint)
+    try:
+        session.connect()
+        return Probe(dict(session.smtp.esmtp_features), tls_info(session.smtp.sock))
+    except (OSError, smtplib.SMTPException) as exc:
+        raise SmtpUnavailable(f"submission server {endpoint.address}: {exc}") from exc
     finally:
         session.close()
 

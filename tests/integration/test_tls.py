@@ -28,6 +28,7 @@ from bridge.smtp import SmtpRefused, SmtpUnavailable, submit
 from tests.certificates import certificate
 from tests.integration.conftest import USERS
 from tests.integration.server import BridgeServer
+from tests.integration.test_doctor import line_of, run_doctor
 
 CONNECT_TIMEOUT = 2.0
 
@@ -273,3 +274,28 @@ def test_settings_carry_the_ca_files(tmp_path: Path) -> None:
     assert settings.imap_endpoint.connect_timeout == 10.0
     with pytest.raises(ConfigError, match="no such file"):
         load_settings({"upstream_ca_file": str(tmp_path / "missing.pem")}, environ={})
+
+
+def test_doctor_reports_tls(tls_dovecot: TlsDovecot) -> None:
+    args = [
+        "--upstream-port", str(tls_dovecot.tls_port), "--upstream-tls", "implicit",
+        "--submission-port", str(tls_dovecot.submission_port),
+        "--sieve-port", str(tls_dovecot.sieve_port), "--user", "alice",
+    ]  # fmt: skip
+    code, output = run_doctor(*args, "--upstream-ca-file", tls_dovecot.ca_file)
+    assert code == 0, output
+    assert line_of(output, "connect:").startswith("connect:      ok, TLSv1.")
+    assert line_of(output, "certificate:") == "certificate:  CN=127.0.0.1, issued by CN=127.0.0.1"
+    assert line_of(output, "valid until").endswith(" UTC for 127.0.0.1")
+    address = f"127.0.0.1:{tls_dovecot.submission_port} (starttls)"
+    assert line_of(output, "SMTP submission") == f"SMTP submission {address}"
+    assert "AUTH PLAIN LOGIN" in output
+    assert output.count("login:        ok as alice") == 2  # IMAP and ManageSieve
+    assert line_of(output, "VacationResponse").split()[1] == "full"
+    # Without the CA file: not usable, and why.
+    code, output = run_doctor(*args)
+    assert code == 1
+    assert line_of(output, "connect:") == (
+        "connect:      FAILED: certificate verify failed: self-signed certificate "
+        "(trust it with --upstream-ca-file)"
+    )
