@@ -13,6 +13,8 @@ import contextlib
 import errno
 import socket
 import ssl
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from cryptography import x509
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 # Where the failure happened: TCP connect, implicit TLS handshake, reading the greeting (or
 # the first answers after it), or the handshake after STARTTLS.
 Stage = Literal["connect", "tls", "greeting", "starttls"]
+# Opens a protocol's connection to an endpoint up to TLS, and returns its socket.
+Reopen = Callable[["Endpoint"], socket.socket]
 
 # OpenSSL's X509_V_ERR_* codes (x509_vfy.h) that deserve more than OpenSSL's own words.
 _EXPIRED = 10
@@ -44,12 +48,18 @@ class ConnectFailed(OSError):
         return self.reason
 
 
-def explain(exc: BaseException, endpoint: Endpoint, stage: Stage) -> str:
-    """A short reason for ``exc``, raised while at ``stage`` of reaching ``endpoint``."""
+def explain(
+    exc: BaseException, endpoint: Endpoint, stage: Stage, reopen: Reopen | None = None
+) -> str:
+    """A short reason for ``exc``, raised while at ``stage`` of reaching ``endpoint``.
+
+    A failed handshake leaves no certificate to read: for an expired or misnamed one,
+    ``reopen`` (the protocol's own way to a TLS socket, given an endpoint that does not
+    verify) takes a second look, only to read what the certificate says."""
     if isinstance(exc, ConnectFailed):
         return exc.reason
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return _certificate_reason(exc, endpoint, stage)
+        return _certificate_reason(exc, endpoint, reopen)
     if isinstance(exc, TimeoutError):
         return _timeout_reason(endpoint, stage)
     if isinstance(exc, socket.gaierror):
@@ -95,16 +105,16 @@ def _tls_reason(exc: ssl.SSLError, endpoint: Endpoint) -> str:
     return f"TLS failed: {code.lower().replace('_', ' ') if code else exc}"
 
 
-def _certificate_reason(exc: ssl.SSLCertVerificationError, endpoint: Endpoint, stage: Stage) -> str:
+def _certificate_reason(
+    exc: ssl.SSLCertVerificationError, endpoint: Endpoint, reopen: Reopen | None
+) -> str:
     code = exc.verify_code
     flag = f"--{endpoint.setting}-ca-file"
     if code in _SELF_SIGNED:
         return f"certificate verify failed: {exc.verify_message} (trust it with {flag})"
     if code in _UNKNOWN_ISSUER:
         return f"certificate verify failed: {exc.verify_message} (unknown CA: {flag})"
-    # The failed handshake left no certificate to read; for implicit TLS a second look
-    # (without verification, only to read it) tells what the certificate does say.
-    certificate = _peer_certificate(endpoint) if stage == "tls" else None
+    certificate = _peer_certificate(endpoint, reopen) if reopen else None
     if code == _EXPIRED:
         if certificate is None:
             return "certificate has expired"
@@ -117,16 +127,9 @@ def _certificate_reason(exc: ssl.SSLCertVerificationError, endpoint: Endpoint, s
     return f"certificate verify failed: {exc.verify_message}"
 
 
-def _peer_certificate(endpoint: Endpoint) -> x509.Certificate | None:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with contextlib.suppress(OSError, ValueError):
-        address = (endpoint.host, endpoint.port)
-        with (
-            socket.create_connection(address, timeout=endpoint.connect_timeout) as sock,
-            context.wrap_socket(sock, server_hostname=endpoint.host) as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
-            return x509.load_der_x509_certificate(der) if der else None
+def _peer_certificate(endpoint: Endpoint, reopen: Reopen) -> x509.Certificate | None:
+    with contextlib.suppress(Exception):  # no second look: the reason says less
+        with reopen(replace(endpoint, verify_tls=False)) as sock:
+            der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+        return x509.load_der_x509_certificate(der) if der else None
     return None

@@ -17,7 +17,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Literal
 
-from bridge.connect_failure import ConnectFailed, Stage, explain
+from bridge.connect_failure import ConnectFailed, Reopen, Stage, explain
 
 TlsMode = Literal["implicit", "starttls", "plain"]
 
@@ -70,18 +70,21 @@ def connect(endpoint: Endpoint) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if endpoint.tls != "implicit":
         return sock
-    return start_tls(sock, endpoint, "tls")
+    return start_tls(sock, endpoint, "tls", connect)
 
 
-def start_tls(sock: socket.socket, endpoint: Endpoint, stage: Stage = "starttls") -> ssl.SSLSocket:
-    """The TLS handshake over ``sock`` (closed on failure), within ``connect_timeout``."""
+def start_tls(
+    sock: socket.socket, endpoint: Endpoint, stage: Stage = "starttls", reopen: Reopen | None = None
+) -> ssl.SSLSocket:
+    """The TLS handshake over ``sock`` (closed on failure), within ``connect_timeout``;
+    ``reopen`` as ``connect_failure.explain`` takes it."""
     try:
         context = endpoint.ssl_context()
         sock.settimeout(endpoint.connect_timeout)
         return context.wrap_socket(sock, server_hostname=endpoint.host)
     except OSError as exc:
         sock.close()
-        raise ConnectFailed(explain(exc, endpoint, stage)) from exc
+        raise ConnectFailed(explain(exc, endpoint, stage, reopen)) from exc
 
 
 def sasl_plain(username: str, password: str) -> bytes:

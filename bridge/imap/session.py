@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import logging
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from bridge.imap.wire import Reply, Wire
 
 log = logging.getLogger("bridge.imap")
 
+_QUOTED_BYTES = re.compile(r"""b(['"])(.*?)\1?$""")
 # Response codes of a refused LOGIN that say "the server cannot", not "wrong password".
 _UNAVAILABLE_CODES = {"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT"}
 
@@ -153,9 +155,21 @@ def _connect(config: UpstreamConfig) -> IMAPClient:
         return _Client(config)
     except (OSError, EOFError, imaplib.IMAP4.error) as exc:
         # ConnectFailed (connect, TLS) is explained already; the rest met the greeting.
-        reason = explain(exc, config, "greeting")
+        if isinstance(exc, imaplib.IMAP4.error):
+            reason = _greeting_refused(exc)
+        else:
+            reason = explain(exc, config, "greeting")
         log.warning("cannot connect to IMAP %s: %s", config.address, reason)
         raise UpstreamUnavailable(f"{config.address}: {reason}", reason=reason) from exc
+
+
+def _greeting_refused(exc: imaplib.IMAP4.error) -> str:
+    """imaplib's words for a greeting it did not take, as a reason."""
+    text = str(exc)
+    if text == "socket error: EOF":
+        return "connection closed before the greeting"
+    quoted = _QUOTED_BYTES.search(text)  # imaplib shows the line as a bytes repr
+    return f"not an IMAP greeting: {(quoted.group(2) if quoted else text)[:100]}"
 
 
 def _greeted(client: IMAPClient) -> Session:
@@ -178,7 +192,7 @@ def _starttls(session: Session, config: UpstreamConfig) -> None:
         imap.sock.settimeout(config.connect_timeout)
         typ, _ = imap.starttls(ssl_context=config.ssl_context())
     except (OSError, imaplib.IMAP4.error) as exc:
-        reason = explain(exc, config, "starttls")
+        reason = explain(exc, config, "starttls", _tls_socket)
         log.warning("STARTTLS to IMAP %s failed: %s", config.address, reason)
         raise UpstreamUnavailable(f"STARTTLS failed: {reason}", reason=reason) from exc
     session.record("STARTTLS", "CAPABILITY")
@@ -188,6 +202,10 @@ def _starttls(session: Session, config: UpstreamConfig) -> None:
     session.client.socket().settimeout(config.timeout)
     # What the server said before TLS could have been forged: only what follows counts.
     session.set_capabilities(frozenset(c.upper() for c in imap.capabilities))
+
+
+def _tls_socket(config: UpstreamConfig) -> socket.socket:
+    return connect_session(config).client.socket()
 
 
 def _login(session: Session, username: str, password: str) -> None:

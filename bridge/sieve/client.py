@@ -142,7 +142,7 @@ class ManageSieve:
         if self._source.pending:
             raise SieveUnavailable("ManageSieve server sent data before the TLS handshake")
         try:
-            self._sock = start_tls(self._sock, self._config)
+            self._sock = start_tls(self._sock, self._config, reopen=_tls_socket)
         except ConnectFailed as exc:
             self.close()
             log.warning("STARTTLS to ManageSieve %s failed: %s", self._config.address, exc)
@@ -289,3 +289,7 @@ def _connect(config: SieveConfig) -> socket.socket:
     except ConnectFailed as exc:
         log.warning("cannot connect to ManageSieve %s: %s", config.address, exc.reason)
         raise SieveUnavailable(f"{config.address}: {exc.reason}", reason=exc.reason) from exc
+
+
+def _tls_socket(config: SieveConfig) -> socket.socket:
+    return ManageSieve.connect(config).socket

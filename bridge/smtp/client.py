@@ -153,6 +153,12 @@ def probe(endpoint: SmtpEndpoint) -> Probe:
         session.close()
 
 
+def _tls_socket(endpoint: SmtpEndpoint) -> socket.socket:
+    session = _Session(endpoint)
+    session.connect()
+    return session.smtp.sock
+
+
 class _Smtp(smtplib.SMTP):
     """smtplib over a socket from ``endpoint.connect`` (TCP, TLS if implicit, NODELAY)."""
 
@@ -201,7 +207,7 @@ class _Session:
         # smtplib turns a timeout or reset while reading a reply into SMTPServerDisconnected;
         # the socket's own error, which says more, is its context.
         cause = exc.__context__ if isinstance(exc.__context__, OSError) else exc
-        reason = explain(cause, self.endpoint, stage)
+        reason = explain(cause, self.endpoint, stage, _tls_socket)
         log.warning("cannot connect to submission %s: %s", self.endpoint.address, reason)
         where = f"submission server {self.endpoint.address}"
         return SmtpUnavailable(f"{where}: {reason}", reason=reason)

@@ -128,15 +128,23 @@ def test_ca_file_makes_it_work(tls_dovecot: TlsDovecot, mode: TlsMode) -> None:
         assert connection.status("INBOX").uidvalidity > 0
 
 
-def test_hostname_mismatch(tls_dovecot: TlsDovecot, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("mode", ["implicit", "starttls"])
+def test_hostname_mismatch(
+    tls_dovecot: TlsDovecot, mode: TlsMode, caplog: pytest.LogCaptureFixture
+) -> None:
     # "localhost" reaches the same server, whose certificate names only 127.0.0.1.
-    endpoint = _endpoint(tls_dovecot.tls_port, "implicit", ca_file=tls_dovecot.ca_file)
+    port = tls_dovecot.tls_port if mode == "implicit" else tls_dovecot.port
+    endpoint = _endpoint(port, mode, ca_file=tls_dovecot.ca_file)
     reason = _imap_failure(replace(endpoint, host="localhost"), caplog)
     assert reason == "hostname mismatch: expected localhost, the certificate is for 127.0.0.1"
 
 
-def test_expired_certificate(expired_dovecot: TlsDovecot, caplog: pytest.LogCaptureFixture) -> None:
-    endpoint = _endpoint(expired_dovecot.tls_port, "implicit", ca_file=expired_dovecot.ca_file)
+@pytest.mark.parametrize("mode", ["implicit", "starttls"])
+def test_expired_certificate(
+    expired_dovecot: TlsDovecot, mode: TlsMode, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = expired_dovecot.tls_port if mode == "implicit" else expired_dovecot.port
+    endpoint = _endpoint(port, mode, ca_file=expired_dovecot.ca_file)
     reason = _imap_failure(endpoint, caplog)
     assert reason.startswith("certificate has expired (on ")
 
@@ -191,6 +199,32 @@ def test_silent_server_times_out(
     assert time.monotonic() - started < CONNECT_TIMEOUT + 1.5
 
 
+@pytest.mark.parametrize(
+    ("says", "expected"),
+    [
+        (b"", "connection closed before the greeting"),
+        (b"* BYE Too many connections\r\n", "not an IMAP greeting: * BYE Too many connections"),
+        (b"220 smtp.example.org ESMTP\r\n", "not an IMAP greeting: 220 smtp.example.org ESMTP"),
+    ],
+)
+def test_server_that_is_not_imap(
+    says: bytes, expected: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        sock, _ = listener.accept()
+        with sock:
+            sock.sendall(says)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    with listener:
+        reason = _imap_failure(_endpoint(listener.getsockname()[1], "plain"), caplog)
+    thread.join()
+    assert reason == expected
+
+
 # -- SMTP submission and ManageSieve take the same path ----------------------------------
 
 
@@ -210,6 +244,11 @@ def test_submission_tls(tls_dovecot: TlsDovecot, caplog: pytest.LogCaptureFixtur
     assert caught.value.reason in caplog.text
     # Trusted, TLS works: the wrong password is what the server then refuses.
     trusted = replace(endpoint, ca_file=tls_dovecot.ca_file)
+    with pytest.raises(SmtpUnavailable) as caught:
+        submit(replace(trusted, host="localhost"), ("alice", "x"), "a@b.c", ["d@e.f"], message)
+    assert caught.value.reason == (
+        "hostname mismatch: expected localhost, the certificate is for 127.0.0.1"
+    )
     with pytest.raises(SmtpRefused) as refused:
         submit(trusted, ("alice", "wrong"), "alice@example.org", ["bob@example.org"], message)
     assert refused.value.stage == "auth"
@@ -226,6 +265,11 @@ def test_sieve_tls(tls_dovecot: TlsDovecot, caplog: pytest.LogCaptureFixture) ->
     assert caught.value.reason.startswith("certificate verify failed: self-signed certificate")
     assert caught.value.reason in caplog.text
     trusted = replace(endpoint, ca_file=tls_dovecot.ca_file)
+    with pytest.raises(SieveUnavailable) as caught:
+        ManageSieve.open(replace(trusted, host="localhost"), "alice", USERS["alice"])
+    assert caught.value.reason == (
+        "hostname mismatch: expected localhost, the certificate is for 127.0.0.1"
+    )
     with ManageSieve.open(trusted, "alice", USERS["alice"]) as sieve:
         assert sieve.list_scripts() == []
     with pytest.raises(SieveAuthFailed):
