@@ -27,6 +27,7 @@ from bridge.imap.wire import Reply, Wire
 
 log = logging.getLogger("bridge.imap")
 
+# How imaplib shows a line it did not take: "unexpected response: b'220 ...'".
 _QUOTED_BYTES = re.compile(r"""b(['"])(.*?)\1?$""")
 # Response codes of a refused LOGIN that say "the server cannot", not "wrong password".
 _UNAVAILABLE_CODES = {"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT"}

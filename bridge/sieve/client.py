@@ -124,7 +124,10 @@ class ManageSieve:
             greeting = protocol.read_response(self._source)
         except (OSError, ProtocolError) as exc:
             self.close()
-            reason = explain(exc, self._config, "greeting")
+            if isinstance(exc, ProtocolError):
+                reason = f"not a ManageSieve greeting: {exc}"
+            else:
+                reason = explain(exc, self._config, "greeting")
             log.warning("no ManageSieve greeting from %s: %s", self._config.address, reason)
             raise SieveUnavailable(f"{self._config.address}: {reason}", reason=reason) from exc
         if self._config.tls != "starttls":

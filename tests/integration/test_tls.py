@@ -41,6 +41,11 @@ class TlsDovecot(Dovecot):
         assert self.tls_files is not None
         return str(self.tls_files[0])
 
+    def trusted(self, mode: TlsMode) -> Endpoint:
+        """Its IMAP port for ``mode``, with its certificate as the CA file."""
+        port = self.tls_port if mode == "implicit" else self.port
+        return _endpoint(port, mode, ca_file=self.ca_file)
+
 
 def _start(folder: Path, *, expired: bool = False) -> TlsDovecot:
     # Submission relays to a port nobody listens on: no test here sends a message.
@@ -122,8 +127,7 @@ def test_self_signed_after_starttls(
 
 @pytest.mark.parametrize("mode", ["implicit", "starttls"])
 def test_ca_file_makes_it_work(tls_dovecot: TlsDovecot, mode: TlsMode) -> None:
-    port = tls_dovecot.tls_port if mode == "implicit" else tls_dovecot.port
-    endpoint = _endpoint(port, mode, ca_file=tls_dovecot.ca_file)
+    endpoint = tls_dovecot.trusted(mode)
     with ImapConnection.open(endpoint, "alice", USERS["alice"]) as connection:
         assert connection.status("INBOX").uidvalidity > 0
 
@@ -133,8 +137,7 @@ def test_hostname_mismatch(
     tls_dovecot: TlsDovecot, mode: TlsMode, caplog: pytest.LogCaptureFixture
 ) -> None:
     # "localhost" reaches the same server, whose certificate names only 127.0.0.1.
-    port = tls_dovecot.tls_port if mode == "implicit" else tls_dovecot.port
-    endpoint = _endpoint(port, mode, ca_file=tls_dovecot.ca_file)
+    endpoint = tls_dovecot.trusted(mode)
     reason = _imap_failure(replace(endpoint, host="localhost"), caplog)
     assert reason == "hostname mismatch: expected localhost, the certificate is for 127.0.0.1"
 
@@ -143,8 +146,7 @@ def test_hostname_mismatch(
 def test_expired_certificate(
     expired_dovecot: TlsDovecot, mode: TlsMode, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = expired_dovecot.tls_port if mode == "implicit" else expired_dovecot.port
-    endpoint = _endpoint(port, mode, ca_file=expired_dovecot.ca_file)
+    endpoint = expired_dovecot.trusted(mode)
     reason = _imap_failure(endpoint, caplog)
     assert reason.startswith("certificate has expired (on ")
 
@@ -152,7 +154,7 @@ def test_expired_certificate(
 def test_starttls_against_implicit_tls_port(
     tls_dovecot: TlsDovecot, caplog: pytest.LogCaptureFixture
 ) -> None:
-    endpoint = _endpoint(tls_dovecot.tls_port, "starttls", ca_file=tls_dovecot.ca_file)
+    endpoint = replace(tls_dovecot.trusted("implicit"), tls="starttls")
     started = time.monotonic()
     reason = _imap_failure(endpoint, caplog)
     elapsed = time.monotonic() - started
@@ -165,7 +167,7 @@ def test_starttls_against_implicit_tls_port(
 def test_implicit_tls_against_plaintext_port(
     tls_dovecot: TlsDovecot, caplog: pytest.LogCaptureFixture
 ) -> None:
-    endpoint = _endpoint(tls_dovecot.port, "implicit", ca_file=tls_dovecot.ca_file)
+    endpoint = replace(tls_dovecot.trusted("starttls"), tls="implicit")
     reason = _imap_failure(endpoint, caplog)
     assert reason == "no TLS on this port (plaintext greeting): try --upstream-tls starttls"
 
