@@ -152,6 +152,7 @@ def _time_sync(
         fetch_items=" ".join(connection.meta_items(["RFC822.SIZE"])),
         fetch_ms=(fetched - started) * 1000,
         header_sample=len(newest),
+        header_items=" ".join(items),
         header_ms=(done - fetched) * 1000,
     )
     return timing, list(sample.messages.values())

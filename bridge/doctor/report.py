@@ -46,8 +46,9 @@ class SyncTiming(msgspec.Struct, frozen=True):
     folder: str
     messages: int
     fetch_items: str
-    fetch_ms: float  # UID FETCH 1:* of UIDs, flags, ids and sizes
+    fetch_ms: float  # EXAMINE, then UID FETCH 1:* of UIDs, flags, ids and sizes
     header_sample: int
+    header_items: str
     header_ms: float  # FETCH of what a first sight of a message needs, for the sample
 
 
@@ -124,8 +125,9 @@ def _folders(folders: Folders) -> list[str]:
 def _sync(sync: SyncTiming) -> list[str]:
     return [
         f"Full sync of {sync.folder} ({sync.messages} messages, read-only)",
-        f"  UID FETCH 1:* ({sync.fetch_items}): {sync.fetch_ms:.0f} ms",
-        f"  headers of {sync.header_sample} messages: {sync.header_ms:.0f} ms",
+        f"  EXAMINE, UID FETCH 1:* ({sync.fetch_items}): {sync.fetch_ms:.0f} ms",
+        f"  the newest {sync.header_sample} as first seen: {sync.header_ms:.0f} ms",
+        f"    ({sync.header_items})",
     ]
 
 

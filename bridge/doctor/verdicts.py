@@ -80,8 +80,14 @@ def _threads(facts: ImapFacts) -> Feature:
 
 def _push(facts: ImapFacts) -> Feature:
     name = "Push"
-    if "NOTIFY" in facts.capabilities:
+    if "NOTIFY" in facts.capabilities and "CONDSTORE" in facts.enabled:
         return Feature(name, "full", "NOTIFY: every folder's changes as they happen")
+    if "NOTIFY" in facts.capabilities:
+        # RFC 5465 §5.2: without CONDSTORE, flag changes outside the selected folder go
+        # unreported, so the watcher sweeps as often as without NOTIFY.
+        return Feature(
+            name, "slower", f"NOTIFY without CONDSTORE: flag changes swept every {SWEEP:g} s"
+        )
     if "IDLE" in facts.capabilities:
         return Feature(name, "slower", f"IDLE on INBOX, other folders polled every {SWEEP:g} s")
     return Feature(name, "slower", f"no IDLE: every folder polled every {SWEEP:g} s")

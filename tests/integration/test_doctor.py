@@ -113,6 +113,7 @@ def test_dovecot_without_condstore(dovecot_nocondstore: Dovecot) -> None:
         "slower  no CONDSTORE: flag changes found by scanning every flag"
     )
     assert "UID FETCH 1:* (UID FLAGS X-GUID RFC822.SIZE)" in output
+    assert words(line_of(output, "Push"))[1:4] == ["slower", "NOTIFY", "without"]
 
 
 def test_json_report(dovecot_factory: Callable[..., Dovecot]) -> None:

@@ -61,3 +61,11 @@ def test_ids_the_server_claims_but_did_not_give() -> None:
         "slower",
         "CONDSTORE without QRESYNC: expunges found by UID SEARCH ALL",
     )
+
+
+def test_notify_without_condstore_still_sweeps() -> None:
+    facts = ImapFacts(frozenset({"IMAP4REV1", "IDLE", "NOTIFY"}), frozenset(), None)
+    assert verdicts(facts)["Push"] == (
+        "slower",
+        "NOTIFY without CONDSTORE: flag changes swept every 1 s",
+    )
