@@ -56,6 +56,15 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # PushSubscription URLs must be https to public addresses (no SSRF into bridge's own
     # network); this lets them be plain http and private or loopback, for tests and LANs.
     push_allow_private: bool = False
+    # Blobs move between the upstream, the client and the submission server in pieces of
+    # this many octets (partial FETCH, APPEND and DATA from a temporary file): what one
+    # request holds of a blob, whatever the blob's size.
+    blob_chunk_size: int = 1 << 20
+    # Downloads one user may run at once; one more is refused with 429 until one ends.
+    max_concurrent_downloads: int = 8
+    # The longest header field value an Email/set create may write (octets, before
+    # folding): longer is invalidProperties.
+    max_header_length: int = 16_384
 
     @property
     def imap_port(self) -> int:
@@ -100,6 +109,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                     f"plain {protocol} to {endpoint.host} would send passwords in the clear; "
                     f"use --{flag}-tls implicit|starttls, or --allow-plaintext to force it"
                 )
+        if self.blob_chunk_size < 4096:
+            raise ConfigError("blob_chunk_size must be at least 4096 octets")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"unknown log level {self.log_level!r}")
         if self.mail_domain is not None and not is_mailbox(f"user@{self.mail_domain}"):

@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from bridge.http.problems import error_response, problem
+from bridge.http.slots import UserSlots
 from bridge.jmap import RequestError
 from bridge.store.uploads import DEFAULT_TYPE, UploadedBlob, UploadWriter
 
@@ -33,30 +34,6 @@ _MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(;[ -~]*)?
 _MAX_TYPE_LENGTH = 255
 
 
-class UploadSlots:
-    """Uploads in progress per user. A count rather than a semaphore: an upload over the
-    limit is refused at once, never queued, and idle users leave no entry behind. Only
-    touched on the event loop, so no lock."""
-
-    def __init__(self) -> None:
-        self._active: dict[str, int] = {}
-
-    def acquire(self, username: str, limit: int) -> bool:
-        active = self._active.get(username, 0)
-        if active >= limit:
-            return False
-        self._active[username] = active + 1
-        return True
-
-    def active(self, username: str) -> int:
-        return self._active.get(username, 0)
-
-    def release(self, username: str) -> None:
-        active = self._active.pop(username) - 1
-        if active:
-            self._active[username] = active
-
-
 class _TooLarge(Exception):
     pass
 
@@ -65,10 +42,10 @@ def _limit_problem(status: int, detail: str, limit: str) -> Response:
     return error_response(RequestError("limit", status, detail, limit))
 
 
-def _slots(request: Request) -> UploadSlots:
+def _slots(request: Request) -> UserSlots:
     slots = getattr(request.app.state, "upload_slots", None)
     if slots is None:
-        slots = request.app.state.upload_slots = UploadSlots()
+        slots = request.app.state.upload_slots = UserSlots()
     return slots
 
 
