@@ -26,7 +26,7 @@ from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
 from bridge.mail.setting import Refused, apply_each, attempt, patched
-from bridge.mail.spool import header_block, open_spool, size_of, write_with_crlf
+from bridge.mail.spool import header_block, open_spool, size_of, to_crlf
 from bridge.mime.compose import BlobsNotFound, ComposeError, compose
 from bridge.mime.dates import parse_utc_date
 from bridge.store.cache import EMAIL
@@ -222,7 +222,10 @@ class EmailSetter:
         if chunks is None:
             raise Refused("invalidProperties", "no such blob", ["blobId"])
         with open_spool(self.account) as spool:
-            nul = write_with_crlf(chunks, spool)
+            nul = False
+            for chunk in to_crlf(chunks):
+                nul = nul or b"\x00" in chunk
+                spool.write(chunk)
             header = header_block(spool)
             if nul or b":" not in header:
                 raise Refused("invalidEmail", "the blob is not an RFC 5322 message")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from bridge.mail.account import Account
+from bridge.mime.envelope import for_transport
 
 # The header block is read from a spool up to this size: enough for any real one.
 MAX_HEADER_BLOCK = 1 << 20
@@ -26,25 +27,42 @@ def open_spool(account: Account) -> BinaryIO:
     return tempfile.TemporaryFile(dir=directory)
 
 
-def write_all(chunks: Iterable[bytes], out: BinaryIO) -> None:
-    for chunk in chunks:
-        out.write(chunk)
-
-
-def write_with_crlf(chunks: Iterable[bytes], out: BinaryIO) -> bool:
-    """Copy ``chunks`` with every bare LF made CRLF (strict servers, Cyrus, refuse anything
-    else), a CR that ends one chunk waiting to see if an LF starts the next; whether any
-    NUL was seen."""
-    nul = False
+def to_crlf(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """``chunks`` with every bare LF made CRLF (strict servers, Cyrus, refuse anything
+    else); a CR that ends one chunk waits to see whether an LF starts the next."""
     held_cr = b""
     for chunk in chunks:
         data = held_cr + chunk
         held_cr = b"\r" if data.endswith(b"\r") else b""
         data = data[: len(data) - len(held_cr)]
-        nul = nul or b"\x00" in data
-        out.write(_LINE_END.sub(b"\r\n", data))
-    out.write(held_cr)
-    return nul
+        if data:
+            yield _LINE_END.sub(b"\r\n", data)
+    if held_cr:
+        yield held_cr
+
+
+def write_for_transport(chunks: Iterable[bytes], out: BinaryIO) -> bytes:
+    """Write the message as SMTP carries it (``for_transport``: CRLF line ends, no Bcc
+    field) to ``out``; its header block as it was, for the envelope. Only the header block
+    is held, and only up to MAX_HEADER_BLOCK (beyond, the rest counts as body)."""
+    head = bytearray()
+    header: bytes | None = None
+    for chunk in to_crlf(chunks):
+        if header is not None:
+            out.write(chunk)
+            continue
+        head += chunk
+        end = head.find(b"\r\n\r\n")
+        if end == -1 and len(head) <= MAX_HEADER_BLOCK:
+            continue
+        cut = end + 4 if end != -1 else len(head)
+        header = bytes(head[:cut])
+        out.write(for_transport(header))
+        out.write(head[cut:])
+    if header is None:
+        header = bytes(head)
+        out.write(for_transport(header))
+    return header
 
 
 def header_block(spool: BinaryIO) -> bytes:
