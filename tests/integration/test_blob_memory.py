@@ -143,3 +143,25 @@ def test_creating_an_email_with_a_big_attachment_stays_small(
     sha256_of_download(download_url(jmap, new_blob), digests)
     assert digests == [hashlib.sha256(attachment).hexdigest()]
     jmap.close()
+
+
+def test_importing_a_big_message_stays_small(
+    bridge_process: tuple[Dovecot, BridgeProcess],
+) -> None:
+    _, process = bridge_process
+    # Within maxSizeUpload (50,000,000 octets) once base64-encoded.
+    raw = message_with(os.urandom(30 * 1024 * 1024)).replace(b"\r\n", b"\n")
+    jmap = JmapClient(process.url, *USER)
+    upload_url = jmap.session["uploadUrl"].format(accountId=jmap.account_id)
+    uploaded = jmap.http.post(upload_url, content=raw, timeout=300)
+    assert uploaded.status_code == 201, uploaded.text
+    inbox = jmap.mailboxes()["INBOX"]["id"]
+    idle = reset_peak(process)
+    result = jmap.call("Email/import", {"emails": {"big": {
+        "blobId": uploaded.json()["blobId"], "mailboxIds": {inbox: True}}}})  # fmt: skip
+    peak = process.memory_kib("VmHWM")
+    print(f"Email/import of {len(raw):,} octets: idle {idle} KiB, peak {peak} KiB")
+    # Bare LFs became CRLF on the way.
+    assert result["created"]["big"]["size"] == len(raw) + raw.count(b"\n"), result
+    assert peak - idle < RSS_BUDGET_KIB
+    jmap.close()
