@@ -7,8 +7,12 @@ another user's blob id is simply not found.
 
 Uploaded blobs (``bridge.store.uploads``) are ``U<upload id>``, and the parts of an upload
 parsed as a message (Email/parse) ``U<upload id>_<section>`` alike: upload ids have a fixed
-length too, and resolve only in the asking user's upload store. A section inside an
-attached message (``3.1`` of the message/rfc822 part ``3``) is found by parsing that part.
+length too, and resolve only in the asking user's upload store.
+
+A message's blob, or a part's, streams from the upstream by partial FETCH of its IMAP
+section, decoded as it comes: no blob is ever whole in memory on its way to a client, into
+a message being composed, or to SMTP. A section inside an attached message (``3.1`` of the
+message/rfc822 part ``3``) is an IMAP section too; in an upload, it is found by parsing.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from bridge.mail.account import Account
 
 EMAIL_ID_LENGTH = len(derive_id("e", ""))
+_MESSAGES = ("message/rfc822", "message/global")
 _SECTION = re.compile(r"[0-9]+(\.[0-9]+)*")
 _PART_SUFFIX = re.compile(r"(?:_([0-9]+(?:-[0-9]+)*))?")
 
@@ -80,7 +85,7 @@ def part_content(message: ParsedMessage, section: str) -> bytes | None:
         prefix = ".".join(pieces[:length])
         part = message.part(prefix)
         if part is not None:
-            if part.type not in ("message/rfc822", "message/global"):
+            if part.type not in _MESSAGES:
                 return None
             inner = parse_message(message.content(part)[0], section_prefix=prefix)
             return part_content(inner, section)
@@ -191,9 +196,6 @@ def _part_chunks(source: _Source, section: str) -> Iterator[bytes] | None:
     first = found.get(key)
     encoded = source.chunks(section, first if isinstance(first, bytes) else b"")
     return None if encoded is None else decoded(encoded, fields.transfer_encoding)
-
-
-_MESSAGES = ("message/rfc822", "message/global")
 
 
 def _fields(header: Any) -> MimeFields | None:

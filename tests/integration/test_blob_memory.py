@@ -80,6 +80,15 @@ def sha256_of_download(url: str, results: list[str]) -> None:
     results.append(digest.hexdigest())
 
 
+def upload(jmap: JmapClient, data: bytes) -> str:
+    """Upload ``data``; its blob id."""
+    upload_url = jmap.session["uploadUrl"].format(accountId=jmap.account_id)
+    uploaded = jmap.http.post(upload_url, content=data, timeout=300)
+    assert uploaded.status_code == 201, uploaded.text
+    blob_id: str = uploaded.json()["blobId"]
+    return blob_id
+
+
 def attachment_blob(jmap: JmapClient, email_id: str) -> str:
     got = jmap.call("Email/get", {"ids": [email_id], "properties": ["attachments"]})
     [attachment] = got["list"][0]["attachments"]
@@ -121,16 +130,14 @@ def test_creating_an_email_with_a_big_attachment_stays_small(
     _, process = bridge_process
     attachment = os.urandom(ATTACHMENT_SIZE)
     jmap = JmapClient(process.url, *USER)
-    upload_url = jmap.session["uploadUrl"].format(accountId=jmap.account_id)
-    uploaded = jmap.http.post(upload_url, content=attachment, timeout=300)
-    assert uploaded.status_code == 201, uploaded.text
+    uploaded = upload(jmap, attachment)
     drafts = jmap.mailboxes()["INBOX"]["id"]
     idle = reset_peak(process)
     result = jmap.call("Email/set", {"create": {"big": {
         "mailboxIds": {drafts: True}, "subject": "Made big",
         "from": [{"email": "memo@example.com"}],
         "bodyValues": {"t": {"value": "See attached."}}, "textBody": [{"partId": "t"}],
-        "attachments": [{"blobId": uploaded.json()["blobId"], "type": "application/zip",
+        "attachments": [{"blobId": uploaded, "type": "application/zip",
                          "name": "big.zip"}],
     }}})  # fmt: skip
     peak = process.memory_kib("VmHWM")
@@ -152,13 +159,11 @@ def test_importing_a_big_message_stays_small(
     # Within maxSizeUpload (50,000,000 octets) once base64-encoded.
     raw = message_with(os.urandom(30 * 1024 * 1024)).replace(b"\r\n", b"\n")
     jmap = JmapClient(process.url, *USER)
-    upload_url = jmap.session["uploadUrl"].format(accountId=jmap.account_id)
-    uploaded = jmap.http.post(upload_url, content=raw, timeout=300)
-    assert uploaded.status_code == 201, uploaded.text
+    uploaded = upload(jmap, raw)
     inbox = jmap.mailboxes()["INBOX"]["id"]
     idle = reset_peak(process)
     result = jmap.call("Email/import", {"emails": {"big": {
-        "blobId": uploaded.json()["blobId"], "mailboxIds": {inbox: True}}}})  # fmt: skip
+        "blobId": uploaded, "mailboxIds": {inbox: True}}}})  # fmt: skip
     peak = process.memory_kib("VmHWM")
     print(f"Email/import of {len(raw):,} octets: idle {idle} KiB, peak {peak} KiB")
     # Bare LFs became CRLF on the way.
