@@ -31,7 +31,8 @@ BlobOpener = Callable[[str], Iterator[bytes] | None]
 ADDRESS_HEADERS = {"from": "From", "to": "To", "cc": "Cc", "bcc": "Bcc",
                    "replyTo": "Reply-To", "sender": "Sender"}  # fmt: skip
 ID_HEADERS = {"messageId": "Message-ID", "inReplyTo": "In-Reply-To", "references": "References"}
-_POLICY = email.policy.SMTP.clone(max_line_length=78)
+# Header values bridge set raw (set_raw) are folded already: never refolded.
+_POLICY = email.policy.SMTP.clone(max_line_length=78, refold_source="none")
 # Base64 lines of 76 characters (RFC 2045 §6.8) hold 57 octets.
 _LINE_OCTETS = 57
 assert set(ADDRESS_HEADERS) == set(ADDRESS_PROPERTIES)
@@ -146,14 +147,16 @@ def _blob_part(part: dict[str, Any], blobs: _Blobs) -> Any:
         return None
     maintype, _, subtype = media_type.partition("/")
     leaf = EmailMessage(policy=_POLICY)
-    disposition = part.get("disposition") or "attachment"
     # Base64 even for text: the blob downloads back byte for byte, line ends included.
-    leaf.set_content(b"", maintype=maintype or "application",
-                     subtype=subtype or "octet-stream", disposition=disposition,
-                     filename=part.get("name"))  # fmt: skip
-    leaf.set_payload(marker)  # replaced by the blob, base64-encoded, as the file is written
+    leaf.set_content(b"", maintype=maintype, subtype=subtype)
+    disposition = str(part.get("disposition") or "attachment").lower()
+    if part.get("name") is not None:
+        disposition = header_writer.with_parameter(disposition, "filename", part["name"])
+    # Written folded already (the email package would refold it in quadratic time).
+    leaf.set_raw("Content-Disposition", header_writer.folded("Content-Disposition", disposition))
     if part.get("cid"):
-        leaf["Content-ID"] = f"<{part['cid']}>"
+        leaf.set_raw("Content-ID", f"<{part['cid']}>")
+    leaf.set_payload(marker)  # replaced by the blob, base64-encoded, as the file is written
     return _inner(leaf)
 
 

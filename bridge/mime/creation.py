@@ -26,6 +26,14 @@ _FIELD_NAME = re.compile(r"[!-9;-~]+")
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)")
 # Control characters (but tab), and lone surrogates, which no charset can write.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+# RFC 2045 §5.1 token, type "/" subtype; a Content-ID between its <> (RFC 2392).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_MEDIA_TYPE = re.compile(rf"{_TOKEN.pattern}/{_TOKEN.pattern}")
+_CONTENT_ID = re.compile(r"[!-;=?-~]+")
+_PART_TOKENS = {"type": _MEDIA_TYPE, "charset": _TOKEN, "disposition": _TOKEN,
+                "cid": _CONTENT_ID}  # fmt: skip
+# Media types, charsets and Content-IDs are short (RFC 6838 §4.2: names of at most 127).
+MAX_TOKEN = 256
 # Nesting deeper than this is an attack, not a message (as bridge.mime.structure reads it).
 MAX_DEPTH = 40
 
@@ -172,12 +180,16 @@ def _part(part: Any, prop: str, header_text: _HeaderText, depth: int) -> None:
     for key in ("partId", "blobId"):
         if part.get(key) is not None:
             header_text(part[key], prop, allow_empty=False)
-    for key in ("type", "name", "charset", "disposition", "cid", "location"):
+    for key in ("name", "location"):
         if part.get(key) is not None:
-            header_text(part[key], prop, allow_empty=key == "name")
+            header_text(part[key], prop)
+    for key, syntax in _PART_TOKENS.items():
+        if part.get(key) is not None and not _token(part[key], syntax):
+            raise InvalidProperty(prop, f"{key} is not a {key}")
     if part.get("language") is not None:
         for tag in _list(part["language"], prop):
-            header_text(tag, prop, allow_empty=False)
+            if not _token(tag, _TOKEN):
+                raise InvalidProperty(prop, "language holds language tags")
     if part.get("size") is not None and (type(part["size"]) is not int or part["size"] < 0):
         raise InvalidProperty(prop, "size must be an UnsignedInt")
     if part.get("headers") is not None:
@@ -188,6 +200,10 @@ def _part(part: Any, prop: str, header_text: _HeaderText, depth: int) -> None:
     if part.get("subParts") is not None:
         for sub in _list(part["subParts"], prop):
             _part(sub, prop, header_text, depth + 1)
+
+
+def _token(value: Any, syntax: re.Pattern[str]) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_TOKEN and bool(syntax.fullmatch(value))
 
 
 def _header_property(

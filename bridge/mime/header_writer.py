@@ -13,12 +13,17 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable, Mapping
+from urllib.parse import quote
 
 MAX_LINE = 78
 # An encoded word "=?utf-8?b?" + base64 of 45 octets (60 characters) + "?=" is 72 long.
 _OCTETS_PER_WORD = 45
 # A word longer than this could not be folded onto a line of RFC 5322's 998 limit.
 _LONGEST_WORD = 900
+# RFC 2231 attribute-char: CHAR but SPACE, "*", "'", "%" and the tspecials.
+_ATTRIBUTE_CHARS = "!#$&+-.^_`|~"
+_QUOTED_PARAMETER = 60
+_SEGMENT = 60
 _PIECE = re.compile(r"[ \t]*[^ \t]+|[ \t]+$")
 # RFC 5322 §3.2.3 atext and white space: a display name of only these needs no quoting.
 _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
@@ -77,8 +82,9 @@ def message_ids(values: Iterable[str]) -> str:
     return " ".join(f"<{value}>" for value in values)
 
 
-def field(name: str, value: str) -> bytes:
-    """``Name: value`` folded at its white space, CRLF-terminated."""
+def folded(name: str, value: str) -> str:
+    """``value`` as it follows ``Name:`` on the wire: cut at its white space into lines of
+    at most 78 characters where the words allow, CRLF between them."""
     head = f"{name}:"
     lines: list[str] = []
     line = head
@@ -91,7 +97,34 @@ def field(name: str, value: str) -> bytes:
             line = ""
         line += piece
     lines.append(line)
-    return ("\r\n".join(lines) + "\r\n").encode()
+    return "\r\n".join(lines)[len(head) :].lstrip(" ")
+
+
+def field(name: str, value: str) -> bytes:
+    """``Name: value`` folded at its white space, CRLF-terminated."""
+    return f"{name}: {folded(name, value)}\r\n".encode()
+
+
+def with_parameter(value: str, attribute: str, parameter: str) -> str:
+    """``value; attribute=parameter`` (RFC 2045 §5.1): a quoted-string when the parameter
+    is short ASCII, else RFC 2231 continuations of percent-encoded UTF-8, each short
+    enough for a line of its own."""
+    if parameter.isascii() and parameter.isprintable() and len(parameter) <= _QUOTED_PARAMETER:
+        escaped = parameter.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{value}; {attribute}="{escaped}"'
+    encoded = quote(parameter.encode(), safe=_ATTRIBUTE_CHARS)
+    segments: list[str] = []
+    start = 0
+    while start < len(encoded):
+        end = min(start + _SEGMENT, len(encoded))
+        # Never cut a %XX triplet.
+        if "%" in encoded[max(end - 2, start) : end]:
+            end = encoded.rindex("%", start, end)
+        segments.append(encoded[start:end])
+        start = end
+    first = f"{attribute}*0*=utf-8''{segments[0] if segments else ''}"
+    rest = [f"{attribute}*{index}*={segment}" for index, segment in enumerate(segments[1:], 1)]
+    return "; ".join([value, first, *rest])
 
 
 def raw_field(name: str, value: str) -> bytes:

@@ -34,7 +34,10 @@ BAD_VALUES: dict[str, list[Any]] = {
     "messageId": ID_BAD, "inReplyTo": ID_BAD, "references": ID_BAD,
     "textBody": PART_LIST_BAD, "htmlBody": PART_LIST_BAD,
     "attachments": [1, "x", {}, [1], [None], [{"blobId": 1}], [{"blobId": ""}],
-                    [{"blobId": "Ux", "name": 5}], [{"blobId": "Ux", "type": "multipart/mixed"}]],
+                    [{"blobId": "Ux", "name": 5}], [{"blobId": "Ux", "type": "multipart/mixed"}],
+                    [{"blobId": "Ux", "type": "a b/c"}], [{"blobId": "Ux", "type": "text"}],
+                    [{"blobId": "Ux", "cid": "<x@y>"}], [{"blobId": "Ux", "disposition": "a;b"}],
+                    [{"blobId": "Ux", "charset": "x" * 300}], [{"blobId": "Ux", "language": "en"}]],
     "bodyValues": [1, [], "x", {"t": 1}, {"t": None}, {"t": {"value": 1}},
                    {"t": {"value": "x", "isTruncated": "no"}}, {"t": {"value": "x", "y": 1}}],
     "bodyStructure": [1, [], "x", {"type": 5}, {"subParts": 1}, {"type": "multipart/mixed",
@@ -104,3 +107,22 @@ def test_long_subjects(jmap: JmapClient) -> None:
     by_id = {email["id"]: email["subject"] for email in got["list"]}
     for key, text in subjects.items():
         assert by_id[ids[key]] == text, key
+
+
+def test_a_long_attachment_name_round_trips(jmap: JmapClient) -> None:
+    upload = jmap.session["uploadUrl"].format(accountId=jmap.account_id)
+    blob = jmap.http.post(upload, content=b"data").json()["blobId"]
+    drafts = jmap.mailboxes()["Drafts"]["id"]
+    name = ('Rapport été, "final" ' * 500).strip()  # 11 KB, not ASCII, quotes, commas
+    started = time.monotonic()
+    result = jmap.call("Email/set", {"create": {"n": {
+        **good(drafts, "named"),
+        "attachments": [{"blobId": blob, "type": "application/pdf", "name": name,
+                         "cid": "part1@x"}],
+    }}})  # fmt: skip
+    assert time.monotonic() - started < 5
+    email_id = result["created"]["n"]["id"]
+    got = jmap.call("Email/get", {"ids": [email_id], "properties": ["attachments"]})
+    [attachment] = got["list"][0]["attachments"]
+    assert (attachment["name"], attachment["cid"]) == (name, "part1@x")
+    assert attachment["type"] == "application/pdf" and attachment["size"] == 4

@@ -7,7 +7,8 @@ import random
 import time
 
 from bridge.mime import as_addresses, as_text, parse_header_block
-from bridge.mime.header_writer import addresses, field, unstructured
+from bridge.mime.header_writer import addresses, field, unstructured, with_parameter
+from bridge.mime.params import mime_fields
 
 WORDS = ["a", "word", "longer-words", "é", "日本語", "=?", "x" * 100, '"quoted"']
 
@@ -67,3 +68,15 @@ def test_folding_time_is_linear() -> None:
     small, large = seconds(5_000), seconds(50_000)
     # Ten times the text: ten times the time, give or take; the email package took 100x.
     assert large < small * 25, (small, large)
+
+
+def test_parameters_read_back() -> None:
+    rng = random.Random(9)
+    for _ in range(300):
+        name = "".join(rng.choice(['a', "é", '"', "\\", " ", ";", "%", "*", "'", "日"])
+                       for _ in range(rng.randint(1, 200))).strip()  # fmt: skip
+        value = with_parameter("attachment", "filename", name)
+        line = field("Content-Disposition", value)
+        check_lines(line)
+        headers, _ = parse_header_block(line + b"\r\n")
+        assert mime_fields(headers).name == name, line
