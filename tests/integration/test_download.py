@@ -141,3 +141,22 @@ def test_concurrent_downloads_are_capped(
         time.sleep(0.05)
     assert jmap.http.get(str(target)).status_code == 200
     jmap.close()
+
+
+def test_parts_of_other_emails_attach_as_they_download(jmap: JmapClient, other: IMAPClient) -> None:
+    other.append("INBOX", NESTED)
+    [email_id] = query(jmap)
+    boxes = jmap.mailboxes()
+    attachments = [
+        {"blobId": f"B{email_id}_2", "type": "application/octet-stream", "name": "bin"},
+        {"blobId": f"B{email_id}_3-1", "type": "text/plain", "name": "inner.txt"},
+    ]
+    result = jmap.call("Email/set", {"create": {"fwd": {
+        "mailboxIds": {boxes["Drafts"]["id"]: True}, "subject": "Forwarded parts",
+        "attachments": attachments,
+    }}})  # fmt: skip
+    created = result["created"]["fwd"]["id"]
+    got = jmap.call("Email/get", {"ids": [created], "properties": ["attachments"]})
+    downloaded = [jmap.http.get(url(jmap, a["blobId"])).content
+                  for a in got["list"][0]["attachments"]]  # fmt: skip
+    assert downloaded == [BINARY, b"inner body"]
