@@ -84,6 +84,15 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_event_streams_per_user: int = 10
     # Octets of uploaded blobs a user may keep stored at once; more answer 413.
     max_upload_storage_per_user: int = 1 << 30
+    # Blobs move between the upstream, the client and the submission server in pieces of
+    # this many octets (partial FETCH, APPEND and DATA from a temporary file): what one
+    # request holds of a blob, whatever the blob's size.
+    blob_chunk_size: int = 1 << 20
+    # Downloads one user may run at once; one more is refused with 429 until one ends.
+    max_concurrent_downloads: int = 8
+    # The longest header field value an Email/set create may write (octets, before
+    # folding): longer is invalidProperties.
+    max_header_length: int = 16_384
 
     @property
     def imap_port(self) -> int:
@@ -144,6 +153,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 )
         if self.upstream_connect_timeout <= 0 or self.upstream_timeout <= 0:
             raise ConfigError("timeouts must be positive")
+        if self.blob_chunk_size < 4096:
+            raise ConfigError("blob_chunk_size must be at least 4096 octets")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"unknown log level {self.log_level!r}")
         if self.mail_domain is not None and not is_mailbox(f"user@{self.mail_domain}"):

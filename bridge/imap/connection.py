@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import logging
 import re
 import select
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import ParamSpec, TypeVar
+from typing import BinaryIO, ParamSpec, TypeVar
 
 import msgspec
 
@@ -69,6 +70,7 @@ _SEQUENCE_SET = re.compile(r"(\d+|\*)(:(\d+|\*))?(,(\d+|\*)(:(\d+|\*))?)*")
 _FETCH_ITEM = re.compile(r"[\x20-\x7e]+")
 _BASE_STATUS_ITEMS = ("MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY")
 LOGOUT_TIMEOUT = 5.0
+APPEND_CHUNK = 1 << 20
 _NOTIFY_SET = (
     b"NOTIFY SET (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))"
 )
@@ -475,15 +477,27 @@ class ImapConnection:
 
     @_guarded
     def append(
-        self, mailbox: str, message: bytes, flags: Sequence[str], when: datetime | None
+        self,
+        mailbox: str,
+        message: bytes | BinaryIO,
+        flags: Sequence[str],
+        when: datetime | None,
+        *,
+        chunk_size: int = APPEND_CHUNK,
     ) -> tuple[int, int] | None:
         """APPEND; (UIDVALIDITY, UID) of the new message from APPENDUID (UIDPLUS), else
-        None. The message travels as a literal, never as command text."""
+        None. The message travels as a literal, never as command text; a file is sent
+        from its start in pieces of ``chunk_size``."""
         command = b"APPEND " + quoting.mailbox_name(mailbox)
         command += b" (" + b" ".join(_flag_bytes(flag) for flag in flags) + b")"
         if when is not None:
             command += b' "' + _internal_date(when) + b'"'
-        reply = self._wire.run(command + b" " + quoting.literal(message)).check()
+        if isinstance(message, bytes):
+            reply = self._wire.run(command + b" " + quoting.literal(message)).check()
+        else:
+            size = message.seek(0, io.SEEK_END)
+            message.seek(0)
+            reply = self._wire.run_with_literal(command, message, size, chunk_size).check()
         for code, args in reply.codes():
             if code == "APPENDUID" and args:
                 numbers = args.split()

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import logging
 import re
 import smtplib
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from bridge import connect_failure
 from bridge.certificates import TlsInfo, tls_info
@@ -30,9 +32,10 @@ from bridge.endpoint import Endpoint, connect, sasl_plain
 Stage = Literal["auth", "mail", "rcpt", "data"]
 
 _ENHANCED_CODE = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3} ")
-_LINE_START_DOT = re.compile(rb"^\.", re.MULTILINE)
+_DOT_AFTER_LF = re.compile(rb"\n\.")
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
 ACCEPTED_RCPT = (250, 251)
+CHUNK = 1 << 20
 
 log = logging.getLogger("bridge.smtp")
 
@@ -114,14 +117,18 @@ def submit(
     login: tuple[str, str],
     mail_from: str,
     rcpt_to: list[str],
-    message: bytes,
+    message: bytes | BinaryIO,
+    *,
+    chunk_size: int = CHUNK,
 ) -> Sent:
-    """Send ``message`` (CRLF line ends) from ``mail_from`` to ``rcpt_to``."""
+    """Send ``message`` (CRLF line ends) from ``mail_from`` to ``rcpt_to``. A file is sent
+    from its start in pieces of ``chunk_size``, dot-stuffed as they go."""
     session = _Session(endpoint)
+    handle = io.BytesIO(message) if isinstance(message, bytes) else message
     try:
         session.connect()
         session.authenticate(*login)
-        return session.send(mail_from, rcpt_to, message)
+        return session.send(mail_from, rcpt_to, _Message(handle, chunk_size))
     except (OSError, smtplib.SMTPException) as exc:
         # SMTPException covers a dropped connection and an unparsable reply; OSError a
         # refused connection, a timeout and a failed TLS handshake.
@@ -237,7 +244,7 @@ class _Session:
                 raise SmtpUnavailable(f"login temporarily refused: {reply}")
             raise SmtpRefused("auth", reply)
 
-    def send(self, mail_from: str, rcpt_to: list[str], message: bytes) -> Sent:
+    def send(self, mail_from: str, rcpt_to: list[str], message: _Message) -> Sent:
         options = self._mail_options(mail_from, rcpt_to, message)
         reply = self._command("MAIL", f"FROM:<{mail_from}>{''.join(' ' + o for o in options)}")
         if reply.code != 250:
@@ -254,25 +261,23 @@ class _Session:
         reply = self._command("DATA")
         if reply.code != 354:
             raise SmtpRefused("data", reply, size_limit=self._size_limit())
-        payload = _LINE_START_DOT.sub(b"..", message)
-        if not payload.endswith(b"\r\n"):
-            payload += b"\r\n"
         self.handed_over = True
-        self.smtp.send(payload + b".\r\n")
+        for piece in message.dot_stuffed():
+            self.smtp.send(piece)
         reply = reply_of(*self.smtp.getreply())
         if reply.code != 250:
             raise SmtpRefused("data", reply, size_limit=self._size_limit())
         return Sent(accepted, reply)
 
-    def _mail_options(self, mail_from: str, rcpt_to: list[str], message: bytes) -> list[str]:
+    def _mail_options(self, mail_from: str, rcpt_to: list[str], message: _Message) -> list[str]:
         smtp = self.smtp
         options: list[str] = []
         limit = self._size_limit()
-        if limit is not None and len(message) > limit:
+        if limit is not None and message.size > limit:
             raise SmtpRefused("mail", None, "the message is too large", size_limit=limit)
         if smtp.has_extn("size"):
-            options.append(f"SIZE={len(message)}")
-        if _EIGHT_BIT.search(message) and smtp.has_extn("8bitmime"):
+            options.append(f"SIZE={message.size}")
+        if smtp.has_extn("8bitmime") and message.has_eight_bit():
             options.append("BODY=8BITMIME")
         if not all(address.isascii() for address in (mail_from, *rcpt_to)):
             if not smtp.has_extn("smtputf8"):
@@ -293,6 +298,33 @@ class _Session:
             if self.smtp.sock is not None:
                 self.smtp.quit()
         self.smtp.close()
+
+
+class _Message:
+    """The message to send, read from its file in pieces, never whole."""
+
+    def __init__(self, handle: BinaryIO, chunk_size: int) -> None:
+        self.handle = handle
+        self.chunk_size = chunk_size
+        self.size = handle.seek(0, io.SEEK_END)
+
+    def chunks(self) -> Iterator[bytes]:
+        self.handle.seek(0)
+        while chunk := self.handle.read(self.chunk_size):
+            yield chunk
+
+    def has_eight_bit(self) -> bool:
+        return any(_EIGHT_BIT.search(chunk) for chunk in self.chunks())
+
+    def dot_stuffed(self) -> Iterator[bytes]:
+        """DATA's content (RFC 5321 §4.5.2): a "." that starts a line doubled, whichever
+        chunk the line starts in, then CRLF "." CRLF."""
+        last = b"\n"  # the octet before the first: the message starts a line
+        for chunk in self.chunks():
+            stuffed = _DOT_AFTER_LF.sub(b"\n..", chunk)
+            yield b"." + stuffed if last == b"\n" and chunk[:1] == b"." else stuffed
+            last = chunk[-1:]
+        yield b".\r\n" if last == b"\n" else b"\r\n.\r\n"
 
 
 # A synthetic reply (RFC 8621 §7 allows them) for addresses this server cannot carry.
