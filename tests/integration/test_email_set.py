@@ -10,6 +10,9 @@ from imapclient import IMAPClient
 from bridge.demo.dovecot import Dovecot
 from tests.integration.server import BridgeServer, JmapClient
 from tests.integration.test_email import message, query
+from tests.integration.upstreams import every_upstream
+
+pytestmark = every_upstream
 
 
 def flags_in(other: IMAPClient, folder: str) -> dict[bytes, set[bytes]]:
