@@ -14,20 +14,15 @@ their special-use attributes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
-import shutil
-import signal
-import socket
 import subprocess
-import tempfile
-import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from bridge.demo.dovecot import SPECIAL_FOLDERS, free_port
+from bridge.demo.dovecot import SPECIAL_FOLDERS
+from bridge.demo.process import ThrowawayServer, wait_for_greeting
 
 CYRUS_ROOT = Path(os.environ.get("BRIDGE_CYRUS_ROOT", "/opt/bridge-cyrus"))
 # The SASL realm the passwords are stored under: Cyrus looks users up in its servername's.
@@ -48,26 +43,12 @@ def _service_owner() -> tuple[int, int, str]:
 
 
 @dataclass
-class Cyrus:
-    """One Cyrus master serving IMAP for a fixed set of users (SASL PLAIN/LOGIN, no TLS)."""
+class Cyrus(ThrowawayServer):
+    """One Cyrus master serving IMAP for a fixed set of users (SASL PLAIN/LOGIN, no TLS);
+    ``hide_capabilities`` go to suppress_capabilities."""
 
-    users: dict[str, str]
-    # Left out of every capability list (suppress_capabilities), to test fallbacks.
-    hide_capabilities: Iterable[str] = ()
-    port: int = 0
-    base_dir: Path | None = None
+    base_prefix: ClassVar[str] = "cy"
     root: Path = CYRUS_ROOT
-    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
-
-    def __post_init__(self) -> None:
-        self._own_base = self.base_dir is None
-        # Unix socket paths are limited to 108 bytes: keep the base short.
-        self.base_dir = Path(self.base_dir or tempfile.mkdtemp(prefix="cy", dir="/tmp"))
-        self.port = self.port or free_port()
-
-    @property
-    def host(self) -> str:
-        return "127.0.0.1"
 
     @property
     def config_path(self) -> Path:
@@ -104,7 +85,7 @@ class Cyrus:
             start_new_session=True,
         )  # fmt: skip
         log.close()
-        self._wait_ready(timeout)
+        wait_for_greeting(self.process, self.host, self.port, timeout, self.read_log)
         return self
 
     def add_users(self, users: dict[str, str]) -> None:
@@ -122,45 +103,11 @@ class Cyrus:
             os.chown(sasldb, uid, gid)
         self.users = {**self.users, **users}
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"cyrus master exited early: {self.read_log()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1) as sock:
-                    if sock.recv(256).startswith(b"* OK"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"cyrus did not answer on port {self.port}: {self.read_log()}")
-
     def read_log(self) -> str:
         """What the master wrote itself; the services log only through syslog."""
         assert self.base_dir is not None
         path = self.base_dir / "master.out"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None:
-            # The master ends its services on SIGTERM; the group catches any it missed.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process = None
-        if self._own_base and self.base_dir is not None:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> Cyrus:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _imapd_conf(self) -> str:
         base = self.base_dir
