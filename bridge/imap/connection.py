@@ -245,7 +245,8 @@ class ImapConnection:
     @_guarded
     def list_mailboxes(self) -> list[MailboxListing]:
         """Every folder, with STATUS and subscription. One round trip with LIST-EXTENDED and
-        LIST-STATUS; else LIST (+ LSUB without LIST-EXTENDED) and one STATUS per folder."""
+        LIST-STATUS (and one more for MAILBOXID while this connection has not seen a folder,
+        see _add_guids); else LIST (+ LSUB without LIST-EXTENDED) and one STATUS per folder."""
         extended = "LIST-EXTENDED" in self.capabilities
         list_status = extended and "LIST-STATUS" in self.capabilities
         options = ["SUBSCRIBED", "CHILDREN"] if extended else []
@@ -277,7 +278,7 @@ class ImapConnection:
                 with contextlib.suppress(CommandFailed):
                     statuses[entry.name] = self.status(entry.name)
         elif self._guid_alone:
-            statuses = self._add_guids(statuses, list_status)
+            statuses = self._add_guids(statuses, list_status=True)
         return build_listings(entries, statuses, subscribed)
 
     @_guarded
