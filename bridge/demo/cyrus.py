@@ -138,8 +138,10 @@ unixhierarchysep: yes
 # THREADID needs the conversations database.
 conversations: yes
 conversations_db: twoskip
-# INBOX and the special folders at the first login, unlimited quota.
-autocreate_quota: 0
+# INBOX and the special folders at the first login, with a quota root like the test
+# Dovecot's: 10 GiB (in KiB) and a million messages.
+autocreate_quota: 10485760
+autocreate_quota_messages: 1000000
 autocreate_inbox_folders: {folders}
 autocreate_subscribe_folders: {folders}
 {uses}
