@@ -431,16 +431,7 @@ class ImapConnection:
         """UID FETCH of flags, mod-sequence and object ids, plus ``extra`` items (which come
         back in MessageMeta.raw). ``uids`` is a UID sequence set such as "1:*"."""
         _check_sequence_set(uids)
-        items = ["UID", "FLAGS"]
-        if self.modseq:
-            items.append("MODSEQ")
-        if self.object_ids is not None:
-            items.extend(self.object_ids.fetch_items)
-        for item in extra:
-            if not _FETCH_ITEM.fullmatch(item):
-                raise ValueError("FETCH items must be printable ASCII")
-            items.append(item)
-        command = f"UID FETCH {uids} ({' '.join(items)})"
+        command = f"UID FETCH {uids} ({' '.join(self.meta_items(extra))})"
         if vanished and (changedsince is None or not self.qresync):
             raise ValueError("VANISHED needs CHANGEDSINCE and QRESYNC")
         if changedsince is not None:
@@ -455,6 +446,19 @@ class ImapConnection:
             uid: meta for uid, meta in collect_fetches(reply.untagged).items() if uid not in gone
         }
         return FetchResult(messages=messages, vanished=frozenset(gone))
+
+    def meta_items(self, extra: Sequence[str] = ()) -> list[str]:
+        """The items ``fetch_meta`` asks for: UID, flags, mod-sequence, object ids, extra."""
+        items = ["UID", "FLAGS"]
+        if self.modseq:
+            items.append("MODSEQ")
+        if self.object_ids is not None:
+            items.extend(self.object_ids.fetch_items)
+        for item in extra:
+            if not _FETCH_ITEM.fullmatch(item):
+                raise ValueError("FETCH items must be printable ASCII")
+            items.append(item)
+        return items
 
     @_guarded
     def search_all_uids(self) -> list[int]:

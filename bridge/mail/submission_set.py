@@ -26,7 +26,7 @@ from bridge.jmap.standard import SetArgs, check_in_state
 from bridge.mail.blobs import blob_id, read_blob
 from bridge.mail.common import account_of
 from bridge.mail.email_get import utc_date
-from bridge.mail.identity import Identity, account_default, identities, identity_allows, may_send_as
+from bridge.mail.identity import Identity, identities, identity_allows, may_send_as
 from bridge.mail.setting import Refused, apply_each, patched
 from bridge.mail.submission import (
     Address,
@@ -152,8 +152,7 @@ class SubmissionSetter:
         senders = field_addresses(headers, "from")
         if not senders or not all(is_mailbox(address) for address in senders):
             raise Refused("invalidEmail", "the Email needs a From address", ["from"])
-        default = account_default(self.account)
-        refused = [address for address in senders if not may_send_as(default, address)]
+        refused = [address for address in senders if not may_send_as(self.account, address)]
         if refused:
             raise Refused("forbiddenFrom", f"this login may not send as {', '.join(refused)}")
 
@@ -170,8 +169,7 @@ class SubmissionSetter:
                               "(submissionExtensions is empty)", ["envelope"])  # fmt: skip
             envelope.rcptTo = _distinct(envelope.rcptTo)
         mail_from = envelope.mailFrom.email
-        default = account_default(self.account)
-        if mail_from.startswith("*@") or not may_send_as(default, mail_from):
+        if mail_from.startswith("*@") or not may_send_as(self.account, mail_from):
             raise Refused("forbiddenMailFrom", f"this login may not send as {mail_from!r}")
         if not envelope.rcptTo:
             raise Refused("noRecipients", "the envelope has no recipients")

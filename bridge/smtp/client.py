@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import re
 import smtplib
+import socket
 from dataclasses import dataclass
 from typing import Literal
 
-from bridge.endpoint import Endpoint, sasl_plain
+from bridge import connect_failure
+from bridge.certificates import TlsInfo, tls_info
+from bridge.connect_failure import explain
+from bridge.endpoint import Endpoint, connect, sasl_plain
 
 Stage = Literal["auth", "mail", "rcpt", "data"]
 
@@ -28,6 +33,8 @@ _ENHANCED_CODE = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3} ")
 _LINE_START_DOT = re.compile(rb"^\.", re.MULTILINE)
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
 ACCEPTED_RCPT = (250, 251)
+
+log = logging.getLogger("bridge.smtp")
 
 
 # The submission server's address and TLS mode.
@@ -85,9 +92,13 @@ class SmtpUnavailable(Exception):
     message. ``maybe_sent`` when the connection failed after the message was handed over
     and before the server confirmed it."""
 
-    def __init__(self, description: str, *, maybe_sent: bool = False) -> None:
+    def __init__(
+        self, description: str, *, maybe_sent: bool = False, reason: str | None = None
+    ) -> None:
         super().__init__(description)
         self.maybe_sent = maybe_sent
+        # Why the connection could not be opened (bridge.connect_failure), where known.
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -122,34 +133,84 @@ def submit(
         session.close()
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What the submission server says of itself before anyone logs in (EHLO)."""
+
+    extensions: dict[str, str]
+    tls: TlsInfo | None
+
+
+def probe(endpoint: SmtpEndpoint) -> Probe:
+    """Connect, TLS as configured, EHLO, QUIT: nothing is sent, nobody logs in."""
+    session = _Session(endpoint)
+    try:
+        session.connect()
+        return Probe(dict(session.smtp.esmtp_features), tls_info(session.smtp.sock))
+    except (OSError, smtplib.SMTPException) as exc:
+        raise SmtpUnavailable(f"submission server {endpoint.address}: {exc}") from exc
+    finally:
+        session.close()
+
+
+def _tls_socket(endpoint: SmtpEndpoint) -> socket.socket:
+    session = _Session(endpoint)
+    session.connect()
+    return session.smtp.sock
+
+
+class _Smtp(smtplib.SMTP):
+    """smtplib over a socket from ``endpoint.connect`` (TCP, TLS if implicit, NODELAY)."""
+
+    def __init__(self, endpoint: SmtpEndpoint) -> None:
+        self.endpoint = endpoint
+        # A placeholder name: without one smtplib asks DNS for this host's FQDN, which can
+        # take seconds. EHLO gets the connection's address literal instead (RFC 5321 §4.1.4).
+        super().__init__(local_hostname="localhost", timeout=endpoint.connect_timeout)
+        # The name STARTTLS checks the certificate against: smtplib takes it only from a
+        # host given here, which would connect at once.
+        self._host = endpoint.host
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return connect(self.endpoint)
+
+
 class _Session:
     def __init__(self, endpoint: SmtpEndpoint) -> None:
         self.endpoint = endpoint
         self.handed_over = False
-        context = self.context = endpoint.ssl_context()
-        # A placeholder name: without one smtplib asks DNS for this host's FQDN, which can
-        # take seconds. EHLO gets the connection's address literal instead (RFC 5321 §4.1.4).
-        self.smtp: smtplib.SMTP
-        if endpoint.tls == "implicit":
-            self.smtp = smtplib.SMTP_SSL(
-                local_hostname="localhost", timeout=endpoint.timeout, context=context
-            )
-        else:
-            self.smtp = smtplib.SMTP(local_hostname="localhost", timeout=endpoint.timeout)
+        self.smtp = _Smtp(endpoint)
 
     def connect(self) -> None:
-        smtp = self.smtp
-        code, message = smtp.connect(self.endpoint.host, self.endpoint.port)
+        smtp, endpoint = self.smtp, self.endpoint
+        try:
+            code, message = smtp.connect(endpoint.host, endpoint.port)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise self._unavailable(exc, "greeting") from exc
         if code != 220:
             raise SmtpUnavailable(f"the submission server greeted with {reply_of(code, message)}")
         address = smtp.sock.getsockname()[0]
         smtp.local_hostname = f"[IPv6:{address}]" if ":" in address else f"[{address}]"
         self._ehlo()
-        if self.endpoint.tls == "starttls":
+        if endpoint.tls == "starttls":
             if not smtp.has_extn("starttls"):
                 raise SmtpUnavailable("the submission server does not offer STARTTLS")
-            smtp.starttls(context=self.context)
+            try:
+                smtp.sock.settimeout(endpoint.connect_timeout)
+                smtp.starttls(context=endpoint.ssl_context())
+            except (OSError, smtplib.SMTPException) as exc:
+                raise self._unavailable(exc, "starttls") from exc
             self._ehlo()
+        smtp.sock.settimeout(endpoint.timeout)
+
+    def _unavailable(self, exc: Exception, stage: connect_failure.Stage) -> SmtpUnavailable:
+        # smtplib turns a timeout or reset while reading a reply into SMTPServerDisconnected;
+        # the socket's own error, which says more, is its context.
+        cause = exc.__context__ if isinstance(exc.__context__, OSError) else exc
+        reason = explain(cause, self.endpoint, stage, _tls_socket)
+        log.warning("cannot connect to submission %s: %s", self.endpoint.address, reason)
+        where = f"submission server {self.endpoint.address}"
+        return SmtpUnavailable(f"{where}: {reason}", reason=reason)
 
     def _ehlo(self) -> None:
         code, message = self.smtp.ehlo()
