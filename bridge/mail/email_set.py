@@ -186,17 +186,45 @@ class EmailSetter:
         self.changed_upstream = True
         if appended is None:
             raise Refused("forbidden", "the upstream gave no APPENDUID to find the new Email")
-        for other in targets[1:]:
-            self.account.open_folder(names[targets[0]], writable=True)
-            imap.copy(str(appended[1]), names[other])
+        uid = appended[1]
         self.account.sync(force=True)
-        location = self.cache.locations(targets[0], uids=[appended[1]]).get(appended[1])
-        if location is None:
-            raise Refused("forbidden", "the new Email was not found upstream")
-        record = self.cache.emails([location.email_id])[location.email_id]
+        email_id = self._appended_email(targets[0], uid)
+        self._refuse_duplicate(email_id, targets[0], names[targets[0]], uid)
+        if targets[1:]:
+            for other in targets[1:]:
+                self.account.open_folder(names[targets[0]], writable=True)
+                imap.copy(str(uid), names[other])
+            self.account.sync(force=True)
+            email_id = self._appended_email(targets[0], uid)
+        record = self.cache.emails([email_id])[email_id]
         self.ctx.created_ids[creation_id] = record.id
         return {"id": record.id, "blobId": blob_id(record.id), "threadId": record.thread_id,
                 "size": record.size}  # fmt: skip
+
+    def _appended_email(self, mailbox_id: str, uid: int) -> str:
+        location = self.cache.locations(mailbox_id, uids=[uid]).get(uid)
+        if location is None:
+            raise Refused("forbidden", "the new Email was not found upstream")
+        return location.email_id
+
+    def _refuse_duplicate(self, email_id: str, mailbox_id: str, name: str, uid: int) -> None:
+        """A message the upstream files under an Email it had already is a duplicate: Cyrus
+        derives EMAILID from the content, so the same bytes appended twice are one Email
+        with two messages. Answered as RFC 8621 §4.8 lets a server that forbids duplicates
+        (alreadyExists, existingId), and the message just appended is removed, exactly it,
+        so that no second copy hides inside the existing Email."""
+        others = [
+            (mailbox, other)
+            for mailbox, uids in self.cache.email_locations(email_id).items()
+            for other in uids
+            if (mailbox, other) != (mailbox_id, uid)
+        ]
+        if not others:
+            return
+        self.account.open_folder(name, writable=True)
+        self.account.imap.expunge_uids(str(uid))  # APPENDUID implies UIDPLUS
+        self.account.sync(force=True)
+        raise Refused("alreadyExists", "the account has this message already", existingId=email_id)
 
     def _targets(self, boxes: Any) -> tuple[list[str], dict[str, str]]:
         if not isinstance(boxes, dict) or not boxes or any(v is not True for v in boxes.values()):
