@@ -100,6 +100,15 @@ def _status_state(listing: MailboxListing) -> FolderState | None:
     )
 
 
+def _still_empty(status: FolderState, synced: FolderState) -> bool:
+    """Empty when synced and still empty, no UID handed out since (nothing came and went)."""
+    return (
+        status.messages == synced.messages == 0
+        and status.uidvalidity == synced.uidvalidity
+        and status.uidnext == synced.uidnext
+    )
+
+
 def new_message_items(conn: ImapConnection) -> tuple[str, ...]:
     """What to FETCH of mail seen for the first time; with PREVIEW, the whole header block
     instead of its threading fields, so that the list-view summary comes along."""
@@ -316,6 +325,10 @@ class Syncer:
     def needs_sync(self, record: MailboxRecord) -> bool:
         if record.synced is None or record.status is None:
             return True
+        if record.name != KEPT_OPEN and _still_empty(record.status, record.synced):
+            # No message, so no flag to change: exact without mod-sequences. (INBOX is
+            # opened all the same, to go back to the pool open.)
+            return False
         if not self.modseq or record.status.modseq is None:
             return True  # without mod-sequences a flag change shows in no STATUS item
         return record.status != record.synced

@@ -1,0 +1,55 @@
+"""bridge on GNU imap4d: a server with none of the extensions bridge likes (no SPECIAL-USE,
+CONDSTORE, UIDPLUS, MOVE, LIST-STATUS or object ids), whose UIDVALIDITY moves under it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from bridge.demo.imap4d import Imap4d
+from tests.integration.server import BridgeServer, JmapClient
+
+MESSAGE = b"From: a@example.com\r\nSubject: s\r\nMessage-ID: <%d@example.com>\r\n\r\nbody\r\n"
+
+
+@pytest.fixture(scope="module")
+def bridge4(imap4d: Imap4d, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeServer]:
+    with BridgeServer(imap4d.host, imap4d.port, tmp_path_factory.mktemp("data")) as server:
+        yield server
+
+
+@pytest.fixture
+def jmap4(bridge4: BridgeServer, imap4d_account: tuple[str, str]) -> Iterator[JmapClient]:
+    client = bridge4.client(*imap4d_account)
+    yield client
+    client.close()
+
+
+def test_login_by_authenticate_where_login_is_disabled(tmp_path: Path) -> None:
+    # LOGINDISABLED makes bridge AUTHENTICATE PLAIN, whose completion imap4d ends in a bare LF.
+    with (
+        Imap4d({"carol": "carol-pw"}, login_disabled=True) as server,
+        BridgeServer(server.host, server.port, tmp_path) as bridge,
+    ):
+        jmap = bridge.client(server.login("carol"), "carol-pw")
+        assert "INBOX" in jmap.mailboxes()
+        jmap.close()
+
+
+def test_unchanged_folders_cost_one_round_trip(jmap4: JmapClient, imap4d_other: IMAPClient) -> None:
+    for number in range(60):
+        imap4d_other.create_folder(f"Empty{number:02d}")
+    imap4d_other.append("Empty00", MESSAGE % 1)
+    assert len(jmap4.mailboxes()) == 66
+    # One STATUS after another costs imap4d ~44 ms each (its replies wait on Nagle's
+    # algorithm); pipelined, the 66 cost one such wait, and no empty folder is SELECTed.
+    started = time.monotonic()
+    boxes = jmap4.mailboxes()
+    assert time.monotonic() - started < 2.0
+    assert boxes["Empty00"]["totalEmails"] == 1
+    imap4d_other.append("Empty59", MESSAGE % 2)
+    assert jmap4.mailboxes()["Empty59"]["totalEmails"] == 1
