@@ -25,6 +25,7 @@ from bridge.imap.pool import KEPT_OPEN
 from bridge.imap.quoting import header_fields_item
 from bridge.imap.responses import ObjectIds
 from bridge.imap.responses import format_sequence_set as uid_set
+from bridge.mail.roles import assign_roles
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
     encode_summary,
@@ -45,7 +46,6 @@ _THREADING = ("MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "SUBJECT")
 HEADER_FIELDS = header_fields_item(_THREADING)
 NEW_MESSAGE_ITEMS = ("RFC822.SIZE", "INTERNALDATE", HEADER_FIELDS)
 
-ROLE_FOR_INBOX = "inbox"
 # How far back /changes can reach: older tombstones are forgotten.
 KEEP_CHANGES = 500_000
 # Folders never indexed are indexed during the request while they hold this many messages
@@ -62,26 +62,6 @@ class SyncReport:
     emails_changed: int = 0
     # Folders left to the background indexer.
     unindexed: list[str] = field(default_factory=list)
-
-
-def role_of(listing: MailboxListing) -> str | None:
-    if listing.name.upper() == "INBOX":
-        return ROLE_FOR_INBOX
-    if listing.special_use:
-        return listing.special_use.lstrip("\\").lower()
-    return None
-
-
-def assign_roles(listings: Iterable[MailboxListing]) -> dict[str, str]:
-    """Folder name -> role; RFC 8621 §2 allows each role on one mailbox only."""
-    roles: dict[str, str] = {}
-    taken: set[str] = set()
-    for listing in sorted(listings, key=lambda item: (item.name.upper() != "INBOX", item.name)):
-        role = role_of(listing)
-        if role and role not in taken:
-            taken.add(role)
-            roles[listing.name] = role
-    return roles
 
 
 def upstream_key(listing: MailboxListing) -> str | None:

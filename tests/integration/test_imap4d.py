@@ -53,3 +53,14 @@ def test_unchanged_folders_cost_one_round_trip(jmap4: JmapClient, imap4d_other: 
     assert boxes["Empty00"]["totalEmails"] == 1
     imap4d_other.append("Empty59", MESSAGE % 2)
     assert jmap4.mailboxes()["Empty59"]["totalEmails"] == 1
+
+
+def test_roles_come_from_well_known_names(jmap4: JmapClient, imap4d_other: IMAPClient) -> None:
+    imap4d_other.create_folder("Papierkorb")  # "Trash" holds that role already
+    imap4d_other.create_folder("Work/Sent")  # a user's own folder, not the sent one
+    roles = {name: box["role"] for name, box in jmap4.mailboxes().items()}
+    assert roles == {
+        "INBOX": "inbox", "Drafts": "drafts", "Sent": "sent", "Trash": "trash",
+        "Junk": "junk", "Archive": "archive", "Papierkorb": None, "Work": None,
+        "Work/Sent": None,
+    }  # fmt: skip
