@@ -11,6 +11,8 @@ import contextlib
 import unicodedata
 from typing import Any
 
+import msgspec
+
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import SetArgs, check_in_state
@@ -191,6 +193,7 @@ class MailboxSetter:
         if name != record.name:
             imap.rename(record.name, name)
             self.changed_upstream = True
+            self._renamed_in_cache(record, name)
             if record.subscribed:
                 imap.unsubscribe(record.name)
                 imap.subscribe(name)
@@ -203,6 +206,21 @@ class MailboxSetter:
         if name != record.name:
             self._refresh()
         return None
+
+    def _renamed_in_cache(self, record: MailboxRecord, name: str) -> None:
+        """The server confirmed the RENAME: the folder and its children keep their ids
+        under their new names (a server without folder ids shows only a name that went
+        and one that came)."""
+        inside = record.name + self.delimiter if self.delimiter else None
+        with self.cache.transaction():
+            for each in self.tree.records.values():
+                if each.id == record.id:
+                    new_name = name
+                elif inside and each.name.startswith(inside):
+                    new_name = name + each.name[len(record.name) :]
+                else:
+                    continue
+                self.cache.update_mailbox(each, msgspec.structs.replace(each, name=new_name))
 
     def _destroy(self, mailbox_id: str) -> None:
         record = self._resolve(mailbox_id)

@@ -64,3 +64,47 @@ def test_roles_come_from_well_known_names(jmap4: JmapClient, imap4d_other: IMAPC
         "Junk": "junk", "Archive": "archive", "Papierkorb": None, "Work": None,
         "Work/Sent": None,
     }  # fmt: skip
+
+
+def test_a_created_mailbox_keeps_its_id(jmap4: JmapClient) -> None:
+    # imap4d gives a new folder another UIDVALIDITY right after CREATE: no id may hang on it.
+    created = jmap4.call("Mailbox/set", {"create": {"k": {"name": "Projects"}}})["created"]["k"]
+    for _ in range(10):
+        assert jmap4.mailboxes()["Projects"]["id"] == created["id"]
+
+
+def test_rename_through_bridge_keeps_the_id(jmap4: JmapClient, imap4d_other: IMAPClient) -> None:
+    imap4d_other.create_folder("Before")
+    imap4d_other.create_folder("Before/Child")
+    boxes = jmap4.mailboxes()
+    update = {boxes["Before"]["id"]: {"name": "After"}}
+    assert jmap4.call("Mailbox/set", {"update": update})["updated"] is not None
+    after = jmap4.mailboxes()
+    assert after["After"]["id"] == boxes["Before"]["id"]
+    assert after["After/Child"]["id"] == boxes["Before/Child"]["id"]
+    assert "Before" not in after
+
+
+def test_rename_by_another_client(jmap4: JmapClient, imap4d_other: IMAPClient) -> None:
+    imap4d_other.create_folder("Old")
+    for number in range(3):
+        imap4d_other.append("Old", MESSAGE % number)
+    # While mail sits in a Maildir's new/, imap4d numbers it afresh, with a new
+    # UIDVALIDITY, on every look; opened read-write, the folder settles.
+    imap4d_other.select_folder("Old")
+    imap4d_other.unselect_folder()
+    imap4d_other.create_folder("Other")
+    boxes = jmap4.mailboxes()
+    state = jmap4.call("Mailbox/get", {"ids": []})["state"]
+    imap4d_other.rename_folder("Old", "New")
+    after = jmap4.mailboxes()
+    assert after["New"]["id"] == boxes["Old"]["id"] and after["New"]["totalEmails"] == 3
+    changes = jmap4.call("Mailbox/changes", {"sinceState": state})
+    assert changes["updated"] == [boxes["Old"]["id"]] and changes["destroyed"] == []
+    # Deleted and another made under a new name: not a rename. (imap4d's UIDVALIDITY is
+    # the time in seconds: a folder made in the second its look-alike was would pass.)
+    time.sleep(1.1)
+    imap4d_other.delete_folder("Other")
+    imap4d_other.create_folder("Another")
+    after = jmap4.mailboxes()
+    assert "Other" not in after and after["Another"]["id"] != boxes["Other"]["id"]
