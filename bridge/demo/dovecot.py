@@ -67,6 +67,9 @@ class Dovecot:
     port: int = 0
     base_dir: Path | None = None
     mail_format: str = "maildir"
+    # The hierarchy separator the namespace shows; on Maildir++ "." is refused inside a
+    # name either way, "/" too when the separator is ".".
+    separator: str = "/"
     # SMTP submission (dovecot-submissiond), relaying every accepted message to an SMTP
     # server on 127.0.0.1:relay_port (a sink the tests read); off when relay_port is None.
     relay_port: int | None = None
@@ -288,7 +291,7 @@ userdb {{
 }}
 namespace inbox {{
   inbox = yes
-  separator = /
+  separator = {self.separator}
 {mailboxes}
 }}
 {self._submission_config()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import unicodedata
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -16,6 +17,7 @@ import msgspec
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import SetArgs, check_in_state
+from bridge.mail import names
 from bridge.mail.account import Account
 from bridge.mail.common import account_of
 from bridge.mail.mailbox import MailboxTree
@@ -26,6 +28,11 @@ from bridge.store.records import MailboxRecord
 SETTABLE = frozenset({"name", "parentId", "role", "sortOrder", "isSubscribed"})
 MAX_NAME = 255
 MAX_SORT_ORDER = 2**31
+# Response codes of a refused CREATE or RENAME that blame something other than the name
+# (RFC 5530): these keep their usual SetError (forbidden, overQuota).
+NOT_ABOUT_THE_NAME = frozenset(
+    {"NOPERM", "OVERQUOTA", "UNAVAILABLE", "SERVERBUG", "INUSE", "CONTACTADMIN", "LIMIT"}
+)
 
 
 class MailboxSetArgs(SetArgs, forbid_unknown_fields=True):
@@ -39,9 +46,34 @@ def _check_name(name: Any, delimiter: str | None) -> str:
         raise Refused("invalidProperties", "name is too long", ["name"])
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
         raise Refused("invalidProperties", "name has control characters", ["name"])
-    if delimiter and delimiter in name:
+    alike = names.stand_in(delimiter)
+    if alike and alike in name:
+        # It stands for the delimiter: taking it as itself would make names ambiguous.
+        raise Refused(
+            "invalidProperties", f"name may not contain {alike!r} (it stands for {delimiter!r})",
+            ["name"],
+        )  # fmt: skip
+    if delimiter and not alike and delimiter in name:
         raise Refused("invalidProperties", f"name may not contain {delimiter!r}", ["name"])
-    return unicodedata.normalize("NFC", name)
+    return names.to_imap(unicodedata.normalize("NFC", name), delimiter)
+
+
+@contextlib.contextmanager
+def _name_refusals() -> Iterator[None]:
+    """A CREATE or RENAME the upstream refused is about the name (a character its storage
+    does not allow, a length, a clash) unless the response code says otherwise: then the
+    client hears invalidProperties on ``name``, with the upstream's reason."""
+    try:
+        yield
+    except CommandFailed as exc:
+        if exc.code in NOT_ABOUT_THE_NAME:
+            raise
+        if exc.code == "ALREADYEXISTS":
+            raise Refused("invalidProperties", "a mailbox with this name exists", ["name"]) from exc
+        reason = exc.text or exc.code or exc.status
+        raise Refused(
+            "invalidProperties", f"the upstream refused the name: {reason}", ["name"]
+        ) from exc
 
 
 class MailboxSetter:
@@ -126,7 +158,8 @@ class MailboxSetter:
             raise Refused("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
         special_use = self._special_use(obj.get("role"))
         imap = self.account.imap
-        imap.create(full_name, special_use=special_use)
+        with _name_refusals():
+            imap.create(full_name, special_use=special_use)
         self.changed_upstream = True
         if subscribe:
             imap.subscribe(full_name)
@@ -191,7 +224,8 @@ class MailboxSetter:
         if "isSubscribed" in changed and not isinstance(wanted["isSubscribed"], bool):
             raise Refused("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
         if name != record.name:
-            imap.rename(record.name, name)
+            with _name_refusals():
+                imap.rename(record.name, name)
             self.changed_upstream = True
             self._renamed_in_cache(record, name)
             if record.subscribed:
