@@ -7,18 +7,16 @@ side and ``stop()`` followed by removing the directory leaves no trace.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
-import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bridge.demo.daemon import ThrowawayServer, start_daemon, wait_for_greeting
 
 # What Dovecot 2.3 advertises after login, with the quota and imap_quota plugins loaded
 # (QUOTA). Used when a caller asks for some capabilities to be hidden: imap_capability
@@ -59,7 +57,7 @@ def mail_owner() -> tuple[int, int, str]:
 
 
 @dataclass
-class Dovecot:
+class Dovecot(ThrowawayServer):
     """One Dovecot master process serving IMAP for a fixed set of users."""
 
     users: dict[str, str]
@@ -140,17 +138,10 @@ class Dovecot:
                 os.chown(folder, uid, gid)
         self._write_passwd()
         self.config_path.write_text(self._config(uid, gid))
-        log = open(self.base_dir / "master.out", "wb")  # noqa: SIM115 - owned by the process
-        # The master keeps fd 2 open: never let it inherit a pipe a caller reads.
-        self.process = subprocess.Popen(
-            ["dovecot", "-F", "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
+        self.process = start_daemon(
+            ["dovecot", "-F", "-c", str(self.config_path)], self.base_dir / "master.out"
         )
-        log.close()
-        self._wait_ready(timeout)
+        wait_for_greeting(self.process, (self.host, self.port), timeout, self.read_log)
         return self
 
     def _write_passwd(self) -> None:
@@ -163,19 +154,6 @@ class Dovecot:
         if os.geteuid() == 0:
             os.chown(passwd, internal.pw_uid, internal.pw_gid)
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"dovecot exited early: {self.read_log()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1) as sock:
-                    if sock.recv(256).startswith(b"* OK"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"dovecot did not answer on port {self.port}: {self.read_log()}")
-
     def read_log(self) -> str:
         assert self.base_dir is not None
         parts = []
@@ -184,27 +162,6 @@ class Dovecot:
             if path.exists():
                 parts.append(path.read_text(errors="replace")[-4000:])
         return "\n".join(parts)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            # The whole group: IMAP processes may outlive a master killed alone.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process = None
-        if self._own_base and self.base_dir is not None:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> Dovecot:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def _internal_user(self) -> str:

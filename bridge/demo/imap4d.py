@@ -14,18 +14,14 @@ Everything lives under one base directory: config, passwd file, mail and the dae
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge.demo.daemon import ThrowawayServer, start_daemon, wait_for_greeting
 from bridge.demo.dovecot import free_port, mail_owner
 
 DOMAIN = "imap4d.test"
@@ -53,7 +49,7 @@ def make_maildir(path: Path, uid: int, gid: int) -> None:
 
 
 @dataclass
-class Imap4d:
+class Imap4d(ThrowawayServer):
     """One imap4d daemon serving IMAP for a fixed set of users (names without the domain)."""
 
     users: dict[str, str]
@@ -105,16 +101,11 @@ class Imap4d:
         passwd.write_text("".join(lines))
         passwd.chmod(0o600)
         self.config_path.write_text(self._config())
-        log = open(self.base_dir / "imap4d.log", "wb")  # noqa: SIM115 - owned by the process
-        self.process = subprocess.Popen(
+        self.process = start_daemon(
             ["imap4d", f"--config-file={self.config_path}", "--daemon", "--foreground"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
+            self.base_dir / "imap4d.log",
         )
-        log.close()
-        self._wait_ready(timeout)
+        wait_for_greeting(self.process, (self.host, self.port), timeout, self.read_log)
         return self
 
     def _config(self) -> str:
@@ -149,41 +140,7 @@ server 127.0.0.1:{self.port} {{
 }};
 """
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"imap4d exited early: {self.read_log()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1) as sock:
-                    if sock.recv(256).startswith(b"* OK"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"imap4d did not answer on port {self.port}: {self.read_log()}")
-
     def read_log(self) -> str:
         assert self.base_dir is not None
         path = self.base_dir / "imap4d.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None:
-            # The whole group: each session is a child process of the daemon.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process = None
-        if self._own_base and self.base_dir is not None:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> Imap4d:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
