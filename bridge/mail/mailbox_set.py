@@ -21,6 +21,7 @@ from bridge.mail import names
 from bridge.mail.account import Account
 from bridge.mail.common import account_of
 from bridge.mail.mailbox import MailboxTree
+from bridge.mail.roles import name_role
 from bridge.mail.setting import Refused, apply_each, patched
 from bridge.store.cache import MAILBOX
 from bridge.store.records import MailboxRecord
@@ -156,7 +157,7 @@ class MailboxSetter:
         subscribe = obj.get("isSubscribed", True)
         if not isinstance(subscribe, bool):
             raise Refused("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
-        special_use = self._special_use(obj.get("role"))
+        special_use = self._special_use(obj.get("role"), full_name)
         imap = self.account.imap
         with _name_refusals():
             imap.create(full_name, special_use=special_use)
@@ -181,16 +182,24 @@ class MailboxSetter:
             "sortOrder": sort_order,
         }  # fmt: skip
 
-    def _special_use(self, role: Any) -> str | None:
+    def _special_use(self, role: Any, full_name: str) -> str | None:
+        """The SPECIAL-USE attribute to CREATE with; None where there is no role, or where
+        the folder's name alone gives it the role (roles.py) on an upstream that cannot
+        take the attribute."""
         if role is None:
             return None
         if not isinstance(role, str) or role != role.lower() or not role.isalpha():
             raise Refused("invalidProperties", "role must be a lower-case attribute", ["role"])
-        if not self.account.imap.has("CREATE-SPECIAL-USE"):
-            raise Refused("invalidProperties", "the upstream cannot assign roles", ["role"])
         if any(record.role == role for record in self.tree.records.values()):
             raise Refused("invalidProperties", f"another mailbox has role {role}", ["role"])
-        return "\\" + role.capitalize()
+        if self.account.imap.has("CREATE-SPECIAL-USE"):
+            return "\\" + role.capitalize()
+        by_name = name_role(full_name, self.delimiter)
+        if by_name is None or by_name[0] != role:
+            raise Refused(
+                "invalidProperties", "the upstream cannot assign roles but by name", ["role"]
+            )
+        return None
 
     def _update(self, mailbox_id: str, patch: Any) -> None:
         record = self._resolve(mailbox_id)

@@ -104,12 +104,9 @@ def special_use_role(listing: MailboxListing) -> str | None:
     return None
 
 
-def name_role(listing: MailboxListing) -> tuple[str, int, int] | None:
-    """(role, rank of the name, depth: 0 top level, 1 under INBOX) if the name is a known
+def name_role(name: str, delimiter: str | None) -> tuple[str, int, int] | None:
+    """(role, rank of the name, depth: 0 top level, 1 under INBOX) if ``name`` is a known
     one, at a place where clients create it; else None."""
-    if not listing.selectable:
-        return None
-    name, delimiter = listing.name, listing.delimiter
     depth = 0
     if delimiter and delimiter in name:
         parent, _, leaf = name.partition(delimiter)
@@ -134,7 +131,9 @@ def assign_roles(listings: Iterable[MailboxListing]) -> dict[str, str]:
     candidates = sorted(
         (found[1], found[2], listing.name, found[0])
         for listing in ordered
-        if listing.name not in roles and (found := name_role(listing)) is not None
+        if listing.name not in roles
+        and listing.selectable
+        and (found := name_role(listing.name, listing.delimiter)) is not None
     )
     for _rank, _depth, name, role in candidates:
         if role not in taken:

@@ -126,3 +126,21 @@ def test_folders_with_mail_are_scanned_without_waiting_on_acks(
     started = time.monotonic()
     jmap4.call("Mailbox/get", {"ids": None})
     assert time.monotonic() - started < 1.0
+
+
+def test_a_role_on_create_comes_from_the_name(jmap4: JmapClient, imap4d_other: IMAPClient) -> None:
+    imap4d_other.delete_folder("Junk")
+    imap4d_other.delete_folder("Archive")
+    jmap4.mailboxes()
+    done = jmap4.call(
+        "Mailbox/set",
+        {"create": {"spam": {"name": "Spam", "role": "junk"},
+                    "old": {"name": "Old stuff", "role": "archive"},
+                    "bin": {"name": "Bin", "role": "trash"}}},
+    )  # fmt: skip
+    assert done["created"]["spam"]["role"] == "junk"
+    # No SPECIAL-USE to give "Old stuff" the role; and "trash" is Trash's.
+    assert done["notCreated"]["old"]["properties"] == ["role"]
+    assert done["notCreated"]["bin"]["properties"] == ["role"]
+    boxes = jmap4.mailboxes()
+    assert boxes["Spam"]["role"] == "junk" and "Old stuff" not in boxes
