@@ -81,6 +81,10 @@ class Dovecot(ThrowawayServer):
     # Where Sieve's own messages (vacation replies, redirects) go at delivery: an SMTP
     # server on 127.0.0.1:sieve_smtp_port; None leaves Dovecot's default (sendmail).
     sieve_smtp_port: int | None = None
+    # TLS: (certificate, key) PEM files. Then IMAP, submission and ManageSieve offer
+    # STARTTLS on their ports, and IMAP speaks implicit TLS on tls_port too.
+    tls_files: tuple[Path, Path] | None = None
+    tls_port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +96,8 @@ class Dovecot(ThrowawayServer):
             self.submission_port = self.submission_port or free_port()
         if self.sieve:
             self.sieve_port = self.sieve_port or free_port()
+        if self.tls_files is not None:
+            self.tls_port = self.tls_port or free_port()
 
     @property
     def host(self) -> str:
@@ -191,7 +197,7 @@ state_dir = {base}/state
 log_path = {base}/dovecot.log
 protocols = {" ".join(self._protocols)}
 listen = 127.0.0.1
-ssl = no
+{self._ssl_config()}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 # Failed logins answer at once, and earn no penalty for the address: the tests exercise
@@ -225,7 +231,9 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.tls_port}
+    ssl = yes
   }}
   process_min_avail = 1
 }}
@@ -254,6 +262,12 @@ namespace inbox {{
 {self._submission_config()}
 {self._sieve_config()}
 """
+
+    def _ssl_config(self) -> str:
+        if self.tls_files is None:
+            return "ssl = no"
+        cert, key = self.tls_files
+        return f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
 
     @property
     def _protocols(self) -> list[str]:

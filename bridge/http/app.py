@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
@@ -23,9 +23,11 @@ from bridge.http.download import download
 from bridge.http.problems import error_response
 from bridge.http.push import StateHub, access_token, eventsource
 from bridge.http.session import session_resource, session_state
+from bridge.http.slots import UserSlots
 from bridge.http.tokens import TokenStore
 from bridge.http.upload import upload
 from bridge.http.websocket import WEBSOCKET_PATH, websocket_endpoint
+from bridge.imap.login_case import LoginCase
 from bridge.imap.pool import ConnectionPool
 from bridge.jmap import CoreLimits, Engine, RequestError
 from bridge.mail import registered_methods
@@ -52,10 +54,12 @@ class Bridge:
         self.settings = settings
         self.limits = CoreLimits()
         self.pool = pool or ConnectionPool(
-            settings.imap_endpoint, max_open_per_user=settings.pool_connections_per_user
+            settings.imap_endpoint,
+            max_open_per_user=settings.pool_connections_per_user,
+            idle_timeout=settings.pool_idle_timeout,
         )
         self.users = UserRegistry(Path(settings.data_dir))
-        self.auth = Authenticator(self.pool)
+        self.auth = Authenticator(self.pool, LoginCase(settings.login_case))
         self.features = Features(
             quota=settings.upstream_quota,
             submission=settings.submission_port is not None,
@@ -63,6 +67,7 @@ class Bridge:
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
         self.tokens = TokenStore()
+        self.event_streams = UserSlots()
         self.watchers = Watchers(self.pool)
         self.hub = StateHub(self.watchers)
         self.webpush = WebPush(self.hub, settings.push_allow_private)
@@ -102,6 +107,7 @@ class Bridge:
         return str(request.base_url).rstrip("/")
 
     def close(self) -> None:
+        self.pool.stop_reaper()
         self.watchers.stop_all()
         self.pool.close_all()
         self.users.close()
@@ -184,12 +190,19 @@ async def status(request: Request) -> Response:
     )  # fmt: skip
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """A client that left in the middle of its request body: nobody reads the answer, and
+    it is no server error (no traceback, no 500 in the access log)."""
+    return Response(status_code=400)
+
+
 def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starlette:
     bridge = Bridge(settings, pool)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bridge.webpush.start()
+        bridge.pool.start_reaper()
         yield
         await bridge.webpush.stop()
         await run_in_threadpool(bridge.close)
@@ -207,6 +220,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
             WebSocketRoute(WEBSOCKET_PATH, websocket_endpoint),
         ],
         lifespan=lifespan,
+        exception_handlers={ClientDisconnect: _client_gone},
     )
     app.state.bridge = bridge
     return app

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from bridge.http.problems import problem
 from bridge.http.throttle import FailureThrottle
 from bridge.imap.errors import AuthFailed, UpstreamError
+from bridge.imap.login_case import LoginCase
 from bridge.imap.pool import ConnectionPool
 
 log = logging.getLogger("bridge.http")
@@ -57,34 +58,53 @@ def _unauthorized(detail: str) -> Response:
 
 
 class Authenticator:
+    """Basic credentials checked upstream, with guessing throttled per (login, address) and
+    per address. A password the upstream accepted lately skips the throttle (see
+    bridge.http.throttle), and logins are keyed as the upstream folds them (see
+    bridge.imap.login_case)."""
+
     def __init__(
-        self, pool: ConnectionPool, per_user: int = 5, per_address: int = 20, window: float = 300
+        self,
+        pool: ConnectionPool,
+        login_case: LoginCase | None = None,
+        per_user: int = 5,
+        per_address: int = 20,
+        window: float = 300,
     ) -> None:
         self.pool = pool
-        self.by_user = FailureThrottle(per_user, window)
+        self.login_case = login_case or LoginCase()
+        self.by_user_address = FailureThrottle(per_user, window)
         self.by_address = FailureThrottle(per_address, window)
 
     async def authenticate(self, request: HTTPConnection) -> Credentials | Response:
-        credentials = parse_basic(request.headers.get("authorization"))
-        if credentials is None:
+        given = parse_basic(request.headers.get("authorization"))
+        if given is None:
             return _unauthorized("credentials required")
+        credentials = Credentials(self.login_case.normalize(given.username), given.password)
+        if self.pool.trusts(credentials.username, credentials.password):
+            return credentials
         address = request.client.host if request.client else "unknown"
+        user_address = f"{credentials.username}\0{address}"
         wait = max(
-            self.by_user.retry_after(credentials.username), self.by_address.retry_after(address)
+            self.by_user_address.retry_after(user_address), self.by_address.retry_after(address)
         )
         if wait > 0:
             return problem(
                 429, "too many failed logins", headers={"Retry-After": str(int(wait) + 1)}
             )
         try:
-            await run_in_threadpool(self.pool.verify, credentials.username, credentials.password)
+            username = await run_in_threadpool(
+                self.login_case.verify, self.pool, credentials.username, credentials.password
+            )
         except AuthFailed:
             log.info("login failed for %s from %s", credentials.username, address)
-            self.by_user.fail(credentials.username)
+            self.by_user_address.fail(user_address)
             self.by_address.fail(address)
             return _unauthorized("invalid credentials")
-        except UpstreamError:
-            log.warning("upstream unavailable while authenticating %s", credentials.username)
+        except UpstreamError as exc:
+            log.warning(
+                "upstream unavailable while authenticating %s: %s", credentials.username, exc
+            )
             return problem(503, "upstream IMAP unavailable", headers={"Retry-After": "5"})
-        self.by_user.succeed(credentials.username)
-        return credentials
+        self.by_user_address.succeed(user_address)
+        return Credentials(username, credentials.password)

@@ -12,19 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-from bridge.http.problems import problem
+from bridge.http.problems import error_response, problem
 from bridge.http.tokens import COOKIE, LIFETIME
+from bridge.jmap import RequestError
 from bridge.states import States, moved
 
 if TYPE_CHECKING:
     from bridge.http.app import Bridge
+    from bridge.http.auth import Credentials
     from bridge.mail.account import UserData
     from bridge.mail.watcher import Watchers
 
@@ -158,45 +161,87 @@ async def eventsource(request: Request) -> Response:
     if ping < 0:
         return problem(400, "ping must not be negative")
     interval = min(max(ping, PING_MIN), PING_MAX) if ping else 0
+    limit = bridge.settings.max_event_streams_per_user
+    if not bridge.event_streams.acquire(credentials.username, limit):
+        return error_response(RequestError(
+            "limit", 429, f"at most {limit} event streams per user", "maxEventStreams"
+        ))  # fmt: skip
+    try:
+        return await _event_stream(request, bridge, credentials, wanted, closeafter, interval)
+    except BaseException:
+        bridge.event_streams.release(credentials.username)
+        raise
+
+
+async def _event_stream(
+    request: Request,
+    bridge: Bridge,
+    credentials: Credentials,
+    wanted: set[str] | None,
+    closeafter: str,
+    interval: int,
+) -> Response:
     user = bridge.users.get(credentials.username)
     queue = bridge.hub.listen(user, credentials.password)
     loop = asyncio.get_running_loop()
-    current = await run_in_threadpool(bridge.states_of, user)
+    try:
+        current = await run_in_threadpool(bridge.states_of, user)
+    except BaseException:
+        bridge.hub.stop(credentials.username, queue)
+        raise
     last_seen = request.headers.get("last-event-id")
 
     async def stream() -> AsyncIterator[bytes]:
         sent = dict(current)
-        try:
-            if last_seen is not None and last_seen != event_id(current):
-                # A reconnect with an old id: say at once what moved meanwhile.
-                yield _state_event(user.account_id, moved(current, {}, wanted), current)
-                if closeafter == "state":
-                    return
-            # A ping is due when ``interval`` passes with no event sent (RFC 8620 §7.3),
-            # however often the watcher reports unchanged states meanwhile.
-            next_ping = loop.time() + interval
-            while True:
-                timeout = max(0.0, next_ping - loop.time()) if interval else None
-                try:
-                    states = await asyncio.wait_for(queue.get(), timeout=timeout)
-                except TimeoutError:
-                    yield b"event: ping\ndata: " + msgspec.json.encode({"interval": interval})
-                    yield b"\n\n"
-                    next_ping = loop.time() + interval
-                    continue
-                changed = moved(states, sent, wanted)
-                sent.update(states)
-                if not changed:
-                    continue
-                yield _state_event(user.account_id, changed, states)
+        if last_seen is not None and last_seen != event_id(current):
+            # A reconnect with an old id: say at once what moved meanwhile.
+            yield _state_event(user.account_id, moved(current, {}, wanted), current)
+            if closeafter == "state":
+                return
+        # A ping is due when ``interval`` passes with no event sent (RFC 8620 §7.3),
+        # however often the watcher reports unchanged states meanwhile.
+        next_ping = loop.time() + interval
+        while True:
+            timeout = max(0.0, next_ping - loop.time()) if interval else None
+            try:
+                states = await asyncio.wait_for(queue.get(), timeout=timeout)
+            except TimeoutError:
+                yield b"event: ping\ndata: " + msgspec.json.encode({"interval": interval})
+                yield b"\n\n"
                 next_ping = loop.time() + interval
-                if closeafter == "state":
-                    return
-        finally:
-            bridge.hub.stop(credentials.username, queue)
+                continue
+            changed = moved(states, sent, wanted)
+            sent.update(states)
+            if not changed:
+                continue
+            yield _state_event(user.account_id, changed, states)
+            next_ping = loop.time() + interval
+            if closeafter == "state":
+                return
 
-    return StreamingResponse(
+    def closed() -> None:
+        bridge.hub.stop(credentials.username, queue)
+        bridge.event_streams.release(credentials.username)
+
+    return _ClosingStream(
         stream(),
+        closed,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+class _ClosingStream(StreamingResponse):
+    """A stream that runs ``closed`` once it ends, however it ends: finished, the client
+    gone (even before the first octet), or cancelled at shutdown."""
+
+    def __init__(self, content: AsyncIterator[bytes], closed: Callable[[], None],
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(content, **kwargs)
+        self._closed = closed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._closed()

@@ -1,10 +1,20 @@
-"""Slows password guessing: failures are counted per username and per client address."""
+"""Slows password guessing without handing anyone a way to lock a user out.
+
+Failures count per (login, client address) and per client address: a guesser is held
+back at the address they guess from, and nobody else is. Whoever presents the password
+the upstream accepted lately is never held back (the caller checks that first), so a
+flood of wrong guesses for a login, from any number of addresses, cannot stop its owner.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
+
+# Keys with no failure inside the window are dropped once this many keys are held: a
+# guesser spraying logins or addresses leaves no lasting trace in memory.
+SWEEP_AT = 10_000
 
 
 class FailureThrottle:
@@ -15,6 +25,12 @@ class FailureThrottle:
         self.window = window
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self._sweep_at = SWEEP_AT
+
+    def __len__(self) -> int:
+        """Keys held (some may have aged out since the last sweep)."""
+        with self._lock:
+            return len(self._failures)
 
     def _recent(self, key: str, now: float) -> deque[float]:
         failures = self._failures.setdefault(key, deque())
@@ -37,7 +53,15 @@ class FailureThrottle:
         now = time.monotonic()
         with self._lock:
             self._recent(key, now).append(now)
+            if len(self._failures) >= self._sweep_at:
+                self._sweep(now)
 
     def succeed(self, key: str) -> None:
         with self._lock:
             self._failures.pop(key, None)
+
+    def _sweep(self, now: float) -> None:
+        for key in list(self._failures):
+            if not self._recent(key, now):
+                del self._failures[key]
+        self._sweep_at = max(SWEEP_AT, 2 * len(self._failures))

@@ -4,6 +4,10 @@ RFC 8620 names no error for uploads beyond "SHOULD return a JSON problem details
 (RFC 7807), so the limits answer the way the API endpoint does for its own limits: a
 problem of type ``urn:ietf:params:jmap:error:limit`` naming the limit, with the HTTP status
 that says what happened: 413 for ``maxSizeUpload``, 429 for ``maxConcurrentUpload``.
+
+A user's stored uploads are bounded too (``max_upload_storage_per_user``): as RFC 8620 §6
+asks, a new upload makes room by deleting that user's oldest uploads; only when uploads
+still in progress leave no room does it fail, 413 with limit ``maxUploadStorage``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from bridge.http.problems import error_response, problem
+from bridge.http.slots import UserSlots
 from bridge.jmap import RequestError
 from bridge.store.uploads import DEFAULT_TYPE, UploadedBlob, UploadWriter
 
@@ -33,31 +38,11 @@ _MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(;[ -~]*)?
 _MAX_TYPE_LENGTH = 255
 
 
-class UploadSlots:
-    """Uploads in progress per user. A count rather than a semaphore: an upload over the
-    limit is refused at once, never queued, and idle users leave no entry behind. Only
-    touched on the event loop, so no lock."""
-
-    def __init__(self) -> None:
-        self._active: dict[str, int] = {}
-
-    def acquire(self, username: str, limit: int) -> bool:
-        active = self._active.get(username, 0)
-        if active >= limit:
-            return False
-        self._active[username] = active + 1
-        return True
-
-    def active(self, username: str) -> int:
-        return self._active.get(username, 0)
-
-    def release(self, username: str) -> None:
-        active = self._active.pop(username) - 1
-        if active:
-            self._active[username] = active
-
-
 class _TooLarge(Exception):
+    pass
+
+
+class _OverQuota(Exception):
     pass
 
 
@@ -65,10 +50,10 @@ def _limit_problem(status: int, detail: str, limit: str) -> Response:
     return error_response(RequestError("limit", status, detail, limit))
 
 
-def _slots(request: Request) -> UploadSlots:
+def _slots(request: Request) -> UserSlots:
     slots = getattr(request.app.state, "upload_slots", None)
     if slots is None:
-        slots = request.app.state.upload_slots = UploadSlots()
+        slots = request.app.state.upload_slots = UserSlots()
     return slots
 
 
@@ -100,7 +85,8 @@ async def upload(request: Request) -> Response:
     try:
         writer = await run_in_threadpool(user.uploads.begin)
         try:
-            blob = await _receive(request, writer, limit, media_type)
+            quota = bridge.settings.max_upload_storage_per_user
+            blob = await _receive(request, writer, limit, media_type, quota)
         except BaseException:
             # Synchronous on purpose: it must run even when the request is cancelled, and
             # it is only a close and an unlink.
@@ -108,6 +94,9 @@ async def upload(request: Request) -> Response:
             raise
     except _TooLarge:
         return _limit_problem(413, too_large, "maxSizeUpload")
+    except _OverQuota:
+        detail = "no room left in this user's upload storage"
+        return _limit_problem(413, detail, "maxUploadStorage")
     except ClientDisconnect:
         return Response(status_code=400)  # nobody is listening any more
     except OSError:
@@ -121,10 +110,11 @@ async def upload(request: Request) -> Response:
 
 
 async def _receive(
-    request: Request, writer: UploadWriter, limit: int, media_type: str
+    request: Request, writer: UploadWriter, limit: int, media_type: str, quota: int
 ) -> UploadedBlob:
     """Copy the body to ``writer``, refusing it as soon as it passes ``limit``: at most
-    FLUSH_SIZE octets are held in memory at any time, whatever the limit."""
+    FLUSH_SIZE octets are held in memory at any time, whatever the limit. Each piece
+    first makes room for itself in the user's ``quota``."""
     size = 0
     pending = bytearray()
     async for chunk in request.stream():
@@ -133,8 +123,13 @@ async def _receive(
             raise _TooLarge
         pending += chunk
         if len(pending) >= FLUSH_SIZE:
-            await run_in_threadpool(writer.write, bytes(pending))
+            await _write(writer, bytes(pending), quota)
             pending.clear()
     if pending:
-        await run_in_threadpool(writer.write, bytes(pending))
+        await _write(writer, bytes(pending), quota)
     return await run_in_threadpool(writer.commit, media_type)
+
+
+async def _write(writer: UploadWriter, data: bytes, quota: int) -> None:
+    if not await run_in_threadpool(writer.write_within, data, quota):
+        raise _OverQuota

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import logging
 import re
 import select
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import ParamSpec, TypeVar
+from typing import BinaryIO, ParamSpec, TypeVar
 
 import msgspec
 
@@ -69,6 +70,7 @@ _SEQUENCE_SET = re.compile(r"(\d+|\*)(:(\d+|\*))?(,(\d+|\*)(:(\d+|\*))?)*")
 _FETCH_ITEM = re.compile(r"[\x20-\x7e]+")
 _BASE_STATUS_ITEMS = ("MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY")
 LOGOUT_TIMEOUT = 5.0
+APPEND_CHUNK = 1 << 20
 _NOTIFY_SET = (
     b"NOTIFY SET (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))"
 )
@@ -388,16 +390,7 @@ class ImapConnection:
         """UID FETCH of flags, mod-sequence and object ids, plus ``extra`` items (which come
         back in MessageMeta.raw). ``uids`` is a UID sequence set such as "1:*"."""
         _check_sequence_set(uids)
-        items = ["UID", "FLAGS"]
-        if self.modseq:
-            items.append("MODSEQ")
-        if self.object_ids is not None:
-            items.extend(self.object_ids.fetch_items)
-        for item in extra:
-            if not _FETCH_ITEM.fullmatch(item):
-                raise ValueError("FETCH items must be printable ASCII")
-            items.append(item)
-        command = f"UID FETCH {uids} ({' '.join(items)})"
+        command = f"UID FETCH {uids} ({' '.join(self.meta_items(extra))})"
         if vanished and (changedsince is None or not self.qresync):
             raise ValueError("VANISHED needs CHANGEDSINCE and QRESYNC")
         if changedsince is not None:
@@ -412,6 +405,19 @@ class ImapConnection:
             uid: meta for uid, meta in collect_fetches(reply.untagged).items() if uid not in gone
         }
         return FetchResult(messages=messages, vanished=frozenset(gone))
+
+    def meta_items(self, extra: Sequence[str] = ()) -> list[str]:
+        """The items ``fetch_meta`` asks for: UID, flags, mod-sequence, object ids, extra."""
+        items = ["UID", "FLAGS"]
+        if self.modseq:
+            items.append("MODSEQ")
+        if self.object_ids is not None:
+            items.extend(self.object_ids.fetch_items)
+        for item in extra:
+            if not _FETCH_ITEM.fullmatch(item):
+                raise ValueError("FETCH items must be printable ASCII")
+            items.append(item)
+        return items
 
     @_guarded
     def search_all_uids(self) -> list[int]:
@@ -489,15 +495,27 @@ class ImapConnection:
 
     @_guarded
     def append(
-        self, mailbox: str, message: bytes, flags: Sequence[str], when: datetime | None
+        self,
+        mailbox: str,
+        message: bytes | BinaryIO,
+        flags: Sequence[str],
+        when: datetime | None,
+        *,
+        chunk_size: int = APPEND_CHUNK,
     ) -> tuple[int, int] | None:
         """APPEND; (UIDVALIDITY, UID) of the new message from APPENDUID (UIDPLUS), else
-        None. The message travels as a literal, never as command text."""
+        None. The message travels as a literal, never as command text; a file is sent
+        from its start in pieces of ``chunk_size``."""
         command = b"APPEND " + quoting.mailbox_name(mailbox)
         command += b" (" + b" ".join(_flag_bytes(flag) for flag in flags) + b")"
         if when is not None:
             command += b' "' + _internal_date(when) + b'"'
-        reply = self._wire.run(command + b" " + quoting.literal(message)).check()
+        if isinstance(message, bytes):
+            reply = self._wire.run(command + b" " + quoting.literal(message)).check()
+        else:
+            size = message.seek(0, io.SEEK_END)
+            message.seek(0)
+            reply = self._wire.run_with_literal(command, message, size, chunk_size).check()
         for code, args in reply.codes():
             if code == "APPENDUID" and args:
                 numbers = args.split()

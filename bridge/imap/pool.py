@@ -89,6 +89,8 @@ class ConnectionPool:
         self._key = secrets.token_bytes(32)
         self._cond = threading.Condition()
         self._users: dict[str, _User] = {}
+        self._reaper: threading.Thread | None = None
+        self._reaper_stop = threading.Event()
 
     def __repr__(self) -> str:
         return f"<ConnectionPool {self.config.host}:{self.config.port} users={len(self._users)}>"
@@ -115,12 +117,17 @@ class ConnectionPool:
 
     def verify(self, username: str, password: str) -> None:
         """Return if ``password`` is the user's; raise AuthFailed if the server says not."""
-        with self._cond:
-            user = self._users.get(username)
-            if user is not None and self._trusted(user, self._digest(password)):
-                return
+        if self.trusts(username, password):
+            return
         with self.connection(username, password):
             pass
+
+    def trusts(self, username: str, password: str) -> bool:
+        """Whether ``password`` is the one the upstream accepted for the user lately: such a
+        request is never held back by anyone else's failed guesses."""
+        with self._cond:
+            user = self._users.get(username)
+            return user is not None and self._trusted(user, self._digest(password))
 
     def close_all(self) -> None:
         """Close idle connections and forget every verified password. Connections lent out
@@ -136,6 +143,32 @@ class ConnectionPool:
             self._cond.notify_all()
         for connection in closing:
             connection.close()
+
+    def start_reaper(self) -> None:
+        """Log out idle connections once they pass ``idle_timeout``, whether or not their
+        user comes back: one daemon thread, stopped by ``stop_reaper``."""
+        if self._reaper is not None:
+            return
+        self._reaper_stop.clear()
+        self._reaper = threading.Thread(target=self._reap_forever, name="pool-reaper", daemon=True)
+        self._reaper.start()
+
+    def stop_reaper(self) -> None:
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            self._reaper_stop.set()
+            reaper.join()
+
+    def _reap_forever(self) -> None:
+        # A connection is logged out at most a quarter of the timeout after it expires.
+        interval = min(max(self.idle_timeout / 4, 0.05), 30.0)
+        while not self._reaper_stop.wait(interval):
+            with self._cond:
+                expired = self._reap_locked()
+            for connection in expired:
+                connection.close()  # LOGOUT with a short timeout, never raises
+            if expired:
+                log.info("logged out %d idle IMAP connections", len(expired))
 
     def stats(self, username: str) -> tuple[int, int]:
         """(open, idle) connections of a user: for tests and diagnostics."""

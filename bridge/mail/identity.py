@@ -6,10 +6,9 @@ made on first use, cannot be destroyed (mayDelete false), but its name, replyTo,
 signatures can be changed like any other's. Its id follows from the address, so a changed
 ``mail_domain`` shows as one default destroyed and another created.
 
-Which addresses a login may send as is bridge's own rule, since neither IMAP nor SMTP
-submission can be asked: its default address, and any other address at the same domain
-(the aliases and plus-addresses people add Identities for). Anything else is
-forbiddenFrom. The submission server still applies its own policy when a message goes.
+Which addresses a login may send as is bridge's own rule (``bridge.mail.senders``): its
+default address, and what the operator grants it. Anything else is forbiddenFrom. The
+submission server still applies its own policy when a message goes.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import msgspec
 
 from bridge.jmap import CallContext, decode_args
 from bridge.jmap.standard import ChangesArgs, GetArgs, SetArgs, check_in_state
+from bridge.mail import senders
 from bridge.mail.account import Account
 from bridge.mail.common import account_of, changes_response
 from bridge.mail.setting import Refused, apply_each, patched
@@ -62,9 +62,16 @@ def default_address(username: str, mail_domain: str | None) -> str | None:
     return None
 
 
-def may_send_as(default: str | None, address: str) -> bool:
-    """The rule of this module's docstring: the default address's domain, nothing else."""
-    return default is not None and is_mailbox(address) and domain_of(address) == domain_of(default)
+def may_send_as(account: Account, address: str) -> bool:
+    """Whether this account's login may send as ``address`` (bridge.mail.senders)."""
+    settings = account.settings
+    return senders.may_send_as(
+        account.user.username,
+        account_default(account),
+        address,
+        allowed_identities=settings.allowed_identities,
+        send_as_domain=settings.send_as_domain,
+    )
 
 
 def identity_allows(identity: Identity, address: str) -> bool:
@@ -186,7 +193,7 @@ class IdentitySetter:
         if "email" not in obj:
             raise Refused("invalidProperties", "an Identity needs an email", ["email"])
         values = _checked(obj)
-        if not may_send_as(account_default(self.account), values["email"]):
+        if not may_send_as(self.account, values["email"]):
             raise Refused("forbiddenFrom", f"this login may not send as {values['email']}")
         identity = Identity(id=derive_id("i", random_token(16)), **values)
         self._store(identity)

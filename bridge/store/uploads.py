@@ -21,6 +21,7 @@ bridge tracks no references to uploads: a blob used by Email/set or Email/import
 message upstream, with blob ids of its own. So every upload counts as unreferenced and is
 deleted once it is older than an hour (RFC 8620 §6: "MUST NOT be deleted for at least 1
 hour from the time of upload"); ``put`` does that sweep itself, at most once a minute.
+Before then, only a user's upload quota (``make_room``) deletes blobs, oldest first.
 """
 
 from __future__ import annotations
@@ -82,6 +83,14 @@ class UploadWriter:
     def write(self, chunk: bytes) -> None:
         self._file.write(chunk)
         self.size += len(chunk)
+
+    def write_within(self, chunk: bytes, quota: int) -> bool:
+        """``write``, once the store made room for the chunk in ``quota``; False (nothing
+        written) when it could not."""
+        if not self._store.make_room(len(chunk), quota):
+            return False
+        self.write(chunk)
+        return True
 
     def commit(self, media_type: str) -> UploadedBlob:
         blob_id = PREFIX + secrets.token_urlsafe(24)
@@ -150,6 +159,7 @@ class UploadStore:
         self._lock = threading.Lock()
         self._last_reclaim = float("-inf")
         self._writing: set[str] = set()
+        self._room_lock = threading.Lock()
 
     def begin(self) -> UploadWriter:
         """Start an upload. The directory is made on first use: most users never upload."""
@@ -227,6 +237,38 @@ class UploadStore:
         if removed:
             log.debug("reclaimed %d uploads in %s", removed, self.directory)
         return removed
+
+    def make_room(self, needed: int, quota: int) -> bool:
+        """Whether ``needed`` more octets fit in ``quota`` with what is stored and being
+        written; if not, the oldest blobs are deleted until they do (RFC 8620 §6: "the
+        server MUST delete unreferenced blobs in date order, oldest first, until there is
+        room for the new blob"). False, deleting nothing, if uploads in progress alone
+        leave no room."""
+        with self._room_lock:  # two uploads must not both count the same blob as freed
+            blobs: list[tuple[float, int, str]] = []
+            used = 0
+            try:
+                entries = list(os.scandir(self.directory))
+            except FileNotFoundError:
+                return needed <= quota
+            for entry in entries:
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                used += stat.st_size
+                if is_upload_id(entry.name):
+                    blobs.append((stat.st_mtime, stat.st_size, entry.path))
+            if used - sum(size for _, size, _ in blobs) + needed > quota:
+                return False  # deleting every blob would not be enough: keep them
+            blobs.sort()
+            while used + needed > quota and blobs:
+                _, size, path = blobs.pop(0)
+                _unlink(path)
+                _unlink(path + TYPE_SUFFIX)
+                used -= size
+                log.debug("deleted an upload of %d octets to make room", size)
+            return used + needed <= quota
 
     def _finished(self, temp_path: Path) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,14 @@ def check(condition: object, message: str) -> None:
 class BridgeProcess:
     """``python -m bridge serve`` in front of one upstream, with its own data directory."""
 
-    def __init__(self, imap_port: int, data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        imap_port: int,
+        data_dir: Path | None = None,
+        flags: Sequence[str] = (),
+        log_level: str = "warning",
+    ) -> None:
+        self.flags = [*flags, "--log-level", log_level]
         self.port = free_port()
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="bench-bridge-"))
@@ -69,7 +76,7 @@ class BridgeProcess:
             sys.executable, "-m", "bridge", "serve",
             "--upstream-host", "127.0.0.1", "--upstream-port", str(self.imap_port),
             "--upstream-tls", "plain", "--listen-port", str(self.port),
-            "--data-dir", str(self.data_dir), "--log-level", "warning",
+            "--data-dir", str(self.data_dir), *self.flags,
         ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log_path, "wb") as log:
@@ -90,9 +97,10 @@ class BridgeProcess:
                     raise RuntimeError(f"bridge did not answer:\n{self.read_log()}")
                 time.sleep(0.05)
 
-    def read_log(self) -> str:
+    def read_log(self, tail: int | None = 4000) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-4000:]
+            text = self.log_path.read_text(errors="replace")
+            return text[-tail:] if tail else text
         except FileNotFoundError:
             return ""
 
@@ -107,11 +115,14 @@ class BridgeProcess:
     def cache_files(self) -> list[Path]:
         return sorted(self.data_dir.glob("users/*/cache.sqlite3"))
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+    def stop(self) -> int | None:
+        """Stop bridge as a service manager would (SIGTERM); its exit status."""
+        status = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
             try:
-                self.process.wait(timeout=15)
+                status = self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -119,6 +130,7 @@ class BridgeProcess:
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.log_path.unlink(missing_ok=True)
+        return status
 
     def __enter__(self) -> BridgeProcess:
         return self.start()

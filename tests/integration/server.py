@@ -37,10 +37,10 @@ class BridgeServer:
         **settings: Any,
     ) -> None:
         self.port = free_port()
+        settings.setdefault("upstream_tls", "plain")
         self.settings = Settings(
             upstream_host=imap_host,
             upstream_port=imap_port,
-            upstream_tls="plain",
             upstream_timeout=10.0,
             listen_port=self.port,
             data_dir=str(data_dir),
@@ -140,3 +140,17 @@ class JmapClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+def established(port: int) -> int:
+    """TCP connections to local ``port`` now open (the server's side, from /proc/net/tcp):
+    how many sessions a server on this machine holds, counted from outside it."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                local, state = line.split()[1], line.split()[3]
+                if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                    count += 1
+    return count

@@ -51,7 +51,8 @@ def test_repeated_failures_are_throttled(bridge: BridgeServer, account: tuple[st
         for n in range(8)
     ]
     assert statuses[:5] == [401] * 5 and statuses[-1] == 429
-    # Even the right password waits: the throttle says nothing about which guess was right.
+    # A password not verified before waits too: the throttle must not say which guess was
+    # right. (One verified before passes: tests/integration/test_auth.py.)
     blocked = httpx.get(bridge.url + "/jmap/session", auth=(user, password))
     assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
 

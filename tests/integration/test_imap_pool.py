@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
@@ -19,6 +20,7 @@ from bridge.imap.connection import ImapConnection, UpstreamConfig
 from bridge.imap.errors import AuthFailed
 from bridge.imap.pool import ConnectionPool
 from tests.integration.conftest import USERS
+from tests.integration.server import BridgeServer, established
 
 
 class CountingOpener:
@@ -189,3 +191,24 @@ def test_threads_share_the_open_limit(dovecot: Dovecot) -> None:
 def _readable(connection: ImapConnection) -> bool:
     fd = connection._client.socket().fileno()
     return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_idle_connections_are_logged_out_without_further_requests(
+    dovecot_factory: Callable[..., Dovecot], tmp_path: Path
+) -> None:
+    server = dovecot_factory()
+    with BridgeServer(server.host, server.port, tmp_path, pool_idle_timeout=1.0) as bridge:
+        for user in ("alice", "bob"):
+            jmap = bridge.client(user, USERS[user])
+            jmap.mailboxes()
+            jmap.close()
+        assert established(server.port) >= 2
+        deadline = time.monotonic() + 5
+        while established(server.port) > 0:
+            assert time.monotonic() < deadline, "idle connections stayed open"
+            time.sleep(0.1)
+        assert bridge.bridge.pool.stats("alice") == (0, 0)
+        # The next request logs in again as if nothing happened.
+        jmap = bridge.client("alice", USERS["alice"])
+        assert "INBOX" in jmap.mailboxes()
+        jmap.close()

@@ -147,3 +147,24 @@ def test_a_browser_listens_with_a_token(bridge: BridgeServer, jmap: JmapClient) 
     refused = anonymous.get(base + "?types=*&closeafter=state&ping=0&access_token=forged")
     assert refused.status_code == 401
     anonymous.close()
+
+
+def test_event_streams_per_user_are_capped(jmap: JmapClient) -> None:
+    url = jmap.session["eventSourceUrl"].split("?")[0] + "?types=*&closeafter=no&ping=0"
+    with contextlib.ExitStack() as streams:
+        for _ in range(10):  # max_event_streams_per_user's default
+            opened = streams.enter_context(jmap.http.stream("GET", url))
+            assert opened.status_code == 200
+        refused = jmap.http.get(url)
+        assert refused.status_code == 429, refused.text
+        problem = refused.json()
+        assert problem["type"] == "urn:ietf:params:jmap:error:limit"
+        assert problem["limit"] == "maxEventStreams"
+    # Streams the client closed free their places.
+    deadline = time.monotonic() + 5
+    while True:
+        with jmap.http.stream("GET", url) as again:
+            if again.status_code == 200:
+                break
+        assert time.monotonic() < deadline, "closed streams kept their places"
+        time.sleep(0.05)

@@ -41,13 +41,25 @@ def dovecot(sink: SmtpSink) -> Iterator[Dovecot]:
         yield server
 
 
+# What the operator lets every sender login send as besides its own address.
+GRANTED = [f"sales@{DOMAIN}", f"bounces@{DOMAIN}", f"blocked@{DOMAIN}", "*@lists.example"]
+
+
+@pytest.fixture(scope="module")
+def grants(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("grants") / "identities"
+    path.write_text("".join(f"{login} {' '.join(GRANTED)}\n" for login in USERS))
+    return path
+
+
 @pytest.fixture(scope="module")
 def sending_bridge(
-    dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory
+    dovecot: Dovecot, grants: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BridgeServer]:
     with BridgeServer(
         dovecot.host, dovecot.port, tmp_path_factory.mktemp("send"),
         submission_port=dovecot.submission_port, submission_tls="plain", mail_domain=DOMAIN,
+        allowed_identities=str(grants),
     ) as server:  # fmt: skip
         yield server
 
@@ -369,6 +381,59 @@ def test_given_envelope_query_changes_cancel_and_destroy(
     assert since["added"] == [{"id": two, "index": 0}] and since["total"] == 1
     # The message was not touched: only the record went.
     assert call(client, "Email/get", {"ids": [email_id], "properties": []})["list"]
+
+
+def test_a_login_sends_only_as_itself_and_what_it_is_granted(
+    client: JmapClient, other: IMAPClient, sink: SmtpSink, login: str, grants: Path
+) -> None:
+    colleague = f"sender15@{DOMAIN}"
+    created = call(client, "Identity/set", {"create": {
+        "colleague": {"email": colleague},
+        "granted": {"email": f"sales@{DOMAIN}"},
+        "list": {"email": "announce@lists.example"},
+        "wildcard": {"email": "*@lists.example"},
+        "domain": {"email": f"*@{DOMAIN}"},
+    }})  # fmt: skip
+    assert sorted(created["created"]) == ["granted", "list", "wildcard"]
+    assert {k: v["type"] for k, v in created["notCreated"].items()} == {
+        "colleague": "forbiddenFrom", "domain": "forbiddenFrom",
+    }  # fmt: skip
+    identity = default_identity(client)["id"]
+    before = len(sink.arrivals)
+    own = stored_draft(client, other, draft(login, bcc=False))
+    as_colleague = {"mailFrom": {"email": colleague}, "rcptTo": [{"email": "a@example.net"}]}
+    refused = call(client, "EmailSubmission/set", {"create": {
+        "x": {"identityId": identity, "emailId": own, "envelope": as_colleague},
+    }})["notCreated"]["x"]  # fmt: skip
+    assert refused["type"] == "forbiddenMailFrom"
+    forged = stored_message(
+        client, other, f"From: {colleague}\r\nTo: a@example.net\r\n\r\nx\r\n".encode()
+    )
+    refused = call(client, "EmailSubmission/set", {"create": {
+        "y": {"identityId": identity, "emailId": forged},
+    }})["notCreated"]["y"]  # fmt: skip
+    assert refused["type"] == "forbiddenFrom"
+    assert sink.arrivals[before:] == []
+    # The operator grants the colleague's address: the file is read again.
+    grants.write_text(grants.read_text() + f"{login} {colleague}\n")
+    created = call(client, "Identity/set", {"create": {"colleague": {"email": colleague}}})
+    assert "colleague" in created["created"], created
+
+
+def test_send_as_domain_restores_the_domain_rule(
+    dovecot: Dovecot, tmp_path: Path, login: str
+) -> None:
+    with BridgeServer(
+        dovecot.host, dovecot.port, tmp_path, submission_port=dovecot.submission_port,
+        submission_tls="plain", mail_domain=DOMAIN, send_as_domain=True,
+    ) as server:  # fmt: skip
+        jmap = server.client(login, USERS[login])
+        created = call(jmap, "Identity/set", {"create": {
+            "colleague": {"email": f"sender15@{DOMAIN}"}, "elsewhere": {"email": "x@example.org"},
+        }})  # fmt: skip
+        jmap.close()
+    assert list(created["created"]) == ["colleague"]
+    assert created["notCreated"]["elsewhere"]["type"] == "forbiddenFrom"
 
 
 def test_refusals_become_set_errors(

@@ -295,3 +295,27 @@ def test_parse_message_blobs(jmap: JmapClient, other: IMAPClient) -> None:
     assert response.status_code == 200 and response.content == b"The inner text."
     pdf = by_subject["Report"]["attachments"][0]["blobId"]
     assert parse(jmap, [pdf])["notParsable"] == [pdf]
+
+
+def test_upload_storage_makes_room_oldest_first(
+    upstream: Dovecot, tmp_path: Path, account: tuple[str, str]
+) -> None:
+    """RFC 8620 §6: an upload over the user's quota deletes their oldest uploads first;
+    one that cannot fit even then is refused."""
+    with BridgeServer(
+        upstream.host, upstream.port, tmp_path, max_upload_storage_per_user=2_500
+    ) as server:
+        jmap = server.client(*account)
+        first, second, third = (upload(jmap, bytes([n]) * 1_000) for n in range(3))
+        present = [
+            jmap.http.get(download_url(jmap, blob["blobId"], "b", "x/y")).status_code
+            for blob in (first, second, third)
+        ]
+        assert present == [404, 200, 200]
+        refused = jmap.http.post(upload_url(jmap), content=b"x" * 3_000)
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["limit"] == "maxUploadStorage"
+        # Refused without deleting anything on its way.
+        kept = jmap.http.get(download_url(jmap, third["blobId"], "b", "x/y"))
+        assert kept.content == bytes([2]) * 1_000
+        jmap.close()
