@@ -227,7 +227,8 @@ class ImapConnection:
 
     def _statuses(self, names: Sequence[str]) -> dict[str, MailboxStatus]:
         """STATUS of every folder in ``names``, pipelined: one round trip for them all
-        rather than one each (50 folders on GNU imap4d: 2.2 s one by one, 45 ms together).
+        rather than one each (50 folders on GNU imap4d, whose every round trip waited for
+        a delayed ACK: 2.2 s one by one, 45 ms together).
         A folder gone since LIST, or not ours to read, is left out (listed without one)."""
 
         def commands() -> list[bytes]:
