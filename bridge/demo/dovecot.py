@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from bridge.demo.process import ThrowawayServer, free_port, wait_for_greeting
+from bridge.demo.process import ThrowawayServer, free_port, start_daemon, wait_for_greeting
 
 # What Dovecot 2.3 advertises after login, with the quota and imap_quota plugins loaded
 # (QUOTA). Used when a caller asks for some capabilities to be hidden: imap_capability
@@ -54,6 +54,9 @@ class Dovecot(ThrowawayServer):
 
     base_prefix: ClassVar[str] = "dc"
     mail_format: str = "maildir"
+    # The hierarchy separator the namespace shows; on Maildir++ "." is refused inside a
+    # name either way, "/" too when the separator is ".".
+    separator: str = "/"
     # SMTP submission (dovecot-submissiond), relaying every accepted message to an SMTP
     # server on 127.0.0.1:relay_port (a sink the tests read); off when relay_port is None.
     relay_port: int | None = None
@@ -122,16 +125,9 @@ class Dovecot(ThrowawayServer):
                 os.chown(folder, uid, gid)
         self._write_passwd()
         self.config_path.write_text(self._config(uid, gid))
-        log = open(self.base_dir / "master.out", "wb")  # noqa: SIM115 - owned by the process
-        # The master keeps fd 2 open: never let it inherit a pipe a caller reads.
-        self.process = subprocess.Popen(
-            ["dovecot", "-F", "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
+        self.process = start_daemon(
+            ["dovecot", "-F", "-c", str(self.config_path)], self.base_dir / "master.out"
         )
-        log.close()
         wait_for_greeting(self.process, self.host, self.port, timeout, self.read_log)
         return self
 
@@ -241,7 +237,7 @@ userdb {{
 }}
 namespace inbox {{
   inbox = yes
-  separator = /
+  separator = {self.separator}
 {mailboxes}
 }}
 {self._submission_config()}

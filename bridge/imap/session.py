@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import io
 import logging
 import re
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 from imapclient import IMAPClient, SocketTimeout
 
@@ -31,6 +33,7 @@ log = logging.getLogger("bridge.imap")
 _QUOTED_BYTES = re.compile(r"""b(['"])(.*?)\1?$""")
 # Response codes of a refused LOGIN that say "the server cannot", not "wrong password".
 _UNAVAILABLE_CODES = {"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT"}
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 # The IMAP server's address and TLS mode.
@@ -153,7 +156,7 @@ class _Client(IMAPClient):
 
 def _connect(config: UpstreamConfig) -> IMAPClient:
     try:
-        return _Client(config)
+        client = _Client(config)
     except (OSError, EOFError, imaplib.IMAP4.error) as exc:
         # ConnectFailed (connect, TLS) is explained already; the rest met the greeting.
         if isinstance(exc, imaplib.IMAP4.error):
@@ -162,6 +165,8 @@ def _connect(config: UpstreamConfig) -> IMAPClient:
             reason = explain(exc, config, "greeting")
         log.warning("cannot connect to IMAP %s: %s", config.address, reason)
         raise UpstreamUnavailable(f"{config.address}: {reason}", reason=reason) from exc
+    _ack_at_once(client._imap)
+    return client
 
 
 def _greeting_refused(exc: imaplib.IMAP4.error) -> str:
@@ -171,6 +176,30 @@ def _greeting_refused(exc: imaplib.IMAP4.error) -> str:
         return "connection closed before the greeting"
     quoted = _QUOTED_BYTES.search(text)  # imaplib shows the line as a bytes repr
     return f"not an IMAP greeting: {(quoted.group(2) if quoted else text)[:100]}"
+
+
+class _QuickAckIO(socket.SocketIO):
+    """Socket reads that acknowledge what they receive at once (Linux's TCP_QUICKACK, which
+    the kernel drops again after a while: so set before every read).
+
+    A server that writes a response in pieces with Nagle's algorithm on (GNU imap4d: the
+    untagged lines, then the tagged one) holds its second piece until the first is
+    acknowledged, and a delayed ACK takes 40 ms: every command cost 44 ms there, 0.2 ms
+    with this."""
+
+    def readinto(self, buffer: Any) -> int | None:
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        return super().readinto(buffer)
+
+
+def _ack_at_once(imap: imaplib.IMAP4) -> None:
+    """Read the session through ``_QuickAckIO`` (again after STARTTLS replaced the socket)."""
+    if QUICKACK is None or _ImaplibTransport(imap).pending():
+        return  # not Linux; or bytes already buffered, which a new reader would lose
+    old = imap.file
+    imap.file = io.BufferedReader(_QuickAckIO(imap.sock, "rb"))
+    old.close()
 
 
 def _greeted(client: IMAPClient) -> Session:
@@ -201,6 +230,7 @@ def _starttls(session: Session, config: UpstreamConfig) -> None:
         raise UpstreamUnavailable("STARTTLS refused")
     session.client._starttls_done = True
     session.client.socket().settimeout(config.timeout)
+    _ack_at_once(imap)
     # What the server said before TLS could have been forged: only what follows counts.
     session.set_capabilities(frozenset(c.upper() for c in imap.capabilities))
 

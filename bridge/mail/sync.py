@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -25,6 +25,8 @@ from bridge.imap.pool import KEPT_OPEN
 from bridge.imap.quoting import header_fields_item
 from bridge.imap.responses import ObjectIds
 from bridge.imap.responses import format_sequence_set as uid_set
+from bridge.mail.folder_ids import SERVER_ID_PREFIX, has_server_id, minted_key, renamed_pairs
+from bridge.mail.roles import assign_roles
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
     encode_summary,
@@ -45,7 +47,6 @@ _THREADING = ("MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "SUBJECT")
 HEADER_FIELDS = header_fields_item(_THREADING)
 NEW_MESSAGE_ITEMS = ("RFC822.SIZE", "INTERNALDATE", HEADER_FIELDS)
 
-ROLE_FOR_INBOX = "inbox"
 # How far back /changes can reach: older tombstones are forgotten.
 KEEP_CHANGES = 500_000
 # Folders never indexed are indexed during the request while they hold this many messages
@@ -64,30 +65,10 @@ class SyncReport:
     unindexed: list[str] = field(default_factory=list)
 
 
-def role_of(listing: MailboxListing) -> str | None:
-    if listing.name.upper() == "INBOX":
-        return ROLE_FOR_INBOX
-    if listing.special_use:
-        return listing.special_use.lstrip("\\").lower()
-    return None
-
-
-def assign_roles(listings: Iterable[MailboxListing]) -> dict[str, str]:
-    """Folder name -> role; RFC 8621 §2 allows each role on one mailbox only."""
-    roles: dict[str, str] = {}
-    taken: set[str] = set()
-    for listing in sorted(listings, key=lambda item: (item.name.upper() != "INBOX", item.name)):
-        role = role_of(listing)
-        if role and role not in taken:
-            taken.add(role)
-            roles[listing.name] = role
-    return roles
-
-
 def upstream_key(listing: MailboxListing) -> str | None:
     """The folder's own stable id when the server has one (MAILBOXID, Dovecot's X-GUID)."""
     if listing.status is not None and listing.status.guid:
-        return f"guid:{listing.status.guid}"
+        return f"{SERVER_ID_PREFIX}{listing.status.guid}"
     return None
 
 
@@ -97,6 +78,15 @@ def _status_state(listing: MailboxListing) -> FolderState | None:
         return None
     return FolderState(
         status.uidvalidity, status.uidnext, status.messages, status.unseen, status.highestmodseq
+    )
+
+
+def _still_empty(status: FolderState, synced: FolderState) -> bool:
+    """Empty when synced and still empty, no UID handed out since (nothing came and went)."""
+    return (
+        status.messages == synced.messages == 0
+        and status.uidvalidity == synced.uidvalidity
+        and status.uidnext == synced.uidnext
     )
 
 
@@ -223,39 +213,37 @@ class Syncer:
         return SyncReport(folders_listed=len(listings))
 
     def reconcile_mailboxes(self, listings: Sequence[MailboxListing]) -> None:
+        """Match listed folders to cached mailboxes: by server id where there is one, else
+        by the rules of ``folder_ids``; update, remove and add accordingly."""
         records = self.cache.mailboxes()
         by_key = {r.upstream_key: r for r in records}
-        by_name = {r.name: r for r in records}
+        by_name = {r.name: r for r in records if not has_server_id(r)}
         roles = assign_roles(listings)
         seen: set[str] = set()
         unmatched: list[MailboxListing] = []
         for listing in listings:
             key = upstream_key(listing)
-            if key:
-                old = by_key.get(key)
-            else:
-                old = self._match_by_name(by_name.get(listing.name), listing)
+            old = by_key.get(key) if key else by_name.get(listing.name)
             if old is None:
                 unmatched.append(listing)
                 continue
             seen.add(old.id)
             self.cache.update_mailbox(old, self._record(old, listing, roles.get(listing.name)))
         gone = [r for r in records if r.id not in seen]
-        fresh: list[MailboxListing] = []
+        renamed = renamed_pairs([u for u in unmatched if not upstream_key(u)], gone)
         for listing in unmatched:
-            renamed = self._renamed_from(listing, gone)
-            if renamed is None:
-                fresh.append(listing)
-                continue
-            gone.remove(renamed)
-            self.cache.update_mailbox(
-                renamed, self._record(renamed, listing, roles.get(listing.name))
-            )
+            if (old := renamed.get(listing.name)) is not None:
+                gone.remove(old)
+                self.cache.update_mailbox(old, self._record(old, listing, roles.get(listing.name)))
         for record in gone:
             self.orphans |= self.cache.remove_mailbox(record.id)
-        for listing in fresh:
+        taken = {r.upstream_key for r in records}
+        for listing in unmatched:
+            if listing.name in renamed:
+                continue
             role = roles.get(listing.name)
-            key = upstream_key(listing) or self._minted_key(listing)
+            key = upstream_key(listing) or minted_key(listing, taken)
+            taken.add(key)
             new = MailboxRecord(
                 id=self.cache.mailbox_id_for(key),
                 upstream_key=key,
@@ -266,37 +254,6 @@ class Syncer:
             if listing.selectable and self.conn.has("ACL"):
                 record = msgspec.structs.replace(record, rights=self.conn.myrights(listing.name))
             self.cache.add_mailbox(record)
-
-    def _match_by_name(
-        self, record: MailboxRecord | None, listing: MailboxListing
-    ) -> MailboxRecord | None:
-        """Without a server id, a name is the same folder only while UIDVALIDITY holds."""
-        if record is None or record.upstream_key.startswith("guid:"):
-            return None
-        status = listing.status
-        if record.status and status and record.status.uidvalidity != status.uidvalidity:
-            return None
-        return record
-
-    def _renamed_from(
-        self, listing: MailboxListing, gone: Iterable[MailboxRecord]
-    ) -> MailboxRecord | None:
-        """A folder that vanished as this one appeared, with its UIDVALIDITY, was renamed."""
-        if upstream_key(listing) or listing.status is None:
-            return None
-        for record in gone:
-            if (
-                not record.upstream_key.startswith("guid:")
-                and record.status is not None
-                and record.status.uidvalidity == listing.status.uidvalidity
-            ):
-                return record
-        return None
-
-    @staticmethod
-    def _minted_key(listing: MailboxListing) -> str:
-        uidvalidity = listing.status.uidvalidity if listing.status else 0
-        return f"name:{uidvalidity}:{listing.name}"
 
     @staticmethod
     def _record(old: MailboxRecord, listing: MailboxListing, role: str | None) -> MailboxRecord:
@@ -316,6 +273,10 @@ class Syncer:
     def needs_sync(self, record: MailboxRecord) -> bool:
         if record.synced is None or record.status is None:
             return True
+        if record.name != KEPT_OPEN and _still_empty(record.status, record.synced):
+            # No message, so no flag to change: exact without mod-sequences. (INBOX is
+            # opened all the same, to go back to the pool open.)
+            return False
         if not self.modseq or record.status.modseq is None:
             return True  # without mod-sequences a flag change shows in no STATUS item
         return record.status != record.synced

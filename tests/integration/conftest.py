@@ -41,6 +41,7 @@ from imapclient import IMAPClient
 
 from bridge.demo.cyrus import Cyrus
 from bridge.demo.dovecot import Dovecot
+from bridge.demo.imap4d import Imap4d
 from tests.integration.upstreams import Upstream, require_cyrus
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
@@ -100,6 +101,42 @@ def imap_server(request: pytest.FixtureRequest) -> Upstream:
 def imap(dovecot: Dovecot) -> Iterator[IMAPClient]:
     client = IMAPClient(dovecot.host, port=dovecot.port, ssl=False)
     client.login("alice", USERS["alice"])
+    yield client
+    with contextlib.suppress(Exception):
+        client.logout()
+
+
+# -- GNU imap4d: a minimal IMAP server (see bridge/demo/imap4d.py) --------------------------
+# ``imap4d`` (session): Maildir folders Drafts, Sent, Trash, Junk and Archive, no SPECIAL-USE;
+# logins are ``name@imap4d.test`` (``Imap4d.login``).
+# ``imap4d_account`` (function): a (login, password) no other test uses.
+# ``imap4d_other`` (function): a raw IMAPClient logged in as that account, logged out after.
+
+IMAP4D_USERS = {f"user{number:02d}": f"secret-{number:02d}" for number in range(1, 31)}
+
+
+@pytest.fixture(scope="session")
+def imap4d() -> Iterator[Imap4d]:
+    if shutil.which("imap4d") is None:
+        pytest.fail("imap4d is not installed (bash .ci/run installs mailutils-imap4d)")
+    with Imap4d(dict(IMAP4D_USERS)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def imap4d_spare(imap4d: Imap4d) -> list[tuple[str, str]]:
+    return [(imap4d.login(user), password) for user, password in IMAP4D_USERS.items()]
+
+
+@pytest.fixture
+def imap4d_account(imap4d_spare: list[tuple[str, str]]) -> tuple[str, str]:
+    return imap4d_spare.pop(0)
+
+
+@pytest.fixture
+def imap4d_other(imap4d: Imap4d, imap4d_account: tuple[str, str]) -> Iterator[IMAPClient]:
+    client = IMAPClient(imap4d.host, port=imap4d.port, ssl=False)
+    client.login(*imap4d_account)
     yield client
     with contextlib.suppress(Exception):
         client.logout()
