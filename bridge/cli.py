@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--sieve-tls", dest="sieve_tls", choices=tls_modes)
     add("--push-allow-private", dest="push_allow_private", action="store_const", const=True,
         help="push subscription URLs may be http, private or loopback (tests, LANs)")  # fmt: skip
+    add("--flag-scan-interval", dest="flag_scan_interval", type=float,
+        help="seconds a flag change outside INBOX may lag on servers without CONDSTORE "
+        "(default 60)")  # fmt: skip
     demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")
     _add_server_flags(demo)
     return parser

@@ -56,6 +56,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # PushSubscription URLs must be https to public addresses (no SSRF into bridge's own
     # network); this lets them be plain http and private or loopback, for tests and LANs.
     push_allow_private: bool = False
+    # Without CONDSTORE upstream, flag changes in folders other than INBOX (INBOX is
+    # followed exactly while kept open) are found by full scans that run in the background
+    # once a folder's last one is this many seconds old: the most such a change may lag.
+    # New mail, expunges and \Seen changes that STATUS shows are read at once.
+    flag_scan_interval: float = 60.0
 
     @property
     def imap_port(self) -> int:
@@ -100,6 +105,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                     f"plain {protocol} to {endpoint.host} would send passwords in the clear; "
                     f"use --{flag}-tls implicit|starttls, or --allow-plaintext to force it"
                 )
+        if self.flag_scan_interval <= 0:
+            raise ConfigError("flag scan interval must be positive")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"unknown log level {self.log_level!r}")
         if self.mail_domain is not None and not is_mailbox(f"user@{self.mail_domain}"):

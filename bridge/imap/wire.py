@@ -173,6 +173,9 @@ class Wire:
         self.bye: str | None = None
         self.command_count = 0
         self.commands: deque[str] = deque(maxlen=COMMAND_LOG_SIZE)
+        # Sees every completed command's untagged responses, in order: what the server says
+        # unasked (another session's flag change, say) comes with whatever command ran.
+        self.observer: Callable[[Sequence[Untagged]], None] | None = None
 
     # -- commands -------------------------------------------------------------------------
 
@@ -226,6 +229,8 @@ class Wire:
             # an unknown point.
             self.broken = True
             raise
+        if self.observer is not None:
+            self.observer(untagged)
         status, code, code_args, text = done
         return Reply(name, status, code, code_args, text, tuple(untagged))
 

@@ -1,0 +1,172 @@
+"""Keeping flags exact enough without CONDSTORE, without reading every flag per request.
+
+A server without mod-sequences says nothing of flag changes outside a folder a session has
+open, short of ``UID FETCH 1:* (FLAGS)`` of each folder (150-250 ms for 10,000 messages on
+Dovecot). So, per folder and per sync (``plan_folder``):
+
+- INBOX, kept open on the pooled connections (``pool.KEPT_OPEN``): a connection that has
+  held it open since its last full scan follows it exactly (``imap.flagview``); the sync
+  drains that view (VIEW). Any other connection, or one whose view broke (reopened, a
+  folder selected in between, a dropped session), scans it in full once and follows it
+  from then on (FULL).
+- Any other folder: what STATUS shows is read at once, exactly: new mail and expunges
+  (MESSAGES, UIDNEXT) by fetching only the new UIDs and, when the count says something
+  went, one UID SEARCH (COUNTS); a change of UNSEEN alone is a \\Seen change, and the
+  folder is scanned in full (FULL). Other flag changes (\\Flagged, keywords, \\Seen
+  changes hidden by new mail arriving at the same time) are found by a full scan that runs
+  in the background (``FlagScans``) once the folder's last one is ``flag_scan_interval``
+  seconds old: until then they may be that stale, plus the time one background round
+  takes.
+
+A folder's first sight and a UIDVALIDITY change are full scans as always.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from bridge.imap.connection import ImapConnection
+from bridge.imap.errors import UpstreamError
+from bridge.imap.flagview import FolderView
+from bridge.imap.pool import KEPT_OPEN, ConnectionPool
+from bridge.store.records import MailboxRecord
+
+log = logging.getLogger("bridge.sync")
+
+# The default of Settings.flag_scan_interval, in seconds.
+FLAG_SCAN_INTERVAL = 60.0
+# A background round waits this long after the request that started it, so the request's
+# own work does not share the CPU with it.
+START_DELAY = 1.0
+
+
+class Plan(enum.Enum):
+    SKIP = "skip"  # nothing STATUS shows changed; flags wait for the background scan
+    COUNTS = "counts"  # new mail and expunges only
+    VIEW = "view"  # the open folder's view says what changed
+    FULL = "full"  # every UID and flag
+
+
+def plan_folder(record: MailboxRecord, view: FolderView | None) -> Plan:
+    """What a sync without mod-sequences does to one folder; ``view`` is the connection's
+    view of the folder it has open, if any."""
+    synced, status = record.synced, record.status
+    if synced is None or status is None or synced.uidvalidity != status.uidvalidity:
+        return Plan.FULL
+    if (
+        view is not None
+        and view.name == record.name
+        and view.based
+        and view.uidvalidity == synced.uidvalidity
+    ):
+        return Plan.VIEW
+    if record.name == KEPT_OPEN:
+        return Plan.FULL  # then followed by the view this scan starts
+    counts_moved = (status.messages, status.uidnext) != (synced.messages, synced.uidnext)
+    if counts_moved:
+        return Plan.COUNTS
+    if status.unseen != synced.unseen:
+        return Plan.FULL
+    return Plan.SKIP
+
+
+Rescan = Callable[[ImapConnection, MailboxRecord], None]
+
+
+class FlagScans:
+    """One user's full flag scans of the folders not kept open: when each ran last, and
+    the thread that runs those due. Its connection is its own, so that the pooled ones keep
+    INBOX open (and their views of it) undisturbed."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self.lock = lock  # the user's sync lock: a scan is a sync of one folder
+        # Background rounds finished: a watcher reports states again when this moves.
+        self.rounds = 0
+        self._scanned: dict[str, float] = {}  # mailbox id -> time.monotonic() of its last
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+        self._stopping = threading.Event()
+
+    def scanned(self, mailbox_id: str, at: float) -> None:
+        """Record a full scan of the folder that started at ``at`` (time.monotonic())."""
+        self._scanned[mailbox_id] = at
+
+    def due(self, records: Iterable[MailboxRecord], interval: float) -> list[MailboxRecord]:
+        """Folders, synced before and not kept open, whose last full scan (in this process)
+        is ``interval`` seconds old or more."""
+        now = time.monotonic()
+        return [
+            record
+            for record in records
+            if record.selectable
+            and record.synced is not None
+            and record.name != KEPT_OPEN
+            and now - self._scanned.get(record.id, -interval) >= interval
+        ]
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def start(
+        self,
+        pool: ConnectionPool,
+        username: str,
+        password: str,
+        records: Callable[[], list[MailboxRecord]],
+        interval: float,
+        rescan: Rescan,
+    ) -> None:
+        """Scan the folders due, in a thread, unless one runs already."""
+        with self._guard:
+            if self._stopping.is_set() or self.running:
+                return
+            # The password stays in memory, in this thread, until the round ends.
+            self._thread = threading.Thread(
+                target=self._run, args=(pool, username, password, records, interval, rescan),
+                daemon=True, name=f"flag-scan-{username}",
+            )  # fmt: skip
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._guard:
+            self._stopping.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(
+        self,
+        pool: ConnectionPool,
+        username: str,
+        password: str,
+        records: Callable[[], list[MailboxRecord]],
+        interval: float,
+        rescan: Rescan,
+    ) -> None:
+        if self._stopping.wait(START_DELAY):
+            return
+        try:
+            with self.lock:
+                due = self.due(records(), interval)
+            if not due:
+                return
+            with pool.open_dedicated(username, password) as conn:
+                for record in due:
+                    if self._stopping.is_set():
+                        return
+                    with self.lock:
+                        # The record as it stands now: a request may have synced it since.
+                        current = next((r for r in records() if r.id == record.id), None)
+                        if current is not None and self.due([current], interval):
+                            rescan(conn, current)
+            log.debug("flag scan of %s: %d folders", username, len(due))
+        except UpstreamError as exc:
+            log.info("flag scan of %s stopped: %s; the next request resumes it", username, exc)
+        finally:
+            self.rounds += 1
