@@ -108,6 +108,10 @@ class FlagScans:
             and now - self._scanned.get(record.id, -interval) >= interval
         ]
 
+    def next_due(self, interval: float) -> float:
+        """When (time.monotonic()) the earliest recorded scan falls due; inf if none is."""
+        return min(self._scanned.values(), default=float("inf")) + interval
+
     @property
     def running(self) -> bool:
         thread = self._thread

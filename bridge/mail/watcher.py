@@ -153,9 +153,12 @@ class Watcher:
         return any(response.kind in _NEWS for response in said)
 
     def _sync_due(self) -> bool:
-        """A sync now and then even when nothing moved: it starts the flag scans due."""
-        interval = min(self.settings.flag_scan_interval, SWEEP_NOTIFIED)
-        return time.monotonic() - self._synced_at >= interval
+        """A sync when a flag scan falls due (the sync starts it), and now and then anyway."""
+        now = time.monotonic()
+        if now - self._synced_at >= SWEEP_NOTIFIED:
+            return True
+        due = self.user.flag_scans.next_due(self.settings.flag_scan_interval)
+        return due <= now and not self.user.flag_scans.running and self._synced_at < due
 
     def _sync(self) -> None:
         self._rounds = self.user.flag_scans.rounds

@@ -2,7 +2,8 @@
 
 ``python -m tests.bench.nocondstore [--messages N] [--reps N] [--idle-seconds S]``. One
 Dovecot advertising everything and one hiding CONDSTORE and QRESYNC (the fixture
-``dovecot_nocondstore`` does the same), each with a seeded INBOX, each with bridge as its
+``dovecot_nocondstore`` does the same), each with a seeded INBOX and 20 folders of 50
+messages, each with bridge as its
 own process, in one run. Per server:
 
 - Email/changes after another IMAP client changed one message's flags (median and spread
@@ -34,6 +35,7 @@ from tests.bench.scenarios import seed_account
 
 USER, PASSWORD = "small", "small-pw"  # seed_account's users and passwords
 SERVERS = {"condstore": (), "nocondstore": ("CONDSTORE", "QRESYNC")}
+FOLDERS, PER_FOLDER = 20, 50
 
 
 def _spread(samples: list[float]) -> dict[str, float]:
@@ -62,7 +64,8 @@ def _keywords(jmap: Jmap, email_id: str) -> dict[str, bool]:
 
 def bench_server(hide: tuple[str, ...], messages: int, reps: int, idle: float) -> dict[str, Any]:
     with Dovecot({USER: PASSWORD}, hide_capabilities=hide) as dovecot:
-        seed_account(dovecot, USER, messages)
+        # And 20 folders of 50 as in B1: the idle watcher polls their STATUS.
+        seed_account(dovecot, USER, messages, FOLDERS, PER_FOLDER)
         with BridgeProcess(dovecot.port) as bridge:
             jmap = Jmap(bridge.url, USER, PASSWORD)
             session = jmap.session()
@@ -111,6 +114,7 @@ def bench_server(hide: tuple[str, ...], messages: int, reps: int, idle: float) -
             jmap.close()
     return {
         "messages": messages,
+        "other_folders": f"{FOLDERS} x {PER_FOLDER}",
         "changes_after_one_flag_change": _spread(flag_change),
         "changes_nothing_changed": _spread(unchanged),
         "idle_stream_cpu_share": round(cpu_share, 4),

@@ -21,6 +21,7 @@ from bridge.imap.connection import UpstreamConfig
 from bridge.mail.flag_scan import START_DELAY
 from tests.integration.conftest import NO_CONDSTORE
 from tests.integration.server import BridgeServer, JmapClient
+from tests.integration.test_push import Events
 from tests.integration.test_sync import RecordingPool
 
 USERS = {f"nc{number}": f"nc-pw-{number}" for number in range(1, 6)}
@@ -189,5 +190,33 @@ def test_a_folder_not_kept_open(
         time.sleep(0.1)
     assert counts == [0, 1, 0]
     assert _seen_by_bridge(jmap, "Side") == _truth(other, "Side")
+    other.logout()
+    jmap.close()
+
+
+def test_an_idle_stream_hears_of_a_flag_outside_inbox_within_the_interval(
+    recorded: tuple[BridgeServer, RecordingPool], nocondstore: Dovecot
+) -> None:
+    server, _ = recorded
+    other = _other(nocondstore, "nc4")
+    other.create_folder("Far")
+    _append(other, "Far", "f0")
+    jmap = server.client("nc4", USERS["nc4"])
+    before = _state(jmap)
+    events = Events(jmap, "types=Email&closeafter=no&ping=0")
+    deadline = time.monotonic() + 5
+    while (watcher := server.bridge.watchers.get("nc4")) is None or not watcher.syncs:
+        assert time.monotonic() < deadline, "no watcher"
+        time.sleep(0.02)
+    other.add_flags([_uid(other, "Far", "f0")], [b"\\Flagged"])
+    changed = time.monotonic()
+    while True:
+        name, data, _ = events.next(timeout=INTERVAL + START_DELAY + 3)
+        if name == "state" and data["changed"][jmap.account_id]["Email"] != before:
+            break
+    assert time.monotonic() - changed < INTERVAL + START_DELAY + 3
+    counts, _ = _changes(jmap, before)
+    assert counts == [0, 1, 0]
+    assert _seen_by_bridge(jmap, "Far") == _truth(other, "Far")
     other.logout()
     jmap.close()
