@@ -19,7 +19,7 @@ from bridge.config import Settings
 from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import UpstreamUnavailable
 from bridge.imap.pool import ConnectionPool
-from bridge.mail.flag_scan import FlagScans
+from bridge.mail.flag_scan import FlagScans, Round
 from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
@@ -189,10 +189,10 @@ class Account:
         if report.unindexed:
             self.user.indexer.start(self._pool, self.user.username, self._password)
         if report.flag_scans_due:
-            self.user.flag_scans.start(
+            self.user.flag_scans.start(Round(
                 self._pool, self.user.username, self._password, self.cache.mailboxes,
                 self.settings.flag_scan_interval, self._rescan,
-            )  # fmt: skip
+            ))  # fmt: skip
         return report
 
     def _rescan(self, conn: ImapConnection, record: MailboxRecord) -> None:

@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import UpstreamError
@@ -74,7 +75,17 @@ def plan_folder(record: MailboxRecord, view: FolderView | None) -> Plan:
     return Plan.SKIP
 
 
-Rescan = Callable[[ImapConnection, MailboxRecord], None]
+@dataclass(frozen=True)
+class Round:
+    """What one background round needs: a connection of its own, the folders, and how to
+    scan one (a Syncer's, which this module does not import)."""
+
+    pool: ConnectionPool
+    username: str
+    password: str = field(repr=False)
+    records: Callable[[], list[MailboxRecord]]
+    interval: float
+    rescan: Callable[[ImapConnection, MailboxRecord], None]
 
 
 class FlagScans:
@@ -117,23 +128,15 @@ class FlagScans:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
-    def start(
-        self,
-        pool: ConnectionPool,
-        username: str,
-        password: str,
-        records: Callable[[], list[MailboxRecord]],
-        interval: float,
-        rescan: Rescan,
-    ) -> None:
+    def start(self, round_: Round) -> None:
         """Scan the folders due, in a thread, unless one runs already."""
         with self._guard:
             if self._stopping.is_set() or self.running:
                 return
             # The password stays in memory, in this thread, until the round ends.
             self._thread = threading.Thread(
-                target=self._run, args=(pool, username, password, records, interval, rescan),
-                daemon=True, name=f"flag-scan-{username}",
+                target=self._run, args=(round_,), daemon=True,
+                name=f"flag-scan-{round_.username}",
             )  # fmt: skip
             self._thread.start()
 
@@ -144,33 +147,26 @@ class FlagScans:
         if thread is not None:
             thread.join(timeout)
 
-    def _run(
-        self,
-        pool: ConnectionPool,
-        username: str,
-        password: str,
-        records: Callable[[], list[MailboxRecord]],
-        interval: float,
-        rescan: Rescan,
-    ) -> None:
+    def _run(self, round_: Round) -> None:
         if self._stopping.wait(START_DELAY):
             return
         try:
             with self.lock:
-                due = self.due(records(), interval)
+                due = self.due(round_.records(), round_.interval)
             if not due:
                 return
-            with pool.open_dedicated(username, password) as conn:
+            with round_.pool.open_dedicated(round_.username, round_.password) as conn:
                 for record in due:
                     if self._stopping.is_set():
                         return
                     with self.lock:
                         # The record as it stands now: a request may have synced it since.
-                        current = next((r for r in records() if r.id == record.id), None)
-                        if current is not None and self.due([current], interval):
-                            rescan(conn, current)
-            log.debug("flag scan of %s: %d folders", username, len(due))
+                        current = next((r for r in round_.records() if r.id == record.id), None)
+                        if current is not None and self.due([current], round_.interval):
+                            round_.rescan(conn, current)
+            log.debug("flag scan of %s: %d folders", round_.username, len(due))
         except UpstreamError as exc:
-            log.info("flag scan of %s stopped: %s; the next request resumes it", username, exc)
+            log.info("flag scan of %s stopped: %s; the next request resumes it",
+                     round_.username, exc)  # fmt: skip
         finally:
             self.rounds += 1

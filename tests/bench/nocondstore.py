@@ -3,8 +3,7 @@
 ``python -m tests.bench.nocondstore [--messages N] [--reps N] [--idle-seconds S]``. One
 Dovecot advertising everything and one hiding CONDSTORE and QRESYNC (the fixture
 ``dovecot_nocondstore`` does the same), each with a seeded INBOX and 20 folders of 50
-messages, each with bridge as its
-own process, in one run. Per server:
+messages, each with bridge as its own process, in one run. Per server:
 
 - Email/changes after another IMAP client changed one message's flags (median and spread
   of ``--reps`` requests after one warm-up; each answer is checked: one Email updated, its

@@ -54,6 +54,18 @@ def _append(other: IMAPClient, folder: str, *subjects: str) -> None:
         other.append(folder, MESSAGE.format(subject).encode())
 
 
+def _with_mail(
+    server: BridgeServer, upstream: Dovecot, user: str, folder: str, *subjects: str
+) -> tuple[IMAPClient, JmapClient]:
+    """Another client that put these messages in ``folder`` (made first unless INBOX),
+    and bridge's client."""
+    other = _other(upstream, user)
+    if folder != "INBOX":
+        other.create_folder(folder)
+    _append(other, folder, *subjects)
+    return other, server.client(user, USERS[user])
+
+
 def _uid(other: IMAPClient, folder: str, subject: str) -> int:
     other.select_folder(folder)
     (uid,) = other.search(["HEADER", "Subject", subject])
@@ -97,9 +109,7 @@ def test_another_clients_changes_to_inbox_show_exactly_without_a_scan(
     recorded: tuple[BridgeServer, RecordingPool], nocondstore: Dovecot
 ) -> None:
     server, pool = recorded
-    other = _other(nocondstore, "nc1")
-    _append(other, "INBOX", *(f"m{n}" for n in range(5)))
-    jmap = server.client("nc1", USERS["nc1"])
+    other, jmap = _with_mail(server, nocondstore, "nc1", "INBOX", *(f"m{n}" for n in range(5)))
     state = _state(jmap)
     other.add_flags([_uid(other, "INBOX", "m1")], [b"\\Flagged"])
     other.add_flags([_uid(other, "INBOX", "m2")], [b"$Work", b"\\Seen"])
@@ -130,9 +140,7 @@ def test_after_a_dropped_connection_one_full_scan_keeps_it_exact(
     recorded: tuple[BridgeServer, RecordingPool], nocondstore: Dovecot
 ) -> None:
     server, pool = recorded
-    other = _other(nocondstore, "nc2")
-    _append(other, "INBOX", *(f"d{n}" for n in range(4)))
-    jmap = server.client("nc2", USERS["nc2"])
+    other, jmap = _with_mail(server, nocondstore, "nc2", "INBOX", *(f"d{n}" for n in range(4)))
     state = _state(jmap)
     for drop in ("kick", "close"):
         if drop == "kick":
@@ -161,11 +169,7 @@ def test_after_a_dropped_connection_one_full_scan_keeps_it_exact(
 def test_a_folder_not_kept_open(
     recorded: tuple[BridgeServer, RecordingPool], nocondstore: Dovecot
 ) -> None:
-    server, _ = recorded
-    other = _other(nocondstore, "nc3")
-    other.create_folder("Side")
-    _append(other, "Side", "s0", "s1", "s2")
-    jmap = server.client("nc3", USERS["nc3"])
+    other, jmap = _with_mail(recorded[0], nocondstore, "nc3", "Side", "s0", "s1", "s2")
     state = _state(jmap)
     # New mail and an expunge: at once, from STATUS.
     _append(other, "Side", "s3")
@@ -197,11 +201,8 @@ def test_a_folder_not_kept_open(
 def test_an_idle_stream_hears_of_a_flag_outside_inbox_within_the_interval(
     recorded: tuple[BridgeServer, RecordingPool], nocondstore: Dovecot
 ) -> None:
-    server, _ = recorded
-    other = _other(nocondstore, "nc4")
-    other.create_folder("Far")
-    _append(other, "Far", "f0")
-    jmap = server.client("nc4", USERS["nc4"])
+    server = recorded[0]
+    other, jmap = _with_mail(server, nocondstore, "nc4", "Far", "f0")
     before = _state(jmap)
     events = Events(jmap, "types=Email&closeafter=no&ping=0")
     deadline = time.monotonic() + 5
