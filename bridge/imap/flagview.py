@@ -80,6 +80,16 @@ class FolderView:
     def last_uid(self) -> int:
         return self._uids[-1] if self._uids else 0
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing told since the last drain: no flags, no expunge, no new mail."""
+        return (
+            not self._flags
+            and not self._expunged
+            and self.exists == self.mapped
+            and self.last_uid == self._known_up_to
+        )
+
     def rebase(self, uids: Iterable[int]) -> None:
         """Start over from a full scan the cache now holds: ``uids`` are every UID in the
         folder, and nothing before this counts any longer."""

@@ -5,18 +5,25 @@ open, short of ``UID FETCH 1:* (FLAGS)`` of each folder (150-250 ms for 10,000 m
 Dovecot). So, per folder and per sync (``plan_folder``):
 
 - INBOX, kept open on the pooled connections (``pool.KEPT_OPEN``): a connection that has
-  held it open since its last full scan follows it exactly (``imap.flagview``); the sync
-  drains that view (VIEW). Any other connection, or one whose view broke (reopened, a
-  folder selected in between, a dropped session), scans it in full once and follows it
-  from then on (FULL).
+  held it open since its last full scan follows it exactly (``imap.flagview``). The sync
+  drains that view (VIEW), or does nothing when it heard nothing (SKIP). Any other
+  connection, or one whose view broke (the session dropped, INBOX opened read-write for a
+  write, another folder opened on it), scans INBOX in full once and follows it from then
+  on (FULL). INBOX is exact at every request.
 - Any other folder: what STATUS shows is read at once, exactly: new mail and expunges
   (MESSAGES, UIDNEXT) by fetching only the new UIDs and, when the count says something
   went, one UID SEARCH (COUNTS); a change of UNSEEN alone is a \\Seen change, and the
-  folder is scanned in full (FULL). Other flag changes (\\Flagged, keywords, \\Seen
-  changes hidden by new mail arriving at the same time) are found by a full scan that runs
-  in the background (``FlagScans``) once the folder's last one is ``flag_scan_interval``
-  seconds old: until then they may be that stale, plus the time one background round
-  takes.
+  folder is scanned in full (FULL). Flags bridge itself stored are read back by UID.
+- What may be stale, outside INBOX: other clients' changes to other flags (\\Flagged,
+  \\Answered, keywords), and \\Seen changes that arrive together with new mail or an
+  expunge in the same folder. A full scan in the background (``FlagScans``, on a session
+  of its own) finds them once the folder's last full scan is ``flag_scan_interval``
+  seconds old: the first sync after that (a request's, or a push watcher's, which syncs
+  when a scan falls due) starts a round, which begins START_DELAY later. So with a push
+  listener such a change shows within the interval plus START_DELAY, the round's scans and
+  up to two seconds of the watcher's polling; without one, at the first request after the
+  round that follows the first request past the interval. When bridge starts, every
+  folder is due: its first sync starts a round.
 
 A folder's first sight and a UIDVALIDITY change are full scans as always.
 """
@@ -64,7 +71,8 @@ def plan_folder(record: MailboxRecord, view: FolderView | None) -> Plan:
         and view.based
         and view.uidvalidity == synced.uidvalidity
     ):
-        return Plan.VIEW
+        # The NOOP before the folder list brought the view up to date.
+        return Plan.SKIP if view.quiet and status == synced else Plan.VIEW
     if record.name == KEPT_OPEN:
         return Plan.FULL  # then followed by the view this scan starts
     counts_moved = (status.messages, status.uidnext) != (synced.messages, synced.uidnext)

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from bridge.imap.flagview import FolderView
+from bridge.imap.wire import read_untagged
 from bridge.mail.flag_scan import FlagScans, Plan, plan_folder
 from bridge.store.records import FolderState, MailboxRecord
 
@@ -37,7 +38,7 @@ def view_of(name: str, uidvalidity: int = 5) -> FolderView:
         (record(unseen=2), None, Plan.FULL),  # UNSEEN alone moved: a \Seen change
         (record(uidvalidity=6), None, Plan.FULL),
         (record("INBOX"), None, Plan.FULL),  # kept open: scanned, then followed
-        (record("INBOX"), view_of("INBOX"), Plan.VIEW),
+        (record("INBOX"), view_of("INBOX"), Plan.SKIP),  # it heard nothing
         (record("INBOX", unseen=0), view_of("INBOX"), Plan.VIEW),
         (record("INBOX"), view_of("INBOX", uidvalidity=4), Plan.FULL),
         (record("Archive"), view_of("INBOX"), Plan.SKIP),  # a view of another folder
@@ -64,3 +65,13 @@ def test_scans_fall_due_after_the_interval() -> None:
     assert scans.due([archive], 60) == [] and scans.next_due(60) == now + 60
     scans.scanned(archive.id, now - 61)
     assert scans.due([archive], 60) == [archive]
+
+
+def test_a_view_that_heard_something_is_drained() -> None:
+    view = view_of("INBOX")
+    view.observe(read_untagged(b"* 3 FETCH (FLAGS (\\Seen))\r\n"))
+    assert plan_folder(record("INBOX"), view) is Plan.VIEW
+    view.drain()
+    assert plan_folder(record("INBOX"), view) is Plan.SKIP
+    view.observe(read_untagged(b"* 11 EXISTS\r\n"))
+    assert plan_folder(record("INBOX"), view) is Plan.VIEW
