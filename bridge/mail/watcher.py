@@ -40,7 +40,9 @@ MAX_BACKOFF = 60.0
 # What the selected folder's session hears when another session changes it.
 _NEWS = frozenset({"EXISTS", "EXPUNGE", "FETCH", "VANISHED", "RECENT"})
 
-Statuses = dict[str, MailboxStatus | None]
+# Folder name -> what its STATUS says of its content (not its id: Cyrus 3.6 answers a new,
+# random MAILBOXID beside other items every time).
+Statuses = dict[str, tuple[int, int, int, int, int | None] | None]
 
 
 class Watcher:
@@ -146,7 +148,7 @@ class Watcher:
         """Every folder's STATUS, in idle mode (one LIST-STATUS where offered)."""
         if self.mode != "idle":
             return {}
-        return {listing.name: listing.status for listing in listener.list_mailboxes()}
+        return {listing.name: _content(listing.status) for listing in listener.list_mailboxes()}
 
     @staticmethod
     def _news(said: Sequence[Untagged]) -> bool:
@@ -168,6 +170,13 @@ class Watcher:
         self._synced_at = time.monotonic()
         # The hub passes on only what moved.
         self.report(self.user.states())
+
+
+def _content(status: MailboxStatus | None) -> tuple[int, int, int, int, int | None] | None:
+    if status is None:
+        return None
+    return (status.uidvalidity, status.uidnext, status.messages, status.unseen,
+            status.highestmodseq)  # fmt: skip
 
 
 class Watchers:
