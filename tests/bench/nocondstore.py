@@ -9,6 +9,7 @@ messages, each with bridge as its own process, in one run. Per server:
   of ``--reps`` requests after one warm-up; each answer is checked: one Email updated, its
   keywords what the client set);
 - Email/changes with nothing changed;
+- Email/changes after another client appended a message to another folder;
 - bridge's CPU share while one EventSource stream listens and nothing changes.
 
 Prints one JSON object per server.
@@ -98,6 +99,17 @@ def bench_server(hide: tuple[str, ...], messages: int, reps: int, idle: float) -
                 if rep:
                     unchanged.append(seconds)
 
+            # New mail in another folder: it is opened on the connection that keeps INBOX
+            # open, which then has INBOX to scan again (without CONDSTORE).
+            elsewhere: list[float] = []
+            for rep in range(reps + 1):
+                other.append("Folder00", b"From: a@example.com\r\nSubject: e%d\r\n\r\nb\r\n" % rep)
+                seconds, found = timed(lambda: _changes(jmap, state))  # noqa: B023
+                check(len(found["created"]) == 1, f"changes after new mail elsewhere: {found}")
+                state = found["newState"]
+                if rep:
+                    elsewhere.append(seconds)
+
             assert bridge.process is not None
             pid = bridge.process.pid
             stop = threading.Event()
@@ -116,6 +128,7 @@ def bench_server(hide: tuple[str, ...], messages: int, reps: int, idle: float) -
         "other_folders": f"{FOLDERS} x {PER_FOLDER}",
         "changes_after_one_flag_change": _spread(flag_change),
         "changes_nothing_changed": _spread(unchanged),
+        "changes_after_new_mail_in_another_folder": _spread(elsewhere),
         "idle_stream_cpu_share": round(cpu_share, 4),
         "idle_seconds": idle,
     }
