@@ -196,13 +196,16 @@ class Account:
         return report
 
     def _rescan(self, conn: ImapConnection, record: MailboxRecord) -> None:
-        self._syncer(conn).rescan(record)
+        self._syncer(conn, side=False).rescan(record)
 
-    def _syncer(self, conn: ImapConnection) -> Syncer:
+    def _syncer(self, conn: ImapConnection, *, side: bool = True) -> Syncer:
         return Syncer(
             self.cache, conn, self.user.flag_scans, self.settings.flag_scan_interval,
-            self.flags_written,
+            self.flags_written, self._side if side else None,
         )  # fmt: skip
+
+    def _side(self) -> ImapConnection:
+        return self.user.flag_scans.side.get(self._pool, self.user.username, self._password)
 
     def ensure_indexed(self) -> None:
         """Every folder indexed whole, now: what a query over the cache needs."""

@@ -8,16 +8,19 @@ Dovecot). So, per folder and per sync (``plan_folder``):
   held it open since its last full scan follows it exactly (``imap.flagview``). The sync
   drains that view (VIEW), or does nothing when it heard nothing (SKIP). Any other
   connection, or one whose view broke (the session dropped, INBOX opened read-write for a
-  write, another folder opened on it), scans INBOX in full once and follows it from then
-  on (FULL). INBOX is exact at every request.
-- Any other folder: what STATUS shows is read at once, exactly: new mail and expunges
-  (MESSAGES, UIDNEXT) by fetching only the new UIDs and, when the count says something
-  went, one UID SEARCH (COUNTS); a change of UNSEEN alone is a \\Seen change, and the
-  folder is scanned in full (FULL). Flags bridge itself stored are read back by UID.
+  write, another folder opened on it by a query or a write there), scans INBOX in full
+  once and follows it from then on (FULL). INBOX is exact at every request.
+- Any other folder is synced on the user's side connection (``SideConnection``) while the
+  pooled one follows INBOX, so that INBOX stays followed; the side connection keeps the
+  last folder it synced open, and follows that one the same way. What STATUS shows is
+  read at once, exactly: new mail and expunges (MESSAGES, UIDNEXT) by fetching only the
+  new UIDs and, when the count says something went, one UID SEARCH (COUNTS); a change of
+  UNSEEN alone is a \\Seen change, and the folder is scanned in full (FULL). Flags bridge
+  itself stored are read back by UID.
 - What may be stale, outside INBOX: other clients' changes to other flags (\\Flagged,
   \\Answered, keywords), and \\Seen changes that arrive together with new mail or an
-  expunge in the same folder. A full scan in the background (``FlagScans``, on a session
-  of its own) finds them once the folder's last full scan is ``flag_scan_interval``
+  expunge in the same folder. A full scan in the background (``FlagScans``, on the side
+  connection) finds them once the folder's last full scan is ``flag_scan_interval``
   seconds old: the first sync after that (a request's, or a push watcher's, which syncs
   when a scan falls due) starts a round, which begins START_DELAY later. So with a push
   listener such a change shows within the interval plus START_DELAY, the round's scans and
@@ -50,6 +53,9 @@ FLAG_SCAN_INTERVAL = 60.0
 # A background round waits this long after the request that started it, so the request's
 # own work does not share the CPU with it.
 START_DELAY = 1.0
+# A side session idle longer than this is replaced before use: servers drop quiet sessions
+# (Dovecot after 30 minutes), and a LOGIN costs less than a sync failed half way.
+SIDE_IDLE = 300.0
 
 
 class Plan(enum.Enum):
@@ -96,13 +102,40 @@ class Round:
     rescan: Callable[[ImapConnection, MailboxRecord], None]
 
 
+class SideConnection:
+    """One user's IMAP session, outside the pool, for syncing folders other than INBOX:
+    opening them on a pooled connection would close its INBOX, and with it the view that
+    spares a full scan of INBOX. It keeps the last folder it synced open, and with it a
+    view of that folder. Used under the user's sync lock only."""
+
+    def __init__(self) -> None:
+        self._conn: ImapConnection | None = None
+        self._used = 0.0
+
+    def get(self, pool: ConnectionPool, username: str, password: str) -> ImapConnection:
+        conn = self._conn
+        if conn is not None and (conn.broken or time.monotonic() - self._used > SIDE_IDLE):
+            conn.close()
+            conn = self._conn = None
+        if conn is None:
+            conn = self._conn = pool.open_dedicated(username, password)
+        self._used = time.monotonic()
+        return conn
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
 class FlagScans:
     """One user's full flag scans of the folders not kept open: when each ran last, and
-    the thread that runs those due. Its connection is its own, so that the pooled ones keep
-    INBOX open (and their views of it) undisturbed."""
+    the thread that runs those due, on the side connection (so that the pooled ones keep
+    INBOX open, and their views of it, undisturbed)."""
 
     def __init__(self, lock: threading.RLock) -> None:
         self.lock = lock  # the user's sync lock: a scan is a sync of one folder
+        self.side = SideConnection()
         # Background rounds finished: a watcher reports states again when this moves.
         self.rounds = 0
         self._scanned: dict[str, float] = {}  # mailbox id -> time.monotonic() of its last
@@ -154,6 +187,8 @@ class FlagScans:
             thread = self._thread
         if thread is not None:
             thread.join(timeout)
+        with self.lock:
+            self.side.close()
 
     def _run(self, round_: Round) -> None:
         if self._stopping.wait(START_DELAY):
@@ -163,15 +198,15 @@ class FlagScans:
                 due = self.due(round_.records(), round_.interval)
             if not due:
                 return
-            with round_.pool.open_dedicated(round_.username, round_.password) as conn:
-                for record in due:
-                    if self._stopping.is_set():
-                        return
-                    with self.lock:
-                        # The record as it stands now: a request may have synced it since.
-                        current = next((r for r in round_.records() if r.id == record.id), None)
-                        if current is not None and self.due([current], round_.interval):
-                            round_.rescan(conn, current)
+            for record in due:
+                if self._stopping.is_set():
+                    return
+                with self.lock:
+                    # The record as it stands now: a request may have synced it since.
+                    current = next((r for r in round_.records() if r.id == record.id), None)
+                    if current is not None and self.due([current], round_.interval):
+                        conn = self.side.get(round_.pool, round_.username, round_.password)
+                        round_.rescan(conn, current)
             log.debug("flag scan of %s: %d folders", round_.username, len(due))
         except UpstreamError as exc:
             log.info("flag scan of %s stopped: %s; the next request resumes it",

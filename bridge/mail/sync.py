@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -165,9 +165,14 @@ class Syncer:
         flag_scans: FlagScans | None = None,
         flag_scan_interval: float = 0.0,
         flags_written: dict[str, set[int]] | None = None,
+        side: Callable[[], ImapConnection] | None = None,
     ) -> None:
         self.cache = cache
         self.conn = conn
+        # Without mod-sequences, where other folders are synced while ``conn`` follows INBOX
+        # (flag_scan.SideConnection).
+        self.side = side
+        self._side_syncer: Syncer | None = None
         # Without mod-sequences: who scans flags in the background, and how often. None
         # scans every folder in full on every sync (exact, and dear).
         self.flag_scans = flag_scans
@@ -202,7 +207,7 @@ class Syncer:
         records.sort(key=lambda record: record.name == KEPT_OPEN)
         for record in records:
             if self.needs_sync(record):
-                self.sync_folder(record, report)
+                self._syncer_for(record).sync_folder(record, report)
                 report.folders_synced.append(record.name)
         if self.flag_scans is not None and not self.modseq:
             due = self.flag_scans.due(records, self.flag_scan_interval)
@@ -344,6 +349,21 @@ class Syncer:
         if record.status.modseq is None:
             return True  # without mod-sequences a flag change shows in no STATUS item
         return record.status != record.synced
+
+    def _syncer_for(self, record: MailboxRecord) -> Syncer:
+        """This syncer, or for a folder other than INBOX while this connection follows
+        INBOX, one on the side connection (sharing the orphans)."""
+        view = self.conn.view
+        follows_inbox = view is not None and view.name == KEPT_OPEN and view.based
+        if self.side is None or self.modseq or record.name == KEPT_OPEN or not follows_inbox:
+            return self
+        if self._side_syncer is None:
+            self._side_syncer = Syncer(
+                self.cache, self.side(), self.flag_scans, self.flag_scan_interval,
+                self.flags_written,
+            )  # fmt: skip
+            self._side_syncer.orphans = self.orphans
+        return self._side_syncer
 
     def _plan(self, record: MailboxRecord) -> Plan:
         if self.flag_scans is None:

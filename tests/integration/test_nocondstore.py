@@ -169,14 +169,19 @@ def test_after_a_dropped_connection_one_full_scan_keeps_it_exact(
 def test_a_folder_not_kept_open(
     recorded: tuple[BridgeServer, RecordingPool], nocondstore: Dovecot
 ) -> None:
-    other, jmap = _with_mail(recorded[0], nocondstore, "nc3", "Side", "s0", "s1", "s2")
+    server, pool = recorded
+    other, jmap = _with_mail(server, nocondstore, "nc3", "Side", "s0", "s1", "s2")
     state = _state(jmap)
     # New mail and an expunge: at once, from STATUS.
     _append(other, "Side", "s3")
     other.delete_messages([_uid(other, "Side", "s0")])
     other.expunge()
+    start = len(pool.commands())
     counts, state = _changes(jmap, state)
     assert counts == [1, 0, 1]
+    # Side is opened on a connection of its own: the pooled one keeps INBOX open, and
+    # does not scan it again.
+    assert pool.commands()[start:].count("EXAMINE") == 1
     # \Seen moves UNSEEN in STATUS: at once too.
     other.add_flags([_uid(other, "Side", "s1")], [b"\\Seen"])
     counts, state = _changes(jmap, state)
