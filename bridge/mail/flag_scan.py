@@ -114,7 +114,10 @@ class SideConnection:
 
     def get(self, pool: ConnectionPool, username: str, password: str) -> ImapConnection:
         conn = self._conn
-        if conn is not None and (conn.broken or time.monotonic() - self._used > SIDE_IDLE):
+        # A NOOP first: Dovecot ends a session whose open folder another session deleted
+        # or renamed, and says so only when the next command comes.
+        stale = conn is not None and time.monotonic() - self._used > SIDE_IDLE
+        if conn is not None and (stale or not conn.is_alive(probe=True)):
             conn.close()
             conn = self._conn = None
         if conn is None:
