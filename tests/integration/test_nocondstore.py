@@ -226,3 +226,22 @@ def test_an_idle_stream_hears_of_a_flag_outside_inbox_within_the_interval(
     assert _seen_by_bridge(jmap, "Far") == _truth(other, "Far")
     other.logout()
     jmap.close()
+
+
+def test_a_folder_deleted_under_the_side_connection(
+    recorded: tuple[BridgeServer, RecordingPool], nocondstore: Dovecot
+) -> None:
+    server, _ = recorded
+    other, jmap = _with_mail(server, nocondstore, "nc5", "Gone", "g0")
+    state = _state(jmap)
+    _append(other, "Gone", "g1")  # synced on the side connection, which keeps Gone open
+    counts, state = _changes(jmap, state)
+    assert counts == [1, 0, 0]
+    other.delete_folder("Gone")  # Dovecot ends the side session at its next command
+    _append(other, "INBOX", "i0")
+    counts, state = _changes(jmap, state)
+    assert counts == [1, 0, 2]
+    assert "Gone" not in jmap.mailboxes()
+    assert _seen_by_bridge(jmap, "INBOX") == _truth(other, "INBOX")
+    other.logout()
+    jmap.close()
