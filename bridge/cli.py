@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-event-streams-per-user", dest="max_event_streams_per_user", type=int)
     add("--max-upload-storage-per-user", dest="max_upload_storage_per_user", type=int,
         help="octets of uploads a user may keep (oldest deleted first beyond it)")  # fmt: skip
+    add("--flag-scan-interval", dest="flag_scan_interval", type=float,
+        help="seconds a flag change outside INBOX may lag on servers without CONDSTORE "
+        "(default 60)")  # fmt: skip
     demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")
     _add_server_flags(demo)
     doctor = commands.add_parser(

@@ -93,6 +93,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # The longest header field value an Email/set create may write (octets, before
     # folding): longer is invalidProperties.
     max_header_length: int = 16_384
+    # Without CONDSTORE upstream, flag changes in folders other than INBOX (INBOX is
+    # followed exactly while kept open) are found by full scans that run in the background
+    # once a folder's last one is this many seconds old: the most such a change may lag.
+    # New mail, expunges and \Seen changes that STATUS shows are read at once.
+    flag_scan_interval: float = 60.0
 
     @property
     def imap_port(self) -> int:
@@ -155,6 +160,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError("timeouts must be positive")
         if self.blob_chunk_size < 4096:
             raise ConfigError("blob_chunk_size must be at least 4096 octets")
+        if self.flag_scan_interval <= 0:
+            raise ConfigError("flag scan interval must be positive")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"unknown log level {self.log_level!r}")
         if self.mail_domain is not None and not is_mailbox(f"user@{self.mail_domain}"):

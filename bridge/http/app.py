@@ -68,7 +68,7 @@ class Bridge:
         self._slots: dict[str, asyncio.Semaphore] = {}
         self.tokens = TokenStore()
         self.event_streams = UserSlots()
-        self.watchers = Watchers(self.pool)
+        self.watchers = Watchers(self.pool, settings)
         self.hub = StateHub(self.watchers)
         self.webpush = WebPush(self.hub, settings.push_allow_private)
         capabilities = {CORE, WEBSOCKET, *session_capabilities(self.features)}

@@ -21,6 +21,7 @@ import msgspec
 
 from bridge.imap import quoting
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge.imap.flagview import FolderView
 from bridge.imap.models import (
     FetchResult,
     MailboxListing,
@@ -105,6 +106,9 @@ class ImapConnection:
         self.object_ids = session.object_ids
         self.selected: str | None = None
         self._selected_readonly = True
+        # What this session has been told about the selected folder since it opened it.
+        self.view: FolderView | None = None
+        self._wire.observer = self._observe
         self._status_guid = True  # cleared when the server answers BAD to its guid item
         # Folder ids asked for alone (ObjectIds.status_item_alone), by name and UIDVALIDITY:
         # a folder keeps its id for good, a renamed or re-created one is asked again.
@@ -407,9 +411,11 @@ class ImapConnection:
             command += b" (CONDSTORE)"  # no ENABLE on this server: switch it on per SELECT
         # A SELECT, even a failed one, leaves the previous mailbox (RFC 3501 §6.3.1).
         self.selected = None
+        self.view = None
         reply = self._wire.run(command).check()
         result = select_result(name, reply, readonly)
         self.selected = name
+        self.view = FolderView(name, result.uidvalidity, result.exists)
         self._selected_readonly = result.readonly
         if not self.modseq and result.highestmodseq is not None:
             result = msgspec.structs.replace(result, highestmodseq=None)
@@ -634,8 +640,13 @@ class ImapConnection:
         else:
             return
         self.selected = None
+        self.view = None
 
     # -- session ----------------------------------------------------------------------------
+
+    def _observe(self, responses: Sequence[Untagged]) -> None:
+        if self.view is not None:
+            self.view.observe(responses)
 
     @_guarded
     def noop(self) -> None:

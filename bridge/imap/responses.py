@@ -342,6 +342,20 @@ def fetch_items(response: Untagged) -> tuple[int, dict[str, Any]] | None:
     return (uid, items) if isinstance(uid, int) else None
 
 
+def fetch_uid_and_flags(response: Untagged) -> tuple[int | None, tuple[str, ...] | None]:
+    """UID and FLAGS of any FETCH response, asked for or not; either may be absent."""
+    try:
+        items = parse_fetch_items(response.data)
+    except (ValueError, UnicodeDecodeError):
+        items = _fetch_items_slowly(response)
+    uid = items.get("UID")
+    flags = items.get("FLAGS")
+    return (
+        uid if isinstance(uid, int) else None,
+        None if flags is None else tuple(_text(flag) for flag in flags),
+    )
+
+
 def _fetch_items_slowly(response: Untagged) -> dict[str, Any]:
     head = response.data[0] if response.data else b""
     number = b"%d " % (response.number or 0)

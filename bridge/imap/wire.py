@@ -176,6 +176,9 @@ class Wire:
         self.bye: str | None = None
         self.command_count = 0
         self.commands: deque[str] = deque(maxlen=COMMAND_LOG_SIZE)
+        # Sees every completed command's untagged responses, in order: what the server says
+        # unasked (another session's flag change, say) comes with whatever command ran.
+        self.observer: Callable[[Sequence[Untagged]], None] | None = None
 
     # -- commands -------------------------------------------------------------------------
 
@@ -285,10 +288,16 @@ class Wire:
                     untagged[waiting[0]].append(payload)
 
         self._guard(" ".join(dict.fromkeys(names)), exchange)
+        for tag in tags:
+            self._observe(untagged[tag])
         return [
             Reply(name, *done[tag], tuple(untagged[tag]))
             for name, tag in zip(names, tags, strict=True)
         ]
+
+    def _observe(self, untagged: Sequence[Untagged]) -> None:
+        if self.observer is not None:
+            self.observer(untagged)
 
     def _next_tag(self, name: str) -> bytes:
         if self.broken:
@@ -316,6 +325,7 @@ class Wire:
         untagged: list[Untagged] = []
         result: list[Done] = []
         self._guard(name, lambda: result.append(exchange(tag, untagged)))
+        self._observe(untagged)
         status, code, code_args, text = result[0]
         return Reply(name, status, code, code_args, text, tuple(untagged))
 

@@ -308,6 +308,7 @@ class EmailSetter:
             uid_set = format_sequence_set(uids)
             imap.store_flags(uid_set, add, add=True)
             self.changed_upstream = True
+            self.account.flags_written.setdefault(names[mailbox_id], set()).update(uids)
             imap.store_flags(uid_set, remove, add=False)
 
     def _file(
