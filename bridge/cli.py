@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-event-streams-per-user", dest="max_event_streams_per_user", type=int)
     add("--max-upload-storage-per-user", dest="max_upload_storage_per_user", type=int,
         help="octets of uploads a user may keep (oldest deleted first beyond it)")  # fmt: skip
+    add("--token-lifetime", dest="token_lifetime", type=float,
+        help="seconds a token from POST /jmap/token is good for (3600)")  # fmt: skip
+    add("--oauth-introspection-url", dest="oauth_introspection_url",
+        help="pass-through OAuth: RFC 7662 endpoint that names a Bearer token's login")  # fmt: skip
+    add("--oauth-jwks-url", dest="oauth_jwks_url",
+        help="pass-through OAuth: JWK Set that signs Bearer tokens that are JWTs")  # fmt: skip
     demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")
     _add_server_flags(demo)
     return parser

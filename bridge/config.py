@@ -75,6 +75,27 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_event_streams_per_user: int = 10
     # Octets of uploaded blobs a user may keep stored at once; more answer 413.
     max_upload_storage_per_user: int = 1 << 30
+    # -- Bearer tokens and OAuth 2.0 (issue 12) --
+    # Seconds a token from POST /jmap/token is good for (as Authorization: Bearer, or
+    # ?access_token= for EventSource and WebSocket). Tokens live in memory only: a restart
+    # ends them all.
+    token_lifetime: float = 3600.0
+    # Pass-through OAuth (bridge.http.bearer): any other Bearer token is the mail provider's
+    # access token, sent upstream as SASL OAUTHBEARER or XOAUTH2. Its login comes from RFC
+    # 7662 introspection at this URL (client credentials by HTTP Basic when set)...
+    oauth_introspection_url: str | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = None
+    # ...or from the token itself, a JWT signed by a key of this JWK Set, whose issuer and
+    # audience must be these when set.
+    oauth_jwks_url: str | None = None
+    oauth_issuer: str | None = None
+    oauth_audience: str | None = None
+    # The introspection member or JWT claim holding the login; by default "username" from
+    # introspection, "email" from a JWT.
+    oauth_username_claim: str | None = None
+    # Seconds a token found valid is trusted before it is checked again (never past its expiry).
+    oauth_cache_ttl: float = 300.0
 
     @property
     def imap_port(self) -> int:
@@ -123,6 +144,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError(f"unknown log level {self.log_level!r}")
         if self.mail_domain is not None and not is_mailbox(f"user@{self.mail_domain}"):
             raise ConfigError(f"mail domain {self.mail_domain!r} is not a domain")
+        if self.token_lifetime <= 0 or self.oauth_cache_ttl < 0:
+            raise ConfigError("token_lifetime must be positive, oauth_cache_ttl not negative")
         if self.pool_idle_timeout <= 0 or self.max_event_streams_per_user < 1:
             raise ConfigError("pool_idle_timeout and max_event_streams_per_user must be positive")
         return self

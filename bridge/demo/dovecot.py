@@ -80,6 +80,10 @@ class Dovecot:
     # Where Sieve's own messages (vacation replies, redirects) go at delivery: an SMTP
     # server on 127.0.0.1:sieve_smtp_port; None leaves Dovecot's default (sendmail).
     sieve_smtp_port: int | None = None
+    # OAuth 2.0 logins (SASL XOAUTH2 and OAUTHBEARER, for IMAP, submission and ManageSieve)
+    # beside the passwords: Dovecot's oauth2 passdb asks this URL about each token, with
+    # GET and "Authorization: Bearer <token>", and takes {"active": true, "username": ...}.
+    oauth_introspection_url: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -233,7 +237,7 @@ protocols = {" ".join(self._protocols)}
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth_introspection_url else ""}
 # Failed logins answer at once, and earn no penalty for the address: the tests exercise
 # bridge's own throttling, and all of them come from 127.0.0.1.
 auth_failure_delay = 0
@@ -278,6 +282,7 @@ service anvil {{
 service imap-login {{
   chroot =
 }}
+{self._oauth_config()}
 passdb {{
   driver = passwd-file
   args = {base}/passwd
@@ -293,6 +298,28 @@ namespace inbox {{
 }}
 {self._submission_config()}
 {self._sieve_config()}
+"""
+
+    def _oauth_config(self) -> str:
+        """The oauth2 passdb, for the OAuth mechanisms only: passwords still go to the
+        passwd-file passdb after it."""
+        if self.oauth_introspection_url is None:
+            return ""
+        assert self.base_dir is not None
+        args = self.base_dir / "oauth2.conf"
+        args.write_text(
+            "introspection_mode = auth\n"
+            f"introspection_url = {self.oauth_introspection_url}\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+        )
+        return f"""\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {args}
+}}
 """
 
     @property

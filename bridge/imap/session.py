@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 from imapclient import IMAPClient
 
-from bridge.endpoint import Endpoint, sasl_plain
+from bridge.endpoint import (
+    AccessToken,
+    Endpoint,
+    oauth_error_answer,
+    oauth_mechanism,
+    sasl_oauth,
+    sasl_plain,
+)
 from bridge.imap import quoting
 from bridge.imap.errors import AuthFailed, UpstreamUnavailable
 from bridge.imap.responses import ObjectIds, parse_capabilities, parse_id
@@ -157,12 +164,14 @@ def _starttls(session: Session, config: UpstreamConfig) -> None:
 
 def _login(session: Session, username: str, password: str) -> None:
     try:
-        if "LOGINDISABLED" in session.capabilities:
+        if isinstance(password, AccessToken):
+            reply = _authenticate_oauth(session, username, password)
+        elif "LOGINDISABLED" in session.capabilities:
             reply = _authenticate_plain(session, username, password)
         else:
             login = b"LOGIN " + quoting.astring(username) + b" " + quoting.astring(password)
             reply = session.wire.run(login)
-    except ValueError as exc:  # NUL in a credential: no server could accept it
+    except ValueError as exc:  # NUL (or, in a token, any control) character: refused anyway
         raise AuthFailed() from exc
     if reply.status != "OK":
         if reply.code in _UNAVAILABLE_CODES:
@@ -181,6 +190,21 @@ def _authenticate_plain(session: Session, username: str, password: str) -> Reply
     answers = iter([token])
     # A second challenge means the server wants something PLAIN cannot give: cancel.
     return session.wire.run(b"AUTHENTICATE PLAIN", responder=lambda _: next(answers, b"*"))
+
+
+def _authenticate_oauth(session: Session, username: str, token: AccessToken) -> Reply:
+    offered = [c.removeprefix("AUTH=") for c in session.capabilities if c.startswith("AUTH=")]
+    mechanism = oauth_mechanism(offered)
+    if mechanism is None:
+        raise UpstreamUnavailable("upstream offers neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2")
+    initial = sasl_oauth(mechanism, username, token, session.client.host, session.client.port)
+    # A refused token comes back as a challenge holding the error: answered, the server says NO.
+    answer = oauth_error_answer(mechanism)
+    command = b"AUTHENTICATE " + mechanism.encode("ascii")
+    if "SASL-IR" in session.capabilities:
+        return session.wire.run(command + b" " + initial, responder=lambda _: answer)
+    answers = iter([initial])
+    return session.wire.run(command, responder=lambda _: next(answers, answer))
 
 
 def _take_capabilities(session: Session, reply: Reply) -> None:

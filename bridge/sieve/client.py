@@ -1,7 +1,8 @@
 """A synchronous ManageSieve client (RFC 5804): one logged-in session per use.
 
 ``ManageSieve.open`` connects (implicit TLS, STARTTLS or plain, as configured), reads the
-capabilities, and authenticates with SASL PLAIN as the user. Each command is one method;
+capabilities, and authenticates with SASL PLAIN as the user (OAUTHBEARER or XOAUTH2 with
+an OAuth access token). Each command is one method;
 a NO raises ``SieveCommandFailed`` with the response code (``QUOTA/MAXSIZE``,
 ``NONEXISTENT``, ``ACTIVE``, ...); anything that leaves the session unusable (timeout,
 BYE, an unreadable response) closes it and raises ``SieveUnavailable``. Every argument
@@ -18,7 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 
-from bridge.endpoint import Endpoint, sasl_plain
+from bridge.endpoint import (
+    AccessToken,
+    Endpoint,
+    oauth_error_answer,
+    oauth_mechanism,
+    sasl_oauth,
+    sasl_plain,
+)
 from bridge.sieve import protocol
 from bridge.sieve.errors import SieveAuthFailed, SieveCommandFailed, SieveUnavailable
 from bridge.sieve.protocol import Atom, ProtocolError, Response
@@ -134,16 +142,32 @@ class ManageSieve:
 
     def _authenticate(self, username: str, password: str) -> None:
         mechanisms = self.capabilities.get("SASL", "").upper().split()
-        if "PLAIN" not in mechanisms:
+        if isinstance(password, AccessToken):
+            mechanism = oauth_mechanism(mechanisms)
+            if mechanism is None:
+                raise SieveUnavailable("ManageSieve server offers neither OAUTHBEARER nor XOAUTH2")
+            # A refused token comes back as a challenge holding the error: answered, the
+            # server says NO.
+            answer = protocol.string(oauth_error_answer(mechanism)) + b"\r\n"
+        elif "PLAIN" in mechanisms:
+            mechanism = "PLAIN"
+            # A challenge after an initial response: PLAIN has nothing more to say (§2.1).
+            answer = b'"*"\r\n'
+        else:
             raise SieveUnavailable("ManageSieve server offers no SASL PLAIN")
-        if "\0" in username + password:  # it would split the PLAIN message elsewhere
+        if "\0" in username + password:  # it would split the SASL message elsewhere
             raise SieveAuthFailed()
         try:
-            token = sasl_plain(username, password)
+            if mechanism == "PLAIN":
+                initial = sasl_plain(username, password)
+            else:
+                initial = sasl_oauth(
+                    mechanism, username, password, self._config.host, self._config.port
+                )
             line = protocol.command(
-                "AUTHENTICATE", protocol.string("PLAIN"), protocol.string(token)
+                "AUTHENTICATE", protocol.string(mechanism), protocol.string(initial)
             )
-        except UnicodeError as exc:  # a lone surrogate: no server could take it
+        except ValueError as exc:  # a lone surrogate or a control character in a token
             raise SieveAuthFailed() from exc
         self._send("AUTHENTICATE", line)
         while True:
@@ -151,8 +175,7 @@ class ManageSieve:
             response = protocol.status_of(tokens)
             if response is not None:
                 break
-            # A challenge after an initial response: PLAIN has nothing more to say (§2.1).
-            self._send("AUTHENTICATE", b'"*"\r\n')
+            self._send("AUTHENTICATE", answer)
         if response.status == "BYE":
             self._fail(f"ManageSieve server said BYE to AUTHENTICATE ({response.code})")
         if response.status != "OK":

@@ -20,7 +20,14 @@ import smtplib
 from dataclasses import dataclass
 from typing import Literal
 
-from bridge.endpoint import Endpoint, sasl_plain
+from bridge.endpoint import (
+    AccessToken,
+    Endpoint,
+    oauth_error_answer,
+    oauth_mechanism,
+    sasl_oauth,
+    sasl_plain,
+)
 
 Stage = Literal["auth", "mail", "rcpt", "data"]
 
@@ -161,7 +168,9 @@ class _Session:
 
     def authenticate(self, username: str, password: str) -> None:
         mechanisms = self.smtp.esmtp_features.get("auth", "").upper().split()
-        if "PLAIN" in mechanisms:
+        if isinstance(password, AccessToken):
+            reply = self._authenticate_oauth(mechanisms, username, password)
+        elif "PLAIN" in mechanisms:
             token = sasl_plain(username, password).decode("ascii")
             reply = self._command("AUTH", f"PLAIN {token}")
         elif "LOGIN" in mechanisms:
@@ -175,6 +184,23 @@ class _Session:
             if not reply.permanent:
                 raise SmtpUnavailable(f"login temporarily refused: {reply}")
             raise SmtpRefused("auth", reply)
+
+    def _authenticate_oauth(self, mechanisms: list[str], username: str, token: str) -> Reply:
+        mechanism = oauth_mechanism(mechanisms)
+        if mechanism is None:
+            raise SmtpRefused("auth", None, "the submission server offers no OAuth login")
+        try:
+            initial = sasl_oauth(
+                mechanism, username, token, self.endpoint.host, self.endpoint.port
+            ).decode("ascii")
+        except ValueError:  # a control character: no server would take the token
+            return Reply(535, "5.7.8 invalid token")
+        reply = self._command("AUTH", f"{mechanism} {initial}")
+        if reply.code == 334:
+            # A refused token comes back as a challenge holding the error (RFC 7628 §3.2.2):
+            # answered, the server gives its final refusal.
+            reply = self._command(oauth_error_answer(mechanism).decode("ascii"))
+        return reply
 
     def send(self, mail_from: str, rcpt_to: list[str], message: bytes) -> Sent:
         options = self._mail_options(mail_from, rcpt_to, message)
