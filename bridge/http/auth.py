@@ -155,6 +155,10 @@ class Authenticator:
         issued = self.tokens.redeem(token) if self.tokens is not None else None
         if issued is not None:
             return await self._issued(token, issued)
+        access = AccessToken(token)
+        known = self.oauth.cached(token) if self.oauth is not None else None
+        if known is not None and self.pool.trusts(self.login_case.normalize(known), access):
+            return Credentials(self.login_case.normalize(known), access)
         wait = self.by_address.retry_after(address)
         if wait > 0:
             return _too_many(wait)
@@ -171,10 +175,7 @@ class Authenticator:
             log.info("invalid OAuth token from %s", address)
             self.by_address.fail(address)
             return invalid_token()
-        access = AccessToken(token)
         login = self.login_case.normalize(username)
-        if self.pool.trusts(login, access):
-            return Credentials(login, access)
         try:
             login = await run_in_threadpool(self.login_case.verify, self.pool, login, access)
         except AuthFailed:

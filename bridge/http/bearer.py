@@ -106,6 +106,10 @@ class OAuthIdentity:
             return cls(settings)
         return None
 
+    def cached(self, token: str) -> str | None:
+        """The login of a token found valid lately, without asking anyone."""
+        return self.cache.get(token)
+
     async def username(self, token: str) -> str | None:
         cached = self.cache.get(token)
         if cached is not None:
