@@ -39,12 +39,12 @@ class IntrospectionServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 owner.asked_by_upstream.append(token)
                 self._reply(owner.answer(token, upstream=True))
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 form = urllib.parse.parse_qs(self.rfile.read(length).decode())
                 token = form.get("token", [""])[0]
