@@ -84,6 +84,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # access token, sent upstream as SASL OAUTHBEARER or XOAUTH2. Its login comes from RFC
     # 7662 introspection at this URL (client credentials by HTTP Basic when set)...
     oauth_introspection_url: str | None = None
+    # "rfc7662" (POST token=...), or "userinfo": the URL is an OpenID Connect UserInfo
+    # endpoint, asked with the token as Bearer (Google's works so).
+    oauth_introspection_mode: Literal["rfc7662", "userinfo"] = "rfc7662"
     oauth_client_id: str | None = None
     oauth_client_secret: str | None = None
     # ...or from the token itself, a JWT signed by a key of this JWK Set, whose issuer and
@@ -92,7 +95,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     oauth_issuer: str | None = None
     oauth_audience: str | None = None
     # The introspection member or JWT claim holding the login; by default "username" from
-    # introspection, "email" from a JWT.
+    # RFC 7662 introspection, "email" from UserInfo or a JWT.
     oauth_username_claim: str | None = None
     # Seconds a token found valid is trusted before it is checked again (never past its expiry).
     oauth_cache_ttl: float = 300.0

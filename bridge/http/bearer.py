@@ -8,6 +8,10 @@ token, one of two ways (settings):
 - ``oauth_introspection_url``: RFC 7662 token introspection, a POST of ``token=...``
   (with HTTP Basic ``oauth_client_id``/``oauth_client_secret`` when set); the token is
   valid when the answer says ``"active": true``, and the login is its ``username`` member.
+  With ``oauth_introspection_mode = "userinfo"`` the URL is an OpenID Connect UserInfo
+  endpoint instead (Google's, say): a GET with the token as Bearer, valid when answered
+  2xx (and not ``"active": false``), the login its ``email`` member. Dovecot's oauth2
+  passdb calls this ``introspection_mode = auth``.
 - ``oauth_jwks_url``: the token is a JWT, signed by a key of that JWK Set and checked
   for expiry, and for ``oauth_issuer`` and ``oauth_audience`` when set; the login is its
   ``email`` claim.
@@ -117,6 +121,9 @@ class OAuthIdentity:
         if self._jwks is not None:
             claims = await run_in_threadpool(self._decode_jwt, token)
             username_claim = self.settings.oauth_username_claim or "email"
+        elif self.settings.oauth_introspection_mode == "userinfo":
+            claims = await self._userinfo(token)
+            username_claim = self.settings.oauth_username_claim or "email"
         else:
             claims = await self._introspect(token)
             username_claim = self.settings.oauth_username_claim or "username"
@@ -151,6 +158,24 @@ class OAuthIdentity:
             raise IdentityUnavailable(f"token introspection failed: {type(exc).__name__}") from exc
         # RFC 7662 §2.2: anything but "active": true is an invalid token.
         if not isinstance(answer, dict) or answer.get("active") is not True:
+            return None
+        return answer
+
+    async def _userinfo(self, token: str) -> dict[str, Any] | None:
+        url = self.settings.oauth_introspection_url
+        assert url is not None
+        try:
+            async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+                response = await client.get(
+                    url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+                )
+            if response.status_code in (401, 403):  # RFC 6750 §3.1: the token is no good
+                return None
+            response.raise_for_status()
+            answer = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise IdentityUnavailable(f"userinfo request failed: {type(exc).__name__}") from exc
+        if not isinstance(answer, dict) or answer.get("active") is False:
             return None
         return answer
 

@@ -344,3 +344,18 @@ def test_without_oauth_set_up_only_issued_tokens_pass(
         issued = httpx.post(f"{server.url}/jmap/token", auth=(login, USERS[login])).json()
         accepted = httpx.get(f"{server.url}/jmap/session", headers=bearer(issued["token"]))
         assert accepted.status_code == 200
+
+
+def test_userinfo_mode_asks_with_the_token_itself(
+    dovecot: Dovecot, authority: IntrospectionServer, login: str, token: str, tmp_path: Path
+) -> None:
+    """The OpenID Connect UserInfo way (Google's): a GET with the token as Bearer."""
+    with _bridge(
+        dovecot, tmp_path, oauth_introspection_url=authority.url,
+        oauth_introspection_mode="userinfo", oauth_username_claim="username",
+    ) as server:  # fmt: skip
+        accepted = httpx.get(f"{server.url}/jmap/session", headers=bearer(token))
+        refused = httpx.get(f"{server.url}/jmap/session", headers=bearer("unknown-token"))
+    assert accepted.status_code == 200 and accepted.json()["username"] == login
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == INVALID
+    assert token not in authority.asked_by_bridge  # asked by GET, as the upstream asks
