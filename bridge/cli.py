@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve JMAP in front of an IMAP server")
     _add_server_flags(serve)
     add = serve.add_argument
+    add("--provider", dest="provider", choices=["gmail", "fastmail", "outlook", "icloud", "yahoo"],
+        help="fill hosts, ports and TLS for this provider (explicit settings win)")  # fmt: skip
     add("--upstream-host", dest="upstream_host")
     add("--upstream-port", dest="upstream_port", type=int)
     add("--upstream-tls", dest="upstream_tls", choices=["implicit", "starttls", "plain"])

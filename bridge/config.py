@@ -16,6 +16,7 @@ import msgspec
 
 from bridge.endpoint import Endpoint, TlsMode
 from bridge.mime.envelope import is_mailbox
+from bridge.providers import Provider, with_preset
 
 
 class ConfigError(Exception):
@@ -26,6 +27,9 @@ LoginCaseMode = Literal["auto", "insensitive", "sensitive"]
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # A mail provider whose hosts, ports and TLS fill the settings not given explicitly
+    # (bridge.providers): gmail, fastmail, outlook, icloud or yahoo.
+    provider: Provider | None = None
     upstream_host: str = "127.0.0.1"
     upstream_port: int | None = None
     upstream_tls: TlsMode = "implicit"
@@ -187,6 +191,10 @@ def load_settings(
             raise ConfigError(f"cannot read {config_file}: {exc}") from exc
     merged.update(_from_env(environ))
     merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    try:
+        merged = with_preset(merged)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     try:
         # strict=False turns the environment's strings into ints, floats and booleans.
         settings = msgspec.convert(merged, Settings, strict=False)

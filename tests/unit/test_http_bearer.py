@@ -1,5 +1,5 @@
-"""OAuth pieces without a mail server: the SASL messages, the token caches, and JWTs
-checked against a JWK Set served on loopback."""
+"""OAuth pieces without a mail server: the SASL messages, the token caches, JWTs checked
+against a JWK Set served on loopback, and the provider presets."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bridge.config import Settings
+from bridge.config import ConfigError, Settings, load_settings
 from bridge.endpoint import AccessToken, oauth_error_answer, oauth_mechanism, sasl_oauth
 from bridge.http.auth import Credentials, bearer_token
 from bridge.http.bearer import OAuthIdentity, TokenCache
@@ -180,3 +181,28 @@ def test_jwt_tokens(signing_key: rsa.RSAPrivateKey, jwks_url: str) -> None:
         Settings(oauth_jwks_url=jwks_url, oauth_username_claim="preferred_username")
     )
     assert asyncio.run(by_claim.username(good)) == "alice"
+
+
+# -- provider presets --------------------------------------------------------------------
+
+
+def test_a_provider_fills_what_is_not_given() -> None:
+    gmail = load_settings({"provider": "gmail"}, environ={})
+    assert (gmail.imap_endpoint.host, gmail.imap_endpoint.port) == ("imap.gmail.com", 993)
+    assert gmail.imap_endpoint.tls == "implicit"
+    assert gmail.smtp_endpoint is not None
+    assert (gmail.smtp_endpoint.host, gmail.smtp_endpoint.port) == ("smtp.gmail.com", 465)
+    assert gmail.smtp_endpoint.tls == "implicit" and gmail.upstream_quota is True
+    outlook = load_settings(
+        {"submission_port": 2525}, environ={"BRIDGE_PROVIDER": "Outlook",
+                                            "BRIDGE_UPSTREAM_HOST": "imap.example.org"},
+    )  # fmt: skip
+    assert outlook.imap_endpoint.host == "imap.example.org"  # explicit wins
+    assert outlook.smtp_endpoint is not None
+    assert (outlook.smtp_endpoint.host, outlook.smtp_endpoint.port) == ("smtp.office365.com", 2525)
+    assert outlook.smtp_endpoint.tls == "starttls"
+    with pytest.raises(ConfigError, match="unknown provider"):
+        load_settings({"provider": "aol"}, environ={})
+    examples = Path(__file__).parents[2] / "examples"
+    for name in ("gmail", "fastmail", "bridge"):
+        load_settings(environ={}, config_file=examples / f"{name}.toml")
