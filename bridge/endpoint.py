@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import ssl
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 TlsMode = Literal["implicit", "starttls", "plain"]
@@ -51,16 +51,34 @@ class AccessToken(str):
 OAUTH_MECHANISMS = ("OAUTHBEARER", "XOAUTH2")
 
 
-def oauth_mechanism(offered: Iterable[str]) -> str | None:
-    """The SASL mechanism to present an access token with, of those a server offers."""
+@dataclass(frozen=True)
+class OAuthLogin:
+    """How to present an access token to one server, as IMAP, SMTP and ManageSieve do."""
+
+    mechanism: str
+    initial: bytes = field(repr=False)  # the base64 initial response
+    # What the client sends (base64) when the server answers the initial response with an
+    # error challenge (a JSON status) instead of a result: the server then fails the
+    # exchange. OAUTHBEARER wants a lone %x01 (RFC 7628 §3.2.3), XOAUTH2 an empty line.
+    error_answer: bytes
+
+
+def oauth_login(
+    offered: Iterable[str], username: str, token: str, host: str, port: int
+) -> OAuthLogin | None:
+    """The login with ``token`` by the best mechanism of those offered; None if the server
+    offers neither. ValueError for a credential that would break the message apart (a
+    control character), UnicodeEncodeError for a lone surrogate."""
     names = {name.upper() for name in offered}
-    return next((name for name in OAUTH_MECHANISMS if name in names), None)
+    mechanism = next((name for name in OAUTH_MECHANISMS if name in names), None)
+    if mechanism is None:
+        return None
+    answer = base64.b64encode(b"\x01") if mechanism == "OAUTHBEARER" else b""
+    return OAuthLogin(mechanism, sasl_oauth(mechanism, username, token, host, port), answer)
 
 
 def sasl_oauth(mechanism: str, username: str, token: str, host: str, port: int) -> bytes:
-    """The base64 initial response of OAUTHBEARER (RFC 7628 §3.1) or XOAUTH2 that IMAP,
-    SMTP and ManageSieve log in with; ValueError for a credential that would break the
-    message apart (a control character), UnicodeEncodeError for a lone surrogate."""
+    """The base64 initial response of OAUTHBEARER (RFC 7628 §3.1) or XOAUTH2."""
     if any(ord(ch) < 0x20 or ch == "\x7f" for ch in username + token):
         raise ValueError("control character in an OAuth credential")
     bearer = f"auth=Bearer {token}\x01\x01"
@@ -73,10 +91,3 @@ def sasl_oauth(mechanism: str, username: str, token: str, host: str, port: int) 
     else:
         raise ValueError(f"not an OAuth SASL mechanism: {mechanism}")
     return base64.b64encode(message.encode())
-
-
-def oauth_error_answer(mechanism: str) -> bytes:
-    """What the client sends (base64) when a server answers an OAuth initial response with
-    an error challenge (a JSON status) instead of a result: the server then fails the
-    exchange. OAUTHBEARER wants a lone %x01 (RFC 7628 §3.2.3), XOAUTH2 an empty line."""
-    return base64.b64encode(b"\x01") if mechanism == "OAUTHBEARER" else b""

@@ -17,14 +17,7 @@ from dataclasses import dataclass
 
 from imapclient import IMAPClient
 
-from bridge.endpoint import (
-    AccessToken,
-    Endpoint,
-    oauth_error_answer,
-    oauth_mechanism,
-    sasl_oauth,
-    sasl_plain,
-)
+from bridge.endpoint import AccessToken, Endpoint, oauth_login, sasl_plain
 from bridge.imap import quoting
 from bridge.imap.errors import AuthFailed, UpstreamUnavailable
 from bridge.imap.responses import ObjectIds, parse_capabilities, parse_id
@@ -194,17 +187,16 @@ def _authenticate_plain(session: Session, username: str, password: str) -> Reply
 
 def _authenticate_oauth(session: Session, username: str, token: AccessToken) -> Reply:
     offered = [c.removeprefix("AUTH=") for c in session.capabilities if c.startswith("AUTH=")]
-    mechanism = oauth_mechanism(offered)
-    if mechanism is None:
+    login = oauth_login(offered, username, token, session.client.host, session.client.port)
+    if login is None:
         raise UpstreamUnavailable("upstream offers neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2")
-    initial = sasl_oauth(mechanism, username, token, session.client.host, session.client.port)
     # A refused token comes back as a challenge holding the error: answered, the server says NO.
-    answer = oauth_error_answer(mechanism)
-    command = b"AUTHENTICATE " + mechanism.encode("ascii")
+    command = b"AUTHENTICATE " + login.mechanism.encode("ascii")
     if "SASL-IR" in session.capabilities:
-        return session.wire.run(command + b" " + initial, responder=lambda _: answer)
-    answers = iter([initial])
-    return session.wire.run(command, responder=lambda _: next(answers, answer))
+        return session.wire.run(command + b" " + login.initial,
+                                responder=lambda _: login.error_answer)  # fmt: skip
+    answers = iter([login.initial])
+    return session.wire.run(command, responder=lambda _: next(answers, login.error_answer))
 
 
 def _take_capabilities(session: Session, reply: Reply) -> None:

@@ -19,14 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 
-from bridge.endpoint import (
-    AccessToken,
-    Endpoint,
-    oauth_error_answer,
-    oauth_mechanism,
-    sasl_oauth,
-    sasl_plain,
-)
+from bridge.endpoint import AccessToken, Endpoint, oauth_login, sasl_plain
 from bridge.sieve import protocol
 from bridge.sieve.errors import SieveAuthFailed, SieveCommandFailed, SieveUnavailable
 from bridge.sieve.protocol import Atom, ProtocolError, Response
@@ -142,28 +135,24 @@ class ManageSieve:
 
     def _authenticate(self, username: str, password: str) -> None:
         mechanisms = self.capabilities.get("SASL", "").upper().split()
-        if isinstance(password, AccessToken):
-            mechanism = oauth_mechanism(mechanisms)
-            if mechanism is None:
-                raise SieveUnavailable("ManageSieve server offers neither OAUTHBEARER nor XOAUTH2")
-            # A refused token comes back as a challenge holding the error: answered, the
-            # server says NO.
-            answer = protocol.string(oauth_error_answer(mechanism)) + b"\r\n"
-        elif "PLAIN" in mechanisms:
-            mechanism = "PLAIN"
-            # A challenge after an initial response: PLAIN has nothing more to say (§2.1).
-            answer = b'"*"\r\n'
-        else:
-            raise SieveUnavailable("ManageSieve server offers no SASL PLAIN")
         if "\0" in username + password:  # it would split the SASL message elsewhere
             raise SieveAuthFailed()
         try:
-            if mechanism == "PLAIN":
-                initial = sasl_plain(username, password)
+            if isinstance(password, AccessToken):
+                host, port = self._config.host, self._config.port
+                login = oauth_login(mechanisms, username, password, host, port)
+                if login is None:
+                    raise SieveUnavailable("ManageSieve server offers no OAUTHBEARER or XOAUTH2")
+                mechanism, initial = login.mechanism, login.initial
+                # A refused token comes back as a challenge holding the error: answered,
+                # the server says NO.
+                answer = protocol.string(login.error_answer) + b"\r\n"
+            elif "PLAIN" in mechanisms:
+                mechanism, initial = "PLAIN", sasl_plain(username, password)
+                # A challenge after an initial response: PLAIN has nothing more to say (§2.1).
+                answer = b'"*"\r\n'
             else:
-                initial = sasl_oauth(
-                    mechanism, username, password, self._config.host, self._config.port
-                )
+                raise SieveUnavailable("ManageSieve server offers no SASL PLAIN")
             line = protocol.command(
                 "AUTHENTICATE", protocol.string(mechanism), protocol.string(initial)
             )

@@ -20,14 +20,7 @@ import smtplib
 from dataclasses import dataclass
 from typing import Literal
 
-from bridge.endpoint import (
-    AccessToken,
-    Endpoint,
-    oauth_error_answer,
-    oauth_mechanism,
-    sasl_oauth,
-    sasl_plain,
-)
+from bridge.endpoint import AccessToken, Endpoint, oauth_login, sasl_plain
 
 Stage = Literal["auth", "mail", "rcpt", "data"]
 
@@ -186,20 +179,19 @@ class _Session:
             raise SmtpRefused("auth", reply)
 
     def _authenticate_oauth(self, mechanisms: list[str], username: str, token: str) -> Reply:
-        mechanism = oauth_mechanism(mechanisms)
-        if mechanism is None:
-            raise SmtpRefused("auth", None, "the submission server offers no OAuth login")
         try:
-            initial = sasl_oauth(
-                mechanism, username, token, self.endpoint.host, self.endpoint.port
-            ).decode("ascii")
+            login = oauth_login(
+                mechanisms, username, token, self.endpoint.host, self.endpoint.port
+            )
         except ValueError:  # a control character: no server would take the token
             return Reply(535, "5.7.8 invalid token")
-        reply = self._command("AUTH", f"{mechanism} {initial}")
+        if login is None:
+            raise SmtpRefused("auth", None, "the submission server offers no OAuth login")
+        reply = self._command("AUTH", f"{login.mechanism} {login.initial.decode('ascii')}")
         if reply.code == 334:
             # A refused token comes back as a challenge holding the error (RFC 7628 §3.2.2):
             # answered, the server gives its final refusal.
-            reply = self._command(oauth_error_answer(mechanism).decode("ascii"))
+            reply = self._command(login.error_answer.decode("ascii"))
         return reply
 
     def send(self, mail_from: str, rcpt_to: list[str], message: bytes) -> Sent:

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bridge.config import ConfigError, Settings, load_settings
-from bridge.endpoint import AccessToken, oauth_error_answer, oauth_mechanism, sasl_oauth
+from bridge.endpoint import AccessToken, oauth_login, sasl_oauth
 from bridge.http.auth import Credentials, bearer_token
 from bridge.http.bearer import OAuthIdentity, TokenCache
 from bridge.http.tokens import PER_USER, TokenStore
@@ -49,11 +49,14 @@ def test_a_control_character_in_a_token_is_refused(bad: str) -> None:
 
 
 def test_mechanism_choice_and_error_answers() -> None:
-    assert oauth_mechanism(["PLAIN", "XOAUTH2", "OAUTHBEARER"]) == "OAUTHBEARER"
-    assert oauth_mechanism(["plain", "xoauth2"]) == "XOAUTH2"
-    assert oauth_mechanism(["PLAIN", "LOGIN"]) is None
-    assert base64.b64decode(oauth_error_answer("OAUTHBEARER")) == b"\x01"
-    assert oauth_error_answer("XOAUTH2") == b""
+    def login(*offered: str) -> tuple[str, bytes] | None:
+        found = oauth_login(offered, "alice", "tok", "h", 1)
+        return None if found is None else (found.mechanism, found.error_answer)
+
+    assert login("PLAIN", "XOAUTH2", "OAUTHBEARER") == ("OAUTHBEARER", base64.b64encode(b"\x01"))
+    assert login("plain", "xoauth2") == ("XOAUTH2", b"")
+    assert login("PLAIN", "LOGIN") is None
+    assert "tok" not in repr(oauth_login(["XOAUTH2"], "alice", "tok", "h", 1))
 
 
 def test_an_access_token_is_a_str_that_hides_itself() -> None:
