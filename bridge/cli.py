@@ -1,9 +1,12 @@
-"""``bridge serve`` runs the proxy; ``bridge demo`` runs it in front of a throwaway Dovecot."""
+"""``bridge serve`` runs the proxy; ``bridge demo`` runs it in front of a throwaway Dovecot;
+``bridge doctor`` says what an upstream offers and how bridge will fare on it."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -15,6 +18,8 @@ from bridge.config import ConfigError, Settings, load_settings
 DEMO_USERS = {"alice": "wonderland", "bob": "builder"}
 # The domain of the demo's sample mail (bridge.demo.sample): alice is alice@example.org.
 DEMO_DOMAIN = "example.org"
+# Where ``bridge doctor`` takes the password from, when set (else it asks on the terminal).
+PASSWORD_VARIABLE = "BRIDGE_DOCTOR_PASSWORD"
 
 
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
@@ -27,33 +32,44 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     add("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bridge", description="JMAP for every IMAP mailbox")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve JMAP in front of an IMAP server")
-    _add_server_flags(serve)
-    add = serve.add_argument
+def _add_upstream_flags(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
     add("--provider", dest="provider", choices=["gmail", "fastmail", "outlook", "icloud", "yahoo"],
         help="fill hosts, ports and TLS for this provider (explicit settings win)")  # fmt: skip
     add("--upstream-host", dest="upstream_host")
     add("--upstream-port", dest="upstream_port", type=int)
     add("--upstream-tls", dest="upstream_tls", choices=["implicit", "starttls", "plain"])
     add("--no-verify-tls", dest="upstream_verify_tls", action="store_const", const=False)
+    add("--upstream-ca-file", dest="upstream_ca_file",
+        help="PEM file of the CAs to trust for the upstream (default: the system's)")  # fmt: skip
+    add("--upstream-connect-timeout", dest="upstream_connect_timeout", type=float,
+        help="seconds for connect, TLS handshake and greeting (default 10)")  # fmt: skip
     add("--allow-plaintext", dest="allow_plaintext", action="store_const", const=True,
         help="allow plain IMAP to a host that is not loopback")  # fmt: skip
-    add("--upstream-quota", dest="upstream_quota", action="store_const", const=True,
-        help="the upstream keeps quotas (IMAP QUOTA): serve RFC 9425 Quota/*")  # fmt: skip
     tls_modes = ["implicit", "starttls", "plain"]
     add("--submission-host", dest="submission_host", help="SMTP submission (default: upstream)")
     add("--submission-port", dest="submission_port", type=int,
         help="SMTP submission port (587, 465): serve EmailSubmission/*, Identity/*")  # fmt: skip
     add("--submission-tls", dest="submission_tls", choices=tls_modes)
-    add("--mail-domain", dest="mail_domain",
-        help="domain of logins that are not addresses: their Identity is login@domain")  # fmt: skip
+    add("--submission-ca-file", dest="submission_ca_file", help="default: --upstream-ca-file")
     add("--sieve-host", dest="sieve_host", help="ManageSieve host (default: upstream)")
     add("--sieve-port", dest="sieve_port", type=int,
         help="ManageSieve port (usually 4190): serve VacationResponse/*")  # fmt: skip
     add("--sieve-tls", dest="sieve_tls", choices=tls_modes)
+    add("--sieve-ca-file", dest="sieve_ca_file", help="default: --upstream-ca-file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bridge", description="JMAP for every IMAP mailbox")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve JMAP in front of an IMAP server")
+    _add_server_flags(serve)
+    _add_upstream_flags(serve)
+    add = serve.add_argument
+    add("--upstream-quota", dest="upstream_quota", action="store_const", const=True,
+        help="the upstream keeps quotas (IMAP QUOTA): serve RFC 9425 Quota/*")  # fmt: skip
+    add("--mail-domain", dest="mail_domain",
+        help="domain of logins that are not addresses: their Identity is login@domain")  # fmt: skip
     add("--push-allow-private", dest="push_allow_private", action="store_const", const=True,
         help="push subscription URLs may be http, private or loopback (tests, LANs)")  # fmt: skip
     add("--login-case", dest="login_case", choices=["auto", "insensitive", "sensitive"],
@@ -75,11 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="pass-through OAuth: JWK Set that signs Bearer tokens that are JWTs")  # fmt: skip
     demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")
     _add_server_flags(demo)
+    doctor = commands.add_parser(
+        "doctor", help="check an upstream: TLS, login, capabilities, what JMAP will be like"
+    )
+    doctor.add_argument("--config", help="TOML settings file (also BRIDGE_CONFIG)")
+    _add_upstream_flags(doctor)
+    doctor.add_argument("--user", help=f"log in as this user (password: ${PASSWORD_VARIABLE} "
+                        "or asked on the terminal); without it, only connect")  # fmt: skip
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
 def _flags(namespace: argparse.Namespace) -> dict[str, Any]:
-    skip = {"command", "config"}
+    skip = {"command", "config", "user", "json"}
     return {key: value for key, value in vars(namespace).items() if key not in skip}
 
 
@@ -150,11 +174,34 @@ def demo(flags: dict[str, Any], config_file: str | None) -> None:
         serve(settings)
 
 
+def doctor(settings: Settings, user: str | None, as_json: bool) -> int:
+    """Print what the upstream offers; 0 when bridge can use it, else 1."""
+    import msgspec
+
+    from bridge.doctor import examine, render
+
+    # The report says why a connection failed: the log's own warnings would repeat it.
+    _configure_logging("error")
+    password = ""
+    if user is not None:
+        password = os.environ.get(PASSWORD_VARIABLE) or getpass.getpass(f"Password for {user}: ")
+    report = examine(settings, user, password)
+    if as_json:
+        print(msgspec.json.format(msgspec.json.encode(report).decode()))
+    else:
+        print(render(report), end="")
+    return 0 if report.usable else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
             demo(_flags(args), args.config)
+        elif args.command == "doctor":
+            return doctor(
+                load_settings(_flags(args), config_file=args.config), args.user, args.json
+            )
         else:
             serve(load_settings(_flags(args), config_file=args.config))
     except ConfigError as exc:

@@ -34,7 +34,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     upstream_port: int | None = None
     upstream_tls: TlsMode = "implicit"
     upstream_verify_tls: bool = True
+    # Seconds each IMAP command may take (and SMTP, ManageSieve).
     upstream_timeout: float = 30.0
+    # Seconds for the TCP connect, the TLS handshake and the greeting, so that a wrong port
+    # or TLS mode fails fast, with the reason (and SMTP, ManageSieve).
+    upstream_connect_timeout: float = 10.0
+    # A PEM file of the CAs to trust for the upstream's certificate (a private CA, or a
+    # self-signed certificate itself) instead of the system's; SSL_CERT_FILE works too.
+    upstream_ca_file: str | None = None
     # Plain IMAP sends passwords in the clear: only to loopback unless forced.
     allow_plaintext: bool = False
     listen_host: str = "127.0.0.1"
@@ -53,6 +60,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     submission_host: str | None = None
     submission_port: int | None = None
     submission_tls: TlsMode = "starttls"
+    submission_ca_file: str | None = None  # default: upstream_ca_file
     # The domain of users whose login is not an address: "<login>@<mail_domain>" is their
     # default Identity. Without it, such a login has no default Identity.
     mail_domain: str | None = None
@@ -60,6 +68,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sieve_host: str | None = None
     sieve_port: int | None = None
     sieve_tls: TlsMode = "starttls"
+    sieve_ca_file: str | None = None  # default: upstream_ca_file
     # PushSubscription URLs must be https to public addresses (no SSRF into bridge's own
     # network); this lets them be plain http and private or loopback, for tests and LANs.
     push_allow_private: bool = False
@@ -79,6 +88,15 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_event_streams_per_user: int = 10
     # Octets of uploaded blobs a user may keep stored at once; more answer 413.
     max_upload_storage_per_user: int = 1 << 30
+    # Blobs move between the upstream, the client and the submission server in pieces of
+    # this many octets (partial FETCH, APPEND and DATA from a temporary file): what one
+    # request holds of a blob, whatever the blob's size.
+    blob_chunk_size: int = 1 << 20
+    # Downloads one user may run at once; one more is refused with 429 until one ends.
+    max_concurrent_downloads: int = 8
+    # The longest header field value an Email/set create may write (octets, before
+    # folding): longer is invalidProperties.
+    max_header_length: int = 16_384
     # -- Bearer tokens and OAuth 2.0 (issue 12) --
     # Seconds a token from POST /jmap/token is good for (as Authorization: Bearer, or
     # ?access_token= for EventSource and WebSocket). Tokens live in memory only: a restart
@@ -112,7 +130,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     @property
     def imap_endpoint(self) -> Endpoint:
-        return self._endpoint(self.upstream_host, self.imap_port, self.upstream_tls)
+        return self._endpoint("upstream", self.upstream_host, self.imap_port, self.upstream_tls)
 
     @property
     def smtp_endpoint(self) -> Endpoint | None:
@@ -120,7 +138,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.submission_port is None:
             return None
         host = self.submission_host or self.upstream_host
-        return self._endpoint(host, self.submission_port, self.submission_tls)
+        return self._endpoint("submission", host, self.submission_port, self.submission_tls)
 
     @property
     def sieve_endpoint(self) -> Endpoint | None:
@@ -128,10 +146,20 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.sieve_port is None:
             return None
         host = self.sieve_host or self.upstream_host
-        return self._endpoint(host, self.sieve_port, self.sieve_tls)
+        return self._endpoint("sieve", host, self.sieve_port, self.sieve_tls)
 
-    def _endpoint(self, host: str, port: int, tls: TlsMode) -> Endpoint:
-        return Endpoint(host, port, tls, self.upstream_timeout, self.upstream_verify_tls)
+    def _endpoint(self, setting: str, host: str, port: int, tls: TlsMode) -> Endpoint:
+        own_ca_file: str | None = getattr(self, f"{setting}_ca_file")
+        return Endpoint(
+            host,
+            port,
+            tls,
+            timeout=self.upstream_timeout,
+            verify_tls=self.upstream_verify_tls,
+            ca_file=own_ca_file or self.upstream_ca_file,
+            connect_timeout=self.upstream_connect_timeout,
+            setting=setting,
+        )
 
     def validate(self) -> Settings:
         services = [
@@ -140,13 +168,21 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             ("ManageSieve", self.sieve_endpoint, "sieve"),
         ]
         for protocol, endpoint, flag in services:
-            if endpoint is None or endpoint.tls != "plain" or self.allow_plaintext:
+            if endpoint is None:
+                continue
+            if endpoint.ca_file and not os.path.isfile(endpoint.ca_file):
+                raise ConfigError(f"CA file {endpoint.ca_file} of {protocol}: no such file")
+            if endpoint.tls != "plain" or self.allow_plaintext:
                 continue
             if not _is_loopback(endpoint.host):
                 raise ConfigError(
                     f"plain {protocol} to {endpoint.host} would send passwords in the clear; "
                     f"use --{flag}-tls implicit|starttls, or --allow-plaintext to force it"
                 )
+        if self.upstream_connect_timeout <= 0 or self.upstream_timeout <= 0:
+            raise ConfigError("timeouts must be positive")
+        if self.blob_chunk_size < 4096:
+            raise ConfigError("blob_chunk_size must be at least 4096 octets")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"unknown log level {self.log_level!r}")
         if self.mail_domain is not None and not is_mailbox(f"user@{self.mail_domain}"):

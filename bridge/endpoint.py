@@ -1,13 +1,24 @@
 """Where an upstream service listens and how to reach it: the IMAP server, SMTP submission
-and ManageSieve all take one of these."""
+and ManageSieve all take one of these, and open their sockets through ``connect``.
+
+Two timeouts: ``connect_timeout`` covers the TCP connect, the TLS handshake and the
+server's greeting, so that a wrong port (STARTTLS against an implicit-TLS port, where the
+server waits for a ClientHello and says nothing) fails in seconds; ``timeout`` covers each
+command after that. Every failure on the way in carries a short reason
+(``connect_failure.ConnectFailed``).
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import socket
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
+
+from bridge.connect_failure import ConnectFailed, Reopen, Stage, explain
 
 TlsMode = Literal["implicit", "starttls", "plain"]
 
@@ -19,13 +30,62 @@ class Endpoint:
     tls: TlsMode = "implicit"
     timeout: float = 30.0
     verify_tls: bool = True
+    # PEM file of the CAs to trust instead of the system's (a private CA, a self-signed
+    # certificate); None trusts the system's store (and SSL_CERT_FILE).
+    ca_file: str | None = None
+    connect_timeout: float = 10.0
+    # The prefix of this service's settings ("upstream", "submission", "sieve"): failure
+    # reasons name the flag that would fix them.
+    setting: str = "upstream"
 
     def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+        """The one place a TLS client context is built, for IMAP, SMTP and ManageSieve."""
+        try:
+            context = ssl.create_default_context(
+                purpose=ssl.Purpose.SERVER_AUTH, cafile=self.ca_file
+            )
+        except (OSError, ValueError) as exc:
+            raise ConnectFailed(f"cannot load CA file {self.ca_file}: {exc}") from exc
         if not self.verify_tls:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return context
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def connect(endpoint: Endpoint) -> socket.socket:
+    """A TCP socket to ``endpoint`` (TLS already negotiated for implicit TLS), with
+    TCP_NODELAY and ``connect_timeout`` in force for reading the greeting: the caller sets
+    ``endpoint.timeout`` once greeted. ConnectFailed with the reason."""
+    try:
+        sock = socket.create_connection(
+            (endpoint.host, endpoint.port), timeout=endpoint.connect_timeout
+        )
+    except OSError as exc:
+        raise ConnectFailed(explain(exc, endpoint, "connect")) from exc
+    # Nagle would hold every command that carries a literal ~40 ms for the server's ACK.
+    with contextlib.suppress(OSError):  # not a TCP socket: nothing to tune
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if endpoint.tls != "implicit":
+        return sock
+    return start_tls(sock, endpoint, "tls", connect)
+
+
+def start_tls(
+    sock: socket.socket, endpoint: Endpoint, stage: Stage = "starttls", reopen: Reopen | None = None
+) -> ssl.SSLSocket:
+    """The TLS handshake over ``sock`` (closed on failure), within ``connect_timeout``;
+    ``reopen`` as ``connect_failure.explain`` takes it."""
+    try:
+        context = endpoint.ssl_context()
+        sock.settimeout(endpoint.connect_timeout)
+        return context.wrap_socket(sock, server_hostname=endpoint.host)
+    except OSError as exc:
+        sock.close()
+        raise ConnectFailed(explain(exc, endpoint, stage, reopen)) from exc
 
 
 def sasl_plain(username: str, password: str) -> bytes:

@@ -1,9 +1,13 @@
-"""Fixtures for end-to-end tests: a real Dovecot, a real bridge on uvicorn, and accounts.
+"""Fixtures for end-to-end tests: a real IMAP server, a real bridge on uvicorn, and accounts.
 
 ``upstream`` is parametrized: every test that uses it runs against a Dovecot advertising
 everything, and again against one that hides CONDSTORE and QRESYNC, so both sync paths
-run. Each test gets an account of its own (``account``), so tests never see each other's
-mail although they share one Dovecot and one bridge.
+run. A test (or a module, by ``pytestmark``) marked ``every_upstream`` (from
+tests/integration/upstreams.py) runs against Cyrus IMAP as well: the tests of IMAP
+behaviour (sync, mailboxes, Emails, search) do, the tests of a Dovecot feature do not. The
+closest marker wins, so one test of such a module can be marked ``dovecot_only``. Each
+test gets an account of its own (``account``), so tests never see each other's mail
+although they share one server and one bridge.
 """
 
 from __future__ import annotations
@@ -14,29 +18,55 @@ from collections.abc import Iterator
 import pytest
 from imapclient import IMAPClient
 
+from bridge.demo.cyrus import Cyrus
 from bridge.demo.dovecot import Dovecot
 from tests.integration.server import BridgeServer, JmapClient
+from tests.integration.upstreams import CYRUS, DOVECOT_VARIANTS, Upstream, require_cyrus
 
 SPARE_ACCOUNTS = {f"user{number:03d}": f"secret-{number:03d}" for number in range(1, 151)}
-VARIANTS = {"full": (), "no-condstore": ("CONDSTORE", "QRESYNC")}
 
 
-@pytest.fixture(scope="session", params=list(VARIANTS))
-def upstream(request: pytest.FixtureRequest) -> Iterator[Dovecot]:
-    dovecot = Dovecot(dict(SPARE_ACCOUNTS), hide_capabilities=VARIANTS[request.param])
-    with dovecot:
-        dovecot.spare = list(SPARE_ACCOUNTS.items())  # type: ignore[attr-defined]
-        yield dovecot
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "upstreams(*names): the upstream variants a test runs against"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep each test's runs against the upstreams it is marked for (Dovecot by default)."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        variant = getattr(item, "callspec", None) and item.callspec.params.get("upstream")
+        marker = item.get_closest_marker("upstreams")
+        wanted = marker.args if marker else tuple(DOVECOT_VARIANTS)
+        (dropped if variant and variant not in wanted else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session", params=[*DOVECOT_VARIANTS, CYRUS])
+def upstream(request: pytest.FixtureRequest) -> Iterator[Upstream]:
+    server: Upstream
+    if request.param == CYRUS:
+        require_cyrus()
+        server = Cyrus(dict(SPARE_ACCOUNTS))
+    else:
+        server = Dovecot(dict(SPARE_ACCOUNTS), hide_capabilities=DOVECOT_VARIANTS[request.param])
+    with server:
+        server.spare = list(SPARE_ACCOUNTS.items())  # type: ignore[union-attr]
+        yield server
 
 
 @pytest.fixture(scope="session")
-def bridge(upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeServer]:
+def bridge(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeServer]:
     with BridgeServer(upstream.host, upstream.port, tmp_path_factory.mktemp("data")) as server:
         yield server
 
 
 @pytest.fixture
-def account(upstream: Dovecot) -> tuple[str, str]:
+def account(upstream: Upstream) -> tuple[str, str]:
     """A username and password nobody else in this run uses."""
     return upstream.spare.pop(0)  # type: ignore[attr-defined]
 
@@ -49,7 +79,7 @@ def jmap(bridge: BridgeServer, account: tuple[str, str]) -> Iterator[JmapClient]
 
 
 @pytest.fixture
-def other(upstream: Dovecot, account: tuple[str, str]) -> Iterator[IMAPClient]:
+def other(upstream: Upstream, account: tuple[str, str]) -> Iterator[IMAPClient]:
     """Another IMAP client of the same account, changing things behind bridge's back."""
     client = IMAPClient(upstream.host, port=upstream.port, ssl=False)
     client.login(*account)

@@ -7,18 +7,14 @@ side and ``stop()`` followed by removing the directory leaves no trace.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
-import shutil
-import signal
-import socket
 import subprocess
-import tempfile
-import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
+
+from bridge.demo.process import ThrowawayServer, free_port, wait_for_greeting
 
 # What Dovecot 2.3 advertises after login, with the quota and imap_quota plugins loaded
 # (QUOTA). Used when a caller asks for some capabilities to be hidden: imap_capability
@@ -43,12 +39,6 @@ SPECIAL_FOLDERS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def mail_owner() -> tuple[int, int, str]:
     """Dovecot refuses to run mail processes as root: use nobody when we are root."""
     if os.geteuid() != 0:
@@ -59,13 +49,10 @@ def mail_owner() -> tuple[int, int, str]:
 
 
 @dataclass
-class Dovecot:
+class Dovecot(ThrowawayServer):
     """One Dovecot master process serving IMAP for a fixed set of users."""
 
-    users: dict[str, str]
-    hide_capabilities: Iterable[str] = ()
-    port: int = 0
-    base_dir: Path | None = None
+    base_prefix: ClassVar[str] = "dc"
     mail_format: str = "maildir"
     # SMTP submission (dovecot-submissiond), relaying every accepted message to an SMTP
     # server on 127.0.0.1:relay_port (a sink the tests read); off when relay_port is None.
@@ -80,25 +67,23 @@ class Dovecot:
     # Where Sieve's own messages (vacation replies, redirects) go at delivery: an SMTP
     # server on 127.0.0.1:sieve_smtp_port; None leaves Dovecot's default (sendmail).
     sieve_smtp_port: int | None = None
+    # TLS: (certificate, key) PEM files. Then IMAP, submission and ManageSieve offer
+    # STARTTLS on their ports, and IMAP speaks implicit TLS on tls_port too.
+    tls_files: tuple[Path, Path] | None = None
+    tls_port: int = 0
     # OAuth 2.0 logins (SASL XOAUTH2 and OAUTHBEARER, for IMAP, submission and ManageSieve)
     # beside the passwords: Dovecot's oauth2 passdb asks this URL about each token, with
     # GET and "Authorization: Bearer <token>", and takes {"active": true, "username": ...}.
     oauth_introspection_url: str | None = None
-    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self._own_base = self.base_dir is None
-        # Unix socket paths are limited to 108 bytes: keep the base short.
-        self.base_dir = Path(self.base_dir or tempfile.mkdtemp(prefix="dc", dir="/tmp"))
-        self.port = self.port or free_port()
+        super().__post_init__()
         if self.relay_port is not None:
             self.submission_port = self.submission_port or free_port()
         if self.sieve:
             self.sieve_port = self.sieve_port or free_port()
-
-    @property
-    def host(self) -> str:
-        return "127.0.0.1"
+        if self.tls_files is not None:
+            self.tls_port = self.tls_port or free_port()
 
     @property
     def config_path(self) -> Path:
@@ -151,7 +136,7 @@ class Dovecot:
             start_new_session=True,
         )
         log.close()
-        self._wait_ready(timeout)
+        wait_for_greeting(self.process, self.host, self.port, timeout, self.read_log)
         return self
 
     def _write_passwd(self) -> None:
@@ -164,19 +149,6 @@ class Dovecot:
         if os.geteuid() == 0:
             os.chown(passwd, internal.pw_uid, internal.pw_gid)
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"dovecot exited early: {self.read_log()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1) as sock:
-                    if sock.recv(256).startswith(b"* OK"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"dovecot did not answer on port {self.port}: {self.read_log()}")
-
     def read_log(self) -> str:
         assert self.base_dir is not None
         parts = []
@@ -185,27 +157,6 @@ class Dovecot:
             if path.exists():
                 parts.append(path.read_text(errors="replace")[-4000:])
         return "\n".join(parts)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            # The whole group: IMAP processes may outlive a master killed alone.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process = None
-        if self._own_base and self.base_dir is not None:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> Dovecot:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def _internal_user(self) -> str:
@@ -235,7 +186,7 @@ state_dir = {base}/state
 log_path = {base}/dovecot.log
 protocols = {" ".join(self._protocols)}
 listen = 127.0.0.1
-ssl = no
+{self._ssl_config()}
 disable_plaintext_auth = no
 auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth_introspection_url else ""}
 # Failed logins answer at once, and earn no penalty for the address: the tests exercise
@@ -269,7 +220,9 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.tls_port}
+    ssl = yes
   }}
   process_min_avail = 1
 }}
@@ -300,6 +253,11 @@ namespace inbox {{
 {self._sieve_config()}
 """
 
+    def _ssl_config(self) -> str:
+        if self.tls_files is None:
+            return "ssl = no"
+        cert, key = self.tls_files
+        return f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
     def _oauth_config(self) -> str:
         """The oauth2 passdb, for the OAuth mechanisms only: passwords still go to the
         passwd-file passdb after it."""

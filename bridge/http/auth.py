@@ -145,9 +145,11 @@ class Authenticator:
             self.by_user_address.fail(user_address)
             self.by_address.fail(address)
             return _unauthorized("invalid credentials")
-        except UpstreamError:
-            log.warning("upstream unavailable while authenticating %s", credentials.username)
-            return _unavailable("upstream IMAP")
+        except UpstreamError as exc:
+            log.warning(
+                "upstream unavailable while authenticating %s: %s", credentials.username, exc
+            )
+            return problem(503, "upstream IMAP unavailable", headers={"Retry-After": "5"})
         self.by_user_address.succeed(user_address)
         return Credentials(username, credentials.password)
 

@@ -1,4 +1,5 @@
-"""Per-user counts of long requests in progress, for limits that refuse rather than queue."""
+"""Per-user counts of long requests in progress (uploads, downloads, event streams), for
+limits that refuse rather than queue."""
 
 from __future__ import annotations
 

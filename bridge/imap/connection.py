@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import logging
 import re
 import select
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import ParamSpec, TypeVar
+from typing import BinaryIO, ParamSpec, TypeVar
 
 import msgspec
 
@@ -69,6 +70,7 @@ _SEQUENCE_SET = re.compile(r"(\d+|\*)(:(\d+|\*))?(,(\d+|\*)(:(\d+|\*))?)*")
 _FETCH_ITEM = re.compile(r"[\x20-\x7e]+")
 _BASE_STATUS_ITEMS = ("MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY")
 LOGOUT_TIMEOUT = 5.0
+APPEND_CHUNK = 1 << 20
 _NOTIFY_SET = (
     b"NOTIFY SET (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))"
 )
@@ -104,6 +106,9 @@ class ImapConnection:
         self.selected: str | None = None
         self._selected_readonly = True
         self._status_guid = True  # cleared when the server answers BAD to its guid item
+        # Folder ids asked for alone (ObjectIds.status_item_alone), by name and UIDVALIDITY:
+        # a folder keeps its id for good, a renamed or re-created one is asked again.
+        self._folder_ids: dict[tuple[str, int], str] = {}
         self._delimiter: str | None = None
 
     @classmethod
@@ -168,29 +173,82 @@ class ImapConnection:
 
     # -- folders ----------------------------------------------------------------------------
 
+    @property
+    def _guid_item(self) -> str | None:
+        """The STATUS item of the folder's own id, while the server takes it."""
+        item = self.object_ids.status_item if self.object_ids else None
+        return item if self._status_guid else None
+
+    @property
+    def _guid_alone(self) -> bool:
+        return self.object_ids is not None and self.object_ids.status_item_alone
+
+    def _guid_items_alone(self) -> list[str]:
+        return [self._guid_item] if self._guid_item else []
+
     def _status_items(self) -> list[str]:
         items = list(_BASE_STATUS_ITEMS)
         if self.modseq:
             items.append("HIGHESTMODSEQ")
-        guid_item = self.object_ids.status_item if self.object_ids else None
-        if guid_item and self._status_guid:
-            items.append(guid_item)
+        if self._guid_item and not self._guid_alone:
+            items.append(self._guid_item)
         return items
 
-    def _with_guid_fallback(self, build: Callable[[list[str]], bytes]) -> Reply:
+    def _with_guid_fallback(
+        self, build: Callable[[list[str]], bytes], items: Callable[[], list[str]] | None = None
+    ) -> Reply:
         """Run a command that asks for a folder guid; on BAD, once, without it for good."""
-        items = self._status_items()
-        reply = self._wire.run(build(items))
-        if reply.status == "BAD" and self._status_guid and self.object_ids is not None:
+        items = items or self._status_items
+        asked = items()
+        reply = self._wire.run(build(asked))
+        if reply.status == "BAD" and self._guid_item is not None and self._guid_item in asked:
             self._status_guid = False
             log.info("upstream refused folder ids in STATUS; continuing without them")
-            reply = self._wire.run(build(self._status_items()))
+            remaining = items()
+            if not remaining:
+                return reply
+            reply = self._wire.run(build(remaining))
         return reply.check()
+
+    def _add_guids(
+        self, statuses: dict[str, MailboxStatus], list_status: bool
+    ) -> dict[str, MailboxStatus]:
+        """The folder ids of a server that must be asked for them alone: from what this
+        connection learnt, the rest by one LIST-STATUS (or a STATUS each) of the id only."""
+        missing = [n for n, s in statuses.items() if (n, s.uidvalidity) not in self._folder_ids]
+        if missing and self._guid_item is not None:
+            found: dict[str, MailboxStatus] = {}
+            only_guid = self._guid_items_alone
+            if list_status and len(missing) > 1:
+                reply = self._with_guid_fallback(
+                    lambda items: f'LIST "" "*" RETURN (STATUS ({items[0]}))'.encode(), only_guid
+                )
+                found = dict(parse_status(response) for response in reply.of("STATUS"))
+            else:
+                for name in missing:
+                    quoted = quoting.mailbox_name(name)
+                    with contextlib.suppress(CommandFailed):  # gone meanwhile: no id
+                        reply = self._with_guid_fallback(
+                            lambda items, q=quoted: b"STATUS " + q + f" ({items[0]})".encode(),
+                            only_guid,
+                        )
+                        found.update(parse_status(r) for r in reply.of("STATUS"))
+            for name in missing:
+                guid = found[name].guid if name in found else None
+                if guid is not None:
+                    self._folder_ids[(name, statuses[name].uidvalidity)] = guid
+        return {
+            name: msgspec.structs.replace(
+                status, guid=self._folder_ids.get((name, status.uidvalidity))
+            )
+            for name, status in statuses.items()
+        }
 
     @_guarded
     def list_mailboxes(self) -> list[MailboxListing]:
         """Every folder, with STATUS and subscription. One round trip with LIST-EXTENDED and
-        LIST-STATUS; else LIST (+ LSUB without LIST-EXTENDED) and one STATUS per folder."""
+        LIST-STATUS (and one more for MAILBOXID while this connection has not seen a folder,
+        see _add_guids); else LIST (+ LSUB without LIST-EXTENDED) and one STATUS per folder."""
         extended = "LIST-EXTENDED" in self.capabilities
         list_status = extended and "LIST-STATUS" in self.capabilities
         options = ["SUBSCRIBED", "CHILDREN"] if extended else []
@@ -221,6 +279,8 @@ class ImapConnection:
                 # Gone since LIST, or not ours to read: listed without a status.
                 with contextlib.suppress(CommandFailed):
                     statuses[entry.name] = self.status(entry.name)
+        elif self._guid_alone:
+            statuses = self._add_guids(statuses, list_status=True)
         return build_listings(entries, statuses, subscribed)
 
     @_guarded
@@ -232,7 +292,10 @@ class ImapConnection:
         responses = reply.of("STATUS")
         if not responses:
             raise UpstreamUnavailable("STATUS answered without a STATUS response")
-        return parse_status(responses[-1])[1]
+        status = parse_status(responses[-1])[1]
+        if self._guid_alone:
+            status = self._add_guids({name: status}, list_status=False)[name]
+        return status
 
     @_guarded
     def myrights(self, name: str) -> str | None:
@@ -370,16 +433,7 @@ class ImapConnection:
         """UID FETCH of flags, mod-sequence and object ids, plus ``extra`` items (which come
         back in MessageMeta.raw). ``uids`` is a UID sequence set such as "1:*"."""
         _check_sequence_set(uids)
-        items = ["UID", "FLAGS"]
-        if self.modseq:
-            items.append("MODSEQ")
-        if self.object_ids is not None:
-            items.extend(self.object_ids.fetch_items)
-        for item in extra:
-            if not _FETCH_ITEM.fullmatch(item):
-                raise ValueError("FETCH items must be printable ASCII")
-            items.append(item)
-        command = f"UID FETCH {uids} ({' '.join(items)})"
+        command = f"UID FETCH {uids} ({' '.join(self.meta_items(extra))})"
         if vanished and (changedsince is None or not self.qresync):
             raise ValueError("VANISHED needs CHANGEDSINCE and QRESYNC")
         if changedsince is not None:
@@ -394,6 +448,19 @@ class ImapConnection:
             uid: meta for uid, meta in collect_fetches(reply.untagged).items() if uid not in gone
         }
         return FetchResult(messages=messages, vanished=frozenset(gone))
+
+    def meta_items(self, extra: Sequence[str] = ()) -> list[str]:
+        """The items ``fetch_meta`` asks for: UID, flags, mod-sequence, object ids, extra."""
+        items = ["UID", "FLAGS"]
+        if self.modseq:
+            items.append("MODSEQ")
+        if self.object_ids is not None:
+            items.extend(self.object_ids.fetch_items)
+        for item in extra:
+            if not _FETCH_ITEM.fullmatch(item):
+                raise ValueError("FETCH items must be printable ASCII")
+            items.append(item)
+        return items
 
     @_guarded
     def search_all_uids(self) -> list[int]:
@@ -471,15 +538,27 @@ class ImapConnection:
 
     @_guarded
     def append(
-        self, mailbox: str, message: bytes, flags: Sequence[str], when: datetime | None
+        self,
+        mailbox: str,
+        message: bytes | BinaryIO,
+        flags: Sequence[str],
+        when: datetime | None,
+        *,
+        chunk_size: int = APPEND_CHUNK,
     ) -> tuple[int, int] | None:
         """APPEND; (UIDVALIDITY, UID) of the new message from APPENDUID (UIDPLUS), else
-        None. The message travels as a literal, never as command text."""
+        None. The message travels as a literal, never as command text; a file is sent
+        from its start in pieces of ``chunk_size``."""
         command = b"APPEND " + quoting.mailbox_name(mailbox)
         command += b" (" + b" ".join(_flag_bytes(flag) for flag in flags) + b")"
         if when is not None:
             command += b' "' + _internal_date(when) + b'"'
-        reply = self._wire.run(command + b" " + quoting.literal(message)).check()
+        if isinstance(message, bytes):
+            reply = self._wire.run(command + b" " + quoting.literal(message)).check()
+        else:
+            size = message.seek(0, io.SEEK_END)
+            message.seek(0)
+            reply = self._wire.run_with_literal(command, message, size, chunk_size).check()
         for code, args in reply.codes():
             if code == "APPENDUID" and args:
                 numbers = args.split()

@@ -14,7 +14,13 @@ class UpstreamError(Exception):
 
 class UpstreamUnavailable(UpstreamError):
     """The connection is dead or unusable: connect failure, socket error, timeout, BYE,
-    or a response bridge cannot read. The connection that raised it is marked broken."""
+    or a response bridge cannot read. The connection that raised it is marked broken.
+    ``reason`` says in a few words why a connection could not be opened (see
+    ``bridge.connect_failure``), where that is known."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class AuthFailed(UpstreamError):

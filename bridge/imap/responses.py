@@ -68,6 +68,13 @@ class ObjectIds(Enum):
     def status_item(self) -> str | None:
         return {ObjectIds.OBJECTID: "MAILBOXID", ObjectIds.DOVECOT: "X-GUID"}.get(self)
 
+    @property
+    def status_item_alone(self) -> bool:
+        """Whether the folder id must be asked for in a STATUS of its own: Cyrus 3.6.1
+        answers MAILBOXID asked beside other items with random bytes, different on every
+        call; asked alone (in STATUS or LIST-STATUS), it answers right."""
+        return self is ObjectIds.OBJECTID
+
 
 _MESSAGE_ID_ITEMS = {"EMAILID", "X-GM-MSGID", "X-GUID"}
 _THREAD_ID_ITEMS = {"THREADID", "X-GM-THRID"}
@@ -93,13 +100,37 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _id(value: Any) -> str | None:
-    """An object id: ``(M123)`` for RFC 8474, a bare atom or number otherwise."""
+# RFC 8474 §4.1: an objectid is 1 to 255 characters of [A-Za-z0-9_-]. Gmail's ids are
+# 64-bit numbers; Dovecot's X-GUID is a 32-digit hex number for mdbox and folders, the file's
+# base name on Maildir (1796398562.M16045P29382.host,S=11,W=14): visible ASCII.
+_RFC8474_ID = re.compile(rb"[A-Za-z0-9_-]{1,255}")
+_OBJECT_ID_SYNTAX = {
+    "EMAILID": _RFC8474_ID,
+    "THREADID": _RFC8474_ID,
+    "MAILBOXID": _RFC8474_ID,
+    "X-GM-MSGID": re.compile(rb"[0-9]{1,20}"),
+    "X-GM-THRID": re.compile(rb"[0-9]{1,20}"),
+    "X-GUID": re.compile(rb"[!-~]{1,255}"),
+}
+_warned_bad_ids: set[str] = set()
+
+
+def object_id(value: Any, item: str) -> str | None:
+    """The id in an object-id item (``EMAILID (M123)``, ``X-GUID abc``, ``X-GM-MSGID 42``),
+    or None when absent or not an id of that item's syntax: the one check every upstream id
+    passes, since an id bridge takes is a key it keeps for good (Cyrus 3.6.1 can answer
+    MAILBOXID with random bytes). A bad one is logged once per item name."""
     if isinstance(value, tuple):
-        value = value[0] if value else None
+        value = value[0] if len(value) == 1 else None
     if value is None:
         return None
-    return _text(value)
+    raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+    if _OBJECT_ID_SYNTAX[item].fullmatch(raw):
+        return raw.decode("ascii")
+    if item not in _warned_bad_ids:
+        _warned_bad_ids.add(item)
+        log.warning("upstream sent a malformed %s; treating it as absent", item)
+    return None
 
 
 def _mailbox(value: Any) -> str:
@@ -253,7 +284,7 @@ def status_from_items(items: Mapping[str, Any]) -> MailboxStatus:
         return value if isinstance(value, int) else 0
 
     modseq = items.get("HIGHESTMODSEQ")
-    guid = next((_id(items[k]) for k in ("MAILBOXID", "X-GUID") if k in items), None)
+    guid = next((object_id(items[k], k) for k in _FOLDER_ID_ITEMS if k in items), None)
     return MailboxStatus(
         messages=number("MESSAGES"),
         unseen=number("UNSEEN"),
@@ -337,13 +368,15 @@ def meta_from_items(uid: int, items: Mapping[str, Any]) -> MessageMeta:
     modseq = rest.pop("MODSEQ", None)
     if isinstance(modseq, tuple):
         modseq = modseq[0] if modseq else None
-    object_id = next((_id(rest.pop(k)) for k in list(rest) if k in _MESSAGE_ID_ITEMS), None)
-    thread_id = next((_id(rest.pop(k)) for k in list(rest) if k in _THREAD_ID_ITEMS), None)
+    message_id = next((object_id(rest.pop(k), k) for k in list(rest) if k in _MESSAGE_ID_ITEMS),
+                      None)  # fmt: skip
+    thread_id = next((object_id(rest.pop(k), k) for k in list(rest) if k in _THREAD_ID_ITEMS),
+                     None)  # fmt: skip
     return MessageMeta(
         uid=uid,
         flags=flags,
         modseq=modseq if isinstance(modseq, int) else None,
-        object_id=object_id,
+        object_id=message_id,
         thread_object_id=thread_id,
         raw=rest,
     )

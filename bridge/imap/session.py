@@ -11,13 +11,15 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import logging
+import re
 import socket
 import ssl
 from dataclasses import dataclass
 
-from imapclient import IMAPClient
+from imapclient import IMAPClient, SocketTimeout
 
-from bridge.endpoint import AccessToken, Endpoint, oauth_login, sasl_plain
+from bridge.connect_failure import explain
+from bridge.endpoint import AccessToken, Endpoint, connect, oauth_login, sasl_plain
 from bridge.imap import quoting
 from bridge.imap.errors import AuthFailed, UpstreamUnavailable
 from bridge.imap.responses import ObjectIds, parse_capabilities, parse_id
@@ -25,6 +27,8 @@ from bridge.imap.wire import Reply, Wire
 
 log = logging.getLogger("bridge.imap")
 
+# How imaplib shows a line it did not take: "unexpected response: b'220 ...'".
+_QUOTED_BYTES = re.compile(r"""b(['"])(.*?)\1?$""")
 # Response codes of a refused LOGIN that say "the server cannot", not "wrong password".
 _UNAVAILABLE_CODES = {"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT"}
 
@@ -86,19 +90,34 @@ class _ImaplibTransport:
 
 
 def open_session(config: UpstreamConfig, username: str, password: str) -> Session:
+    session = connect_session(config)
+    try:
+        log_in(session, username, password)
+    except BaseException:
+        shutdown_quietly(session.client)
+        raise
+    log.debug("logged in to %s:%d as %s", config.host, config.port, username)
+    return session
+
+
+def connect_session(config: UpstreamConfig) -> Session:
+    """Connected, greeted and with TLS as configured; not yet logged in."""
     client = _connect(config)
     try:
         session = _greeted(client)
         if config.tls == "starttls":
             _starttls(session, config)
-        _login(session, username, password)
-        session.object_ids = _detect_object_ids(session)
-        session.enabled = _enable(session)
     except BaseException:
         shutdown_quietly(client)
         raise
-    log.debug("logged in to %s:%d as %s", config.host, config.port, username)
     return session
+
+
+def log_in(session: Session, username: str, password: str) -> None:
+    """Authenticate, then learn the server's object ids and ENABLE what it offers."""
+    _login(session, username, password)
+    session.object_ids = _detect_object_ids(session)
+    session.enabled = _enable(session)
 
 
 def shutdown_quietly(client: IMAPClient) -> None:
@@ -106,24 +125,52 @@ def shutdown_quietly(client: IMAPClient) -> None:
         client.shutdown()
 
 
-def _connect(config: UpstreamConfig) -> IMAPClient:
-    implicit = config.tls == "implicit"
-    try:
-        client = IMAPClient(
+class _Imap4(imaplib.IMAP4):
+    """imaplib over a socket from ``endpoint.connect`` (TCP, TLS if implicit, NODELAY)."""
+
+    def __init__(self, config: UpstreamConfig) -> None:
+        self._endpoint = config
+        super().__init__(config.host, config.port, timeout=config.connect_timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        return connect(self._endpoint)
+
+
+class _Client(IMAPClient):
+    def __init__(self, config: UpstreamConfig) -> None:
+        self._endpoint = config
+        super().__init__(
             config.host,
             port=config.port,
-            ssl=implicit,
-            ssl_context=config.ssl_context() if implicit else None,
-            timeout=config.timeout,
+            ssl=config.tls == "implicit",
+            # The greeting is read within the connect timeout, commands within the other.
+            timeout=SocketTimeout(config.connect_timeout, config.timeout),
         )
-    except (OSError, imaplib.IMAP4.error) as exc:
-        raise UpstreamUnavailable(
-            f"cannot connect to {config.host}:{config.port}: {type(exc).__name__}"
-        ) from exc
-    # imaplib leaves Nagle on: every command with a literal would wait ~40 ms for an ACK.
-    with contextlib.suppress(OSError):  # not a TCP socket: nothing to tune
-        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return client
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:
+        return _Imap4(self._endpoint)
+
+
+def _connect(config: UpstreamConfig) -> IMAPClient:
+    try:
+        return _Client(config)
+    except (OSError, EOFError, imaplib.IMAP4.error) as exc:
+        # ConnectFailed (connect, TLS) is explained already; the rest met the greeting.
+        if isinstance(exc, imaplib.IMAP4.error):
+            reason = _greeting_refused(exc)
+        else:
+            reason = explain(exc, config, "greeting")
+        log.warning("cannot connect to IMAP %s: %s", config.address, reason)
+        raise UpstreamUnavailable(f"{config.address}: {reason}", reason=reason) from exc
+
+
+def _greeting_refused(exc: imaplib.IMAP4.error) -> str:
+    """imaplib's words for a greeting it did not take, as a reason."""
+    text = str(exc)
+    if text == "socket error: EOF":
+        return "connection closed before the greeting"
+    quoted = _QUOTED_BYTES.search(text)  # imaplib shows the line as a bytes repr
+    return f"not an IMAP greeting: {(quoted.group(2) if quoted else text)[:100]}"
 
 
 def _greeted(client: IMAPClient) -> Session:
@@ -143,9 +190,12 @@ def _starttls(session: Session, config: UpstreamConfig) -> None:
         raise UpstreamUnavailable("upstream does not offer STARTTLS")
     imap = session.client._imap
     try:
+        imap.sock.settimeout(config.connect_timeout)
         typ, _ = imap.starttls(ssl_context=config.ssl_context())
     except (OSError, imaplib.IMAP4.error) as exc:
-        raise UpstreamUnavailable(f"STARTTLS failed: {type(exc).__name__}") from exc
+        reason = explain(exc, config, "starttls", _tls_socket)
+        log.warning("STARTTLS to IMAP %s failed: %s", config.address, reason)
+        raise UpstreamUnavailable(f"STARTTLS failed: {reason}", reason=reason) from exc
     session.record("STARTTLS", "CAPABILITY")
     if typ != "OK":
         raise UpstreamUnavailable("STARTTLS refused")
@@ -153,6 +203,10 @@ def _starttls(session: Session, config: UpstreamConfig) -> None:
     session.client.socket().settimeout(config.timeout)
     # What the server said before TLS could have been forged: only what follows counts.
     session.set_capabilities(frozenset(c.upper() for c in imap.capabilities))
+
+
+def _tls_socket(config: UpstreamConfig) -> socket.socket:
+    return connect_session(config).client.socket()
 
 
 def _login(session: Session, username: str, password: str) -> None:

@@ -16,7 +16,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 
@@ -189,6 +189,33 @@ class Wire:
             while done is None:
                 done = self._read_until_tagged(tag, untagged, responder)
             return done
+
+        return self._command(command_name(line), exchange)
+
+    def run_with_literal(self, line: bytes, body: BinaryIO, size: int, chunk_size: int) -> Reply:
+        """Send ``line`` followed by one literal of ``size`` octets read from ``body`` in
+        pieces of ``chunk_size``: a message APPENDed from a file is never whole in memory."""
+        split_literals(line)  # the same refusal of CR, LF and NUL outside the literal
+        non_sync = self.literal_plus or (self.literal_minus and size <= MAX_LITERAL_MINUS)
+
+        def exchange(tag: bytes, untagged: list[Untagged]) -> Done:
+            marker = b" {%d+}\r\n" % size if non_sync else b" {%d}\r\n" % size
+            self.transport.send(tag + b" " + line + marker)
+            if not non_sync:
+                refused = self._read_until_continuation(tag, untagged)
+                if refused is not None:
+                    return refused
+            remaining = size
+            while remaining:
+                chunk = body.read(min(chunk_size, remaining))
+                if not chunk:
+                    raise ValueError("literal shorter than its announced size")
+                if b"\x00" in chunk:
+                    raise ValueError("NUL in an IMAP literal")
+                self.transport.send(chunk)
+                remaining -= len(chunk)
+            self.transport.send(b"\r\n")
+            return self._read_until_tagged(tag, untagged, None)
 
         return self._command(command_name(line), exchange)
 

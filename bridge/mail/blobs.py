@@ -7,17 +7,23 @@ another user's blob id is simply not found.
 
 Uploaded blobs (``bridge.store.uploads``) are ``U<upload id>``, and the parts of an upload
 parsed as a message (Email/parse) ``U<upload id>_<section>`` alike: upload ids have a fixed
-length too, and resolve only in the asking user's upload store. A section inside an
-attached message (``3.1`` of the message/rfc822 part ``3``) is found by parsing that part.
+length too, and resolve only in the asking user's upload store.
+
+A message's blob, or a part's, streams from the upstream by partial FETCH of its IMAP
+section, decoded as it comes: no blob is ever whole in memory on its way to a client, into
+a message being composed, or to SMTP. A section inside an attached message (``3.1`` of the
+message/rfc822 part ``3``) is an IMAP section too; in an upload, it is found by parsing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from bridge.mime import ParsedMessage, parse_message
+from bridge.mime import ParsedMessage, parse_header_block, parse_message
+from bridge.mime.params import MimeFields, mime_fields
+from bridge.mime.transfer import stream_decoder
 from bridge.store.ids import derive_id
 from bridge.store.uploads import ID_LENGTH as UPLOAD_ID_LENGTH
 from bridge.store.uploads import is_upload_id
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
     from bridge.mail.account import Account
 
 EMAIL_ID_LENGTH = len(derive_id("e", ""))
+_MESSAGES = ("message/rfc822", "message/global")
 _SECTION = re.compile(r"[0-9]+(\.[0-9]+)*")
 _PART_SUFFIX = re.compile(r"(?:_([0-9]+(?:-[0-9]+)*))?")
 
@@ -78,50 +85,39 @@ def part_content(message: ParsedMessage, section: str) -> bytes | None:
         prefix = ".".join(pieces[:length])
         part = message.part(prefix)
         if part is not None:
-            if part.type not in ("message/rfc822", "message/global"):
+            if part.type not in _MESSAGES:
                 return None
             inner = parse_message(message.content(part)[0], section_prefix=prefix)
             return part_content(inner, section)
     return None
 
 
-CHUNK = 1 << 20
-
-
 def open_blob(account: Account, value: str) -> Iterator[bytes] | None:
-    """The blob's octets, read from the upstream in chunks; None if this user has no such
-    blob. A whole message streams by partial FETCH; a part is cut from its message and
-    transfer-decoded (RFC 8621 §4.1.4: a part's blob is its decoded content). An upload
-    is read from the user's upload store, and its parts cut from it likewise."""
+    """The blob's octets, read from the upstream in chunks of ``blob_chunk_size``; None if
+    this user has no such blob. A whole message streams by partial FETCH; so does a part,
+    transfer-decoded chunk by chunk as it comes (RFC 8621 §4.1.4: a part's blob is its
+    decoded content), so a download holds a chunk or two whatever the blob's size. An
+    upload is read from the user's upload store, and its parts cut from it likewise."""
     if value.startswith("U"):
         return _upload_chunks(account, value)
     located = _located(account, value)
     if located is None:
         return None
-    uid, section = located
+    folder, uid, section = located
+    source = _Source(account, folder, uid, account.settings.blob_chunk_size)
     if section is None:
-        return _message_chunks(account, uid)
-    content = _part(account, uid, section)
-    return iter((content,)) if content is not None else None
+        return source.chunks("")
+    return _part_chunks(source, section)
 
 
 def read_blob(account: Account, value: str) -> bytes | None:
-    """The whole blob in memory, to compose, import or send it: a message comes in one
-    FETCH rather than in chunks."""
-    if value.startswith("U"):
-        chunks = _upload_chunks(account, value)
-        return b"".join(chunks) if chunks is not None else None
-    located = _located(account, value)
-    if located is None:
-        return None
-    uid, section = located
-    if section is None:
-        return _fetch(account, uid, "BODY.PEEK[]", "BODY[]")
-    return _part(account, uid, section)
+    """The whole blob in memory, for what needs it whole (Email/parse)."""
+    chunks = open_blob(account, value)
+    return b"".join(chunks) if chunks is not None else None
 
 
-def _located(account: Account, value: str) -> tuple[int, str | None] | None:
-    """The UID and section of a message blob of this user, its folder open; or None."""
+def _located(account: Account, value: str) -> tuple[str, int, str | None] | None:
+    """The folder, UID and section of a message blob of this user; or None."""
     parsed = parse_blob_id(value)
     if parsed is None:
         return None
@@ -130,13 +126,98 @@ def _located(account: Account, value: str) -> tuple[int, str | None] | None:
     record = account.cache.mailbox(ref.mailbox_id) if ref is not None else None
     if ref is None or record is None:
         return None
-    account.open_folder(record.name)
-    return ref.uid, section
+    return record.name, ref.uid, section
 
 
-def _part(account: Account, uid: int, section: str) -> bytes | None:
-    raw = _fetch(account, uid, "BODY.PEEK[]", "BODY[]")
-    return part_content(parse_message(raw), section) if raw is not None else None
+class _Source:
+    """One message upstream, read a section at a time in partial FETCHes. Its folder is
+    opened before every FETCH: a request reading several blobs at once (a message composed
+    of attachments from different folders) moves the connection between them."""
+
+    def __init__(self, account: Account, folder: str, uid: int, chunk_size: int) -> None:
+        self.account = account
+        self.folder = folder
+        self.uid = uid
+        self.chunk_size = chunk_size
+
+    def fetch(self, *items: str) -> dict[str, Any] | None:
+        """``BODY.PEEK[...]`` items -> the answer keyed as the server names them; None if
+        the message is gone."""
+        self.account.open_folder(self.folder)
+        meta = self.account.imap.fetch_meta(str(self.uid), extra=items).messages.get(self.uid)
+        return meta.raw if meta is not None else None
+
+    def range_item(self, section: str, offset: int) -> tuple[str, str]:
+        return (f"BODY.PEEK[{section}]<{offset}.{self.chunk_size}>", f"BODY[{section}]<{offset}>")
+
+    def chunks(self, section: str, first: bytes | None = None) -> Iterator[bytes] | None:
+        """The section's octets (as stored, transfer encoding and all), chunk by chunk;
+        None if the message is gone. ``first`` is the chunk at offset 0, if already read."""
+        if first is None:
+            item, key = self.range_item(section, 0)
+            found = self.fetch(item)
+            first = found.get(key) if found is not None else None
+            if not isinstance(first, bytes):
+                return None
+        return self._following(section, first)
+
+    def _following(self, section: str, first: bytes) -> Iterator[bytes]:
+        chunk, offset = first, 0
+        while chunk:
+            yield chunk
+            if len(chunk) < self.chunk_size:
+                return
+            offset += len(chunk)
+            item, key = self.range_item(section, offset)
+            found = self.fetch(item)
+            value = found.get(key) if found is not None else None
+            chunk = value if isinstance(value, bytes) else b""
+
+
+def _part_chunks(source: _Source, section: str) -> Iterator[bytes] | None:
+    """A part's decoded content, by its IMAP section: its MIME header says how it is
+    encoded (for the body of an attached message, that message's header does), and the
+    body is decoded as its chunks arrive. A section that does not exist has an empty MIME
+    header; a multipart has no blob; nor has "2.1" under a leaf "2", which IMAP would
+    answer with "2" itself (RFC 3501 §6.4.5) but no part id of bridge's names."""
+    parent = section.rpartition(".")[0]
+    items = [f"BODY.PEEK[{section}.MIME]", *([f"BODY.PEEK[{parent}.MIME]"] if parent else [])]
+    item, key = source.range_item(section, 0)
+    found = source.fetch(*items, item)
+    if found is None:
+        return None
+    fields = _fields(found.get(f"BODY[{section}.MIME]"))
+    if fields is None or _is_multipart(fields):
+        return None
+    if parent:
+        container = _fields(found.get(f"BODY[{parent}.MIME]"))
+        if container is None or not (_is_multipart(container) or container.type in _MESSAGES):
+            return None
+    first = found.get(key)
+    encoded = source.chunks(section, first if isinstance(first, bytes) else b"")
+    return None if encoded is None else decoded(encoded, fields.transfer_encoding)
+
+
+def _fields(header: Any) -> MimeFields | None:
+    """What a MIME header says; None for an empty one (a section that is not there)."""
+    if not header or not isinstance(header, bytes):
+        return None
+    return mime_fields(parse_header_block(header)[0])
+
+
+def _is_multipart(fields: MimeFields) -> bool:
+    """A multipart bridge's parser splits (without a boundary it is read as text)."""
+    return fields.type.startswith("multipart/") and bool(fields.boundary)
+
+
+def decoded(chunks: Iterable[bytes], encoding: str) -> Iterator[bytes]:
+    """Transfer-decode a stream chunk by chunk."""
+    decoder = stream_decoder(encoding)
+    for chunk in chunks:
+        if out := decoder.feed(chunk):
+            yield out
+    if tail := decoder.finish():
+        yield tail
 
 
 def _upload_chunks(account: Account, value: str) -> Iterator[bytes] | None:
@@ -150,38 +231,14 @@ def _upload_chunks(account: Account, value: str) -> Iterator[bytes] | None:
     except FileNotFoundError:
         return None
     if split[1] is None:
-        return _file_chunks(handle)
+        return _file_chunks(handle, account.settings.blob_chunk_size)
+    # A part of an upload parsed as a message: uploads are bounded by maxSizeUpload.
     with handle:
         content = part_content(parse_message(handle.read()), split[1])
     return iter((content,)) if content is not None else None
 
 
-def _file_chunks(handle: BinaryIO) -> Iterator[bytes]:
+def _file_chunks(handle: BinaryIO, size: int) -> Iterator[bytes]:
     with handle:
-        while chunk := handle.read(CHUNK):
+        while chunk := handle.read(size):
             yield chunk
-
-
-def _fetch(account: Account, uid: int, item: str, key: str) -> bytes | None:
-    meta = account.imap.fetch_meta(str(uid), extra=(item,)).messages.get(uid)
-    value = meta.raw.get(key) if meta is not None else None
-    return value if isinstance(value, bytes) else None
-
-
-def _message_chunks(account: Account, uid: int) -> Iterator[bytes] | None:
-    first = _fetch(account, uid, f"BODY.PEEK[]<0.{CHUNK}>", "BODY[]<0>")
-    if first is None:
-        return None
-
-    def chunks() -> Iterator[bytes]:
-        chunk, offset = first, 0
-        while True:
-            yield chunk
-            if len(chunk) < CHUNK:
-                break
-            offset += len(chunk)
-            chunk = _fetch(account, uid, f"BODY.PEEK[]<{offset}.{CHUNK}>", f"BODY[]<{offset}>")
-            if not chunk:
-                break
-
-    return chunks()

@@ -22,6 +22,7 @@ from bridge.mail.summary import (
     SUMMARY_ITEMS,
     decode_summary,
     encode_summary,
+    has_summary_items,
     summary_from_fetch,
     summary_from_message,
 )
@@ -118,10 +119,12 @@ def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[st
     fresh: dict[str, dict[str, Any]] = {}
     if account.imap.has("PREVIEW"):
         for email_id, raw in fetch_by_folder(account, missing, SUMMARY_ITEMS).items():
-            fresh[email_id] = summary_from_fetch(raw)
-    else:
-        # Without PREVIEW the preview needs the text itself: parse the whole message.
-        for email_id, raw in fetch_by_folder(account, missing, FULL_ITEMS).items():
+            if has_summary_items(raw):
+                fresh[email_id] = summary_from_fetch(raw)
+    # Without a preview from the server it needs the text itself: parse the whole message.
+    unread = [email_id for email_id in missing if email_id not in fresh]
+    if unread:
+        for email_id, raw in fetch_by_folder(account, unread, FULL_ITEMS).items():
             fresh[email_id] = summary_from_message(parse_message(raw["BODY[]"]), email_id)
     account.cache.set_summaries({e: encode_summary(s) for e, s in fresh.items()})
     summaries.update(fresh)

@@ -10,9 +10,9 @@ cache learns the outcome from the sync that follows, like any other client's cha
 from __future__ import annotations
 
 import email.utils
-import re
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -23,11 +23,12 @@ from bridge.imap.search import plan_search
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import CopyArgs, SetArgs, check_in_state
 from bridge.mail.account import Account
-from bridge.mail.blobs import blob_id, read_blob
+from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
 from bridge.mail.setting import Refused, apply_each, attempt, patched
-from bridge.mail.threading import header_fields
+from bridge.mail.spool import header_block, open_spool, size_of, to_crlf
 from bridge.mime.compose import BlobsNotFound, ComposeError, compose
+from bridge.mime.dates import parse_utc_date
 from bridge.store.cache import EMAIL
 
 SETTABLE = frozenset({"keywords", "mailboxIds"})
@@ -38,9 +39,9 @@ CREATABLE = frozenset({
 })  # fmt: skip
 
 
-def _last_received(raw: bytes) -> datetime | None:
+def _last_received(header_block: bytes) -> datetime | None:
     """RFC 8621 §4.8: by default, the time of the most recent Received header."""
-    header = raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n\t", b" ").replace(b"\r\n ", b" ")
+    header = header_block.replace(b"\r\n\t", b" ").replace(b"\r\n ", b" ")
     for line in header.split(b"\r\n"):
         if line[:9].lower() == b"received:" and b";" in line:
             try:
@@ -55,14 +56,15 @@ def _last_received(raw: bytes) -> datetime | None:
 def _received_at(value: Any) -> datetime | None:
     if value is None:
         return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise Refused("invalidProperties", "receivedAt must be a UTCDate", ["receivedAt"]) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = parse_utc_date(value) if isinstance(value, str) else None
+    if moment is None:
+        raise Refused("invalidProperties", "receivedAt must be a UTCDate", ["receivedAt"])
+    return moment
 
 
 def _keyword_map(value: Any) -> set[str]:
+    if value is None:
+        return set()
     if not isinstance(value, dict) or any(v is not True for v in value.values()):
         raise Refused("invalidProperties", "keywords maps each keyword to true", ["keywords"])
     keywords = {str(k).lower() for k in value}
@@ -104,38 +106,45 @@ class EmailSetter:
         }
 
     def _create(self, creation_id: str, obj: Any) -> dict[str, Any]:
-        """Compose the message, APPEND it to one mailbox and COPY it to the others, so the
-        copies stay one Email."""
+        """Compose the message into a spool, APPEND it to one mailbox and COPY it to the
+        others, so the copies stay one Email."""
         if not isinstance(obj, dict):
             raise Refused("invalidProperties", "an Email must be an object")
         unknown = sorted(k for k in obj if k not in CREATABLE and not k.startswith("header:"))
         if unknown:
             raise Refused("invalidProperties", "not settable on create", unknown)
         targets, names = self._targets(obj.get("mailboxIds"))
-        keywords = _keyword_map(obj.get("keywords") or {})
+        keywords = _keyword_map(obj.get("keywords"))
         received = _received_at(obj.get("receivedAt"))
-        try:
-            raw = compose(obj, self._read_blob)
-        except BlobsNotFound as exc:
-            raise Refused("blobNotFound", "blobs not found", notFound=exc.blob_ids) from exc
-        except ComposeError as exc:
-            raise Refused("invalidProperties", str(exc), exc.properties) from exc
-        try:
-            return self._store_new(creation_id, raw, targets, names, keywords, received)
-        except UpstreamUnavailable:
-            # The connection dropped with the APPEND perhaps done: ask a fresh connection
-            # whether the message (known by its Message-ID) arrived, and answer truly.
-            self.account.reconnect()
-            return self._created_after_all(creation_id, raw, names[targets[0]], targets[0])
+        with open_spool(self.account) as spool:
+            try:
+                message_id = compose(
+                    obj,
+                    self._open_blob,
+                    spool,
+                    max_header_length=self.account.settings.max_header_length,
+                )
+            except BlobsNotFound as exc:
+                raise Refused("blobNotFound", "blobs not found", notFound=exc.blob_ids) from exc
+            except ComposeError as exc:
+                raise Refused("invalidProperties", str(exc), exc.properties) from exc
+            try:
+                return self._store_new(creation_id, spool, targets, names, keywords, received)
+            except UpstreamUnavailable:
+                # The connection dropped with the APPEND perhaps done: ask a fresh
+                # connection whether the message (known by its Message-ID) arrived, and
+                # answer truly.
+                self.account.reconnect()
+                return self._created_after_all(creation_id, message_id, names[targets[0]],
+                                               targets[0])  # fmt: skip
 
     def _created_after_all(
-        self, creation_id: str, raw: bytes, name: str, mailbox_id: str
+        self, creation_id: str, message_id: str, name: str, mailbox_id: str
     ) -> dict[str, Any]:
-        message_id = header_fields(raw.split(b"\r\n\r\n", 1)[0]).get("message-id", [b""])[-1]
-        plan = plan_search({"header": ["Message-ID", message_id.decode("ascii", "replace")]},
+        plan = plan_search({"header": ["Message-ID", f"<{message_id}>"]},
                            capabilities=self.account.imap.capabilities)  # fmt: skip
         self.account.open_folder(name)
-        uids = self.account.imap.search(plan.criteria, utf8=plan.needs_utf8) if message_id else []
+        uids = self.account.imap.search(plan.criteria, utf8=plan.needs_utf8)
         if not uids:
             raise Refused("serverFail", "the upstream connection was lost before the APPEND")
         self.changed_upstream = True
@@ -151,21 +160,24 @@ class EmailSetter:
     def _store_new(
         self,
         creation_id: str,
-        raw: bytes,
+        spool: BinaryIO,
         targets: list[str],
         names: dict[str, str],
         keywords: set[str],
         received: datetime | None,
     ) -> dict[str, Any]:
-        """APPEND to the first mailbox, COPY to the rest; the id comes from APPENDUID."""
+        """APPEND the spooled message to the first mailbox, COPY to the rest; the id comes
+        from APPENDUID."""
         imap = self.account.imap
         limit = imap.append_limit
-        if limit is not None and len(raw) > limit:
+        size = size_of(spool)
+        if limit is not None and size > limit:
             raise Refused("tooLarge", f"the message is larger than the upstream's {limit:,} "
                           "bytes", maxSize=limit)  # fmt: skip
         flags = sorted(keyword_to_flag(k) for k in keywords)
         try:
-            appended = imap.append(names[targets[0]], raw, flags, received)
+            appended = imap.append(names[targets[0]], spool, flags, received,
+                                   chunk_size=self.account.settings.blob_chunk_size)  # fmt: skip
         except CommandFailed as exc:
             # RFC 7889 answers TOOBIG; Dovecot's quota_max_mail_size answers LIMIT.
             if exc.code in ("TOOBIG", "LIMIT"):
@@ -174,17 +186,45 @@ class EmailSetter:
         self.changed_upstream = True
         if appended is None:
             raise Refused("forbidden", "the upstream gave no APPENDUID to find the new Email")
-        for other in targets[1:]:
-            self.account.open_folder(names[targets[0]], writable=True)
-            imap.copy(str(appended[1]), names[other])
+        uid = appended[1]
         self.account.sync(force=True)
-        location = self.cache.locations(targets[0], uids=[appended[1]]).get(appended[1])
-        if location is None:
-            raise Refused("forbidden", "the new Email was not found upstream")
-        record = self.cache.emails([location.email_id])[location.email_id]
+        email_id = self._appended_email(targets[0], uid)
+        self._refuse_duplicate(email_id, targets[0], names[targets[0]], uid)
+        if targets[1:]:
+            for other in targets[1:]:
+                self.account.open_folder(names[targets[0]], writable=True)
+                imap.copy(str(uid), names[other])
+            self.account.sync(force=True)
+            email_id = self._appended_email(targets[0], uid)
+        record = self.cache.emails([email_id])[email_id]
         self.ctx.created_ids[creation_id] = record.id
         return {"id": record.id, "blobId": blob_id(record.id), "threadId": record.thread_id,
                 "size": record.size}  # fmt: skip
+
+    def _appended_email(self, mailbox_id: str, uid: int) -> str:
+        location = self.cache.locations(mailbox_id, uids=[uid]).get(uid)
+        if location is None:
+            raise Refused("forbidden", "the new Email was not found upstream")
+        return location.email_id
+
+    def _refuse_duplicate(self, email_id: str, mailbox_id: str, name: str, uid: int) -> None:
+        """A message the upstream files under an Email it had already is a duplicate: Cyrus
+        derives EMAILID from the content, so the same bytes appended twice are one Email
+        with two messages. Answered as RFC 8621 §4.8 lets a server that forbids duplicates
+        (alreadyExists, existingId), and the message just appended is removed, exactly it,
+        so that no second copy hides inside the existing Email."""
+        others = [
+            (mailbox, other)
+            for mailbox, uids in self.cache.email_locations(email_id).items()
+            for other in uids
+            if (mailbox, other) != (mailbox_id, uid)
+        ]
+        if not others:
+            return
+        self.account.open_folder(name, writable=True)
+        self.account.imap.expunge_uids(str(uid))  # APPENDUID implies UIDPLUS
+        self.account.sync(force=True)
+        raise Refused("alreadyExists", "the account has this message already", existingId=email_id)
 
     def _targets(self, boxes: Any) -> tuple[list[str], dict[str, str]]:
         if not isinstance(boxes, dict) or not boxes or any(v is not True for v in boxes.values()):
@@ -196,26 +236,32 @@ class EmailSetter:
         return targets, names
 
     def import_one(self, creation_id: str, item: Any) -> dict[str, Any]:
-        """Email/import (RFC 8621 §4.8): a stored blob becomes an Email."""
+        """Email/import (RFC 8621 §4.8): a stored blob becomes an Email, copied into a
+        spool on the way."""
         if not isinstance(item, dict) or not isinstance(item.get("blobId"), str):
             raise Refused("invalidProperties", "an EmailImport needs a blobId", ["blobId"])
         unknown = sorted(set(item) - {"blobId", "mailboxIds", "keywords", "receivedAt"})
         if unknown:
             raise Refused("invalidProperties", "unknown EmailImport properties", unknown)
         targets, names = self._targets(item.get("mailboxIds"))
-        keywords = _keyword_map(item.get("keywords") or {})
-        raw = self._read_blob(item["blobId"])
-        if raw is None:
+        keywords = _keyword_map(item.get("keywords"))
+        received = _received_at(item.get("receivedAt"))
+        chunks = self._open_blob(item["blobId"])
+        if chunks is None:
             raise Refused("invalidProperties", "no such blob", ["blobId"])
-        # Bare LF line ends are made CRLF: strict servers (Cyrus) refuse anything else.
-        raw = re.sub(rb"\r?\n", b"\r\n", raw)
-        if b"\x00" in raw or b":" not in raw.split(b"\r\n\r\n", 1)[0]:
-            raise Refused("invalidEmail", "the blob is not an RFC 5322 message")
-        received = _received_at(item.get("receivedAt")) or _last_received(raw)
-        return self._store_new(creation_id, raw, targets, names, keywords, received)
+        with open_spool(self.account) as spool:
+            nul = False
+            for chunk in to_crlf(chunks):
+                nul = nul or b"\x00" in chunk
+                spool.write(chunk)
+            header = header_block(spool)
+            if nul or b":" not in header:
+                raise Refused("invalidEmail", "the blob is not an RFC 5322 message")
+            received = received or _last_received(header)
+            return self._store_new(creation_id, spool, targets, names, keywords, received)
 
-    def _read_blob(self, value: str) -> bytes | None:
-        return read_blob(self.account, value)
+    def _open_blob(self, value: str) -> Iterator[bytes] | None:
+        return open_blob(self.account, value)
 
     def _locations(self, email_id: str) -> dict[str, list[int]]:
         """mailbox id -> the UIDs of this Email there."""

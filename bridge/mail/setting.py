@@ -1,17 +1,27 @@
 """What every /set handler shares: one object's refusal, and trying each object in turn.
 
 Each create, update or destroy succeeds or fails alone (RFC 8620 §5.3); a NO from the
-upstream fails that object, with overQuota where the server says [OVERQUOTA].
+upstream fails that object, with overQuota where the server says [OVERQUOTA], and so does
+any error nobody foresaw (serverFail): the objects done before it stay reported, so a
+client never retries a create that happened. Only a lost connection, or a handler's own
+method-level error, ends the loop.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from bridge.imap.errors import CommandFailed
-from bridge.jmap import set_error
+from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge.jmap import MethodError, set_error
 from bridge.jmap.patch import PatchError, apply_patch
+from bridge.sieve.errors import SieveUnavailable
+
+log = logging.getLogger("bridge.mail")
+# What ends the whole call rather than one object: a handler's method-level error, and a
+# lost connection to the upstream (the handler knows what changed before it).
+_WHOLE_CALL = (MethodError, UpstreamUnavailable, SieveUnavailable)
 
 
 class Refused(Exception):
@@ -51,8 +61,13 @@ def attempt(
     except CommandFailed as exc:
         kind = "overQuota" if exc.code == "OVERQUOTA" else "forbidden"
         failed[key] = set_error(kind, f"the upstream refused: {exc.text}")
+    except _WHOLE_CALL:
+        raise
     except ValueError as exc:
         failed[key] = set_error("forbidden", str(exc))
+    except Exception:
+        log.exception("unexpected error in one object of a /set")
+        failed[key] = set_error("serverFail", "an unexpected error stopped this object")
 
 
 class SetRequest(Protocol):

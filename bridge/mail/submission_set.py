@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
 from bridge.imap.errors import UpstreamError
 from bridge.jmap import CallContext, MethodResult, decode_args
 from bridge.jmap.standard import SetArgs, check_in_state
-from bridge.mail.blobs import blob_id, read_blob
+from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
 from bridge.mail.email_get import utc_date
 from bridge.mail.identity import Identity, identities, identity_allows, may_send_as
 from bridge.mail.setting import Refused, apply_each, patched
+from bridge.mail.spool import open_spool, size_of, write_for_transport
 from bridge.mail.submission import (
     Address,
     DeliveryStatus,
@@ -41,7 +42,6 @@ from bridge.mime.envelope import (
     envelope_recipients,
     envelope_sender,
     field_addresses,
-    for_transport,
     header_fields,
     is_mailbox,
 )
@@ -108,13 +108,14 @@ class SubmissionSetter:
             raise Refused("invalidProperties", "no such Identity", ["identityId"])
         email_id = self._reference(obj.get("emailId"), "emailId")
         record = self.cache.emails([email_id]).get(email_id)
-        raw = self._message(email_id) if record is not None else None
-        if record is None or raw is None:
+        if record is None:
             raise Refused("invalidProperties", "no such Email", ["emailId"])
-        headers = header_fields(raw)
-        self._check_from(headers)
-        envelope = self._envelope(obj.get("envelope"), headers, identity)
-        sent = self._send(envelope, for_transport(raw))
+        with open_spool(self.account) as spool:
+            header = self._message(email_id, spool)
+            headers = header_fields(header)
+            self._check_from(headers)
+            envelope = self._envelope(obj.get("envelope"), headers, identity)
+            sent = self._send(envelope, spool)
         submission = EmailSubmission(
             id=derive_id("s", random_token(16)),
             identityId=identity.id,
@@ -141,9 +142,13 @@ class SubmissionSetter:
             raise Refused("invalidProperties", f"{prop} must be an id", [prop])
         return self.ctx.resolve_creation_id(value) or value
 
-    def _message(self, email_id: str) -> bytes | None:
+    def _message(self, email_id: str, spool: BinaryIO) -> bytes:
+        """Copy the Email, as SMTP carries it, into ``spool``; its header block."""
         try:
-            return read_blob(self.account, blob_id(email_id))
+            chunks = open_blob(self.account, blob_id(email_id))
+            if chunks is None:
+                raise Refused("invalidProperties", "no such Email", ["emailId"])
+            return write_for_transport(chunks, spool)
         except UpstreamError as exc:
             # Only this create fails: others in the call may have been sent already.
             raise Refused("serverFail", "the Email could not be read from the upstream") from exc
@@ -181,17 +186,18 @@ class SubmissionSetter:
             raise Refused("invalidRecipients", "not addresses", invalidRecipients=invalid)
         return envelope
 
-    def _send(self, envelope: Envelope, message: bytes) -> Sent:
+    def _send(self, envelope: Envelope, message: BinaryIO) -> Sent:
         endpoint = self.account.settings.smtp_endpoint
         if endpoint is None:
             raise Refused("forbiddenToSend", "this server has no submission service configured")
         recipients = [address.email for address in envelope.rcptTo]
         try:
             return submit(
-                endpoint, self.account.login, envelope.mailFrom.email, recipients, message
-            )
+                endpoint, self.account.login, envelope.mailFrom.email, recipients, message,
+                chunk_size=self.account.settings.blob_chunk_size,
+            )  # fmt: skip
         except SmtpRefused as exc:
-            raise _refusal(exc, len(message)) from exc
+            raise _refusal(exc, size_of(message)) from exc
         except SmtpUnavailable as exc:
             log.warning("submission for %s failed: %s", self.account.user.username, exc)
             if exc.maybe_sent:

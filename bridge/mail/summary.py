@@ -50,8 +50,12 @@ def header_block(raw: dict[str, Any]) -> bytes | None:
 
 
 def has_summary_items(raw: dict[str, Any]) -> bool:
-    """Whether a FETCH of SUMMARY_ITEMS answered (not a smaller one, without BODYSTRUCTURE)."""
-    return "BODYSTRUCTURE" in raw and header_block(raw) is not None
+    """Whether a FETCH of SUMMARY_ITEMS answered in full: not a smaller one (without
+    BODYSTRUCTURE), nor with PREVIEW NIL, the server's "no preview to offer" (RFC 8970
+    §3.1; Cyrus 3.6 answers it for every message): then the message itself is read."""
+    return (
+        "BODYSTRUCTURE" in raw and header_block(raw) is not None and raw.get("PREVIEW") is not None
+    )
 
 
 def summary_from_fetch(raw: dict[str, Any]) -> dict[str, Any]:

@@ -54,3 +54,94 @@ def decode_transfer(data: bytes, encoding: str) -> tuple[bytes, bool]:
     if encoding == "quoted-printable":
         return decode_quoted_printable(data), False
     return data, encoding not in IDENTITY_ENCODINGS
+
+
+class Base64Decoder:
+    """``decode_base64`` over a stream: the same octets, given the input in any pieces.
+
+    Input is kept back only to the end of its last full 4-character group, so the state
+    between chunks is at most three characters."""
+
+    def __init__(self) -> None:
+        self._held = b""
+        self._ended = False  # past the first "=": the rest is not content
+        self.problem = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._ended:
+            self.problem = self.problem or bool(data.translate(None, _WHITESPACE + b"="))
+            return b""
+        compact = data.translate(None, _WHITESPACE)
+        self.problem = self.problem or bool(compact.translate(None, _B64_ALPHABET + b"="))
+        pad = compact.find(b"=")
+        if pad != -1:
+            self.problem = self.problem or bool(compact[pad:].strip(b"="))
+            compact = compact[:pad]
+            self._ended = True
+        core = self._held + compact.translate(None, _NOT_B64)
+        whole = len(core) - len(core) % 4
+        self._held = core[whole:]
+        return binascii.a2b_base64(core[:whole]) if whole else b""
+
+    def finish(self) -> bytes:
+        held, self._held = self._held, b""
+        if len(held) == 1:
+            self.problem = True
+            return b""
+        return binascii.a2b_base64(held + b"=" * (4 - len(held))) if held else b""
+
+
+class QuotedPrintableDecoder:
+    """``decode_quoted_printable`` over a stream: the same octets, given the input in any
+    pieces. Complete lines are decoded as they come, so a soft line break or an ``=XX``
+    split between chunks waits for its end; a line longer than ``hold_limit`` is cut where
+    no escape or trailing white space can straddle the cut, so the state stays small."""
+
+    def __init__(self, hold_limit: int = 1 << 16) -> None:
+        self._held = b""
+        self._hold_limit = hold_limit
+
+    def feed(self, data: bytes) -> bytes:
+        held = self._held + data
+        cut = held.rfind(b"\n") + 1
+        if not cut and len(held) > self._hold_limit:
+            cut = _safe_qp_cut(held)
+        self._held = held[cut:]
+        return decode_quoted_printable(held[:cut]) if cut else b""
+
+    def finish(self) -> bytes:
+        held, self._held = self._held, b""
+        return decode_quoted_printable(held) if held else b""
+
+
+def _safe_qp_cut(data: bytes) -> int:
+    """An offset at which a line can be cut without changing how it decodes: not inside an
+    ``=XX`` and not after white space (which is trailing, and dropped, only at a line end)."""
+    cut = len(data) - 2
+    while cut > 0 and (data[cut - 1] in b" \t" or b"=" in data[max(cut - 2, 0) : cut]):
+        cut -= 1
+    return max(cut, 0)
+
+
+class IdentityDecoder:
+    """No transfer encoding: the octets as they are."""
+
+    problem = False
+
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+StreamDecoder = Base64Decoder | QuotedPrintableDecoder | IdentityDecoder
+
+
+def stream_decoder(encoding: str) -> StreamDecoder:
+    """The chunk-by-chunk ``decode_transfer`` for ``encoding``."""
+    if encoding == "base64":
+        return Base64Decoder()
+    if encoding == "quoted-printable":
+        return QuotedPrintableDecoder()
+    return IdentityDecoder()

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 
-from bridge.endpoint import AccessToken, Endpoint, oauth_login, sasl_plain
+from bridge.connect_failure import ConnectFailed, explain
+from bridge.endpoint import AccessToken, Endpoint, connect, oauth_login, sasl_plain, start_tls
 from bridge.sieve import protocol
 from bridge.sieve.errors import SieveAuthFailed, SieveCommandFailed, SieveUnavailable
 from bridge.sieve.protocol import Atom, ProtocolError, Response
@@ -96,21 +97,42 @@ class ManageSieve:
     def open(cls, config: SieveConfig, username: str, password: str) -> ManageSieve:
         """Connect, TLS as configured, authenticate. SieveAuthFailed if the credentials
         are refused, SieveUnavailable for anything else."""
-        sock = _connect(config)
-        session = cls(sock, config)
+        session = cls.connect(config)
         try:
-            session._greeting()
-            if config.tls == "starttls":
-                session._starttls()
-            session._authenticate(username, password)
+            session.authenticate(username, password)
         except BaseException:
             session.close()
             raise
         log.debug("ManageSieve session open for %s", username)
         return session
 
+    @classmethod
+    def connect(cls, config: SieveConfig) -> ManageSieve:
+        """Connected, greeted, TLS as configured: the capabilities are known, nobody is
+        logged in yet. SieveUnavailable when that fails."""
+        session = cls(_connect(config), config)
+        try:
+            session._greeting()
+            if config.tls == "starttls":
+                session._starttls()
+        except BaseException:
+            session.close()
+            raise
+        return session
+
     def _greeting(self) -> None:
-        greeting = self._read()
+        try:
+            greeting = protocol.read_response(self._source)
+        except (OSError, ProtocolError) as exc:
+            self.close()
+            if isinstance(exc, ProtocolError):
+                reason = f"not a ManageSieve greeting: {exc}"
+            else:
+                reason = explain(exc, self._config, "greeting")
+            log.warning("no ManageSieve greeting from %s: %s", self._config.address, reason)
+            raise SieveUnavailable(f"{self._config.address}: {reason}", reason=reason) from exc
+        if self._config.tls != "starttls":
+            self._sock.settimeout(self._config.timeout)
         if greeting.status != "OK":
             raise SieveUnavailable(f"ManageSieve server refused the connection ({greeting.code})")
         self.capabilities = protocol.capabilities(greeting.lines)
@@ -124,16 +146,17 @@ class ManageSieve:
         if self._source.pending:
             raise SieveUnavailable("ManageSieve server sent data before the TLS handshake")
         try:
-            self._sock = self._config.ssl_context().wrap_socket(
-                self._sock, server_hostname=self._config.host
-            )
-        except OSError as exc:
-            raise SieveUnavailable(f"STARTTLS failed: {type(exc).__name__}") from exc
+            self._sock = start_tls(self._sock, self._config, reopen=_tls_socket)
+        except ConnectFailed as exc:
+            self.close()
+            log.warning("STARTTLS to ManageSieve %s failed: %s", self._config.address, exc)
+            raise SieveUnavailable(f"STARTTLS failed: {exc.reason}", reason=exc.reason) from exc
         self._source = _SocketSource(self._sock)
         # §2.2: the server says its capabilities again; only these count.
         self.capabilities = protocol.capabilities(self._read().lines)
+        self._sock.settimeout(self._config.timeout)
 
-    def _authenticate(self, username: str, password: str) -> None:
+    def authenticate(self, username: str, password: str) -> None:
         mechanisms = self.capabilities.get("SASL", "").upper().split()
         if "\0" in username + password:  # it would split the SASL message elsewhere
             raise SieveAuthFailed()
@@ -174,6 +197,11 @@ class ManageSieve:
             raise SieveAuthFailed(response.code)
 
     # -- commands ---------------------------------------------------------------------------
+
+    @property
+    def socket(self) -> socket.socket:
+        """The connection (an SSLSocket once TLS is on), for a look at its TLS."""
+        return self._sock
 
     @property
     def extensions(self) -> frozenset[str]:
@@ -272,19 +300,11 @@ class ManageSieve:
 
 def _connect(config: SieveConfig) -> socket.socket:
     try:
-        sock = socket.create_connection((config.host, config.port), timeout=config.timeout)
-    except OSError as exc:
-        raise SieveUnavailable(
-            f"cannot connect to {config.host}:{config.port}: {type(exc).__name__}"
-        ) from exc
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if config.tls != "implicit":
-        return sock
-    try:
-        return config.ssl_context().wrap_socket(sock, server_hostname=config.host)
-    except OSError as exc:
-        sock.close()
-        raise SieveUnavailable(
-            f"TLS to {config.host}:{config.port} failed: {type(exc).__name__}"
-        ) from exc
+        return connect(config)
+    except ConnectFailed as exc:
+        log.warning("cannot connect to ManageSieve %s: %s", config.address, exc.reason)
+        raise SieveUnavailable(f"{config.address}: {exc.reason}", reason=exc.reason) from exc
+
+
+def _tls_socket(config: SieveConfig) -> socket.socket:
+    return ManageSieve.connect(config).socket

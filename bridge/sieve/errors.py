@@ -13,7 +13,12 @@ class SieveError(Exception):
 
 class SieveUnavailable(SieveError):
     """No usable session: connect failure, timeout, TLS failure, BYE, or a response
-    bridge cannot read. The connection that raised it is closed."""
+    bridge cannot read. The connection that raised it is closed. ``reason`` says in a few
+    words why a connection could not be opened, where that is known."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SieveAuthFailed(SieveError):

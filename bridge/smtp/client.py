@@ -15,19 +15,29 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
+import logging
 import re
 import smtplib
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import BinaryIO, Literal
 
-from bridge.endpoint import AccessToken, Endpoint, oauth_login, sasl_plain
+from bridge import connect_failure
+from bridge.certificates import TlsInfo, tls_info
+from bridge.connect_failure import explain
+from bridge.endpoint import AccessToken, Endpoint, connect, oauth_login, sasl_plain
 
 Stage = Literal["auth", "mail", "rcpt", "data"]
 
 _ENHANCED_CODE = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3} ")
-_LINE_START_DOT = re.compile(rb"^\.", re.MULTILINE)
+_DOT_AFTER_LF = re.compile(rb"\n\.")
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
 ACCEPTED_RCPT = (250, 251)
+CHUNK = 1 << 20
+
+log = logging.getLogger("bridge.smtp")
 
 
 # The submission server's address and TLS mode.
@@ -85,9 +95,13 @@ class SmtpUnavailable(Exception):
     message. ``maybe_sent`` when the connection failed after the message was handed over
     and before the server confirmed it."""
 
-    def __init__(self, description: str, *, maybe_sent: bool = False) -> None:
+    def __init__(
+        self, description: str, *, maybe_sent: bool = False, reason: str | None = None
+    ) -> None:
         super().__init__(description)
         self.maybe_sent = maybe_sent
+        # Why the connection could not be opened (bridge.connect_failure), where known.
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -103,14 +117,18 @@ def submit(
     login: tuple[str, str],
     mail_from: str,
     rcpt_to: list[str],
-    message: bytes,
+    message: bytes | BinaryIO,
+    *,
+    chunk_size: int = CHUNK,
 ) -> Sent:
-    """Send ``message`` (CRLF line ends) from ``mail_from`` to ``rcpt_to``."""
+    """Send ``message`` (CRLF line ends) from ``mail_from`` to ``rcpt_to``. A file is sent
+    from its start in pieces of ``chunk_size``, dot-stuffed as they go."""
     session = _Session(endpoint)
+    handle = io.BytesIO(message) if isinstance(message, bytes) else message
     try:
         session.connect()
         session.authenticate(*login)
-        return session.send(mail_from, rcpt_to, message)
+        return session.send(mail_from, rcpt_to, _Message(handle, chunk_size))
     except (OSError, smtplib.SMTPException) as exc:
         # SMTPException covers a dropped connection and an unparsable reply; OSError a
         # refused connection, a timeout and a failed TLS handshake.
@@ -122,34 +140,84 @@ def submit(
         session.close()
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What the submission server says of itself before anyone logs in (EHLO)."""
+
+    extensions: dict[str, str]
+    tls: TlsInfo | None
+
+
+def probe(endpoint: SmtpEndpoint) -> Probe:
+    """Connect, TLS as configured, EHLO, QUIT: nothing is sent, nobody logs in."""
+    session = _Session(endpoint)
+    try:
+        session.connect()
+        return Probe(dict(session.smtp.esmtp_features), tls_info(session.smtp.sock))
+    except (OSError, smtplib.SMTPException) as exc:
+        raise SmtpUnavailable(f"submission server {endpoint.address}: {exc}") from exc
+    finally:
+        session.close()
+
+
+def _tls_socket(endpoint: SmtpEndpoint) -> socket.socket:
+    session = _Session(endpoint)
+    session.connect()
+    return session.smtp.sock
+
+
+class _Smtp(smtplib.SMTP):
+    """smtplib over a socket from ``endpoint.connect`` (TCP, TLS if implicit, NODELAY)."""
+
+    def __init__(self, endpoint: SmtpEndpoint) -> None:
+        self.endpoint = endpoint
+        # A placeholder name: without one smtplib asks DNS for this host's FQDN, which can
+        # take seconds. EHLO gets the connection's address literal instead (RFC 5321 §4.1.4).
+        super().__init__(local_hostname="localhost", timeout=endpoint.connect_timeout)
+        # The name STARTTLS checks the certificate against: smtplib takes it only from a
+        # host given here, which would connect at once.
+        self._host = endpoint.host
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return connect(self.endpoint)
+
+
 class _Session:
     def __init__(self, endpoint: SmtpEndpoint) -> None:
         self.endpoint = endpoint
         self.handed_over = False
-        context = self.context = endpoint.ssl_context()
-        # A placeholder name: without one smtplib asks DNS for this host's FQDN, which can
-        # take seconds. EHLO gets the connection's address literal instead (RFC 5321 §4.1.4).
-        self.smtp: smtplib.SMTP
-        if endpoint.tls == "implicit":
-            self.smtp = smtplib.SMTP_SSL(
-                local_hostname="localhost", timeout=endpoint.timeout, context=context
-            )
-        else:
-            self.smtp = smtplib.SMTP(local_hostname="localhost", timeout=endpoint.timeout)
+        self.smtp = _Smtp(endpoint)
 
     def connect(self) -> None:
-        smtp = self.smtp
-        code, message = smtp.connect(self.endpoint.host, self.endpoint.port)
+        smtp, endpoint = self.smtp, self.endpoint
+        try:
+            code, message = smtp.connect(endpoint.host, endpoint.port)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise self._unavailable(exc, "greeting") from exc
         if code != 220:
             raise SmtpUnavailable(f"the submission server greeted with {reply_of(code, message)}")
         address = smtp.sock.getsockname()[0]
         smtp.local_hostname = f"[IPv6:{address}]" if ":" in address else f"[{address}]"
         self._ehlo()
-        if self.endpoint.tls == "starttls":
+        if endpoint.tls == "starttls":
             if not smtp.has_extn("starttls"):
                 raise SmtpUnavailable("the submission server does not offer STARTTLS")
-            smtp.starttls(context=self.context)
+            try:
+                smtp.sock.settimeout(endpoint.connect_timeout)
+                smtp.starttls(context=endpoint.ssl_context())
+            except (OSError, smtplib.SMTPException) as exc:
+                raise self._unavailable(exc, "starttls") from exc
             self._ehlo()
+        smtp.sock.settimeout(endpoint.timeout)
+
+    def _unavailable(self, exc: Exception, stage: connect_failure.Stage) -> SmtpUnavailable:
+        # smtplib turns a timeout or reset while reading a reply into SMTPServerDisconnected;
+        # the socket's own error, which says more, is its context.
+        cause = exc.__context__ if isinstance(exc.__context__, OSError) else exc
+        reason = explain(cause, self.endpoint, stage, _tls_socket)
+        log.warning("cannot connect to submission %s: %s", self.endpoint.address, reason)
+        where = f"submission server {self.endpoint.address}"
+        return SmtpUnavailable(f"{where}: {reason}", reason=reason)
 
     def _ehlo(self) -> None:
         code, message = self.smtp.ehlo()
@@ -194,7 +262,7 @@ class _Session:
             reply = self._command(login.error_answer.decode("ascii"))
         return reply
 
-    def send(self, mail_from: str, rcpt_to: list[str], message: bytes) -> Sent:
+    def send(self, mail_from: str, rcpt_to: list[str], message: _Message) -> Sent:
         options = self._mail_options(mail_from, rcpt_to, message)
         reply = self._command("MAIL", f"FROM:<{mail_from}>{''.join(' ' + o for o in options)}")
         if reply.code != 250:
@@ -211,25 +279,23 @@ class _Session:
         reply = self._command("DATA")
         if reply.code != 354:
             raise SmtpRefused("data", reply, size_limit=self._size_limit())
-        payload = _LINE_START_DOT.sub(b"..", message)
-        if not payload.endswith(b"\r\n"):
-            payload += b"\r\n"
         self.handed_over = True
-        self.smtp.send(payload + b".\r\n")
+        for piece in message.dot_stuffed():
+            self.smtp.send(piece)
         reply = reply_of(*self.smtp.getreply())
         if reply.code != 250:
             raise SmtpRefused("data", reply, size_limit=self._size_limit())
         return Sent(accepted, reply)
 
-    def _mail_options(self, mail_from: str, rcpt_to: list[str], message: bytes) -> list[str]:
+    def _mail_options(self, mail_from: str, rcpt_to: list[str], message: _Message) -> list[str]:
         smtp = self.smtp
         options: list[str] = []
         limit = self._size_limit()
-        if limit is not None and len(message) > limit:
+        if limit is not None and message.size > limit:
             raise SmtpRefused("mail", None, "the message is too large", size_limit=limit)
         if smtp.has_extn("size"):
-            options.append(f"SIZE={len(message)}")
-        if _EIGHT_BIT.search(message) and smtp.has_extn("8bitmime"):
+            options.append(f"SIZE={message.size}")
+        if smtp.has_extn("8bitmime") and message.has_eight_bit():
             options.append("BODY=8BITMIME")
         if not all(address.isascii() for address in (mail_from, *rcpt_to)):
             if not smtp.has_extn("smtputf8"):
@@ -250,6 +316,33 @@ class _Session:
             if self.smtp.sock is not None:
                 self.smtp.quit()
         self.smtp.close()
+
+
+class _Message:
+    """The message to send, read from its file in pieces, never whole."""
+
+    def __init__(self, handle: BinaryIO, chunk_size: int) -> None:
+        self.handle = handle
+        self.chunk_size = chunk_size
+        self.size = handle.seek(0, io.SEEK_END)
+
+    def chunks(self) -> Iterator[bytes]:
+        self.handle.seek(0)
+        while chunk := self.handle.read(self.chunk_size):
+            yield chunk
+
+    def has_eight_bit(self) -> bool:
+        return any(_EIGHT_BIT.search(chunk) for chunk in self.chunks())
+
+    def dot_stuffed(self) -> Iterator[bytes]:
+        """DATA's content (RFC 5321 §4.5.2): a "." that starts a line doubled, whichever
+        chunk the line starts in, then CRLF "." CRLF."""
+        last = b"\n"  # the octet before the first: the message starts a line
+        for chunk in self.chunks():
+            stuffed = _DOT_AFTER_LF.sub(b"\n..", chunk)
+            yield b"." + stuffed if last == b"\n" and chunk[:1] == b"." else stuffed
+            last = chunk[-1:]
+        yield b".\r\n" if last == b"\n" else b"\r\n.\r\n"
 
 
 # A synthetic reply (RFC 8621 §7 allows them) for addresses this server cannot carry.

@@ -1,6 +1,7 @@
-"""Throwaway Dovecot servers for integration tests that talk IMAP directly.
+"""Throwaway IMAP servers for integration tests that talk IMAP directly.
 
-Fixtures (all servers run on 127.0.0.1 with plain IMAP; see bridge/demo/dovecot.py):
+Fixtures (all servers run on 127.0.0.1 with plain IMAP; see bridge/demo/dovecot.py and
+bridge/demo/cyrus.py):
 
 ``dovecot`` (session)
     A Dovecot advertising every capability it has (CONDSTORE, QRESYNC, LIST-STATUS, ...).
@@ -16,6 +17,11 @@ Fixtures (all servers run on 127.0.0.1 with plain IMAP; see bridge/demo/dovecot.
     A separate Dovecot (same users, all capabilities) for tests that fail logins on
     purpose: Dovecot's auth penalty delays every later login from the failing IP, up to
     15 s, so wrong passwords sent to ``dovecot`` would slow down the tests that follow.
+``cyrus`` (session)
+    A Cyrus IMAP 3.6 with the same users (OBJECTID, CONDSTORE, QRESYNC, no NOTIFY),
+    unpacked by .ci/install-cyrus; the fixture unpacks it if missing.
+``imap_server`` (session, parametrized)
+    ``dovecot``, then ``cyrus``: for tests of IMAP behaviour that every server must pass.
 ``imap`` (function)
     A raw ``imapclient.IMAPClient`` logged in as alice on ``dovecot``: "another client"
     changing things behind bridge's back. Logged out afterwards.
@@ -33,7 +39,9 @@ from collections.abc import Callable, Iterable, Iterator
 import pytest
 from imapclient import IMAPClient
 
+from bridge.demo.cyrus import Cyrus
 from bridge.demo.dovecot import Dovecot
+from tests.integration.upstreams import Upstream, require_cyrus
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 NO_CONDSTORE = ("CONDSTORE", "QRESYNC")
@@ -74,6 +82,18 @@ def dovecot_nocondstore(dovecot_factory: Callable[..., Dovecot]) -> Dovecot:
 @pytest.fixture(scope="session")
 def dovecot_login_failures(dovecot_factory: Callable[..., Dovecot]) -> Dovecot:
     return dovecot_factory()
+
+
+@pytest.fixture(scope="session")
+def cyrus() -> Iterator[Cyrus]:
+    require_cyrus()
+    with Cyrus(dict(USERS)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session", params=["dovecot", "cyrus"])
+def imap_server(request: pytest.FixtureRequest) -> Upstream:
+    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture

@@ -37,10 +37,10 @@ class BridgeServer:
         **settings: Any,
     ) -> None:
         self.port = free_port()
+        settings.setdefault("upstream_tls", "plain")
         self.settings = Settings(
             upstream_host=imap_host,
             upstream_port=imap_port,
-            upstream_tls="plain",
             upstream_timeout=10.0,
             listen_port=self.port,
             data_dir=str(data_dir),

@@ -8,6 +8,9 @@ from imapclient import IMAPClient
 
 from bridge.demo.dovecot import Dovecot
 from tests.integration.server import BridgeServer, JmapClient
+from tests.integration.upstreams import every_upstream
+
+pytestmark = every_upstream
 
 
 def message(

@@ -7,9 +7,13 @@ from typing import Any
 
 from imapclient import IMAPClient
 
+from bridge.demo.cyrus import Cyrus
 from bridge.demo.dovecot import Dovecot
 from tests.integration.server import BridgeServer, JmapClient
 from tests.integration.test_email import message, query
+from tests.integration.upstreams import Upstream, every_upstream
+
+pytestmark = every_upstream
 
 
 def flags_in(other: IMAPClient, folder: str) -> dict[bytes, set[bytes]]:
@@ -212,15 +216,21 @@ def test_create_errors(jmap: JmapClient, other: IMAPClient) -> None:
     assert other.search("ALL") == []
 
 
-def test_import_and_copy(jmap: JmapClient, other: IMAPClient) -> None:
+def test_import_and_copy(jmap: JmapClient, other: IMAPClient, upstream: Upstream) -> None:
     other.append("INBOX", b"Received: from x by y; Tue, 02 Jun 2026 08:00:00 +0000\r\n"
                           b"From: a@example.com\r\nSubject: Imported\r\n\r\nbody\r\n")  # fmt: skip
     [original] = query(jmap)
     blob = jmap.call("Email/get", {"ids": [original], "properties": ["blobId"]})["list"][0]
+    # Cyrus gives the same bytes the same EMAILID: a different message for it to import.
+    upload = jmap.session["uploadUrl"].format(accountId=jmap.account_id)
+    fresh = jmap.http.post(upload, content=b"Received: from x by y; Tue, 02 Jun 2026 08:00:00 "
+                           b"+0000\r\nFrom: a@example.com\r\nSubject: Fresh\r\n\r\nbody\r\n",
+                           headers={"Content-Type": "message/rfc822"}).json()  # fmt: skip
+    source = fresh if isinstance(upstream, Cyrus) else blob
     archive = jmap.mailboxes()["Archive"]["id"]
     state = jmap.call("Email/get", {"ids": []})["state"]
     result = jmap.call("Email/import", {"ifInState": state, "emails": {
-        "i": {"blobId": blob["blobId"], "mailboxIds": {archive: True},
+        "i": {"blobId": source["blobId"], "mailboxIds": {archive: True},
               "keywords": {"$seen": True}},
         "bad": {"blobId": "Bnope", "mailboxIds": {archive: True}},
         "nobox": {"blobId": blob["blobId"], "mailboxIds": {}},
@@ -261,3 +271,36 @@ def test_import_an_uploaded_message_with_bare_line_feeds(
     refused = jmap.call("Email/import", {"emails": {
         "p": {"blobId": not_mail["blobId"], "mailboxIds": {inbox: True}}}})  # fmt: skip
     assert refused["notCreated"]["p"]["type"] == "invalidEmail"
+
+
+def test_a_duplicate_is_a_new_email_or_already_exists_never_a_hidden_copy(
+    jmap: JmapClient, other: IMAPClient
+) -> None:
+    """Importing an Email's own blob, or creating the same bytes twice: a second Email
+    (Dovecot) or alreadyExists with the first one's id (Cyrus, whose EMAILID comes from the
+    content); never a second IMAP message that no Email shows (RFC 8621 §4.8)."""
+    other.append("INBOX", message(1, "Twice"))
+    [original] = query(jmap)
+    blob = jmap.call("Email/get", {"ids": [original], "properties": ["blobId"]})["list"][0]
+    inbox = jmap.mailboxes()["INBOX"]["id"]
+    email = {"mailboxIds": {inbox: True}, "subject": "Made", "messageId": ["made@example.com"],
+             "sentAt": "2026-06-01T10:00:00Z", "from": [{"email": "a@example.com"}],
+             "bodyValues": {"b": {"value": "same"}},
+             "textBody": [{"partId": "b", "type": "text/plain"}]}  # fmt: skip
+    imported = jmap.call("Email/import", {"emails": {
+        "d": {"blobId": blob["blobId"], "mailboxIds": {inbox: True}}}})  # fmt: skip
+    made = [jmap.call("Email/set", {"create": {"m": email}}) for _ in range(2)]
+    outcomes = [(imported, "d", original), (made[1], "m", made[0]["created"]["m"]["id"])]
+    emails = set(query(jmap))
+    messages = 2  # the first of each pair
+    for result, key, first in outcomes:
+        if result["created"]:
+            assert result["created"][key]["id"] != first
+            assert {first, result["created"][key]["id"]} <= emails
+            messages += 1
+        else:
+            refused = result["notCreated"][key]
+            assert refused["type"] == "alreadyExists" and refused["existingId"] == first
+            assert first in emails
+    other.select_folder("INBOX", readonly=True)
+    assert len(other.search("ALL")) == messages == len(emails)

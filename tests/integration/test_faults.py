@@ -14,22 +14,36 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
+from bridge.demo.cyrus import Cyrus
 from bridge.demo.dovecot import Dovecot, free_port
 from tests.integration.server import BridgeServer
+from tests.integration.upstreams import Upstream, require_cyrus
 
 USERS = {"alice": "alice-Secret-9f3", "bob": "bob-Secret-77a"}
 
 
-@pytest.fixture
-def own_upstream() -> Iterator[Dovecot]:
-    """A Dovecot of this test's own, which it may stop and start again on the same port."""
-    # A short base directory: Dovecot's socket paths must stay under 108 bytes.
-    base = Path(tempfile.mkdtemp(prefix="dc", dir="/tmp"))
-    dovecot = Dovecot(dict(USERS), base_dir=base, port=free_port())
-    dovecot.start()
-    yield dovecot
-    dovecot.stop()
+def restartable(kind: str) -> Iterator[Upstream]:
+    """A server of this test's own, which it may stop and start again on the same port."""
+    # A short base directory: the servers' socket paths must stay under 108 bytes.
+    base = Path(tempfile.mkdtemp(prefix="up", dir="/tmp"))
+    if kind == "cyrus":
+        require_cyrus()
+    server_class = Cyrus if kind == "cyrus" else Dovecot
+    upstream = server_class(dict(USERS), base_dir=base, port=free_port())
+    upstream.start()
+    yield upstream
+    upstream.stop()
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def own_upstream() -> Iterator[Upstream]:
+    yield from restartable("dovecot")
+
+
+@pytest.fixture(params=["dovecot", "cyrus"])
+def any_own_upstream(request: pytest.FixtureRequest) -> Iterator[Upstream]:
+    yield from restartable(request.param)
 
 
 @pytest.fixture
@@ -38,7 +52,15 @@ def server(own_upstream: Dovecot, tmp_path: Path) -> Iterator[BridgeServer]:
         yield bridge
 
 
-def test_upstream_down_then_back(own_upstream: Dovecot, server: BridgeServer) -> None:
+@pytest.fixture
+def any_server(any_own_upstream: Upstream, tmp_path: Path) -> Iterator[BridgeServer]:
+    upstream = any_own_upstream
+    with BridgeServer(upstream.host, upstream.port, tmp_path / "data") as bridge:
+        yield bridge
+
+
+def test_upstream_down_then_back(any_own_upstream: Upstream, any_server: BridgeServer) -> None:
+    own_upstream, server = any_own_upstream, any_server
     jmap = server.client("alice", USERS["alice"])
     assert "INBOX" in jmap.mailboxes()
     own_upstream.stop()

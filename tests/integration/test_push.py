@@ -13,6 +13,7 @@ import httpx
 from imapclient import IMAPClient
 
 from tests.integration.server import BridgeServer, JmapClient
+from tests.integration.upstreams import every_upstream
 
 
 class Events:
@@ -109,6 +110,7 @@ def test_bad_parameters(jmap: JmapClient) -> None:
     assert httpx.get(base + "?types=*&closeafter=no&ping=0").status_code == 401
 
 
+@every_upstream  # Cyrus has no NOTIFY: bridge watches by IDLE and polling there
 def test_another_clients_change_is_pushed_without_a_request(
     jmap: JmapClient, other: IMAPClient
 ) -> None:

@@ -1,4 +1,5 @@
-"""RFC 9425 Quotas against the test Dovecot (quota plugin, "count" backend).
+"""RFC 9425 Quotas against the test Dovecot (quota plugin, "count" backend) and the test
+Cyrus (the same limits, set when the user's INBOX is created).
 
 The quota capability is a setting (upstream_quota: --upstream-quota, BRIDGE_UPSTREAM_QUOTA),
 so these tests run a bridge of their own with it switched on.
@@ -12,19 +13,29 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
+from bridge.demo.cyrus import Cyrus
 from bridge.demo.dovecot import Dovecot
 from bridge.imap.connection import ImapConnection, UpstreamConfig
 from bridge.mail.capabilities import QUOTA
 from tests.integration.conftest import USERS
 from tests.integration.server import USING, BridgeServer, JmapClient
+from tests.integration.upstreams import Upstream, every_upstream
 
 QUOTA_USING = [*USING, QUOTA]
 MESSAGE = b"From: a@example.com\r\nSubject: quota\r\n\r\n" + b"x" * 5000 + b"\r\n"
 
 
+pytestmark = every_upstream
+
+
+def root_name(upstream: Upstream) -> str:
+    """What the server calls the user's quota root (Cyrus: the user's INBOX)."""
+    return "INBOX" if isinstance(upstream, Cyrus) else "User quota"
+
+
 @pytest.fixture(scope="module")
 def quota_bridge(
-    upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory
+    upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BridgeServer]:
     with BridgeServer(
         upstream.host, upstream.port, tmp_path_factory.mktemp("quota"), upstream_quota=True
@@ -58,15 +69,17 @@ def test_capability_in_session(client: JmapClient) -> None:
     assert session["primaryAccounts"][QUOTA] == client.account_id
 
 
-def test_quota_get_follows_another_clients_append(client: JmapClient, other: IMAPClient) -> None:
+def test_quota_get_follows_another_clients_append(
+    client: JmapClient, other: IMAPClient, upstream: Upstream
+) -> None:
     before = quota_call(client, "Quota/get", {"ids": None})
     quotas = by_type(before)
     assert set(quotas) == {"octets", "count"}
     octets, count = quotas["octets"], quotas["count"]
-    assert octets["hardLimit"] == 10 * 1024**3  # the test Dovecot's quota_rule
+    assert octets["hardLimit"] == 10 * 1024**3  # the test servers' limit
     assert count["hardLimit"] == 1_000_000
     for quota in (octets, count):
-        assert quota["name"] == "User quota"
+        assert quota["name"] == root_name(upstream)
         assert quota["scope"] == "account"
         assert quota["types"] == ["Mail"]
         assert quota["warnLimit"] is None and quota["softLimit"] is None
@@ -99,7 +112,7 @@ def test_quota_get_by_ids_and_properties(client: JmapClient) -> None:
     assert result["notFound"] == ["nope"]
 
 
-def test_quota_query(client: JmapClient) -> None:
+def test_quota_query(client: JmapClient, upstream: Upstream) -> None:
     quotas = by_type(quota_call(client, "Quota/get", {"ids": None}))
     octets_id, count_id = quotas["octets"]["id"], quotas["count"]["id"]
     result = quota_call(
@@ -111,7 +124,9 @@ def test_quota_query(client: JmapClient) -> None:
     result = quota_call(client, "Quota/query", {"filter": {"resourceType": "count"}})
     assert result["ids"] == [count_id]
     result = quota_call(
-        client, "Quota/query", {"filter": {"name": "user", "type": "Mail", "scope": "account"}}
+        client,
+        "Quota/query",
+        {"filter": {"name": root_name(upstream).lower(), "type": "Mail", "scope": "account"}},
     )
     assert set(result["ids"]) == {octets_id, count_id}
     assert quota_call(client, "Quota/query", {"filter": {"type": "Calendar"}})["ids"] == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -121,6 +122,21 @@ def test_connection_lost_after_the_message_is_handed_over() -> None:
     finally:
         thread.join(timeout=5)
         listener.close()
+
+
+def test_sends_from_a_file_in_pieces(server: SmtpSink, tmp_path: Path) -> None:
+    """Every cut of the message between pieces: a dot that starts a line is doubled
+    whichever piece the line starts in, and the message arrives byte for byte."""
+    path = tmp_path / "message.eml"
+    path.write_bytes(MESSAGE + b"no line end at the end")
+    for chunk_size in (1, 2, 3, 5, 7, 64):
+        before = len(server.arrivals)
+        with path.open("rb") as handle:
+            submit(endpoint(server.port), LOGIN, LOGIN[0], ["a@example.net"], handle,
+                   chunk_size=chunk_size)  # fmt: skip
+        [arrival] = server.arrivals[before:]
+        assert arrival.content == MESSAGE + b"no line end at the end\r\n", chunk_size
+        assert f"SIZE={path.stat().st_size}" in arrival.mail_options
 
 
 def test_non_ascii_address_with_smtputf8() -> None:

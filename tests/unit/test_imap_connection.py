@@ -164,7 +164,11 @@ CYRUS = {
     b'LIST "" "*"': (
         b'* LIST (\\HasNoChildren \\Subscribed \\Drafts) "." "INBOX.Drafts"\r\n'
         b"* STATUS INBOX.Drafts (MESSAGES 2 UNSEEN 1 UIDNEXT 5 UIDVALIDITY 7 "
-        b"HIGHESTMODSEQ 30 MAILBOXID (F3e1))\r\n",
+        b"HIGHESTMODSEQ 30)\r\n",
+        b"OK done",
+    ),
+    b'STATUS "INBOX.Drafts" (MAILBOXID)': (
+        b"* STATUS INBOX.Drafts (MAILBOXID (F3e1))\r\n",
         b"OK done",
     ),
     b"EXAMINE": (
@@ -212,7 +216,9 @@ def test_objectid_server(serve: Callable[..., FakeServer]) -> None:
     assert server.commands() == [
         b"ENABLE QRESYNC",
         b'LIST "" "*" RETURN (SUBSCRIBED CHILDREN SPECIAL-USE '
-        b"STATUS (MESSAGES UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ MAILBOXID))",
+        b"STATUS (MESSAGES UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ))",
+        # Cyrus 3.6.1 garbles MAILBOXID asked beside other items: it is asked alone.
+        b'STATUS "INBOX.Drafts" (MAILBOXID)',
         b"NAMESPACE",
         b'EXAMINE "INBOX.Drafts" (QRESYNC (7 20 1:4))',
         b"UID FETCH 1:* (UID FLAGS MODSEQ EMAILID THREADID) (CHANGEDSINCE 20 VANISHED)",
@@ -224,6 +230,53 @@ def test_objectid_server(serve: Callable[..., FakeServer]) -> None:
         b"LOGOUT",
     ]
     assert conn.commands[-4:] == ["CREATE", "UNSELECT", "DELETE", "LOGOUT"]
+
+
+def test_mailbox_ids_are_asked_alone_once_per_folder(serve: Callable[..., FakeServer]) -> None:
+    """MAILBOXID never shares a STATUS with other items (Cyrus 3.6.1 garbles it there); a
+    folder's id is asked once, again only under a new name or UIDVALIDITY."""
+    folders = {"A": 7, "B": 8}
+    ids = {"A": b"(Fa)", "B": b"(\xc9\xaf)"}  # B's is not an id: B gets none
+
+    def handle(command: bytes) -> tuple[bytes, bytes]:
+        if command.startswith((b"LOGIN", b"AUTHENTICATE")):
+            return b"", b"OK [CAPABILITY " + CYRUS_CAPS + b"] Logged in"
+        if command == b'LIST "" "*" RETURN (STATUS (MAILBOXID))':
+            lines = [b'* LIST () "/" %s\r\n* STATUS %s (MAILBOXID %s)\r\n'
+                     % (n.encode(), n.encode(), ids[n]) for n in folders]  # fmt: skip
+            return b"".join(lines), b"OK done"
+        if command.startswith(b'LIST "" "*" RETURN (SUBSCRIBED'):
+            lines = [b'* LIST () "/" %s\r\n* STATUS %s (MESSAGES 0 UIDVALIDITY %d)\r\n'
+                     % (n.encode(), n.encode(), v) for n, v in folders.items()]  # fmt: skip
+            return b"".join(lines), b"OK done"
+        if command.startswith(b"STATUS "):
+            name = command.split(b'"')[1].decode()
+            return b"* STATUS %s (MAILBOXID %s)\r\n" % (name.encode(), ids[name]), b"OK done"
+        return b"", b"OK done"
+
+    server = serve(handle)
+    conn = ImapConnection.open(server.config(), "alice", "pw")
+
+    def guids() -> dict[str, str | None]:
+        return {m.name: m.status.guid for m in conn.list_mailboxes() if m.status is not None}
+
+    assert guids() == {"A": "Fa", "B": None}
+    assert guids() == {"A": "Fa", "B": None}
+    folders = {"C": 7, "B": 8}  # A renamed to C by another client
+    ids["C"], ids["B"] = b"(Fa)", b"(Fb)"
+    assert guids() == {"C": "Fa", "B": "Fb"}
+    folders["B"] = 9  # B deleted and re-created
+    ids["B"] = b"(Fz)"
+    assert guids() == {"C": "Fa", "B": "Fz"}
+    conn.close()
+    asked = [c for c in server.commands() if b"MAILBOXID" in c]
+    assert asked == [
+        b'LIST "" "*" RETURN (STATUS (MAILBOXID))',  # A and B, the first time
+        b'STATUS "B" (MAILBOXID)',  # B had no id yet: asked again
+        b'LIST "" "*" RETURN (STATUS (MAILBOXID))',  # C and B
+        b'STATUS "B" (MAILBOXID)',
+    ]
+    assert not any(b"MAILBOXID" in c and b"MESSAGES" in c for c in server.commands())
 
 
 GMAIL_CAPS = b"IMAP4rev1 X-GM-EXT-1 UIDPLUS MOVE ID CHILDREN"

@@ -13,6 +13,7 @@ from bridge.imap.responses import (
     build_listings,
     collect_fetches,
     format_sequence_set,
+    object_id,
     parse_capabilities,
     parse_esearch,
     parse_fetch,
@@ -100,6 +101,36 @@ def test_parse_status_dovecot() -> None:
 def test_parse_status_objectid_and_no_modseq() -> None:
     raw = b"* STATUS INBOX (MESSAGES 0 UNSEEN 0 UIDNEXT 1 UIDVALIDITY 5 MAILBOXID (F8a2c))\r\n"
     assert parse_status(one(raw)) == ("INBOX", MailboxStatus(0, 0, 1, 5, None, "F8a2c"))
+
+
+def test_a_garbled_mailboxid_is_no_id() -> None:
+    """Cyrus 3.6.1 answers MAILBOXID asked beside other items with random bytes."""
+    raw = b"* STATUS INBOX (MESSAGES 2 UIDNEXT 3 MAILBOXID (Kk^\x0c\xc4U) UNSEEN 2)\r\n"
+    assert parse_status(one(raw)) == ("INBOX", MailboxStatus(2, 2, 3, 0, None, None))
+
+
+@pytest.mark.parametrize(
+    ("item", "value", "expected"),
+    [
+        ("MAILBOXID", (b"o4ya9zu74cjqjd3qw4pvr3h7",), "o4ya9zu74cjqjd3qw4pvr3h7"),
+        ("EMAILID", (b"M70db69d77a9583c469d621b2",), "M70db69d77a9583c469d621b2"),
+        ("THREADID", (b"Te128b03671fc88d6",), "Te128b03671fc88d6"),
+        ("MAILBOXID", (b"\xc9\xaf\x19\xee\xdfU",), None),
+        ("MAILBOXID", (b"a.b",), None),  # RFC 8474: letters, digits, "-" and "_" only
+        ("EMAILID", (b"M" * 256,), None),
+        ("EMAILID", (b"M" * 255,), "M" * 255),
+        ("EMAILID", (), None),
+        ("THREADID", None, None),  # NIL: not in a thread
+        ("X-GUID", b"1795641962.M554185P8693.vm,S=17,W=19", "1795641962.M554185P8693.vm,S=17,W=19"),
+        ("X-GUID", b"a b", None),
+        ("X-GM-MSGID", 1278455344230334865, "1278455344230334865"),
+        ("X-GM-MSGID", b"12a", None),
+    ],
+)
+def test_object_ids_are_checked_against_their_syntax(
+    item: str, value: object, expected: str | None
+) -> None:
+    assert object_id(value, item) == expected
 
 
 def test_parse_status_of_a_numeric_name() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from bridge.imap import quoting
@@ -87,6 +89,35 @@ def test_literal_minus_only_for_small_literals() -> None:
     wire.run(b"X " + quoting.astring("é") + b" " + quoting.astring(big))
     assert transport.sent[0] == b"B1 X {2+}\r\n\xc3\xa9 {5002}\r\n"
     assert transport.sent[1] == big.encode() + b"\r\n"
+
+
+def test_a_literal_from_a_file_goes_in_pieces_after_the_continuation() -> None:
+    wire, transport = wire_for(b"+ go\r\nB1 OK [APPENDUID 7 9] done\r\n")
+    body = io.BytesIO(b"Subject: x\r\n\r\nbody")
+    reply = wire.run_with_literal(b'APPEND "INBOX" ()', body, 18, chunk_size=8)
+    assert reply.status == "OK" and reply.command == "APPEND"
+    assert transport.sent == [b'B1 APPEND "INBOX" () {18}\r\n', b"Subject:", b" x\r\n\r\nbo",
+                              b"dy", b"\r\n"]  # fmt: skip
+    assert transport.read_before_send[1] == len(b"+ go\r\n")
+
+
+def test_a_literal_from_a_file_with_literal_plus_and_a_refusal() -> None:
+    wire, transport = wire_for(b"B1 OK done\r\n")
+    wire.literal_plus = True
+    wire.run_with_literal(b"APPEND x", io.BytesIO(b"abc"), 3, chunk_size=1 << 20)
+    assert transport.sent == [b"B1 APPEND x {3+}\r\n", b"abc", b"\r\n"]
+    # Refused before the continuation: nothing of the file is sent, the wire stays usable.
+    wire, transport = wire_for(b"B1 NO [TOOBIG] nope\r\n")
+    reply = wire.run_with_literal(b"APPEND x", io.BytesIO(b"abc"), 3, chunk_size=2)
+    assert reply.code == "TOOBIG" and transport.sent == [b"B1 APPEND x {3}\r\n"]
+    assert not wire.broken
+    # A NUL halfway is found only once the literal is under way: the wire is broken.
+    wire, transport = wire_for(b"+ go\r\n")
+    with pytest.raises(UpstreamUnavailable):
+        wire.run_with_literal(b"APPEND x", io.BytesIO(b"ab\x00c"), 4, chunk_size=2)
+    assert wire.broken
+    with pytest.raises(ValueError):
+        wire_for(b"")[0].run_with_literal(b"APPEND x\r\nB2 LOGOUT", io.BytesIO(b""), 0, 1)
 
 
 def test_refusal_instead_of_continuation_ends_the_command() -> None:

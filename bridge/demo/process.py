@@ -1,0 +1,101 @@
+"""What the throwaway servers (Dovecot, Cyrus) share: a base directory and a port, waiting
+for the IMAP greeting, and stopping a master with every process it started."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Self
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_greeting(
+    process: subprocess.Popen[bytes] | None,
+    host: str,
+    port: int,
+    timeout: float,
+    read_log: Callable[[], str],
+) -> None:
+    """Until ``port`` answers "* OK"; RuntimeError with the log if the master exits first
+    or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited early: {read_log()}")
+        try:
+            with socket.create_connection((host, port), timeout=1) as sock:
+                if sock.recv(256).startswith(b"* OK"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"no IMAP greeting on port {port}: {read_log()}")
+
+
+def stop_group(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM to the master's whole process group (services may outlive a master killed
+    alone), SIGKILL after 10 s."""
+    if process is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@dataclass
+class ThrowawayServer(ABC):
+    """A server master for a fixed set of users, everything it writes under one base
+    directory (a temporary one unless given, removed by ``stop()``)."""
+
+    users: dict[str, str]
+    # Capabilities the server is told to leave out, to test bridge's fallbacks.
+    hide_capabilities: Iterable[str] = ()
+    port: int = 0
+    base_dir: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    # The temporary base's name prefix: Unix socket paths are limited to 108 bytes.
+    base_prefix: ClassVar[str] = "srv"
+
+    def __post_init__(self) -> None:
+        self._own_base = self.base_dir is None
+        self.base_dir = Path(self.base_dir or tempfile.mkdtemp(prefix=self.base_prefix, dir="/tmp"))
+        self.port = self.port or free_port()
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @abstractmethod
+    def start(self, timeout: float = 15.0) -> Self:
+        """Write the config, start the master, return once it greets on ``port``."""
+
+    def stop(self) -> None:
+        stop_group(self.process)
+        self.process = None
+        if self._own_base and self.base_dir is not None:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,172 @@
+"""Memory per request stays bounded whatever the blob's size: a 40 MB attachment downloaded
+six times at once, and an Email created with a 40 MB uploaded attachment.
+
+bridge runs as its own process (``python -m bridge serve``, as the benchmarks start it), so
+its resident set is its own: the peak (VmHWM) is reset once bridge is idle, and read after.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from imapclient import IMAPClient
+
+from bridge.demo.dovecot import Dovecot
+from tests.bench.harness import BridgeProcess
+from tests.integration.server import JmapClient
+
+USER = ("memo", "memo-pw")
+ATTACHMENT_SIZE = 40 * 1024 * 1024
+PARALLEL = 6
+# What a request may add to bridge's resident set, whatever the blob's size.
+RSS_BUDGET_KIB = 100 * 1024
+
+
+def attachment_octets() -> bytes:
+    """40 MB that do not compress: random bytes, the same in every run."""
+    seed = hashlib.sha256(b"attachment").digest()
+    blocks = range(ATTACHMENT_SIZE // 32)
+    return b"".join(hashlib.sha256(seed + i.to_bytes(4)).digest() for i in blocks)
+
+
+def message_with(attachment: bytes) -> bytes:
+    encoded = base64.encodebytes(attachment).replace(b"\n", b"\r\n")
+    return (
+        b"From: Ann <ann@example.com>\r\nTo: memo@example.com\r\nSubject: Big\r\n"
+        b"Date: Tue, 01 Apr 2025 10:00:00 +0000\r\nMessage-ID: <big@example.com>\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"
+        b"--b\r\nContent-Type: application/octet-stream; name=big.bin\r\n"
+        b"Content-Disposition: attachment; filename=big.bin\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--b--\r\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def bridge_process(
+    dovecot_factory: Callable[..., Dovecot],
+) -> Iterator[tuple[Dovecot, BridgeProcess]]:
+    upstream = dovecot_factory(users=dict([USER]))
+    with BridgeProcess(upstream.port) as process:
+        yield upstream, process
+
+
+def reset_peak(process: BridgeProcess) -> int:
+    """Reset bridge's peak resident set (VmHWM) to what it holds now; that, in KiB."""
+    assert process.process is not None
+    Path(f"/proc/{process.process.pid}/clear_refs").write_text("5")
+    return process.memory_kib("VmRSS")
+
+
+def download_url(jmap: JmapClient, blob_id: str) -> str:
+    return jmap.session["downloadUrl"].format(
+        accountId=jmap.account_id, blobId=blob_id, name="big.bin", type="application/octet-stream"
+    )
+
+
+def sha256_of_download(url: str, results: list[str]) -> None:
+    digest = hashlib.sha256()
+    with httpx.Client(auth=USER, timeout=300) as client, client.stream("GET", url) as response:
+        assert response.status_code == 200, response.read()
+        for chunk in response.iter_bytes():
+            digest.update(chunk)
+    results.append(digest.hexdigest())
+
+
+def upload(jmap: JmapClient, data: bytes) -> str:
+    """Upload ``data``; its blob id."""
+    upload_url = jmap.session["uploadUrl"].format(accountId=jmap.account_id)
+    uploaded = jmap.http.post(upload_url, content=data, timeout=300)
+    assert uploaded.status_code == 201, uploaded.text
+    blob_id: str = uploaded.json()["blobId"]
+    return blob_id
+
+
+def attachment_blob(jmap: JmapClient, email_id: str) -> str:
+    got = jmap.call("Email/get", {"ids": [email_id], "properties": ["attachments"]})
+    [attachment] = got["list"][0]["attachments"]
+    return attachment["blobId"]
+
+
+def test_parallel_downloads_of_a_big_attachment_stay_small(
+    bridge_process: tuple[Dovecot, BridgeProcess],
+) -> None:
+    upstream, process = bridge_process
+    attachment = attachment_octets()
+    imap = IMAPClient(upstream.host, port=upstream.port, ssl=False)
+    imap.login(*USER)
+    imap.append("INBOX", message_with(attachment))
+    imap.logout()
+    jmap = JmapClient(process.url, *USER)
+    [email_id] = jmap.call("Email/query", {})["ids"]
+    blob_id = attachment_blob(jmap, email_id)
+    idle = reset_peak(process)
+    digests: list[str] = []
+    threads = [
+        threading.Thread(target=sha256_of_download, args=(download_url(jmap, blob_id), digests))
+        for _ in range(PARALLEL)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    peak = process.memory_kib("VmHWM")
+    print(f"{PARALLEL} downloads of {ATTACHMENT_SIZE:,} octets: idle {idle} KiB, peak {peak} KiB")
+    assert digests == [hashlib.sha256(attachment).hexdigest()] * PARALLEL
+    assert peak - idle < RSS_BUDGET_KIB
+    jmap.close()
+
+
+def test_creating_an_email_with_a_big_attachment_stays_small(
+    bridge_process: tuple[Dovecot, BridgeProcess],
+) -> None:
+    _, process = bridge_process
+    attachment = os.urandom(ATTACHMENT_SIZE)
+    jmap = JmapClient(process.url, *USER)
+    uploaded = upload(jmap, attachment)
+    drafts = jmap.mailboxes()["INBOX"]["id"]
+    idle = reset_peak(process)
+    result = jmap.call("Email/set", {"create": {"big": {
+        "mailboxIds": {drafts: True}, "subject": "Made big",
+        "from": [{"email": "memo@example.com"}],
+        "bodyValues": {"t": {"value": "See attached."}}, "textBody": [{"partId": "t"}],
+        "attachments": [{"blobId": uploaded, "type": "application/zip",
+                         "name": "big.zip"}],
+    }}})  # fmt: skip
+    peak = process.memory_kib("VmHWM")
+    print(f"Email/set with {ATTACHMENT_SIZE:,} octets attached: idle {idle} KiB, peak {peak} KiB")
+    assert result["created"]["big"]["size"] > ATTACHMENT_SIZE, result
+    assert peak - idle < RSS_BUDGET_KIB
+    # The attachment reads back byte for byte.
+    digests: list[str] = []
+    new_blob = attachment_blob(jmap, result["created"]["big"]["id"])
+    sha256_of_download(download_url(jmap, new_blob), digests)
+    assert digests == [hashlib.sha256(attachment).hexdigest()]
+    jmap.close()
+
+
+def test_importing_a_big_message_stays_small(
+    bridge_process: tuple[Dovecot, BridgeProcess],
+) -> None:
+    _, process = bridge_process
+    # Within maxSizeUpload (50,000,000 octets) once base64-encoded.
+    raw = message_with(os.urandom(30 * 1024 * 1024)).replace(b"\r\n", b"\n")
+    jmap = JmapClient(process.url, *USER)
+    uploaded = upload(jmap, raw)
+    inbox = jmap.mailboxes()["INBOX"]["id"]
+    idle = reset_peak(process)
+    result = jmap.call("Email/import", {"emails": {"big": {
+        "blobId": uploaded, "mailboxIds": {inbox: True}}}})  # fmt: skip
+    peak = process.memory_kib("VmHWM")
+    print(f"Email/import of {len(raw):,} octets: idle {idle} KiB, peak {peak} KiB")
+    # Bare LFs became CRLF on the way.
+    assert result["created"]["big"]["size"] == len(raw) + raw.count(b"\n"), result
+    assert peak - idle < RSS_BUDGET_KIB
+    jmap.close()
