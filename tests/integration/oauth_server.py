@@ -7,11 +7,12 @@ and Dovecot's ``introspection_mode = auth`` (``GET`` with ``Authorization: Beare
 
 from __future__ import annotations
 
-import json
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.json_http import JsonHandler
 
 
 class IntrospectionServer:
@@ -38,29 +39,18 @@ class IntrospectionServer:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 owner.asked_by_upstream.append(token)
-                self._reply(owner.answer(token, upstream=True))
+                self.reply_json(owner.answer(token, upstream=True))
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 form = urllib.parse.parse_qs(self.rfile.read(length).decode())
                 token = form.get("token", [""])[0]
                 owner.asked_by_bridge.append(token)
-                self._reply(owner.answer(token, upstream=False))
-
-            def _reply(self, answer: dict[str, Any]) -> None:
-                body = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # quiet: the tests read the lists above
+                self.reply_json(owner.answer(token, upstream=False))
 
         return Handler
 
