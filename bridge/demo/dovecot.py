@@ -74,6 +74,10 @@ class Dovecot(ThrowawayServer):
     # STARTTLS on their ports, and IMAP speaks implicit TLS on tls_port too.
     tls_files: tuple[Path, Path] | None = None
     tls_port: int = 0
+    # OAuth 2.0 logins (SASL XOAUTH2 and OAUTHBEARER, for IMAP, submission and ManageSieve)
+    # beside the passwords: Dovecot's oauth2 passdb asks this URL about each token, with
+    # GET and "Authorization: Bearer <token>", and takes {"active": true, "username": ...}.
+    oauth_introspection_url: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -180,7 +184,7 @@ protocols = {" ".join(self._protocols)}
 listen = 127.0.0.1
 {self._ssl_config()}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth_introspection_url else ""}
 # Failed logins answer at once, and earn no penalty for the address: the tests exercise
 # bridge's own throttling, and all of them come from 127.0.0.1.
 auth_failure_delay = 0
@@ -227,6 +231,7 @@ service anvil {{
 service imap-login {{
   chroot =
 }}
+{self._oauth_config()}
 passdb {{
   driver = passwd-file
   args = {base}/passwd
@@ -249,6 +254,27 @@ namespace inbox {{
             return "ssl = no"
         cert, key = self.tls_files
         return f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
+    def _oauth_config(self) -> str:
+        """The oauth2 passdb, for the OAuth mechanisms only: passwords still go to the
+        passwd-file passdb after it."""
+        if self.oauth_introspection_url is None:
+            return ""
+        assert self.base_dir is not None
+        args = self.base_dir / "oauth2.conf"
+        args.write_text(
+            "introspection_mode = auth\n"
+            f"introspection_url = {self.oauth_introspection_url}\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+        )
+        return f"""\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {args}
+}}
+"""
 
     @property
     def _protocols(self) -> list[str]:

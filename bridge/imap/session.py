@@ -21,7 +21,7 @@ from typing import Any
 from imapclient import IMAPClient, SocketTimeout
 
 from bridge.connect_failure import explain
-from bridge.endpoint import Endpoint, connect, sasl_plain
+from bridge.endpoint import AccessToken, Endpoint, connect, oauth_login, sasl_plain
 from bridge.imap import quoting
 from bridge.imap.errors import AuthFailed, UpstreamUnavailable
 from bridge.imap.responses import ObjectIds, parse_capabilities, parse_id
@@ -241,12 +241,14 @@ def _tls_socket(config: UpstreamConfig) -> socket.socket:
 
 def _login(session: Session, username: str, password: str) -> None:
     try:
-        if "LOGINDISABLED" in session.capabilities:
+        if isinstance(password, AccessToken):
+            reply = _authenticate_oauth(session, username, password)
+        elif "LOGINDISABLED" in session.capabilities:
             reply = _authenticate_plain(session, username, password)
         else:
             login = b"LOGIN " + quoting.astring(username) + b" " + quoting.astring(password)
             reply = session.wire.run(login)
-    except ValueError as exc:  # NUL in a credential: no server could accept it
+    except ValueError as exc:  # NUL (or, in a token, any control) character: refused anyway
         raise AuthFailed() from exc
     if reply.status != "OK":
         if reply.code in _UNAVAILABLE_CODES:
@@ -265,6 +267,20 @@ def _authenticate_plain(session: Session, username: str, password: str) -> Reply
     answers = iter([token])
     # A second challenge means the server wants something PLAIN cannot give: cancel.
     return session.wire.run(b"AUTHENTICATE PLAIN", responder=lambda _: next(answers, b"*"))
+
+
+def _authenticate_oauth(session: Session, username: str, token: AccessToken) -> Reply:
+    offered = [c.removeprefix("AUTH=") for c in session.capabilities if c.startswith("AUTH=")]
+    login = oauth_login(offered, username, token, session.client.host, session.client.port)
+    if login is None:
+        raise UpstreamUnavailable("upstream offers neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2")
+    # A refused token comes back as a challenge holding the error: answered, the server says NO.
+    command = b"AUTHENTICATE " + login.mechanism.encode("ascii")
+    if "SASL-IR" in session.capabilities:
+        return session.wire.run(command + b" " + login.initial,
+                                responder=lambda _: login.error_answer)  # fmt: skip
+    answers = iter([login.initial])
+    return session.wire.run(command, responder=lambda _: next(answers, login.error_answer))
 
 
 def _take_capabilities(session: Session, reply: Reply) -> None:
