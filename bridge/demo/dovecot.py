@@ -84,6 +84,8 @@ class Dovecot:
     # STARTTLS on their ports, and IMAP speaks implicit TLS on tls_port too.
     tls_files: tuple[Path, Path] | None = None
     tls_port: int = 0
+    # Folders created at login with their SPECIAL-USE attribute (RFC 6154).
+    special_folders: dict[str, str] = field(default_factory=lambda: dict(SPECIAL_FOLDERS))
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -225,8 +227,8 @@ class Dovecot:
             kept = [c for c in DEFAULT_CAPABILITIES if c.upper() not in hidden]
             capability_line = f"imap_capability = {' '.join(kept)}"
         mailboxes = "\n".join(
-            f"  mailbox {name} {{\n    special_use = {use}\n    auto = subscribe\n  }}"
-            for name, use in SPECIAL_FOLDERS.items()
+            f'  mailbox "{name}" {{\n    special_use = {use}\n    auto = subscribe\n  }}'
+            for name, use in self.special_folders.items()
         )
         # Maildir++ rather than LAYOUT=fs: with the latter, Dovecot 2.3's mailbox list index
         # keeps a session from seeing folders other sessions create.
