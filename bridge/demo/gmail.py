@@ -97,7 +97,7 @@ CAPABILITIES = (
 GREETING = b"* OK Gimap ready for requests from 127.0.0.1 (bridge test front)\r\n"
 _PASSED_THROUGH = {
     b"NOOP", b"LOGOUT", b"ENABLE", b"SELECT", b"EXAMINE", b"CREATE", b"SUBSCRIBE",
-    b"UNSUBSCRIBE", b"LIST", b"LSUB", b"STATUS", b"CHECK", b"UNSELECT", b"NAMESPACE",
+    b"UNSUBSCRIBE", b"LSUB", b"STATUS", b"CHECK", b"UNSELECT", b"NAMESPACE",
     b"GETQUOTA", b"GETQUOTAROOT",
 }  # fmt: skip
 _LITERAL_END = re.compile(rb"\{(\d+)(\+?)\}\r\n$")
@@ -272,8 +272,10 @@ class Index:
 
     def thread_ids(self) -> dict[str, int]:
         """X-GUID -> X-GM-THRID for All Mail, recomputed when All Mail changed."""
-        status = self.client.folder_status(ALL_MAIL, [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"])
-        key = tuple(int(v) for v in status.values())
+        # A new SELECT, not STATUS: Dovecot answers STATUS of the selected folder from the
+        # session's own view, which may be stale.
+        opened = self.client.select_folder(ALL_MAIL, readonly=True)
+        key = tuple(int(opened.get(item, 0)) for item in (b"UIDVALIDITY", b"UIDNEXT", b"EXISTS"))
         if key != self._threads_key:
             guid_of = {uid: guid for guid, uid in self.guids(ALL_MAIL).items()}
             threads: dict[str, int] = {}
@@ -412,6 +414,8 @@ class _Session(socketserver.StreamRequestHandler):
             self._login(tag, rest, args)
         elif self.index is None:
             raise Refused("log in first (LOGIN is the only mechanism emulated)")
+        elif verb == b"LIST" and not uid:
+            self._list(tag, rest, args)
         elif verb in _PASSED_THROUGH and not uid:
             reply = self._forward(tag + b" " + rest)
             self._track_selection(verb, args, reply)
@@ -523,6 +527,14 @@ class _Session(socketserver.StreamRequestHandler):
             self.selected = folder_name(tokens(args)[0]) if ok else None
         elif verb == b"UNSELECT":
             self.selected = None
+
+    def _list(self, tag: bytes, rest: bytes, args: bytes) -> None:
+        """LIST as Dovecot answers it, plus the ``[Gmail]`` parent Gmail lists and Maildir++
+        has no folder for (only for a plain LIST "" of "*" or "%")."""
+        parts = tokens(args)
+        if len(parts) >= 2 and parts[0] == b"" and parts[1] in (b"*", b"%"):
+            self._send(b'* LIST (\\HasChildren \\Noselect) "/" "[Gmail]"\r\n')
+        self._forward(tag + b" " + rest)
 
     def _rename_or_delete(self, tag: bytes, rest: bytes, args: bytes) -> None:
         name = folder_name(tokens(args)[0])

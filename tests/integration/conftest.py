@@ -16,6 +16,9 @@ Fixtures (all servers run on 127.0.0.1 with plain IMAP; see bridge/demo/dovecot.
     A separate Dovecot (same users, all capabilities) for tests that fail logins on
     purpose: Dovecot's auth penalty delays every later login from the failing IP, up to
     15 s, so wrong passwords sent to ``dovecot`` would slow down the tests that follow.
+``gmail_front`` (session)
+    A Gmail-shaped upstream (bridge/demo/gmail.py): Gmail's folders on a Dovecot of its
+    own, behind a front speaking X-GM-EXT-1. Users: ``GMAIL_USERS``.
 ``imap`` (function)
     A raw ``imapclient.IMAPClient`` logged in as alice on ``dovecot``: "another client"
     changing things behind bridge's back. Logged out afterwards.
@@ -34,9 +37,11 @@ import pytest
 from imapclient import IMAPClient
 
 from bridge.demo.dovecot import Dovecot
+from bridge.demo.gmail import GmailFront, gmail_dovecot
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 NO_CONDSTORE = ("CONDSTORE", "QRESYNC")
+GMAIL_USERS = {"gina": "gina-pw", "gus": "gus-pw"}
 
 
 def _require_dovecot() -> None:
@@ -74,6 +79,13 @@ def dovecot_nocondstore(dovecot_factory: Callable[..., Dovecot]) -> Dovecot:
 @pytest.fixture(scope="session")
 def dovecot_login_failures(dovecot_factory: Callable[..., Dovecot]) -> Dovecot:
     return dovecot_factory()
+
+
+@pytest.fixture(scope="session")
+def gmail_front() -> Iterator[GmailFront]:
+    _require_dovecot()
+    with gmail_dovecot(GMAIL_USERS) as dovecot, GmailFront(dovecot) as front:
+        yield front
 
 
 @pytest.fixture

@@ -12,22 +12,16 @@ from collections.abc import Iterator
 import pytest
 from imapclient import IMAPClient
 
-from bridge.demo.gmail import ALL_MAIL, STARRED, TRASH, GmailFront, gmail_dovecot
+from bridge.demo.gmail import ALL_MAIL, STARRED, TRASH, GmailFront
+from tests.integration.conftest import GMAIL_USERS
 
-USERS = {"gina": "gina-pw"}
 _numbers = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def front() -> Iterator[GmailFront]:
-    with gmail_dovecot(USERS) as dovecot, GmailFront(dovecot) as server:
-        yield server
-
-
 @pytest.fixture
-def gmail(front: GmailFront) -> Iterator[IMAPClient]:
-    client = IMAPClient(front.host, port=front.port, ssl=False)
-    client.login("gina", USERS["gina"])
+def gmail(gmail_front: GmailFront) -> Iterator[IMAPClient]:
+    client = IMAPClient(gmail_front.host, port=gmail_front.port, ssl=False)
+    client.login("gina", GMAIL_USERS["gina"])
     yield client
     with contextlib.suppress(Exception):
         client.logout()
@@ -71,6 +65,7 @@ def test_capabilities_greeting_and_special_folders(gmail: IMAPClient) -> None:
     uses = {name: flags for flags, _, name in gmail.list_folders()}
     assert b"\\All" in uses[ALL_MAIL] and b"\\Junk" in uses["[Gmail]/Spam"]
     assert b"\\Important" in uses["[Gmail]/Important"] and b"\\Flagged" in uses[STARRED]
+    assert b"\\Noselect" in uses["[Gmail]"]  # the parent Gmail lists
 
 
 def test_three_labels_one_message_same_ids_everywhere(gmail: IMAPClient) -> None:
