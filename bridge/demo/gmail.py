@@ -14,8 +14,9 @@ How the front maps Gmail's model onto Dovecot
   Dovecot's X-GUID survives COPY, so the copies of one message share it.
 - X-GM-MSGID: 63 bits of SHA-256 over the X-GUID; the same in every folder, stable.
 - X-GM-THRID: the X-GM-MSGID of the oldest message (lowest All Mail UID) of its thread, as
-  Dovecot's THREAD=REFERENCES groups All Mail; as on Gmail, a thread is named after its
-  first message. A message in Trash or Spam is its own thread here.
+  Dovecot's THREAD=REFERENCES (RFC 5256: references, then base subject) groups All Mail;
+  as on Gmail, a thread is named after its first message. A message in Trash or Spam is
+  its own thread here.
 - X-GM-LABELS: the folders holding a copy, All Mail left out: \\Inbox, \\Sent, \\Drafts,
   \\Important, \\Starred, \\Trash, \\Spam as atoms, user labels by their (modified UTF-7)
   folder name, quoted unless an atom, as in the document's example
@@ -38,10 +39,14 @@ How the front maps Gmail's model onto Dovecot
   label:, in:inbox, is:unread, is:read, is:starred, quoted phrases and plain words, all
   ANDed; anything else (OR, -, has:, after:, ...) is answered BAD.
 
+Commands that pass through (SELECT, STATUS, plain FETCH and SEARCH, ...) are Dovecot's
+answers: its own items (X-GUID, PREVIEW, SAVEDATE) are not hidden when a client asks.
+APPEND to ``[Gmail]/Starred`` does not set \\Flagged.
+
 Not emulated (answered BAD or left out of CAPABILITY): IDLE, XLIST, COMPRESS, UTF8=ACCEPT,
 AUTHENTICATE, STARTTLS, STORE FLAGS without a sign, X-GM criteria mixed with other search
-keys, Gmail's settings (auto-expunge, "move to Trash" on delete), conversation threading
-by subject, sent mail arriving by SMTP. It is test infrastructure: every label query reads
+keys, Gmail's settings (auto-expunge, "move to Trash" on delete), Gmail's own
+conversation rules, sent mail arriving by SMTP. It is test infrastructure: every label query reads
 all folders, fine for dozens of messages, not for thousands.
 """
 
@@ -104,7 +109,8 @@ _LITERAL_END = re.compile(rb"\{(\d+)(\+?)\}\r\n$")
 _CAPABILITY_CODE = re.compile(rb"\[CAPABILITY [^\]]*\]")
 _FETCH_START = re.compile(rb"^\* (\d+) FETCH \(")
 _GM_ITEM = re.compile(rb" ?\bX-GM-(MSGID|THRID|LABELS)\b", re.IGNORECASE)
-_ATOM = re.compile(r"[!#$&'*+\-./0-9:;<=>?@A-Z^_`a-z|}~\[\]]+")
+# RFC 3501 §9 ATOM-CHAR: no "(", ")", "{", space, "%", "*", '"', "\\" or "]".
+_ATOM = re.compile(r"[!#$&'+\-./0-9:;<=>?@A-Z^_`a-z|}~\[]+")
 _RAW_TERM = re.compile(r'(?:(\w+):)?(?:"([^"]*)"|(\S+))')
 
 
@@ -692,7 +698,7 @@ class _Session(socketserver.StreamRequestHandler):
         self._forward(tag + b" " + rest)
 
     def _append(self, tag: bytes, rest: bytes, args: bytes) -> None:
-        target = folder_name(tokens(args.split(b" ", 1)[0])[0])
+        target = folder_name(tokens(args)[0])
         reply = self._forward(tag + b" " + rest)
         match = re.search(rb"\[APPENDUID \d+ (\d+)\]", reply)
         if match is None or target in BINS or target == ALL_MAIL:
