@@ -27,7 +27,9 @@ How the front maps Gmail's model onto Dovecot
   STORE that changes \\Flagged puts the message in or out of ``[Gmail]/Starred``.
 - STORE +FLAGS / -FLAGS apply to every copy (Gmail's flags belong to the message), except
   \\Deleted, which belongs to the folder: expunging from a label folder removes that label.
-- Expunging from All Mail moves the message to the Trash (its labels go); from Trash or Spam
+- Expunging from All Mail, the last folder that shows a message here, does what Gmail's
+  ImapSettings.expungeBehavior "trash" does (the other choices are "archive" and
+  "deleteForever"): the message moves to the Trash and its labels go. From Trash or Spam
   it is deleted for ever; from ``[Gmail]/Starred`` it clears \\Flagged.
 - COPY or MOVE to a label folder adds the label (no second copy when it is there already);
   to the Trash or Spam it removes every other label and All Mail; out of the Trash or Spam
@@ -140,7 +142,8 @@ def normalized(folders: set[str]) -> set[str]:
 
 
 def read_unit(stream: BinaryIO, on_literal: Callable[[], None] | None = None) -> bytes:
-    """One command or response with its literals; sync literals become ``{n+}``."""
+    """One response, or (with ``on_literal``, called before each synchronizing literal is
+    read) one client command whose literals become ``{n+}``, for Dovecot's LITERAL+."""
     parts: list[bytes] = []
     while True:
         line = stream.readline(1 << 20)
@@ -150,9 +153,11 @@ def read_unit(stream: BinaryIO, on_literal: Callable[[], None] | None = None) ->
         if match is None:
             parts.append(line)
             return b"".join(parts)
-        if not match.group(2) and on_literal is not None:
-            on_literal()
-        parts.append(line[: match.start()] + b"{%d+}\r\n" % int(match.group(1)))
+        if on_literal is not None:
+            if not match.group(2):
+                on_literal()
+            line = line[: match.start()] + b"{%d+}\r\n" % int(match.group(1))
+        parts.append(line)
         parts.append(stream.read(int(match.group(1))))
 
 
@@ -362,6 +367,9 @@ class _Session(socketserver.StreamRequestHandler):
         super().setup()
         dovecot = self.server.dovecot
         self.upstream = socket.create_connection((dovecot.host, dovecot.port))
+        # Small writes both ways: without NODELAY, Nagle and delayed ACKs add 40 ms a turn.
+        for sock in (self.upstream, self.connection):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.up = self.upstream.makefile("rb")
         read_unit(self.up)  # Dovecot's greeting: the client gets Gmail's
         self.index: Index | None = None
@@ -394,6 +402,9 @@ class _Session(socketserver.StreamRequestHandler):
 
     def _continue(self) -> None:
         self._send(b"+ go ahead\r\n")
+        # imaplib sends a literal and its closing CRLF in two writes: Nagle holds the CRLF
+        # back until the literal is ACKed, which a delayed ACK puts off by 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
     def _send(self, data: bytes) -> None:
         self.wfile.write(data)

@@ -99,3 +99,16 @@ def test_threads_are_gmails(jmap: JmapClient, gmail: IMAPClient) -> None:
     assert start["threadId"] == reply["threadId"] == derive_id("t", f"tid:{thread_number}")
     thread = jmap.call("Thread/get", {"ids": [start["threadId"]]})["list"][0]
     assert len(thread["emailIds"]) == 2
+
+
+def test_destroy_deletes_through_the_trash(jmap: JmapClient, gmail: IMAPClient) -> None:
+    uid = deliver(gmail, "delete me", "<delete-me@example.com>")
+    gmail.add_gmail_labels([uid], ["Work"])
+    (email,) = emails_with(jmap, "<delete-me@example.com>")
+    result = jmap.call("Email/set", {"destroy": [email["id"]]})
+    assert result["destroyed"] == [email["id"]]
+    # Expunged from its folders alone, Gmail would have kept it (archived or trashed).
+    for folder in ("INBOX", "Work", ALL_MAIL, "[Gmail]/Trash"):
+        gmail.select_folder(folder)
+        assert gmail.search(["HEADER", "Message-ID", "<delete-me@example.com>"]) == []
+    assert jmap.call("Email/get", {"ids": [email["id"]]})["notFound"] == [email["id"]]

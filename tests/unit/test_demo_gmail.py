@@ -50,6 +50,12 @@ def test_read_unit_takes_literals_and_makes_them_non_synchronizing() -> None:
         read_unit(stream)
 
 
+def test_read_unit_leaves_a_servers_literals_alone() -> None:
+    response = b"* 1 FETCH (BODY[] {5}\r\nhello UID 3)\r\na1 OK done\r\n"
+    stream = io.BytesIO(response)
+    assert read_unit(stream) == b"* 1 FETCH (BODY[] {5}\r\nhello UID 3)\r\n"
+
+
 def test_labels_as_the_document_shows_them() -> None:
     folders = [ALL_MAIL, "INBOX", "[Gmail]/Sent Mail", "Important", "Muy Importante", "Été"]
     assert labels_item(folders) == (
