@@ -88,10 +88,17 @@ def gmail_front() -> Iterator[GmailFront]:
         yield front
 
 
-@pytest.fixture
-def imap(dovecot: Dovecot) -> Iterator[IMAPClient]:
-    client = IMAPClient(dovecot.host, port=dovecot.port, ssl=False)
-    client.login("alice", USERS["alice"])
+@contextlib.contextmanager
+def logged_in(server: Dovecot | GmailFront, user: str, password: str) -> Iterator[IMAPClient]:
+    """A raw IMAP client logged in on ``server``, logged out at the end."""
+    client = IMAPClient(server.host, port=server.port, ssl=False)
+    client.login(user, password)
     yield client
     with contextlib.suppress(Exception):
         client.logout()
+
+
+@pytest.fixture
+def imap(dovecot: Dovecot) -> Iterator[IMAPClient]:
+    with logged_in(dovecot, "alice", USERS["alice"]) as client:
+        yield client

@@ -3,7 +3,6 @@ Email, threads come from X-GM-THRID, and Gmail's special folders get their roles
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from imapclient import IMAPClient
 
 from bridge.demo.gmail import ALL_MAIL, GmailFront
 from bridge.store.ids import derive_id
-from tests.integration.conftest import GMAIL_USERS
+from tests.integration.conftest import GMAIL_USERS, logged_in
 from tests.integration.server import BridgeServer, JmapClient
 
 USER = "gus"
@@ -36,11 +35,8 @@ def jmap(bridge_on_gmail: BridgeServer) -> Iterator[JmapClient]:
 
 @pytest.fixture
 def gmail(gmail_front: GmailFront) -> Iterator[IMAPClient]:
-    client = IMAPClient(gmail_front.host, port=gmail_front.port, ssl=False)
-    client.login(USER, GMAIL_USERS[USER])
-    yield client
-    with contextlib.suppress(Exception):
-        client.logout()
+    with logged_in(gmail_front, USER, GMAIL_USERS[USER]) as client:
+        yield client
 
 
 def deliver(gmail: IMAPClient, subject: str, message_id: str, reply_to: str = "") -> int:

@@ -4,7 +4,6 @@ X-GM-MSGID and X-GM-THRID are the same in every folder."""
 
 from __future__ import annotations
 
-import contextlib
 import imaplib
 import itertools
 from collections.abc import Iterator
@@ -13,18 +12,15 @@ import pytest
 from imapclient import IMAPClient
 
 from bridge.demo.gmail import ALL_MAIL, STARRED, TRASH, GmailFront
-from tests.integration.conftest import GMAIL_USERS
+from tests.integration.conftest import GMAIL_USERS, logged_in
 
 _numbers = itertools.count(1)
 
 
 @pytest.fixture
 def gmail(gmail_front: GmailFront) -> Iterator[IMAPClient]:
-    client = IMAPClient(gmail_front.host, port=gmail_front.port, ssl=False)
-    client.login("gina", GMAIL_USERS["gina"])
-    yield client
-    with contextlib.suppress(Exception):
-        client.logout()
+    with logged_in(gmail_front, "gina", GMAIL_USERS["gina"]) as client:
+        yield client
 
 
 def message(subject: str, reply_to: str | None = None) -> tuple[bytes, str]:
