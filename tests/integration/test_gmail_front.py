@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from imapclient import IMAPClient
 
-from bridge.demo.gmail import ALL_MAIL, STARRED, TRASH, GmailFront
+from bridge.demo.gmail import ALL_MAIL, SPAM, STARRED, TRASH, GmailFront
 from tests.integration.conftest import GMAIL_USERS, logged_in
 
 _numbers = itertools.count(1)
@@ -122,18 +122,22 @@ def test_expunge_from_a_label_folder_only_removes_the_label(gmail: IMAPClient) -
     assert gmail.get_gmail_labels([kept])[kept] == ["\\Inbox"]
 
 
-def test_trash_removes_every_label_and_expunge_there_deletes(gmail: IMAPClient) -> None:
-    uid, message_id = deliver(gmail, "trash me")
+@pytest.mark.parametrize(("bin_folder", "label"), [(TRASH, "\\Trash"), (SPAM, "\\Spam")])
+def test_trash_and_spam_remove_every_label_and_expunge_there_deletes(
+    gmail: IMAPClient, bin_folder: str, label: str
+) -> None:
+    uid, message_id = deliver(gmail, "bin me")
     gmail.add_gmail_labels([uid], ["Doomed"])
     gmail.select_folder("INBOX")
-    gmail.move([uid], TRASH)
+    gmail.move([uid], bin_folder)
     for folder in ("INBOX", "Doomed", ALL_MAIL):
         assert uids_of(gmail, folder, message_id) == []
-    (trashed,) = uids_of(gmail, TRASH, message_id)
-    assert gmail.get_gmail_labels([trashed])[trashed] == ["\\Trash"]
-    gmail.delete_messages([trashed])
+    (binned,) = uids_of(gmail, bin_folder, message_id)
+    assert gmail.get_gmail_labels([binned])[binned] == [label]
+    gmail.delete_messages([binned])
     gmail.expunge()
-    assert uids_of(gmail, TRASH, message_id) == []
+    for folder in (bin_folder, TRASH, ALL_MAIL):
+        assert uids_of(gmail, folder, message_id) == []
 
 
 def test_copy_back_from_trash_restores_all_mail(gmail: IMAPClient) -> None:
