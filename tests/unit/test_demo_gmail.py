@@ -6,18 +6,16 @@ import io
 
 import pytest
 
-from bridge.demo.gmail import (
+from bridge.demo.gmail.model import (
     ALL_MAIL,
     SPAM,
     TRASH,
-    Refused,
     gm_id,
     label_folder,
     labels_item,
     normalized,
-    read_unit,
-    tokens,
 )
+from bridge.demo.gmail.wire import Refused, read_unit, tokens
 
 
 @pytest.mark.parametrize(

@@ -1,100 +1,34 @@
-"""A Gmail-shaped IMAP server for tests: a real Dovecot holds the mail, a small front on
-127.0.0.1 speaks the part of Gmail's dialect bridge meets.
-
-Google documents the dialect in "IMAP Extensions" (developers.google.com/gmail/imap/
-imap-extensions): the X-GM-EXT-1 capability, SPECIAL-USE folders under ``[Gmail]/``,
-X-GM-MSGID and X-GM-THRID (64-bit numbers, in FETCH and SEARCH), X-GM-LABELS (FETCH, STORE,
-SEARCH) and SEARCH X-GM-RAW (Gmail's web search syntax).
-
-How the front maps Gmail's model onto Dovecot
-- Dovecot holds ``[Gmail]/All Mail`` (\\All) with every message that is neither in the Trash
-  nor in Spam, once; each label is a folder holding a copy (INBOX for \\Inbox,
-  ``[Gmail]/Sent Mail``, ``[Gmail]/Drafts``, ``[Gmail]/Important``, ``[Gmail]/Starred`` and
-  user labels by name). ``[Gmail]/Trash`` and ``[Gmail]/Spam`` hold a message alone.
-  Dovecot's X-GUID survives COPY, so the copies of one message share it.
-- X-GM-MSGID: 63 bits of SHA-256 over the X-GUID; the same in every folder, stable.
-- X-GM-THRID: the X-GM-MSGID of the oldest message (lowest All Mail UID) of its thread, as
-  Dovecot's THREAD=REFERENCES (RFC 5256: references, then base subject) groups All Mail;
-  as on Gmail, a thread is named after its first message. A message in Trash or Spam is
-  its own thread here.
-- X-GM-LABELS: the folders holding a copy, All Mail left out: \\Inbox, \\Sent, \\Drafts,
-  \\Important, \\Starred, \\Trash, \\Spam as atoms, user labels by their (modified UTF-7)
-  folder name, quoted unless an atom, as in the document's example
-  ``(\\Inbox \\Sent Important "Muy Importante")``.
-- STORE +X-GM-LABELS copies into the label's folder (creating it for a new user label),
-  -X-GM-LABELS expunges the copy there, X-GM-LABELS (no sign) does both. \\Starred is the
-  \\Flagged flag: adding or removing it sets or clears \\Flagged on every copy, and a flag
-  STORE that changes \\Flagged puts the message in or out of ``[Gmail]/Starred``.
-- STORE +FLAGS / -FLAGS apply to every copy (Gmail's flags belong to the message), except
-  \\Deleted, which belongs to the folder: expunging from a label folder removes that label.
-- Expunging from All Mail, the last folder that shows a message here, does what Gmail's
-  ImapSettings.expungeBehavior "trash" does (the other choices are "archive" and
-  "deleteForever"): the message moves to the Trash and its labels go. From Trash or Spam
-  it is deleted for ever; from ``[Gmail]/Starred`` it clears \\Flagged.
-- COPY or MOVE to a label folder adds the label (no second copy when it is there already);
-  to the Trash or Spam it removes every other label and All Mail; out of the Trash or Spam
-  it comes back to All Mail. MOVE from a label folder also removes that label; MOVE from
-  All Mail does not take it out of All Mail.
-- APPEND to a label folder puts the message in All Mail too.
-- SEARCH X-GM-MSGID n, X-GM-THRID n, X-GM-LABELS label and X-GM-RAW "query", each as the
-  whole search (after an optional CHARSET). X-GM-RAW knows from:, to:, cc:, subject:,
-  label:, in:inbox, is:unread, is:read, is:starred, quoted phrases and plain words, all
-  ANDed; anything else (OR, -, has:, after:, ...) is answered BAD.
-
-Commands that pass through (SELECT, STATUS, plain FETCH and SEARCH, ...) are Dovecot's
-answers: its own items (X-GUID, PREVIEW, SAVEDATE) are not hidden when a client asks.
-APPEND to ``[Gmail]/Starred`` does not set \\Flagged.
-
-Not emulated (answered BAD or left out of CAPABILITY): IDLE, XLIST, COMPRESS, UTF8=ACCEPT,
-AUTHENTICATE, STARTTLS, STORE FLAGS without a sign, X-GM criteria mixed with other search
-keys, Gmail's settings (auto-expunge, "move to Trash" on delete), Gmail's own
-conversation rules, sent mail arriving by SMTP. It is test infrastructure: every label query reads
-all folders, fine for dozens of messages, not for thousands.
-"""
+"""The front: a small IMAP server on 127.0.0.1 that passes most commands to Dovecot and
+serves Gmail's own (see the package's docstring for the scope)."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 import socket
 import socketserver
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
-
-from imapclient import IMAPClient, imap_utf7
+from typing import Any
 
 from bridge.demo.dovecot import Dovecot
+from bridge.demo.gmail.index import Index
+from bridge.demo.gmail.model import (
+    ALL_MAIL,
+    BINS,
+    GMAIL_FOLDERS,
+    STARRED,
+    TRASH,
+    folder_name,
+    gm_id,
+    label_folder,
+    labels_item,
+    normalized,
+)
+from bridge.demo.gmail.wire import Refused, quoted, read_unit, tokens
 from bridge.imap.responses import format_sequence_set
 
-ALL_MAIL = "[Gmail]/All Mail"
-TRASH = "[Gmail]/Trash"
-SPAM = "[Gmail]/Spam"
-STARRED = "[Gmail]/Starred"
-BINS = {TRASH, SPAM}
-# The folders Dovecot creates at login, with their SPECIAL-USE attribute.
-GMAIL_FOLDERS = {
-    ALL_MAIL: "\\All",
-    "[Gmail]/Sent Mail": "\\Sent",
-    "[Gmail]/Drafts": "\\Drafts",
-    TRASH: "\\Trash",
-    SPAM: "\\Junk",
-    STARRED: "\\Flagged",
-    "[Gmail]/Important": "\\Important",
-}
-# X-GM-LABELS names of the system labels and the folders that hold them.
-SYSTEM_LABELS = {
-    "\\Inbox": "INBOX",
-    "\\Sent": "[Gmail]/Sent Mail",
-    "\\Drafts": "[Gmail]/Drafts",
-    "\\Important": "[Gmail]/Important",
-    "\\Starred": STARRED,
-    "\\Trash": TRASH,
-    "\\Spam": SPAM,
-}
-_LABEL_OF_FOLDER = {folder: label for label, folder in SYSTEM_LABELS.items()}
 # What the front serves end to end: Gmail's list less IDLE, XLIST, COMPRESS=DEFLATE,
 # UTF8=ACCEPT and APPENDLIMIT (Dovecot does not enforce Gmail's limit).
 CAPABILITIES = (
@@ -107,128 +41,10 @@ _PASSED_THROUGH = {
     b"UNSUBSCRIBE", b"LSUB", b"STATUS", b"CHECK", b"UNSELECT", b"NAMESPACE",
     b"GETQUOTA", b"GETQUOTAROOT",
 }  # fmt: skip
-_LITERAL_END = re.compile(rb"\{(\d+)(\+?)\}\r\n$")
 _CAPABILITY_CODE = re.compile(rb"\[CAPABILITY [^\]]*\]")
 _FETCH_START = re.compile(rb"^\* (\d+) FETCH \(")
 _GM_ITEM = re.compile(rb" ?\bX-GM-(MSGID|THRID|LABELS)\b", re.IGNORECASE)
-# RFC 3501 §9 ATOM-CHAR: no "(", ")", "{", space, "%", "*", '"', "\\" or "]".
-_ATOM = re.compile(r"[!#$&'+\-./0-9:;<=>?@A-Z^_`a-z|}~\[]+")
 _RAW_TERM = re.compile(r'(?:(\w+):)?(?:"([^"]*)"|(\S+))')
-
-
-class Refused(Exception):
-    """A command the emulation does not serve: answered BAD with this text."""
-
-
-def gm_id(guid: str) -> int:
-    """A stable 63-bit number for a Dovecot X-GUID (Gmail's ids are unsigned 64-bit)."""
-    return int.from_bytes(hashlib.sha256(guid.encode()).digest()[:8], "big") >> 1
-
-
-def gmail_dovecot(users: dict[str, str]) -> Dovecot:
-    """A Dovecot with Gmail's folders (not started)."""
-    return Dovecot(users, special_folders=dict(GMAIL_FOLDERS))
-
-
-def normalized(folders: set[str]) -> set[str]:
-    """Gmail's invariant: Trash or Spam hold a message alone, else All Mail holds it."""
-    for bin_folder in (TRASH, SPAM):
-        if bin_folder in folders:
-            return {bin_folder}
-    return folders | {ALL_MAIL}
-
-
-# -- the wire -------------------------------------------------------------------------
-
-
-def read_unit(stream: BinaryIO, on_literal: Callable[[], None] | None = None) -> bytes:
-    """One response, or (with ``on_literal``, called before each synchronizing literal is
-    read) one client command whose literals become ``{n+}``, for Dovecot's LITERAL+."""
-    parts: list[bytes] = []
-    while True:
-        line = stream.readline(1 << 20)
-        if not line:
-            raise EOFError
-        match = _LITERAL_END.search(line)
-        if match is None:
-            parts.append(line)
-            return b"".join(parts)
-        if on_literal is not None:
-            if not match.group(2):
-                on_literal()
-            line = line[: match.start()] + b"{%d+}\r\n" % int(match.group(1))
-        parts.append(line)
-        parts.append(stream.read(int(match.group(1))))
-
-
-def tokens(data: bytes) -> list[Any]:
-    """IMAP arguments: bytes for atoms, strings and literals, lists for parentheses."""
-    stack: list[list[Any]] = [[]]
-    pos = 0
-    while pos < len(data):
-        char = data[pos : pos + 1]
-        if char in b" \r\n":
-            pos += 1
-        elif char == b"(":
-            stack.append([])
-            pos += 1
-        elif char == b")":
-            if len(stack) == 1:
-                raise Refused("unbalanced parentheses")
-            inner = stack.pop()
-            stack[-1].append(inner)
-            pos += 1
-        elif char == b'"':
-            end = pos + 1
-            value = bytearray()
-            while end < len(data) and data[end : end + 1] != b'"':
-                if data[end : end + 1] == b"\\":
-                    end += 1
-                value += data[end : end + 1]
-                end += 1
-            stack[-1].append(bytes(value))
-            pos = end + 1
-        elif char == b"{":
-            match = re.match(rb"\{(\d+)\+?\}\r\n", data[pos:])
-            if match is None:
-                raise Refused("bad literal")
-            start = pos + match.end()
-            stack[-1].append(data[start : start + int(match.group(1))])
-            pos = start + int(match.group(1))
-        else:
-            match = re.match(rb"[^ ()\r\n]+", data[pos:])
-            assert match is not None
-            stack[-1].append(match.group())
-            pos += match.end()
-    if len(stack) != 1:
-        raise Refused("unbalanced parentheses")
-    return stack[0]
-
-
-def folder_name(raw: bytes) -> str:
-    name = imap_utf7.decode(raw)
-    return "INBOX" if name.upper() == "INBOX" else name
-
-
-def label_folder(label: bytes) -> str:
-    for name, folder in SYSTEM_LABELS.items():
-        if label.decode("utf-8", "replace").lower() == name.lower():
-            return folder
-    return folder_name(label)
-
-
-def label_atom(folder: str) -> bytes:
-    if folder in _LABEL_OF_FOLDER:
-        return _LABEL_OF_FOLDER[folder].encode()
-    encoded = imap_utf7.encode(folder)
-    if _ATOM.fullmatch(encoded.decode("ascii")):
-        return encoded
-    return b'"' + encoded.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-
-
-def labels_item(folders: Iterable[str]) -> bytes:
-    labels = sorted(label_atom(f) for f in folders if f != ALL_MAIL)
-    return b"X-GM-LABELS (" + b" ".join(labels) + b")"
 
 
 @dataclass
@@ -239,125 +55,6 @@ class Row:
     uid: int
     guid: str
     flags: list[bytes] = field(default_factory=list)
-
-
-# -- the index: where each message is, and its thread ---------------------------------
-
-
-class Index:
-    """A second Dovecot session of the same user: reads every folder, copies, expunges."""
-
-    def __init__(self, dovecot: Dovecot, user: str, password: str) -> None:
-        self.client = IMAPClient(dovecot.host, port=dovecot.port, ssl=False)
-        self.client.login(user, password)
-        self._threads: dict[str, int] = {}
-        self._threads_key: tuple[int, ...] = ()
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.logout()
-
-    def folders(self) -> list[str]:
-        return [
-            "INBOX" if name.upper() == "INBOX" else name
-            for flags, _, name in self.client.list_folders()
-            if not {f.lower() for f in flags} & {b"\\noselect", b"\\nonexistent"}
-        ]
-
-    def guids(self, folder: str) -> dict[str, int]:
-        """X-GUID -> UID in one folder."""
-        self.client.select_folder(folder, readonly=True)
-        uids = self.client.search("ALL")
-        if not uids:
-            return {}
-        found = self.client.fetch(uids, ["X-GUID"])
-        return {data[b"X-GUID"].decode(): uid for uid, data in found.items()}
-
-    def locations(self) -> dict[str, dict[str, int]]:
-        """X-GUID -> {folder: UID} over every folder."""
-        where: dict[str, dict[str, int]] = {}
-        for folder in self.folders():
-            for guid, uid in self.guids(folder).items():
-                where.setdefault(guid, {})[folder] = uid
-        return where
-
-    def thread_ids(self) -> dict[str, int]:
-        """X-GUID -> X-GM-THRID for All Mail, recomputed when All Mail changed."""
-        # A new SELECT, not STATUS: Dovecot answers STATUS of the selected folder from the
-        # session's own view, which may be stale.
-        opened = self.client.select_folder(ALL_MAIL, readonly=True)
-        key = tuple(int(opened.get(item, 0)) for item in (b"UIDVALIDITY", b"UIDNEXT", b"EXISTS"))
-        if key != self._threads_key:
-            guid_of = {uid: guid for guid, uid in self.guids(ALL_MAIL).items()}
-            threads: dict[str, int] = {}
-            for thread in self.client.thread("REFERENCES", "ALL") if guid_of else ():
-                uids = list(_flatten(thread))
-                root = gm_id(guid_of[min(uids)])
-                threads.update({guid_of[uid]: root for uid in uids if uid in guid_of})
-            self._threads, self._threads_key = threads, key
-        return self._threads
-
-    def settle(self, wanted: dict[str, set[str]]) -> None:
-        """Copy and expunge until each message is in exactly the folders wanted."""
-        where = self.locations()
-        known = set(self.folders())
-        copies: dict[tuple[str, str], dict[str, int]] = {}
-        removals: dict[str, list[int]] = {}
-        for guid, folders in wanted.items():
-            here = where.get(guid, {})
-            if not here:
-                continue
-            source = ALL_MAIL if ALL_MAIL in here else min(here)
-            for target in sorted(folders - here.keys()):
-                copies.setdefault((source, target), {})[guid] = here[source]
-            for folder in here.keys() - folders:
-                removals.setdefault(folder, []).append(here[folder])
-        # Copies first: a message is never in no folder, even if a step fails.
-        for (source, target), moved in copies.items():
-            if target not in known:
-                self.client.create_folder(target)
-                known.add(target)
-            self.client.select_folder(source, readonly=True)
-            self.client.copy(list(moved.values()), target)
-            self.undelete(target, set(moved))
-        for folder, uids in removals.items():
-            self.client.select_folder(folder)
-            self.client.add_flags(uids, [b"\\Deleted"], silent=True)
-            self.client.expunge(uids)
-
-    def undelete(self, folder: str, guids: set[str]) -> None:
-        """Copies made from a message marked \\Deleted (expunged from All Mail) must not
-        carry the mark into their new folder."""
-        uids = [uid for guid, uid in self.guids(folder).items() if guid in guids]
-        if uids:
-            self.client.select_folder(folder)
-            self.client.remove_flags(uids, [b"\\Deleted"], silent=True)
-
-    def set_flags(self, guids: Iterable[str], flags: list[bytes], add: bool) -> None:
-        """Add or remove ``flags`` on every copy of the messages."""
-        wanted = set(guids)
-        for folder in self.folders():
-            uids = [uid for guid, uid in self.guids(folder).items() if guid in wanted]
-            if uids:
-                self.client.select_folder(folder)
-                if add:
-                    self.client.add_flags(uids, flags, silent=True)
-                else:
-                    self.client.remove_flags(uids, flags, silent=True)
-
-    def uidvalidity(self, folder: str) -> int:
-        return int(self.client.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
-
-
-def _flatten(thread: Any) -> Iterable[int]:
-    if isinstance(thread, int):
-        yield thread
-        return
-    for item in thread:
-        yield from _flatten(item)
-
-
-# -- one client session ---------------------------------------------------------------
 
 
 class _Session(socketserver.StreamRequestHandler):
@@ -771,7 +468,7 @@ class _Session(socketserver.StreamRequestHandler):
                 raise Refused(f"X-GM-RAW: {value!r} is not emulated")
             operator = (operator or "").lower()
             if operator in simple:
-                criteria.append(simple[operator] + b" " + _quoted(value))
+                criteria.append(simple[operator] + b" " + quoted(value))
             elif operator == "is" and value.lower() in states:
                 criteria.append(states[value.lower()])
             elif operator in ("label", "in") and (operator == "label" or value.lower() == "inbox"):
@@ -779,15 +476,10 @@ class _Session(socketserver.StreamRequestHandler):
                 found = set(self._in_label(folder))
                 only = found if only is None else only & found
             elif operator == "":
-                criteria.append(b"TEXT " + _quoted(value))
+                criteria.append(b"TEXT " + quoted(value))
             else:
                 raise Refused(f"X-GM-RAW: {operator}: is not emulated")
         return criteria, None if only is None else sorted(only)
-
-
-def _quoted(text: str) -> bytes:
-    data = text.encode("utf-8")
-    return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
 class GmailFront(socketserver.ThreadingTCPServer):
