@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -78,6 +78,8 @@ class Dovecot(ThrowawayServer):
     # beside the passwords: Dovecot's oauth2 passdb asks this URL about each token, with
     # GET and "Authorization: Bearer <token>", and takes {"active": true, "username": ...}.
     oauth_introspection_url: str | None = None
+    # Folders created at login with their SPECIAL-USE attribute (RFC 6154).
+    special_folders: dict[str, str] = field(default_factory=lambda: dict(SPECIAL_FOLDERS))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -170,8 +172,8 @@ class Dovecot(ThrowawayServer):
             kept = [c for c in DEFAULT_CAPABILITIES if c.upper() not in hidden]
             capability_line = f"imap_capability = {' '.join(kept)}"
         mailboxes = "\n".join(
-            f"  mailbox {name} {{\n    special_use = {use}\n    auto = subscribe\n  }}"
-            for name, use in SPECIAL_FOLDERS.items()
+            f'  mailbox "{name}" {{\n    special_use = {use}\n    auto = subscribe\n  }}'
+            for name, use in self.special_folders.items()
         )
         # Maildir++ rather than LAYOUT=fs: with the latter, Dovecot 2.3's mailbox list index
         # keeps a session from seeing folders other sessions create.

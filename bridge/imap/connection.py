@@ -35,6 +35,7 @@ from bridge.imap.responses import (
     atoms,
     build_listings,
     collect_fetches,
+    copied_uids,
     ordered_sequence,
     parse_esearch,
     parse_list,
@@ -543,13 +544,16 @@ class ImapConnection:
         self._wire.run(command).check()
 
     @_guarded
-    def move(self, uids: str, destination: str) -> None:
-        """UID MOVE (RFC 6851); callers check has("MOVE") and fall back to copy+expunge."""
+    def move(self, uids: str, destination: str) -> list[int]:
+        """UID MOVE (RFC 6851); callers check has("MOVE") and fall back to copy+expunge.
+        The UIDs the messages got in ``destination``, from COPYUID (RFC 4315 §3); empty
+        when the server sent none."""
         _check_sequence_set(uids)
         if "MOVE" not in self.capabilities:
             raise ValueError("the upstream has no MOVE")
         command = b"UID MOVE " + uids.encode("ascii") + b" " + quoting.mailbox_name(destination)
-        self._wire.run(command).check()
+        reply = self._wire.run(command).check()
+        return next((copied_uids(args) for code, args in reply.codes() if code == "COPYUID"), [])
 
     @_guarded
     def expunge_uids(self, uids: str) -> None:

@@ -173,6 +173,18 @@ def parse_sequence_set(text: bytes | str | int) -> list[int]:
     return sorted(numbers)
 
 
+def copied_uids(args: bytes | None) -> list[int]:
+    """The destination UIDs of a COPYUID code, ``<uidvalidity> <source set> <dest set>``
+    (RFC 4315 §3); empty if malformed."""
+    words = (args or b"").split()
+    if len(words) != 3:
+        return []
+    try:
+        return parse_sequence_set(words[2])
+    except UpstreamUnavailable:
+        return []
+
+
 def format_sequence_set(numbers: Iterable[int]) -> str:
     """The compact form of a set of numbers: [1, 2, 3, 7] -> "1:3,7"."""
     ordered = sorted(set(numbers))

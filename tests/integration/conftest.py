@@ -22,6 +22,9 @@ bridge/demo/cyrus.py):
     unpacked by .ci/install-cyrus; the fixture unpacks it if missing.
 ``imap_server`` (session, parametrized)
     ``dovecot``, then ``cyrus``: for tests of IMAP behaviour that every server must pass.
+``gmail_front`` (session)
+    A Gmail-shaped upstream (bridge/demo/gmail.py): Gmail's folders on a Dovecot of its
+    own, behind a front speaking X-GM-EXT-1. Users: ``GMAIL_USERS``.
 ``imap`` (function)
     A raw ``imapclient.IMAPClient`` logged in as alice on ``dovecot``: "another client"
     changing things behind bridge's back. Logged out afterwards.
@@ -41,11 +44,13 @@ from imapclient import IMAPClient
 
 from bridge.demo.cyrus import Cyrus
 from bridge.demo.dovecot import Dovecot
+from bridge.demo.gmail import GmailFront, gmail_dovecot
 from bridge.demo.imap4d import Imap4d
 from tests.integration.upstreams import Upstream, require_cyrus
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 NO_CONDSTORE = ("CONDSTORE", "QRESYNC")
+GMAIL_USERS = {"gina": "gina-pw", "gus": "gus-pw"}
 
 
 def _require_dovecot() -> None:
@@ -97,13 +102,29 @@ def imap_server(request: pytest.FixtureRequest) -> Upstream:
     return request.getfixturevalue(request.param)
 
 
-@pytest.fixture
-def imap(dovecot: Dovecot) -> Iterator[IMAPClient]:
-    client = IMAPClient(dovecot.host, port=dovecot.port, ssl=False)
-    client.login("alice", USERS["alice"])
+@pytest.fixture(scope="session")
+def gmail_front() -> Iterator[GmailFront]:
+    _require_dovecot()
+    with gmail_dovecot(GMAIL_USERS) as dovecot, GmailFront(dovecot) as front:
+        yield front
+
+
+@contextlib.contextmanager
+def logged_in(
+    server: Upstream | Imap4d | GmailFront, user: str, password: str
+) -> Iterator[IMAPClient]:
+    """A raw IMAP client logged in on ``server``, logged out at the end."""
+    client = IMAPClient(server.host, port=server.port, ssl=False)
+    client.login(user, password)
     yield client
     with contextlib.suppress(Exception):
         client.logout()
+
+
+@pytest.fixture
+def imap(dovecot: Dovecot) -> Iterator[IMAPClient]:
+    with logged_in(dovecot, "alice", USERS["alice"]) as client:
+        yield client
 
 
 # -- GNU imap4d: a minimal IMAP server (see bridge/demo/imap4d.py) --------------------------
@@ -135,8 +156,5 @@ def imap4d_account(imap4d_spare: list[tuple[str, str]]) -> tuple[str, str]:
 
 @pytest.fixture
 def imap4d_other(imap4d: Imap4d, imap4d_account: tuple[str, str]) -> Iterator[IMAPClient]:
-    client = IMAPClient(imap4d.host, port=imap4d.port, ssl=False)
-    client.login(*imap4d_account)
-    yield client
-    with contextlib.suppress(Exception):
-        client.logout()
+    with logged_in(imap4d, *imap4d_account) as client:
+        yield client
