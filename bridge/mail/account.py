@@ -17,10 +17,10 @@ from pathlib import Path
 
 from bridge.config import Settings
 from bridge.imap.connection import ImapConnection
-from bridge.imap.errors import UpstreamUnavailable
+from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.imap.pool import ConnectionPool
 from bridge.mail.indexer import BackgroundIndexer, unindexed
-from bridge.mail.sync import Syncer, SyncReport
+from bridge.mail.sync import Syncer, SyncReport, mark_unreadable, refuses_folder
 from bridge.store.base import Store
 from bridge.store.cache import EMAIL_DELIVERY, LOGGED_TYPES, Cache
 from bridge.store.ids import derive_id
@@ -141,7 +141,20 @@ class Account:
         of a big Maildir costs Dovecot a directory scan). The pool leaves it on return."""
         imap = self.imap
         if imap.selected != name or (writable and not imap.selected_writable):
-            imap.select(name, readonly=not writable)
+            try:
+                imap.select(name, readonly=not writable)
+            except CommandFailed as exc:
+                # Gone since the sync, or refused: this call fails, and the next request
+                # sees the folder unreadable rather than failing on it again.
+                if refuses_folder(exc):
+                    self._forget_folder(name, exc)
+                raise
+
+    def _forget_folder(self, name: str, exc: CommandFailed) -> None:
+        with self.user.sync_lock, self.cache.transaction():
+            for record in self.cache.mailboxes():
+                if record.name == name and record.selectable:
+                    self.cache.purge_orphans(mark_unreadable(self.cache, record, exc))
 
     def reconnect(self) -> None:
         """Drop this request's connection (the upstream dropped it); the next use of

@@ -289,7 +289,8 @@ def _fast_page(account: Account, request: EmailQueryArgs) -> dict[str, Any] | No
     ):
         return None
     record = account.cache.mailbox(mailbox_id)
-    if record is None:
+    if record is None or not record.selectable:
+        # Unknown, \Noselect, or a folder the upstream will not open: it holds nothing.
         return {"ids": [], "position": 0, "total": 0}
     if not record.indexed:
         if not account.imap.has("SORT"):

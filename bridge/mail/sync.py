@@ -53,6 +53,14 @@ KEEP_CHANGES = 500_000
 FOREGROUND_LIMIT = 500
 # Where a folder first seen sits among its siblings until a client sets sortOrder.
 DEFAULT_SORT_ORDER = {"inbox": 1, "drafts": 2, "sent": 3, "archive": 4, "junk": 5, "trash": 6}
+# The ACL letters of a folder LIST shows as selectable but bridge cannot read (STATUS or
+# SELECT refused: deleted by another client while it had children, no permission, broken
+# on the server): none. Such a folder stays in the tree, so its children keep their
+# parentId (RFC 8621 §2), unselectable, empty and with every myRights false; the rest of
+# the account works on. It is read again once LIST shows it readable.
+NO_RIGHTS = ""
+# Refusals of a SELECT that say "not now" rather than "not this folder".
+_PASSING_CODES = {"UNAVAILABLE", "INUSE", "LIMIT"}
 
 
 @dataclass
@@ -89,6 +97,47 @@ def upstream_key(listing: MailboxListing) -> str | None:
     if listing.status is not None and listing.status.guid:
         return f"guid:{listing.status.guid}"
     return None
+
+
+def readable(listing: MailboxListing) -> bool:
+    """Selectable, and STATUS answered for it (a LIST-STATUS without a STATUS for a folder,
+    or a refused STATUS, leaves ``status`` None)."""
+    return listing.selectable and listing.status is not None
+
+
+def unreadable(record: MailboxRecord) -> bool:
+    """Whether the cache holds ``record`` as a folder bridge cannot read (see NO_RIGHTS)."""
+    return not record.selectable and record.rights == NO_RIGHTS
+
+
+def refuses_folder(exc: CommandFailed) -> bool:
+    """Whether ``exc`` is a SELECT/EXAMINE refused for the folder itself (gone since LIST,
+    no permission), not for a passing state of the server, which the next request retries."""
+    return (
+        exc.command in ("SELECT", "EXAMINE")
+        and exc.status == "NO"
+        and exc.code not in _PASSING_CODES
+    )
+
+
+def mark_unreadable(cache: Store, record: MailboxRecord, exc: CommandFailed) -> set[str]:
+    """Keep ``record`` as a folder that cannot be read: its STATUS stays as LIST last showed
+    it, and the folder is tried again when that moves. Runs inside the caller's transaction;
+    returns the Emails the folder held (see ``Store.purge_orphans``)."""
+    kept = msgspec.structs.replace(record, selectable=False, rights=NO_RIGHTS)
+    cache.update_mailbox(record, kept)
+    return _emptied(cache, record.id, str(exc))
+
+
+def _emptied(cache: Store, mailbox_id: str, reason: str) -> set[str]:
+    """Forget what a folder that turned unreadable held; logged once, at the turn."""
+    # The id, not the name: folder names are the user's private data.
+    log.warning("folder %s cannot be read upstream (%s); kept empty until it can",
+                mailbox_id, reason)  # fmt: skip
+    known = cache.locations(mailbox_id)
+    cache.apply_folder_delta(mailbox_id, removed=sorted(known))
+    cache.set_synced(mailbox_id, None)
+    return {location.email_id for location in known.values()}
 
 
 def _status_state(listing: MailboxListing) -> FolderState | None:
@@ -181,9 +230,18 @@ class Syncer:
         # asks the open folder what changed (ImapConnection.select) instead of a new SELECT.
         records.sort(key=lambda record: record.name == KEPT_OPEN)
         for record in records:
-            if self.needs_sync(record):
+            if not self.needs_sync(record):
+                continue
+            try:
                 self.sync_folder(record, report)
-                report.folders_synced.append(record.name)
+            except CommandFailed as exc:
+                # Gone since LIST, or refused: the other folders sync on.
+                if not refuses_folder(exc):
+                    raise
+                with self.cache.transaction():
+                    self.orphans |= mark_unreadable(self.cache, record, exc)
+                continue
+            report.folders_synced.append(record.name)
         with self.cache.transaction():
             self.cache.purge_orphans(self.orphans)
             self.cache.recount(None if folders_changed else ())
@@ -239,7 +297,7 @@ class Syncer:
                 unmatched.append(listing)
                 continue
             seen.add(old.id)
-            self.cache.update_mailbox(old, self._record(old, listing, roles.get(listing.name)))
+            self._update(old, self._record(old, listing, roles.get(listing.name)))
         gone = [r for r in records if r.id not in seen]
         fresh: list[MailboxListing] = []
         for listing in unmatched:
@@ -248,9 +306,7 @@ class Syncer:
                 fresh.append(listing)
                 continue
             gone.remove(renamed)
-            self.cache.update_mailbox(
-                renamed, self._record(renamed, listing, roles.get(listing.name))
-            )
+            self._update(renamed, self._record(renamed, listing, roles.get(listing.name)))
         for record in gone:
             self.orphans |= self.cache.remove_mailbox(record.id)
         for listing in fresh:
@@ -263,15 +319,41 @@ class Syncer:
                 sort_order=DEFAULT_SORT_ORDER.get(role or "", 10),
             )
             record = self._record(new, listing, role)
-            if listing.selectable and self.conn.has("ACL"):
-                record = msgspec.structs.replace(record, rights=self.conn.myrights(listing.name))
+            if readable(listing):
+                record = msgspec.structs.replace(record, rights=self._rights(listing.name))
+            elif unreadable(record):
+                log.warning("folder %s cannot be read upstream (no STATUS); kept empty "
+                            "until it can", record.id)  # fmt: skip
             self.cache.add_mailbox(record)
+
+    def _update(self, old: MailboxRecord, new: MailboxRecord) -> None:
+        """Store a listed folder's new record; log once when it turns (un)readable."""
+        if unreadable(new) and not unreadable(old):
+            self.orphans |= _emptied(self.cache, old.id, "no STATUS")
+        elif unreadable(old) and not unreadable(new):
+            log.info("folder %s can be read again", old.id)
+            new = msgspec.structs.replace(new, rights=self._rights(new.name))
+        self.cache.update_mailbox(old, new)
+
+    def _rights(self, name: str) -> str | None:
+        """The user's ACL letters on a folder; None (all rights) without the ACL extension."""
+        if not self.conn.has("ACL"):
+            return None
+        try:
+            return self.conn.myrights(name)
+        except CommandFailed:
+            return NO_RIGHTS
 
     def _match_by_name(
         self, record: MailboxRecord | None, listing: MailboxListing
     ) -> MailboxRecord | None:
-        """Without a server id, a name is the same folder only while UIDVALIDITY holds."""
-        if record is None or record.upstream_key.startswith("guid:"):
+        """Without a server id, a name is the same folder only while UIDVALIDITY holds. A
+        folder listed without STATUS (unreadable) has nothing but its name to go by."""
+        if record is None:
+            return None
+        if listing.selectable and listing.status is None:
+            return record
+        if record.upstream_key.startswith("guid:"):
             return None
         status = listing.status
         if record.status and status and record.status.uidvalidity != status.uidvalidity:
@@ -300,15 +382,20 @@ class Syncer:
 
     @staticmethod
     def _record(old: MailboxRecord, listing: MailboxListing, role: str | None) -> MailboxRecord:
-        """``old`` with what the listing says; what only bridge knows (sortOrder) stays."""
+        """``old`` with what the listing says; what only bridge knows (sortOrder) stays. A
+        folder whose SELECT was refused stays unreadable while its STATUS holds still."""
+        status = _status_state(listing)
+        refused = unreadable(old) and old.status is not None and old.status == status
+        cannot_read = listing.selectable and (status is None or refused)
         return msgspec.structs.replace(
             old,
             name=listing.name,
             delimiter=listing.delimiter,
             role=role,
             subscribed=listing.subscribed,
-            selectable=listing.selectable,
-            status=_status_state(listing),
+            selectable=listing.selectable and not cannot_read,
+            rights=NO_RIGHTS if cannot_read else old.rights,
+            status=status,
         )
 
     # -- one folder ---------------------------------------------------------------------
