@@ -15,6 +15,7 @@ import pytest
 from imapclient import IMAPClient
 
 from bridge.demo.dovecot import Dovecot
+from bridge.imap.refusals import REFUSED
 from tests.integration.server import BridgeServer, JmapClient
 
 SPARE_ACCOUNTS = {f"user{number:03d}": f"secret-{number:03d}" for number in range(1, 151)}
@@ -56,3 +57,11 @@ def other(upstream: Dovecot, account: tuple[str, str]) -> Iterator[IMAPClient]:
     yield client
     with contextlib.suppress(Exception):
         client.logout()
+
+
+@pytest.fixture(autouse=True)
+def _forget_refused_extensions() -> Iterator[None]:
+    """Refusals are remembered per host and port for the process: a later test's server
+    may reuse a port, and must not inherit what an earlier one refused."""
+    yield
+    REFUSED.clear()

@@ -64,6 +64,12 @@ class Dovecot:
 
     users: dict[str, str]
     hide_capabilities: Iterable[str] = ()
+    # Extensions to advertise on top (imap_capability changes only what is advertised: a
+    # name Dovecot does not serve is refused when used, as a misconfigured server would).
+    advertise_capabilities: Iterable[str] = ()
+    # Off, Dovecot refuses NOTIFY (NO [NOTIFICATIONOVERFLOW]) and stops advertising it
+    # unless told to (advertise_capabilities, or hide_capabilities, set the whole list).
+    mailbox_list_index: bool = True
     port: int = 0
     base_dir: Path | None = None
     mail_format: str = "maildir"
@@ -214,10 +220,13 @@ class Dovecot:
     def _config(self, uid: int, gid: int) -> str:
         base = self.base_dir
         hidden = {c.upper() for c in self.hide_capabilities}
+        added = [c for c in self.advertise_capabilities if c.upper() not in DEFAULT_CAPABILITIES]
         capability_line = ""
-        if hidden:
+        if hidden or added:
             kept = [c for c in DEFAULT_CAPABILITIES if c.upper() not in hidden]
-            capability_line = f"imap_capability = {' '.join(kept)}"
+            capability_line = f"imap_capability = {' '.join(kept + added)}"
+        if not self.mailbox_list_index:
+            capability_line += "\nmailbox_list_index = no"
         mailboxes = "\n".join(
             f"  mailbox {name} {{\n    special_use = {use}\n    auto = subscribe\n  }}"
             for name, use in SPECIAL_FOLDERS.items()

@@ -20,6 +20,7 @@ from imapclient import IMAPClient
 from bridge.endpoint import Endpoint, sasl_plain
 from bridge.imap import quoting
 from bridge.imap.errors import AuthFailed, UpstreamUnavailable
+from bridge.imap.refusals import REFUSED
 from bridge.imap.responses import ObjectIds, parse_capabilities, parse_id
 from bridge.imap.wire import Reply, Wire
 
@@ -92,7 +93,10 @@ def open_session(config: UpstreamConfig, username: str, password: str) -> Sessio
         if config.tls == "starttls":
             _starttls(session, config)
         _login(session, username, password)
-        session.object_ids = _detect_object_ids(session)
+        # What this upstream advertised and refused before is as good as not advertised.
+        refused = REFUSED.of(config.host, config.port)
+        session.set_capabilities(session.capabilities - refused)
+        session.object_ids = _detect_object_ids(session, refused)
         session.enabled = _enable(session)
     except BaseException:
         shutdown_quietly(client)
@@ -192,12 +196,14 @@ def _take_capabilities(session: Session, reply: Reply) -> None:
     session.set_capabilities(parse_capabilities(b" ".join(found)))
 
 
-def _detect_object_ids(session: Session) -> ObjectIds | None:
+def _detect_object_ids(session: Session, refused: frozenset[str]) -> ObjectIds | None:
     if "OBJECTID" in session.capabilities:
         return ObjectIds.OBJECTID
     if "X-GM-EXT-1" in session.capabilities:
         return ObjectIds.GMAIL
-    if b"dovecot" in session.greeting.lower():
+    if ObjectIds.DOVECOT.extension in refused:
+        return None
+    if dovecot_greeting(session.greeting):
         return ObjectIds.DOVECOT
     if "ID" in session.capabilities:
         # A greeting can be customised; Dovecot's ID answer names it unless disabled.
@@ -207,6 +213,10 @@ def _detect_object_ids(session: Session) -> ObjectIds | None:
                 if parse_id(response).get("name", "").lower() == "dovecot":
                     return ObjectIds.DOVECOT
     return None
+
+
+def dovecot_greeting(greeting: bytes) -> bool:
+    return b"dovecot" in greeting.lower()
 
 
 def _enable(session: Session) -> frozenset[str]:

@@ -115,14 +115,20 @@ def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[st
     missing = [email_id for email_id in records if email_id not in summaries]
     if not missing:
         return summaries
-    fresh: dict[str, dict[str, Any]] = {}
-    if account.imap.has("PREVIEW"):
-        for email_id, raw in fetch_by_folder(account, missing, SUMMARY_ITEMS).items():
-            fresh[email_id] = summary_from_fetch(raw)
-    else:
+
+    def previewed() -> dict[str, dict[str, Any]]:
+        fetched = fetch_by_folder(account, missing, SUMMARY_ITEMS)
+        return {email_id: summary_from_fetch(raw) for email_id, raw in fetched.items()}
+
+    def parsed() -> dict[str, dict[str, Any]]:
         # Without PREVIEW the preview needs the text itself: parse the whole message.
-        for email_id, raw in fetch_by_folder(account, missing, FULL_ITEMS).items():
-            fresh[email_id] = summary_from_message(parse_message(raw["BODY[]"]), email_id)
+        fetched = fetch_by_folder(account, missing, FULL_ITEMS)
+        return {
+            email_id: summary_from_message(parse_message(raw["BODY[]"]), email_id)
+            for email_id, raw in fetched.items()
+        }
+
+    fresh = account.imap.with_extension("PREVIEW", previewed, parsed, no_refuses=True)
     account.cache.set_summaries({e: encode_summary(s) for e, s in fresh.items()})
     summaries.update(fresh)
     return summaries

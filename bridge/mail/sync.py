@@ -149,12 +149,15 @@ def _status_state(listing: MailboxListing) -> FolderState | None:
     )
 
 
-def new_message_items(conn: ImapConnection) -> tuple[str, ...]:
-    """What to FETCH of mail seen for the first time; with PREVIEW, the whole header block
-    instead of its threading fields, so that the list-view summary comes along."""
-    if conn.has("PREVIEW"):
-        return ("RFC822.SIZE", "INTERNALDATE", *SUMMARY_ITEMS)
-    return NEW_MESSAGE_ITEMS
+def fetch_new(conn: ImapConnection, uids: str) -> dict[int, MessageMeta]:
+    """FETCH mail seen for the first time; with PREVIEW, the whole header block instead of
+    its threading fields, so that the list-view summary comes along."""
+    return conn.with_extension(
+        "PREVIEW",
+        lambda: conn.fetch_meta(uids, extra=("RFC822.SIZE", "INTERNALDATE", *SUMMARY_ITEMS)),
+        lambda: conn.fetch_meta(uids, extra=NEW_MESSAGE_ITEMS),
+        no_refuses=True,
+    ).messages
 
 
 def _received_at(meta: MessageMeta) -> int:
@@ -207,8 +210,6 @@ class Syncer:
         # folder turned out to hold them (a MOVE by another client).
         self.orphans: set[str] = set()
         self.modseq = conn.has("CONDSTORE") or conn.has("QRESYNC")
-        # New mail found by a sync is few messages: fetch its list-view summary at once.
-        self.new_items = new_message_items(conn)
         self.qresync = conn.has("QRESYNC")
 
     def sync(self, foreground_limit: int = FOREGROUND_LIMIT) -> SyncReport:
@@ -463,12 +464,12 @@ class Syncer:
         if not selected.exists:
             return _Delta(removed=sorted(known))
         if not known:
-            return _Delta(new=self.conn.fetch_meta("1:*", extra=self.new_items).messages)
+            return _Delta(new=fetch_new(self.conn, "1:*"))
         present = self.conn.fetch_meta("1:*").messages
         new_uids = [uid for uid in present if uid not in known]
         new = {}
         if new_uids:
-            new = self.conn.fetch_meta(uid_set(new_uids), extra=self.new_items).messages
+            new = fetch_new(self.conn, uid_set(new_uids))
         return _Delta(
             removed=sorted(uid for uid in known if uid not in present),
             changed={uid: meta for uid, meta in present.items() if uid in known},
@@ -513,7 +514,7 @@ class Syncer:
         if not selected.exists or selected.uidnext <= start:
             return {}
         # "n:*" always includes the highest UID, even below n: filter by start.
-        fetched = self.conn.fetch_meta(f"{start}:*", extra=self.new_items).messages
+        fetched = fetch_new(self.conn, f"{start}:*")
         return {uid: meta for uid, meta in fetched.items() if uid >= start and uid not in known}
 
 

@@ -109,9 +109,10 @@ class Watcher:
         """Start the server reporting; how often folders it does not report need a sweep."""
         if listener.has("NOTIFY"):
             with self.user.sync_lock:  # not beside this user's folder writes (UserData)
-                listener.notify_changes()
-            self.mode = "notify"
-            return SWEEP_NOTIFIED if "CONDSTORE" in listener.enabled else SWEEP
+                notified = listener.notify_changes()
+            if notified:
+                self.mode = "notify"
+                return SWEEP_NOTIFIED if "CONDSTORE" in listener.enabled else SWEEP
         listener.select("INBOX", readonly=True)
         self.mode = "idle"
         return SWEEP
