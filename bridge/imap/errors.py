@@ -14,7 +14,15 @@ class UpstreamError(Exception):
 
 class UpstreamUnavailable(UpstreamError):
     """The connection is dead or unusable: connect failure, socket error, timeout, BYE,
-    or a response bridge cannot read. The connection that raised it is marked broken."""
+    or a response bridge cannot read. The connection that raised it is marked broken.
+
+    ``timed_out`` says the server went silent rather than away: a command it was sent may
+    still run there later (a stopped or overloaded server reads it when it wakes), so
+    nothing read meanwhile proves the command did not happen."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class AuthFailed(UpstreamError):

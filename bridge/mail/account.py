@@ -193,6 +193,16 @@ class Account:
             self.user.indexer.start(self._pool, self.user.username, self._password)
         return report
 
+    def sync_after_writes(self) -> None:
+        """Bring the cache level with writes this request made and the upstream confirmed.
+        If the upstream went away since, the writes still stand and the answers that say so
+        are true: the next request's sync finds them, so the failure is not the method's."""
+        try:
+            self.sync(force=True)
+        except UpstreamUnavailable as exc:
+            log.info("sync after the writes of %s failed (%s); the next request catches up",
+                     self.user.username, exc)  # fmt: skip
+
     def ensure_indexed(self) -> None:
         """Every folder indexed whole, now: what a query over the cache needs."""
         self.sync()

@@ -98,7 +98,7 @@ class MailboxSetter:
                 ) from exc
             raise
         if self.changed_upstream:
-            self.account.sync(force=True)
+            self.account.sync_after_writes()
         response: dict[str, Any] = {
             "accountId": self.ctx.account_id,
             "oldState": old_state,
@@ -124,8 +124,8 @@ class MailboxSetter:
             raise Refused("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
         special_use = self._special_use(obj.get("role"))
         imap = self.account.imap
+        self.changed_upstream = True  # before: a CREATE without an answer may have run
         imap.create(full_name, special_use=special_use)
-        self.changed_upstream = True
         if subscribe:
             imap.subscribe(full_name)
         self._refresh()
@@ -189,14 +189,14 @@ class MailboxSetter:
         if "isSubscribed" in changed and not isinstance(wanted["isSubscribed"], bool):
             raise Refused("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
         if name != record.name:
-            imap.rename(record.name, name)
             self.changed_upstream = True
+            imap.rename(record.name, name)
             if record.subscribed:
                 imap.unsubscribe(record.name)
                 imap.subscribe(name)
         if "isSubscribed" in changed:
-            (imap.subscribe if wanted["isSubscribed"] else imap.unsubscribe)(name)
             self.changed_upstream = True
+            (imap.subscribe if wanted["isSubscribed"] else imap.unsubscribe)(name)
         if "sortOrder" in changed:
             with self.cache.transaction():
                 self.cache.set_sort_order(record.id, wanted["sortOrder"])
@@ -218,8 +218,8 @@ class MailboxSetter:
         if has_mail and not self.request.onDestroyRemoveEmails:
             raise Refused("mailboxHasEmail", "the mailbox is not empty")
         imap = self.account.imap
-        imap.delete(record.name)
         self.changed_upstream = True
+        imap.delete(record.name)
         if record.subscribed:
             # Some servers drop the subscription with the folder, and refuse this.
             with contextlib.suppress(CommandFailed):

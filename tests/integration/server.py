@@ -37,11 +37,11 @@ class BridgeServer:
         **settings: Any,
     ) -> None:
         self.port = free_port()
+        settings.setdefault("upstream_timeout", 10.0)
         self.settings = Settings(
             upstream_host=imap_host,
             upstream_port=imap_port,
             upstream_tls="plain",
-            upstream_timeout=10.0,
             listen_port=self.port,
             data_dir=str(data_dir),
             log_level="warning",
