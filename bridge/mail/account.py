@@ -19,8 +19,9 @@ from bridge.config import Settings
 from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.imap.pool import ConnectionPool
+from bridge.mail.folder_faults import mark_unreadable, refuses_folder
 from bridge.mail.indexer import BackgroundIndexer, unindexed
-from bridge.mail.sync import Syncer, SyncReport, mark_unreadable, refuses_folder
+from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
 from bridge.store.cache import EMAIL_DELIVERY, LOGGED_TYPES, Cache
 from bridge.store.ids import derive_id

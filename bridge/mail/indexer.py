@@ -17,13 +17,8 @@ from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import CommandFailed, UpstreamError
 from bridge.imap.flags import flags_to_keywords
 from bridge.imap.pool import KEPT_OPEN, ConnectionPool
-from bridge.mail.sync import (
-    NEW_MESSAGE_ITEMS,
-    mark_unreadable,
-    new_message,
-    refuses_folder,
-    uid_set,
-)
+from bridge.mail.folder_faults import mark_unreadable, refuses_folder
+from bridge.mail.sync import NEW_MESSAGE_ITEMS, new_message, uid_set
 from bridge.store.base import Store
 from bridge.store.records import FlagUpdate, FolderState, MailboxRecord
 

@@ -25,6 +25,15 @@ from bridge.imap.pool import KEPT_OPEN
 from bridge.imap.quoting import header_fields_item
 from bridge.imap.responses import ObjectIds
 from bridge.imap.responses import format_sequence_set as uid_set
+from bridge.mail.folder_faults import (
+    NO_RIGHTS,
+    log_unreadable,
+    mark_unreadable,
+    readable,
+    refuses_folder,
+    unreadable,
+    without_contents,
+)
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
     encode_summary,
@@ -53,14 +62,6 @@ KEEP_CHANGES = 500_000
 FOREGROUND_LIMIT = 500
 # Where a folder first seen sits among its siblings until a client sets sortOrder.
 DEFAULT_SORT_ORDER = {"inbox": 1, "drafts": 2, "sent": 3, "archive": 4, "junk": 5, "trash": 6}
-# The ACL letters of a folder LIST shows as selectable but bridge cannot read (STATUS or
-# SELECT refused: deleted by another client while it had children, no permission, broken
-# on the server): none. Such a folder stays in the tree, so its children keep their
-# parentId (RFC 8621 §2), unselectable, empty and with every myRights false; the rest of
-# the account works on. It is read again once LIST shows it readable.
-NO_RIGHTS = ""
-# Refusals of a SELECT that say "not now" rather than "not this folder".
-_PASSING_CODES = {"UNAVAILABLE", "INUSE", "LIMIT"}
 
 
 @dataclass
@@ -97,47 +98,6 @@ def upstream_key(listing: MailboxListing) -> str | None:
     if listing.status is not None and listing.status.guid:
         return f"guid:{listing.status.guid}"
     return None
-
-
-def readable(listing: MailboxListing) -> bool:
-    """Selectable, and STATUS answered for it (a LIST-STATUS without a STATUS for a folder,
-    or a refused STATUS, leaves ``status`` None)."""
-    return listing.selectable and listing.status is not None
-
-
-def unreadable(record: MailboxRecord) -> bool:
-    """Whether the cache holds ``record`` as a folder bridge cannot read (see NO_RIGHTS)."""
-    return not record.selectable and record.rights == NO_RIGHTS
-
-
-def refuses_folder(exc: CommandFailed) -> bool:
-    """Whether ``exc`` is a SELECT/EXAMINE refused for the folder itself (gone since LIST,
-    no permission), not for a passing state of the server, which the next request retries."""
-    return (
-        exc.command in ("SELECT", "EXAMINE")
-        and exc.status == "NO"
-        and exc.code not in _PASSING_CODES
-    )
-
-
-def mark_unreadable(cache: Store, record: MailboxRecord, exc: CommandFailed) -> set[str]:
-    """Keep ``record`` as a folder that cannot be read: its STATUS stays as LIST last showed
-    it, and the folder is tried again when that moves. Runs inside the caller's transaction;
-    returns the Emails the folder held (see ``Store.purge_orphans``)."""
-    kept = msgspec.structs.replace(record, selectable=False, rights=NO_RIGHTS)
-    cache.update_mailbox(record, kept)
-    return _emptied(cache, record.id, str(exc))
-
-
-def _emptied(cache: Store, mailbox_id: str, reason: str) -> set[str]:
-    """Forget what a folder that turned unreadable held; logged once, at the turn."""
-    # The id, not the name: folder names are the user's private data.
-    log.warning("folder %s cannot be read upstream (%s); kept empty until it can",
-                mailbox_id, reason)  # fmt: skip
-    known = cache.locations(mailbox_id)
-    cache.apply_folder_delta(mailbox_id, removed=sorted(known))
-    cache.set_synced(mailbox_id, None)
-    return {location.email_id for location in known.values()}
 
 
 def _status_state(listing: MailboxListing) -> FolderState | None:
@@ -323,14 +283,14 @@ class Syncer:
             if readable(listing):
                 record = msgspec.structs.replace(record, rights=self._rights(listing.name))
             elif unreadable(record):
-                log.warning("folder %s cannot be read upstream (no STATUS); kept empty "
-                            "until it can", record.id)  # fmt: skip
+                log_unreadable(record.id, "no STATUS")
             self.cache.add_mailbox(record)
 
     def _update(self, old: MailboxRecord, new: MailboxRecord) -> None:
         """Store a listed folder's new record; log once when it turns (un)readable."""
         if unreadable(new) and not unreadable(old):
-            self.orphans |= _emptied(self.cache, old.id, "no STATUS")
+            log_unreadable(old.id, "no STATUS")
+            self.orphans |= without_contents(self.cache, old.id)
         elif unreadable(old) and not unreadable(new):
             log.info("folder %s can be read again", old.id)
             new = msgspec.structs.replace(new, rights=self._rights(new.name))

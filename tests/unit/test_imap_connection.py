@@ -399,9 +399,9 @@ def test_bye_mid_command_breaks_the_connection(serve: Callable[..., FakeServer])
     table = {b"NOOP": (b"* BYE shutting down\r\n", b"")}
     server = serve(responder(table, b"IMAP4rev1"))
     conn = ImapConnection.open(server.config(), "bob", "pw")
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(UpstreamUnavailable) as gone:
         conn.noop()
-    assert conn.broken and not conn.is_alive()
+    assert conn.broken and not conn.is_alive() and not gone.value.timed_out
     with pytest.raises(UpstreamUnavailable):
         conn.status("INBOX")
     conn.close()
@@ -417,10 +417,12 @@ def test_timeout_is_unavailable(serve: Callable[..., FakeServer]) -> None:
 
     server = serve(handle)
     conn = ImapConnection.open(server.config(timeout=0.3), "bob", "pw")
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(UpstreamUnavailable) as silent:
         conn.noop()
     stall.set()
     assert conn.broken
+    # Silent, not gone: what was sent may still run there.
+    assert silent.value.timed_out
 
 
 def test_unreadable_response_breaks_the_connection(serve: Callable[..., FakeServer]) -> None:
