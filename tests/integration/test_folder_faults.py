@@ -55,8 +55,13 @@ def query(jmap: JmapClient, mailbox_id: str) -> list[str]:
     return ids
 
 
+def logged(caplog: pytest.LogCaptureFixture, fragment: str) -> list[str]:
+    """What bridge logged that holds ``fragment``."""
+    return [r.getMessage() for r in caplog.records if fragment in r.getMessage()]
+
+
 def unreadable_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    return logged(caplog, "cannot be read")
 
 
 def test_parent_deleted_with_children_leaves_the_rest_working(

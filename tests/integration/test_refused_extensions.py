@@ -17,11 +17,12 @@ from imapclient import IMAPClient
 
 from bridge.demo.dovecot import Dovecot
 from bridge.imap.connection import ImapConnection, UpstreamConfig
-from bridge.imap.pool import ConnectionPool
 from bridge.imap.responses import ObjectIds
 from tests.integration.conftest import USERS
 from tests.integration.server import BridgeServer
+from tests.integration.test_folder_faults import logged
 from tests.integration.test_push import Events
+from tests.integration.test_sync import RecordingPool
 from tests.integration.test_watch import _watcher
 
 MESSAGE = b"From: a@b.test\r\nSubject: refused\r\nMessage-ID: <refused@t>\r\n\r\nhello there\r\n"
@@ -36,20 +37,8 @@ def liar() -> Iterator[Dovecot]:
         yield dovecot
 
 
-class RecordingPool(ConnectionPool):
-    def __init__(self, config: UpstreamConfig) -> None:
-        self.opened: list[ImapConnection] = []
-
-        def opener(config: UpstreamConfig, username: str, password: str) -> ImapConnection:
-            connection = ImapConnection.open(config, username, password)
-            self.opened.append(connection)
-            return connection
-
-        super().__init__(config, opener=opener)
-
-
 def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "but refused it" in r.getMessage()]
+    return logged(caplog, "but refused it")
 
 
 def test_refused_extensions_are_dropped_once_and_the_work_done_plainly(
