@@ -78,6 +78,8 @@ _SEQUENCE_SET = re.compile(r"(\d+|\*)(:(\d+|\*))?(,(\d+|\*)(:(\d+|\*))?)*")
 _FETCH_ITEM = re.compile(r"[\x20-\x7e]+")
 _BASE_STATUS_ITEMS = ("MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY")
 LOGOUT_TIMEOUT = 5.0
+# Refusals that say "not now" (RFC 5530), whatever the command: never an extension's fault.
+_PASSING_CODES = {"UNAVAILABLE", "INUSE", "LIMIT", "SERVERBUG"}
 _NOTIFY_SET = (
     b"NOTIFY SET (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))"
 )
@@ -189,16 +191,18 @@ class ImapConnection:
         """The work done with ``extension`` while this upstream offers it, else the plain way.
 
         A server may advertise what it does not serve. A BAD to the extended command (and,
-        with ``no_refuses``, a NO: for reads, where doing the work again costs nothing)
-        sends the work the plain way; if that succeeds, the extension is dropped for this
-        upstream for the life of the process (``refusals``) and logged once. If the plain
-        way fails too, the fault was not the extension's: that failure is raised."""
+        with ``no_refuses``, a NO: for reads, where doing the work again costs nothing),
+        unless its code says "not now", sends the work the plain way; if that succeeds,
+        the extension is dropped for this upstream for the life of the process
+        (``refusals``) and logged once. If the plain way fails too, the fault was not the
+        extension's: that failure is raised."""
         if not self._offers(extension):
             return plain()
         try:
             return extended()
         except CommandFailed as exc:
-            if exc.status != "BAD" and not (no_refuses and exc.status == "NO"):
+            refused = exc.status == "BAD" or (no_refuses and exc.status == "NO")
+            if not refused or exc.code in _PASSING_CODES:
                 raise
             refusal = exc
         result = plain()

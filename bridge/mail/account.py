@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,9 @@ class UserData:
     # "Mailbox already exists", having made the mailbox.
     sync_lock: threading.RLock = field(default_factory=threading.RLock)
     sync_generation: int = 0
+    # When (time.monotonic()) a sync last found the upstream silent (a timeout): requests
+    # that waited for that sync fail at once rather than time out again one after another.
+    silent_at: float | None = None
     indexer: BackgroundIndexer = field(init=False)
     # VacationResponse lives on the ManageSieve server, which push must not poll: its
     # state is what this process last saw there (None until a /set), and one /set of
@@ -175,19 +179,27 @@ class Account:
         if self._synced_generation is not None and not force:
             return None
         waited_for = self.user.sync_generation
+        waiting_since = time.monotonic()
         with self.user.sync_lock:
             if not force and self.user.sync_generation > waited_for + 1:
                 # Another request ran a whole sync after this one started waiting.
                 self._synced_generation = self.user.sync_generation
                 return None
+            silent_at = self.user.silent_at
+            if silent_at is not None and silent_at >= waiting_since:
+                raise UpstreamUnavailable("the upstream went silent for a sync this request "
+                                          "waited for", timed_out=True)  # fmt: skip
             try:
-                report = Syncer(self.cache, self.imap).sync()
-            except UpstreamUnavailable:
+                report = self._sync_once()
+            except UpstreamUnavailable as exc:
+                if exc.timed_out:
+                    # Silent, not gone: another connection would wait as long again.
+                    raise
                 # A pooled connection the server dropped while idle: one fresh try. Sync
                 # is safe to repeat, since each folder's delta lands in one transaction.
                 log.info("upstream connection of %s was lost; reconnecting", self.user.username)
                 self._release()
-                report = Syncer(self.cache, self.imap).sync()
+                report = self._sync_once()
             self.user.sync_generation += 1
             self._synced_generation = self.user.sync_generation
         if report.unindexed:
@@ -203,6 +215,14 @@ class Account:
         except UpstreamUnavailable as exc:
             log.info("sync after the writes of %s failed (%s); the next request catches up",
                      self.user.username, exc)  # fmt: skip
+
+    def _sync_once(self) -> SyncReport:
+        try:
+            return Syncer(self.cache, self.imap).sync()
+        except UpstreamUnavailable as exc:
+            if exc.timed_out:
+                self.user.silent_at = time.monotonic()
+            raise
 
     def ensure_indexed(self) -> None:
         """Every folder indexed whole, now: what a query over the cache needs."""

@@ -75,6 +75,8 @@ class StormReport:
     faults: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     durations: list[float] = field(default_factory=list)
+    # The slowest request: how long, when it started (wall clock), what it asked, what came.
+    slowest: tuple[float, str] = (0.0, "")
     violations: list[str] = field(default_factory=list)
     tracked: int = 0
 
@@ -88,7 +90,8 @@ class StormReport:
             f"{self.rounds} rounds ({dict(self.faults)}), {self.requests} requests, "
             f"{self.tracked} messages; outcomes {dict(sorted(self.outcomes.items()))}; "
             f"request time median {statistics.median(durations):.2f} s, "
-            f"max {durations[-1]:.2f} s; {len(self.violations)} violations"
+            f"max {durations[-1]:.2f} s; {len(self.violations)} violations; "
+            f"slowest: {self.slowest[1]}"
         )
 
 
@@ -182,7 +185,11 @@ class Worker:
             tracked.history.append(f"{time.strftime('%H:%M:%S')} {args} -> no answer")
             return None
         finally:
-            self.report.durations.append(time.monotonic() - started)
+            took = time.monotonic() - started
+            self.report.durations.append(took)
+            if took > self.report.slowest[0]:
+                when = time.strftime("%H:%M:%S", time.localtime(time.time() - took))
+                self.report.slowest = (took, f"{took:.2f} s from {when}: {args}")
         tracked.history.append(f"{time.strftime('%H:%M:%S')} {args} -> {response.text[:300]}")
         if response.status_code != 200:
             self.report.outcomes[f"http {response.status_code}"] += 1
