@@ -73,4 +73,5 @@ def without_contents(cache: Store, mailbox_id: str) -> set[str]:
     known = cache.locations(mailbox_id)
     cache.apply_folder_delta(mailbox_id, removed=sorted(known))
     cache.set_synced(mailbox_id, None)
+    cache.recount([mailbox_id])  # not the STATUS counts a folder not indexed shows
     return {location.email_id for location in known.values()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from imapclient import IMAPClient
 from bridge.demo.dovecot import Dovecot
 from bridge.imap.connection import ImapConnection, MailboxListing, UpstreamConfig
 from bridge.imap.pool import ConnectionPool
+from bridge.mail.indexer import BackgroundIndexer
+from bridge.mail.sync import Syncer
+from bridge.store.cache import Cache
 from tests.integration.conftest import USERS
 from tests.integration.server import BridgeServer, JmapClient
 
@@ -177,8 +181,27 @@ def test_folder_gone_between_list_and_select(
         jmap = bridge.client("alice", USERS["alice"])
         first = jmap.mailboxes()  # synced on: the folder is shown, unreadable
         assert first["Brief"]["myRights"] == NO_RIGHTS
+        assert first["Brief"]["totalEmails"] == 0
         assert first["INBOX"]["myRights"]["mayReadItems"] is True
         assert any("EXAMINE NO" in warning for warning in unreadable_warnings(caplog))
         assert "Brief" not in jmap.mailboxes()  # the next LIST does not show it
         jmap.close()
     other.logout()
+
+
+def test_indexer_skips_a_folder_gone_since_the_sync(upstream: Dovecot, other: IMAPClient) -> None:
+    for folder in ("Keep", "Vanish"):
+        other.create_folder(folder)
+        other.append(folder, message(folder.lower()))
+    cache = Cache.open(":memory:")
+    config = UpstreamConfig(upstream.host, upstream.port, tls="plain")
+    with ImapConnection.open(config, "alice", USERS["alice"]) as conn:
+        # Every folder left to the indexer, as for a big account.
+        report = Syncer(cache, conn).sync(foreground_limit=0)
+        assert {"Keep", "Vanish"} <= set(report.unindexed)
+        other.delete_folder("Vanish")
+        BackgroundIndexer(cache, threading.RLock()).index_all(conn)
+    records = {record.name: record for record in cache.mailboxes()}
+    assert records["Keep"].indexed and records["Keep"].counts.total_emails == 1
+    assert not records["Vanish"].selectable and records["Vanish"].counts.total_emails == 0
+    cache.close()
