@@ -78,8 +78,8 @@ _SEQUENCE_SET = re.compile(r"(\d+|\*)(:(\d+|\*))?(,(\d+|\*)(:(\d+|\*))?)*")
 _FETCH_ITEM = re.compile(r"[\x20-\x7e]+")
 _BASE_STATUS_ITEMS = ("MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY")
 LOGOUT_TIMEOUT = 5.0
-# Refusals that say "not now" (RFC 5530), whatever the command: never an extension's fault.
-_PASSING_CODES = {"UNAVAILABLE", "INUSE", "LIMIT", "SERVERBUG"}
+# Refusals that say "not now" or "not this message" (RFC 5530): never an extension's fault.
+_PASSING_CODES = {"UNAVAILABLE", "INUSE", "LIMIT", "SERVERBUG", "EXPUNGEISSUED"}
 _NOTIFY_SET = (
     b"NOTIFY SET (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))"
 )
