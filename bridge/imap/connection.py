@@ -176,9 +176,7 @@ class ImapConnection:
             return parse_list(response).delimiter or ""
         return ""
 
-    # -- folders ----------------------------------------------------------------------------
-
-    # -- extensions the server advertised but refuses -------------------------------------
+    # -- extensions the server advertised but refuses ---------------------------------------
 
     def with_extension(
         self,
