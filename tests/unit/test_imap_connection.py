@@ -604,3 +604,86 @@ def test_refused_extensions_fall_back_and_stay_dropped(serve: Callable[..., Fake
         b'STATUS "INBOX" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)',
         b"LOGOUT",
     ]
+
+
+STATUS_ITEMS = b"(MESSAGES UNSEEN UIDNEXT UIDVALIDITY)"
+
+
+def test_folder_ids_refused_in_pipelined_status_are_dropped_once(
+    serve: Callable[..., FakeServer],
+) -> None:
+    """Without LIST-STATUS every folder's STATUS goes out in one burst: a BAD to the id item
+    drops X-GUID for the upstream, the burst runs again without it, and the next connection
+    never asks for it."""
+    with_ids = STATUS_ITEMS[:-1] + b" X-GUID)"
+    table = {
+        b'LIST "" "*"': (b'* LIST () "/" "a"\r\n* LIST () "/" "b"\r\n', b"OK done"),
+        b'LSUB "" "*"': (b'* LSUB () "/" "a"\r\n', b"OK done"),
+        b'STATUS "a" ' + with_ids: (b"", b"BAD no such item"),
+        b'STATUS "b" ' + with_ids: (b"", b"BAD no such item"),
+        b'STATUS "a"': (b"* STATUS a (MESSAGES 1 UNSEEN 0 UIDNEXT 2 UIDVALIDITY 5)\r\n", b"OK"),
+        b'STATUS "b"': (b"* STATUS b (MESSAGES 0 UNSEEN 0 UIDNEXT 1 UIDVALIDITY 6)\r\n", b"OK"),
+    }
+    server = serve(responder(table, b"IMAP4rev1"), greeting=b"* OK Dovecot ready")
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        assert conn.object_ids is ObjectIds.DOVECOT
+        listings = {m.name: m for m in conn.list_mailboxes()}
+        assert listings["a"].subscribed and not listings["b"].subscribed
+        statuses = [listings[name].status for name in "ab"]
+        assert [s.uidvalidity for s in statuses if s] == [5, 6]
+        assert conn.object_ids is None
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        assert conn.object_ids is None
+        assert len(conn.list_mailboxes()) == 2
+    plain = [b'STATUS "a" ' + STATUS_ITEMS, b'STATUS "b" ' + STATUS_ITEMS, b"LOGOUT"]
+    assert server.commands() == [
+        b'LIST "" "*"',
+        b'LSUB "" "*"',
+        b'STATUS "a" ' + with_ids,
+        b'STATUS "b" ' + with_ids,
+        *plain,
+        b'LIST "" "*"',
+        b'LSUB "" "*"',
+        *plain,
+    ]
+
+
+def test_mailbox_ids_asked_alone_and_refused_are_dropped_once(
+    serve: Callable[..., FakeServer],
+) -> None:
+    """A server that advertises OBJECTID but answers BAD to MAILBOXID asked alone: the
+    folders list without ids, and neither this connection nor the next asks again."""
+    caps = b"IMAP4rev1 OBJECTID LIST-EXTENDED LIST-STATUS"
+    listing = b'LIST "" "*" RETURN (SUBSCRIBED CHILDREN STATUS ' + STATUS_ITEMS + b")"
+    table = {
+        listing: (
+            b'* LIST () "/" "a"\r\n* STATUS a (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 5)\r\n'
+            b'* LIST () "/" "b"\r\n* STATUS b (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 6)\r\n',
+            b"OK done",
+        ),
+        b'LIST "" "*" RETURN (STATUS (MAILBOXID))': (b"", b"BAD no such item"),
+        b"SELECT": (b"* 1 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n", b"OK done"),
+        b"UID FETCH": (b"* 1 FETCH (UID 1 FLAGS ())\r\n", b"OK done"),
+    }
+    server = serve(responder(table, caps), greeting=b"* OK ready")
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        assert conn.object_ids is ObjectIds.OBJECTID
+        statuses = [m.status for m in conn.list_mailboxes()]
+        assert [(s.uidvalidity, s.guid) for s in statuses if s] == [(5, None), (6, None)]
+        assert conn.object_ids is None and not conn.has("OBJECTID")
+        conn.list_mailboxes()
+        conn.select("a", readonly=False)
+        assert conn.fetch_meta("1:*").messages[1].object_id is None
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        assert conn.object_ids is None
+        conn.list_mailboxes()
+    assert server.commands() == [
+        listing,
+        b'LIST "" "*" RETURN (STATUS (MAILBOXID))',
+        listing,
+        b'SELECT "a"',
+        b"UID FETCH 1:* (UID FLAGS)",
+        b"LOGOUT",
+        listing,
+        b"LOGOUT",
+    ]
