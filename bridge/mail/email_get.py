@@ -116,16 +116,26 @@ def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[st
     missing = [email_id for email_id in records if email_id not in summaries]
     if not missing:
         return summaries
-    fresh: dict[str, dict[str, Any]] = {}
-    if account.imap.has("PREVIEW"):
-        for email_id, raw in fetch_by_folder(account, missing, SUMMARY_ITEMS).items():
-            if has_summary_items(raw):
-                fresh[email_id] = summary_from_fetch(raw)
-    # Without a preview from the server it needs the text itself: parse the whole message.
+
+    def previewed() -> dict[str, dict[str, Any]]:
+        fetched = fetch_by_folder(account, missing, SUMMARY_ITEMS)
+        return {e: summary_from_fetch(raw) for e, raw in fetched.items() if has_summary_items(raw)}
+
+    def parsed(email_ids: list[str]) -> dict[str, dict[str, Any]]:
+        fetched = fetch_by_folder(account, email_ids, FULL_ITEMS)
+        return {
+            email_id: summary_from_message(parse_message(raw["BODY[]"]), email_id)
+            for email_id, raw in fetched.items()
+        }
+
+    fresh = account.imap.with_extension(
+        "PREVIEW", previewed, lambda: parsed(missing), no_refuses=True
+    )
+    # Without a preview from the server (no PREVIEW, or PREVIEW NIL) it needs the text
+    # itself: parse the whole message.
     unread = [email_id for email_id in missing if email_id not in fresh]
     if unread:
-        for email_id, raw in fetch_by_folder(account, unread, FULL_ITEMS).items():
-            fresh[email_id] = summary_from_message(parse_message(raw["BODY[]"]), email_id)
+        fresh.update(parsed(unread))
     account.cache.set_summaries({e: encode_summary(s) for e, s in fresh.items()})
     summaries.update(fresh)
     return summaries

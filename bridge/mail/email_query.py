@@ -23,7 +23,7 @@ from bridge.mail.common import (
     query_response,
     since_value,
 )
-from bridge.mail.sync import new_message, new_message_items, uid_set
+from bridge.mail.sync import fetch_new, new_message, uid_set
 from bridge.store.cache import EMAIL
 from bridge.store.records import MailboxRecord
 
@@ -289,7 +289,8 @@ def _fast_page(account: Account, request: EmailQueryArgs) -> dict[str, Any] | No
     ):
         return None
     record = account.cache.mailbox(mailbox_id)
-    if record is None:
+    if record is None or not record.selectable:
+        # Unknown, \Noselect, or a folder the upstream will not open: it holds nothing.
         return {"ids": [], "position": 0, "total": 0}
     if not record.indexed:
         if not account.imap.has("SORT"):
@@ -335,8 +336,7 @@ def upstream_page(
     fetched = {}
     if missing:
         # With the summaries the list view that follows needs, in the same command.
-        items = new_message_items(imap)
-        fetched = imap.fetch_meta(uid_set(missing), extra=items).messages
+        fetched = fetch_new(imap, uid_set(missing))
     added = [new_message(record, selected.uidvalidity, meta) for meta in fetched.values()]
     with account.user.sync_lock, account.cache.transaction():
         account.cache.purge_orphans(

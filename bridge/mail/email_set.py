@@ -82,6 +82,8 @@ class EmailSetter:
         self.request = request
         self.account: Account = account_of(ctx)
         self.cache = self.account.cache
+        # Set before each upstream write is sent: one whose answer never came may have
+        # happened, and then the method must not end in an error that says nothing did.
         self.changed_upstream = False
 
     def run(self) -> dict[str, Any]:
@@ -97,7 +99,7 @@ class EmailSetter:
                 ) from exc
             raise
         if self.changed_upstream:
-            self.account.sync(force=True)
+            self.account.sync_after_writes()
         return {
             "accountId": self.ctx.account_id,
             "oldState": old_state,
@@ -130,7 +132,11 @@ class EmailSetter:
                 raise Refused("invalidProperties", str(exc), exc.properties) from exc
             try:
                 return self._store_new(creation_id, spool, targets, names, keywords, received)
-            except UpstreamUnavailable:
+            except UpstreamUnavailable as exc:
+                if exc.timed_out:
+                    # The server went silent with the APPEND perhaps still to run: nothing
+                    # read now could prove it will not, so the method ends serverPartialFail.
+                    raise
                 # The connection dropped with the APPEND perhaps done: ask a fresh
                 # connection whether the message (known by its Message-ID) arrived, and
                 # answer truly.
@@ -147,7 +153,6 @@ class EmailSetter:
         uids = self.account.imap.search(plan.criteria, utf8=plan.needs_utf8)
         if not uids:
             raise Refused("serverFail", "the upstream connection was lost before the APPEND")
-        self.changed_upstream = True
         self.account.sync(force=True)
         location = self.cache.locations(mailbox_id, uids=uids[-1:]).get(uids[-1])
         if location is None:
@@ -175,6 +180,8 @@ class EmailSetter:
             raise Refused("tooLarge", f"the message is larger than the upstream's {limit:,} "
                           "bytes", maxSize=limit)  # fmt: skip
         flags = sorted(keyword_to_flag(k) for k in keywords)
+        # From here on the upstream may have changed, even if no answer comes (see run).
+        self.changed_upstream = True
         try:
             appended = imap.append(names[targets[0]], spool, flags, received,
                                    chunk_size=self.account.settings.blob_chunk_size)  # fmt: skip
@@ -183,7 +190,6 @@ class EmailSetter:
             if exc.code in ("TOOBIG", "LIMIT"):
                 raise Refused("tooLarge", f"the upstream refused: {exc.text}") from exc
             raise
-        self.changed_upstream = True
         if appended is None:
             raise Refused("forbidden", "the upstream gave no APPENDUID to find the new Email")
         uid = appended[1]
@@ -306,9 +312,9 @@ class EmailSetter:
         for mailbox_id, uids in locations.items():
             self.account.open_folder(names[mailbox_id], writable=True)
             uid_set = format_sequence_set(uids)
-            imap.store_flags(uid_set, add, add=True)
             self.changed_upstream = True
             self.account.flags_written.setdefault(names[mailbox_id], set()).update(uids)
+            imap.store_flags(uid_set, add, add=True)
             imap.store_flags(uid_set, remove, add=False)
 
     def _file(
@@ -325,16 +331,17 @@ class EmailSetter:
             if leaving and imap.has("MOVE"):
                 source = leaving.pop(0)
                 self.account.open_folder(names[source], writable=True)
+                self.changed_upstream = True
                 imap.move(format_sequence_set(locations[source]), names[destination])
             else:
                 source = next(iter(locations))
                 self.account.open_folder(names[source], writable=True)
+                self.changed_upstream = True
                 imap.copy(format_sequence_set(locations[source]), names[destination])
-            self.changed_upstream = True
         for source in leaving:
             self.account.open_folder(names[source], writable=True)
-            imap.expunge_uids(format_sequence_set(locations[source]))
             self.changed_upstream = True
+            imap.expunge_uids(format_sequence_set(locations[source]))
 
     def _destroy(self, email_id: str) -> None:
         if self.cache.emails([email_id]).get(email_id) is None:
@@ -347,8 +354,8 @@ class EmailSetter:
             locations = self._into_gmail_trash(locations, names)
         for mailbox_id, uids in locations.items():
             self.account.open_folder(names[mailbox_id], writable=True)
-            self.account.imap.expunge_uids(format_sequence_set(uids))
             self.changed_upstream = True
+            self.account.imap.expunge_uids(format_sequence_set(uids))
         return None
 
     def _into_gmail_trash(

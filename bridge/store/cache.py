@@ -743,7 +743,7 @@ class Cache:
         trash = [r.id for r in records if r.role == "trash"]
         moved: list[str] = []
         for record in records:
-            if not record.indexed and record.status is not None:
+            if record.selectable and not record.indexed and record.status is not None:
                 # Not indexed yet: each message counts as an Email and as its own thread.
                 messages, unseen = record.status.messages, record.status.unseen or 0
                 counts = Counts(messages, unseen, messages, unseen)

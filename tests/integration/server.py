@@ -38,10 +38,10 @@ class BridgeServer:
     ) -> None:
         self.port = free_port()
         settings.setdefault("upstream_tls", "plain")
+        settings.setdefault("upstream_timeout", 10.0)
         self.settings = Settings(
             upstream_host=imap_host,
             upstream_port=imap_port,
-            upstream_timeout=10.0,
             listen_port=self.port,
             data_dir=str(data_dir),
             log_level="warning",
