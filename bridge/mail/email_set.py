@@ -63,11 +63,14 @@ def _received_at(value: Any) -> datetime | None:
 
 
 def _keyword_map(value: Any) -> set[str]:
+    """The keywords a ``keywords`` value sets. RFC 8621 maps each keyword to true; a
+    keyword mapped to false, as ``"keywords/$draft": false`` in a patch, is taken to be
+    absent (as Stalwart does): what the client means is plain, and nothing else is lost."""
     if value is None:
         return set()
-    if not isinstance(value, dict) or any(v is not True for v in value.values()):
+    if not isinstance(value, dict) or any(not isinstance(v, bool) for v in value.values()):
         raise Refused("invalidProperties", "keywords maps each keyword to true", ["keywords"])
-    keywords = {str(k).lower() for k in value}
+    keywords = {str(k).lower() for k, v in value.items() if v}
     for keyword in keywords:
         try:
             keyword_to_flag(keyword)
@@ -383,7 +386,7 @@ def email_import(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         "oldState": old_state,
         "newState": cache.encode_state(cache.state(EMAIL)),
         "created": created or None,
-        "notCreated": not_created or None,
+        "notCreated": not_created,  # {} when empty, as every /set (bridge.mail.setting)
     }
 
 
