@@ -99,11 +99,12 @@ def blob_copy(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     account = account_of(ctx)
     copied: dict[str, str] = {}
     not_copied: dict[str, Any] = {}
-    for blob_id in dict.fromkeys(request.blobIds):
+    for given in dict.fromkeys(request.blobIds):
+        blob_id = ctx.resolve_creation_id(given) or given
         if _exists(account, blob_id):
-            copied[blob_id] = blob_id
+            copied[given] = blob_id
         else:
-            not_copied[blob_id] = {"type": "notFound", "description": "no such blob"}
+            not_copied[given] = {"type": "notFound", "description": "no such blob"}
     return {
         "fromAccountId": request.fromAccountId,
         "accountId": ctx.account_id,
@@ -127,10 +128,12 @@ def blob_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     stop = None if request.length is None else start + request.length
     found: list[dict[str, Any]] = []
     not_found: list[str] = []
-    for blob_id in dict.fromkeys(request.ids):
+    for given in dict.fromkeys(request.ids):
+        # A blob made earlier in the request may be named by its creation id (#cid).
+        blob_id = ctx.resolve_creation_id(given) or given
         chunks = open_blob(account, blob_id)
         if chunks is None:
-            not_found.append(blob_id)
+            not_found.append(given)
             continue
         found.append(_blob_item(blob_id, chunks, wanted, start, stop, budget))
     return {"accountId": ctx.account_id, "list": found, "notFound": not_found}
@@ -157,9 +160,10 @@ def blob_lookup(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     account = account_of(ctx)
     found: list[dict[str, Any]] = []
     not_found: list[str] = []
-    for blob_id in dict.fromkeys(request.ids):
+    for given in dict.fromkeys(request.ids):
+        blob_id = ctx.resolve_creation_id(given) or given
         if not _exists(account, blob_id):
-            not_found.append(blob_id)
+            not_found.append(given)
             continue
         references = _references(account, blob_id)
         matched = {name: references.get(name, []) for name in request.typeNames}
