@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 from typing import Any
 
 from imapclient import IMAPClient
 
-from tests.integration.server import CORE, MAIL, JmapClient
+from bridge.jmap import CoreLimits
+from tests.integration.server import CORE, MAIL, BridgeServer, JmapClient
 from tests.integration.test_email import WITH_ATTACHMENT, inbox_id, query
-from tests.integration.upstreams import every_upstream
+from tests.integration.upstreams import Upstream, every_upstream
 
 BLOB = "urn:ietf:params:jmap:blob"
 USING = [CORE, MAIL, BLOB]
@@ -80,8 +82,18 @@ def test_upload_joins_its_sources_and_get_reads_them_back(jmap: JmapClient) -> N
     assert cat == {"id": responses[1][1]["created"]["cat"]["id"],
                    "data:asText": "How quick was that?", "size": 19}  # fmt: skip
     # Every data property, every digest, against hashlib.
-    [item] = get(jmap, [raw["id"]], properties=[
-        "data:asText", "data:asBase64", "size", "digest:sha", "digest:sha-256", "digest:sha-512"])
+    [item] = get(
+        jmap,
+        [raw["id"]],
+        properties=[
+            "data:asText",
+            "data:asBase64",
+            "size",
+            "digest:sha",
+            "digest:sha-256",
+            "digest:sha-512",
+        ],
+    )
     assert item["data:asText"] is None and item["isEncodingProblem"] is True
     assert base64.b64decode(item["data:asBase64"]) == binary and item["size"] == 256
     for name, algorithm in (("sha", "sha1"), ("sha-256", "sha256"), ("sha-512", "sha512")):
@@ -157,12 +169,19 @@ def test_an_uploaded_message_imports(jmap: JmapClient) -> None:
 def test_lookup_finds_the_email_of_an_attachment(jmap: JmapClient, other: IMAPClient) -> None:
     other.append("INBOX", WITH_ATTACHMENT)
     [email_id] = query(jmap)
-    [email] = jmap.call("Email/get", {"ids": [email_id],
-                                      "properties": ["attachments", "threadId", "blobId"]})["list"]
+    [email] = jmap.call(
+        "Email/get", {"ids": [email_id], "properties": ["attachments", "threadId", "blobId"]}
+    )["list"]
     attachment = email["attachments"][0]["blobId"]
     fox = upload(jmap, f={"data": [{"data:asText": FOX}]})["created"]["f"]["id"]
-    result = call(jmap, "Blob/lookup", {"typeNames": ["Email", "Mailbox", "Thread"],
-                                        "ids": [attachment, email["blobId"], fox, "Bnothing"]})
+    result = call(
+        jmap,
+        "Blob/lookup",
+        {
+            "typeNames": ["Email", "Mailbox", "Thread"],
+            "ids": [attachment, email["blobId"], fox, "Bnothing"],
+        },
+    )
     expected = {"Email": [email_id], "Mailbox": [inbox_id(jmap)], "Thread": [email["threadId"]]}
     assert result["list"] == [
         {"id": attachment, "matchedIds": expected},
@@ -192,6 +211,34 @@ def test_copy_within_the_one_account(jmap: JmapClient, other: IMAPClient) -> Non
     assert copied["fromAccountId"] == copied["accountId"] == jmap.account_id
     elsewhere = jmap.call("Blob/copy", {"fromAccountId": "other", "blobIds": [fox]})
     assert elsewhere["error"]["type"] == "fromAccountNotFound"
-    to_other = jmap.request([["Blob/copy", {"fromAccountId": jmap.account_id,
-                                            "accountId": "other", "blobIds": [fox]}, "0"]])
+    to_other = jmap.request(
+        [
+            [
+                "Blob/copy",
+                {"fromAccountId": jmap.account_id, "accountId": "other", "blobIds": [fox]},
+                "0",
+            ]
+        ]
+    )
     assert to_other[0][1]["type"] == "accountNotFound"
+
+
+def test_get_answers_with_at_most_max_size_upload_of_data(
+    upstream: Upstream, account: tuple[str, str], tmp_path: Path
+) -> None:
+    """Blob/get holds the data it answers with: all of it, in one call, is bounded."""
+    with BridgeServer(upstream.host, upstream.port, tmp_path) as server:
+        server.bridge.engine.limits = CoreLimits(max_size_upload=100)
+        jmap = server.client(*account)
+        blob = upload(jmap, b={"data": [{"data:asText": "x" * 60}]})["created"]["b"]["id"]
+        assert get(jmap, [blob], properties=["data"])[0]["data:asText"] == "x" * 60
+        whole = upload(jmap, w={"data": [{"blobId": blob}] * 2})
+        assert whole["notCreated"]["w"]["type"] == "tooLarge"
+        both = {"ids": [blob, upload(jmap, c={"data": [{"blobId": blob}]})["created"]["c"]["id"]]}
+        refused = call(jmap, "Blob/get", {**both, "properties": ["data:asBase64"]})
+        assert refused["error"]["type"] == "requestTooLarge"
+        # Sizes and digests hold no data: any number of blobs of any size.
+        sized = call(jmap, "Blob/get", {**both, "properties": ["size", "digest:sha-256"]})
+        assert [b["size"] for b in sized["list"]] == [60, 60]
+        assert get(jmap, both["ids"], properties=["data"], length=50)[1]["data:asText"] == "x" * 50
+        jmap.close()
