@@ -33,7 +33,7 @@ from typing import Any
 
 import msgspec
 
-from bridge.jmap import CallContext, MethodError, decode_args
+from bridge.jmap import CallContext, MethodError, decode_args, set_error
 from bridge.jmap.standard import StandardArgs, UnsignedInt
 from bridge.mail.account import Account
 from bridge.mail.blobs import open_blob, parse_blob_id, split_blob_id
@@ -104,7 +104,7 @@ def blob_copy(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         if _exists(account, blob_id):
             copied[given] = blob_id
         else:
-            not_copied[given] = {"type": "notFound", "description": "no such blob"}
+            not_copied[given] = set_error("notFound", "no such blob")
     return {
         "fromAccountId": request.fromAccountId,
         "accountId": ctx.account_id,

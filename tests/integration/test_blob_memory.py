@@ -170,3 +170,41 @@ def test_importing_a_big_message_stays_small(
     assert result["created"]["big"]["size"] == len(raw) + raw.count(b"\n"), result
     assert peak - idle < RSS_BUDGET_KIB
     jmap.close()
+
+
+def test_blob_methods_on_a_big_attachment_stay_small(
+    bridge_process: tuple[Dovecot, BridgeProcess],
+) -> None:
+    """RFC 9404's Blob/get (size, digest) and Blob/upload (a blob made of another) read
+    the 40 MB attachment as a stream, as a download does."""
+    upstream, process = bridge_process
+    attachment = attachment_octets()
+    imap = IMAPClient(upstream.host, port=upstream.port, ssl=False)
+    imap.login(*USER)
+    imap.append("INBOX", message_with(attachment))
+    imap.logout()
+    jmap = JmapClient(process.url, *USER)
+    [email_id] = jmap.call(
+        "Email/query", {"sort": [{"property": "receivedAt", "isAscending": False}], "limit": 1}
+    )["ids"]
+    blob_id = attachment_blob(jmap, email_id)
+    using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:blob"]
+    idle = reset_peak(process)
+    [[_, got, _], [_, made, _]] = jmap.request([
+        ["Blob/get", {"accountId": jmap.account_id, "ids": [blob_id],
+                      "properties": ["size", "digest:sha-256"]}, "g"],
+        ["Blob/upload", {"accountId": jmap.account_id, "create": {"copy": {"data": [
+            {"blobId": blob_id, "offset": 1000}]}}}, "u"],
+    ], using=using)  # fmt: skip
+    peak = process.memory_kib("VmHWM")
+    print(f"Blob/get and Blob/upload of {ATTACHMENT_SIZE:,} octets: idle {idle} KiB, "
+          f"peak {peak} KiB")  # fmt: skip
+    [item] = got["list"]
+    assert item["size"] == ATTACHMENT_SIZE
+    assert item["digest:sha-256"] == base64.b64encode(hashlib.sha256(attachment).digest()).decode()
+    assert made["created"]["copy"]["size"] == ATTACHMENT_SIZE - 1000, made
+    assert peak - idle < RSS_BUDGET_KIB
+    digests: list[str] = []
+    sha256_of_download(download_url(jmap, made["created"]["copy"]["id"]), digests)
+    assert digests == [hashlib.sha256(attachment[1000:]).hexdigest()]
+    jmap.close()
