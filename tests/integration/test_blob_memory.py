@@ -95,18 +95,26 @@ def attachment_blob(jmap: JmapClient, email_id: str) -> str:
     return attachment["blobId"]
 
 
-def test_parallel_downloads_of_a_big_attachment_stay_small(
-    bridge_process: tuple[Dovecot, BridgeProcess],
-) -> None:
-    upstream, process = bridge_process
-    attachment = attachment_octets()
+def delivered(
+    upstream: Dovecot, process: BridgeProcess, attachment: bytes
+) -> tuple[JmapClient, str]:
+    """A message with ``attachment`` appended upstream: a client, and the attachment's blob."""
     imap = IMAPClient(upstream.host, port=upstream.port, ssl=False)
     imap.login(*USER)
     imap.append("INBOX", message_with(attachment))
     imap.logout()
     jmap = JmapClient(process.url, *USER)
-    [email_id] = jmap.call("Email/query", {})["ids"]
-    blob_id = attachment_blob(jmap, email_id)
+    newest = {"sort": [{"property": "receivedAt", "isAscending": False}], "limit": 1}
+    [email_id] = jmap.call("Email/query", newest)["ids"]
+    return jmap, attachment_blob(jmap, email_id)
+
+
+def test_parallel_downloads_of_a_big_attachment_stay_small(
+    bridge_process: tuple[Dovecot, BridgeProcess],
+) -> None:
+    upstream, process = bridge_process
+    attachment = attachment_octets()
+    jmap, blob_id = delivered(upstream, process, attachment)
     idle = reset_peak(process)
     digests: list[str] = []
     threads = [
@@ -179,15 +187,7 @@ def test_blob_methods_on_a_big_attachment_stay_small(
     the 40 MB attachment as a stream, as a download does."""
     upstream, process = bridge_process
     attachment = attachment_octets()
-    imap = IMAPClient(upstream.host, port=upstream.port, ssl=False)
-    imap.login(*USER)
-    imap.append("INBOX", message_with(attachment))
-    imap.logout()
-    jmap = JmapClient(process.url, *USER)
-    [email_id] = jmap.call(
-        "Email/query", {"sort": [{"property": "receivedAt", "isAscending": False}], "limit": 1}
-    )["ids"]
-    blob_id = attachment_blob(jmap, email_id)
+    jmap, blob_id = delivered(upstream, process, attachment)
     using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:blob"]
     idle = reset_peak(process)
     [[_, got, _], [_, made, _]] = jmap.request([
