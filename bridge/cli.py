@@ -30,6 +30,9 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     add("--public-url", dest="public_url", help="absolute URL clients use to reach bridge")
     add("--data-dir", dest="data_dir", help="where per-user caches live")
     add("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    add("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
+        help="a web page's origin that may call bridge (repeat it; '*': any page, "
+             "without cookies)")  # fmt: skip
 
 
 def _add_upstream_flags(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-event-streams-per-user", dest="max_event_streams_per_user", type=int)
     add("--max-upload-storage-per-user", dest="max_upload_storage_per_user", type=int,
         help="octets of uploads a user may keep (oldest deleted first beyond it)")  # fmt: skip
+    add("--strict-using", dest="lenient_using", action="store_const", const=False,
+        help="a method whose capability 'using' leaves out is unknownMethod")  # fmt: skip
     demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")
     _add_server_flags(demo)
     doctor = commands.add_parser(

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bridge.cli import _flags, build_parser
 from bridge.config import ConfigError, Settings, load_settings
 from tests.integration.server import USING, BridgeServer
 from tests.integration.upstreams import Upstream
@@ -152,3 +153,9 @@ def test_cors_origins_are_origins(tmp_path: Path) -> None:
     environ = {"BRIDGE_CORS_ORIGINS": "https://a.example, https://b.example"}
     loaded = load_settings(environ=environ)
     assert loaded.cors_origins == ["https://a.example", "https://b.example"]
+    flags = build_parser().parse_args(
+        ["serve", "--cors-origin", "https://a.example", "--cors-origin", "https://b.example",
+         "--strict-using", "--data-dir", str(tmp_path)])  # fmt: skip
+    from_flags = load_settings(_flags(flags), environ={})
+    assert from_flags.cors_origins == loaded.cors_origins and from_flags.lenient_using is False
+    assert load_settings({}, environ={}).lenient_using is True
