@@ -63,20 +63,26 @@ def _received_at(value: Any) -> datetime | None:
 
 
 def _keyword_map(value: Any) -> set[str]:
-    """The keywords a ``keywords`` value sets. RFC 8621 maps each keyword to true; a
-    keyword mapped to false, as ``"keywords/$draft": false`` in a patch, is taken to be
-    absent (as Stalwart does): what the client means is plain, and nothing else is lost."""
     if value is None:
         return set()
-    if not isinstance(value, dict) or any(not isinstance(v, bool) for v in value.values()):
+    if not isinstance(value, dict) or any(v is not True for v in value.values()):
         raise Refused("invalidProperties", "keywords maps each keyword to true", ["keywords"])
-    keywords = {str(k).lower() for k, v in value.items() if v}
+    keywords = {str(k).lower() for k in value}
     for keyword in keywords:
         try:
             keyword_to_flag(keyword)
         except ValueError as exc:
             raise Refused("invalidProperties", f"bad keyword {keyword!r}", ["keywords"]) from exc
     return keywords
+
+
+def _without_false(keywords: Any) -> Any:
+    """An update's keywords with those mapped to false left out. RFC 8621 maps each keyword
+    to true, but clients patch ``"keywords/$draft": false`` to remove one (Stalwart takes
+    it so): what they mean is plain, and nothing else is lost. A create stays strict."""
+    if not isinstance(keywords, dict):
+        return keywords
+    return {keyword: value for keyword, value in keywords.items() if value is not False}
 
 
 class EmailSetter:
@@ -285,7 +291,7 @@ class EmailSetter:
             raise Refused("invalidProperties", "only keywords and mailboxIds can change",
                            sorted(tops - SETTABLE))  # fmt: skip
         wanted = patched(current, patch)
-        keywords = _keyword_map(wanted.get("keywords") or {})
+        keywords = _keyword_map(_without_false(wanted.get("keywords") or {}))
         boxes = wanted.get("mailboxIds")
         if not isinstance(boxes, dict) or not boxes or any(v is not True for v in boxes.values()):
             raise Refused("invalidProperties", "an Email needs a mailbox", ["mailboxIds"])
