@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from bridge.http.problems import error_response, problem
-from bridge.http.tokens import COOKIE, LIFETIME
+from bridge.http.tokens import COOKIE
 from bridge.jmap import RequestError
 from bridge.states import States, moved
 
@@ -123,38 +123,6 @@ def _state_event(account_id: str, changed: States, every: States) -> bytes:
         + b"\ndata: "
         + (msgspec.json.encode(change) + b"\n\n")
     )
-
-
-async def access_token(request: Request) -> Response:
-    """A token for EventSource in browsers (see bridge.http.tokens)."""
-    bridge: Bridge = request.app.state.bridge
-    credentials = await bridge.auth.authenticate(request)
-    if isinstance(credentials, Response):
-        return credentials
-    token, expires = bridge.tokens.issue(credentials)
-    body = msgspec.json.encode({"token": token, "expires": int(expires)})
-    response = Response(body, media_type="application/json")
-    set_token_cookie(response, token)
-    return response
-
-
-def set_token_cookie(response: Response, token: str) -> None:
-    """The token as the cookie a browser sends to both listeners it opens, /jmap/eventsource
-    and the WebSocket, /jmap/ws (and to nothing else: the API wants Authorization)."""
-    response.set_cookie(COOKIE, token, max_age=int(LIFETIME), httponly=True, samesite="strict",
-                        path="/jmap")  # fmt: skip
-
-
-def listener_token(bridge: Bridge, request: Request, credentials: Credentials) -> str | None:
-    """A new token for a browser's listeners, unless the request's cookie already stands
-    for these credentials. The Session answer sets it, so that a webmail of bridge's own
-    site, which knows nothing of /jmap/token, opens eventSourceUrl logged in: its
-    EventSource sends cookies but cannot send Authorization."""
-    held = request.cookies.get(COOKIE)
-    if held and bridge.tokens.redeem(held) == credentials:
-        return None
-    token, _ = bridge.tokens.issue(credentials)
-    return token
 
 
 async def eventsource(request: Request) -> Response:
