@@ -114,7 +114,11 @@ def listener_token(bridge: Bridge, request: Request, credentials: Credentials) -
     """A new token for a browser's listeners, unless the request's cookie already stands
     for these credentials. The Session answer sets it, so that a webmail of bridge's own
     site, which knows nothing of /jmap/token, opens eventSourceUrl logged in: its
-    EventSource sends cookies but cannot send Authorization."""
+    EventSource sends cookies but cannot send Authorization. Only browsers get one (they
+    send Sec-Fetch-Site, and keep the cookie): other clients would leave a token behind
+    at every Session fetch, and crowd out the user's others (PER_USER)."""
+    if "sec-fetch-site" not in request.headers:
+        return None
     held = request.cookies.get(COOKIE)
     if held and bridge.tokens.redeem(held) == credentials:
         return None
