@@ -3,11 +3,14 @@ every route, errors included, as the headers a browser checks."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from bridge.cli import _flags, build_parser
 from bridge.config import ConfigError, Settings, load_settings
@@ -128,6 +131,28 @@ def test_any_origin_gets_star_and_no_credentials(
                    httpx.get(anyone.url + "/jmap/session", headers=headers)):  # fmt: skip
         assert answer.headers["access-control-allow-origin"] == "*"
         assert "access-control-allow-credentials" not in answer.headers
+
+
+def test_a_listed_origin_opens_the_websocket_with_what_the_browser_sends(
+    listed: BridgeServer, anyone: BridgeServer, account: tuple[str, str]
+) -> None:
+    """A WebSocket upgrade is no CORS request: bridge checks its Origin itself, and trusts
+    a listed origin as its own (never "*": any page could ride on the user's login)."""
+    basic = "Basic " + base64.b64encode(":".join(account).encode()).decode()
+    for server, origin, allowed in ((listed, WEBMAIL, True), (listed, "https://evil.example",
+                                    False), (anyone, "https://evil.example", False)):  # fmt: skip
+        url = server.url.replace("http", "ws", 1) + "/jmap/ws"
+        headers = {"Authorization": basic, "Origin": origin}
+        if allowed:
+            with connect(url, subprotocols=["jmap"], additional_headers=headers) as ws:
+                assert ws.subprotocol == "jmap"
+            continue
+        with (
+            pytest.raises(InvalidStatus) as refused,
+            connect(url, subprotocols=["jmap"], additional_headers=headers, open_timeout=5),
+        ):
+            pass
+        assert refused.value.response.status_code == 403
 
 
 def test_without_the_setting_browsers_keep_their_same_origin_rule(
