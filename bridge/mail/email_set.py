@@ -76,6 +76,15 @@ def _keyword_map(value: Any) -> set[str]:
     return keywords
 
 
+def _without_false(keywords: Any) -> Any:
+    """An update's keywords with those mapped to false left out. RFC 8621 maps each keyword
+    to true, but clients patch ``"keywords/$draft": false`` to remove one (Stalwart takes
+    it so): what they mean is plain, and nothing else is lost. A create stays strict."""
+    if not isinstance(keywords, dict):
+        return keywords
+    return {keyword: value for keyword, value in keywords.items() if value is not False}
+
+
 class EmailSetter:
     def __init__(self, ctx: CallContext, request: SetArgs) -> None:
         self.ctx = ctx
@@ -288,7 +297,7 @@ class EmailSetter:
             raise Refused("invalidProperties", "only keywords and mailboxIds can change",
                            sorted(tops - SETTABLE))  # fmt: skip
         wanted = patched(current, patch)
-        keywords = _keyword_map(wanted.get("keywords") or {})
+        keywords = _keyword_map(_without_false(wanted.get("keywords") or {}))
         boxes = wanted.get("mailboxIds")
         if not isinstance(boxes, dict) or not boxes or any(v is not True for v in boxes.values()):
             raise Refused("invalidProperties", "an Email needs a mailbox", ["mailboxIds"])
@@ -416,7 +425,7 @@ def email_import(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         "oldState": old_state,
         "newState": cache.encode_state(cache.state(EMAIL)),
         "created": created or None,
-        "notCreated": not_created or None,
+        "notCreated": not_created,  # {} when empty, as every /set (bridge.mail.setting)
     }
 
 

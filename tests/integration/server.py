@@ -110,7 +110,8 @@ class JmapClient:
 
     def post(self, body: Any, **kwargs: Any) -> httpx.Response:
         if isinstance(body, bytes | str):
-            return self.http.post("/jmap/api", content=body, **kwargs)
+            headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
+            return self.http.post("/jmap/api", content=body, headers=headers, **kwargs)
         return self.http.post("/jmap/api", json=body, **kwargs)
 
     def request(self, calls: list[list[Any]], using: list[str] | None = None) -> list[Any]:
