@@ -218,3 +218,17 @@ def test_webmail_on_another_origin(
             "document.querySelector('#inbox li').textContent === 'Pushed while you watched'"
         )
         assert int(page.inner_text("#pushes")) > heard
+
+        # Logging out revokes the token: the page's next call with it is refused, and the
+        # refusal is readable across origins.
+        revoked = page.evaluate("token")
+        page.click("#logout")
+        page.wait_for_function("document.getElementById('status').textContent !== ''")
+        assert page.inner_text("#status") == "Logged out"
+        status = page.evaluate(
+            """(stale) => fetch(session.apiUrl, {method: "POST", body: "{}", headers:
+                {Authorization: "Bearer " + stale, "Content-Type": "application/json"}})
+              .then((answer) => answer.status)""",
+            revoked,
+        )
+        assert status == 401

@@ -13,6 +13,7 @@ let token = null;
 let session = null;
 let accountId = null;
 let mailboxes = {};   // role or name -> id
+let events = null;    // the EventSource while logged in
 
 function fail(error) {
   $("error").textContent = String(error);
@@ -110,7 +111,7 @@ async function send(to, subject, text) {
 function listen() {
   const url = session.eventSourceUrl.replace("{types}", "*").replace("{closeafter}", "no")
     .replace("{ping}", "0") + "&access_token=" + encodeURIComponent(token);
-  const events = new EventSource(url);
+  events = new EventSource(url);
   events.addEventListener("open", () => { $("push").textContent = "open"; });
   events.addEventListener("error", () => { $("push").textContent = "error"; });
   // Another client changed something: refresh what is shown.
@@ -118,6 +119,18 @@ function listen() {
     $("pushes").textContent = String(Number($("pushes").textContent) + 1);
     showInbox().catch(fail);
   });
+}
+
+// The token stops working at bridge (DELETE /jmap/token), and the push stream with it.
+async function logout() {
+  events.close();
+  const answer = await fetch(bridgeUrl + "/jmap/token", {method: "DELETE",
+                                                          headers: authorization()});
+  if (answer.status !== 204) throw new Error("logout answered " + answer.status);
+  token = null;
+  $("mail").hidden = true;
+  $("login").hidden = false;
+  $("status").textContent = "Logged out";
 }
 
 $("login").addEventListener("submit", (event) => {
@@ -136,3 +149,5 @@ $("compose").addEventListener("submit", (event) => {
   event.preventDefault();
   send($("to").value, $("compose-subject").value, $("compose-body").value).catch(fail);
 });
+
+$("logout").addEventListener("click", () => logout().catch(fail));
