@@ -48,24 +48,6 @@ def demo_dovecot() -> Iterator[Dovecot]:
         yield dovecot
 
 
-class _PageServer:
-    """The webmail's files over HTTP on 127.0.0.1, in a thread of its own."""
-
-    def __init__(self) -> None:
-        handler = functools.partial(_QuietFiles, directory=str(WEB))
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> _PageServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 class _QuietFiles(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -73,10 +55,14 @@ class _QuietFiles(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def page_origin() -> Iterator[str]:
-    # "localhost" against bridge's "127.0.0.1": another origin and another site, which is
-    # what keeps bridge's SameSite cookie away and makes the page use ?access_token=.
-    with _PageServer() as server:
-        yield f"http://localhost:{server.port}"
+    """The webmail's files over HTTP on 127.0.0.1, named "localhost" against bridge's
+    "127.0.0.1": another origin and another site, which is what keeps bridge's SameSite
+    cookie away and makes the page use ?access_token=."""
+    files = functools.partial(_QuietFiles, directory=str(WEB))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), files) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield f"http://localhost:{server.server_address[1]}"
+        server.shutdown()
 
 
 @pytest.fixture(scope="module")
