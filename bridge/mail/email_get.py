@@ -138,7 +138,7 @@ def has_attachment_of(account: Account, email_ids: set[str]) -> dict[str, bool]:
 
 def email_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     request = decode_args(EmailGetArgs, args)
-    properties = list(request.properties or DEFAULT_PROPERTIES)
+    properties = list(DEFAULT_PROPERTIES if request.properties is None else request.properties)
     _check_properties(properties, PROPERTIES, "properties")
     if request.bodyProperties is not None:
         _check_properties(request.bodyProperties, BODY_PART_PROPERTIES, "bodyProperties")

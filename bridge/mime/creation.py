@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.mime.dates import parse_utc_date
+from bridge.mime.header_property import HeaderProperty, parse_header_property
 
 # RFC 5322 §3.6.4 msg-id without its <>: dot-atom-text "@" (dot-atom-text / no-fold-literal).
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -43,6 +44,15 @@ BODY_PART_PROPERTIES = frozenset({
     "partId", "blobId", "size", "headers", "name", "type", "charset", "disposition", "cid",
     "language", "location", "subParts",
 })  # fmt: skip
+# A part's header fields that bridge writes from its properties: a header: property for one
+# of them would be a second value for the same field (RFC 8621 §4.6). Content-Type carries
+# the charset bridge encodes text in, so it is given by type only.
+PART_FIELD_PROPERTIES = {
+    "content-type": ("type", "charset"), "content-disposition": ("disposition", "name"),
+    "content-id": ("cid",), "content-language": ("language",), "content-location": ("location",),
+}  # fmt: skip
+# Written by bridge for every part, and never given (RFC 8621 §4.6).
+_PART_FIELDS_FORBIDDEN = ("content-type", "content-transfer-encoding", "mime-version")
 
 
 class InvalidProperty(ValueError):
@@ -180,6 +190,12 @@ def _part(part: Any, prop: str, header_text: _HeaderText, depth: int) -> None:
     for key in ("partId", "blobId"):
         if part.get(key) is not None:
             header_text(part[key], prop, allow_empty=False)
+    if part.get("partId") is not None:
+        if part.get("blobId") is not None:
+            raise InvalidProperty(prop, "a part has a partId or a blobId, not both")
+        for key in ("charset", "size"):
+            if part.get(key) is not None:
+                raise InvalidProperty(prop, f"a part with a partId has no {key}")
     for key in ("name", "location"):
         if part.get(key) is not None:
             header_text(part[key], prop)
@@ -192,11 +208,19 @@ def _part(part: Any, prop: str, header_text: _HeaderText, depth: int) -> None:
                 raise InvalidProperty(prop, "language holds language tags")
     if part.get("size") is not None and (type(part["size"]) is not int or part["size"] < 0):
         raise InvalidProperty(prop, "size must be an UnsignedInt")
-    if part.get("headers") is not None:
+    if "headers" in part:
         raise InvalidProperty(prop, "give each part header as its own header: property")
+    seen: set[str] = set()
     for key, header_value in part.items():
-        if key.startswith("header:"):
-            _header_property(key, header_value, header_text, prop)
+        if not key.startswith("header:"):
+            continue
+        name = _header_property(key, header_value, header_text, prop).name.lower()
+        if name in _PART_FIELDS_FORBIDDEN:
+            raise InvalidProperty(prop, f"{key} cannot be given: bridge writes it")
+        given = PART_FIELD_PROPERTIES.get(name, ())
+        if name in seen or any(part.get(k) is not None for k in given):
+            raise InvalidProperty(prop, f"{key} gives a header field twice")
+        seen.add(name)
     if part.get("subParts") is not None:
         for sub in _list(part["subParts"], prop):
             _part(sub, prop, header_text, depth + 1)
@@ -206,18 +230,33 @@ def _token(value: Any, syntax: re.Pattern[str]) -> bool:
     return isinstance(value, str) and len(value) <= MAX_TOKEN and bool(syntax.fullmatch(value))
 
 
+def header_values(key: str, value: Any) -> tuple[HeaderProperty, list[str]]:
+    """A settable ``header:`` property already checked: what it names, and the value of
+    each field it stands for (several for ``:all``)."""
+    header = parse_header_property(key)
+    assert header is not None
+    return header, list(value) if header.all_instances else [value]
+
+
 def _header_property(
     key: str, value: Any, header_text: _HeaderText, prop: str | None = None
-) -> None:
-    """``header:{name}[:as{Form}]`` (RFC 8621 §4.1.3): asRaw or asText, one folded line."""
+) -> HeaderProperty:
+    """``header:{name}[:as{Form}][:all]`` (RFC 8621 §4.1.3): asRaw or asText (where the
+    field may take it), one folded line each; a list of them for ``:all``."""
     prop = prop or key
-    pieces = key.split(":")
-    form = pieces[2].lower() if len(pieces) > 2 else "asraw"
-    if len(pieces) > 3 or form not in ("asraw", "astext") or not _FIELD_NAME.fullmatch(pieces[1]):
+    header = parse_header_property(key)
+    if header is None or header.form not in ("Raw", "Text"):
         raise InvalidProperty(prop, f"{key}: only header:{{name}}:asRaw or asText can be set")
-    if not isinstance(value, str):
-        raise InvalidProperty(prop, f"{key} must be a string")
-    unfolded = value.replace("\r\n ", " ").replace("\r\n\t", "\t")
-    header_text(unfolded, prop)
-    if form == "asraw" and len(pieces[1]) + 1 + max(map(len, value.split("\r\n"))) > 998:
-        raise InvalidProperty(prop, "has a line longer than 998 octets (RFC 5322 §2.1.1)")
+    values = _list(value, prop) if header.all_instances else [value]
+    total = 0
+    for one in values:
+        if not isinstance(one, str):
+            raise InvalidProperty(prop, f"{key} must be a string" + (
+                "s" if header.all_instances else ""))  # fmt: skip
+        unfolded = one.replace("\r\n ", " ").replace("\r\n\t", "\t")
+        header_text(unfolded, prop)
+        if header.form == "Raw" and len(header.name) + 1 + max(map(len, one.split("\r\n"))) > 998:
+            raise InvalidProperty(prop, "has a line longer than 998 octets (RFC 5322 §2.1.1)")
+        total += len(unfolded)
+    header_text.bound(total, prop)
+    return header
