@@ -18,6 +18,7 @@ from bridge.jmap.standard import ChangesArgs, GetArgs, UnsignedInt
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id
 from bridge.mail.common import account_of, changes_response
+from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
     decode_summary,
@@ -127,6 +128,7 @@ def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[st
         for email_id, raw in fetch_by_folder(account, unread, FULL_ITEMS).items():
             fresh[email_id] = summary_from_message(parse_message(raw["BODY[]"]), email_id)
     account.cache.set_summaries({e: encode_summary(s) for e, s in fresh.items()})
+    account.cache.set_sort_keys({e: keys_from_summary(s) for e, s in fresh.items()})
     summaries.update(fresh)
     return summaries
 

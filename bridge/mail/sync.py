@@ -25,6 +25,7 @@ from bridge.imap.pool import KEPT_OPEN
 from bridge.imap.quoting import header_fields_item
 from bridge.imap.responses import ObjectIds
 from bridge.imap.responses import format_sequence_set as uid_set
+from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
     encode_summary,
@@ -132,7 +133,7 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
     else:
         email_key = f"uid:{mailbox.upstream_key}:{uidvalidity}:{meta.uid}"
     subject = b" ".join(fields.get("subject", [])[-1:]).decode("utf-8", "replace")
-    summary = encode_summary(summary_from_fetch(meta.raw)) if has_summary_items(meta.raw) else None
+    summary = summary_from_fetch(meta.raw) if has_summary_items(meta.raw) else None
     return NewMessage(
         uid=meta.uid,
         email_key=email_key,
@@ -144,7 +145,8 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
         message_ids=own,
         referenced_ids=referenced,
         base_subject=base_subject(subject),
-        summary=summary,
+        summary=None if summary is None else encode_summary(summary),
+        sort_keys=None if summary is None else keys_from_summary(summary),
     )
 
 
