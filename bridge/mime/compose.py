@@ -43,6 +43,8 @@ _POLICY = email.policy.SMTP.clone(max_line_length=78, refold_source="none")
 _LINE_OCTETS = 57
 # What a Message-ID's right side is when neither the user nor the From address has a domain.
 NEUTRAL_DOMAIN = "jmap-bridge.invalid"
+# Line breaks in a body value (only these: splitlines would take U+2028 and others too).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 assert set(ADDRESS_HEADERS) == set(ADDRESS_PROPERTIES)
 
 
@@ -199,24 +201,32 @@ def _quoted_printable(text: str) -> str:
     """``text`` as UTF-8 quoted-printable, its lines short and 7-bit as strict servers want,
     and exactly the text: a soft line break ends a text that ends without a line break
     (the line break before a boundary or the message's end is not the text's)."""
-    lines = "\n".join(text.splitlines())
-    encoded = email.quoprimime.body_encode((lines).encode().decode("latin-1"))
-    if text.endswith(("\n", "\r")):
+    lines = _LINE_BREAK.sub("\n", text)
+    ends_a_line = lines.endswith("\n")
+    # body_encode takes each character for an octet: it is given the UTF-8 octets.
+    encoded = email.quoprimime.body_encode(lines.removesuffix("\n").encode().decode("latin-1"))
+    if ends_a_line:
         return encoded + "\n"
     return encoded + "=\n" if encoded else ""
 
 
-def _text_part(part: dict[str, Any], values: dict[str, Any], subtype: str, name: str) -> Any:
+def _text_part(
+    part: dict[str, Any], values: dict[str, Any], subtype: str, name: str, disposition: str | None
+) -> Any:
     value = values.get(part["partId"])
     if value is None:
         raise ComposeError(f"{name} refers to a missing bodyValue", [name, "bodyValues"])
     if value.get("isTruncated") or value.get("isEncodingProblem"):
         raise ComposeError("bodyValues must not be truncated", ["bodyValues"])
+    return _describe(_text(value["value"], subtype), part, disposition)
+
+
+def _text(text: str, subtype: str) -> EmailMessage:
     leaf = EmailMessage(policy=_POLICY)
     leaf["Content-Type"] = f"text/{subtype}; charset=utf-8"
     leaf["Content-Transfer-Encoding"] = "quoted-printable"
-    leaf.set_payload(_quoted_printable(value["value"]))
-    return _describe(leaf, part, None)
+    leaf.set_payload(_quoted_printable(text))
+    return leaf
 
 
 def _blob_part(part: dict[str, Any], blobs: _Blobs, disposition: str | None, name: str) -> Any:
@@ -244,12 +254,13 @@ def _leaf(part: dict[str, Any], values: dict[str, Any], blobs: _Blobs, subtype: 
           name: str) -> Any:  # fmt: skip
     """A body part from bodyValues or from a blob; ``subtype`` the text's, for textBody
     and htmlBody, which stand inline (an attachment is one unless it says otherwise)."""
+    disposition = "attachment" if name == "attachments" else None
     if part.get("partId") is None:
-        return _blob_part(part, blobs, None if name != "attachments" else "attachment", name)
+        return _blob_part(part, blobs, disposition, name)
     media_type = str(part.get("type") or f"text/{subtype or 'plain'}").lower()
     if not media_type.startswith("text/"):
         raise ComposeError("a part from bodyValues must be text", [name])
-    return _text_part(part, values, media_type.split("/", 1)[1], name)
+    return _text_part(part, values, media_type.split("/", 1)[1], name, disposition)
 
 
 def _from_structure(part: dict[str, Any], values: dict[str, Any], blobs: _Blobs) -> Any:
@@ -349,7 +360,7 @@ def _simple_body(
         parts.append(_leaf({"type": f"text/{subtype}", **given[0]}, values, blobs, subtype,
                            name))  # fmt: skip
     if not parts:
-        parts.append(_text_part({"partId": ""}, {"": {"value": ""}}, "plain", "textBody"))
+        parts.append(_text("", "plain"))
     parts = [part for part in parts if part is not None]
     leaves = [_leaf(attachment, values, blobs, None, "attachments")
               for attachment in obj.get("attachments") or []]  # fmt: skip

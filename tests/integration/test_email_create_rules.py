@@ -151,6 +151,7 @@ def test_a_part_from_a_blob(jmap: JmapClient) -> None:
 
 def test_text_reads_back_exactly(jmap: JmapClient) -> None:
     values = {"plain": "Hello", "ending": "Hello\n", "spaces": "a  \nb ", "empty": "",
+              "separator": "a\u2028b\nc",
               "long": "é" * 200}  # fmt: skip
     for key, value in values.items():
         created = create(jmap, {
@@ -192,3 +193,16 @@ def test_message_ids_are_at_the_users_domain(
         made = message_id_of(client, {"from": [{"email": "ann@from.example"}]})
         assert made.endswith("@users.example")
         client.close()
+
+
+def test_an_attachment_from_a_body_value(jmap: JmapClient) -> None:
+    created = create(jmap, {
+        **text("see attached"),
+        "attachments": [{"partId": "a", "type": "text/csv", "name": "rows.csv"}],
+        "bodyValues": {"t": {"value": "see attached"}, "a": {"value": "a,b\n1,2\n"}},
+    })  # fmt: skip
+    email = get(jmap, created["id"], ["attachments", "bodyValues"], fetchAllBodyValues=True)
+    [attachment] = email["attachments"]
+    assert (attachment["type"], attachment["name"], attachment["disposition"]) == (
+        "text/csv", "rows.csv", "attachment")  # fmt: skip
+    assert email["bodyValues"][attachment["partId"]]["value"] == "a,b\n1,2\n"

@@ -168,3 +168,18 @@ def test_ties_keep_a_fixed_order(jmap: JmapClient, random_mail: dict[str, set[st
     # Without a second comparator, ties go newest first (the base order).
     with_received = bridge_order(jmap, [*sort, {"property": "receivedAt", "isAscending": False}])
     assert first == with_received
+
+
+def test_emails_cached_before_the_keys_get_them(
+    bridge: BridgeServer, jmap: JmapClient, other: IMAPClient, account: tuple[str, str]
+) -> None:
+    """A cache from before the sort keys holds summaries without them (migration 5 adds
+    empty columns): the first cross-folder sort makes them from the summaries."""
+    held = fill(other)
+    jmap.call("Email/query", {})  # indexes every folder, with summaries and keys
+    cache = bridge.bridge.users.get(account[0]).cache
+    with cache.sql() as conn:
+        conn.execute("UPDATE emails SET sort_from = NULL, sort_to = NULL, sort_subject = NULL")
+    assert cache.sort_keys() == {}
+    check_sort(jmap, other, held, "subject")
+    assert len(cache.sort_keys()) == 90
