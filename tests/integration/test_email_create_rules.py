@@ -11,7 +11,9 @@ from typing import Any
 from imapclient import IMAPClient
 
 from tests.integration.server import BridgeServer, JmapClient
-from tests.integration.upstreams import Upstream
+from tests.integration.upstreams import Upstream, every_upstream
+
+pytestmark = every_upstream
 
 
 def create(jmap: JmapClient, obj: dict[str, Any]) -> dict[str, Any]:
