@@ -266,9 +266,7 @@ def _leaf(part: dict[str, Any], values: dict[str, Any], blobs: _Blobs, subtype: 
 def _from_structure(part: dict[str, Any], values: dict[str, Any], blobs: _Blobs) -> Any:
     media_type = str(part.get("type") or "text/plain").lower()
     if not media_type.startswith("multipart/"):
-        if part.get("partId") is None and part.get("blobId") is not None:
-            # Kept as bridge has filed such parts: an attachment unless it says otherwise.
-            return _blob_part(part, blobs, "attachment", "bodyStructure")
+        # The client's tree as it gives it: a disposition only where it says one.
         return _leaf(part, values, blobs, None, "bodyStructure")
     container = EmailMessage(policy=_POLICY)
     container.set_type(media_type)

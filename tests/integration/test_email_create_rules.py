@@ -208,3 +208,13 @@ def test_an_attachment_from_a_body_value(jmap: JmapClient) -> None:
     assert (attachment["type"], attachment["name"], attachment["disposition"]) == (
         "text/csv", "rows.csv", "attachment")  # fmt: skip
     assert email["bodyValues"][attachment["partId"]]["value"] == "a,b\n1,2\n"
+
+
+def test_a_body_structure_is_written_as_given(jmap: JmapClient) -> None:
+    upload = jmap.session["uploadUrl"].format(accountId=jmap.account_id)
+    html = jmap.http.post(upload, content=b"<p>hi</p>").json()["blobId"]
+    created = create(jmap, {"bodyStructure": {"blobId": html, "type": "text/html"}})
+    email = get(jmap, created["id"], ["htmlBody", "attachments", "bodyStructure"])
+    assert email["attachments"] == []
+    assert email["htmlBody"][0]["disposition"] is None
+    assert email["bodyStructure"]["type"] == "text/html"
