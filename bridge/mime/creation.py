@@ -22,8 +22,6 @@ from bridge.mime.header_property import HeaderProperty, parse_header_property
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = rf"{_ATEXT}(?:\.{_ATEXT})*"
 _MSG_ID = re.compile(rf"{_DOT_ATOM}@(?:{_DOT_ATOM}|\[[!-Z^-~]*\])")
-# RFC 5322 §3.6.8 field-name: printable ASCII but the colon.
-_FIELD_NAME = re.compile(r"[!-9;-~]+")
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)")
 # Control characters (but tab), and lone surrogates, which no charset can write.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
@@ -44,14 +42,15 @@ BODY_PART_PROPERTIES = frozenset({
     "partId", "blobId", "size", "headers", "name", "type", "charset", "disposition", "cid",
     "language", "location", "subParts",
 })  # fmt: skip
-# A part's header fields that bridge writes from its properties: a header: property for one
-# of them would be a second value for the same field (RFC 8621 §4.6). Content-Type carries
-# the charset bridge encodes text in, so it is given by type only.
-PART_FIELD_PROPERTIES = {
-    "content-type": ("type", "charset"), "content-disposition": ("disposition", "name"),
-    "content-id": ("cid",), "content-language": ("language",), "content-location": ("location",),
+# A part's header fields that bridge writes from its properties when they are given: a
+# header: property for one of them too would be a second value of one field (RFC 8621 §4.6).
+_PART_FIELD_PROPERTIES = {
+    "content-disposition": ("disposition", "name"), "content-id": ("cid",),
+    "content-language": ("language",), "content-location": ("location",),
 }  # fmt: skip
-# Written by bridge for every part, and never given (RFC 8621 §4.6).
+# Written by bridge for every part: Content-Transfer-Encoding is never the client's (RFC
+# 8621 §4.6), and Content-Type carries the charset bridge encodes text in (the type
+# property gives the rest).
 _PART_FIELDS_FORBIDDEN = ("content-type", "content-transfer-encoding", "mime-version")
 
 
@@ -217,7 +216,7 @@ def _part(part: Any, prop: str, header_text: _HeaderText, depth: int) -> None:
         name = _header_property(key, header_value, header_text, prop).name.lower()
         if name in _PART_FIELDS_FORBIDDEN:
             raise InvalidProperty(prop, f"{key} cannot be given: bridge writes it")
-        given = PART_FIELD_PROPERTIES.get(name, ())
+        given = _PART_FIELD_PROPERTIES.get(name, ())
         if name in seen or any(part.get(k) is not None for k in given):
             raise InvalidProperty(prop, f"{key} gives a header field twice")
         seen.add(name)
@@ -257,6 +256,6 @@ def _header_property(
         header_text(unfolded, prop)
         if header.form == "Raw" and len(header.name) + 1 + max(map(len, one.split("\r\n"))) > 998:
             raise InvalidProperty(prop, "has a line longer than 998 octets (RFC 5322 §2.1.1)")
-        total += len(unfolded)
+        total += len(header.name) + len(unfolded) + 3  # "Name:" and CRLF
     header_text.bound(total, prop)
     return header
