@@ -34,6 +34,8 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
 
 def _add_upstream_flags(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
+    add("--provider", dest="provider", choices=["gmail", "fastmail", "outlook", "icloud", "yahoo"],
+        help="fill hosts, ports and TLS for this provider (explicit settings win)")  # fmt: skip
     add("--upstream-host", dest="upstream_host")
     add("--upstream-port", dest="upstream_port", type=int)
     add("--upstream-tls", dest="upstream_tls", choices=["implicit", "starttls", "plain"])
@@ -81,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-event-streams-per-user", dest="max_event_streams_per_user", type=int)
     add("--max-upload-storage-per-user", dest="max_upload_storage_per_user", type=int,
         help="octets of uploads a user may keep (oldest deleted first beyond it)")  # fmt: skip
+    add("--flag-scan-interval", dest="flag_scan_interval", type=float,
+        help="seconds a flag change outside INBOX may lag on servers without CONDSTORE "
+        "(default 60)")  # fmt: skip
+    add("--token-lifetime", dest="token_lifetime", type=float,
+        help="seconds a token from POST /jmap/token is good for (3600)")  # fmt: skip
+    add("--oauth-introspection-url", dest="oauth_introspection_url",
+        help="pass-through OAuth: RFC 7662 endpoint that names a Bearer token's login")  # fmt: skip
+    add("--oauth-jwks-url", dest="oauth_jwks_url",
+        help="pass-through OAuth: JWK Set that signs Bearer tokens that are JWTs")  # fmt: skip
     demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")
     _add_server_flags(demo)
     doctor = commands.add_parser(

@@ -16,6 +16,7 @@ import msgspec
 
 from bridge.endpoint import Endpoint, TlsMode
 from bridge.mime.envelope import is_mailbox
+from bridge.providers import Provider, with_preset
 
 
 class ConfigError(Exception):
@@ -26,6 +27,9 @@ LoginCaseMode = Literal["auto", "insensitive", "sensitive"]
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # A mail provider whose hosts, ports and TLS fill the settings not given explicitly
+    # (bridge.providers): gmail, fastmail, outlook, icloud or yahoo.
+    provider: Provider | None = None
     upstream_host: str = "127.0.0.1"
     upstream_port: int | None = None
     upstream_tls: TlsMode = "implicit"
@@ -93,6 +97,35 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # The longest header field value an Email/set create may write (octets, before
     # folding): longer is invalidProperties.
     max_header_length: int = 16_384
+    # Without CONDSTORE upstream, flag changes in folders other than INBOX (INBOX is
+    # followed exactly while kept open) are found by full scans that run in the background
+    # once a folder's last one is this many seconds old: the most such a change may lag.
+    # New mail, expunges and \Seen changes that STATUS shows are read at once.
+    flag_scan_interval: float = 60.0
+    # -- Bearer tokens and OAuth 2.0 (issue 12) --
+    # Seconds a token from POST /jmap/token is good for (as Authorization: Bearer, or
+    # ?access_token= for EventSource and WebSocket). Tokens live in memory only: a restart
+    # ends them all.
+    token_lifetime: float = 3600.0
+    # Pass-through OAuth (bridge.http.bearer): any other Bearer token is the mail provider's
+    # access token, sent upstream as SASL OAUTHBEARER or XOAUTH2. Its login comes from RFC
+    # 7662 introspection at this URL (client credentials by HTTP Basic when set)...
+    oauth_introspection_url: str | None = None
+    # "rfc7662" (POST token=...), or "userinfo": the URL is an OpenID Connect UserInfo
+    # endpoint, asked with the token as Bearer (Google's works so).
+    oauth_introspection_mode: Literal["rfc7662", "userinfo"] = "rfc7662"
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = None
+    # ...or from the token itself, a JWT signed by a key of this JWK Set, whose issuer and
+    # audience must be these when set.
+    oauth_jwks_url: str | None = None
+    oauth_issuer: str | None = None
+    oauth_audience: str | None = None
+    # The introspection member or JWT claim holding the login; by default "username" from
+    # RFC 7662 introspection, "email" from UserInfo or a JWT.
+    oauth_username_claim: str | None = None
+    # Seconds a token found valid is trusted before it is checked again (never past its expiry).
+    oauth_cache_ttl: float = 300.0
 
     @property
     def imap_port(self) -> int:
@@ -155,10 +188,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError("timeouts must be positive")
         if self.blob_chunk_size < 4096:
             raise ConfigError("blob_chunk_size must be at least 4096 octets")
+        if self.flag_scan_interval <= 0:
+            raise ConfigError("flag scan interval must be positive")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"unknown log level {self.log_level!r}")
         if self.mail_domain is not None and not is_mailbox(f"user@{self.mail_domain}"):
             raise ConfigError(f"mail domain {self.mail_domain!r} is not a domain")
+        if self.token_lifetime <= 0 or self.oauth_cache_ttl < 0:
+            raise ConfigError("token_lifetime must be positive, oauth_cache_ttl not negative")
         if self.pool_idle_timeout <= 0 or self.max_event_streams_per_user < 1:
             raise ConfigError("pool_idle_timeout and max_event_streams_per_user must be positive")
         return self
@@ -197,6 +234,10 @@ def load_settings(
             raise ConfigError(f"cannot read {config_file}: {exc}") from exc
     merged.update(_from_env(environ))
     merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    try:
+        merged = with_preset(merged)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     try:
         # strict=False turns the environment's strings into ints, floats and booleans.
         settings = msgspec.convert(merged, Settings, strict=False)

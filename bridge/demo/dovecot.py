@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from bridge.demo.process import ThrowawayServer, free_port, wait_for_greeting
+from bridge.demo.process import ThrowawayServer, free_port, start_daemon, wait_for_greeting
 
 # What Dovecot 2.3 advertises after login, with the quota and imap_quota plugins loaded
 # (QUOTA). Used when a caller asks for some capabilities to be hidden: imap_capability
@@ -54,6 +54,9 @@ class Dovecot(ThrowawayServer):
 
     base_prefix: ClassVar[str] = "dc"
     mail_format: str = "maildir"
+    # The hierarchy separator the namespace shows; on Maildir++ "." is refused inside a
+    # name either way, "/" too when the separator is ".".
+    separator: str = "/"
     # SMTP submission (dovecot-submissiond), relaying every accepted message to an SMTP
     # server on 127.0.0.1:relay_port (a sink the tests read); off when relay_port is None.
     relay_port: int | None = None
@@ -71,6 +74,12 @@ class Dovecot(ThrowawayServer):
     # STARTTLS on their ports, and IMAP speaks implicit TLS on tls_port too.
     tls_files: tuple[Path, Path] | None = None
     tls_port: int = 0
+    # OAuth 2.0 logins (SASL XOAUTH2 and OAUTHBEARER, for IMAP, submission and ManageSieve)
+    # beside the passwords: Dovecot's oauth2 passdb asks this URL about each token, with
+    # GET and "Authorization: Bearer <token>", and takes {"active": true, "username": ...}.
+    oauth_introspection_url: str | None = None
+    # Folders created at login with their SPECIAL-USE attribute (RFC 6154).
+    special_folders: dict[str, str] = field(default_factory=lambda: dict(SPECIAL_FOLDERS))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -122,16 +131,9 @@ class Dovecot(ThrowawayServer):
                 os.chown(folder, uid, gid)
         self._write_passwd()
         self.config_path.write_text(self._config(uid, gid))
-        log = open(self.base_dir / "master.out", "wb")  # noqa: SIM115 - owned by the process
-        # The master keeps fd 2 open: never let it inherit a pipe a caller reads.
-        self.process = subprocess.Popen(
-            ["dovecot", "-F", "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
+        self.process = start_daemon(
+            ["dovecot", "-F", "-c", str(self.config_path)], self.base_dir / "master.out"
         )
-        log.close()
         wait_for_greeting(self.process, self.host, self.port, timeout, self.read_log)
         return self
 
@@ -170,8 +172,8 @@ class Dovecot(ThrowawayServer):
             kept = [c for c in DEFAULT_CAPABILITIES if c.upper() not in hidden]
             capability_line = f"imap_capability = {' '.join(kept)}"
         mailboxes = "\n".join(
-            f"  mailbox {name} {{\n    special_use = {use}\n    auto = subscribe\n  }}"
-            for name, use in SPECIAL_FOLDERS.items()
+            f'  mailbox "{name}" {{\n    special_use = {use}\n    auto = subscribe\n  }}'
+            for name, use in self.special_folders.items()
         )
         # Maildir++ rather than LAYOUT=fs: with the latter, Dovecot 2.3's mailbox list index
         # keeps a session from seeing folders other sessions create.
@@ -184,7 +186,7 @@ protocols = {" ".join(self._protocols)}
 listen = 127.0.0.1
 {self._ssl_config()}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth_introspection_url else ""}
 # Failed logins answer at once, and earn no penalty for the address: the tests exercise
 # bridge's own throttling, and all of them come from 127.0.0.1.
 auth_failure_delay = 0
@@ -231,6 +233,7 @@ service anvil {{
 service imap-login {{
   chroot =
 }}
+{self._oauth_config()}
 passdb {{
   driver = passwd-file
   args = {base}/passwd
@@ -241,7 +244,7 @@ userdb {{
 }}
 namespace inbox {{
   inbox = yes
-  separator = /
+  separator = {self.separator}
 {mailboxes}
 }}
 {self._submission_config()}
@@ -253,6 +256,27 @@ namespace inbox {{
             return "ssl = no"
         cert, key = self.tls_files
         return f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
+    def _oauth_config(self) -> str:
+        """The oauth2 passdb, for the OAuth mechanisms only: passwords still go to the
+        passwd-file passdb after it."""
+        if self.oauth_introspection_url is None:
+            return ""
+        assert self.base_dir is not None
+        args = self.base_dir / "oauth2.conf"
+        args.write_text(
+            "introspection_mode = auth\n"
+            f"introspection_url = {self.oauth_introspection_url}\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+        )
+        return f"""\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {args}
+}}
+"""
 
     @property
     def _protocols(self) -> list[str]:

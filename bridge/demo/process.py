@@ -1,4 +1,4 @@
-"""What the throwaway servers (Dovecot, Cyrus) share: a base directory and a port, waiting
+"""What the throwaway servers (Dovecot, Cyrus, imap4d) share: a base directory and a port, waiting
 for the IMAP greeting, and stopping a master with every process it started."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Self
@@ -22,6 +22,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def start_daemon(argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a session of its own, stdout and stderr to ``log_path``: a server
+    keeping fd 2 open must never inherit a pipe a caller reads."""
+    log = open(log_path, "wb")  # noqa: SIM115 - owned by the process
+    try:
+        return subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    finally:
+        log.close()
 
 
 def wait_for_greeting(

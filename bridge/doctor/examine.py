@@ -22,7 +22,8 @@ from bridge.imap.models import MailboxListing, MessageMeta
 from bridge.imap.responses import format_sequence_set
 from bridge.imap.search import plan_search
 from bridge.imap.session import connect_session, log_in, shutdown_quietly
-from bridge.mail.sync import assign_roles, new_message_items
+from bridge.mail.roles import assign_roles
+from bridge.mail.sync import new_message_items
 from bridge.sieve.client import ManageSieve
 from bridge.sieve.errors import SieveAuthFailed, SieveError
 from bridge.smtp.client import SmtpUnavailable, probe

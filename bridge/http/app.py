@@ -19,12 +19,13 @@ from starlette.routing import Route, WebSocketRoute
 
 from bridge.config import Settings
 from bridge.http.auth import Authenticator, Credentials
+from bridge.http.bearer import OAuthIdentity
 from bridge.http.download import download
 from bridge.http.problems import error_response
-from bridge.http.push import StateHub, access_token, eventsource
+from bridge.http.push import StateHub, eventsource
 from bridge.http.session import session_resource, session_state
 from bridge.http.slots import UserSlots
-from bridge.http.tokens import TokenStore
+from bridge.http.tokens import TokenStore, issue_token, revoke_token
 from bridge.http.upload import upload
 from bridge.http.websocket import WEBSOCKET_PATH, websocket_endpoint
 from bridge.imap.login_case import LoginCase
@@ -59,16 +60,21 @@ class Bridge:
             idle_timeout=settings.pool_idle_timeout,
         )
         self.users = UserRegistry(Path(settings.data_dir))
-        self.auth = Authenticator(self.pool, LoginCase(settings.login_case))
+        self.tokens = TokenStore(settings.token_lifetime)
+        self.auth = Authenticator(
+            self.pool,
+            LoginCase(settings.login_case),
+            tokens=self.tokens,
+            oauth=OAuthIdentity.from_settings(settings),
+        )
         self.features = Features(
             quota=settings.upstream_quota,
             submission=settings.submission_port is not None,
             vacation=settings.sieve_port is not None,
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
-        self.tokens = TokenStore()
         self.event_streams = UserSlots()
-        self.watchers = Watchers(self.pool)
+        self.watchers = Watchers(self.pool, settings)
         self.hub = StateHub(self.watchers)
         self.webpush = WebPush(self.hub, settings.push_allow_private)
         capabilities = {CORE, WEBSOCKET, *session_capabilities(self.features)}
@@ -216,7 +222,8 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
             Route("/jmap/download/{account_id}/{blob_id}/{name}", download, methods=["GET"]),
             Route("/jmap/upload/{account_id}/", upload, methods=["POST"]),
             Route("/jmap/eventsource", eventsource, methods=["GET"]),
-            Route("/jmap/token", access_token, methods=["POST"]),
+            Route("/jmap/token", issue_token, methods=["POST"]),
+            Route("/jmap/token", revoke_token, methods=["DELETE"]),
             WebSocketRoute(WEBSOCKET_PATH, websocket_endpoint),
         ],
         lifespan=lifespan,

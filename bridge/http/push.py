@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from bridge.http.problems import error_response, problem
-from bridge.http.tokens import COOKIE, LIFETIME
+from bridge.http.tokens import COOKIE
 from bridge.jmap import RequestError
 from bridge.states import States, moved
 
@@ -123,21 +123,6 @@ def _state_event(account_id: str, changed: States, every: States) -> bytes:
         + b"\ndata: "
         + (msgspec.json.encode(change) + b"\n\n")
     )
-
-
-async def access_token(request: Request) -> Response:
-    """A token for EventSource in browsers (see bridge.http.tokens)."""
-    bridge: Bridge = request.app.state.bridge
-    credentials = await bridge.auth.authenticate(request)
-    if isinstance(credentials, Response):
-        return credentials
-    token, expires = bridge.tokens.issue(credentials)
-    body = msgspec.json.encode({"token": token, "expires": int(expires)})
-    response = Response(body, media_type="application/json")
-    # For both listeners a browser opens: /jmap/eventsource and the WebSocket, /jmap/ws.
-    response.set_cookie(COOKIE, token, max_age=int(LIFETIME), httponly=True, samesite="strict",
-                        path="/jmap")  # fmt: skip
-    return response
 
 
 async def eventsource(request: Request) -> Response:

@@ -1,47 +1,116 @@
-"""Short-lived access tokens for browsers' EventSource and WebSocket, which cannot send
-Authorization.
+"""Access tokens bridge issues: for clients that speak only Bearer, and for browsers'
+EventSource and WebSocket, which cannot send Authorization at all.
 
-``POST /jmap/token`` (Basic auth) hands out an opaque token; ``/jmap/eventsource`` and
-``/jmap/ws`` take it as ``?access_token=`` or the ``jmap_token`` cookie. Tokens live only in
-this process's memory, each for one user, for an hour: the password they stand for (which
-the upstream watcher needs to log in) is never written anywhere.
+``POST /jmap/token`` (authenticated as any other request) hands out an opaque token, good
+for ``token_lifetime`` seconds (an hour by default) as ``Authorization: Bearer`` on every
+endpoint, and as ``?access_token=`` or the ``jmap_token`` cookie on /jmap/eventsource and
+/jmap/ws. ``DELETE /jmap/token``, presenting the token, revokes it.
+
+A token stands for the credentials it was issued for, password included, because every
+upstream login needs the password again (the pool keeps only an HMAC of it). So tokens
+live only in this process's memory, keyed by a digest of the token: nothing is written
+anywhere, and a restart ends every token (clients ask for a new one). A token whose
+password the upstream stops accepting is revoked when that is found out.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from bridge.http.auth import Credentials
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bridge.http.auth import bearer_token, invalid_token
+
+if TYPE_CHECKING:
+    from bridge.http.app import Bridge
+    from bridge.http.auth import Credentials
 
 LIFETIME = 3600.0
 COOKIE = "jmap_token"
+# Tokens one user may hold at once: issuing more forgets that user's oldest.
+PER_USER = 100
+
+
+def _key(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 class TokenStore:
     def __init__(self, lifetime: float = LIFETIME) -> None:
         self.lifetime = lifetime
-        self._tokens: dict[str, tuple[Credentials, float]] = {}
+        self._tokens: dict[bytes, tuple[Credentials, float]] = {}
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._tokens)
 
     def issue(self, credentials: Credentials) -> tuple[str, float]:
         token = secrets.token_urlsafe(32)
         expires = time.time() + self.lifetime
         with self._lock:
             self._forget_expired()
-            self._tokens[token] = (credentials, expires)
+            held = [k for k, (c, _) in self._tokens.items() if c.username == credentials.username]
+            for key in held[: max(0, len(held) - PER_USER + 1)]:  # oldest first (dict order)
+                del self._tokens[key]
+            self._tokens[_key(token)] = (credentials, expires)
         return token, expires
 
     def redeem(self, token: str) -> Credentials | None:
+        key = _key(token)
         with self._lock:
-            found = self._tokens.get(token)
+            found = self._tokens.get(key)
             if found is None or found[1] < time.time():
-                self._tokens.pop(token, None)
+                self._tokens.pop(key, None)
                 return None
             return found[0]
 
+    def revoke(self, token: str) -> bool:
+        """Forget ``token``; whether it was a live one."""
+        with self._lock:
+            found = self._tokens.pop(_key(token), None)
+        return found is not None and found[1] >= time.time()
+
     def _forget_expired(self) -> None:
         now = time.time()
-        for token in [t for t, (_, expires) in self._tokens.items() if expires < now]:
-            del self._tokens[token]
+        for key in [k for k, (_, expires) in self._tokens.items() if expires < now]:
+            del self._tokens[key]
+
+
+def _presented(request: Request) -> str | None:
+    return (
+        bearer_token(request.headers.get("authorization"))
+        or request.query_params.get("access_token")
+        or request.cookies.get(COOKIE)
+    )
+
+
+async def issue_token(request: Request) -> Response:
+    bridge: Bridge = request.app.state.bridge
+    credentials = await bridge.auth.authenticate(request)
+    if isinstance(credentials, Response):
+        return credentials
+    token, expires = bridge.tokens.issue(credentials)
+    body = msgspec.json.encode({"token": token, "expires": int(expires)})
+    response = Response(body, media_type="application/json")
+    # For both listeners a browser opens: /jmap/eventsource and the WebSocket, /jmap/ws.
+    response.set_cookie(COOKIE, token, max_age=int(bridge.tokens.lifetime), httponly=True,
+                        samesite="strict", path="/jmap")  # fmt: skip
+    return response
+
+
+async def revoke_token(request: Request) -> Response:
+    """The token presented (Bearer, ``?access_token=`` or the cookie) stops working."""
+    bridge: Bridge = request.app.state.bridge
+    token = _presented(request)
+    if token is None or not bridge.tokens.revoke(token):
+        return invalid_token()
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/jmap", httponly=True, samesite="strict")
+    return response

@@ -21,6 +21,7 @@ import msgspec
 
 from bridge.imap import quoting
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge.imap.flagview import FolderView
 from bridge.imap.models import (
     FetchResult,
     MailboxListing,
@@ -34,6 +35,7 @@ from bridge.imap.responses import (
     atoms,
     build_listings,
     collect_fetches,
+    copied_uids,
     ordered_sequence,
     parse_esearch,
     parse_list,
@@ -105,6 +107,9 @@ class ImapConnection:
         self.object_ids = session.object_ids
         self.selected: str | None = None
         self._selected_readonly = True
+        # What this session has been told about the selected folder since it opened it.
+        self.view: FolderView | None = None
+        self._wire.observer = self._observe
         self._status_guid = True  # cleared when the server answers BAD to its guid item
         # Folder ids asked for alone (ObjectIds.status_item_alone), by name and UIDVALIDITY:
         # a folder keeps its id for good, a renamed or re-created one is asked again.
@@ -273,15 +278,35 @@ class ImapConnection:
             lsub = self._wire.run(b'LSUB "" "*"').check()
             subscribed = [parse_list(response).name for response in lsub.of("LSUB")]
         if not list_status:
-            for entry in entries:
-                if entry.attributes & {"\\noselect", "\\nonexistent"}:
-                    continue
-                # Gone since LIST, or not ours to read: listed without a status.
-                with contextlib.suppress(CommandFailed):
-                    statuses[entry.name] = self.status(entry.name)
-        elif self._guid_alone:
-            statuses = self._add_guids(statuses, list_status=True)
+            selectable = [
+                entry.name
+                for entry in entries
+                if not entry.attributes & {"\\noselect", "\\nonexistent"}
+            ]
+            statuses.update(self._statuses(selectable))
+        if self._guid_alone:
+            statuses = self._add_guids(statuses, list_status=list_status)
         return build_listings(entries, statuses, subscribed)
+
+    def _statuses(self, names: Sequence[str]) -> dict[str, MailboxStatus]:
+        """STATUS of every folder in ``names``, pipelined: one round trip for them all
+        rather than one each (50 folders on GNU imap4d, whose every round trip waited for
+        a delayed ACK: 2.2 s one by one, 45 ms together).
+        A folder gone since LIST, or not ours to read, is left out (listed without one)."""
+
+        def commands() -> list[bytes]:
+            items = f" ({' '.join(self._status_items())})".encode("ascii")
+            return [b"STATUS " + quoting.mailbox_name(name) + items for name in names]
+
+        replies = self._wire.pipeline(commands())
+        asked_guid = self._guid_item is not None and self._guid_item in self._status_items()
+        if asked_guid and any(r.status == "BAD" for r in replies):
+            self._status_guid = False
+            log.info("upstream refused folder ids in STATUS; continuing without them")
+            replies = self._wire.pipeline(commands())
+        # Each STATUS response names its folder: read them from every reply, whichever
+        # command they arrived under.
+        return dict(parse_status(response) for reply in replies for response in reply.of("STATUS"))
 
     @_guarded
     def status(self, name: str) -> MailboxStatus:
@@ -387,9 +412,11 @@ class ImapConnection:
             command += b" (CONDSTORE)"  # no ENABLE on this server: switch it on per SELECT
         # A SELECT, even a failed one, leaves the previous mailbox (RFC 3501 §6.3.1).
         self.selected = None
+        self.view = None
         reply = self._wire.run(command).check()
         result = select_result(name, reply, readonly)
         self.selected = name
+        self.view = FolderView(name, result.uidvalidity, result.exists)
         self._selected_readonly = result.readonly
         if not self.modseq and result.highestmodseq is not None:
             result = msgspec.structs.replace(result, highestmodseq=None)
@@ -517,13 +544,16 @@ class ImapConnection:
         self._wire.run(command).check()
 
     @_guarded
-    def move(self, uids: str, destination: str) -> None:
-        """UID MOVE (RFC 6851); callers check has("MOVE") and fall back to copy+expunge."""
+    def move(self, uids: str, destination: str) -> list[int]:
+        """UID MOVE (RFC 6851); callers check has("MOVE") and fall back to copy+expunge.
+        The UIDs the messages got in ``destination``, from COPYUID (RFC 4315 §3); empty
+        when the server sent none."""
         _check_sequence_set(uids)
         if "MOVE" not in self.capabilities:
             raise ValueError("the upstream has no MOVE")
         command = b"UID MOVE " + uids.encode("ascii") + b" " + quoting.mailbox_name(destination)
-        self._wire.run(command).check()
+        reply = self._wire.run(command).check()
+        return next((copied_uids(args) for code, args in reply.codes() if code == "COPYUID"), [])
 
     @_guarded
     def expunge_uids(self, uids: str) -> None:
@@ -614,8 +644,13 @@ class ImapConnection:
         else:
             return
         self.selected = None
+        self.view = None
 
     # -- session ----------------------------------------------------------------------------
+
+    def _observe(self, responses: Sequence[Untagged]) -> None:
+        if self.view is not None:
+            self.view.observe(responses)
 
     @_guarded
     def noop(self) -> None:

@@ -173,6 +173,18 @@ def parse_sequence_set(text: bytes | str | int) -> list[int]:
     return sorted(numbers)
 
 
+def copied_uids(args: bytes | None) -> list[int]:
+    """The destination UIDs of a COPYUID code, ``<uidvalidity> <source set> <dest set>``
+    (RFC 4315 §3); empty if malformed."""
+    words = (args or b"").split()
+    if len(words) != 3:
+        return []
+    try:
+        return parse_sequence_set(words[2])
+    except UpstreamUnavailable:
+        return []
+
+
 def format_sequence_set(numbers: Iterable[int]) -> str:
     """The compact form of a set of numbers: [1, 2, 3, 7] -> "1:3,7"."""
     ordered = sorted(set(numbers))
@@ -340,6 +352,20 @@ def fetch_items(response: Untagged) -> tuple[int, dict[str, Any]] | None:
         items = _fetch_items_slowly(response)
     uid = items.pop("UID", None)
     return (uid, items) if isinstance(uid, int) else None
+
+
+def fetch_uid_and_flags(response: Untagged) -> tuple[int | None, tuple[str, ...] | None]:
+    """UID and FLAGS of any FETCH response, asked for or not; either may be absent."""
+    try:
+        items = parse_fetch_items(response.data)
+    except (ValueError, UnicodeDecodeError):
+        items = _fetch_items_slowly(response)
+    uid = items.get("UID")
+    flags = items.get("FLAGS")
+    return (
+        uid if isinstance(uid, int) else None,
+        None if flags is None else tuple(_text(flag) for flag in flags),
+    )
 
 
 def _fetch_items_slowly(response: Untagged) -> dict[str, Any]:

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import io
 import logging
 import re
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 from imapclient import IMAPClient, SocketTimeout
 
 from bridge.connect_failure import explain
-from bridge.endpoint import Endpoint, connect, sasl_plain
+from bridge.endpoint import AccessToken, Endpoint, connect, oauth_login, sasl_plain
 from bridge.imap import quoting
 from bridge.imap.errors import AuthFailed, UpstreamUnavailable
 from bridge.imap.responses import ObjectIds, parse_capabilities, parse_id
@@ -31,6 +33,7 @@ log = logging.getLogger("bridge.imap")
 _QUOTED_BYTES = re.compile(r"""b(['"])(.*?)\1?$""")
 # Response codes of a refused LOGIN that say "the server cannot", not "wrong password".
 _UNAVAILABLE_CODES = {"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT"}
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 # The IMAP server's address and TLS mode.
@@ -153,7 +156,7 @@ class _Client(IMAPClient):
 
 def _connect(config: UpstreamConfig) -> IMAPClient:
     try:
-        return _Client(config)
+        client = _Client(config)
     except (OSError, EOFError, imaplib.IMAP4.error) as exc:
         # ConnectFailed (connect, TLS) is explained already; the rest met the greeting.
         if isinstance(exc, imaplib.IMAP4.error):
@@ -162,6 +165,8 @@ def _connect(config: UpstreamConfig) -> IMAPClient:
             reason = explain(exc, config, "greeting")
         log.warning("cannot connect to IMAP %s: %s", config.address, reason)
         raise UpstreamUnavailable(f"{config.address}: {reason}", reason=reason) from exc
+    _ack_at_once(client._imap)
+    return client
 
 
 def _greeting_refused(exc: imaplib.IMAP4.error) -> str:
@@ -171,6 +176,30 @@ def _greeting_refused(exc: imaplib.IMAP4.error) -> str:
         return "connection closed before the greeting"
     quoted = _QUOTED_BYTES.search(text)  # imaplib shows the line as a bytes repr
     return f"not an IMAP greeting: {(quoted.group(2) if quoted else text)[:100]}"
+
+
+class _QuickAckIO(socket.SocketIO):
+    """Socket reads that acknowledge what they receive at once (Linux's TCP_QUICKACK, which
+    the kernel drops again after a while: so set before every read).
+
+    A server that writes a response in pieces with Nagle's algorithm on (GNU imap4d: the
+    untagged lines, then the tagged one) holds its second piece until the first is
+    acknowledged, and a delayed ACK takes 40 ms: every command cost 44 ms there, 0.2 ms
+    with this."""
+
+    def readinto(self, buffer: Any) -> int | None:
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        return super().readinto(buffer)
+
+
+def _ack_at_once(imap: imaplib.IMAP4) -> None:
+    """Read the session through ``_QuickAckIO`` (again after STARTTLS replaced the socket)."""
+    if QUICKACK is None or _ImaplibTransport(imap).pending():
+        return  # not Linux; or bytes already buffered, which a new reader would lose
+    old = imap.file
+    imap.file = io.BufferedReader(_QuickAckIO(imap.sock, "rb"))
+    old.close()
 
 
 def _greeted(client: IMAPClient) -> Session:
@@ -201,6 +230,7 @@ def _starttls(session: Session, config: UpstreamConfig) -> None:
         raise UpstreamUnavailable("STARTTLS refused")
     session.client._starttls_done = True
     session.client.socket().settimeout(config.timeout)
+    _ack_at_once(imap)
     # What the server said before TLS could have been forged: only what follows counts.
     session.set_capabilities(frozenset(c.upper() for c in imap.capabilities))
 
@@ -211,12 +241,14 @@ def _tls_socket(config: UpstreamConfig) -> socket.socket:
 
 def _login(session: Session, username: str, password: str) -> None:
     try:
-        if "LOGINDISABLED" in session.capabilities:
+        if isinstance(password, AccessToken):
+            reply = _authenticate_oauth(session, username, password)
+        elif "LOGINDISABLED" in session.capabilities:
             reply = _authenticate_plain(session, username, password)
         else:
             login = b"LOGIN " + quoting.astring(username) + b" " + quoting.astring(password)
             reply = session.wire.run(login)
-    except ValueError as exc:  # NUL in a credential: no server could accept it
+    except ValueError as exc:  # NUL (or, in a token, any control) character: refused anyway
         raise AuthFailed() from exc
     if reply.status != "OK":
         if reply.code in _UNAVAILABLE_CODES:
@@ -235,6 +267,20 @@ def _authenticate_plain(session: Session, username: str, password: str) -> Reply
     answers = iter([token])
     # A second challenge means the server wants something PLAIN cannot give: cancel.
     return session.wire.run(b"AUTHENTICATE PLAIN", responder=lambda _: next(answers, b"*"))
+
+
+def _authenticate_oauth(session: Session, username: str, token: AccessToken) -> Reply:
+    offered = [c.removeprefix("AUTH=") for c in session.capabilities if c.startswith("AUTH=")]
+    login = oauth_login(offered, username, token, session.client.host, session.client.port)
+    if login is None:
+        raise UpstreamUnavailable("upstream offers neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2")
+    # A refused token comes back as a challenge holding the error: answered, the server says NO.
+    command = b"AUTHENTICATE " + login.mechanism.encode("ascii")
+    if "SASL-IR" in session.capabilities:
+        return session.wire.run(command + b" " + login.initial,
+                                responder=lambda _: login.error_answer)  # fmt: skip
+    answers = iter([login.initial])
+    return session.wire.run(command, responder=lambda _: next(answers, login.error_answer))
 
 
 def _take_capabilities(session: Session, reply: Reply) -> None:

@@ -26,6 +26,9 @@ Record = bytes | tuple[bytes, bytes]
 MAX_LINE = 64 * 1024 * 1024
 MAX_LITERAL_MINUS = 4096  # RFC 7888: LITERAL- allows non-synchronizing literals up to 4096
 COMMAND_LOG_SIZE = 1000
+# Commands written at once by ``Wire.pipeline``: their replies (~100 bytes for a STATUS)
+# must fit the socket buffers while bridge is still writing, or both sides would wait.
+PIPELINE_BURST = 100
 
 # A tagged completion: status, response code, its arguments, and the text.
 Done = tuple[str, str | None, bytes | None, str]
@@ -173,6 +176,9 @@ class Wire:
         self.bye: str | None = None
         self.command_count = 0
         self.commands: deque[str] = deque(maxlen=COMMAND_LOG_SIZE)
+        # Sees every completed command's untagged responses, in order: what the server says
+        # unasked (another session's flag change, say) comes with whatever command ran.
+        self.observer: Callable[[Sequence[Untagged]], None] | None = None
 
     # -- commands -------------------------------------------------------------------------
 
@@ -234,16 +240,76 @@ class Wire:
 
         return self._command("IDLE", exchange)
 
-    def _command(self, name: str, exchange: Callable[[bytes, list[Untagged]], Done]) -> Reply:
+    def pipeline(self, lines: Sequence[bytes]) -> list[Reply]:
+        """Run commands that do not depend on each other (RFC 3501 §5.5) in bursts: each
+        burst is written at once and its replies read after, so a burst costs one round
+        trip where one command after another costs one each. Untagged responses go to the
+        earliest command still waiting: right for responses that name their object
+        (STATUS); use ``run`` where that would be ambiguous. Replies in ``lines`` order."""
+        replies: list[Reply] = []
+        for start in range(0, len(lines), PIPELINE_BURST):
+            lines_now = lines[start : start + PIPELINE_BURST]
+            inlined = [self._inline(split_literals(line)) for line in lines_now]
+            if all(payload is not None for payload in inlined):
+                replies += self._burst([payload for payload in inlined if payload is not None])
+            else:  # a literal that must wait for the server's go-ahead: one at a time
+                replies += [self.run(line) for line in lines_now]
+        return replies
+
+    def _inline(self, parts: Sequence[tuple[bytes, bytes | None]]) -> bytes | None:
+        """The command as one write (literals as LITERAL+ allows), or None if it cannot be."""
+        buffer = b""
+        for head, data in parts:
+            if data is None:
+                return buffer + head + b"\r\n"
+            if not (self.literal_plus or (self.literal_minus and len(data) <= MAX_LITERAL_MINUS)):
+                return None
+            buffer += head[:-1] + b"+}\r\n" + data
+        raise AssertionError("split_literals always ends with a tail")
+
+    def _burst(self, payloads: Sequence[bytes]) -> list[Reply]:
+        names = [command_name(payload) for payload in payloads]
+        tags = [self._next_tag(name) for name in names]
+        untagged: dict[bytes, list[Untagged]] = {tag: [] for tag in tags}
+        done: dict[bytes, Done] = {}
+
+        def exchange() -> None:
+            self.transport.send(b"".join(t + b" " + p for t, p in zip(tags, payloads, strict=True)))
+            while len(done) < len(tags):
+                waiting = [tag for tag in tags if tag not in done]
+                kind, payload, tag = self._read_any(waiting)
+                if kind == "tagged":
+                    assert isinstance(payload, tuple) and tag is not None
+                    done[tag] = payload
+                elif kind == "+":
+                    raise UpstreamUnavailable("unexpected continuation request")
+                else:
+                    assert isinstance(payload, Untagged)
+                    untagged[waiting[0]].append(payload)
+
+        self._guard(" ".join(dict.fromkeys(names)), exchange)
+        for tag in tags:
+            self._observe(untagged[tag])
+        return [
+            Reply(name, *done[tag], tuple(untagged[tag]))
+            for name, tag in zip(names, tags, strict=True)
+        ]
+
+    def _observe(self, untagged: Sequence[Untagged]) -> None:
+        if self.observer is not None:
+            self.observer(untagged)
+
+    def _next_tag(self, name: str) -> bytes:
         if self.broken:
             raise UpstreamUnavailable(f"connection is broken; {name} not sent")
         self._tag_number += 1
-        tag = self._tag_prefix + str(self._tag_number).encode("ascii")
         self.command_count += 1
         self.commands.append(name)
-        untagged: list[Untagged] = []
+        return self._tag_prefix + str(self._tag_number).encode("ascii")
+
+    def _guard(self, name: str, exchange: Callable[[], None]) -> None:
         try:
-            done = exchange(tag, untagged)
+            exchange()
         except (OSError, ValueError, EOFError) as exc:
             # ValueError here is I/O on a closed file (a connection shut down under us).
             self.broken = True
@@ -253,7 +319,14 @@ class Wire:
             # an unknown point.
             self.broken = True
             raise
-        status, code, code_args, text = done
+
+    def _command(self, name: str, exchange: Callable[[bytes, list[Untagged]], Done]) -> Reply:
+        tag = self._next_tag(name)
+        untagged: list[Untagged] = []
+        result: list[Done] = []
+        self._guard(name, lambda: result.append(exchange(tag, untagged)))
+        self._observe(untagged)
+        status, code, code_args, text = result[0]
         return Reply(name, status, code, code_args, text, tuple(untagged))
 
     def _send(
@@ -305,6 +378,12 @@ class Wire:
             untagged.append(payload)
 
     def _read_response(self, tag: bytes) -> tuple[str, Untagged | bytes | Done]:
+        kind, payload, _ = self._read_any((tag,))
+        return kind, payload
+
+    def _read_any(self, tags: Sequence[bytes]) -> tuple[str, Untagged | bytes | Done, bytes | None]:
+        """One response: untagged, a continuation, or the completion of one of ``tags``
+        (returned third)."""
         records = self.read_records()
         first = records[0]
         line = first[0] if isinstance(first, tuple) else first
@@ -313,15 +392,16 @@ class Wire:
             if response.kind == "BYE":
                 self.bye = response.text.decode("utf-8", "replace")
                 self.broken = True
-            return "untagged", response
+            return "untagged", response, None
         if line == b"+" or line.startswith(b"+ "):
-            return "+", line[2:]
-        if line.startswith(tag + b" ") and len(records) == 1:
-            status, _, rest = line[len(tag) + 1 :].partition(b" ")
+            return "+", line[2:], None
+        tag, _, after = line.partition(b" ")
+        if tag in tags and len(records) == 1:
+            status, _, rest = after.partition(b" ")
             status = status.upper()
             if status in (b"OK", b"NO", b"BAD"):
                 code, args, text = parse_response_code(rest)
-                return "tagged", (status.decode("ascii"), code, args, text)
+                return "tagged", (status.decode("ascii"), code, args, text), tag
         raise UpstreamUnavailable("unexpected response from server")
 
     def read_records(self) -> list[Record]:
@@ -343,11 +423,12 @@ class Wire:
         if not line:
             self.broken = True
             raise UpstreamUnavailable("connection closed by server")
-        if not line.endswith(b"\r\n"):
+        if not line.endswith(b"\n"):
             if len(line) > MAX_LINE:
                 raise UpstreamUnavailable("response line too long")
             raise UpstreamUnavailable("connection closed mid-line")
-        return line[:-2]
+        # A bare LF ends a line too: GNU imap4d ends its AUTHENTICATE completion so.
+        return line[:-2] if line.endswith(b"\r\n") else line[:-1]
 
     def _read_exact(self, size: int) -> bytes:
         chunks: list[bytes] = []

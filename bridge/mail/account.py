@@ -19,11 +19,13 @@ from bridge.config import Settings
 from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import UpstreamUnavailable
 from bridge.imap.pool import ConnectionPool
+from bridge.mail.flag_scan import FlagScans, Round
 from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
 from bridge.store.cache import EMAIL_DELIVERY, LOGGED_TYPES, Cache
 from bridge.store.ids import derive_id
+from bridge.store.records import MailboxRecord
 from bridge.store.uploads import UploadStore
 
 log = logging.getLogger("bridge.mail")
@@ -47,6 +49,8 @@ class UserData:
     sync_lock: threading.RLock = field(default_factory=threading.RLock)
     sync_generation: int = 0
     indexer: BackgroundIndexer = field(init=False)
+    # Full flag scans of folders not kept open, on servers without CONDSTORE.
+    flag_scans: FlagScans = field(init=False)
     # VacationResponse lives on the ManageSieve server, which push must not poll: its
     # state is what this process last saw there (None until a /set), and one /set of
     # the user's runs at a time.
@@ -55,6 +59,7 @@ class UserData:
 
     def __post_init__(self) -> None:
         self.indexer = BackgroundIndexer(self.cache, self.sync_lock)
+        self.flag_scans = FlagScans(self.sync_lock)
 
     @property
     def account_id(self) -> str:
@@ -92,6 +97,7 @@ class UserRegistry:
         with self._lock:
             for user in self._users.values():
                 user.indexer.stop()
+                user.flag_scans.stop()
                 user.cache.close()
             self._users.clear()
 
@@ -114,6 +120,9 @@ class Account:
         self._stack = ExitStack()
         self._conn: ImapConnection | None = None
         self._synced_generation: int | None = None
+        # Folder name -> UIDs whose flags this request stored: without CONDSTORE the next
+        # sync reads them back, since no STATUS item shows the change.
+        self.flags_written: dict[str, set[int]] = {}
 
     @property
     def account_id(self) -> str:
@@ -167,18 +176,36 @@ class Account:
                 self._synced_generation = self.user.sync_generation
                 return None
             try:
-                report = Syncer(self.cache, self.imap).sync()
+                report = self._syncer(self.imap).sync()
             except UpstreamUnavailable:
                 # A pooled connection the server dropped while idle: one fresh try. Sync
                 # is safe to repeat, since each folder's delta lands in one transaction.
                 log.info("upstream connection of %s was lost; reconnecting", self.user.username)
                 self._release()
-                report = Syncer(self.cache, self.imap).sync()
+                report = self._syncer(self.imap).sync()
             self.user.sync_generation += 1
             self._synced_generation = self.user.sync_generation
+            self.flags_written.clear()
         if report.unindexed:
             self.user.indexer.start(self._pool, self.user.username, self._password)
+        if report.flag_scans_due:
+            self.user.flag_scans.start(Round(
+                self._pool, self.user.username, self._password, self.cache.mailboxes,
+                self.settings.flag_scan_interval, self._rescan,
+            ))  # fmt: skip
         return report
+
+    def _rescan(self, conn: ImapConnection, record: MailboxRecord) -> None:
+        self._syncer(conn, side=False).rescan(record)
+
+    def _syncer(self, conn: ImapConnection, *, side: bool = True) -> Syncer:
+        return Syncer(
+            self.cache, conn, self.user.flag_scans, self.settings.flag_scan_interval,
+            self.flags_written, self._side if side else None,
+        )  # fmt: skip
+
+    def _side(self) -> ImapConnection:
+        return self.user.flag_scans.side.get(self._pool, self.user.username, self._password)
 
     def ensure_indexed(self) -> None:
         """Every folder indexed whole, now: what a query over the cache needs."""
@@ -191,7 +218,7 @@ class Account:
     def sync_list(self) -> None:
         """Re-read only the folder list, after this request changed it upstream."""
         with self.user.sync_lock:
-            Syncer(self.cache, self.imap).sync_list()
+            self._syncer(self.imap).sync_list()
 
     def close(self) -> None:
         self._release()

@@ -18,7 +18,7 @@ import msgspec
 
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.imap.flags import keyword_to_flag
-from bridge.imap.responses import format_sequence_set
+from bridge.imap.responses import ObjectIds, format_sequence_set
 from bridge.imap.search import plan_search
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import CopyArgs, SetArgs, check_in_state
@@ -317,6 +317,7 @@ class EmailSetter:
             uid_set = format_sequence_set(uids)
             imap.store_flags(uid_set, add, add=True)
             self.changed_upstream = True
+            self.account.flags_written.setdefault(names[mailbox_id], set()).update(uids)
             imap.store_flags(uid_set, remove, add=False)
 
     def _file(
@@ -350,11 +351,36 @@ class EmailSetter:
         names = {r.id: r.name for r in self.cache.mailboxes()}
         if not self.account.imap.has("UIDPLUS"):
             raise Refused("forbidden", "the upstream cannot expunge single messages")
-        for mailbox_id, uids in self._locations(email_id).items():
+        locations = self._locations(email_id)
+        if self.account.imap.object_ids is ObjectIds.GMAIL:
+            locations = self._into_gmail_trash(locations, names)
+        for mailbox_id, uids in locations.items():
             self.account.open_folder(names[mailbox_id], writable=True)
             self.account.imap.expunge_uids(format_sequence_set(uids))
             self.changed_upstream = True
         return None
+
+    def _into_gmail_trash(
+        self, locations: dict[str, list[int]], names: dict[str, str]
+    ) -> dict[str, list[int]]:
+        """On Gmail an expunge from a label folder only removes that label, and what
+        leaves the last folder showing it is archived, trashed or deleted as the account's
+        ImapSettings.expungeBehavior says. Moved to the Trash (which takes every label off)
+        and expunged there, a message is deleted whatever the setting. Where to expunge
+        once moved."""
+        trash = next((r for r in self.cache.mailboxes() if r.role == "trash"), None)
+        if trash is None or not self.account.imap.has("MOVE"):
+            raise Refused("forbidden", "Gmail deletes through its Trash, which is missing")
+        labelled = [m for m in locations if m != trash.id]
+        if not labelled:
+            return locations
+        source = labelled[0]
+        self.account.open_folder(names[source], writable=True)
+        moved = self.account.imap.move(format_sequence_set(locations[source]), trash.name)
+        self.changed_upstream = True
+        if not moved:
+            raise Refused("serverFail", "moved to the Trash, but Gmail did not say where")
+        return {trash.id: sorted({*locations.get(trash.id, []), *moved})}
 
 
 def email_set(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:

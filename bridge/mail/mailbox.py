@@ -8,6 +8,7 @@ from typing import Any
 
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import ChangesArgs, GetArgs, QueryArgs, QueryChangesArgs
+from bridge.mail import names
 from bridge.mail.common import (
     ConditionTypes,
     account_of,
@@ -72,8 +73,11 @@ class MailboxTree:
         return parent.id if parent is not None else None
 
     def display_name(self, record: MailboxRecord) -> str:
-        # A folder whose parent the server does not list keeps its full path as its name.
-        return record.leaf_name if self.parent_id(record) is not None else record.name
+        if self.parent_id(record) is None and record.parent_name is not None:
+            # A folder whose parent the server does not list keeps its full path as its
+            # name, delimiters and all.
+            return record.name
+        return names.to_jmap(record.leaf_name, record.delimiter)
 
     def children(self, mailbox_id: str) -> list[MailboxRecord]:
         return [r for r in self.records.values() if self.parent_id(r) == mailbox_id]

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import unicodedata
+from collections.abc import Iterator
 from typing import Any
+
+import msgspec
 
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import SetArgs, check_in_state
+from bridge.mail import names
 from bridge.mail.account import Account
 from bridge.mail.common import account_of
 from bridge.mail.mailbox import MailboxTree
+from bridge.mail.roles import name_role
 from bridge.mail.setting import Refused, apply_each, patched
 from bridge.store.cache import MAILBOX
 from bridge.store.records import MailboxRecord
@@ -24,6 +29,11 @@ from bridge.store.records import MailboxRecord
 SETTABLE = frozenset({"name", "parentId", "role", "sortOrder", "isSubscribed"})
 MAX_NAME = 255
 MAX_SORT_ORDER = 2**31
+# Response codes of a refused CREATE or RENAME that blame something other than the name
+# (RFC 5530): these keep their usual SetError (forbidden, overQuota).
+NOT_ABOUT_THE_NAME = frozenset(
+    {"NOPERM", "OVERQUOTA", "UNAVAILABLE", "SERVERBUG", "INUSE", "CONTACTADMIN", "LIMIT"}
+)
 
 
 class MailboxSetArgs(SetArgs, forbid_unknown_fields=True):
@@ -37,9 +47,34 @@ def _check_name(name: Any, delimiter: str | None) -> str:
         raise Refused("invalidProperties", "name is too long", ["name"])
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
         raise Refused("invalidProperties", "name has control characters", ["name"])
-    if delimiter and delimiter in name:
+    alike = names.stand_in(delimiter)
+    if alike and alike in name:
+        # It stands for the delimiter: taking it as itself would make names ambiguous.
+        raise Refused(
+            "invalidProperties", f"name may not contain {alike!r} (it stands for {delimiter!r})",
+            ["name"],
+        )  # fmt: skip
+    if delimiter and not alike and delimiter in name:
         raise Refused("invalidProperties", f"name may not contain {delimiter!r}", ["name"])
-    return unicodedata.normalize("NFC", name)
+    return names.to_imap(unicodedata.normalize("NFC", name), delimiter)
+
+
+@contextlib.contextmanager
+def _name_refusals() -> Iterator[None]:
+    """A CREATE or RENAME the upstream refused is about the name (a character its storage
+    does not allow, a length, a clash) unless the response code says otherwise: then the
+    client hears invalidProperties on ``name``, with the upstream's reason."""
+    try:
+        yield
+    except CommandFailed as exc:
+        if exc.code in NOT_ABOUT_THE_NAME:
+            raise
+        if exc.code == "ALREADYEXISTS":
+            raise Refused("invalidProperties", "a mailbox with this name exists", ["name"]) from exc
+        reason = exc.text or exc.code or exc.status
+        raise Refused(
+            "invalidProperties", f"the upstream refused the name: {reason}", ["name"]
+        ) from exc
 
 
 class MailboxSetter:
@@ -122,9 +157,10 @@ class MailboxSetter:
         subscribe = obj.get("isSubscribed", True)
         if not isinstance(subscribe, bool):
             raise Refused("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
-        special_use = self._special_use(obj.get("role"))
+        special_use = self._special_use(obj.get("role"), full_name)
         imap = self.account.imap
-        imap.create(full_name, special_use=special_use)
+        with _name_refusals():
+            imap.create(full_name, special_use=special_use)
         self.changed_upstream = True
         if subscribe:
             imap.subscribe(full_name)
@@ -146,16 +182,24 @@ class MailboxSetter:
             "sortOrder": sort_order,
         }  # fmt: skip
 
-    def _special_use(self, role: Any) -> str | None:
+    def _special_use(self, role: Any, full_name: str) -> str | None:
+        """The SPECIAL-USE attribute to CREATE with; None where there is no role, or where
+        the folder's name alone gives it the role (roles.py) on an upstream that cannot
+        take the attribute."""
         if role is None:
             return None
         if not isinstance(role, str) or role != role.lower() or not role.isalpha():
             raise Refused("invalidProperties", "role must be a lower-case attribute", ["role"])
-        if not self.account.imap.has("CREATE-SPECIAL-USE"):
-            raise Refused("invalidProperties", "the upstream cannot assign roles", ["role"])
         if any(record.role == role for record in self.tree.records.values()):
             raise Refused("invalidProperties", f"another mailbox has role {role}", ["role"])
-        return "\\" + role.capitalize()
+        if self.account.imap.has("CREATE-SPECIAL-USE"):
+            return "\\" + role.capitalize()
+        by_name = name_role(full_name, self.delimiter)
+        if by_name is None or by_name[0] != role:
+            raise Refused(
+                "invalidProperties", "the upstream cannot assign roles but by name", ["role"]
+            )
+        return None
 
     def _update(self, mailbox_id: str, patch: Any) -> None:
         record = self._resolve(mailbox_id)
@@ -189,8 +233,10 @@ class MailboxSetter:
         if "isSubscribed" in changed and not isinstance(wanted["isSubscribed"], bool):
             raise Refused("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
         if name != record.name:
-            imap.rename(record.name, name)
+            with _name_refusals():
+                imap.rename(record.name, name)
             self.changed_upstream = True
+            self._renamed_in_cache(record, name)
             if record.subscribed:
                 imap.unsubscribe(record.name)
                 imap.subscribe(name)
@@ -203,6 +249,21 @@ class MailboxSetter:
         if name != record.name:
             self._refresh()
         return None
+
+    def _renamed_in_cache(self, record: MailboxRecord, name: str) -> None:
+        """The server confirmed the RENAME: the folder and its children keep their ids
+        under their new names (a server without folder ids shows only a name that went
+        and one that came)."""
+        inside = record.name + self.delimiter if self.delimiter else None
+        with self.cache.transaction():
+            for each in self.tree.records.values():
+                if each.id == record.id:
+                    new_name = name
+                elif inside and each.name.startswith(inside):
+                    new_name = name + each.name[len(record.name) :]
+                else:
+                    continue
+                self.cache.update_mailbox(each, msgspec.structs.replace(each, name=new_name))
 
     def _destroy(self, mailbox_id: str) -> None:
         record = self._resolve(mailbox_id)

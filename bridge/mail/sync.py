@@ -3,7 +3,9 @@
 One LIST (with LIST-STATUS where offered) tells which folders changed since the cache last
 looked; only those are SELECTed. Inside a folder the delta comes from QRESYNC (VANISHED and
 changed FETCHes in the SELECT itself), else CONDSTORE (CHANGEDSINCE plus a UID SEARCH when
-the message count says something was expunged), else a full scan of UIDs and flags. Every
+the message count says something was expunged), else what ``flag_scan`` plans: the open
+INBOX's view of other sessions' changes, new mail and expunges from STATUS, and full scans
+of UIDs and flags only where nothing cheaper is exact. Every
 folder's delta, and the sync state that goes with it, lands in one cache transaction, so a
 crash half way leaves the cache at the older, consistent state.
 """
@@ -12,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -20,11 +23,15 @@ import msgspec
 from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import CommandFailed
 from bridge.imap.flags import flags_to_keywords
+from bridge.imap.flagview import FolderView
 from bridge.imap.models import MailboxListing, MessageMeta, QresyncParams, SelectResult
 from bridge.imap.pool import KEPT_OPEN
 from bridge.imap.quoting import header_fields_item
 from bridge.imap.responses import ObjectIds
 from bridge.imap.responses import format_sequence_set as uid_set
+from bridge.mail.flag_scan import FlagScans, Plan, plan_folder
+from bridge.mail.folder_ids import SERVER_ID_PREFIX, has_server_id, minted_key, renamed_pairs
+from bridge.mail.roles import assign_roles
 from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
@@ -46,7 +53,6 @@ _THREADING = ("MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "SUBJECT")
 HEADER_FIELDS = header_fields_item(_THREADING)
 NEW_MESSAGE_ITEMS = ("RFC822.SIZE", "INTERNALDATE", HEADER_FIELDS)
 
-ROLE_FOR_INBOX = "inbox"
 # How far back /changes can reach: older tombstones are forgotten.
 KEEP_CHANGES = 500_000
 # Folders never indexed are indexed during the request while they hold this many messages
@@ -63,32 +69,14 @@ class SyncReport:
     emails_changed: int = 0
     # Folders left to the background indexer.
     unindexed: list[str] = field(default_factory=list)
-
-
-def role_of(listing: MailboxListing) -> str | None:
-    if listing.name.upper() == "INBOX":
-        return ROLE_FOR_INBOX
-    if listing.special_use:
-        return listing.special_use.lstrip("\\").lower()
-    return None
-
-
-def assign_roles(listings: Iterable[MailboxListing]) -> dict[str, str]:
-    """Folder name -> role; RFC 8621 §2 allows each role on one mailbox only."""
-    roles: dict[str, str] = {}
-    taken: set[str] = set()
-    for listing in sorted(listings, key=lambda item: (item.name.upper() != "INBOX", item.name)):
-        role = role_of(listing)
-        if role and role not in taken:
-            taken.add(role)
-            roles[listing.name] = role
-    return roles
+    # Folders whose flags are due a full scan in the background (no mod-sequences).
+    flag_scans_due: list[str] = field(default_factory=list)
 
 
 def upstream_key(listing: MailboxListing) -> str | None:
     """The folder's own stable id when the server has one (MAILBOXID, Dovecot's X-GUID)."""
     if listing.status is not None and listing.status.guid:
-        return f"guid:{listing.status.guid}"
+        return f"{SERVER_ID_PREFIX}{listing.status.guid}"
     return None
 
 
@@ -98,6 +86,15 @@ def _status_state(listing: MailboxListing) -> FolderState | None:
         return None
     return FolderState(
         status.uidvalidity, status.uidnext, status.messages, status.unseen, status.highestmodseq
+    )
+
+
+def _still_empty(status: FolderState, synced: FolderState) -> bool:
+    """Empty when synced and still empty, no UID handed out since (nothing came and went)."""
+    return (
+        status.messages == synced.messages == 0
+        and status.uidvalidity == synced.uidvalidity
+        and status.uidnext == synced.uidnext
     )
 
 
@@ -153,9 +150,27 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
 class Syncer:
     """Syncs one user's cache over one borrowed connection."""
 
-    def __init__(self, cache: Store, conn: ImapConnection) -> None:
+    def __init__(
+        self,
+        cache: Store,
+        conn: ImapConnection,
+        flag_scans: FlagScans | None = None,
+        flag_scan_interval: float = 0.0,
+        flags_written: dict[str, set[int]] | None = None,
+        side: Callable[[], ImapConnection] | None = None,
+    ) -> None:
         self.cache = cache
         self.conn = conn
+        # Without mod-sequences, where other folders are synced while ``conn`` follows INBOX
+        # (flag_scan.SideConnection).
+        self.side = side
+        self._side_syncer: Syncer | None = None
+        # Without mod-sequences: who scans flags in the background, and how often. None
+        # scans every folder in full on every sync (exact, and dear).
+        self.flag_scans = flag_scans
+        self.flag_scan_interval = flag_scan_interval
+        # UIDs whose flags this request stored, by folder: no STATUS item shows that either.
+        self.flags_written = flags_written or {}
         # Emails that left a folder during this sync: destroyed at its end unless another
         # folder turned out to hold them (a MOVE by another client).
         self.orphans: set[str] = set()
@@ -184,8 +199,11 @@ class Syncer:
         records.sort(key=lambda record: record.name == KEPT_OPEN)
         for record in records:
             if self.needs_sync(record):
-                self.sync_folder(record, report)
+                self._syncer_for(record).sync_folder(record, report)
                 report.folders_synced.append(record.name)
+        if self.flag_scans is not None and not self.modseq:
+            due = self.flag_scans.due(records, self.flag_scan_interval)
+            report.flag_scans_due = [record.name for record in due]
         with self.cache.transaction():
             self.cache.purge_orphans(self.orphans)
             self.cache.recount(None if folders_changed else ())
@@ -225,39 +243,37 @@ class Syncer:
         return SyncReport(folders_listed=len(listings))
 
     def reconcile_mailboxes(self, listings: Sequence[MailboxListing]) -> None:
+        """Match listed folders to cached mailboxes: by server id where there is one, else
+        by the rules of ``folder_ids``; update, remove and add accordingly."""
         records = self.cache.mailboxes()
         by_key = {r.upstream_key: r for r in records}
-        by_name = {r.name: r for r in records}
+        by_name = {r.name: r for r in records if not has_server_id(r)}
         roles = assign_roles(listings)
         seen: set[str] = set()
         unmatched: list[MailboxListing] = []
         for listing in listings:
             key = upstream_key(listing)
-            if key:
-                old = by_key.get(key)
-            else:
-                old = self._match_by_name(by_name.get(listing.name), listing)
+            old = by_key.get(key) if key else by_name.get(listing.name)
             if old is None:
                 unmatched.append(listing)
                 continue
             seen.add(old.id)
             self.cache.update_mailbox(old, self._record(old, listing, roles.get(listing.name)))
         gone = [r for r in records if r.id not in seen]
-        fresh: list[MailboxListing] = []
+        renamed = renamed_pairs([u for u in unmatched if not upstream_key(u)], gone)
         for listing in unmatched:
-            renamed = self._renamed_from(listing, gone)
-            if renamed is None:
-                fresh.append(listing)
-                continue
-            gone.remove(renamed)
-            self.cache.update_mailbox(
-                renamed, self._record(renamed, listing, roles.get(listing.name))
-            )
+            if (old := renamed.get(listing.name)) is not None:
+                gone.remove(old)
+                self.cache.update_mailbox(old, self._record(old, listing, roles.get(listing.name)))
         for record in gone:
             self.orphans |= self.cache.remove_mailbox(record.id)
-        for listing in fresh:
+        taken = {r.upstream_key for r in records}
+        for listing in unmatched:
+            if listing.name in renamed:
+                continue
             role = roles.get(listing.name)
-            key = upstream_key(listing) or self._minted_key(listing)
+            key = upstream_key(listing) or minted_key(listing, taken)
+            taken.add(key)
             new = MailboxRecord(
                 id=self.cache.mailbox_id_for(key),
                 upstream_key=key,
@@ -268,37 +284,6 @@ class Syncer:
             if listing.selectable and self.conn.has("ACL"):
                 record = msgspec.structs.replace(record, rights=self.conn.myrights(listing.name))
             self.cache.add_mailbox(record)
-
-    def _match_by_name(
-        self, record: MailboxRecord | None, listing: MailboxListing
-    ) -> MailboxRecord | None:
-        """Without a server id, a name is the same folder only while UIDVALIDITY holds."""
-        if record is None or record.upstream_key.startswith("guid:"):
-            return None
-        status = listing.status
-        if record.status and status and record.status.uidvalidity != status.uidvalidity:
-            return None
-        return record
-
-    def _renamed_from(
-        self, listing: MailboxListing, gone: Iterable[MailboxRecord]
-    ) -> MailboxRecord | None:
-        """A folder that vanished as this one appeared, with its UIDVALIDITY, was renamed."""
-        if upstream_key(listing) or listing.status is None:
-            return None
-        for record in gone:
-            if (
-                not record.upstream_key.startswith("guid:")
-                and record.status is not None
-                and record.status.uidvalidity == listing.status.uidvalidity
-            ):
-                return record
-        return None
-
-    @staticmethod
-    def _minted_key(listing: MailboxListing) -> str:
-        uidvalidity = listing.status.uidvalidity if listing.status else 0
-        return f"name:{uidvalidity}:{listing.name}"
 
     @staticmethod
     def _record(old: MailboxRecord, listing: MailboxListing, role: str | None) -> MailboxRecord:
@@ -318,20 +303,70 @@ class Syncer:
     def needs_sync(self, record: MailboxRecord) -> bool:
         if record.synced is None or record.status is None:
             return True
-        if not self.modseq or record.status.modseq is None:
+        if record.name != KEPT_OPEN and _still_empty(record.status, record.synced):
+            # No message, so no flag to change: exact without mod-sequences. (INBOX is
+            # opened all the same, to go back to the pool open.)
+            return False
+        if not self.modseq:
+            return self._plan(record) is not Plan.SKIP
+        if record.status.modseq is None:
             return True  # without mod-sequences a flag change shows in no STATUS item
         return record.status != record.synced
 
-    def sync_folder(self, record: MailboxRecord, report: SyncReport) -> None:
+    def _syncer_for(self, record: MailboxRecord) -> Syncer:
+        """This syncer, or for a folder other than INBOX while this connection follows
+        INBOX, one on the side connection (sharing the orphans)."""
+        view = self.conn.view
+        follows_inbox = view is not None and view.name == KEPT_OPEN and view.based
+        if self.side is None or self.modseq or record.name == KEPT_OPEN or not follows_inbox:
+            return self
+        if self._side_syncer is None:
+            self._side_syncer = Syncer(
+                self.cache, self.side(), self.flag_scans, self.flag_scan_interval,
+                self.flags_written,
+            )  # fmt: skip
+            self._side_syncer.orphans = self.orphans
+        return self._side_syncer
+
+    def _plan(self, record: MailboxRecord) -> Plan:
+        if self.flag_scans is None:
+            return Plan.FULL
+        plan = plan_folder(record, self.conn.view)
+        if plan is Plan.SKIP and self.flags_written.get(record.name):
+            return Plan.COUNTS  # which reads the flags written, too
+        return plan
+
+    def rescan(self, record: MailboxRecord) -> None:
+        """A full scan of one folder's flags (the background's), as a sync of its own."""
+        self.sync_folder(record, SyncReport(), full=True)
+        with self.cache.transaction():
+            self.cache.purge_orphans(self.orphans)
+            self.cache.recount(())
+        self.orphans.clear()
+
+    def sync_folder(self, record: MailboxRecord, report: SyncReport, *, full: bool = False) -> None:
         synced = record.synced
         resumable = synced is not None and synced.modseq is not None and self.modseq
+        plan = Plan.FULL if full or self.modseq else self._plan(record)
+        view = self.conn.view  # an open folder's view: kept by a SELECT of the same folder
+        started = time.monotonic()
         selected = self._select(record)
-        if synced is not None and synced.uidvalidity == selected.uidvalidity and resumable:
+        same = synced is not None and synced.uidvalidity == selected.uidvalidity
+        if same and resumable:
             # A delta: only the locations it names are read from the cache.
+            assert synced is not None
             if self.qresync:
                 delta = self._qresync_delta(selected, record.id, synced)
             else:
                 delta = self._condstore_delta(selected, record.id, synced)
+            known = delta.known
+        elif same and plan is Plan.VIEW and view is not None and self.conn.view is view:
+            delta = self._view_delta(record.id, view)
+            known = delta.known
+        elif same and plan is Plan.COUNTS:
+            assert synced is not None
+            delta = self._condstore_delta(selected, record.id, synced)  # counts only
+            self._read_written(delta, record)
             known = delta.known
         else:
             known = self.cache.locations(record.id)
@@ -366,6 +401,29 @@ class Syncer:
         log.debug(
             "synced %s: -%d ~%d +%d", record.name, len(delta.removed), len(flag_updates), len(added)
         )
+        if delta.scanned is not None and not self.modseq:
+            self._scanned(record, delta.scanned, started)
+        elif plan is Plan.VIEW and not self._view_agrees(record.id):
+            log.info("%s: the open view disagrees with the cache; scanning it", record.name)
+            self.sync_folder(msgspec.structs.replace(record, synced=state), report, full=True)
+
+    def _scanned(self, record: MailboxRecord, scan: _Scan, started: float) -> None:
+        """After a full scan the cache holds: follow the folder from here, if the scan's
+        reply carried nothing but its own answers (else the next sync scans again)."""
+        if self.flag_scans is not None:
+            self.flag_scans.scanned(record.id, started)
+        view = self.conn.view
+        if view is not None and view is scan.view and view.events == scan.events:
+            view.rebase(scan.uids)
+
+    def _view_agrees(self, mailbox_id: str) -> bool:
+        view = self.conn.view
+        return (
+            view is not None
+            and view.based
+            and view.mapped == view.exists
+            and self.cache.location_count(mailbox_id) == view.mapped
+        )
 
     def _select(self, record: MailboxRecord) -> SelectResult:
         synced = record.synced
@@ -375,10 +433,14 @@ class Syncer:
         return self.conn.select(record.name)
 
     def _full_scan(self, selected: SelectResult, known: dict[int, Location]) -> _Delta:
+        view = self.conn.view
+        # Each FETCH answer is one response the view counts: any more came unasked.
+        events = view.events if view is not None else 0
         if not selected.exists:
-            return _Delta(removed=sorted(known))
+            return _Delta(removed=sorted(known), scanned=_Scan(view, events, []))
         if not known:
-            return _Delta(new=self.conn.fetch_meta("1:*", extra=self.new_items).messages)
+            new = self.conn.fetch_meta("1:*", extra=self.new_items).messages
+            return _Delta(new=new, scanned=_Scan(view, events + len(new), list(new)))
         present = self.conn.fetch_meta("1:*").messages
         new_uids = [uid for uid in present if uid not in known]
         new = {}
@@ -388,6 +450,47 @@ class Syncer:
             removed=sorted(uid for uid in known if uid not in present),
             changed={uid: meta for uid, meta in present.items() if uid in known},
             new=new,
+            scanned=_Scan(view, events + len(present) + len(new), list(present)),
+        )
+
+    def _read_written(self, delta: _Delta, record: MailboxRecord) -> None:
+        """Add the flags of the messages this request stored flags on to ``delta``."""
+        written = self.flags_written.get(record.name)
+        if not written:
+            return
+        fetched = self.conn.fetch_meta(uid_set(sorted(written))).messages
+        known = self.cache.locations(record.id, uids=fetched)
+        delta.known.update(known)
+        gone = set(delta.removed)
+        delta.changed.update(
+            (uid, meta) for uid, meta in fetched.items() if uid in known and uid not in gone
+        )
+
+    def _view_delta(self, mailbox_id: str, view: FolderView) -> _Delta:
+        """What the open folder's view was told since the last sync (see imap.flagview);
+        the NOOP that reopening the folder sent brought it up to date."""
+        start = view.known_up_to + 1
+        new: dict[int, MessageMeta] = {}
+        if view.exists > view.mapped or view.last_uid >= start:
+            # Fetched before the drain: the view maps the new numbers as the answers come.
+            fetched = self.conn.fetch_meta(f"{start}:*", extra=self.new_items).messages
+            new = {uid: meta for uid, meta in fetched.items() if uid >= start}
+        changes = view.drain()
+        named = set(changes.flags) | changes.expunged
+        known = self.cache.locations(mailbox_id, uids=named, from_uid=start)
+        return _Delta(
+            removed=sorted(uid for uid in changes.expunged if uid in known),
+            changed={
+                uid: MessageMeta(uid=uid, flags=flags)
+                for uid, flags in changes.flags.items()
+                if uid in known
+            },
+            new={
+                uid: msgspec.structs.replace(meta, flags=changes.flags.get(uid, meta.flags))
+                for uid, meta in new.items()
+                if uid not in known and uid not in changes.expunged
+            },
+            known=known,
         )
 
     def _qresync_delta(
@@ -407,7 +510,7 @@ class Syncer:
         self, selected: SelectResult, mailbox_id: str, synced: FolderState
     ) -> _Delta:
         fetched: dict[int, MessageMeta] = {}
-        if synced.uidnext > 1:
+        if synced.uidnext > 1 and self.modseq:  # without, only new mail and expunges
             found = self.conn.fetch_meta(f"1:{synced.uidnext - 1}", changedsince=synced.modseq)
             fetched = found.messages
         known = self.cache.locations(mailbox_id, uids=fetched, from_uid=synced.uidnext)
@@ -433,9 +536,20 @@ class Syncer:
 
 
 @dataclass
+class _Scan:
+    """A full scan: the view it ran under, the count of responses that view should have
+    seen by its end, and every UID present."""
+
+    view: FolderView | None
+    events: int
+    uids: list[int]
+
+
+@dataclass
 class _Delta:
     removed: list[int] = field(default_factory=list)
     changed: dict[int, MessageMeta] = field(default_factory=dict)
     new: dict[int, MessageMeta] = field(default_factory=dict)
     # The cache's locations for the UIDs the delta names.
     known: dict[int, Location] = field(default_factory=dict)
+    scanned: _Scan | None = None

@@ -1,11 +1,15 @@
 """Watching the upstream for a user while someone listens for push.
 
 One watcher per user, not per listener. It keeps an IMAP session of its own idling
-upstream: with NOTIFY (RFC 5465) the server reports changes in every folder; without it
-the session IDLEs on INBOX (RFC 2177) and the other folders are swept with one LIST-STATUS
-every second. Whatever the server says runs the sync core (through the pool, like any
-request), and the states it ends at are reported. The watcher stops with its last
-listener, and after an upstream failure reconnects with a growing pause.
+upstream: with NOTIFY (RFC 5465) and CONDSTORE the server reports every change in every
+folder. Otherwise the session IDLEs on INBOX (RFC 2177), where other sessions' new mail,
+expunges and flag changes arrive unasked, and every second it reads the other folders'
+STATUS (one LIST-STATUS) and compares it with the last: NOTIFY without CONDSTORE would not
+report flag changes outside the selected folder (RFC 5465 §5.2) either. Only news, a
+STATUS that moved, or a flag scan falling due (``flag_scan``) runs the sync core (through
+the pool, like any request), and the states it ends at are reported; a background flag
+scan that finishes has its states reported too. The watcher stops with its last listener,
+and after an upstream failure reconnects with a growing pause.
 """
 
 from __future__ import annotations
@@ -14,21 +18,31 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 
-from bridge.imap.connection import ImapConnection
+from bridge.config import Settings
+from bridge.imap.connection import ImapConnection, MailboxStatus
 from bridge.imap.errors import AuthFailed, UpstreamError
 from bridge.imap.pool import ConnectionPool
+from bridge.imap.wire import Untagged
 from bridge.mail.account import Account, UserData
 
 log = logging.getLogger("bridge.watch")
 
-# Folders IDLE cannot see are swept this often: push stays under 2 s for them too.
+# Folders IDLE cannot see are polled this often: push stays under 2 s for them too.
 SWEEP = 1.0
 # NOTIFY with CONDSTORE reports every kind of change; a rare sweep still catches what a
-# server might fail to report (and renews IDLE well within RFC 2177's 29 minutes).
+# server might fail to report (and renews IDLE well within RFC 2177's 29 minutes). With
+# IDLE and polling, a sync runs at least this often too.
 SWEEP_NOTIFIED = 60.0
 MAX_BACKOFF = 60.0
+# What the selected folder's session hears when another session changes it.
+_NEWS = frozenset({"EXISTS", "EXPUNGE", "FETCH", "VANISHED", "RECENT"})
+
+# Folder name -> what its STATUS says of its content (not its id: Cyrus 3.6 answers a new,
+# random MAILBOXID beside other items every time).
+Statuses = dict[str, tuple[int, int, int, int, int | None] | None]
 
 
 class Watcher:
@@ -38,15 +52,19 @@ class Watcher:
         pool: ConnectionPool,
         password: str,
         report: Callable[[dict[str, str]], None],
+        settings: Settings | None = None,
     ) -> None:
         self.user = user
         self.pool = pool
+        self.settings = settings or Settings()
         # Held in memory, by this thread only, while the user has listeners.
         self._password = password
         self.report = report
         self.listeners = 0
         self.mode: str | None = None  # "notify" or "idle" once watching
         self.syncs = 0
+        self._synced_at = 0.0
+        self._rounds = 0  # background flag scan rounds already reported
         self._stop = threading.Event()
         self._wake_lock = threading.Lock()  # the pipe's fds are never written once closed
         # stop() writes here to end an IDLE at once rather than at its next sweep.
@@ -96,39 +114,77 @@ class Watcher:
     def _watch(self) -> None:
         with self.pool.open_dedicated(self.user.username, self._password) as listener:
             sweep = self._listen(listener)
+            # Read before the first sync: what moves after it shows in the next poll.
+            polled = self._poll(listener)
             # Anything that changed before the server started listening shows here.
             self._sync()
             while not self._stop.is_set():
-                listener.idle(sweep, self._wake_read)
+                said = listener.idle(sweep, self._wake_read)
                 if self._stop.is_set():
                     return
-                # News or not (a sweep, a keepalive), one sync finds what moved.
-                self._sync()
+                if self.mode == "notify":
+                    # News or not (a sweep, a keepalive), one sync finds what moved.
+                    self._sync()
+                    continue
+                before, polled = polled, self._poll(listener)
+                if self._news(said) or polled != before or self._sync_due():
+                    self._sync()
+                elif self.user.flag_scans.rounds != self._rounds:
+                    self._rounds = self.user.flag_scans.rounds
+                    self.report(self.user.states())
 
     def _listen(self, listener: ImapConnection) -> float:
-        """Start the server reporting; how often folders it does not report need a sweep."""
-        if listener.has("NOTIFY"):
+        """Start the server reporting; how often folders it does not report need a poll."""
+        if listener.has("NOTIFY") and "CONDSTORE" in listener.enabled:
             with self.user.sync_lock:  # not beside this user's folder writes (UserData)
                 listener.notify_changes()
             self.mode = "notify"
-            return SWEEP_NOTIFIED if "CONDSTORE" in listener.enabled else SWEEP
+            return SWEEP_NOTIFIED
         listener.select("INBOX", readonly=True)
         self.mode = "idle"
         return SWEEP
 
+    def _poll(self, listener: ImapConnection) -> Statuses:
+        """Every folder's STATUS, in idle mode (one LIST-STATUS where offered)."""
+        if self.mode != "idle":
+            return {}
+        return {listing.name: _content(listing.status) for listing in listener.list_mailboxes()}
+
+    @staticmethod
+    def _news(said: Sequence[Untagged]) -> bool:
+        return any(response.kind in _NEWS for response in said)
+
+    def _sync_due(self) -> bool:
+        """A sync when a flag scan falls due (the sync starts it), and now and then anyway."""
+        now = time.monotonic()
+        if now - self._synced_at >= SWEEP_NOTIFIED:
+            return True
+        due = self.user.flag_scans.next_due(self.settings.flag_scan_interval)
+        return due <= now and not self.user.flag_scans.running and self._synced_at < due
+
     def _sync(self) -> None:
-        with Account(self.user, self.pool, self._password) as account:
+        self._rounds = self.user.flag_scans.rounds
+        with Account(self.user, self.pool, self._password, self.settings) as account:
             account.sync()
         self.syncs += 1
+        self._synced_at = time.monotonic()
         # The hub passes on only what moved.
         self.report(self.user.states())
+
+
+def _content(status: MailboxStatus | None) -> tuple[int, int, int, int, int | None] | None:
+    if status is None:
+        return None
+    return (status.uidvalidity, status.uidnext, status.messages, status.unseen,
+            status.highestmodseq)  # fmt: skip
 
 
 class Watchers:
     """The running watchers, by user; a listener joins one and leaves it."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, settings: Settings | None = None) -> None:
         self.pool = pool
+        self.settings = settings
         self._watchers: dict[str, Watcher] = {}
         self._lock = threading.Lock()
 
@@ -142,8 +198,8 @@ class Watchers:
                 # None yet, or one that gave up (its password no longer accepted): this
                 # listener's password may be the new one.
                 listeners = watcher.listeners if watcher is not None else 0
-                watcher = self._watchers[user.username] = Watcher(user, self.pool, password,
-                                                                  report)  # fmt: skip
+                watcher = Watcher(user, self.pool, password, report, self.settings)
+                self._watchers[user.username] = watcher
                 watcher.listeners = listeners
                 watcher.start()
             watcher.listeners += 1

@@ -1,7 +1,8 @@
 """A synchronous ManageSieve client (RFC 5804): one logged-in session per use.
 
 ``ManageSieve.open`` connects (implicit TLS, STARTTLS or plain, as configured), reads the
-capabilities, and authenticates with SASL PLAIN as the user. Each command is one method;
+capabilities, and authenticates with SASL PLAIN as the user (OAUTHBEARER or XOAUTH2 with
+an OAuth access token). Each command is one method;
 a NO raises ``SieveCommandFailed`` with the response code (``QUOTA/MAXSIZE``,
 ``NONEXISTENT``, ``ACTIVE``, ...); anything that leaves the session unusable (timeout,
 BYE, an unreadable response) closes it and raises ``SieveUnavailable``. Every argument
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 
 from bridge.connect_failure import ConnectFailed, explain
-from bridge.endpoint import Endpoint, connect, sasl_plain, start_tls
+from bridge.endpoint import AccessToken, Endpoint, connect, oauth_login, sasl_plain, start_tls
 from bridge.sieve import protocol
 from bridge.sieve.errors import SieveAuthFailed, SieveCommandFailed, SieveUnavailable
 from bridge.sieve.protocol import Atom, ProtocolError, Response
@@ -157,16 +158,28 @@ class ManageSieve:
 
     def authenticate(self, username: str, password: str) -> None:
         mechanisms = self.capabilities.get("SASL", "").upper().split()
-        if "PLAIN" not in mechanisms:
-            raise SieveUnavailable("ManageSieve server offers no SASL PLAIN")
-        if "\0" in username + password:  # it would split the PLAIN message elsewhere
+        if "\0" in username + password:  # it would split the SASL message elsewhere
             raise SieveAuthFailed()
         try:
-            token = sasl_plain(username, password)
+            if isinstance(password, AccessToken):
+                host, port = self._config.host, self._config.port
+                login = oauth_login(mechanisms, username, password, host, port)
+                if login is None:
+                    raise SieveUnavailable("ManageSieve server offers no OAUTHBEARER or XOAUTH2")
+                mechanism, initial = login.mechanism, login.initial
+                # A refused token comes back as a challenge holding the error: answered,
+                # the server says NO.
+                answer = protocol.string(login.error_answer) + b"\r\n"
+            elif "PLAIN" in mechanisms:
+                mechanism, initial = "PLAIN", sasl_plain(username, password)
+                # A challenge after an initial response: PLAIN has nothing more to say (§2.1).
+                answer = b'"*"\r\n'
+            else:
+                raise SieveUnavailable("ManageSieve server offers no SASL PLAIN")
             line = protocol.command(
-                "AUTHENTICATE", protocol.string("PLAIN"), protocol.string(token)
+                "AUTHENTICATE", protocol.string(mechanism), protocol.string(initial)
             )
-        except UnicodeError as exc:  # a lone surrogate: no server could take it
+        except ValueError as exc:  # a lone surrogate or a control character in a token
             raise SieveAuthFailed() from exc
         self._send("AUTHENTICATE", line)
         while True:
@@ -174,8 +187,7 @@ class ManageSieve:
             response = protocol.status_of(tokens)
             if response is not None:
                 break
-            # A challenge after an initial response: PLAIN has nothing more to say (§2.1).
-            self._send("AUTHENTICATE", b'"*"\r\n')
+            self._send("AUTHENTICATE", answer)
         if response.status == "BYE":
             self._fail(f"ManageSieve server said BYE to AUTHENTICATE ({response.code})")
         if response.status != "OK":

@@ -27,7 +27,7 @@ from typing import BinaryIO, Literal
 from bridge import connect_failure
 from bridge.certificates import TlsInfo, tls_info
 from bridge.connect_failure import explain
-from bridge.endpoint import Endpoint, connect, sasl_plain
+from bridge.endpoint import AccessToken, Endpoint, connect, oauth_login, sasl_plain
 
 Stage = Literal["auth", "mail", "rcpt", "data"]
 
@@ -229,7 +229,9 @@ class _Session:
 
     def authenticate(self, username: str, password: str) -> None:
         mechanisms = self.smtp.esmtp_features.get("auth", "").upper().split()
-        if "PLAIN" in mechanisms:
+        if isinstance(password, AccessToken):
+            reply = self._authenticate_oauth(mechanisms, username, password)
+        elif "PLAIN" in mechanisms:
             token = sasl_plain(username, password).decode("ascii")
             reply = self._command("AUTH", f"PLAIN {token}")
         elif "LOGIN" in mechanisms:
@@ -243,6 +245,22 @@ class _Session:
             if not reply.permanent:
                 raise SmtpUnavailable(f"login temporarily refused: {reply}")
             raise SmtpRefused("auth", reply)
+
+    def _authenticate_oauth(self, mechanisms: list[str], username: str, token: str) -> Reply:
+        try:
+            login = oauth_login(
+                mechanisms, username, token, self.endpoint.host, self.endpoint.port
+            )
+        except ValueError:  # a control character: no server would take the token
+            return Reply(535, "5.7.8 invalid token")
+        if login is None:
+            raise SmtpRefused("auth", None, "the submission server offers no OAuth login")
+        reply = self._command("AUTH", f"{login.mechanism} {login.initial.decode('ascii')}")
+        if reply.code == 334:
+            # A refused token comes back as a challenge holding the error (RFC 7628 §3.2.2):
+            # answered, the server gives its final refusal.
+            reply = self._command(login.error_answer.decode("ascii"))
+        return reply
 
     def send(self, mail_from: str, rcpt_to: list[str], message: _Message) -> Sent:
         options = self._mail_options(mail_from, rcpt_to, message)

@@ -22,6 +22,9 @@ bridge/demo/cyrus.py):
     unpacked by .ci/install-cyrus; the fixture unpacks it if missing.
 ``imap_server`` (session, parametrized)
     ``dovecot``, then ``cyrus``: for tests of IMAP behaviour that every server must pass.
+``gmail_front`` (session)
+    A Gmail-shaped upstream (bridge/demo/gmail.py): Gmail's folders on a Dovecot of its
+    own, behind a front speaking X-GM-EXT-1. Users: ``GMAIL_USERS``.
 ``imap`` (function)
     A raw ``imapclient.IMAPClient`` logged in as alice on ``dovecot``: "another client"
     changing things behind bridge's back. Logged out afterwards.
@@ -41,10 +44,13 @@ from imapclient import IMAPClient
 
 from bridge.demo.cyrus import Cyrus
 from bridge.demo.dovecot import Dovecot
+from bridge.demo.gmail import GmailFront, gmail_dovecot
+from bridge.demo.imap4d import Imap4d
 from tests.integration.upstreams import Upstream, require_cyrus
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 NO_CONDSTORE = ("CONDSTORE", "QRESYNC")
+GMAIL_USERS = {"gina": "gina-pw", "gus": "gus-pw"}
 
 
 def _require_dovecot() -> None:
@@ -96,10 +102,59 @@ def imap_server(request: pytest.FixtureRequest) -> Upstream:
     return request.getfixturevalue(request.param)
 
 
-@pytest.fixture
-def imap(dovecot: Dovecot) -> Iterator[IMAPClient]:
-    client = IMAPClient(dovecot.host, port=dovecot.port, ssl=False)
-    client.login("alice", USERS["alice"])
+@pytest.fixture(scope="session")
+def gmail_front() -> Iterator[GmailFront]:
+    _require_dovecot()
+    with gmail_dovecot(GMAIL_USERS) as dovecot, GmailFront(dovecot) as front:
+        yield front
+
+
+@contextlib.contextmanager
+def logged_in(
+    server: Upstream | Imap4d | GmailFront, user: str, password: str
+) -> Iterator[IMAPClient]:
+    """A raw IMAP client logged in on ``server``, logged out at the end."""
+    client = IMAPClient(server.host, port=server.port, ssl=False)
+    client.login(user, password)
     yield client
     with contextlib.suppress(Exception):
         client.logout()
+
+
+@pytest.fixture
+def imap(dovecot: Dovecot) -> Iterator[IMAPClient]:
+    with logged_in(dovecot, "alice", USERS["alice"]) as client:
+        yield client
+
+
+# -- GNU imap4d: a minimal IMAP server (see bridge/demo/imap4d.py) --------------------------
+# ``imap4d`` (session): Maildir folders Drafts, Sent, Trash, Junk and Archive, no SPECIAL-USE;
+# logins are ``name@imap4d.test`` (``Imap4d.login``).
+# ``imap4d_account`` (function): a (login, password) no other test uses.
+# ``imap4d_other`` (function): a raw IMAPClient logged in as that account, logged out after.
+
+IMAP4D_USERS = {f"user{number:02d}": f"secret-{number:02d}" for number in range(1, 31)}
+
+
+@pytest.fixture(scope="session")
+def imap4d() -> Iterator[Imap4d]:
+    if shutil.which("imap4d") is None:
+        pytest.fail("imap4d is not installed (bash .ci/run installs mailutils-imap4d)")
+    with Imap4d(dict(IMAP4D_USERS)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def imap4d_spare(imap4d: Imap4d) -> list[tuple[str, str]]:
+    return [(imap4d.login(user), password) for user, password in IMAP4D_USERS.items()]
+
+
+@pytest.fixture
+def imap4d_account(imap4d_spare: list[tuple[str, str]]) -> tuple[str, str]:
+    return imap4d_spare.pop(0)
+
+
+@pytest.fixture
+def imap4d_other(imap4d: Imap4d, imap4d_account: tuple[str, str]) -> Iterator[IMAPClient]:
+    with logged_in(imap4d, *imap4d_account) as client:
+        yield client

@@ -16,6 +16,7 @@ from tests.bench.harness import BridgeProcess
 from tests.integration.server import USING
 
 USER, PASSWORD, WRONG = "alice", "alice-pw", "wrong-secret-pw"
+WRONG_TOKEN = "forged-bearer-token-0123456789"
 
 
 def _basic(user: str, password: str) -> str:
@@ -37,6 +38,10 @@ def test_no_secret_reaches_the_log(dovecot_factory: Callable[..., Dovecot], tmp_
         assert httpx.get(server.url + "/jmap/session", auth=(USER, WRONG)).status_code == 401
         issued = httpx.post(server.url + "/jmap/token", auth=auth)
         token = issued.json()["token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(server.url + "/jmap/session", headers=bearer).status_code == 200
+        forged = {"Authorization": f"Bearer {WRONG_TOKEN}"}
+        assert httpx.get(server.url + "/jmap/session", headers=forged).status_code == 401
         stream_url = f"{server.url}/jmap/eventsource?types=*&closeafter=no&ping=1"
         with httpx.stream("GET", f"{stream_url}&access_token={token}") as events:
             assert events.status_code == 200
@@ -44,9 +49,11 @@ def test_no_secret_reaches_the_log(dovecot_factory: Callable[..., Dovecot], tmp_
         ws_url = server.url.replace("http", "ws") + "/jmap/ws"
         _websocket(ws_url, {"Authorization": "Basic " + _basic(USER, PASSWORD)})
         _websocket(f"{ws_url}?access_token={token}", {"Cookie": f"jmap_token={token}"})
+        assert httpx.delete(server.url + "/jmap/token", headers=bearer).status_code == 204
     log = server.read_log(tail=None)
     # The workload was logged, with its headers: the check below looks at real lines.
     assert "GET /jmap/eventsource" in log and "/jmap/ws" in log
     assert "authorization" in log.lower()
-    for secret in (PASSWORD, WRONG, _basic(USER, PASSWORD), _basic(USER, WRONG), token):
+    for secret in (PASSWORD, WRONG, _basic(USER, PASSWORD), _basic(USER, WRONG), token,
+                   WRONG_TOKEN):  # fmt: skip
         assert secret not in log, secret

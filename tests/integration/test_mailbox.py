@@ -260,7 +260,8 @@ def test_set_errors(jmap: JmapClient, other: IMAPClient) -> None:
         {
             "create": {
                 "dup": {"name": "Full"},
-                "slash": {"name": "a/b"},
+                # U+2215 stands for "/" inside a name (bridge/mail/names.py).
+                "slash": {"name": "a\u2215b"},
                 "empty": {"name": ""},
                 "orphan": {"name": "x", "parentId": "nope"},
                 "serverset": {"name": "y", "totalEmails": 3},
@@ -293,7 +294,7 @@ def test_set_errors(jmap: JmapClient, other: IMAPClient) -> None:
     assert result["created"] is None and result["destroyed"] is None
     # Nothing changed upstream.
     names = {name for _, _, name in other.list_folders()}
-    assert {"Full", "Parent", "Parent/Kid", "INBOX"} <= names and "a/b" not in names
+    assert {"Full", "Parent", "Parent/Kid", "INBOX"} <= names and "a\u2215b" not in names
     assert "x" not in names and "y" not in names
     removed = jmap.call("Mailbox/set", {"destroy": [ids["Full"]], "onDestroyRemoveEmails": True})
     assert removed["destroyed"] == [ids["Full"]]
@@ -317,7 +318,8 @@ def test_injection_in_names_stays_a_name(
     if isinstance(upstream, Cyrus):
         # Refused as a name (Cyrus allows none of " { \\), and nothing else happened.
         refused = result["notCreated"]["q"]
-        assert refused["type"] == "forbidden" and "Invalid mailbox name" in refused["description"]
+        assert refused["type"] == "invalidProperties" and refused["properties"] == ["name"]
+        assert "Invalid mailbox name" in refused["description"]
         assert names == before
     else:
         assert result["created"], result

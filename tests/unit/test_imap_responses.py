@@ -12,6 +12,7 @@ from bridge.imap.responses import (
     ListEntry,
     build_listings,
     collect_fetches,
+    copied_uids,
     format_sequence_set,
     object_id,
     parse_capabilities,
@@ -411,3 +412,19 @@ def test_fast_list_and_status_agree_with_the_general_parser() -> None:
         assert fast == (responses._mailbox(parts[0]), responses.status_from_items(items))
     # Shapes the fast path does not take still parse.
     assert responses._fast_status(Untagged("STATUS", None, (b"x (MAILBOXID (F1))",))) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (b"38505 304,319:320 3956:3958", [3956, 3957, 3958]),
+        (b"1 7 12", [12]),
+        (b"1 7", []),
+        (b"1 7 x:y", []),
+        (None, []),
+    ],
+)
+def test_copied_uids_are_the_destination_set_of_copyuid(
+    args: bytes | None, expected: list[int]
+) -> None:
+    assert copied_uids(args) == expected

@@ -10,6 +10,7 @@ from bridge.imap import quoting
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.imap.wire import (
     COMMAND_LOG_SIZE,
+    PIPELINE_BURST,
     BytesTransport,
     Wire,
     command_name,
@@ -136,6 +137,14 @@ def test_responder_answers_sasl_challenges() -> None:
     reply = wire.run(b"AUTHENTICATE PLAIN", responder=lambda challenge: b"dG9rZW4=")
     assert reply.code == "CAPABILITY" and reply.code_args == b"IMAP4rev1"
     assert transport.sent == [b"B1 AUTHENTICATE PLAIN\r\n", b"dG9rZW4=\r\n"]
+
+
+def test_a_bare_lf_ends_a_line() -> None:
+    # GNU imap4d ends the completion of AUTHENTICATE with LF alone.
+    wire, _ = wire_for(b"+ \r\nB1 OK AUTHENTICATE PLAIN authentication successful\n")
+    reply = wire.run(b"AUTHENTICATE PLAIN", responder=lambda challenge: b"dG9rZW4=")
+    assert (reply.status, reply.text) == ("OK", "AUTHENTICATE PLAIN authentication successful")
+    assert not wire.broken
 
 
 def test_unexpected_continuation_breaks_the_wire() -> None:
@@ -284,3 +293,57 @@ def test_idle_refused_never_waits() -> None:
     wire, transport = wire_for(b"B1 BAD not now\r\n")
     reply = wire.idle(lambda: pytest.fail("waited after a refusal"))
     assert reply.status == "BAD" and transport.sent == [b"B1 IDLE\r\n"]
+
+
+# -- pipelining -----------------------------------------------------------------------------
+
+
+def test_pipeline_writes_once_and_gives_each_command_its_reply() -> None:
+    wire, transport = wire_for(
+        b"* STATUS a (MESSAGES 1)\r\nB1 OK done\r\n"
+        b"B2 NO [NONEXISTENT] gone\r\n"
+        b"* STATUS c (MESSAGES 3)\r\nB3 OK done\r\n"
+    )
+    replies = wire.pipeline(
+        [b"STATUS a (MESSAGES)", b"STATUS b (MESSAGES)", b"STATUS c (MESSAGES)"]
+    )
+    assert transport.sent == [
+        b"B1 STATUS a (MESSAGES)\r\nB2 STATUS b (MESSAGES)\r\nB3 STATUS c (MESSAGES)\r\n"
+    ]
+    assert [(r.status, r.code, len(r.of("STATUS"))) for r in replies] == [
+        ("OK", None, 1), ("NO", "NONEXISTENT", 0), ("OK", None, 1),
+    ]  # fmt: skip
+    assert wire.command_count == 3 and list(wire.commands) == ["STATUS"] * 3
+
+
+def test_pipeline_takes_completions_in_any_order() -> None:
+    wire, _ = wire_for(b"B2 OK second\r\n* STATUS a (MESSAGES 1)\r\nB1 OK first\r\n")
+    first, second = wire.pipeline([b"STATUS a (MESSAGES)", b"STATUS b (MESSAGES)"])
+    assert (first.text, second.text) == ("first", "second")
+    assert len(first.of("STATUS")) == 1 and second.untagged == ()
+
+
+def test_pipeline_inlines_literals_with_literal_plus_only() -> None:
+    line = b"STATUS " + quoting.mailbox_name("x" * 2000) + b" (MESSAGES)"
+    wire, transport = wire_for(b"B1 OK a\r\nB2 OK b\r\n")
+    wire.literal_plus = True
+    wire.pipeline([line, b"NOOP"])
+    assert len(transport.sent) == 1 and b"{2000+}\r\n" in transport.sent[0]
+    # Without LITERAL+ a synchronizing literal needs the go-ahead: one command at a time.
+    wire, transport = wire_for(b"+ go\r\nB1 OK a\r\nB2 OK b\r\n")
+    replies = wire.pipeline([line, b"NOOP"])
+    assert [r.status for r in replies] == ["OK", "OK"] and len(transport.sent) == 3
+
+
+def test_pipeline_goes_in_bursts() -> None:
+    count = PIPELINE_BURST + 1
+    wire, transport = wire_for(b"".join(b"B%d OK\r\n" % n for n in range(1, count + 1)))
+    assert len(wire.pipeline([b"NOOP"] * count)) == count
+    assert [len(sent.splitlines()) for sent in transport.sent] == [PIPELINE_BURST, 1]
+
+
+def test_pipeline_broken_stream_breaks_the_wire() -> None:
+    wire, _ = wire_for(b"B1 OK\r\n")
+    with pytest.raises(UpstreamUnavailable):
+        wire.pipeline([b"NOOP", b"NOOP"])
+    assert wire.broken
