@@ -96,11 +96,33 @@ def _header_lines(holder: dict[str, Any]) -> list[tuple[str, str, str]]:
             continue
         header, values = header_values(prop, value)
         for one in values:
-            if header.form == "Text":
-                one = header_writer.folded(header.name, header_writer.unstructured(one.strip()))
-                one = " " + one
+            if header.form != "Raw":
+                one = " " + header_writer.folded(header.name, _FORM_WRITERS[header.form](one))
             lines.append((prop, header.name, one))
     return lines
+
+
+def _groups(groups: list[dict[str, Any]]) -> str:
+    """EmailAddressGroup objects as an address-list: a group where it has a name."""
+    rendered = []
+    for group in groups:
+        members = header_writer.addresses(group["addresses"])
+        if group["name"] is None:
+            rendered.append(members)
+        else:
+            rendered.append(f"{header_writer.display_name(group['name'])}: {members};")
+    return ", ".join(part for part in rendered if part)
+
+
+# A value in each settable form (already checked) as the field's text.
+_FORM_WRITERS: dict[str, Callable[[Any], str]] = {
+    "Text": lambda text: header_writer.unstructured(text.strip()),
+    "Addresses": header_writer.addresses,
+    "GroupedAddresses": _groups,
+    "MessageIds": header_writer.message_ids,
+    "Date": lambda value: email.utils.format_datetime(_date(value)),
+    "URLs": lambda urls: ", ".join(f"<{url}>" for url in urls),
+}
 
 
 def _header_fields(

@@ -240,22 +240,56 @@ def header_values(key: str, value: Any) -> tuple[HeaderProperty, list[str]]:
 def _header_property(
     key: str, value: Any, header_text: _HeaderText, prop: str | None = None
 ) -> HeaderProperty:
-    """``header:{name}[:as{Form}][:all]`` (RFC 8621 §4.1.3): asRaw or asText (where the
-    field may take it), one folded line each; a list of them for ``:all``."""
+    """``header:{name}[:as{Form}][:all]`` (RFC 8621 §4.1.3) in a form the field may take
+    (§4.1.2): each value what that form reads back; a list of them for ``:all``."""
     prop = prop or key
     header = parse_header_property(key)
-    if header is None or header.form not in ("Raw", "Text"):
-        raise InvalidProperty(prop, f"{key}: only header:{{name}}:asRaw or asText can be set")
+    if header is None:
+        raise InvalidProperty(prop, f"{key} is no header property this field can have")
     values = _list(value, prop) if header.all_instances else [value]
     total = 0
     for one in values:
-        if not isinstance(one, str):
-            raise InvalidProperty(prop, f"{key} must be a string" + (
-                "s" if header.all_instances else ""))  # fmt: skip
-        unfolded = one.replace("\r\n ", " ").replace("\r\n\t", "\t")
-        header_text(unfolded, prop)
-        if header.form == "Raw" and len(header.name) + 1 + max(map(len, one.split("\r\n"))) > 998:
-            raise InvalidProperty(prop, "has a line longer than 998 octets (RFC 5322 §2.1.1)")
-        total += len(header.name) + len(unfolded) + 3  # "Name:" and CRLF
+        if header.form in ("Raw", "Text"):
+            total += _header_string(header, one, header_text, prop)
+        else:
+            _FORM_CHECKS[header.form](one, prop, header_text)
     header_text.bound(total, prop)
     return header
+
+
+def _header_string(header: HeaderProperty, value: Any, header_text: _HeaderText, prop: str) -> int:
+    """A Raw or Text value: one folded line; its length as a field."""
+    if not isinstance(value, str):
+        raise InvalidProperty(prop, f"header:{header.name} takes strings")
+    unfolded = value.replace("\r\n ", " ").replace("\r\n\t", "\t")
+    header_text(unfolded, prop)
+    if header.form == "Raw" and len(header.name) + 1 + max(map(len, value.split("\r\n"))) > 998:
+        raise InvalidProperty(prop, "has a line longer than 998 octets (RFC 5322 §2.1.1)")
+    return len(header.name) + len(unfolded) + 3  # "Name:" and CRLF
+
+
+def _grouped_addresses(value: Any, prop: str, header_text: _HeaderText) -> None:
+    """EmailAddressGroup[] (RFC 8621 §4.1.2.4): a name or null, and EmailAddress[]."""
+    for group in _list(value, prop):
+        if not isinstance(group, dict) or set(group) != {"name", "addresses"}:
+            raise InvalidProperty(prop, "must hold EmailAddressGroup objects (name, addresses)")
+        if group["name"] is not None:
+            header_text(group["name"], prop)
+        _addresses(group["addresses"], prop, header_text)
+
+
+def _urls(value: Any, prop: str, header_text: _HeaderText) -> None:
+    """String[] of URLs without their angle brackets (RFC 8621 §4.1.2.7)."""
+    for url in _list(value, prop):
+        header_text(url, prop, allow_empty=False)
+        if any(ch in url for ch in " <>,"):
+            raise InvalidProperty(prop, "must hold URLs")
+
+
+_FORM_CHECKS: dict[str, Callable[[Any, str, _HeaderText], None]] = {
+    "Addresses": _addresses,
+    "GroupedAddresses": _grouped_addresses,
+    "MessageIds": _message_ids,
+    "Date": lambda value, prop, _text: _date(value, prop),
+    "URLs": _urls,
+}

@@ -96,8 +96,8 @@ def test_what_rfc_8621_forbids_on_parts_is_refused(jmap: JmapClient) -> None:
         refused = create(jmap, {"bodyStructure": root, "bodyValues": {"t": {"value": "x"}}})
         assert refused["type"] == "invalidProperties", key
         assert refused["properties"] == ["bodyStructure"], key
-    refused = create(jmap, {"header:X-A:asAddresses": [{"email": "a@b.c"}], **text("x")})
-    assert refused["properties"] == ["header:X-A:asAddresses"]
+    refused = create(jmap, {"header:Subject:asAddresses": [{"email": "a@b.c"}], **text("x")})
+    assert refused["properties"] == ["header:Subject:asAddresses"]
 
 
 def test_date_and_message_id_given_raw(jmap: JmapClient, other: IMAPClient) -> None:
@@ -218,3 +218,22 @@ def test_a_body_structure_is_written_as_given(jmap: JmapClient) -> None:
     assert email["attachments"] == []
     assert email["htmlBody"][0]["disposition"] is None
     assert email["bodyStructure"]["type"] == "text/html"
+
+
+def test_header_properties_in_every_form(jmap: JmapClient) -> None:
+    given = {
+        "header:To:asAddresses": [{"name": "Zoë", "email": "zoe@ex.test"}],
+        "header:X-Team:asGroupedAddresses": [
+            {"name": "Team", "addresses": [{"name": None, "email": "a@ex.test"}]},
+            {"name": None, "addresses": [{"name": "Bo", "email": "bo@ex.test"}]},
+        ],
+        "header:References:asMessageIds": ["one@ex.test", "two@ex.test"],
+        "header:Resent-Date:asDate": "2024-02-03T04:05:06+01:00",
+        "header:List-Unsubscribe:asURLs": ["https://ex.test/u", "mailto:u@ex.test"],
+        "header:X-Seen:asDate:all": ["2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"],
+    }
+    created = create(jmap, {**given, **text("x")})
+    email = get(jmap, created["id"], [*given, "to", "references"])
+    assert {key: email[key] for key in given} == given
+    assert email["to"] == given["header:To:asAddresses"]
+    assert email["references"] == ["one@ex.test", "two@ex.test"]
