@@ -18,6 +18,7 @@ from bridge.jmap.standard import ChangesArgs, GetArgs, UnsignedInt
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id
 from bridge.mail.common import account_of, changes_response
+from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
     decode_summary,
@@ -137,6 +138,7 @@ def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[st
     if unread:
         fresh.update(parsed(unread))
     account.cache.set_summaries({e: encode_summary(s) for e, s in fresh.items()})
+    account.cache.set_sort_keys({e: keys_from_summary(s) for e, s in fresh.items()})
     summaries.update(fresh)
     return summaries
 
@@ -148,7 +150,7 @@ def has_attachment_of(account: Account, email_ids: set[str]) -> dict[str, bool]:
 
 def email_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     request = decode_args(EmailGetArgs, args)
-    properties = list(request.properties or DEFAULT_PROPERTIES)
+    properties = list(DEFAULT_PROPERTIES if request.properties is None else request.properties)
     _check_properties(properties, PROPERTIES, "properties")
     if request.bodyProperties is not None:
         _check_properties(request.bodyProperties, BODY_PART_PROPERTIES, "bodyProperties")

@@ -25,6 +25,7 @@ from bridge.jmap.standard import CopyArgs, SetArgs, check_in_state
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
+from bridge.mail.identity import account_default
 from bridge.mail.setting import Refused, apply_each, attempt, patched
 from bridge.mail.spool import header_block, open_spool, size_of, to_crlf
 from bridge.mime.compose import BlobsNotFound, ComposeError, compose
@@ -134,6 +135,7 @@ class EmailSetter:
                     self._open_blob,
                     spool,
                     max_header_length=self.account.settings.max_header_length,
+                    domain=self._domain,
                 )
             except BlobsNotFound as exc:
                 raise Refused("blobNotFound", "blobs not found", notFound=exc.blob_ids) from exc
@@ -152,6 +154,13 @@ class EmailSetter:
                 self.account.reconnect()
                 return self._created_after_all(creation_id, message_id, names[targets[0]],
                                                targets[0])  # fmt: skip
+
+    @property
+    def _domain(self) -> str | None:
+        """The user's mail domain, for the Message-IDs bridge makes (RFC 5322 §3.6.4
+        wants the right side to name the host or domain the message comes from)."""
+        address = account_default(self.account)
+        return address.rpartition("@")[2].lower() if address else None
 
     def _created_after_all(
         self, creation_id: str, message_id: str, name: str, mailbox_id: str

@@ -41,6 +41,7 @@ from bridge.mail.folder_faults import (
 )
 from bridge.mail.folder_ids import SERVER_ID_PREFIX, has_server_id, minted_key, renamed_pairs
 from bridge.mail.roles import assign_roles
+from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
     encode_summary,
@@ -151,7 +152,7 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
     else:
         email_key = f"uid:{mailbox.upstream_key}:{uidvalidity}:{meta.uid}"
     subject = b" ".join(fields.get("subject", [])[-1:]).decode("utf-8", "replace")
-    summary = encode_summary(summary_from_fetch(meta.raw)) if has_summary_items(meta.raw) else None
+    summary = summary_from_fetch(meta.raw) if has_summary_items(meta.raw) else None
     return NewMessage(
         uid=meta.uid,
         email_key=email_key,
@@ -163,7 +164,8 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
         message_ids=own,
         referenced_ids=referenced,
         base_subject=base_subject(subject),
-        summary=summary,
+        summary=None if summary is None else encode_summary(summary),
+        sort_keys=None if summary is None else keys_from_summary(summary),
     )
 
 
