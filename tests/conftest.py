@@ -12,8 +12,11 @@ although they share one server and one bridge.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
@@ -31,6 +34,40 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "upstreams(*names): the upstream variants a test runs against"
     )
+    # Every log record of the run, at DEBUG, goes to one file that is searched for the
+    # test passwords when the run ends (pytest_sessionfinish): no secret in any log.
+    if not config.option.log_file:
+        config.option.log_file = str(Path(tempfile.mkdtemp(prefix="bridge-log-")) / "run.log")
+        config.option.log_file_level = "DEBUG"
+        # uvicorn's logging set-up closes every handler; a closed file handler reopens on
+        # the next record, and must not truncate the file then.
+        config.option.log_file_mode = "a"
+
+
+def _secrets() -> dict[str, str]:
+    """What must never show in a log: the shared accounts' passwords and Basic forms."""
+    from tests.integration.conftest import USERS
+
+    found: dict[str, str] = {}
+    for user, password in (SPARE_ACCOUNTS | USERS).items():
+        found[password] = f"password of {user}"
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+        found[basic] = f"Basic credentials of {user}"
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    log_file = session.config.option.log_file
+    if not log_file or not Path(log_file).exists():
+        return
+    secrets = _secrets()
+    leaks: list[str] = []
+    with open(log_file, encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
+            leaks += [f"line {number}: {what}" for text, what in secrets.items() if text in line]
+    if leaks:
+        print(f"\nsecrets found in the log of this run ({log_file}):", *leaks[:20], sep="\n  ")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
