@@ -575,9 +575,10 @@ class ImapConnection:
         """A bare EXPUNGE removes every \\Deleted message of the folder, other clients'
         pending deletions too (RFC 4315 §1 says why UID EXPUNGE exists). So the others'
         marks are lifted around it: UID SEARCH DELETED finds them, -FLAGS takes their mark
-        off, EXPUNGE, +FLAGS puts it back (also when EXPUNGE fails; a failure to put it back is
-        logged with the UIDs). The EXPUNGE responses, read against FETCH 1:* (UID) taken
-        just before, show what went; anything but exactly ours is logged.
+        off, EXPUNGE, +FLAGS puts it back (also when EXPUNGE fails; a failure to put it
+        back is logged with the UIDs). What went is read from the EXPUNGE responses
+        against a FETCH 1:* (UID) taken just before (from VANISHED, with QRESYNC), and
+        anything but exactly ours is logged.
 
         The residual race: a message another client marks \\Deleted between our SEARCH
         and our EXPUNGE goes with ours, earlier than that client chose; a client that
@@ -598,7 +599,8 @@ class ImapConnection:
             if others_set is not None:
                 self._mark_again(others_set)
         numbers = [r.number for r in reply.of("EXPUNGE") if r.number is not None]
-        outcome = expunge_outcome(numbered, numbers, present)
+        vanished = [uid for r in reply.of("VANISHED") for uid in parse_vanished(r)[1]]
+        outcome = expunge_outcome(numbered, numbers, present, vanished)
         if outcome.unexpected or outcome.unknown_numbers:
             log.warning(
                 "EXPUNGE without UIDPLUS in %s also removed UIDs %s and %d unknown: marked "

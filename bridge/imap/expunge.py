@@ -1,9 +1,11 @@
-"""What a bare EXPUNGE removed, read from its ``* n EXPUNGE`` responses: the check of
+"""What a bare EXPUNGE removed, read from its responses: the check of
 ``ImapConnection.expunge_uids`` on a server without UIDPLUS. Pure functions.
 
-Each response names a sequence number in the folder as it stands after the ones before it
-(RFC 3501 §7.4.1): ``* 3 EXPUNGE`` twice removes the third message and then the one that
-was fourth. So the numbers are played in order against the UIDs by sequence number.
+Each ``* n EXPUNGE`` names a sequence number in the folder as it stands after the ones
+before it (RFC 3501 §7.4.1): ``* 3 EXPUNGE`` twice removes the third message and then the
+one that was fourth. So the numbers are played in order against the UIDs by sequence
+number. A session with QRESYNC enabled hears ``* VANISHED uids`` instead (RFC 7162
+§3.2.10), which names the UIDs themselves.
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ def uids_by_number(fetched: Mapping[int, int]) -> list[int]:
 
 
 def expunge_outcome(
-    numbered: list[int], expunged: Iterable[int], ours: Iterable[int]
+    numbered: list[int], expunged: Iterable[int], ours: Iterable[int], vanished: Iterable[int] = ()
 ) -> ExpungeOutcome:
     """Play the EXPUNGE responses' numbers in order against ``numbered`` (UIDs by
-    sequence number - 1) and compare what went with ``ours``."""
-    remaining = list(numbered)
-    removed: list[int] = []
+    sequence number - 1), add the VANISHED UIDs, and compare what went with ``ours``."""
+    removed = list(vanished)
+    named = set(removed)
+    remaining = [uid for uid in numbered if uid not in named]
     unknown = 0
     for number in expunged:
         if 1 <= number <= len(remaining):
