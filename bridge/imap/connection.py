@@ -603,8 +603,9 @@ class ImapConnection:
         outcome = expunge_outcome(numbered, numbers, present, vanished)
         if outcome.unexpected or outcome.unknown_numbers:
             log.warning(
-                "EXPUNGE without UIDPLUS in %s also removed UIDs %s and %d unknown: marked "
-                "\\Deleted by another client meanwhile, or expunged by one",
+                "EXPUNGE without UIDPLUS in %s removed more than ours: UIDs %s and %d "
+                "message(s) newer than its count, marked \\Deleted or expunged by another "
+                "client meanwhile",
                 self.selected, ",".join(map(str, outcome.unexpected)) or "none",
                 outcome.unknown_numbers,
             )  # fmt: skip
