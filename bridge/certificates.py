@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ssl
 from datetime import UTC
+from typing import TYPE_CHECKING
 
 import msgspec
-from cryptography import x509
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 class TlsInfo(msgspec.Struct, frozen=True):
@@ -24,7 +27,7 @@ def tls_info(sock: object) -> TlsInfo | None:
         return None
     der = sock.getpeercert(binary_form=True)
     cipher = sock.cipher()
-    certificate = x509.load_der_x509_certificate(der) if der else None
+    certificate = load_der(der) if der else None
     return TlsInfo(
         version=sock.version() or "",
         cipher=cipher[0] if cipher else "",
@@ -35,12 +38,22 @@ def tls_info(sock: object) -> TlsInfo | None:
     )
 
 
+def load_der(der: bytes) -> x509.Certificate:
+    # cryptography loads only when a certificate is read (a failure explained, doctor):
+    # an idle bridge does not carry it.
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der)
+
+
 def expiry(certificate: x509.Certificate) -> str:
     return certificate.not_valid_after_utc.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def names(certificate: x509.Certificate) -> list[str]:
     """The names a certificate is valid for: its subjectAltName entries, else its CN."""
+    from cryptography import x509
+
     try:
         extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:

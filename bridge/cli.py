@@ -30,6 +30,9 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     add("--public-url", dest="public_url", help="absolute URL clients use to reach bridge")
     add("--data-dir", dest="data_dir", help="where per-user caches live")
     add("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    add("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
+        help="a web page's origin that may call bridge (repeat it; '*': any page, "
+             "without cookies)")  # fmt: skip
 
 
 def _add_upstream_flags(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="pass-through OAuth: RFC 7662 endpoint that names a Bearer token's login")  # fmt: skip
     add("--oauth-jwks-url", dest="oauth_jwks_url",
         help="pass-through OAuth: JWK Set that signs Bearer tokens that are JWTs")  # fmt: skip
+    add("--strict-using", dest="lenient_using", action="store_const", const=False,
+        help="a method whose capability 'using' leaves out is unknownMethod")  # fmt: skip
     demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")
     _add_server_flags(demo)
     doctor = commands.add_parser(

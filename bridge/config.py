@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -126,6 +127,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     oauth_username_claim: str | None = None
     # Seconds a token found valid is trusted before it is checked again (never past its expiry).
     oauth_cache_ttl: float = 300.0
+    # -- browsers (issue 13) --
+    # Origins whose pages may call bridge from a browser (CORS), e.g.
+    # ["https://mail.example.com"]: they may also send cookies and cached Basic credentials.
+    # "*" lets any page in, without credentials: it must send Authorization itself.
+    cors_origins: list[str] = []
+    # Run a method whose capability the session offers even when "using" leaves it out
+    # (RFC 8620 §3.3 says unknownMethod): webmails that send with using [core, mail] work.
+    lenient_using: bool = True
 
     @property
     def imap_port(self) -> int:
@@ -196,9 +205,22 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError(f"mail domain {self.mail_domain!r} is not a domain")
         if self.token_lifetime <= 0 or self.oauth_cache_ttl < 0:
             raise ConfigError("token_lifetime must be positive, oauth_cache_ttl not negative")
+        check_cors_origins(self.cors_origins)
         if self.pool_idle_timeout <= 0 or self.max_event_streams_per_user < 1:
             raise ConfigError("pool_idle_timeout and max_event_streams_per_user must be positive")
         return self
+
+
+def check_cors_origins(origins: list[str]) -> None:
+    """Each an origin as a browser sends it ("https://host[:port]", no path), or "*" alone."""
+    if "*" in origins and len(origins) > 1:
+        raise ConfigError('cors_origins: "*" stands alone (it already lets every origin in)')
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ConfigError(f"cors_origins: {origin!r} is not an origin like https://host[:port]")
+
+
+_ORIGIN = re.compile(r"https?://[^/?#\s@]+")
 
 
 def _is_loopback(host: str) -> bool:
@@ -215,8 +237,20 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     for name in Settings.__struct_fields__:
         raw = environ.get(f"BRIDGE_{name.upper()}")
         if raw is not None:
-            values[name] = raw
+            # A list setting (cors_origins) is written "a,b" in the environment.
+            is_list = isinstance(getattr(Settings(), name), list)
+            values[name] = (
+                [item.strip() for item in raw.split(",") if item.strip()] if is_list else raw
+            )
     return values
+
+
+# Written "a,b" in the environment.
+_LIST_SETTINGS = frozenset({"cors_origins"})
+
+
+def _list_of(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 def load_settings(

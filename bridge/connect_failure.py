@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
-from cryptography import x509
-
-from bridge.certificates import expiry, names
+from bridge.certificates import expiry, load_der, names
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from bridge.endpoint import Endpoint
 
 # Where the failure happened: TCP connect, implicit TLS handshake, reading the greeting (or
@@ -131,5 +131,5 @@ def _peer_certificate(endpoint: Endpoint, reopen: Reopen) -> x509.Certificate | 
     with contextlib.suppress(Exception):  # no second look: the reason says less
         with reopen(replace(endpoint, verify_tls=False)) as sock:
             der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
-        return x509.load_der_x509_certificate(der) if der else None
+        return load_der(der) if der else None
     return None

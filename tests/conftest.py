@@ -20,6 +20,7 @@ from imapclient import IMAPClient
 
 from bridge.demo.cyrus import Cyrus
 from bridge.demo.dovecot import Dovecot
+from bridge.imap.refusals import REFUSED
 from tests.integration.server import BridgeServer, JmapClient
 from tests.integration.upstreams import CYRUS, DOVECOT_VARIANTS, Upstream, require_cyrus
 
@@ -86,3 +87,11 @@ def other(upstream: Upstream, account: tuple[str, str]) -> Iterator[IMAPClient]:
     yield client
     with contextlib.suppress(Exception):
         client.logout()
+
+
+@pytest.fixture(autouse=True)
+def _forget_refused_extensions() -> Iterator[None]:
+    """Refusals are remembered per host and port for the process: a later test's server
+    may reuse a port, and must not inherit what an earlier one refused."""
+    yield
+    REFUSED.clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -53,6 +54,12 @@ class Dovecot(ThrowawayServer):
     """One Dovecot master process serving IMAP for a fixed set of users."""
 
     base_prefix: ClassVar[str] = "dc"
+    # Extensions to advertise on top (imap_capability changes only what is advertised: a
+    # name Dovecot does not serve is refused when used, as a misconfigured server would).
+    advertise_capabilities: Iterable[str] = ()
+    # Off, Dovecot refuses NOTIFY (NO [NOTIFICATIONOVERFLOW]) and stops advertising it
+    # unless told to (advertise_capabilities, or hide_capabilities, set the whole list).
+    mailbox_list_index: bool = True
     mail_format: str = "maildir"
     # The hierarchy separator the namespace shows; on Maildir++ "." is refused inside a
     # name either way, "/" too when the separator is ".".
@@ -167,10 +174,13 @@ class Dovecot(ThrowawayServer):
     def _config(self, uid: int, gid: int) -> str:
         base = self.base_dir
         hidden = {c.upper() for c in self.hide_capabilities}
+        added = [c for c in self.advertise_capabilities if c.upper() not in DEFAULT_CAPABILITIES]
         capability_line = ""
-        if hidden:
+        if hidden or added:
             kept = [c for c in DEFAULT_CAPABILITIES if c.upper() not in hidden]
-            capability_line = f"imap_capability = {' '.join(kept)}"
+            capability_line = f"imap_capability = {' '.join(kept + added)}"
+        if not self.mailbox_list_index:
+            capability_line += "\nmailbox_list_index = no"
         mailboxes = "\n".join(
             f'  mailbox "{name}" {{\n    special_use = {use}\n    auto = subscribe\n  }}'
             for name, use in self.special_folders.items()

@@ -20,12 +20,19 @@ from starlette.routing import Route, WebSocketRoute
 from bridge.config import Settings
 from bridge.http.auth import Authenticator, Credentials
 from bridge.http.bearer import OAuthIdentity
+from bridge.http.cors import cors_middleware
 from bridge.http.download import download
 from bridge.http.problems import error_response
 from bridge.http.push import StateHub, eventsource
 from bridge.http.session import session_resource, session_state
 from bridge.http.slots import UserSlots
-from bridge.http.tokens import TokenStore, issue_token, revoke_token
+from bridge.http.tokens import (
+    TokenStore,
+    issue_token,
+    listener_token,
+    revoke_token,
+    set_token_cookie,
+)
 from bridge.http.upload import upload
 from bridge.http.websocket import WEBSOCKET_PATH, websocket_endpoint
 from bridge.imap.login_case import LoginCase
@@ -79,7 +86,7 @@ class Bridge:
         self.webpush = WebPush(self.hub, settings.push_allow_private)
         capabilities = {CORE, WEBSOCKET, *session_capabilities(self.features)}
         methods = registered_methods(self.features, push=self.webpush)
-        self.engine = Engine(self.limits, capabilities, methods)
+        self.engine = Engine(self.limits, capabilities, methods, settings.lenient_using)
 
     @staticmethod
     def states_of(user: UserData) -> dict[str, str]:
@@ -128,7 +135,13 @@ async def session(request: Request) -> Response:
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials
-    return json_response(session_resource(bridge, credentials.username, bridge.base_url(request)))
+    response = json_response(
+        session_resource(bridge, credentials.username, bridge.base_url(request))
+    )
+    token = listener_token(bridge, request, credentials)
+    if token is not None:
+        set_token_cookie(response, token, bridge.tokens.lifetime)
+    return response
 
 
 async def api(request: Request) -> Response:
@@ -138,6 +151,7 @@ async def api(request: Request) -> Response:
         return credentials
     limit = bridge.limits.max_size_request
     try:
+        _check_json_type(request.headers.get("content-type"))
         body = await _read_limited(request, limit)
         result = await bridge.execute(credentials, body)
     except RequestError as error:
@@ -155,6 +169,17 @@ def _run(
     with Account(user, bridge.pool, credentials.password, bridge.settings) as account:
         result = bridge.engine.run(jmap_request, account, user.account_id, state, request_id)
     return result, user.states()
+
+
+def _check_json_type(content_type: str | None) -> None:
+    """notJSON unless the body is declared application/json (RFC 8620 §3.6.1); parameters
+    such as the "; charset=utf-8" browsers add are fine. Being strict also keeps another
+    site's form or no-cors fetch (text/plain, or no type: neither preflighted) from running
+    methods with Basic credentials the browser cached for bridge."""
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type != JSON:
+        shown = content_type or "none"
+        raise RequestError("notJSON", 400, f"the Content-Type must be {JSON}, not {shown}")
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -227,6 +252,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
             WebSocketRoute(WEBSOCKET_PATH, websocket_endpoint),
         ],
         lifespan=lifespan,
+        middleware=cors_middleware(settings.cors_origins),
         exception_handlers={ClientDisconnect: _client_gone},
     )
     app.state.bridge = bridge

@@ -29,13 +29,14 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import jwt
 from starlette.concurrency import run_in_threadpool
 
 from bridge.config import Settings
+
+if TYPE_CHECKING:
+    import jwt
 
 # Tokens remembered at most: the oldest are forgotten first.
 CACHE_SIZE = 10_000
@@ -99,9 +100,11 @@ class OAuthIdentity:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cache = TokenCache(settings.oauth_cache_ttl)
-        self._jwks = jwt.PyJWKClient(settings.oauth_jwks_url, timeout=TIMEOUT) if (
-            settings.oauth_jwks_url
-        ) else None  # fmt: skip
+        self._jwks: jwt.PyJWKClient | None = None
+        if settings.oauth_jwks_url:
+            import jwt  # PyJWT and httpx load only where pass-through OAuth is set up
+
+            self._jwks = jwt.PyJWKClient(settings.oauth_jwks_url, timeout=TIMEOUT)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OAuthIdentity | None:
@@ -139,6 +142,8 @@ class OAuthIdentity:
         self.cache.forget(token)
 
     async def _introspect(self, token: str) -> dict[str, Any] | None:
+        import httpx
+
         settings = self.settings
         assert settings.oauth_introspection_url is not None
         auth = None
@@ -162,6 +167,8 @@ class OAuthIdentity:
         return answer
 
     async def _userinfo(self, token: str) -> dict[str, Any] | None:
+        import httpx
+
         url = self.settings.oauth_introspection_url
         assert url is not None
         try:
@@ -180,6 +187,8 @@ class OAuthIdentity:
         return answer
 
     def _decode_jwt(self, token: str) -> dict[str, Any] | None:
+        import jwt
+
         assert self._jwks is not None
         settings = self.settings
         try:

@@ -99,10 +99,31 @@ async def issue_token(request: Request) -> Response:
     token, expires = bridge.tokens.issue(credentials)
     body = msgspec.json.encode({"token": token, "expires": int(expires)})
     response = Response(body, media_type="application/json")
-    # For both listeners a browser opens: /jmap/eventsource and the WebSocket, /jmap/ws.
-    response.set_cookie(COOKIE, token, max_age=int(bridge.tokens.lifetime), httponly=True,
-                        samesite="strict", path="/jmap")  # fmt: skip
+    set_token_cookie(response, token, bridge.tokens.lifetime)
     return response
+
+
+def set_token_cookie(response: Response, token: str, lifetime: float) -> None:
+    """The token as the cookie a browser sends to both listeners it opens, /jmap/eventsource
+    and the WebSocket, /jmap/ws."""
+    response.set_cookie(COOKIE, token, max_age=int(lifetime), httponly=True,
+                        samesite="strict", path="/jmap")  # fmt: skip
+
+
+def listener_token(bridge: Bridge, request: Request, credentials: Credentials) -> str | None:
+    """A new token for a browser's listeners, unless the request's cookie already stands
+    for these credentials. The Session answer sets it, so that a webmail of bridge's own
+    site, which knows nothing of /jmap/token, opens eventSourceUrl logged in: its
+    EventSource sends cookies but cannot send Authorization. Only browsers get one (they
+    send Sec-Fetch-Site, and keep the cookie): other clients would leave a token behind
+    at every Session fetch, and crowd out the user's others (PER_USER)."""
+    if "sec-fetch-site" not in request.headers:
+        return None
+    held = request.cookies.get(COOKIE)
+    if held and bridge.tokens.redeem(held) == credentials:
+        return None
+    token, _ = bridge.tokens.issue(credentials)
+    return token
 
 
 async def revoke_token(request: Request) -> Response:

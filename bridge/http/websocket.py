@@ -4,7 +4,8 @@ The upgrade request authenticates as /jmap/api does (Basic), or with an access t
 /jmap/token (``?access_token=`` or the ``jmap_token`` cookie), since browsers cannot set
 headers on a WebSocket. Browsers do send cookies and cached Basic credentials on their
 own, whichever page opens the socket: those are taken only from a page of bridge's own
-origin, so another site cannot open a socket in its visitor's name.
+origin (or one listed in cors_origins), so another site cannot open a socket in its
+visitor's name.
 
 Each text message is one JMAP message. A Request runs through the same path as
 /jmap/api (``Bridge.execute``), one after another, and gets its Response; a message that
@@ -71,9 +72,13 @@ def parse_push_state(push_state: str) -> States:
 
 
 def _same_origin(bridge: Bridge, websocket: WebSocket) -> bool:
+    """Whether the page may use what its browser sends by itself: bridge's own origin, or
+    one cors_origins trusts with credentials (a "*" there matches no origin)."""
     origin = websocket.headers.get("origin")
     if origin is None:
         return True  # not a browser: nothing is sent on the user's behalf
+    if origin in bridge.settings.cors_origins:
+        return True
     return urlsplit(origin).netloc.lower() == urlsplit(bridge.base_url(websocket)).netloc.lower()
 
 

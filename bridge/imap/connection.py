@@ -32,7 +32,10 @@ from bridge.imap.models import (
     QuotaRoot,
     SelectResult,
 )
+from bridge.imap.refusals import REFUSED
 from bridge.imap.responses import (
+    ListEntry,
+    ObjectIds,
     atoms,
     build_listings,
     collect_fetches,
@@ -52,7 +55,13 @@ from bridge.imap.responses import (
     parse_vanished,
     select_result,
 )
-from bridge.imap.session import Session, UpstreamConfig, open_session, shutdown_quietly
+from bridge.imap.session import (
+    Session,
+    UpstreamConfig,
+    dovecot_greeting,
+    open_session,
+    shutdown_quietly,
+)
 from bridge.imap.wire import Reply, Untagged
 
 __all__ = [
@@ -76,6 +85,8 @@ _FETCH_ITEM = re.compile(r"[\x20-\x7e]+")
 _BASE_STATUS_ITEMS = ("MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY")
 LOGOUT_TIMEOUT = 5.0
 APPEND_CHUNK = 1 << 20
+# Refusals that say "not now" or "not this message" (RFC 5530): never an extension's fault.
+_PASSING_CODES = {"UNAVAILABLE", "INUSE", "LIMIT", "SERVERBUG", "EXPUNGEISSUED"}
 _NOTIFY_SET = (
     b"NOTIFY SET (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))"
 )
@@ -113,7 +124,6 @@ class ImapConnection:
         # What this session has been told about the selected folder since it opened it.
         self.view: FolderView | None = None
         self._wire.observer = self._observe
-        self._status_guid = True  # cleared when the server answers BAD to its guid item
         # Folder ids asked for alone (ObjectIds.status_item_alone), by name and UIDVALIDITY:
         # a folder keeps its id for good, a renamed or re-created one is asked again.
         self._folder_ids: dict[tuple[str, int], str] = {}
@@ -179,68 +189,94 @@ class ImapConnection:
             return parse_list(response).delimiter or ""
         return ""
 
-    # -- folders ----------------------------------------------------------------------------
+    # -- extensions the server advertised but refuses ---------------------------------------
 
-    @property
-    def _guid_item(self) -> str | None:
-        """The STATUS item of the folder's own id, while the server takes it."""
-        item = self.object_ids.status_item if self.object_ids else None
-        return item if self._status_guid else None
+    def with_extension(
+        self,
+        extension: str,
+        extended: Callable[[], R],
+        plain: Callable[[], R],
+        *,
+        no_refuses: bool = False,
+    ) -> R:
+        """The work done with ``extension`` while this upstream offers it, else the plain way.
+
+        A server may advertise what it does not serve. A BAD to the extended command (and,
+        with ``no_refuses``, a NO: for reads, where doing the work again costs nothing),
+        unless its code says "not now", sends the work the plain way; if that succeeds,
+        the extension is dropped for this upstream for the life of the process
+        (``refusals``) and logged once. If the plain way fails too, the fault was not the
+        extension's: that failure is raised."""
+        if not self._offers(extension):
+            return plain()
+        try:
+            return extended()
+        except CommandFailed as exc:
+            refused = exc.status == "BAD" or (no_refuses and exc.status == "NO")
+            if not refused or exc.code in _PASSING_CODES:
+                raise
+            refusal = exc
+        result = plain()
+        self._drop(extension, refusal)
+        return result
+
+    def _offers(self, extension: str) -> bool:
+        ids = self.object_ids
+        return extension in self.capabilities or (ids is not None and ids.extension == extension)
+
+    def _drop(self, extension: str, refusal: CommandFailed) -> None:
+        self.capabilities = self.capabilities - {extension}
+        if self.object_ids is not None and self.object_ids.extension == extension:
+            self.object_ids = self._fallback_ids()
+        config = self._config
+        if REFUSED.add(config.host, config.port, extension):
+            log.warning("upstream %s:%d advertises %s but refused it (%s); working without it",
+                        config.host, config.port, extension, refusal)  # fmt: skip
+
+    def _fallback_ids(self) -> ObjectIds | None:
+        """The ids to use once the current kind is refused: Dovecot's X-GUID on a Dovecot."""
+        refused = REFUSED.of(self._config.host, self._config.port)
+        if (
+            self.object_ids is not ObjectIds.DOVECOT
+            and ObjectIds.DOVECOT.extension not in refused
+            and dovecot_greeting(self.greeting)
+        ):
+            return ObjectIds.DOVECOT
+        return None
+
+    def _with_ids(self, run: Callable[[ObjectIds | None], R]) -> R:
+        """Run a command that asks for object ids; refused, with the next-best kind."""
+        ids = self.object_ids
+        if ids is None:
+            return run(None)
+        fallback = self._fallback_ids()
+        return self.with_extension(ids.extension, lambda: run(ids), lambda: run(fallback))
+
+    # -- folders ----------------------------------------------------------------------------
 
     @property
     def _guid_alone(self) -> bool:
         return self.object_ids is not None and self.object_ids.status_item_alone
 
-    def _guid_items_alone(self) -> list[str]:
-        return [self._guid_item] if self._guid_item else []
-
-    def _status_items(self) -> list[str]:
+    def _status_items(self, ids: ObjectIds | None) -> list[str]:
         items = list(_BASE_STATUS_ITEMS)
         if self.modseq:
             items.append("HIGHESTMODSEQ")
-        if self._guid_item and not self._guid_alone:
-            items.append(self._guid_item)
+        if ids is not None and ids.status_item and not ids.status_item_alone:
+            items.append(ids.status_item)
         return items
-
-    def _with_guid_fallback(
-        self, build: Callable[[list[str]], bytes], items: Callable[[], list[str]] | None = None
-    ) -> Reply:
-        """Run a command that asks for a folder guid; on BAD, once, without it for good."""
-        items = items or self._status_items
-        asked = items()
-        reply = self._wire.run(build(asked))
-        if reply.status == "BAD" and self._guid_item is not None and self._guid_item in asked:
-            self._status_guid = False
-            log.info("upstream refused folder ids in STATUS; continuing without them")
-            remaining = items()
-            if not remaining:
-                return reply
-            reply = self._wire.run(build(remaining))
-        return reply.check()
 
     def _add_guids(
         self, statuses: dict[str, MailboxStatus], list_status: bool
     ) -> dict[str, MailboxStatus]:
         """The folder ids of a server that must be asked for them alone: from what this
-        connection learnt, the rest by one LIST-STATUS (or a STATUS each) of the id only."""
+        connection learnt, the rest by one LIST-STATUS (or a STATUS each) of the id only.
+        Other servers' ids came with the statuses already."""
+        if not self._guid_alone:
+            return statuses
         missing = [n for n, s in statuses.items() if (n, s.uidvalidity) not in self._folder_ids]
-        if missing and self._guid_item is not None:
-            found: dict[str, MailboxStatus] = {}
-            only_guid = self._guid_items_alone
-            if list_status and len(missing) > 1:
-                reply = self._with_guid_fallback(
-                    lambda items: f'LIST "" "*" RETURN (STATUS ({items[0]}))'.encode(), only_guid
-                )
-                found = dict(parse_status(response) for response in reply.of("STATUS"))
-            else:
-                for name in missing:
-                    quoted = quoting.mailbox_name(name)
-                    with contextlib.suppress(CommandFailed):  # gone meanwhile: no id
-                        reply = self._with_guid_fallback(
-                            lambda items, q=quoted: b"STATUS " + q + f" ({items[0]})".encode(),
-                            only_guid,
-                        )
-                        found.update(parse_status(r) for r in reply.of("STATUS"))
+        if missing:
+            found = self._with_ids(lambda ids: self._ids_alone(ids, missing, list_status))
             for name in missing:
                 guid = found[name].guid if name in found else None
                 if guid is not None:
@@ -252,61 +288,87 @@ class ImapConnection:
             for name, status in statuses.items()
         }
 
+    def _ids_alone(
+        self, ids: ObjectIds | None, names: Sequence[str], list_status: bool
+    ) -> dict[str, MailboxStatus]:
+        """STATUS of ``ids``' folder id item only, for ``names``: by one LIST-STATUS for
+        several, else a STATUS each (a folder gone meanwhile gets none). A BAD raises, for
+        ``with_extension`` to judge."""
+        item = ids.status_item if ids is not None else None
+        if item is None:
+            return {}
+        if list_status and len(names) > 1:
+            reply = self._wire.run(f'LIST "" "*" RETURN (STATUS ({item}))'.encode("ascii"))
+            return dict(parse_status(response) for response in reply.check().of("STATUS"))
+        found: dict[str, MailboxStatus] = {}
+        for name in names:
+            command = b"STATUS " + quoting.mailbox_name(name) + f" ({item})".encode("ascii")
+            reply = self._wire.run(command)
+            if reply.status == "BAD":
+                reply.check()
+            found.update(parse_status(response) for response in reply.of("STATUS"))
+        return found
+
     @_guarded
     def list_mailboxes(self) -> list[MailboxListing]:
         """Every folder, with STATUS and subscription. One round trip with LIST-EXTENDED and
         LIST-STATUS (and one more for MAILBOXID while this connection has not seen a folder,
-        see _add_guids); else LIST (+ LSUB without LIST-EXTENDED) and one STATUS per folder."""
-        extended = "LIST-EXTENDED" in self.capabilities
-        list_status = extended and "LIST-STATUS" in self.capabilities
-        options = ["SUBSCRIBED", "CHILDREN"] if extended else []
-        if extended and "SPECIAL-USE" in self.capabilities:
+        see _add_guids); else LIST (+ LSUB without LIST-EXTENDED) and the STATUS of every
+        folder, pipelined."""
+
+        def extended() -> list[MailboxListing]:
+            return self.with_extension(
+                "LIST-STATUS", lambda: self._list_extended(True),
+                lambda: self._list_extended(False), no_refuses=True,
+            )  # fmt: skip
+
+        return self.with_extension("LIST-EXTENDED", extended, self._list_plain, no_refuses=True)
+
+    def _list_extended(self, with_status: bool) -> list[MailboxListing]:
+        options = ["SUBSCRIBED", "CHILDREN"]
+        if "SPECIAL-USE" in self.capabilities:
             options.append("SPECIAL-USE")
 
-        def build(items: list[str]) -> bytes:
-            returns = list(options)
-            if list_status:
-                returns.append(f"STATUS ({' '.join(items)})")
-            suffix = f" RETURN ({' '.join(returns)})" if returns else ""
-            return b'LIST "" "*"' + suffix.encode("ascii")
+        def run(ids: ObjectIds | None) -> list[Untagged]:
+            status = f"STATUS ({' '.join(self._status_items(ids))})"
+            returns = [*options, status] if with_status else options
+            command = b'LIST "" "*" RETURN (' + " ".join(returns).encode("ascii") + b")"
+            return list(self._wire.run(command).check().untagged)
 
-        if list_status:
-            reply = self._with_guid_fallback(build)
-        else:
-            reply = self._wire.run(build([])).check()
-        entries = [parse_list(response) for response in reply.of("LIST")]
-        statuses = dict(parse_status(response) for response in reply.of("STATUS"))
-        subscribed = None
-        if not extended:
-            lsub = self._wire.run(b'LSUB "" "*"').check()
-            subscribed = [parse_list(response).name for response in lsub.of("LSUB")]
-        if not list_status:
-            selectable = [
-                entry.name
-                for entry in entries
-                if not entry.attributes & {"\\noselect", "\\nonexistent"}
-            ]
-            statuses.update(self._statuses(selectable))
-        if self._guid_alone:
-            statuses = self._add_guids(statuses, list_status=list_status)
+        untagged = self._with_ids(run) if with_status else run(None)
+        entries = [parse_list(u) for u in untagged if u.kind == "LIST"]
+        statuses = dict(parse_status(u) for u in untagged if u.kind == "STATUS")
+        if not with_status:
+            statuses = self._statuses(entries)
+        return build_listings(entries, self._add_guids(statuses, list_status=with_status))
+
+    def _list_plain(self) -> list[MailboxListing]:
+        entries = [parse_list(u) for u in self._wire.run(b'LIST "" "*"').check().of("LIST")]
+        lsub = self._wire.run(b'LSUB "" "*"').check()
+        subscribed = [parse_list(response).name for response in lsub.of("LSUB")]
+        statuses = self._add_guids(self._statuses(entries), list_status=False)
         return build_listings(entries, statuses, subscribed)
 
-    def _statuses(self, names: Sequence[str]) -> dict[str, MailboxStatus]:
-        """STATUS of every folder in ``names``, pipelined: one round trip for them all
-        rather than one each (50 folders on GNU imap4d, whose every round trip waited for
-        a delayed ACK: 2.2 s one by one, 45 ms together).
+    def _statuses(self, entries: Sequence[ListEntry]) -> dict[str, MailboxStatus]:
+        """STATUS of every selectable folder in ``entries``, pipelined: one round trip for
+        them all rather than one each (50 folders on GNU imap4d, whose every round trip
+        waited for a delayed ACK: 2.2 s one by one, 45 ms together).
         A folder gone since LIST, or not ours to read, is left out (listed without one)."""
+        names = [e.name for e in entries if not e.attributes & {"\\noselect", "\\nonexistent"}]
 
-        def commands() -> list[bytes]:
-            items = f" ({' '.join(self._status_items())})".encode("ascii")
-            return [b"STATUS " + quoting.mailbox_name(name) + items for name in names]
+        def run(ids: ObjectIds | None) -> list[Reply]:
+            items = self._status_items(ids)
+            suffix = f" ({' '.join(items)})".encode("ascii")
+            commands = [b"STATUS " + quoting.mailbox_name(name) + suffix for name in names]
+            replies = self._wire.pipeline(commands)
+            if ids is not None and ids.status_item in items:
+                # A BAD with the id item asked: with_extension retries without it.
+                for reply in replies:
+                    if reply.status == "BAD":
+                        reply.check()
+            return replies
 
-        replies = self._wire.pipeline(commands())
-        asked_guid = self._guid_item is not None and self._guid_item in self._status_items()
-        if asked_guid and any(r.status == "BAD" for r in replies):
-            self._status_guid = False
-            log.info("upstream refused folder ids in STATUS; continuing without them")
-            replies = self._wire.pipeline(commands())
+        replies = self._with_ids(run)
         # Each STATUS response names its folder: read them from every reply, whichever
         # command they arrived under.
         return dict(parse_status(response) for reply in replies for response in reply.of("STATUS"))
@@ -314,33 +376,37 @@ class ImapConnection:
     @_guarded
     def status(self, name: str) -> MailboxStatus:
         quoted = quoting.mailbox_name(name)
-        reply = self._with_guid_fallback(
-            lambda items: b"STATUS " + quoted + f" ({' '.join(items)})".encode("ascii")
-        )
-        responses = reply.of("STATUS")
+
+        def run(ids: ObjectIds | None) -> list[Untagged]:
+            items = f" ({' '.join(self._status_items(ids))})".encode("ascii")
+            return self._wire.run(b"STATUS " + quoted + items).check().of("STATUS")
+
+        responses = self._with_ids(run)
         if not responses:
             raise UpstreamUnavailable("STATUS answered without a STATUS response")
         status = parse_status(responses[-1])[1]
-        if self._guid_alone:
-            status = self._add_guids({name: status}, list_status=False)[name]
-        return status
+        return self._add_guids({name: status}, list_status=False)[name]
 
     @_guarded
     def myrights(self, name: str) -> str | None:
-        if "ACL" not in self.capabilities:
+        def myrights() -> str | None:
+            reply = self._wire.run(b"MYRIGHTS " + quoting.mailbox_name(name)).check()
+            for response in reply.of("MYRIGHTS"):
+                return parse_myrights(response)[1]
             return None
-        reply = self._wire.run(b"MYRIGHTS " + quoting.mailbox_name(name)).check()
-        for response in reply.of("MYRIGHTS"):
-            return parse_myrights(response)[1]
-        return None
+
+        # Without ACL the user owns every folder (None); a NO is about this folder.
+        return self.with_extension("ACL", myrights, lambda: None)
 
     @_guarded
     def quota_roots(self, mailbox: str) -> list[QuotaRoot]:
         """The quota roots ``mailbox`` is subject to, with their resources, by GETQUOTAROOT
         (RFC 9208 §4.3; STORAGE in KiB). [] when the upstream does not advertise QUOTA."""
-        if "QUOTA" not in self.capabilities:
-            return []
-        reply = self._wire.run(b"GETQUOTAROOT " + quoting.mailbox_name(mailbox)).check()
+        command = b"GETQUOTAROOT " + quoting.mailbox_name(mailbox)
+        return self.with_extension("QUOTA", lambda: self._quota_roots(command), list)
+
+    def _quota_roots(self, command: bytes) -> list[QuotaRoot]:
+        reply = self._wire.run(command).check()
         names: list[str] = []
         for response in reply.of("QUOTAROOT"):
             names.extend(parse_quotaroot(response)[1])
@@ -463,14 +529,19 @@ class ImapConnection:
         """UID FETCH of flags, mod-sequence and object ids, plus ``extra`` items (which come
         back in MessageMeta.raw). ``uids`` is a UID sequence set such as "1:*"."""
         _check_sequence_set(uids)
-        command = f"UID FETCH {uids} ({' '.join(self.meta_items(extra))})"
+        modifiers = ""
         if vanished and (changedsince is None or not self.qresync):
             raise ValueError("VANISHED needs CHANGEDSINCE and QRESYNC")
         if changedsince is not None:
             if not self.modseq:
                 raise ValueError("CHANGEDSINCE needs CONDSTORE")
-            command += f" (CHANGEDSINCE {int(changedsince)}{' VANISHED' if vanished else ''})"
-        reply = self._wire.run(command.encode("ascii")).check()
+            modifiers = f" (CHANGEDSINCE {int(changedsince)}{' VANISHED' if vanished else ''})"
+
+        def run(ids: ObjectIds | None) -> Reply:
+            command = f"UID FETCH {uids} ({' '.join(self._meta_items(ids, extra))}){modifiers}"
+            return self._wire.run(command.encode("ascii")).check()
+
+        reply = self._with_ids(run)
         gone: set[int] = set()
         for response in reply.of("VANISHED"):
             gone.update(parse_vanished(response)[1])
@@ -481,11 +552,14 @@ class ImapConnection:
 
     def meta_items(self, extra: Sequence[str] = ()) -> list[str]:
         """The items ``fetch_meta`` asks for: UID, flags, mod-sequence, object ids, extra."""
+        return self._meta_items(self.object_ids, extra)
+
+    def _meta_items(self, ids: ObjectIds | None, extra: Sequence[str]) -> list[str]:
         items = ["UID", "FLAGS"]
         if self.modseq:
             items.append("MODSEQ")
-        if self.object_ids is not None:
-            items.extend(self.object_ids.fetch_items)
+        if ids is not None:
+            items.extend(ids.fetch_items)
         for item in extra:
             if not _FETCH_ITEM.fullmatch(item):
                 raise ValueError("FETCH items must be printable ASCII")
@@ -504,17 +578,22 @@ class ImapConnection:
     def search(self, criteria: bytes, *, utf8: bool = False) -> list[int]:
         """UID SEARCH in the selected mailbox. ``criteria`` must come from the search
         planner, which builds every client string through quoting.py."""
-        command = b"UID SEARCH " + (b"CHARSET UTF-8 " if utf8 else b"") + criteria
-        if "ESEARCH" in self.capabilities:
-            reply = self._wire.run(b"UID SEARCH RETURN (ALL) " + command[11:]).check()
+        arguments = (b"CHARSET UTF-8 " if utf8 else b"") + criteria
+
+        def esearch() -> list[int]:
+            reply = self._wire.run(b"UID SEARCH RETURN (ALL) " + arguments).check()
             uids: set[int] = set()
             for response in reply.of("ESEARCH"):
                 found = parse_esearch(response)[2].get("ALL")
                 if found is not None:
                     uids.update(parse_sequence_set(found))
             return sorted(uids)
-        reply = self._wire.run(command).check()
-        return sorted({uid for response in reply.of("SEARCH") for uid in parse_search(response)})
+
+        def search() -> list[int]:
+            reply = self._wire.run(b"UID SEARCH " + arguments).check()
+            return sorted({uid for found in reply.of("SEARCH") for uid in parse_search(found)})
+
+        return self.with_extension("ESEARCH", esearch, search, no_refuses=True)
 
     @_guarded
     def sort(self, keys: bytes, criteria: bytes = b"ALL", *, utf8: bool = False) -> list[int]:
@@ -541,10 +620,11 @@ class ImapConnection:
         self._wire.run(b"UID STORE " + uids.encode("ascii") + action + names + b")").check()
 
     @_guarded
-    def copy(self, uids: str, destination: str) -> None:
+    def copy(self, uids: str, destination: str) -> list[int]:
+        """UID COPY; the UIDs the copies got, from COPYUID (RFC 4315 §3), or empty."""
         _check_sequence_set(uids)
         command = b"UID COPY " + uids.encode("ascii") + b" " + quoting.mailbox_name(destination)
-        self._wire.run(command).check()
+        return _copied(self._wire.run(command).check())
 
     @_guarded
     def move(self, uids: str, destination: str) -> list[int]:
@@ -555,8 +635,19 @@ class ImapConnection:
         if "MOVE" not in self.capabilities:
             raise ValueError("the upstream has no MOVE")
         command = b"UID MOVE " + uids.encode("ascii") + b" " + quoting.mailbox_name(destination)
-        reply = self._wire.run(command).check()
-        return next((copied_uids(args) for code, args in reply.codes() if code == "COPYUID"), [])
+
+        def moved() -> list[int]:
+            return _copied(self._wire.run(command).check())
+
+        def copy_and_expunge() -> list[int]:
+            # A BAD moved nothing: COPY, then UID EXPUNGE of exactly these messages.
+            if "UIDPLUS" not in self.capabilities:
+                raise CommandFailed("UID MOVE", "BAD", None, "refused, and no UIDPLUS to copy")
+            copied = self.copy(uids, destination)
+            self.expunge_uids(uids)
+            return copied
+
+        return self.with_extension("MOVE", moved, copy_and_expunge)
 
     @_guarded
     def expunge_uids(self, uids: str) -> None:
@@ -694,12 +785,19 @@ class ImapConnection:
         if not self.can_sort_partial():
             raise ValueError("the upstream has no ESORT with PARTIAL")
         command = f"UID SORT RETURN (PARTIAL {int(first)}:{int(last)}) (".encode()
-        reply = self._wire.run(command + keys + b") US-ASCII ALL").check()
-        for response in reply.of("ESEARCH"):
-            partial = parse_esearch(response)[2].get("PARTIAL")
-            if isinstance(partial, tuple) and len(partial) == 2 and partial[1] is not None:
-                return ordered_sequence(partial[1])
-        return []
+
+        def partial() -> list[int]:
+            reply = self._wire.run(command + keys + b") US-ASCII ALL").check()
+            for response in reply.of("ESEARCH"):
+                found = parse_esearch(response)[2].get("PARTIAL")
+                if isinstance(found, tuple) and len(found) == 2 and found[1] is not None:
+                    return ordered_sequence(found[1])
+            return []
+
+        def whole() -> list[int]:
+            return self.sort(keys)[int(first) - 1 : int(last)]
+
+        return self.with_extension("ESORT", partial, whole, no_refuses=True)
 
     @_guarded
     def unselect(self) -> None:
@@ -732,12 +830,18 @@ class ImapConnection:
     # -- watching ---------------------------------------------------------------------------
 
     @_guarded
-    def notify_changes(self) -> None:
+    def notify_changes(self) -> bool:
         """Ask for news of every folder of the user's own (NOTIFY, RFC 5465): STATUS and LIST
         responses then arrive while the session idles with nothing selected. Without
         CONDSTORE enabled a flag change outside the selected folder goes unreported
-        (RFC 5465 §5.2), so callers still sweep then."""
-        self._wire.run(_NOTIFY_SET).check()
+        (RFC 5465 §5.2), so callers still sweep then. False if the server refuses (Dovecot
+        without its mailbox list index answers NO [NOTIFICATIONOVERFLOW]): watch another way."""
+
+        def notify() -> bool:
+            self._wire.run(_NOTIFY_SET).check()
+            return True
+
+        return self.with_extension("NOTIFY", notify, lambda: False, no_refuses=True)
 
     @_guarded
     def idle(self, timeout: float, wake_fd: int | None = None) -> list[Untagged]:
@@ -794,6 +898,10 @@ class ImapConnection:
 
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _copied(reply: Reply) -> list[int]:
+    return next((copied_uids(args) for code, args in reply.codes() if code == "COPYUID"), [])
 
 
 def _internal_date(when: datetime) -> bytes:

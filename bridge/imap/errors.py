@@ -16,11 +16,16 @@ class UpstreamUnavailable(UpstreamError):
     """The connection is dead or unusable: connect failure, socket error, timeout, BYE,
     or a response bridge cannot read. The connection that raised it is marked broken.
     ``reason`` says in a few words why a connection could not be opened (see
-    ``bridge.connect_failure``), where that is known."""
+    ``bridge.connect_failure``), where that is known.
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    ``timed_out`` says the server went silent rather than away: a command it was sent may
+    still run there later (a stopped or overloaded server reads it when it wakes), so
+    nothing read meanwhile proves the command did not happen."""
+
+    def __init__(self, message: str, *, reason: str | None = None, timed_out: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
+        self.timed_out = timed_out
 
 
 class AuthFailed(UpstreamError):

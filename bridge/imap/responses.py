@@ -75,6 +75,15 @@ class ObjectIds(Enum):
         call; asked alone (in STATUS or LIST-STATUS), it answers right."""
         return self is ObjectIds.OBJECTID
 
+    @property
+    def extension(self) -> str:
+        """The name a refusal of these ids is remembered by (Dovecot advertises none)."""
+        return {
+            ObjectIds.OBJECTID: "OBJECTID",
+            ObjectIds.GMAIL: "X-GM-EXT-1",
+            ObjectIds.DOVECOT: "X-GUID",
+        }[self]
+
 
 _MESSAGE_ID_ITEMS = {"EMAILID", "X-GM-MSGID", "X-GUID"}
 _THREAD_ID_ITEMS = {"THREADID", "X-GM-THRID"}

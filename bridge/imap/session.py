@@ -24,6 +24,7 @@ from bridge.connect_failure import explain
 from bridge.endpoint import AccessToken, Endpoint, connect, oauth_login, sasl_plain
 from bridge.imap import quoting
 from bridge.imap.errors import AuthFailed, UpstreamUnavailable
+from bridge.imap.refusals import REFUSED
 from bridge.imap.responses import ObjectIds, parse_capabilities, parse_id
 from bridge.imap.wire import Reply, Wire
 
@@ -95,7 +96,7 @@ class _ImaplibTransport:
 def open_session(config: UpstreamConfig, username: str, password: str) -> Session:
     session = connect_session(config)
     try:
-        log_in(session, username, password)
+        log_in(session, username, password, refused=REFUSED.of(config.host, config.port))
     except BaseException:
         shutdown_quietly(session.client)
         raise
@@ -116,10 +117,15 @@ def connect_session(config: UpstreamConfig) -> Session:
     return session
 
 
-def log_in(session: Session, username: str, password: str) -> None:
-    """Authenticate, then learn the server's object ids and ENABLE what it offers."""
+def log_in(
+    session: Session, username: str, password: str, *, refused: frozenset[str] = frozenset()
+) -> None:
+    """Authenticate, then learn the server's object ids and ENABLE what it offers.
+    ``refused``: extensions this upstream advertised and refused before, as good as not
+    advertised (see ``bridge.imap.refusals``)."""
     _login(session, username, password)
-    session.object_ids = _detect_object_ids(session)
+    session.set_capabilities(session.capabilities - refused)
+    session.object_ids = _detect_object_ids(session, refused)
     session.enabled = _enable(session)
 
 
@@ -292,12 +298,14 @@ def _take_capabilities(session: Session, reply: Reply) -> None:
     session.set_capabilities(parse_capabilities(b" ".join(found)))
 
 
-def _detect_object_ids(session: Session) -> ObjectIds | None:
+def _detect_object_ids(session: Session, refused: frozenset[str]) -> ObjectIds | None:
     if "OBJECTID" in session.capabilities:
         return ObjectIds.OBJECTID
     if "X-GM-EXT-1" in session.capabilities:
         return ObjectIds.GMAIL
-    if b"dovecot" in session.greeting.lower():
+    if ObjectIds.DOVECOT.extension in refused:
+        return None
+    if dovecot_greeting(session.greeting):
         return ObjectIds.DOVECOT
     if "ID" in session.capabilities:
         # A greeting can be customised; Dovecot's ID answer names it unless disabled.
@@ -307,6 +315,10 @@ def _detect_object_ids(session: Session) -> ObjectIds | None:
                 if parse_id(response).get("name", "").lower() == "dovecot":
                     return ObjectIds.DOVECOT
     return None
+
+
+def dovecot_greeting(greeting: bytes) -> bool:
+    return b"dovecot" in greeting.lower()
 
 
 def _enable(session: Session) -> frozenset[str]:

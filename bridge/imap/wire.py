@@ -313,7 +313,9 @@ class Wire:
         except (OSError, ValueError, EOFError) as exc:
             # ValueError here is I/O on a closed file (a connection shut down under us).
             self.broken = True
-            raise UpstreamUnavailable(f"{name}: {type(exc).__name__}") from exc
+            raise UpstreamUnavailable(
+                f"{name}: {type(exc).__name__}", timed_out=isinstance(exc, TimeoutError)
+            ) from exc
         except BaseException:
             # Whatever stopped us mid-command (including an interrupt) left the stream at
             # an unknown point.

@@ -81,9 +81,12 @@ class Engine:
         limits: CoreLimits,
         capabilities: Iterable[str],
         methods: Iterable[MethodSpec],
+        lenient_using: bool = False,
     ) -> None:
         self.limits = limits
         self.capabilities = frozenset(capabilities)
+        # Whether a served method runs when its capability is missing from "using".
+        self.lenient_using = lenient_using
         self.methods: dict[str, MethodSpec] = {}
         for spec in methods:
             if spec.name in self.methods:
@@ -183,8 +186,9 @@ class _RequestRun:
 
     def call(self, name: str, args: dict[str, Any], call_id: str) -> None:
         spec = self.engine.methods.get(name)
-        # A method of a capability the client did not opt in to is unknown to it (§3.3).
-        if spec is None or spec.capability not in self.using:
+        # A method of a capability the client did not opt in to is unknown to it (§3.3),
+        # unless the server is lenient: a client that names the method knows it.
+        if spec is None or not (spec.capability in self.using or self.engine.lenient_using):
             self.responses.append(("error", {"type": "unknownMethod"}, call_id))
             return
         for response_name, response_args in self._execute(spec, args, call_id, resolve=True):

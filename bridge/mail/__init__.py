@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 
 from bridge.jmap import MethodSpec
-from bridge.jmap.core import echo_method
-from bridge.mail.capabilities import MAIL, QUOTA, SUBMISSION, VACATION, Features
+from bridge.jmap.core import CORE_CAPABILITY, echo_method
+from bridge.mail.blob_methods import blob_copy, blob_get, blob_lookup, blob_upload
+from bridge.mail.capabilities import BLOB, MAIL, QUOTA, SUBMISSION, VACATION, Features
 from bridge.mail.common import Handler, translating_upstream_errors
 from bridge.mail.email_get import email_changes, email_get, has_attachment_of
 from bridge.mail.email_query import email_query, email_query_changes
@@ -53,6 +54,12 @@ def registered_methods(features: Features, push: PushOutbox | None = None) -> li
         "Thread/changes": thread_changes,
     }
     methods = [echo_method(), *_under(MAIL, handlers)]
+    methods += _under(CORE_CAPABILITY, {"Blob/copy": blob_copy})
+    methods += _under(BLOB, {
+        "Blob/upload": blob_upload,
+        "Blob/get": blob_get,
+        "Blob/lookup": blob_lookup,
+    })  # fmt: skip
     if features.quota:
         methods += _under(QUOTA, {
             "Quota/get": quota_get,

@@ -11,15 +11,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.config import Settings
 from bridge.imap.connection import ImapConnection
-from bridge.imap.errors import UpstreamUnavailable
+from bridge.imap.errors import CommandFailed, UpstreamUnavailable
 from bridge.imap.pool import ConnectionPool
 from bridge.mail.flag_scan import FlagScans, Round
+from bridge.mail.folder_faults import mark_unreadable, refuses_folder
 from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
@@ -48,6 +50,9 @@ class UserData:
     # "Mailbox already exists", having made the mailbox.
     sync_lock: threading.RLock = field(default_factory=threading.RLock)
     sync_generation: int = 0
+    # When (time.monotonic()) a sync last found the upstream silent (a timeout): requests
+    # that waited for that sync fail at once rather than time out again one after another.
+    silent_at: float | None = None
     indexer: BackgroundIndexer = field(init=False)
     # Full flag scans of folders not kept open, on servers without CONDSTORE.
     flag_scans: FlagScans = field(init=False)
@@ -150,7 +155,20 @@ class Account:
         of a big Maildir costs Dovecot a directory scan). The pool leaves it on return."""
         imap = self.imap
         if imap.selected != name or (writable and not imap.selected_writable):
-            imap.select(name, readonly=not writable)
+            try:
+                imap.select(name, readonly=not writable)
+            except CommandFailed as exc:
+                # Gone since the sync, or refused: this call fails, and the next request
+                # sees the folder unreadable rather than failing on it again.
+                if refuses_folder(exc):
+                    self._forget_folder(name, exc)
+                raise
+
+    def _forget_folder(self, name: str, exc: CommandFailed) -> None:
+        with self.user.sync_lock, self.cache.transaction():
+            for record in self.cache.mailboxes():
+                if record.name == name and record.selectable:
+                    self.cache.purge_orphans(mark_unreadable(self.cache, record, exc))
 
     def reconnect(self) -> None:
         """Drop this request's connection (the upstream dropped it); the next use of
@@ -170,19 +188,27 @@ class Account:
         if self._synced_generation is not None and not force:
             return None
         waited_for = self.user.sync_generation
+        waiting_since = time.monotonic()
         with self.user.sync_lock:
             if not force and self.user.sync_generation > waited_for + 1:
                 # Another request ran a whole sync after this one started waiting.
                 self._synced_generation = self.user.sync_generation
                 return None
+            silent_at = self.user.silent_at
+            if silent_at is not None and silent_at >= waiting_since:
+                raise UpstreamUnavailable("the upstream went silent for a sync this request "
+                                          "waited for", timed_out=True)  # fmt: skip
             try:
-                report = self._syncer(self.imap).sync()
-            except UpstreamUnavailable:
+                report = self._sync_once()
+            except UpstreamUnavailable as exc:
+                if exc.timed_out:
+                    # Silent, not gone: another connection would wait as long again.
+                    raise
                 # A pooled connection the server dropped while idle: one fresh try. Sync
                 # is safe to repeat, since each folder's delta lands in one transaction.
                 log.info("upstream connection of %s was lost; reconnecting", self.user.username)
                 self._release()
-                report = self._syncer(self.imap).sync()
+                report = self._sync_once()
             self.user.sync_generation += 1
             self._synced_generation = self.user.sync_generation
             self.flags_written.clear()
@@ -194,6 +220,24 @@ class Account:
                 self.settings.flag_scan_interval, self._rescan,
             ))  # fmt: skip
         return report
+
+    def sync_after_writes(self) -> None:
+        """Bring the cache level with writes this request made and the upstream confirmed.
+        If the upstream went away since, the writes still stand and the answers that say so
+        are true: the next request's sync finds them, so the failure is not the method's."""
+        try:
+            self.sync(force=True)
+        except UpstreamUnavailable as exc:
+            log.info("sync after the writes of %s failed (%s); the next request catches up",
+                     self.user.username, exc)  # fmt: skip
+
+    def _sync_once(self) -> SyncReport:
+        try:
+            return self._syncer(self.imap).sync()
+        except UpstreamUnavailable as exc:
+            if exc.timed_out:
+                self.user.silent_at = time.monotonic()
+            raise
 
     def _rescan(self, conn: ImapConnection, record: MailboxRecord) -> None:
         self._syncer(conn, side=False).rescan(record)

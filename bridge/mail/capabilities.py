@@ -6,11 +6,19 @@ from typing import Any
 
 import msgspec
 
+from bridge.jmap import CoreLimits
+
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
 QUOTA = "urn:ietf:params:jmap:quota"
 SUBMISSION = "urn:ietf:params:jmap:submission"
 VACATION = "urn:ietf:params:jmap:vacationresponse"
+BLOB = "urn:ietf:params:jmap:blob"  # RFC 9404
+# RFC 9404 §4: servers MUST allow at least 64 data sources per Blob/upload creation.
+MAX_DATA_SOURCES = 64
+# From the HTTP Digest Algorithm Values registry, "sha" first as RFC 9404 asks.
+DIGEST_ALGORITHMS = ("sha", "sha-256", "sha-512")
+BLOB_LOOKUP_TYPES = ("Mailbox", "Thread", "Email")
 # RFC 8887: offered always; a session-level capability, not an account's.
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
 
@@ -47,6 +55,13 @@ def account_capabilities(features: Features) -> dict[str, dict[str, Any]]:
             "emailQuerySortOptions": EMAIL_SORT_OPTIONS,
             "mayCreateTopLevelMailbox": True,
         }
+    }
+    capabilities[BLOB] = {
+        # Blob/upload makes what an upload makes, so it has the same limit.
+        "maxSizeBlobSet": CoreLimits().max_size_upload,
+        "maxDataSources": MAX_DATA_SOURCES,
+        "supportedTypeNames": list(BLOB_LOOKUP_TYPES),
+        "supportedDigestAlgorithms": list(DIGEST_ALGORITHMS),
     }
     if features.quota:
         capabilities[QUOTA] = {}  # RFC 9425 §2: an empty object

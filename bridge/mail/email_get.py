@@ -18,6 +18,7 @@ from bridge.jmap.standard import ChangesArgs, GetArgs, UnsignedInt
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id
 from bridge.mail.common import account_of, changes_response
+from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
     decode_summary,
@@ -116,17 +117,28 @@ def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[st
     missing = [email_id for email_id in records if email_id not in summaries]
     if not missing:
         return summaries
-    fresh: dict[str, dict[str, Any]] = {}
-    if account.imap.has("PREVIEW"):
-        for email_id, raw in fetch_by_folder(account, missing, SUMMARY_ITEMS).items():
-            if has_summary_items(raw):
-                fresh[email_id] = summary_from_fetch(raw)
-    # Without a preview from the server it needs the text itself: parse the whole message.
+
+    def previewed() -> dict[str, dict[str, Any]]:
+        fetched = fetch_by_folder(account, missing, SUMMARY_ITEMS)
+        return {e: summary_from_fetch(raw) for e, raw in fetched.items() if has_summary_items(raw)}
+
+    def parsed(email_ids: list[str]) -> dict[str, dict[str, Any]]:
+        fetched = fetch_by_folder(account, email_ids, FULL_ITEMS)
+        return {
+            email_id: summary_from_message(parse_message(raw["BODY[]"]), email_id)
+            for email_id, raw in fetched.items()
+        }
+
+    fresh = account.imap.with_extension(
+        "PREVIEW", previewed, lambda: parsed(missing), no_refuses=True
+    )
+    # Without a preview from the server (no PREVIEW, or PREVIEW NIL) it needs the text
+    # itself: parse the whole message.
     unread = [email_id for email_id in missing if email_id not in fresh]
     if unread:
-        for email_id, raw in fetch_by_folder(account, unread, FULL_ITEMS).items():
-            fresh[email_id] = summary_from_message(parse_message(raw["BODY[]"]), email_id)
+        fresh.update(parsed(unread))
     account.cache.set_summaries({e: encode_summary(s) for e, s in fresh.items()})
+    account.cache.set_sort_keys({e: keys_from_summary(s) for e, s in fresh.items()})
     summaries.update(fresh)
     return summaries
 
@@ -138,7 +150,7 @@ def has_attachment_of(account: Account, email_ids: set[str]) -> dict[str, bool]:
 
 def email_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     request = decode_args(EmailGetArgs, args)
-    properties = list(request.properties or DEFAULT_PROPERTIES)
+    properties = list(DEFAULT_PROPERTIES if request.properties is None else request.properties)
     _check_properties(properties, PROPERTIES, "properties")
     if request.bodyProperties is not None:
         _check_properties(request.bodyProperties, BODY_PART_PROPERTIES, "bodyProperties")

@@ -2,8 +2,9 @@
 
 Metadata conditions (mailboxes, dates, sizes, keywords, threads) and the receivedAt, size
 and keyword sorts are answered from the cache; text conditions go to the upstream's
-SEARCH, one folder at a time; header sorts use the upstream's SORT within one folder. The
-common list view, one folder by receivedAt, is a range of the cache's index.
+SEARCH, one folder at a time; header sorts use the upstream's SORT within one folder, and
+sort keys the cache keeps (bridge.mail.header_sort) across folders. The common list view,
+one folder by receivedAt, is a range of the cache's index.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from bridge.mail.common import (
     query_response,
     since_value,
 )
-from bridge.mail.sync import new_message, new_message_items, uid_set
+from bridge.mail.header_sort import header_sort_key, sort_keys_of
+from bridge.mail.sync import fetch_new, new_message, uid_set
 from bridge.store.cache import EMAIL
-from bridge.store.records import MailboxRecord
+from bridge.store.records import MailboxRecord, SortKeys
 
 METADATA_CONDITIONS = frozenset({
     "inMailbox", "inMailboxOtherThan", "before", "after", "minSize", "maxSize",
@@ -203,19 +205,22 @@ class Sorter:
         self.index = index
         self.sort = sort
         self.mailbox_id = mailbox_id
+        self.ids: list[str] = []
+        self.keys: dict[str, SortKeys] | None = None
 
     def order(self, ids: Iterable[str]) -> list[str]:
         # Stable sorts from the last comparator to the first; the base order is newest
         # first with the id as a final tie-break, so equal keys stay in a fixed order.
         facts = self.index.facts
         ordered = sorted(ids, key=lambda e: (facts[e][3], e), reverse=True)
-        for comparator in reversed(self.sort):
+        self.ids = ordered
+        for position, comparator in reversed(list(enumerate(self.sort))):
             ascending = comparator.get("isAscending", True)
-            key = self._key(comparator)
+            key = self._key(comparator, last=position == len(self.sort) - 1)
             ordered.sort(key=key, reverse=not ascending)
         return ordered
 
-    def _key(self, comparator: dict[str, Any]) -> Callable[[str], Any]:
+    def _key(self, comparator: dict[str, Any], *, last: bool) -> Callable[[str], Any]:
         prop = comparator["property"]
         facts = self.index.facts
         if prop == "receivedAt":
@@ -228,32 +233,42 @@ class Sorter:
                 return lambda e: keyword in facts[e][1]
             test = all if prop == "allInThreadHaveKeyword" else any
             return lambda e: test(keyword in k for k in self.index.thread_keywords(e))
-        return self._upstream_key(comparator)
+        # The upstream's SORT leaves no ties (it breaks them by sequence number), so it
+        # answers only a comparator that nothing follows.
+        if last and self._upstream_sorts(prop):
+            return self._upstream_key(comparator)
+        if self.keys is None:
+            self.keys = sort_keys_of(self.index.account, self.ids)
+        return header_sort_key(prop, self.keys, lambda e: facts[e][3])
+
+    def _upstream_sorts(self, prop: str) -> bool:
+        """Whether the one folder queried is the upstream's to sort. Plain FROM/TO sort
+        by the address's mailbox part, not by the name JMAP asks for (RFC 8621 §4.4.2):
+        without SORT=DISPLAY the cached keys answer."""
+        imap = self.index.account.imap
+        return (
+            self.mailbox_id is not None
+            and self.index.account.cache.mailbox(self.mailbox_id) is not None
+            and imap.has("SORT")
+            and (not UPSTREAM_SORTS[prop].startswith(b"DISPLAY") or imap.has("SORT=DISPLAY"))
+        )
 
     def _upstream_key(self, comparator: dict[str, Any]) -> Callable[[str], Any]:
-        if self.mailbox_id is None:
-            raise MethodError(
-                "unsupportedSort", f"{comparator['property']} sorts only within one inMailbox"
-            )
         account = self.index.account
-        record = account.cache.mailbox(self.mailbox_id)
-        if record is None or not account.imap.has("SORT"):
-            raise MethodError("unsupportedSort", f"cannot sort by {comparator['property']}")
+        record = account.cache.mailbox(self.mailbox_id or "")
+        assert record is not None
         keys = UPSTREAM_SORTS[comparator["property"]]
-        if keys.startswith(b"DISPLAY") and not account.imap.has("SORT=DISPLAY"):
-            # Plain FROM/TO sort by the address's mailbox part, not by the name JMAP asks
-            # for (RFC 8621 §4.4.2): no answer beats a wrong one.
-            raise MethodError(
-                "unsupportedSort", f"the upstream cannot sort by {comparator['property']}"
-            )
+        # Descending is the server's REVERSE, which keeps its ties in sequence order
+        # (RFC 5256 §3); the ranks count down so that the reversed sort restores it.
+        ascending = comparator.get("isAscending", True)
         account.open_folder(record.name)
-        uids = account.imap.sort(keys)
+        uids = account.imap.sort(keys if ascending else b"REVERSE " + keys)
         by_uid = self.index.by_mailbox.get(self.mailbox_id, {})
         rank: dict[str, int] = {}
         for position, uid in enumerate(uids):
             if uid in by_uid:
-                rank.setdefault(by_uid[uid], position)
-        return lambda e: rank.get(e, len(rank))
+                rank.setdefault(by_uid[uid], position if ascending else -position)
+        return lambda e: rank.get(e, len(rank) if ascending else -len(rank))
 
 
 def _collapse(ids: list[str], index: QueryIndex) -> list[str]:
@@ -289,7 +304,8 @@ def _fast_page(account: Account, request: EmailQueryArgs) -> dict[str, Any] | No
     ):
         return None
     record = account.cache.mailbox(mailbox_id)
-    if record is None:
+    if record is None or not record.selectable:
+        # Unknown, \Noselect, or a folder the upstream will not open: it holds nothing.
         return {"ids": [], "position": 0, "total": 0}
     if not record.indexed:
         if not account.imap.has("SORT"):
@@ -335,8 +351,7 @@ def upstream_page(
     fetched = {}
     if missing:
         # With the summaries the list view that follows needs, in the same command.
-        items = new_message_items(imap)
-        fetched = imap.fetch_meta(uid_set(missing), extra=items).messages
+        fetched = fetch_new(imap, uid_set(missing))
     added = [new_message(record, selected.uidvalidity, meta) for meta in fetched.values()]
     with account.user.sync_lock, account.cache.transaction():
         account.cache.purge_orphans(

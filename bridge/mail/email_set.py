@@ -25,6 +25,7 @@ from bridge.jmap.standard import CopyArgs, SetArgs, check_in_state
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
+from bridge.mail.identity import account_default
 from bridge.mail.setting import Refused, apply_each, attempt, patched
 from bridge.mail.spool import header_block, open_spool, size_of, to_crlf
 from bridge.mime.compose import BlobsNotFound, ComposeError, compose
@@ -76,12 +77,23 @@ def _keyword_map(value: Any) -> set[str]:
     return keywords
 
 
+def _without_false(keywords: Any) -> Any:
+    """An update's keywords with those mapped to false left out. RFC 8621 maps each keyword
+    to true, but clients patch ``"keywords/$draft": false`` to remove one (Stalwart takes
+    it so): what they mean is plain, and nothing else is lost. A create stays strict."""
+    if not isinstance(keywords, dict):
+        return keywords
+    return {keyword: value for keyword, value in keywords.items() if value is not False}
+
+
 class EmailSetter:
     def __init__(self, ctx: CallContext, request: SetArgs) -> None:
         self.ctx = ctx
         self.request = request
         self.account: Account = account_of(ctx)
         self.cache = self.account.cache
+        # Set before each upstream write is sent: one whose answer never came may have
+        # happened, and then the method must not end in an error that says nothing did.
         self.changed_upstream = False
 
     def run(self) -> dict[str, Any]:
@@ -97,7 +109,7 @@ class EmailSetter:
                 ) from exc
             raise
         if self.changed_upstream:
-            self.account.sync(force=True)
+            self.account.sync_after_writes()
         return {
             "accountId": self.ctx.account_id,
             "oldState": old_state,
@@ -123,6 +135,7 @@ class EmailSetter:
                     self._open_blob,
                     spool,
                     max_header_length=self.account.settings.max_header_length,
+                    domain=self._domain,
                 )
             except BlobsNotFound as exc:
                 raise Refused("blobNotFound", "blobs not found", notFound=exc.blob_ids) from exc
@@ -130,13 +143,24 @@ class EmailSetter:
                 raise Refused("invalidProperties", str(exc), exc.properties) from exc
             try:
                 return self._store_new(creation_id, spool, targets, names, keywords, received)
-            except UpstreamUnavailable:
+            except UpstreamUnavailable as exc:
+                if exc.timed_out:
+                    # The server went silent with the APPEND perhaps still to run: nothing
+                    # read now could prove it will not, so the method ends serverPartialFail.
+                    raise
                 # The connection dropped with the APPEND perhaps done: ask a fresh
                 # connection whether the message (known by its Message-ID) arrived, and
                 # answer truly.
                 self.account.reconnect()
                 return self._created_after_all(creation_id, message_id, names[targets[0]],
                                                targets[0])  # fmt: skip
+
+    @property
+    def _domain(self) -> str | None:
+        """The user's mail domain, for the Message-IDs bridge makes (RFC 5322 §3.6.4
+        wants the right side to name the host or domain the message comes from)."""
+        address = account_default(self.account)
+        return address.rpartition("@")[2].lower() if address else None
 
     def _created_after_all(
         self, creation_id: str, message_id: str, name: str, mailbox_id: str
@@ -147,7 +171,6 @@ class EmailSetter:
         uids = self.account.imap.search(plan.criteria, utf8=plan.needs_utf8)
         if not uids:
             raise Refused("serverFail", "the upstream connection was lost before the APPEND")
-        self.changed_upstream = True
         self.account.sync(force=True)
         location = self.cache.locations(mailbox_id, uids=uids[-1:]).get(uids[-1])
         if location is None:
@@ -175,6 +198,8 @@ class EmailSetter:
             raise Refused("tooLarge", f"the message is larger than the upstream's {limit:,} "
                           "bytes", maxSize=limit)  # fmt: skip
         flags = sorted(keyword_to_flag(k) for k in keywords)
+        # From here on the upstream may have changed, even if no answer comes (see run).
+        self.changed_upstream = True
         try:
             appended = imap.append(names[targets[0]], spool, flags, received,
                                    chunk_size=self.account.settings.blob_chunk_size)  # fmt: skip
@@ -183,7 +208,6 @@ class EmailSetter:
             if exc.code in ("TOOBIG", "LIMIT"):
                 raise Refused("tooLarge", f"the upstream refused: {exc.text}") from exc
             raise
-        self.changed_upstream = True
         if appended is None:
             raise Refused("forbidden", "the upstream gave no APPENDUID to find the new Email")
         uid = appended[1]
@@ -282,7 +306,7 @@ class EmailSetter:
             raise Refused("invalidProperties", "only keywords and mailboxIds can change",
                            sorted(tops - SETTABLE))  # fmt: skip
         wanted = patched(current, patch)
-        keywords = _keyword_map(wanted.get("keywords") or {})
+        keywords = _keyword_map(_without_false(wanted.get("keywords") or {}))
         boxes = wanted.get("mailboxIds")
         if not isinstance(boxes, dict) or not boxes or any(v is not True for v in boxes.values()):
             raise Refused("invalidProperties", "an Email needs a mailbox", ["mailboxIds"])
@@ -306,9 +330,9 @@ class EmailSetter:
         for mailbox_id, uids in locations.items():
             self.account.open_folder(names[mailbox_id], writable=True)
             uid_set = format_sequence_set(uids)
-            imap.store_flags(uid_set, add, add=True)
             self.changed_upstream = True
             self.account.flags_written.setdefault(names[mailbox_id], set()).update(uids)
+            imap.store_flags(uid_set, add, add=True)
             imap.store_flags(uid_set, remove, add=False)
 
     def _file(
@@ -326,16 +350,17 @@ class EmailSetter:
             if leaving and imap.has("MOVE"):
                 source = leaving.pop(0)
                 self.account.open_folder(names[source], writable=True)
+                self.changed_upstream = True
                 imap.move(format_sequence_set(locations[source]), names[destination])
             else:
                 source = next(iter(locations))
                 self.account.open_folder(names[source], writable=True)
+                self.changed_upstream = True
                 imap.copy(format_sequence_set(locations[source]), names[destination])
-            self.changed_upstream = True
         for source in leaving:
             self.account.open_folder(names[source], writable=True)
-            imap.expunge_uids(format_sequence_set(locations[source]))
             self.changed_upstream = True
+            imap.expunge_uids(format_sequence_set(locations[source]))
 
     def _destroy(self, email_id: str) -> None:
         if self.cache.emails([email_id]).get(email_id) is None:
@@ -346,8 +371,8 @@ class EmailSetter:
             locations = self._into_gmail_trash(locations, names)
         for mailbox_id, uids in locations.items():
             self.account.open_folder(names[mailbox_id], writable=True)
-            self.account.imap.expunge_uids(format_sequence_set(uids))
             self.changed_upstream = True
+            self.account.imap.expunge_uids(format_sequence_set(uids))
         return None
 
     def _into_gmail_trash(
@@ -408,7 +433,7 @@ def email_import(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         "oldState": old_state,
         "newState": cache.encode_state(cache.state(EMAIL)),
         "created": created or None,
-        "notCreated": not_created or None,
+        "notCreated": not_created,  # {} when empty, as every /set (bridge.mail.setting)
     }
 
 

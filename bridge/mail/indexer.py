@@ -14,9 +14,10 @@ import threading
 from dataclasses import dataclass, field
 
 from bridge.imap.connection import ImapConnection
-from bridge.imap.errors import UpstreamError
+from bridge.imap.errors import CommandFailed, UpstreamError
 from bridge.imap.flags import flags_to_keywords
 from bridge.imap.pool import KEPT_OPEN, ConnectionPool
+from bridge.mail.folder_faults import mark_unreadable, refuses_folder
 from bridge.mail.sync import NEW_MESSAGE_ITEMS, new_message, uid_set
 from bridge.store.base import Store
 from bridge.store.records import FlagUpdate, FolderState, MailboxRecord
@@ -157,7 +158,14 @@ class BackgroundIndexer:
             if self._stopping.is_set():
                 return
             progress = self.state.folders.setdefault(record.name, Progress())
-            index_folder(self.cache, conn, record, self.lock, progress, self._stopping)
+            try:
+                index_folder(self.cache, conn, record, self.lock, progress, self._stopping)
+            except CommandFailed as exc:
+                # Gone since the sync listed it, or refused: the other folders go on.
+                if not refuses_folder(exc):
+                    raise
+                with self.lock, self.cache.transaction():
+                    self.cache.purge_orphans(mark_unreadable(self.cache, record, exc))
         if records and conn.selected != KEPT_OPEN:
             # Back in the pool with INBOX open, a request's STATUS of it costs Dovecot next
             # to nothing; closed, a scan of the folder (4 ms for 10,000 messages).

@@ -133,7 +133,7 @@ class MailboxSetter:
                 ) from exc
             raise
         if self.changed_upstream:
-            self.account.sync(force=True)
+            self.account.sync_after_writes()
         response: dict[str, Any] = {
             "accountId": self.ctx.account_id,
             "oldState": old_state,
@@ -159,9 +159,9 @@ class MailboxSetter:
             raise Refused("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
         special_use = self._special_use(obj.get("role"), full_name)
         imap = self.account.imap
+        self.changed_upstream = True  # before: a CREATE without an answer may have run
         with _name_refusals():
             imap.create(full_name, special_use=special_use)
-        self.changed_upstream = True
         if subscribe:
             imap.subscribe(full_name)
         self._refresh()
@@ -233,16 +233,16 @@ class MailboxSetter:
         if "isSubscribed" in changed and not isinstance(wanted["isSubscribed"], bool):
             raise Refused("invalidProperties", "isSubscribed must be a boolean", ["isSubscribed"])
         if name != record.name:
+            self.changed_upstream = True
             with _name_refusals():
                 imap.rename(record.name, name)
-            self.changed_upstream = True
             self._renamed_in_cache(record, name)
             if record.subscribed:
                 imap.unsubscribe(record.name)
                 imap.subscribe(name)
         if "isSubscribed" in changed:
-            (imap.subscribe if wanted["isSubscribed"] else imap.unsubscribe)(name)
             self.changed_upstream = True
+            (imap.subscribe if wanted["isSubscribed"] else imap.unsubscribe)(name)
         if "sortOrder" in changed:
             with self.cache.transaction():
                 self.cache.set_sort_order(record.id, wanted["sortOrder"])
@@ -279,8 +279,8 @@ class MailboxSetter:
         if has_mail and not self.request.onDestroyRemoveEmails:
             raise Refused("mailboxHasEmail", "the mailbox is not empty")
         imap = self.account.imap
-        imap.delete(record.name)
         self.changed_upstream = True
+        imap.delete(record.name)
         if record.subscribed:
             # Some servers drop the subscription with the folder, and refuse this.
             with contextlib.suppress(CommandFailed):

@@ -100,7 +100,9 @@ def apply_each(
         "created": created or None,
         "updated": updated or None,
         "destroyed": list(destroyed) or None,
-        "notCreated": not_created or None,
-        "notUpdated": not_updated or None,
-        "notDestroyed": not_destroyed or None,
+        # {} rather than the RFC's equally valid null: a map is what every client reads
+        # these as, and some crash on null.
+        "notCreated": not_created,
+        "notUpdated": not_updated,
+        "notDestroyed": not_destroyed,
     }

@@ -30,8 +30,18 @@ from bridge.imap.quoting import header_fields_item
 from bridge.imap.responses import ObjectIds
 from bridge.imap.responses import format_sequence_set as uid_set
 from bridge.mail.flag_scan import FlagScans, Plan, plan_folder
+from bridge.mail.folder_faults import (
+    NO_RIGHTS,
+    log_unreadable,
+    mark_unreadable,
+    readable,
+    refuses_folder,
+    unreadable,
+    without_contents,
+)
 from bridge.mail.folder_ids import SERVER_ID_PREFIX, has_server_id, minted_key, renamed_pairs
 from bridge.mail.roles import assign_roles
+from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
     encode_summary,
@@ -51,6 +61,8 @@ log = logging.getLogger("bridge.sync")
 _THREADING = ("MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "SUBJECT")
 HEADER_FIELDS = header_fields_item(_THREADING)
 NEW_MESSAGE_ITEMS = ("RFC822.SIZE", "INTERNALDATE", HEADER_FIELDS)
+# With PREVIEW: the whole header block instead, so that the list-view summary comes along.
+_NEW_MESSAGE_SUMMARY_ITEMS = ("RFC822.SIZE", "INTERNALDATE", *SUMMARY_ITEMS)
 
 # How far back /changes can reach: older tombstones are forgotten.
 KEEP_CHANGES = 500_000
@@ -101,8 +113,19 @@ def new_message_items(conn: ImapConnection) -> tuple[str, ...]:
     """What to FETCH of mail seen for the first time; with PREVIEW, the whole header block
     instead of its threading fields, so that the list-view summary comes along."""
     if conn.has("PREVIEW"):
-        return ("RFC822.SIZE", "INTERNALDATE", *SUMMARY_ITEMS)
+        return _NEW_MESSAGE_SUMMARY_ITEMS
     return NEW_MESSAGE_ITEMS
+
+
+def fetch_new(conn: ImapConnection, uids: str) -> dict[int, MessageMeta]:
+    """FETCH mail seen for the first time (``new_message_items``); PREVIEW refused, without
+    the summary."""
+    return conn.with_extension(
+        "PREVIEW",
+        lambda: conn.fetch_meta(uids, extra=_NEW_MESSAGE_SUMMARY_ITEMS),
+        lambda: conn.fetch_meta(uids, extra=NEW_MESSAGE_ITEMS),
+        no_refuses=True,
+    ).messages
 
 
 def _received_at(meta: MessageMeta) -> int:
@@ -129,7 +152,7 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
     else:
         email_key = f"uid:{mailbox.upstream_key}:{uidvalidity}:{meta.uid}"
     subject = b" ".join(fields.get("subject", [])[-1:]).decode("utf-8", "replace")
-    summary = encode_summary(summary_from_fetch(meta.raw)) if has_summary_items(meta.raw) else None
+    summary = summary_from_fetch(meta.raw) if has_summary_items(meta.raw) else None
     return NewMessage(
         uid=meta.uid,
         email_key=email_key,
@@ -141,7 +164,8 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
         message_ids=own,
         referenced_ids=referenced,
         base_subject=base_subject(subject),
-        summary=summary,
+        summary=None if summary is None else encode_summary(summary),
+        sort_keys=None if summary is None else keys_from_summary(summary),
     )
 
 
@@ -173,8 +197,6 @@ class Syncer:
         # folder turned out to hold them (a MOVE by another client).
         self.orphans: set[str] = set()
         self.modseq = conn.has("CONDSTORE") or conn.has("QRESYNC")
-        # New mail found by a sync is few messages: fetch its list-view summary at once.
-        self.new_items = new_message_items(conn)
         self.qresync = conn.has("QRESYNC")
 
     def sync(self, foreground_limit: int = FOREGROUND_LIMIT) -> SyncReport:
@@ -195,12 +217,21 @@ class Syncer:
         # INBOX last: the connection goes back to the pool with it open, and the next sync
         # asks the open folder what changed (ImapConnection.select) instead of a new SELECT.
         records.sort(key=lambda record: record.name == KEPT_OPEN)
+        skipped: set[str] = set()  # folders found unreadable on the way
         for record in records:
-            if self.needs_sync(record):
+            if not self.needs_sync(record):
+                continue
+            try:
                 self._syncer_for(record).sync_folder(record, report)
-                report.folders_synced.append(record.name)
+            except CommandFailed as exc:
+                # Gone since LIST, or refused: the other folders sync on.
+                self.skip_refused(record, exc)
+                skipped.add(record.id)
+                continue
+            report.folders_synced.append(record.name)
         if self.flag_scans is not None and not self.modseq:
-            due = self.flag_scans.due(records, self.flag_scan_interval)
+            kept = [record for record in records if record.id not in skipped]
+            due = self.flag_scans.due(kept, self.flag_scan_interval)
             report.flag_scans_due = [record.name for record in due]
         with self.cache.transaction():
             self.cache.purge_orphans(self.orphans)
@@ -246,23 +277,31 @@ class Syncer:
         records = self.cache.mailboxes()
         by_key = {r.upstream_key: r for r in records}
         by_name = {r.name: r for r in records if not has_server_id(r)}
+        # A folder listed without STATUS (unreadable) has nothing but its name to go by,
+        # server id or not.
+        by_name_only = {r.name: r for r in records}
         roles = assign_roles(listings)
         seen: set[str] = set()
         unmatched: list[MailboxListing] = []
         for listing in listings:
             key = upstream_key(listing)
-            old = by_key.get(key) if key else by_name.get(listing.name)
+            if key:
+                old = by_key.get(key)
+            elif listing.selectable and listing.status is None:
+                old = by_name_only.get(listing.name)
+            else:
+                old = by_name.get(listing.name)
             if old is None:
                 unmatched.append(listing)
                 continue
             seen.add(old.id)
-            self.cache.update_mailbox(old, self._record(old, listing, roles.get(listing.name)))
+            self._update(old, self._record(old, listing, roles.get(listing.name)))
         gone = [r for r in records if r.id not in seen]
         renamed = renamed_pairs([u for u in unmatched if not upstream_key(u)], gone)
         for listing in unmatched:
             if (old := renamed.get(listing.name)) is not None:
                 gone.remove(old)
-                self.cache.update_mailbox(old, self._record(old, listing, roles.get(listing.name)))
+                self._update(old, self._record(old, listing, roles.get(listing.name)))
         for record in gone:
             self.orphans |= self.cache.remove_mailbox(record.id)
         taken = {r.upstream_key for r in records}
@@ -279,21 +318,47 @@ class Syncer:
                 sort_order=DEFAULT_SORT_ORDER.get(role or "", 10),
             )
             record = self._record(new, listing, role)
-            if listing.selectable and self.conn.has("ACL"):
-                record = msgspec.structs.replace(record, rights=self.conn.myrights(listing.name))
+            if readable(listing):
+                record = msgspec.structs.replace(record, rights=self._rights(listing.name))
+            elif unreadable(record):
+                log_unreadable(record.id, "no STATUS")
             self.cache.add_mailbox(record)
+
+    def _update(self, old: MailboxRecord, new: MailboxRecord) -> None:
+        """Store a listed folder's new record; log once when it turns (un)readable."""
+        if unreadable(new) and not unreadable(old):
+            log_unreadable(old.id, "no STATUS")
+            self.orphans |= without_contents(self.cache, old.id)
+        elif unreadable(old) and not unreadable(new):
+            log.info("folder %s can be read again", old.id)
+            new = msgspec.structs.replace(new, rights=self._rights(new.name))
+        self.cache.update_mailbox(old, new)
+
+    def _rights(self, name: str) -> str | None:
+        """The user's ACL letters on a folder; None (all rights) without the ACL extension."""
+        if not self.conn.has("ACL"):
+            return None
+        try:
+            return self.conn.myrights(name)
+        except CommandFailed:
+            return NO_RIGHTS
 
     @staticmethod
     def _record(old: MailboxRecord, listing: MailboxListing, role: str | None) -> MailboxRecord:
-        """``old`` with what the listing says; what only bridge knows (sortOrder) stays."""
+        """``old`` with what the listing says; what only bridge knows (sortOrder) stays. A
+        folder whose SELECT was refused stays unreadable while its STATUS holds still."""
+        status = _status_state(listing)
+        refused = unreadable(old) and old.status is not None and old.status == status
+        cannot_read = listing.selectable and (status is None or refused)
         return msgspec.structs.replace(
             old,
             name=listing.name,
             delimiter=listing.delimiter,
             role=role,
             subscribed=listing.subscribed,
-            selectable=listing.selectable,
-            status=_status_state(listing),
+            selectable=listing.selectable and not cannot_read,
+            rights=NO_RIGHTS if cannot_read else old.rights,
+            status=status,
         )
 
     # -- one folder ---------------------------------------------------------------------
@@ -336,11 +401,22 @@ class Syncer:
 
     def rescan(self, record: MailboxRecord) -> None:
         """A full scan of one folder's flags (the background's), as a sync of its own."""
-        self.sync_folder(record, SyncReport(), full=True)
+        try:
+            self.sync_folder(record, SyncReport(), full=True)
+        except CommandFailed as exc:
+            self.skip_refused(record, exc)  # the round goes on with the other folders
         with self.cache.transaction():
             self.cache.purge_orphans(self.orphans)
             self.cache.recount(())
         self.orphans.clear()
+
+    def skip_refused(self, record: MailboxRecord, exc: CommandFailed) -> None:
+        """A folder whose SELECT was refused (gone since LIST, no permission) is kept as one
+        that cannot be read, and the caller goes on with the others; anything else raises."""
+        if not refuses_folder(exc):
+            raise exc
+        with self.cache.transaction():
+            self.orphans |= mark_unreadable(self.cache, record, exc)
 
     def sync_folder(self, record: MailboxRecord, report: SyncReport, *, full: bool = False) -> None:
         synced = record.synced
@@ -437,13 +513,13 @@ class Syncer:
         if not selected.exists:
             return _Delta(removed=sorted(known), scanned=_Scan(view, events, []))
         if not known:
-            new = self.conn.fetch_meta("1:*", extra=self.new_items).messages
+            new = fetch_new(self.conn, "1:*")
             return _Delta(new=new, scanned=_Scan(view, events + len(new), list(new)))
         present = self.conn.fetch_meta("1:*").messages
         new_uids = [uid for uid in present if uid not in known]
         new = {}
         if new_uids:
-            new = self.conn.fetch_meta(uid_set(new_uids), extra=self.new_items).messages
+            new = fetch_new(self.conn, uid_set(new_uids))
         return _Delta(
             removed=sorted(uid for uid in known if uid not in present),
             changed={uid: meta for uid, meta in present.items() if uid in known},
@@ -471,7 +547,7 @@ class Syncer:
         new: dict[int, MessageMeta] = {}
         if view.exists > view.mapped or view.last_uid >= start:
             # Fetched before the drain: the view maps the new numbers as the answers come.
-            fetched = self.conn.fetch_meta(f"{start}:*", extra=self.new_items).messages
+            fetched = fetch_new(self.conn, f"{start}:*")
             new = {uid: meta for uid, meta in fetched.items() if uid >= start}
         changes = view.drain()
         named = set(changes.flags) | changes.expunged
@@ -529,7 +605,7 @@ class Syncer:
         if not selected.exists or selected.uidnext <= start:
             return {}
         # "n:*" always includes the highest UID, even below n: filter by start.
-        fetched = self.conn.fetch_meta(f"{start}:*", extra=self.new_items).messages
+        fetched = fetch_new(self.conn, f"{start}:*")
         return {uid: meta for uid, meta in fetched.items() if uid >= start and uid not in known}
 
 

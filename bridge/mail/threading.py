@@ -28,6 +28,11 @@ def decode_words(value: str) -> str:
 
 
 def base_subject(subject: str) -> str:
+    return uncased_base_subject(subject).casefold()
+
+
+def uncased_base_subject(subject: str) -> str:
+    """RFC 5256 §2.1's base subject, its case as it was (sorts map case their own way)."""
     text = _SPACE.sub(" ", decode_words(subject)).strip()
     while True:
         before = text
@@ -44,7 +49,7 @@ def base_subject(subject: str) -> str:
                 break
             text = stripped
         if text == before:
-            return text.casefold()
+            return text
 
 
 def header_fields(raw: bytes) -> dict[str, list[bytes]]:

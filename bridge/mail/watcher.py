@@ -137,9 +137,11 @@ class Watcher:
         """Start the server reporting; how often folders it does not report need a poll."""
         if listener.has("NOTIFY") and "CONDSTORE" in listener.enabled:
             with self.user.sync_lock:  # not beside this user's folder writes (UserData)
-                listener.notify_changes()
-            self.mode = "notify"
-            return SWEEP_NOTIFIED
+                notified = listener.notify_changes()
+            if notified:
+                self.mode = "notify"
+                return SWEEP_NOTIFIED
+            # Refused (Dovecot without its mailbox list index): IDLE on INBOX and poll.
         listener.select("INBOX", readonly=True)
         self.mode = "idle"
         return SWEEP

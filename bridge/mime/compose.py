@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import binascii
 import email.policy
+import email.quoprimime
 import email.utils
 import re
 import secrets
@@ -23,7 +24,12 @@ from email.message import EmailMessage
 from typing import Any, BinaryIO
 
 from bridge.mime import header_writer
-from bridge.mime.creation import ADDRESS_PROPERTIES, InvalidProperty, check_creation
+from bridge.mime.creation import (
+    ADDRESS_PROPERTIES,
+    InvalidProperty,
+    check_creation,
+    header_values,
+)
 
 # Blob id -> its octets in chunks, or None when the blob does not exist.
 BlobOpener = Callable[[str], Iterator[bytes] | None]
@@ -35,6 +41,10 @@ ID_HEADERS = {"messageId": "Message-ID", "inReplyTo": "In-Reply-To", "references
 _POLICY = email.policy.SMTP.clone(max_line_length=78, refold_source="none")
 # Base64 lines of 76 characters (RFC 2045 §6.8) hold 57 octets.
 _LINE_OCTETS = 57
+# What a Message-ID's right side is when neither the user nor the From address has a domain.
+NEUTRAL_DOMAIN = "jmap-bridge.invalid"
+# Line breaks in a body value (only these: splitlines would take U+2028 and others too).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 assert set(ADDRESS_HEADERS) == set(ADDRESS_PROPERTIES)
 
 
@@ -77,43 +87,101 @@ def _date(value: str) -> datetime:
     return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
 
 
-def _header_fields(obj: dict[str, Any], domain: str) -> tuple[list[bytes], str]:
-    """The message's own header fields, and its Message-ID (without <>)."""
-    fields: list[bytes] = []
-    names: set[str] = set()
+def _header_lines(holder: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(property, field name, value as it follows ``Name:``) for each field the
+    ``header:`` properties of an Email or a body part stand for, in the order given."""
+    lines = []
+    for prop, value in holder.items():
+        if not prop.startswith("header:"):
+            continue
+        header, values = header_values(prop, value)
+        for one in values:
+            if header.form != "Raw":
+                one = " " + header_writer.folded(header.name, _FORM_WRITERS[header.form](one))
+            lines.append((prop, header.name, one))
+    return lines
 
-    def add(name: str, line: bytes) -> None:
+
+def _groups(groups: list[dict[str, Any]]) -> str:
+    """EmailAddressGroup objects as an address-list: a group where it has a name."""
+    rendered = []
+    for group in groups:
+        members = header_writer.addresses(group["addresses"])
+        if group["name"] is None:
+            rendered.append(members)
+        else:
+            rendered.append(f"{header_writer.display_name(group['name'])}: {members};")
+    return ", ".join(part for part in rendered if part)
+
+
+# A value in each settable form (already checked) as the field's text.
+_FORM_WRITERS: dict[str, Callable[[Any], str]] = {
+    "Text": lambda text: header_writer.unstructured(text.strip()),
+    "Addresses": header_writer.addresses,
+    "GroupedAddresses": _groups,
+    "MessageIds": header_writer.message_ids,
+    "Date": lambda value: email.utils.format_datetime(_date(value)),
+    "URLs": lambda urls: ", ".join(f"<{url}>" for url in urls),
+}
+
+
+def _header_fields(
+    obj: dict[str, Any], root_lines: list[tuple[str, str, str]], domain: str | None
+) -> tuple[list[bytes], str]:
+    """The message's own header fields, and its Message-ID (without <>). ``root_lines``
+    are the fields the root body part gives itself: the message has them already."""
+    fields: list[bytes] = []
+    names = {name.lower() for _prop, name, _value in root_lines}
+
+    def add(name: str, line: bytes, prop: str) -> None:
+        if name.lower() in names:
+            raise ComposeError(f"{prop} gives a header field twice", [prop])
         names.add(name.lower())
         fields.append(line)
 
     for prop, header in ADDRESS_HEADERS.items():
         if obj.get(prop) is not None:
-            add(header, header_writer.field(header, header_writer.addresses(obj[prop])))
+            add(header, header_writer.field(header, header_writer.addresses(obj[prop])), prop)
     if obj.get("subject") is not None:
-        add("Subject", header_writer.field("Subject", header_writer.unstructured(obj["subject"])))
+        add("Subject", header_writer.field("Subject", header_writer.unstructured(obj["subject"])),
+            "subject")  # fmt: skip
     for prop, header in ID_HEADERS.items():
         if obj.get(prop) is not None:
-            add(header, header_writer.field(header, header_writer.message_ids(obj[prop])))
-    sent = datetime.now(UTC) if obj.get("sentAt") is None else _date(obj["sentAt"])
-    add("Date", header_writer.field("Date", email.utils.format_datetime(sent)))
-    if obj.get("messageId") is None:
-        message_id = f"{secrets.token_hex(12)}@{domain}"
-        add("Message-ID", header_writer.field("Message-ID", f"<{message_id}>"))
-    else:
-        message_id = obj["messageId"][0]
-    for prop, value in obj.items():
-        if not prop.startswith("header:"):
-            continue
-        parts = prop.split(":")
-        name, form = parts[1], (parts[2].lower() if len(parts) > 2 else "asraw")
+            add(header, header_writer.field(header, header_writer.message_ids(obj[prop])), prop)
+    if obj.get("sentAt") is not None:
+        add("Date", header_writer.field("Date", email.utils.format_datetime(_date(obj["sentAt"]))),
+            "sentAt")  # fmt: skip
+    given: dict[str, str] = {}
+    lines = _header_lines(obj)
+    for prop, name, value in lines:
         lowered = name.lower()
-        if lowered.startswith("content-") or lowered == "mime-version" or lowered in names:
-            raise ComposeError(f"{prop} repeats or conflicts with another header", [prop])
-        if form == "astext":
-            add(name, header_writer.field(name, header_writer.unstructured(value.strip())))
-        else:
-            add(name, header_writer.raw_field(name, value))
+        if lowered.startswith("content-") or lowered == "mime-version":
+            raise ComposeError(f"{prop}: Content-* fields belong on body parts", [prop])
+        # Only the fields of one header:{name}:all may share a name.
+        if lowered in names and given.get(lowered) != prop:
+            raise ComposeError(f"{prop} gives a header field twice", [prop])
+        given[lowered] = prop
+        names.add(lowered)
+        fields.append(header_writer.raw_field(name, value))
+    # RFC 8621 §4.6: the server sets Date and Message-ID when the client gives neither.
+    if "date" not in names:
+        fields.append(header_writer.field("Date", email.utils.format_datetime(datetime.now(UTC))))
+    if obj.get("messageId") is not None:
+        message_id = obj["messageId"][0]
+    elif "message-id" in names:
+        value = next(v for _p, n, v in lines + root_lines if n.lower() == "message-id")
+        # Found again by it should the connection drop during the APPEND.
+        message_id = value.strip().removeprefix("<").split(">", 1)[0]
+    else:
+        right = domain or _from_domain(obj) or NEUTRAL_DOMAIN
+        message_id = f"{secrets.token_hex(12)}@{right}"
+        fields.append(header_writer.field("Message-ID", f"<{message_id}>"))
     return fields, message_id
+
+
+def _from_domain(obj: dict[str, Any]) -> str | None:
+    senders = obj.get("from") or []
+    return senders[0]["email"].rpartition("@")[2].lower() if senders else None
 
 
 def _inner(part: EmailMessage) -> EmailMessage:
@@ -122,60 +190,114 @@ def _inner(part: EmailMessage) -> EmailMessage:
     return part
 
 
-def _text_part(part: dict[str, Any], values: dict[str, Any], subtype: str, name: str) -> Any:
-    part_id = part.get("partId")
-    value = values.get(part_id) if isinstance(part_id, str) else None
-    if not isinstance(value, dict) or not isinstance(value.get("value"), str):
+def _describe(entity: EmailMessage, part: dict[str, Any], disposition: str | None) -> Any:
+    """The part's own header fields: from its properties (``disposition`` when it gives
+    none) and its header: properties; MIME-Version belongs on the message only."""
+    disposition = (part.get("disposition") or disposition or "").lower()
+    if part.get("name") is not None:
+        disposition = header_writer.with_parameter(disposition or "attachment", "filename",
+                                                   part["name"])  # fmt: skip
+    if disposition:
+        # Written folded already (the email package would refold it in quadratic time).
+        entity.set_raw(
+            "Content-Disposition", header_writer.folded("Content-Disposition", disposition)
+        )
+    if part.get("cid"):
+        entity.set_raw("Content-ID", f"<{part['cid']}>")
+    if part.get("language"):
+        entity.set_raw(
+            "Content-Language",
+            header_writer.folded("Content-Language", ", ".join(part["language"])),
+        )
+    if part.get("location") is not None:
+        entity.set_raw(
+            "Content-Location", header_writer.folded("Content-Location", part["location"])
+        )
+    for _prop, name, value in _header_lines(part):
+        entity.set_raw(name, value.removeprefix(" "))
+    del entity["MIME-Version"]
+    return entity
+
+
+def _quoted_printable(text: str) -> str:
+    """``text`` as UTF-8 quoted-printable, its lines short and 7-bit as strict servers want,
+    and exactly the text: a soft line break ends a text that ends without a line break
+    (the line break before a boundary or the message's end is not the text's)."""
+    lines = _LINE_BREAK.sub("\n", text)
+    ends_a_line = lines.endswith("\n")
+    # body_encode takes each character for an octet: it is given the UTF-8 octets.
+    encoded = email.quoprimime.body_encode(lines.removesuffix("\n").encode().decode("latin-1"))
+    if ends_a_line:
+        return encoded + "\n"
+    return encoded + "=\n" if encoded else ""
+
+
+def _text_part(
+    part: dict[str, Any], values: dict[str, Any], subtype: str, name: str, disposition: str | None
+) -> Any:
+    value = values.get(part["partId"])
+    if value is None:
         raise ComposeError(f"{name} refers to a missing bodyValue", [name, "bodyValues"])
     if value.get("isTruncated") or value.get("isEncodingProblem"):
         raise ComposeError("bodyValues must not be truncated", ["bodyValues"])
+    return _describe(_text(value["value"], subtype), part, disposition)
+
+
+def _text(text: str, subtype: str) -> EmailMessage:
     leaf = EmailMessage(policy=_POLICY)
-    # Quoted-printable keeps every line short and 7-bit, which strict servers want.
-    leaf.set_content(value["value"], subtype=subtype, charset="utf-8", cte="quoted-printable")
-    return _inner(leaf)
+    leaf["Content-Type"] = f"text/{subtype}; charset=utf-8"
+    leaf["Content-Transfer-Encoding"] = "quoted-printable"
+    leaf.set_payload(_quoted_printable(text))
+    return leaf
 
 
-def _blob_part(part: dict[str, Any], blobs: _Blobs) -> Any:
+def _blob_part(part: dict[str, Any], blobs: _Blobs, disposition: str | None, name: str) -> Any:
     blob_id = part.get("blobId")
-    if not isinstance(blob_id, str):
-        raise ComposeError("an attachment needs a blobId", ["attachments"])
+    if blob_id is None:
+        raise ComposeError(f"{name}: a part needs a partId or a blobId", [name])
     media_type = str(part.get("type") or "application/octet-stream").lower()
     if media_type.startswith("multipart/"):
-        raise ComposeError("a blob cannot be a multipart", ["attachments"])
+        raise ComposeError("a blob cannot be a multipart", [name])
     marker = blobs.marker(blob_id)
     if marker is None:
         return None
-    maintype, _, subtype = media_type.partition("/")
     leaf = EmailMessage(policy=_POLICY)
+    content_type = media_type
+    if part.get("charset") is not None:
+        content_type += f"; charset={part['charset']}"
+    leaf["Content-Type"] = content_type
     # Base64 even for text: the blob downloads back byte for byte, line ends included.
-    leaf.set_content(b"", maintype=maintype, subtype=subtype)
-    disposition = str(part.get("disposition") or "attachment").lower()
-    if part.get("name") is not None:
-        disposition = header_writer.with_parameter(disposition, "filename", part["name"])
-    # Written folded already (the email package would refold it in quadratic time).
-    leaf.set_raw("Content-Disposition", header_writer.folded("Content-Disposition", disposition))
-    if part.get("cid"):
-        leaf.set_raw("Content-ID", f"<{part['cid']}>")
+    leaf["Content-Transfer-Encoding"] = "base64"
     leaf.set_payload(marker)  # replaced by the blob, base64-encoded, as the file is written
-    return _inner(leaf)
+    return _describe(leaf, part, disposition)
+
+
+def _leaf(part: dict[str, Any], values: dict[str, Any], blobs: _Blobs, subtype: str | None,
+          name: str) -> Any:  # fmt: skip
+    """A body part from bodyValues or from a blob; ``subtype`` the text's, for textBody
+    and htmlBody, which stand inline (an attachment is one unless it says otherwise)."""
+    disposition = "attachment" if name == "attachments" else None
+    if part.get("partId") is None:
+        return _blob_part(part, blobs, disposition, name)
+    media_type = str(part.get("type") or f"text/{subtype or 'plain'}").lower()
+    if not media_type.startswith("text/"):
+        raise ComposeError("a part from bodyValues must be text", [name])
+    return _text_part(part, values, media_type.split("/", 1)[1], name, disposition)
 
 
 def _from_structure(part: dict[str, Any], values: dict[str, Any], blobs: _Blobs) -> Any:
     media_type = str(part.get("type") or "text/plain").lower()
-    if media_type.startswith("multipart/"):
-        container = EmailMessage(policy=_POLICY)
-        container.set_type(media_type)
-        container.set_boundary("=_" + secrets.token_hex(12))
-        for sub in part.get("subParts") or []:
-            child = _from_structure(sub, values, blobs)
-            if child is not None:
-                container.attach(child)
-        return _inner(container)
-    if part.get("partId") is not None:
-        if not media_type.startswith("text/"):
-            raise ComposeError("a part from bodyValues must be text", ["bodyStructure"])
-        return _text_part(part, values, media_type.split("/", 1)[1], "bodyStructure")
-    return _blob_part(part, blobs)
+    if not media_type.startswith("multipart/"):
+        # The client's tree as it gives it: a disposition only where it says one.
+        return _leaf(part, values, blobs, None, "bodyStructure")
+    container = EmailMessage(policy=_POLICY)
+    container.set_type(media_type)
+    container.set_boundary("=_" + secrets.token_hex(12))
+    for sub in part.get("subParts") or []:
+        child = _from_structure(sub, values, blobs)
+        if child is not None:
+            container.attach(child)
+    return _describe(container, part, None)
 
 
 def compose(
@@ -184,9 +306,10 @@ def compose(
     out: BinaryIO,
     *,
     max_header_length: int,
-    domain: str = "jmap-bridge.invalid",
+    domain: str | None = None,
 ) -> str:
-    """Write the message (CRLF) for a JMAP Email to create to ``out``; its Message-ID."""
+    """Write the message (CRLF) for a JMAP Email to create to ``out``; its Message-ID.
+    A Message-ID bridge makes is at ``domain``, else at the From address's domain."""
     if "headers" in obj:
         raise ComposeError("give each header as its own property", ["headers"])
     try:
@@ -199,15 +322,15 @@ def compose(
         if any(obj.get(k) is not None for k in ("textBody", "htmlBody", "attachments")):
             raise ComposeError("bodyStructure excludes textBody, htmlBody and attachments",
                                ["bodyStructure"])  # fmt: skip
-        body = _from_structure(obj["bodyStructure"], values, blobs)
+        root = obj["bodyStructure"]
+        body = _from_structure(root, values, blobs)
     else:
-        body = _simple_body(obj, values, blobs)
+        root, body = _simple_body(obj, values, blobs)
     if blobs.missing:
         raise BlobsNotFound(blobs.missing)
-    fields, message_id = _header_fields(obj, domain)
+    fields, message_id = _header_fields(obj, _header_lines(root), domain)
     # The body entity becomes the message: its Content-* fields follow the message's own.
-    if "MIME-Version" not in body:
-        body["MIME-Version"] = "1.0"
+    body["MIME-Version"] = "1.0"
     out.write(b"".join(fields))
     entities = body.as_bytes(policy=_POLICY)
     position = 0
@@ -238,8 +361,13 @@ def _write_base64(chunks: Iterator[bytes], out: BinaryIO) -> None:
         out.write(separator + binascii.b2a_base64(held, newline=False))
 
 
-def _simple_body(obj: dict[str, Any], values: dict[str, Any], blobs: _Blobs) -> Any:
+def _simple_body(
+    obj: dict[str, Any], values: dict[str, Any], blobs: _Blobs
+) -> tuple[dict[str, Any], Any]:
+    """The body of textBody, htmlBody and attachments, and the part given for its root
+    entity (empty when bridge makes the root)."""
     text, html = obj.get("textBody"), obj.get("htmlBody")
+    given_parts: list[dict[str, Any]] = []
     parts = []
     for given, subtype, name in ((text, "plain", "textBody"), (html, "html", "htmlBody")):
         if given is None:
@@ -248,29 +376,37 @@ def _simple_body(obj: dict[str, Any], values: dict[str, Any], blobs: _Blobs) -> 
             raise ComposeError(f"{name} must hold exactly one part", [name])
         if str(given[0].get("type") or f"text/{subtype}").lower() != f"text/{subtype}":
             raise ComposeError(f"{name} must be text/{subtype}", [name])
-        parts.append(_text_part(given[0], values, subtype, name))
+        given_parts.append(given[0])
+        parts.append(_leaf({"type": f"text/{subtype}", **given[0]}, values, blobs, subtype,
+                           name))  # fmt: skip
     if not parts:
-        empty = EmailMessage(policy=_POLICY)
-        empty.set_content("", subtype="plain", charset="utf-8")
-        parts.append(empty)
+        parts.append(_text("", "plain"))
+    parts = [part for part in parts if part is not None]
+    leaves = [_leaf(attachment, values, blobs, None, "attachments")
+              for attachment in obj.get("attachments") or []]  # fmt: skip
+    if len(parts) == 1 and not leaves:
+        return (given_parts[0] if given_parts else {}), parts[0]
+    body = parts[0] if parts else None
     if len(parts) == 2:
-        body = EmailMessage(policy=_POLICY)
-        body.set_type("multipart/alternative")
-        body.set_boundary("=_" + secrets.token_hex(12))
-        for part in parts:
-            body.attach(part)
-        body = _inner(body)
-    else:
-        body = parts[0]
-    leaves = [_blob_part(attachment, blobs) for attachment in obj.get("attachments") or []]
+        body = _alternative(parts)
     if not leaves:
-        return body
+        return {}, body
     mixed = EmailMessage(policy=_POLICY)
     mixed.set_type("multipart/mixed")
     mixed.set_boundary("=_" + secrets.token_hex(12))
-    mixed.attach(body)
+    if body is not None:
+        mixed.attach(body)
     mixed = _inner(mixed)
     for leaf in leaves:
         if leaf is not None:
             mixed.attach(leaf)
-    return mixed
+    return {}, mixed
+
+
+def _alternative(parts: list[Any]) -> Any:
+    body = EmailMessage(policy=_POLICY)
+    body.set_type("multipart/alternative")
+    body.set_boundary("=_" + secrets.token_hex(12))
+    for part in parts:
+        body.attach(part)
+    return _inner(body)

@@ -16,13 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from bridge.mime.dates import parse_utc_date
+from bridge.mime.header_property import HeaderProperty, parse_header_property
 
 # RFC 5322 §3.6.4 msg-id without its <>: dot-atom-text "@" (dot-atom-text / no-fold-literal).
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = rf"{_ATEXT}(?:\.{_ATEXT})*"
 _MSG_ID = re.compile(rf"{_DOT_ATOM}@(?:{_DOT_ATOM}|\[[!-Z^-~]*\])")
-# RFC 5322 §3.6.8 field-name: printable ASCII but the colon.
-_FIELD_NAME = re.compile(r"[!-9;-~]+")
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)")
 # Control characters (but tab), and lone surrogates, which no charset can write.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
@@ -43,6 +42,16 @@ BODY_PART_PROPERTIES = frozenset({
     "partId", "blobId", "size", "headers", "name", "type", "charset", "disposition", "cid",
     "language", "location", "subParts",
 })  # fmt: skip
+# A part's header fields that bridge writes from its properties when they are given: a
+# header: property for one of them too would be a second value of one field (RFC 8621 §4.6).
+_PART_FIELD_PROPERTIES = {
+    "content-disposition": ("disposition", "name"), "content-id": ("cid",),
+    "content-language": ("language",), "content-location": ("location",),
+}  # fmt: skip
+# Written by bridge for every part: Content-Transfer-Encoding is never the client's (RFC
+# 8621 §4.6), and Content-Type carries the charset bridge encodes text in (the type
+# property gives the rest).
+_PART_FIELDS_FORBIDDEN = ("content-type", "content-transfer-encoding", "mime-version")
 
 
 class InvalidProperty(ValueError):
@@ -180,6 +189,12 @@ def _part(part: Any, prop: str, header_text: _HeaderText, depth: int) -> None:
     for key in ("partId", "blobId"):
         if part.get(key) is not None:
             header_text(part[key], prop, allow_empty=False)
+    if part.get("partId") is not None:
+        if part.get("blobId") is not None:
+            raise InvalidProperty(prop, "a part has a partId or a blobId, not both")
+        for key in ("charset", "size"):
+            if part.get(key) is not None:
+                raise InvalidProperty(prop, f"a part with a partId has no {key}")
     for key in ("name", "location"):
         if part.get(key) is not None:
             header_text(part[key], prop)
@@ -192,11 +207,19 @@ def _part(part: Any, prop: str, header_text: _HeaderText, depth: int) -> None:
                 raise InvalidProperty(prop, "language holds language tags")
     if part.get("size") is not None and (type(part["size"]) is not int or part["size"] < 0):
         raise InvalidProperty(prop, "size must be an UnsignedInt")
-    if part.get("headers") is not None:
+    if "headers" in part:
         raise InvalidProperty(prop, "give each part header as its own header: property")
+    seen: set[str] = set()
     for key, header_value in part.items():
-        if key.startswith("header:"):
-            _header_property(key, header_value, header_text, prop)
+        if not key.startswith("header:"):
+            continue
+        name = _header_property(key, header_value, header_text, prop).name.lower()
+        if name in _PART_FIELDS_FORBIDDEN:
+            raise InvalidProperty(prop, f"{key} cannot be given: bridge writes it")
+        given = _PART_FIELD_PROPERTIES.get(name, ())
+        if name in seen or any(part.get(k) is not None for k in given):
+            raise InvalidProperty(prop, f"{key} gives a header field twice")
+        seen.add(name)
     if part.get("subParts") is not None:
         for sub in _list(part["subParts"], prop):
             _part(sub, prop, header_text, depth + 1)
@@ -206,18 +229,67 @@ def _token(value: Any, syntax: re.Pattern[str]) -> bool:
     return isinstance(value, str) and len(value) <= MAX_TOKEN and bool(syntax.fullmatch(value))
 
 
+def header_values(key: str, value: Any) -> tuple[HeaderProperty, list[str]]:
+    """A settable ``header:`` property already checked: what it names, and the value of
+    each field it stands for (several for ``:all``)."""
+    header = parse_header_property(key)
+    assert header is not None
+    return header, list(value) if header.all_instances else [value]
+
+
 def _header_property(
     key: str, value: Any, header_text: _HeaderText, prop: str | None = None
-) -> None:
-    """``header:{name}[:as{Form}]`` (RFC 8621 §4.1.3): asRaw or asText, one folded line."""
+) -> HeaderProperty:
+    """``header:{name}[:as{Form}][:all]`` (RFC 8621 §4.1.3) in a form the field may take
+    (§4.1.2): each value what that form reads back; a list of them for ``:all``."""
     prop = prop or key
-    pieces = key.split(":")
-    form = pieces[2].lower() if len(pieces) > 2 else "asraw"
-    if len(pieces) > 3 or form not in ("asraw", "astext") or not _FIELD_NAME.fullmatch(pieces[1]):
-        raise InvalidProperty(prop, f"{key}: only header:{{name}}:asRaw or asText can be set")
+    header = parse_header_property(key)
+    if header is None:
+        raise InvalidProperty(prop, f"{key} is no header property this field can have")
+    values = _list(value, prop) if header.all_instances else [value]
+    total = 0
+    for one in values:
+        if header.form in ("Raw", "Text"):
+            total += _header_string(header, one, header_text, prop)
+        else:
+            _FORM_CHECKS[header.form](one, prop, header_text)
+    header_text.bound(total, prop)
+    return header
+
+
+def _header_string(header: HeaderProperty, value: Any, header_text: _HeaderText, prop: str) -> int:
+    """A Raw or Text value: one folded line; its length as a field."""
     if not isinstance(value, str):
-        raise InvalidProperty(prop, f"{key} must be a string")
+        raise InvalidProperty(prop, f"header:{header.name} takes strings")
     unfolded = value.replace("\r\n ", " ").replace("\r\n\t", "\t")
     header_text(unfolded, prop)
-    if form == "asraw" and len(pieces[1]) + 1 + max(map(len, value.split("\r\n"))) > 998:
+    if header.form == "Raw" and len(header.name) + 1 + max(map(len, value.split("\r\n"))) > 998:
         raise InvalidProperty(prop, "has a line longer than 998 octets (RFC 5322 §2.1.1)")
+    return len(header.name) + len(unfolded) + 3  # "Name:" and CRLF
+
+
+def _grouped_addresses(value: Any, prop: str, header_text: _HeaderText) -> None:
+    """EmailAddressGroup[] (RFC 8621 §4.1.2.4): a name or null, and EmailAddress[]."""
+    for group in _list(value, prop):
+        if not isinstance(group, dict) or set(group) != {"name", "addresses"}:
+            raise InvalidProperty(prop, "must hold EmailAddressGroup objects (name, addresses)")
+        if group["name"] is not None:
+            header_text(group["name"], prop)
+        _addresses(group["addresses"], prop, header_text)
+
+
+def _urls(value: Any, prop: str, header_text: _HeaderText) -> None:
+    """String[] of URLs without their angle brackets (RFC 8621 §4.1.2.7)."""
+    for url in _list(value, prop):
+        header_text(url, prop, allow_empty=False)
+        if any(ch in url for ch in " <>,"):
+            raise InvalidProperty(prop, "must hold URLs")
+
+
+_FORM_CHECKS: dict[str, Callable[[Any, str, _HeaderText], None]] = {
+    "Addresses": _addresses,
+    "GroupedAddresses": _grouped_addresses,
+    "MessageIds": _message_ids,
+    "Date": lambda value, prop, _text: _date(value, prop),
+    "URLs": _urls,
+}

@@ -27,6 +27,7 @@ from bridge.store.records import (
     MailboxRecord,
     MessageRef,
     NewMessage,
+    SortKeys,
 )
 from bridge.store.schema import create_empty, migrate
 
@@ -88,6 +89,12 @@ def _mailbox(row: sqlite3.Row) -> MailboxRecord:
         counts=Counts(*row[19:23]),
         index_uidvalidity=row[23],
     )
+
+
+def _sort_values(keys: SortKeys | None) -> tuple[str | int | None, ...]:
+    if keys is None:
+        return (None, None, None, None)
+    return (keys.from_, keys.to, keys.subject, keys.sent_at)
 
 
 def _keywords_text(keywords: Iterable[str]) -> str:
@@ -606,12 +613,12 @@ class Cache:
         else:  # a thread with no Email yet adds nothing to any count: nothing to note
             self._touched_threads.add(thread_id)
         self._conn.execute(
-            "INSERT INTO emails(id, thread_id, keywords, unread, size, received_at, summary) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO emails(id, thread_id, keywords, unread, size, received_at, summary, "
+            "sort_from, sort_to, sort_subject, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 email_id, thread_id, _keywords_text(message.keywords),
                 int(_is_unread(message.keywords)), message.size, message.received_at,
-                message.summary,
+                message.summary, *_sort_values(message.sort_keys),
             ),
         )  # fmt: skip
         self.log_created(EMAIL, email_id)
@@ -743,7 +750,7 @@ class Cache:
         trash = [r.id for r in records if r.role == "trash"]
         moved: list[str] = []
         for record in records:
-            if not record.indexed and record.status is not None:
+            if record.selectable and not record.indexed and record.status is not None:
                 # Not indexed yet: each message counts as an Email and as its own thread.
                 messages, unseen = record.status.messages, record.status.unseen or 0
                 counts = Counts(messages, unseen, messages, unseen)
@@ -908,6 +915,24 @@ class Cache:
                 "UPDATE emails SET summary = ? WHERE id = ?",
                 [(summary, email_id) for email_id, summary in summaries.items()],
             )
+
+    def set_sort_keys(self, keys: dict[str, SortKeys]) -> None:
+        """Made from the messages' immutable headers: no change to log."""
+        with self._lock:
+            self._conn.executemany(
+                "UPDATE emails SET sort_from = ?, sort_to = ?, sort_subject = ?, sent_at = ? "
+                "WHERE id = ?",
+                [(*_sort_values(k), email_id) for email_id, k in keys.items()],
+            )
+
+    def sort_keys(self) -> dict[str, SortKeys]:
+        """The sort keys of every Email that has them made."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, sort_from, sort_to, sort_subject, sent_at FROM emails "
+                "WHERE sort_subject IS NOT NULL"
+            ).fetchall()
+        return {row[0]: SortKeys(*row[1:]) for row in rows}
 
     def uids_to_emails(self, mailbox_id: str, uids: Iterable[int]) -> set[str]:
         found: set[str] = set()

@@ -65,6 +65,17 @@ class Location(msgspec.Struct, frozen=True):
     modseq: int | None = None
 
 
+class SortKeys(msgspec.Struct, frozen=True):
+    """An Email's keys for the header sorts Email/query answers across folders: each
+    text already in the form that compares as the upstream's SORT does (see
+    bridge.mail.sort_keys); ``sent_at`` in Unix seconds, None without a usable Date."""
+
+    from_: str
+    to: str
+    subject: str
+    sent_at: int | None
+
+
 class NewMessage(msgspec.Struct, frozen=True):
     """A message seen for the first time in a folder, as the sync core fetched it."""
 
@@ -80,6 +91,8 @@ class NewMessage(msgspec.Struct, frozen=True):
     base_subject: str = ""
     # The encoded list-view summary, when the FETCH that found the message carried it.
     summary: bytes | None = None
+    # Made from the summary, with it.
+    sort_keys: SortKeys | None = None
 
 
 class FlagUpdate(msgspec.Struct, frozen=True):

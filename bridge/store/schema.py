@@ -134,6 +134,15 @@ MIGRATIONS: tuple[str, ...] = (
         types TEXT
     ) WITHOUT ROWID;
     """,
+    """
+    -- Keys of the header sorts Email/query answers across folders (from, to, subject,
+    -- sentAt), made with the list-view summary; NULL in sort_subject where none is made
+    -- yet (the query makes them first). sent_at is NULL without a usable Date header.
+    ALTER TABLE emails ADD COLUMN sort_from TEXT;
+    ALTER TABLE emails ADD COLUMN sort_to TEXT;
+    ALTER TABLE emails ADD COLUMN sort_subject TEXT;
+    ALTER TABLE emails ADD COLUMN sent_at INTEGER;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -38,10 +38,10 @@ class BridgeServer:
     ) -> None:
         self.port = free_port()
         settings.setdefault("upstream_tls", "plain")
+        settings.setdefault("upstream_timeout", 10.0)
         self.settings = Settings(
             upstream_host=imap_host,
             upstream_port=imap_port,
-            upstream_timeout=10.0,
             listen_port=self.port,
             data_dir=str(data_dir),
             log_level="warning",
@@ -110,7 +110,8 @@ class JmapClient:
 
     def post(self, body: Any, **kwargs: Any) -> httpx.Response:
         if isinstance(body, bytes | str):
-            return self.http.post("/jmap/api", content=body, **kwargs)
+            headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
+            return self.http.post("/jmap/api", content=body, headers=headers, **kwargs)
         return self.http.post("/jmap/api", json=body, **kwargs)
 
     def request(self, calls: list[list[Any]], using: list[str] | None = None) -> list[Any]:

@@ -124,13 +124,6 @@ def test_method_level_errors(jmap: JmapClient) -> None:
     assert kinds["still-works"][0] == "Mailbox/get"
 
 
-def test_capability_not_in_using_is_unknown_method(jmap: JmapClient) -> None:
-    [[name, args, _]] = jmap.request(
-        [["Mailbox/get", {"accountId": jmap.account_id}, "0"]], using=[CORE]
-    )
-    assert (name, args["type"]) == ("error", "unknownMethod")
-
-
 def test_result_references_chain(jmap: JmapClient) -> None:
     account = jmap.account_id
     responses = jmap.request(

@@ -277,9 +277,7 @@ def test_xoauth2_initial_response_logs_in_at_dovecot(dovecot: Dovecot, login: st
     assert authenticate("OAUTHBEARER", token).startswith(b"a OK")
 
 
-def test_jmap_jam_a_bearer_only_client(
-    bridge: BridgeServer, login: str, token: str
-) -> None:
+def test_jmap_jam_a_bearer_only_client(bridge: BridgeServer, login: str, token: str) -> None:
     node = shutil.which("node")
     if node is None or not (JAM / "node_modules" / "jmap-jam").is_dir():
         # A missing client is a broken setup, not a test to pass over: .ci/run installs it.
@@ -321,9 +319,7 @@ def test_an_issued_token_works_everywhere_until_revoked(bridge: BridgeServer, lo
         endpoints.close()
 
 
-def test_an_issued_token_expires(
-    dovecot: Dovecot, login: str, tmp_path: Path
-) -> None:
+def test_an_issued_token_expires(dovecot: Dovecot, login: str, tmp_path: Path) -> None:
     with _bridge(dovecot, tmp_path, token_lifetime=1.0) as server:
         issued = httpx.post(f"{server.url}/jmap/token", auth=(login, USERS[login])).json()
         assert issued["expires"] - time.time() <= 1.0

@@ -95,18 +95,26 @@ def attachment_blob(jmap: JmapClient, email_id: str) -> str:
     return attachment["blobId"]
 
 
-def test_parallel_downloads_of_a_big_attachment_stay_small(
-    bridge_process: tuple[Dovecot, BridgeProcess],
-) -> None:
-    upstream, process = bridge_process
-    attachment = attachment_octets()
+def delivered(
+    upstream: Dovecot, process: BridgeProcess, attachment: bytes
+) -> tuple[JmapClient, str]:
+    """A message with ``attachment`` appended upstream: a client, and the attachment's blob."""
     imap = IMAPClient(upstream.host, port=upstream.port, ssl=False)
     imap.login(*USER)
     imap.append("INBOX", message_with(attachment))
     imap.logout()
     jmap = JmapClient(process.url, *USER)
-    [email_id] = jmap.call("Email/query", {})["ids"]
-    blob_id = attachment_blob(jmap, email_id)
+    newest = {"sort": [{"property": "receivedAt", "isAscending": False}], "limit": 1}
+    [email_id] = jmap.call("Email/query", newest)["ids"]
+    return jmap, attachment_blob(jmap, email_id)
+
+
+def test_parallel_downloads_of_a_big_attachment_stay_small(
+    bridge_process: tuple[Dovecot, BridgeProcess],
+) -> None:
+    upstream, process = bridge_process
+    attachment = attachment_octets()
+    jmap, blob_id = delivered(upstream, process, attachment)
     idle = reset_peak(process)
     digests: list[str] = []
     threads = [
@@ -169,4 +177,34 @@ def test_importing_a_big_message_stays_small(
     # Bare LFs became CRLF on the way.
     assert result["created"]["big"]["size"] == len(raw) + raw.count(b"\n"), result
     assert peak - idle < RSS_BUDGET_KIB
+    jmap.close()
+
+
+def test_blob_methods_on_a_big_attachment_stay_small(
+    bridge_process: tuple[Dovecot, BridgeProcess],
+) -> None:
+    """RFC 9404's Blob/get (size, digest) and Blob/upload (a blob made of another) read
+    the 40 MB attachment as a stream, as a download does."""
+    upstream, process = bridge_process
+    attachment = attachment_octets()
+    jmap, blob_id = delivered(upstream, process, attachment)
+    using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:blob"]
+    idle = reset_peak(process)
+    [[_, got, _], [_, made, _]] = jmap.request([
+        ["Blob/get", {"accountId": jmap.account_id, "ids": [blob_id],
+                      "properties": ["size", "digest:sha-256"]}, "g"],
+        ["Blob/upload", {"accountId": jmap.account_id, "create": {"copy": {"data": [
+            {"blobId": blob_id, "offset": 1000}]}}}, "u"],
+    ], using=using)  # fmt: skip
+    peak = process.memory_kib("VmHWM")
+    print(f"Blob/get and Blob/upload of {ATTACHMENT_SIZE:,} octets: idle {idle} KiB, "
+          f"peak {peak} KiB")  # fmt: skip
+    [item] = got["list"]
+    assert item["size"] == ATTACHMENT_SIZE
+    assert item["digest:sha-256"] == base64.b64encode(hashlib.sha256(attachment).digest()).decode()
+    assert made["created"]["copy"]["size"] == ATTACHMENT_SIZE - 1000, made
+    assert peak - idle < RSS_BUDGET_KIB
+    digests: list[str] = []
+    sha256_of_download(download_url(jmap, made["created"]["copy"]["id"]), digests)
+    assert digests == [hashlib.sha256(attachment[1000:]).hexdigest()]
     jmap.close()

@@ -45,7 +45,10 @@ BAD_VALUES: dict[str, list[Any]] = {
     "header:X-Test:asText": [1, [], {}, None, "a\r\nBcc: x@y.z"],
     "header:X-Test:asRaw": [1, [], " a\r\nBcc: x@y.z"],
     "header:Bad Name:asRaw": ["x"],
-    "header:X-Test:asAddresses": [[{"email": "a@b.c"}]],
+    "header:X-Test:asAddresses": [[1], "a@b.c", [{"email": "no at sign"}]],
+    "header:From:asText": ["Ann <ann@example.com>"],
+    "header:X-Test:asDate": ["2025-01-01T00:00:00"],
+    "header:X-Test:asURLs": [["a b"], "https://x"],
 }  # fmt: skip
 
 

@@ -106,7 +106,7 @@ def test_set_errors_change_nothing(jmap: JmapClient, other: IMAPClient) -> None:
     assert result["notUpdated"]["nope"]["type"] == "notFound"
     assert result["notCreated"]["c"]["properties"] == ["mailboxIds"]
     for patch in ({"mailboxIds": {}}, {"mailboxIds": {"nope": True}},
-                  {"keywords": {"bad keyword": True}}, {"keywords": {"$seen": False}}):  # fmt: skip
+                  {"keywords": {"bad keyword": True}}, {"keywords": {"$seen": "no"}}):  # fmt: skip
         refused = jmap.call("Email/set", {"update": {email_id: patch}})
         assert refused["notUpdated"][email_id]["type"] == "invalidProperties", patch
     assert flags_in(other, "INBOX") == {b"Keep": set()}

@@ -218,7 +218,7 @@ def test_set_create_rename_subscribe_destroy(
             },
         },
     )
-    assert created["notCreated"] is None, created
+    assert created["notCreated"] == {}, created
     parent, child = created["created"]["p"]["id"], created["created"]["c"]["id"]
     names = {name for _, _, name in other.list_folders()}
     assert {"Projects", f"Projects/{name}"} <= names

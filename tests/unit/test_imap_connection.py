@@ -452,9 +452,9 @@ def test_bye_mid_command_breaks_the_connection(serve: Callable[..., FakeServer])
     table = {b"NOOP": (b"* BYE shutting down\r\n", b"")}
     server = serve(responder(table, b"IMAP4rev1"))
     conn = ImapConnection.open(server.config(), "bob", "pw")
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(UpstreamUnavailable) as gone:
         conn.noop()
-    assert conn.broken and not conn.is_alive()
+    assert conn.broken and not conn.is_alive() and not gone.value.timed_out
     with pytest.raises(UpstreamUnavailable):
         conn.status("INBOX")
     conn.close()
@@ -470,10 +470,12 @@ def test_timeout_is_unavailable(serve: Callable[..., FakeServer]) -> None:
 
     server = serve(handle)
     conn = ImapConnection.open(server.config(timeout=0.3), "bob", "pw")
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(UpstreamUnavailable) as silent:
         conn.noop()
     stall.set()
     assert conn.broken
+    # Silent, not gone: what was sent may still run there.
+    assert silent.value.timed_out
 
 
 def test_unreadable_response_breaks_the_connection(serve: Callable[..., FakeServer]) -> None:
@@ -533,3 +535,155 @@ def test_starttls(serve: Callable[..., FakeServer], server_tls: ssl.SSLContext) 
     assert server.encrypted[:2] == [False, False] and all(server.encrypted[2:])
     with pytest.raises(UpstreamUnavailable):
         ImapConnection.open(server.config(tls="starttls"), "bob", "pw")
+
+
+# -- extensions advertised and then refused (no server here does these) ---------------------
+
+LIAR_CAPS = b"IMAP4rev1 LIST-EXTENDED LIST-STATUS ESEARCH ESORT CONTEXT=SORT SORT MOVE UIDPLUS"
+LIAR = {
+    b'LIST "" "*" RETURN (SUBSCRIBED CHILDREN STATUS': (b"", b"BAD unknown return option"),
+    b'LIST "" "*" RETURN (SUBSCRIBED CHILDREN)': (
+        b'* LIST (\\Subscribed) "/" "INBOX"\r\n',
+        b"OK done",
+    ),
+    b'LIST "" "*"': (b'* LIST () "/" "INBOX"\r\n', b"OK done"),
+    b'LSUB "" "*"': (b'* LSUB () "/" "INBOX"\r\n', b"OK done"),
+    b'STATUS "INBOX"': (
+        b'* STATUS "INBOX" (MESSAGES 2 UNSEEN 0 UIDNEXT 9 UIDVALIDITY 3)\r\n',
+        b"OK done",
+    ),
+    b"SELECT": (b"* 2 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n* OK [UIDNEXT 9] x\r\n", b"OK done"),
+    b"UID SEARCH RETURN": (b"", b"NO [CANNOT] not here"),
+    b"UID SEARCH ALL": (b"* SEARCH 7 8\r\n", b"OK done"),
+    b"UID SEARCH NOTHING": (b"", b"BAD bad criteria"),
+    b"UID SORT RETURN": (b"", b"BAD unknown"),
+    b"UID SORT (ARRIVAL)": (b"* SORT 8 7\r\n", b"OK done"),
+    b"UID MOVE": (b"", b"BAD unknown command"),
+    b"UID COPY": (b"", b"OK [COPYUID 5 7 1] done"),
+    b"UID STORE": (b"", b"OK done"),
+    b"UID EXPUNGE": (b"* 1 EXPUNGE\r\n", b"OK done"),
+}
+
+
+def test_refused_extensions_fall_back_and_stay_dropped(serve: Callable[..., FakeServer]) -> None:
+    server = serve(responder(LIAR, LIAR_CAPS), greeting=b"* OK ready")
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        [inbox] = conn.list_mailboxes()
+        assert inbox.subscribed and inbox.status is not None and inbox.status.uidnext == 9
+        conn.select("INBOX", readonly=False)
+        assert conn.search(b"ALL") == [7, 8]
+        with pytest.raises(CommandFailed):  # the plain SEARCH is refused too: not ESEARCH's
+            conn.search(b"NOTHING")
+        assert conn.sort_partial(b"ARRIVAL", 1, 1) == [8]
+        conn.move("7", "Archive")
+        assert not {"LIST-STATUS", "ESEARCH", "ESORT", "MOVE"} & conn.capabilities
+        assert conn.has("LIST-EXTENDED")
+        conn.list_mailboxes()
+    # The next connection does not try them again.
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        assert "ESEARCH" not in conn.capabilities and conn.has("SORT")
+        conn.list_mailboxes()
+    assert server.commands() == [
+        b'LIST "" "*" RETURN (SUBSCRIBED CHILDREN STATUS (MESSAGES UNSEEN UIDNEXT UIDVALIDITY))',
+        b'LIST "" "*" RETURN (SUBSCRIBED CHILDREN)',
+        b'STATUS "INBOX" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)',
+        b'SELECT "INBOX"',
+        b"UID SEARCH RETURN (ALL) ALL",
+        b"UID SEARCH ALL",
+        b"UID SEARCH NOTHING",
+        b"UID SORT RETURN (PARTIAL 1:1) (ARRIVAL) US-ASCII ALL",
+        b"UID SORT (ARRIVAL) US-ASCII ALL",
+        b'UID MOVE 7 "Archive"',
+        b'UID COPY 7 "Archive"',
+        b"UID STORE 7 +FLAGS.SILENT (\\Deleted)",
+        b"UID EXPUNGE 7",
+        b'LIST "" "*" RETURN (SUBSCRIBED CHILDREN)',
+        b'STATUS "INBOX" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)',
+        b"LOGOUT",
+        b'LIST "" "*" RETURN (SUBSCRIBED CHILDREN)',
+        b'STATUS "INBOX" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)',
+        b"LOGOUT",
+    ]
+
+
+STATUS_ITEMS = b"(MESSAGES UNSEEN UIDNEXT UIDVALIDITY)"
+
+
+def test_folder_ids_refused_in_pipelined_status_are_dropped_once(
+    serve: Callable[..., FakeServer],
+) -> None:
+    """Without LIST-STATUS every folder's STATUS goes out in one burst: a BAD to the id item
+    drops X-GUID for the upstream, the burst runs again without it, and the next connection
+    never asks for it."""
+    with_ids = STATUS_ITEMS[:-1] + b" X-GUID)"
+    table = {
+        b'LIST "" "*"': (b'* LIST () "/" "a"\r\n* LIST () "/" "b"\r\n', b"OK done"),
+        b'LSUB "" "*"': (b'* LSUB () "/" "a"\r\n', b"OK done"),
+        b'STATUS "a" ' + with_ids: (b"", b"BAD no such item"),
+        b'STATUS "b" ' + with_ids: (b"", b"BAD no such item"),
+        b'STATUS "a"': (b"* STATUS a (MESSAGES 1 UNSEEN 0 UIDNEXT 2 UIDVALIDITY 5)\r\n", b"OK"),
+        b'STATUS "b"': (b"* STATUS b (MESSAGES 0 UNSEEN 0 UIDNEXT 1 UIDVALIDITY 6)\r\n", b"OK"),
+    }
+    server = serve(responder(table, b"IMAP4rev1"), greeting=b"* OK Dovecot ready")
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        assert conn.object_ids is ObjectIds.DOVECOT
+        listings = {m.name: m for m in conn.list_mailboxes()}
+        assert listings["a"].subscribed and not listings["b"].subscribed
+        statuses = [listings[name].status for name in "ab"]
+        assert [s.uidvalidity for s in statuses if s] == [5, 6]
+        assert conn.object_ids is None
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        assert conn.object_ids is None
+        assert len(conn.list_mailboxes()) == 2
+    plain = [b'STATUS "a" ' + STATUS_ITEMS, b'STATUS "b" ' + STATUS_ITEMS, b"LOGOUT"]
+    assert server.commands() == [
+        b'LIST "" "*"',
+        b'LSUB "" "*"',
+        b'STATUS "a" ' + with_ids,
+        b'STATUS "b" ' + with_ids,
+        *plain,
+        b'LIST "" "*"',
+        b'LSUB "" "*"',
+        *plain,
+    ]
+
+
+def test_mailbox_ids_asked_alone_and_refused_are_dropped_once(
+    serve: Callable[..., FakeServer],
+) -> None:
+    """A server that advertises OBJECTID but answers BAD to MAILBOXID asked alone: the
+    folders list without ids, and neither this connection nor the next asks again."""
+    caps = b"IMAP4rev1 OBJECTID LIST-EXTENDED LIST-STATUS"
+    listing = b'LIST "" "*" RETURN (SUBSCRIBED CHILDREN STATUS ' + STATUS_ITEMS + b")"
+    table = {
+        listing: (
+            b'* LIST () "/" "a"\r\n* STATUS a (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 5)\r\n'
+            b'* LIST () "/" "b"\r\n* STATUS b (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 6)\r\n',
+            b"OK done",
+        ),
+        b'LIST "" "*" RETURN (STATUS (MAILBOXID))': (b"", b"BAD no such item"),
+        b"SELECT": (b"* 1 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n", b"OK done"),
+        b"UID FETCH": (b"* 1 FETCH (UID 1 FLAGS ())\r\n", b"OK done"),
+    }
+    server = serve(responder(table, caps), greeting=b"* OK ready")
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        assert conn.object_ids is ObjectIds.OBJECTID
+        statuses = [m.status for m in conn.list_mailboxes()]
+        assert [(s.uidvalidity, s.guid) for s in statuses if s] == [(5, None), (6, None)]
+        assert conn.object_ids is None and not conn.has("OBJECTID")
+        conn.list_mailboxes()
+        conn.select("a", readonly=False)
+        assert conn.fetch_meta("1:*").messages[1].object_id is None
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        assert conn.object_ids is None
+        conn.list_mailboxes()
+    assert server.commands() == [
+        listing,
+        b'LIST "" "*" RETURN (STATUS (MAILBOXID))',
+        listing,
+        b'SELECT "a"',
+        b"UID FETCH 1:* (UID FLAGS)",
+        b"LOGOUT",
+        listing,
+        b"LOGOUT",
+    ]

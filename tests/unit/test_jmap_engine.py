@@ -146,6 +146,13 @@ def test_capability_not_in_using_is_unknown_method(engine: Engine) -> None:
     assert got[0][0] == "Other/get"
 
 
+def test_a_lenient_engine_runs_served_methods_whatever_using_says(engine: Engine) -> None:
+    lenient = Engine(engine.limits, [CORE_CAPABILITY, MAIL, OTHER], METHODS, lenient_using=True)
+    got = responses(lenient, ["Other/get", {"accountId": ACCOUNT}, "c1"], ["Foo/nothing", {}, "c2"])
+    assert got[0][0] == "Other/get"
+    assert got[1] == ["error", {"type": "unknownMethod"}, "c2"]
+
+
 def test_account_not_found(engine: Engine) -> None:
     got = responses(engine, ["Foo/get", {"accountId": "B2"}, "c1"])
     assert got[0][0] == "error"
