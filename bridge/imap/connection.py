@@ -640,9 +640,7 @@ class ImapConnection:
             return _copied(self._wire.run(command).check())
 
         def copy_and_expunge() -> list[int]:
-            # A BAD moved nothing: COPY, then UID EXPUNGE of exactly these messages.
-            if "UIDPLUS" not in self.capabilities:
-                raise CommandFailed("UID MOVE", "BAD", None, "refused, and no UIDPLUS to copy")
+            # A BAD moved nothing: COPY, then expunge exactly these messages.
             copied = self.copy(uids, destination)
             self.expunge_uids(uids)
             return copied
