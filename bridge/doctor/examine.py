@@ -36,7 +36,7 @@ _UTF8_PROBE = "grüße"
 
 def examine(settings: Settings, username: str | None, password: str) -> Report:
     """Everything doctor reports; ``username`` None checks connection and TLS only."""
-    report = _imap(settings.imap_endpoint, username, password)
+    report = _imap(settings.imap_endpoint, username, password, settings.flag_scan_interval)
     if settings.smtp_endpoint is not None:
         report.submission = _submission(settings.smtp_endpoint)
     if settings.sieve_endpoint is not None:
@@ -50,7 +50,9 @@ def _service(endpoint: Endpoint, protocol: str) -> Service:
     return Service(protocol, endpoint.address, endpoint.tls)
 
 
-def _imap(endpoint: Endpoint, username: str | None, password: str) -> Report:
+def _imap(
+    endpoint: Endpoint, username: str | None, password: str, flag_scan_interval: float
+) -> Report:
     service = _service(endpoint, "IMAP")
     report = Report(service)
     try:
@@ -75,7 +77,7 @@ def _imap(endpoint: Endpoint, username: str | None, password: str) -> Report:
     with ImapConnection(session, endpoint) as connection:
         service.capabilities = sorted(connection.capabilities)
         try:
-            _look_inside(connection, report)
+            _look_inside(connection, report, flag_scan_interval)
         except (UpstreamError, ValueError) as exc:
             service.login += f"; then failed: {exc}"
             return report
@@ -83,7 +85,7 @@ def _imap(endpoint: Endpoint, username: str | None, password: str) -> Report:
     return report
 
 
-def _look_inside(connection: ImapConnection, report: Report) -> None:
+def _look_inside(connection: ImapConnection, report: Report, flag_scan_interval: float) -> None:
     listings = connection.list_mailboxes()
     selectable = [entry for entry in listings if entry.selectable and entry.status]
     largest = max(selectable, key=_message_count, default=None)
@@ -126,6 +128,7 @@ def _look_inside(connection: ImapConnection, report: Report) -> None:
         thread_ids_seen=any(m.thread_object_id for m in sample) if sample else None,
         search_utf8=utf8_ok,
         search_refusal=refusal,
+        flag_scan_interval=flag_scan_interval,
     )
     report.features = features(facts)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from bridge.config import Settings
 from bridge.doctor.report import Feature
 from bridge.imap.responses import ObjectIds
 from bridge.mail.watcher import SWEEP
@@ -24,6 +25,8 @@ class ImapFacts(msgspec.Struct, frozen=True):
     # Whether UID SEARCH CHARSET UTF-8 with non-ASCII text was accepted; the code if not.
     search_utf8: bool | None = None
     search_refusal: str | None = None
+    # Seconds between background flag scans of a folder without CONDSTORE (Settings).
+    flag_scan_interval: float = Settings().flag_scan_interval
 
 
 def features(facts: ImapFacts) -> list[Feature]:
@@ -49,7 +52,12 @@ def _changes(facts: ImapFacts) -> Feature:
         return Feature(
             name, "slower", "CONDSTORE without QRESYNC: expunges found by UID SEARCH ALL"
         )
-    return Feature(name, "slower", "no CONDSTORE: flag changes found by scanning every flag")
+    return Feature(
+        name,
+        "slower",
+        "no CONDSTORE: INBOX followed from unsolicited FETCH/EXPUNGE while kept open; other "
+        f"folders' flag changes found by background scans every {facts.flag_scan_interval:g} s",
+    )
 
 
 def _mailbox_ids(facts: ImapFacts) -> Feature:
@@ -58,7 +66,10 @@ def _mailbox_ids(facts: ImapFacts) -> Feature:
     if item and facts.folder_ids_seen is not False:
         return Feature(name, "full", f"stable ({item})")
     return Feature(
-        name, "slower", "derived from names and UIDVALIDITY: a rename elsewhere gives a new id"
+        name,
+        "slower",
+        "stable while the name stays (kept in the cache); a rename by another client is "
+        "matched by UIDVALIDITY and message count",
     )
 
 
@@ -80,17 +91,18 @@ def _threads(facts: ImapFacts) -> Feature:
 
 def _push(facts: ImapFacts) -> Feature:
     name = "Push"
-    if "NOTIFY" in facts.capabilities and "CONDSTORE" in facts.enabled:
+    caps = facts.capabilities
+    if "NOTIFY" in caps and "CONDSTORE" in facts.enabled:
         return Feature(name, "full", "NOTIFY: every folder's changes as they happen")
-    if "NOTIFY" in facts.capabilities:
-        # RFC 5465 §5.2: without CONDSTORE, flag changes outside the selected folder go
-        # unreported, so the watcher sweeps as often as without NOTIFY.
+    if "IDLE" not in caps:
         return Feature(
-            name, "slower", f"NOTIFY without CONDSTORE: flag changes swept every {SWEEP:g} s"
+            name, "slower", f"no IDLE: the watcher reconnects and syncs every {SWEEP:g} s"
         )
-    if "IDLE" in facts.capabilities:
-        return Feature(name, "slower", f"IDLE on INBOX, other folders polled every {SWEEP:g} s")
-    return Feature(name, "slower", f"no IDLE: every folder polled every {SWEEP:g} s")
+    poll = "one LIST-STATUS" if {"LIST-EXTENDED", "LIST-STATUS"} <= caps else "pipelined STATUS"
+    # RFC 5465 §5.2: without CONDSTORE, NOTIFY leaves out flag changes outside the selected
+    # folder, so the watcher does not use it.
+    unused = "NOTIFY without CONDSTORE goes unused: " if "NOTIFY" in caps else ""
+    return Feature(name, "slower", f"{unused}IDLE on INBOX + {poll} every {SWEEP:g} s")
 
 
 def _search(facts: ImapFacts) -> Feature:
@@ -113,20 +125,24 @@ def _sorts(facts: ImapFacts) -> list[Feature]:
     return [subject, Feature("Sort by from/to", "none", "SORT without SORT=DISPLAY")]
 
 
+# What bridge does where it cannot UID EXPUNGE (ImapConnection.expunge_uids).
+_LIFTED = "others' \\Deleted marks lifted around EXPUNGE, a small race"
+
+
 def _move(facts: ImapFacts) -> Feature:
     name = "Email/set mailboxIds"
     if "MOVE" in facts.capabilities:
         return Feature(name, "full", "MOVE")
     if "UIDPLUS" in facts.capabilities:
         return Feature(name, "slower", "no MOVE: COPY, then UID EXPUNGE")
-    return Feature(name, "none", "no MOVE and no UIDPLUS: a move cannot remove the original")
+    return Feature(name, "slower", f"no MOVE, no UIDPLUS: COPY, then {_LIFTED}")
 
 
 def _destroy(facts: ImapFacts) -> Feature:
     name = "Email/set destroy"
     if "UIDPLUS" in facts.capabilities:
         return Feature(name, "full", "UIDPLUS: UID EXPUNGE of exactly those messages")
-    return Feature(name, "none", "no UIDPLUS: a bare EXPUNGE would take others' deletions too")
+    return Feature(name, "slower", f"no UIDPLUS: {_LIFTED}")
 
 
 def _quota(facts: ImapFacts) -> Feature:

@@ -21,6 +21,7 @@ import msgspec
 
 from bridge.imap import quoting
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge.imap.expunge import expunge_outcome, uids_by_number
 from bridge.imap.flagview import FolderView
 from bridge.imap.models import (
     FetchResult,
@@ -39,6 +40,8 @@ from bridge.imap.responses import (
     build_listings,
     collect_fetches,
     copied_uids,
+    fetch_uid_and_flags,
+    format_sequence_set,
     ordered_sequence,
     parse_esearch,
     parse_list,
@@ -637,9 +640,7 @@ class ImapConnection:
             return _copied(self._wire.run(command).check())
 
         def copy_and_expunge() -> list[int]:
-            # A BAD moved nothing: COPY, then UID EXPUNGE of exactly these messages.
-            if "UIDPLUS" not in self.capabilities:
-                raise CommandFailed("UID MOVE", "BAD", None, "refused, and no UIDPLUS to copy")
+            # A BAD moved nothing: COPY, then expunge exactly these messages.
             copied = self.copy(uids, destination)
             self.expunge_uids(uids)
             return copied
@@ -648,14 +649,84 @@ class ImapConnection:
 
     @_guarded
     def expunge_uids(self, uids: str) -> None:
-        """Remove exactly these messages: \\Deleted, then UID EXPUNGE (UIDPLUS). A bare
-        EXPUNGE would also take other clients' \\Deleted mail, so without UIDPLUS this
-        refuses."""
+        """Remove exactly these messages of the selected (read-write) folder: \\Deleted,
+        then UID EXPUNGE (UIDPLUS, RFC 4315 §2.1); without UIDPLUS, see _expunge_exactly.
+        A message of ``uids`` no longer in the folder is not an error: it is gone already.
+        CommandFailed if one of them is still there afterwards."""
         _check_sequence_set(uids)
-        if "UIDPLUS" not in self.capabilities:
-            raise ValueError("the upstream has no UIDPLUS: cannot expunge single messages")
         self.store_flags(uids, ["\\Deleted"], add=True)
-        self._wire.run(b"UID EXPUNGE " + uids.encode("ascii")).check()
+        if "UIDPLUS" in self.capabilities:
+            self._wire.run(b"UID EXPUNGE " + uids.encode("ascii")).check()
+        else:
+            self._expunge_exactly(set(parse_sequence_set(uids)))
+
+    def _expunge_exactly(self, ours: set[int]) -> None:
+        """A bare EXPUNGE removes every \\Deleted message of the folder, other clients'
+        pending deletions too (RFC 4315 §1 says why UID EXPUNGE exists). So the others'
+        marks are lifted around it: UID SEARCH DELETED finds them, -FLAGS takes their mark
+        off, EXPUNGE, +FLAGS puts it back (also when EXPUNGE fails; a failure to put it
+        back is logged with the UIDs). What went is read from the EXPUNGE responses
+        against a FETCH 1:* (UID) taken just before (from VANISHED, with QRESYNC), and
+        anything but exactly ours is logged.
+
+        The residual race: a message another client marks \\Deleted between our SEARCH
+        and our EXPUNGE goes with ours, earlier than that client chose; a client that
+        EXPUNGEs, or reads flags, while the marks are off sees the others' messages
+        unmarked (its EXPUNGE leaves them, and they come back \\Deleted after). The
+        window is three round trips."""
+        others = sorted(set(self.search(b"DELETED")) - ours)
+        others_set = format_sequence_set(others) if others else None
+        try:
+            if others_set is not None:
+                self.store_flags(others_set, ["\\Deleted"], add=False)
+            numbered = self._numbered_uids()
+            present = ours.intersection(numbered)
+            if not present:
+                return  # gone already
+            reply = self._wire.run(b"EXPUNGE").check()
+        finally:
+            if others_set is not None:
+                self._mark_again(others_set)
+        numbers = [r.number for r in reply.of("EXPUNGE") if r.number is not None]
+        vanished = [uid for r in reply.of("VANISHED") for uid in parse_vanished(r)[1]]
+        outcome = expunge_outcome(numbered, numbers, present, vanished)
+        if outcome.unexpected or outcome.unknown_numbers:
+            log.warning(
+                "EXPUNGE without UIDPLUS in %s removed more than ours: UIDs %s and %d "
+                "message(s) newer than its count, marked \\Deleted or expunged by another "
+                "client meanwhile",
+                self.selected, ",".join(map(str, outcome.unexpected)) or "none",
+                outcome.unknown_numbers,
+            )  # fmt: skip
+        if outcome.kept:
+            raise CommandFailed("EXPUNGE", "NO", None, "messages still there after EXPUNGE")
+
+    def _numbered_uids(self) -> list[int]:
+        """The UIDs of the selected folder by sequence number - 1. A FETCH, not a UID FETCH: the
+        server may not send EXPUNGE during it (RFC 3501 §7.4.1), so the numbers hold."""
+        if self.view is not None and self.view.exists == 0:
+            return []  # "1:*" names no message in an empty folder
+        reply = self._wire.run(b"FETCH 1:* (UID)").check()
+        numbered: dict[int, int] = {}
+        for response in reply.of("FETCH"):
+            uid = fetch_uid_and_flags(response)[0]
+            if uid is not None and response.number is not None:
+                numbered[response.number] = uid
+        try:
+            return uids_by_number(numbered)
+        except ValueError as exc:
+            raise UpstreamUnavailable("FETCH 1:* (UID) left messages out") from exc
+
+    def _mark_again(self, others: str) -> None:
+        try:
+            self.store_flags(others, ["\\Deleted"], add=True)
+        except (CommandFailed, UpstreamUnavailable) as exc:
+            if isinstance(exc, UpstreamUnavailable):
+                self._wire.broken = True
+            log.warning(
+                "could not mark UIDs %s of %s \\Deleted again after EXPUNGE (%s): another "
+                "client's pending deletions are lost", others, self.selected, exc,
+            )  # fmt: skip
 
     @_guarded
     def append(

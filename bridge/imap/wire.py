@@ -453,6 +453,8 @@ def make_untagged(records: list[Record]) -> Untagged:
         raise UpstreamUnavailable("malformed untagged response")
     number = int(match.group(1)) if match.group(1) else None
     kind = match.group(2).decode("ascii").upper()
+    if kind == "EXPUNGED" and number is not None:
+        kind = "EXPUNGE"  # GNU imap4d 3.15 says "* n EXPUNGED" for RFC 3501's "* n EXPUNGE"
     rest = line[match.end() :]
     head: Record = (rest, first[1]) if isinstance(first, tuple) else rest
     return Untagged(kind, number, (head, *records[1:]))

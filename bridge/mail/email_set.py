@@ -339,7 +339,8 @@ class EmailSetter:
         self, locations: dict[str, list[int]], names: dict[str, str], targets: set[str]
     ) -> None:
         """Put the Email in exactly ``targets``: MOVE where it leaves a folder for another,
-        COPY for further folders, UID EXPUNGE where it only leaves."""
+        COPY for further folders, an exact expunge (``expunge_uids``) where it leaves
+        without MOVE."""
         imap = self.account.imap
         leaving = [m for m in locations if m not in targets]
         arriving = [m for m in sorted(targets) if m not in locations]
@@ -365,8 +366,6 @@ class EmailSetter:
         if self.cache.emails([email_id]).get(email_id) is None:
             raise Refused("notFound", "no such Email")
         names = {r.id: r.name for r in self.cache.mailboxes()}
-        if not self.account.imap.has("UIDPLUS"):
-            raise Refused("forbidden", "the upstream cannot expunge single messages")
         locations = self._locations(email_id)
         if self.account.imap.object_ids is ObjectIds.GMAIL:
             locations = self._into_gmail_trash(locations, names)

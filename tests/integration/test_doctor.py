@@ -11,10 +11,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from imapclient import IMAPClient
 
 from bridge.cli import PASSWORD_VARIABLE
 from bridge.demo.dovecot import Dovecot, free_port
+from bridge.demo.imap4d import Imap4d
 from tests.integration.conftest import USERS
 
 
@@ -110,10 +112,37 @@ def test_dovecot_without_condstore(dovecot_nocondstore: Dovecot) -> None:
     capabilities = output[output.index("capabilities:") : output.index("separator:")].split()
     assert "CONDSTORE" not in capabilities and "QRESYNC" not in capabilities
     assert line_of(output, "Email/changes").split(None, 1)[1] == (
-        "slower  no CONDSTORE: flag changes found by scanning every flag"
+        "slower  no CONDSTORE: INBOX followed from unsolicited FETCH/EXPUNGE while kept open; "
+        "other folders' flag changes found by background scans every 60 s"
     )
     assert "UID FETCH 1:* (UID FLAGS X-GUID RFC822.SIZE)" in output
-    assert words(line_of(output, "Push"))[1:4] == ["slower", "NOTIFY", "without"]
+    assert line_of(output, "Push").split(None, 1)[1] == (
+        "slower  NOTIFY without CONDSTORE goes unused: IDLE on INBOX + one LIST-STATUS every 1 s"
+    )
+
+
+def test_imap4d(
+    imap4d: Imap4d, imap4d_account: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    login, password = imap4d_account
+    monkeypatch.setenv("BRIDGE_FLAG_SCAN_INTERVAL", "30")
+    code, output = run_doctor(
+        "--upstream-port", str(imap4d.port), "--upstream-tls", "plain", "--user", login,
+        password=password,
+    )  # fmt: skip
+    assert code == 0, output
+    assert line_of(output, "Email/changes").endswith("found by background scans every 30 s")
+    assert line_of(output, "Mailbox ids").split(None, 2)[2] == (
+        "slower  stable while the name stays (kept in the cache); a rename by another client "
+        "is matched by UIDVALIDITY and message count"
+    )
+    assert line_of(output, "Push").endswith("slower  IDLE on INBOX + pipelined STATUS every 1 s")
+    lifted = "others' \\Deleted marks lifted around EXPUNGE, a small race"
+    assert line_of(output, "Email/set mailboxIds").endswith(
+        f"slower  no MOVE, no UIDPLUS: COPY, then {lifted}"
+    )
+    assert line_of(output, "Email/set destroy").endswith(f"slower  no UIDPLUS: {lifted}")
+    assert line_of(output, "Result:") == "Result: bridge can use this upstream"
 
 
 def test_json_report(dovecot_factory: Callable[..., Dovecot]) -> None:

@@ -156,3 +156,57 @@ def test_a_role_on_create_comes_from_the_name(jmap4: JmapClient, imap4d_other: I
     assert done["notCreated"]["bin"]["properties"] == ["role"]
     boxes = jmap4.mailboxes()
     assert boxes["Spam"]["role"] == "junk" and "Old stuff" not in boxes
+
+
+def _emails_by_message_id(jmap: JmapClient, mailbox_id: str) -> dict[str, str]:
+    ids = jmap.call("Email/query", {"filter": {"inMailbox": mailbox_id}})["ids"]
+    found = jmap.call("Email/get", {"ids": ids, "properties": ["messageId"]})["list"]
+    return {email["messageId"][0]: email["id"] for email in found}
+
+
+def _flags_by_message_id(client: IMAPClient, folder: str) -> dict[str, tuple[bytes, ...]]:
+    client.select_folder(folder)
+    fetched = client.fetch(client.search("ALL"), ["FLAGS", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+    client.unselect_folder()
+    return {
+        data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"].split(b"<")[1].split(b">")[0].decode():
+        tuple(data[b"FLAGS"]) for data in fetched.values()
+    }  # fmt: skip
+
+
+def test_destroy_leaves_another_clients_deletion_pending(
+    jmap4: JmapClient, imap4d_other: IMAPClient
+) -> None:
+    # No UIDPLUS: bridge lifts the other client's \Deleted mark around its EXPUNGE and
+    # puts it back after, so only the destroyed message goes.
+    for number in range(1, 4):
+        imap4d_other.append("INBOX", MESSAGE % number)
+    imap4d_other.select_folder("INBOX")
+    imap4d_other.add_flags(imap4d_other.search(["HEADER", "Message-ID", "<2@example.com>"]),
+                           [b"\\Deleted"], silent=True)  # fmt: skip
+    imap4d_other.unselect_folder()
+    inbox = jmap4.mailboxes()["INBOX"]["id"]
+    emails = _emails_by_message_id(jmap4, inbox)
+    done = jmap4.call("Email/set", {"destroy": [emails["1@example.com"]]})
+    assert done["destroyed"] == [emails["1@example.com"]], done["notDestroyed"]
+    flags = _flags_by_message_id(imap4d_other, "INBOX")
+    assert sorted(flags) == ["2@example.com", "3@example.com"]
+    assert b"\\Deleted" in flags["2@example.com"]
+    assert b"\\Deleted" not in flags["3@example.com"]
+    assert "1@example.com" not in _emails_by_message_id(jmap4, inbox)
+
+
+def test_move_by_mailbox_ids_copies_and_expunges(
+    jmap4: JmapClient, imap4d_other: IMAPClient
+) -> None:
+    for number in range(1, 3):
+        imap4d_other.append("INBOX", MESSAGE % number)
+    boxes = jmap4.mailboxes()
+    inbox, archive = boxes["INBOX"]["id"], boxes["Archive"]["id"]
+    email = _emails_by_message_id(jmap4, inbox)["1@example.com"]
+    done = jmap4.call("Email/set", {"update": {email: {"mailboxIds": {archive: True}}}})
+    assert email in done["updated"]
+    assert sorted(_flags_by_message_id(imap4d_other, "INBOX")) == ["2@example.com"]
+    assert sorted(_flags_by_message_id(imap4d_other, "Archive")) == ["1@example.com"]
+    assert list(_emails_by_message_id(jmap4, archive)) == ["1@example.com"]
+    assert "1@example.com" not in _emails_by_message_id(jmap4, inbox)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -474,3 +475,82 @@ def _listing(conn: ImapConnection, name: str) -> MailboxListing:
         if listing.name == name:
             return listing
     raise AssertionError(f"{name!r} not listed")
+
+
+# -- expunging exactly some messages without UIDPLUS ---------------------------------------
+# Against Dovecot with UIDPLUS hidden from bridge's side (the server still takes a bare
+# EXPUNGE), so that the other client can act in the window between bridge's UID SEARCH
+# DELETED and its EXPUNGE.
+
+
+def without_uidplus(conn: ImapConnection, imap: IMAPClient, folder: str) -> None:
+    """``folder`` open read-write on ``conn``, which forgets UIDPLUS; UID 2 marked
+    \\Deleted by the other client, not expunged."""
+    conn.capabilities = conn.capabilities - {"UIDPLUS"}
+    imap.select_folder(folder)
+    imap.add_flags([2], [b"\\Deleted"], silent=True)
+    conn.select(folder, readonly=False)
+
+
+def in_the_window(
+    conn: ImapConnection, monkeypatch: pytest.MonkeyPatch, act: Callable[[], object]
+) -> None:
+    """Run ``act`` after the others' marks are lifted, just before the EXPUNGE."""
+    numbered = conn._numbered_uids
+
+    def acting_first() -> list[int]:
+        act()
+        return numbered()
+
+    monkeypatch.setattr(conn, "_numbered_uids", acting_first)
+
+
+def deleted_flags(imap: IMAPClient, folder: str) -> dict[int, bool]:
+    imap.select_folder(folder)
+    return {
+        uid: b"\\Deleted" in data[b"FLAGS"]
+        for uid, data in imap.fetch(imap.search("ALL"), ["FLAGS"]).items()
+    }
+
+
+def test_only_ours_go_and_others_marks_come_back(
+    conn: ImapConnection, imap: IMAPClient, folder: str
+) -> None:
+    without_uidplus(conn, imap, folder)
+    conn.expunge_uids("3:4")
+    assert deleted_flags(imap, folder) == {1: False, 2: True, 5: False}
+
+
+def test_a_message_marked_in_the_window_goes_too_and_is_logged(
+    conn: ImapConnection,
+    imap: IMAPClient,
+    folder: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    without_uidplus(conn, imap, folder)
+    in_the_window(conn, monkeypatch, lambda: imap.add_flags([4], [b"\\Deleted"], silent=True))
+    with caplog.at_level(logging.WARNING, logger="bridge.imap"):
+        conn.expunge_uids("3")
+    assert deleted_flags(imap, folder) == {1: False, 2: True, 5: False}
+    assert "removed more than ours: UIDs 4 and 0 message(s)" in caplog.text
+
+
+def test_ours_unmarked_in_the_window_is_a_failure(
+    conn: ImapConnection, imap: IMAPClient, folder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_uidplus(conn, imap, folder)
+    in_the_window(conn, monkeypatch, lambda: imap.remove_flags([3], [b"\\Deleted"], silent=True))
+    with pytest.raises(CommandFailed):
+        conn.expunge_uids("3")
+    assert deleted_flags(imap, folder) == {1: False, 2: True, 3: False, 4: False, 5: False}
+
+
+def test_messages_gone_already_are_no_error(
+    conn: ImapConnection, imap: IMAPClient, folder: str
+) -> None:
+    without_uidplus(conn, imap, folder)
+    imap.add_flags([5], [b"\\Deleted"], silent=True)
+    imap.uid_expunge([5])  # the other client has UIDPLUS
+    conn.expunge_uids("5")
+    assert deleted_flags(imap, folder) == {1: False, 2: True, 3: False, 4: False}

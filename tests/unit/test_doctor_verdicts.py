@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from bridge.config import Settings
 from bridge.doctor.verdicts import ImapFacts, features
 from bridge.imap.responses import ObjectIds
 
@@ -34,16 +37,22 @@ def test_a_minimal_server() -> None:
     )
     assert found["Email/changes"] == (
         "slower",
-        "no CONDSTORE: flag changes found by scanning every flag",
+        "no CONDSTORE: INBOX followed from unsolicited FETCH/EXPUNGE while kept open; other "
+        "folders' flag changes found by background scans every 60 s",
     )
-    assert found["Mailbox ids"][0] == "slower" and "names" in found["Mailbox ids"][1]
+    assert found["Mailbox ids"] == (
+        "slower",
+        "stable while the name stays (kept in the cache); a rename by another client is "
+        "matched by UIDVALIDITY and message count",
+    )
     assert found["Email ids"][1] == "derived from headers and size: a changed message gets a new id"
     assert found["Threads"][1].startswith("computed by bridge")
-    assert found["Push"] == ("slower", "IDLE on INBOX, other folders polled every 1 s")
+    assert found["Push"] == ("slower", "IDLE on INBOX + pipelined STATUS every 1 s")
     assert found["Search"] == ("slower", "server SEARCH; CHARSET UTF-8 refused [BADCHARSET]")
     assert found["Sort by from/to/subject"] == ("none", "no SORT: unsupportedSort")
-    assert found["Email/set mailboxIds"][0] == "none"
-    assert found["Email/set destroy"][0] == "none"
+    lifted = "others' \\Deleted marks lifted around EXPUNGE, a small race"
+    assert found["Email/set mailboxIds"] == ("slower", f"no MOVE, no UIDPLUS: COPY, then {lifted}")
+    assert found["Email/set destroy"] == ("slower", f"no UIDPLUS: {lifted}")
     assert found["Quota"] == ("none", "no QUOTA")
 
 
@@ -63,9 +72,52 @@ def test_ids_the_server_claims_but_did_not_give() -> None:
     )
 
 
-def test_notify_without_condstore_still_sweeps() -> None:
-    facts = ImapFacts(frozenset({"IMAP4REV1", "IDLE", "NOTIFY"}), frozenset(), None)
-    assert verdicts(facts)["Push"] == (
-        "slower",
-        "NOTIFY without CONDSTORE: flag changes swept every 1 s",
+def test_the_flag_scan_interval_is_the_one_configured() -> None:
+    assert ImapFacts(IMAP4D, frozenset(), None).flag_scan_interval == (
+        Settings().flag_scan_interval
     )
+    facts = ImapFacts(IMAP4D, frozenset(), None, flag_scan_interval=7.5)
+    assert verdicts(facts)["Email/changes"][1].endswith("background scans every 7.5 s")
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "enabled", "push"),
+    [
+        ("IDLE NOTIFY CONDSTORE", "CONDSTORE",
+         ("full", "NOTIFY: every folder's changes as they happen")),
+        # RFC 5465 §5.2: NOTIFY without CONDSTORE misses flag changes in other folders.
+        ("IDLE NOTIFY LIST-EXTENDED LIST-STATUS", "", ("slower",
+         "NOTIFY without CONDSTORE goes unused: IDLE on INBOX + one LIST-STATUS every 1 s")),
+        ("IDLE LIST-EXTENDED LIST-STATUS", "",
+         ("slower", "IDLE on INBOX + one LIST-STATUS every 1 s")),
+        ("IDLE LIST-STATUS", "", ("slower", "IDLE on INBOX + pipelined STATUS every 1 s")),
+        ("IDLE", "", ("slower", "IDLE on INBOX + pipelined STATUS every 1 s")),
+        ("", "", ("slower", "no IDLE: the watcher reconnects and syncs every 1 s")),
+    ],
+)  # fmt: skip
+def test_push(capabilities: str, enabled: str, push: tuple[str, str]) -> None:
+    facts = ImapFacts(
+        frozenset({"IMAP4REV1", *capabilities.split()}), frozenset(enabled.split()), None
+    )
+    assert verdicts(facts)["Push"] == push
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "move", "destroy"),
+    [
+        ("MOVE UIDPLUS", ("full", "MOVE"),
+         ("full", "UIDPLUS: UID EXPUNGE of exactly those messages")),
+        ("UIDPLUS", ("slower", "no MOVE: COPY, then UID EXPUNGE"),
+         ("full", "UIDPLUS: UID EXPUNGE of exactly those messages")),
+        ("MOVE", ("full", "MOVE"),
+         ("slower", "no UIDPLUS: others' \\Deleted marks lifted around EXPUNGE, a small race")),
+        ("", ("slower", "no MOVE, no UIDPLUS: COPY, then others' \\Deleted marks lifted "
+              "around EXPUNGE, a small race"),
+         ("slower", "no UIDPLUS: others' \\Deleted marks lifted around EXPUNGE, a small race")),
+    ],
+)  # fmt: skip
+def test_move_and_destroy(
+    capabilities: str, move: tuple[str, str], destroy: tuple[str, str]
+) -> None:
+    found = verdicts(ImapFacts(frozenset({"IMAP4REV1", *capabilities.split()}), frozenset(), None))
+    assert (found["Email/set mailboxIds"], found["Email/set destroy"]) == (move, destroy)

@@ -15,6 +15,7 @@ from bridge.imap.wire import (
     Wire,
     command_name,
     parse_response_code,
+    read_untagged,
     split_literals,
 )
 
@@ -347,3 +348,9 @@ def test_pipeline_broken_stream_breaks_the_wire() -> None:
     with pytest.raises(UpstreamUnavailable):
         wire.pipeline([b"NOOP", b"NOOP"])
     assert wire.broken
+
+
+def test_gnu_imap4d_expunged_reads_as_expunge() -> None:
+    # imap4d 3.15 answers EXPUNGE with "* n EXPUNGED": the same response under a typo.
+    (response,) = read_untagged(b"* 2 EXPUNGED\r\n")
+    assert (response.kind, response.number) == ("EXPUNGE", 2)
