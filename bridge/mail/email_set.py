@@ -142,7 +142,9 @@ class EmailSetter:
             except ComposeError as exc:
                 raise Refused("invalidProperties", str(exc), exc.properties) from exc
             try:
-                return self._store_new(creation_id, spool, targets, names, keywords, received)
+                return self._store_new(
+                    creation_id, spool, message_id, targets, names, keywords, received
+                )
             except UpstreamUnavailable as exc:
                 if exc.timed_out:
                     # The server went silent with the APPEND perhaps still to run: nothing
@@ -162,17 +164,24 @@ class EmailSetter:
         address = account_default(self.account)
         return address.rpartition("@")[2].lower() if address else None
 
-    def _created_after_all(
-        self, creation_id: str, message_id: str, name: str, mailbox_id: str
-    ) -> dict[str, Any]:
+    def _uid_of(self, message_id: str, name: str) -> int | None:
+        """The newest message of folder ``name`` with this Message-ID: how a message just
+        appended is found where the upstream did not say its UID (no APPENDUID, or the
+        connection lost before the answer)."""
         plan = plan_search({"header": ["Message-ID", f"<{message_id}>"]},
                            capabilities=self.account.imap.capabilities)  # fmt: skip
         self.account.open_folder(name)
         uids = self.account.imap.search(plan.criteria, utf8=plan.needs_utf8)
-        if not uids:
+        return max(uids) if uids else None
+
+    def _created_after_all(
+        self, creation_id: str, message_id: str, name: str, mailbox_id: str
+    ) -> dict[str, Any]:
+        uid = self._uid_of(message_id, name)
+        if uid is None:
             raise Refused("serverFail", "the upstream connection was lost before the APPEND")
         self.account.sync(force=True)
-        location = self.cache.locations(mailbox_id, uids=uids[-1:]).get(uids[-1])
+        location = self.cache.locations(mailbox_id, uids=[uid]).get(uid)
         if location is None:
             raise Refused("serverFail", "the new Email could not be read back")
         record = self.cache.emails([location.email_id])[location.email_id]
@@ -184,13 +193,14 @@ class EmailSetter:
         self,
         creation_id: str,
         spool: BinaryIO,
+        message_id: str,
         targets: list[str],
         names: dict[str, str],
         keywords: set[str],
         received: datetime | None,
     ) -> dict[str, Any]:
         """APPEND the spooled message to the first mailbox, COPY to the rest; the id comes
-        from APPENDUID."""
+        from APPENDUID, else from a search for its Message-ID."""
         imap = self.account.imap
         limit = imap.append_limit
         size = size_of(spool)
@@ -208,10 +218,11 @@ class EmailSetter:
             if exc.code in ("TOOBIG", "LIMIT"):
                 raise Refused("tooLarge", f"the upstream refused: {exc.text}") from exc
             raise
-        if appended is None:
-            raise Refused("forbidden", "the upstream gave no APPENDUID to find the new Email")
-        uid = appended[1]
         self.account.sync(force=True)
+        if appended is not None:
+            uid = appended[1]
+        else:
+            uid = self._appended_uid(message_id, names[targets[0]], flags)
         email_id = self._appended_email(targets[0], uid)
         self._refuse_duplicate(email_id, targets[0], names[targets[0]], uid)
         if targets[1:]:
@@ -224,6 +235,23 @@ class EmailSetter:
         self.ctx.created_ids[creation_id] = record.id
         return {"id": record.id, "blobId": blob_id(record.id), "threadId": record.thread_id,
                 "size": record.size}  # fmt: skip
+
+    def _appended_uid(self, message_id: str, name: str, flags: list[str]) -> int:
+        """The UID of a message just appended where the upstream gave no APPENDUID: the
+        message is upstream, so it must be found, never answered as not created. Searched
+        after a sync, whose view of the folder the cache holds (GNU imap4d renumbers new
+        mail when a folder is looked at), and again after setting flags the upstream
+        dropped from the APPEND (imap4d does)."""
+        uid = self._uid_of(message_id, name)
+        if uid is not None and flags:
+            self.account.open_folder(name, writable=True)
+            self.account.imap.store_flags(str(uid), flags, add=True)
+            self.account.flags_written.setdefault(name, set()).add(uid)
+            self.account.sync(force=True)
+            uid = self._uid_of(message_id, name)
+        if uid is None:
+            raise Refused("serverFail", "the new Email could not be found upstream")
+        return uid
 
     def _appended_email(self, mailbox_id: str, uid: int) -> str:
         location = self.cache.locations(mailbox_id, uids=[uid]).get(uid)
@@ -246,7 +274,7 @@ class EmailSetter:
         if not others:
             return
         self.account.open_folder(name, writable=True)
-        self.account.imap.expunge_uids(str(uid))  # APPENDUID implies UIDPLUS
+        self.account.imap.expunge_uids(str(uid))
         self.account.sync(force=True)
         raise Refused("alreadyExists", "the account has this message already", existingId=email_id)
 

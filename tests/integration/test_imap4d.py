@@ -210,3 +210,31 @@ def test_move_by_mailbox_ids_copies_and_expunges(
     assert sorted(_flags_by_message_id(imap4d_other, "Archive")) == ["1@example.com"]
     assert list(_emails_by_message_id(jmap4, archive)) == ["1@example.com"]
     assert "1@example.com" not in _emails_by_message_id(jmap4, inbox)
+
+
+def test_create_without_appenduid_is_found_by_its_message_id(
+    jmap4: JmapClient, imap4d_other: IMAPClient
+) -> None:
+    # No UIDPLUS, so no APPENDUID: the new message is found by the Message-ID bridge gave
+    # it, and answered as created exactly once (never "not created" while it is upstream).
+    drafts = jmap4.mailboxes()["Drafts"]["id"]
+    draft = {
+        "mailboxIds": {drafts: True},
+        "keywords": {"$draft": True},
+        "from": [{"email": "me@imap4d.test"}],
+        "subject": "Draft without APPENDUID",
+        "textBody": [{"partId": "t", "type": "text/plain"}],
+        "bodyValues": {"t": {"value": "Hello"}},
+    }
+    done = jmap4.call("Email/set", {"create": {"d": draft}})
+    assert done["created"], done["notCreated"]
+    created = done["created"]["d"]
+    asked = {"ids": [created["id"]], "properties": ["subject", "mailboxIds", "keywords"]}
+    read = jmap4.call("Email/get", asked)
+    assert read["list"] == [
+        {"id": created["id"], "subject": "Draft without APPENDUID",
+         "mailboxIds": {drafts: True}, "keywords": {"$draft": True}}
+    ]  # fmt: skip
+    imap4d_other.select_folder("Drafts", readonly=True)
+    assert len(imap4d_other.search(["SUBJECT", "Draft without APPENDUID"])) == 1
+    imap4d_other.unselect_folder()
