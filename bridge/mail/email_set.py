@@ -28,6 +28,7 @@ from bridge.mail.common import account_of
 from bridge.mail.identity import account_default
 from bridge.mail.setting import Refused, apply_each, attempt, patched
 from bridge.mail.spool import header_block, open_spool, size_of, to_crlf
+from bridge.mail.threading import header_fields, message_ids
 from bridge.mime.compose import BlobsNotFound, ComposeError, compose
 from bridge.mime.dates import parse_utc_date
 from bridge.store.cache import EMAIL
@@ -193,7 +194,7 @@ class EmailSetter:
         self,
         creation_id: str,
         spool: BinaryIO,
-        message_id: str,
+        message_id: str | None,
         targets: list[str],
         names: dict[str, str],
         keywords: set[str],
@@ -236,12 +237,15 @@ class EmailSetter:
         return {"id": record.id, "blobId": blob_id(record.id), "threadId": record.thread_id,
                 "size": record.size}  # fmt: skip
 
-    def _appended_uid(self, message_id: str, name: str, flags: list[str]) -> int:
+    def _appended_uid(self, message_id: str | None, name: str, flags: list[str]) -> int:
         """The UID of a message just appended where the upstream gave no APPENDUID: the
         message is upstream, so it must be found, never answered as not created. Searched
         after a sync, whose view of the folder the cache holds (GNU imap4d renumbers new
         mail when a folder is looked at), and again after setting flags the upstream
         dropped from the APPEND (imap4d does)."""
+        if message_id is None:
+            raise Refused("serverFail", "appended, but without APPENDUID or a Message-ID the "
+                          "new Email cannot be found upstream")  # fmt: skip
         uid = self._uid_of(message_id, name)
         if uid is not None and flags:
             self.account.open_folder(name, writable=True)
@@ -310,7 +314,10 @@ class EmailSetter:
             if nul or b":" not in header:
                 raise Refused("invalidEmail", "the blob is not an RFC 5322 message")
             received = received or _last_received(header)
-            return self._store_new(creation_id, spool, targets, names, keywords, received)
+            own = message_ids(header_fields(header).get("message-id", []))
+            return self._store_new(
+                creation_id, spool, own[0] if own else None, targets, names, keywords, received
+            )
 
     def _open_blob(self, value: str) -> Iterator[bytes] | None:
         return open_blob(self.account, value)
