@@ -20,7 +20,7 @@ from starlette.routing import Route, WebSocketRoute
 from bridge.config import Settings
 from bridge.http.auth import Authenticator, Credentials
 from bridge.http.download import download
-from bridge.http.problems import error_response
+from bridge.http.problems import error_response, problem
 from bridge.http.push import StateHub, access_token, eventsource
 from bridge.http.session import session_resource, session_state
 from bridge.http.tokens import TokenStore
@@ -32,6 +32,7 @@ from bridge.mail import registered_methods
 from bridge.mail.account import Account, UserData, UserRegistry
 from bridge.mail.capabilities import CORE, WEBSOCKET, Features, session_capabilities
 from bridge.mail.watcher import Watchers
+from bridge.store.health import StorageFull
 from bridge.webpush.service import WebPush
 
 log = logging.getLogger("bridge.http")
@@ -184,6 +185,13 @@ async def status(request: Request) -> Response:
     )  # fmt: skip
 
 
+async def storage_full(request: Request, exc: Exception) -> Response:
+    """A full disk under the data directory (a new user's cache, say): nothing was
+    written; 507 Insufficient Storage (RFC 4918 §11.5), one log line, no traceback."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return problem(507, "the server has no space left to store this request's data")
+
+
 def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starlette:
     bridge = Bridge(settings, pool)
 
@@ -207,6 +215,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
             WebSocketRoute(WEBSOCKET_PATH, websocket_endpoint),
         ],
         lifespan=lifespan,
+        exception_handlers={StorageFull: storage_full},
     )
     app.state.bridge = bridge
     return app

@@ -23,6 +23,7 @@ from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
 from bridge.store.cache import EMAIL_DELIVERY, LOGGED_TYPES, Cache
+from bridge.store.health import CacheDamaged
 from bridge.store.ids import derive_id
 from bridge.store.uploads import UploadStore
 
@@ -52,6 +53,7 @@ class UserData:
     # the user's runs at a time.
     vacation_state: str | None = None
     vacation_lock: threading.Lock = field(default_factory=threading.Lock)
+    rebuild_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.indexer = BackgroundIndexer(self.cache, self.sync_lock)
@@ -60,9 +62,24 @@ class UserData:
     def account_id(self) -> str:
         return account_id_for(self.username)
 
+    def rebuild_cache(self) -> None:
+        """Replace a damaged cache by an empty one, which the next sync fills from the
+        upstream: no sync or indexing chunk runs meanwhile."""
+        with self.rebuild_lock:
+            if not self.cache.damaged:
+                return  # another request rebuilt it first
+            self.indexer.stop()
+            with self.sync_lock:
+                self.cache.rebuild()
+                self.indexer = BackgroundIndexer(self.cache, self.sync_lock)
+
     def states(self) -> dict[str, str]:
-        """The state of each data type push reports (RFC 8620 §7.1), from the cache."""
-        values = self.cache.states(PUSHED_TYPES)
+        """The state of each data type push reports (RFC 8620 §7.1), from the cache; none
+        while a damaged cache waits for its rebuild (push then has nothing new to say)."""
+        try:
+            values = self.cache.states(PUSHED_TYPES)
+        except CacheDamaged:
+            return {}
         states = {name: self.cache.encode_state(value) for name, value in values.items()}
         if self.vacation_state is not None:
             states["VacationResponse"] = self.vacation_state
@@ -78,6 +95,7 @@ class UserRegistry:
         self._lock = threading.Lock()
 
     def get(self, username: str) -> UserData:
+        """The user's data, with a cache found damaged since the last request rebuilt."""
         with self._lock:
             user = self._users.get(username)
             if user is None:
@@ -86,7 +104,9 @@ class UserRegistry:
                 cache = Cache.open(directory / "cache.sqlite3")
                 uploads = UploadStore(directory / "uploads")
                 user = self._users[username] = UserData(username, cache, uploads)
-            return user
+        if user.cache.damaged:
+            user.rebuild_cache()
+        return user
 
     def close(self) -> None:
         with self._lock:
