@@ -11,13 +11,21 @@ import msgspec
 from msgspec import UNSET
 
 from bridge.jmap.errors import MethodError, RequestError
-from bridge.jmap.limits import CoreLimits, check_max_objects
+from bridge.jmap.limits import (
+    CoreLimits,
+    RequestLimits,
+    check_filter_size,
+    check_max_objects,
+    json_too_deep,
+)
 from bridge.jmap.references import resolve_references
 from bridge.jmap.types import Invocation, Request, build_response, request_decoder
 
 log = logging.getLogger("bridge.jmap")
 
 ResponseArgs = dict[str, Any]
+# The standard methods that take a filter (RFC 8620 §5.5, §5.6).
+_QUERY_METHODS = ("/query", "/queryChanges")
 
 
 @dataclass(frozen=True)
@@ -81,8 +89,10 @@ class Engine:
         limits: CoreLimits,
         capabilities: Iterable[str],
         methods: Iterable[MethodSpec],
+        request_limits: RequestLimits | None = None,
     ) -> None:
         self.limits = limits
+        self.request_limits = request_limits or RequestLimits()
         self.capabilities = frozenset(capabilities)
         self.methods: dict[str, MethodSpec] = {}
         for spec in methods:
@@ -98,6 +108,7 @@ class Engine:
             raise RequestError(
                 "limit", 400, "the request is larger than maxSizeRequest", "maxSizeRequest"
             )
+        check_json_depth(body, self.request_limits)
         try:
             # msgspec skips unknown properties without decoding them, so check all of it.
             body.decode("utf-8")
@@ -148,6 +159,15 @@ class Engine:
             run.call(name, args, call_id)
         created_ids = run.created_ids if given is not UNSET else None
         return build_response(run.responses, created_ids, session_state)
+
+
+def check_json_depth(body: bytes, limits: RequestLimits) -> None:
+    """A ``limit`` RequestError for JSON nested deeper than ``limits`` allow."""
+    depth = limits.max_json_depth
+    if json_too_deep(body, depth):
+        raise RequestError(
+            "limit", 400, f"arrays and objects nested more than {depth} deep", "maxJsonDepth"
+        )
 
 
 def _not_json(exc: msgspec.DecodeError) -> RequestError:
@@ -206,6 +226,8 @@ class _RequestRun:
                 args = resolve_references(args, self._lookup)
             if spec.account_scoped:
                 self._check_account(args)
+            if spec.name.endswith(_QUERY_METHODS) and "filter" in args:
+                check_filter_size(args["filter"], self.engine.request_limits)
             result = spec.handler(CallContext(self, call_id, spec.name), args)
             return self._responses(spec.name, result)
         except MethodError as error:
