@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-verify-tls", dest="upstream_verify_tls", action="store_const", const=False)
     add("--allow-plaintext", dest="allow_plaintext", action="store_const", const=True,
         help="allow plain IMAP to a host that is not loopback")  # fmt: skip
+    add("--upstream-timeout", dest="upstream_timeout", type=float,
+        help="seconds one upstream command may wait for the server (15)")  # fmt: skip
+    add("--request-timeout", dest="request_timeout", type=float,
+        help="seconds a request may take, upstream waits included (30)")  # fmt: skip
     add("--upstream-quota", dest="upstream_quota", action="store_const", const=True,
         help="the upstream keeps quotas (IMAP QUOTA): serve RFC 9425 Quota/*")  # fmt: skip
     tls_modes = ["implicit", "starttls", "plain"]

@@ -27,7 +27,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     upstream_port: int | None = None
     upstream_tls: TlsMode = "implicit"
     upstream_verify_tls: bool = True
-    upstream_timeout: float = 30.0
+    # Seconds one upstream command (IMAP, SMTP, ManageSieve) may wait for the server, and
+    # the connect: the connection is then dropped as broken.
+    upstream_timeout: float = 15.0
+    # Seconds a request may take from arrival to answer, login included; every upstream
+    # wait is cut to what is left. Calls not run by then answer serverUnavailable.
+    request_timeout: float = 30.0
     # Plain IMAP sends passwords in the clear: only to loopback unless forced.
     allow_plaintext: bool = False
     listen_host: str = "127.0.0.1"

@@ -17,6 +17,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from bridge import deadline
 from bridge.config import Settings
 from bridge.http.auth import Authenticator, Credentials
 from bridge.http.download import download
@@ -84,6 +85,10 @@ class Bridge:
     async def execute(self, credentials: Credentials, body: bytes) -> dict[str, Any]:
         """Parse and run one JMAP Request of an authenticated user: the one path behind
         /jmap/api and the WebSocket. A request rejected whole raises RequestError."""
+        with deadline.within(self.settings.request_timeout):
+            return await self._execute(credentials, body)
+
+    async def _execute(self, credentials: Credentials, body: bytes) -> dict[str, Any]:
         jmap_request = self.engine.parse_request(body)
         slot = self.slot(credentials.username)
         if slot.locked():
@@ -122,6 +127,11 @@ async def session(request: Request) -> Response:
 
 async def api(request: Request) -> Response:
     bridge: Bridge = request.app.state.bridge
+    with deadline.within(bridge.settings.request_timeout):  # the login counts too
+        return await _api(bridge, request)
+
+
+async def _api(bridge: Bridge, request: Request) -> Response:
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials

@@ -17,6 +17,16 @@ class UpstreamUnavailable(UpstreamError):
     or a response bridge cannot read. The connection that raised it is marked broken."""
 
 
+class UpstreamTimeout(UpstreamUnavailable):
+    """A command got no answer within its time (the command timeout, or what was left of
+    the request's deadline): the connection is broken, and whether the command took effect
+    is unknown until the next sync looks."""
+
+
+class DeadlinePassed(UpstreamUnavailable):
+    """The request's deadline passed before the upstream was asked: nothing was sent."""
+
+
 class AuthFailed(UpstreamError):
     """The server refused the credentials."""
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from imapclient import IMAPClient
 
+from bridge import deadline
 from bridge.endpoint import Endpoint, sasl_plain
 from bridge.imap import quoting
-from bridge.imap.errors import AuthFailed, UpstreamUnavailable
+from bridge.imap.errors import AuthFailed, DeadlinePassed, UpstreamUnavailable
 from bridge.imap.responses import ObjectIds, parse_capabilities, parse_id
 from bridge.imap.wire import Reply, Wire
 
@@ -71,6 +72,9 @@ class _ImaplibTransport:
     def read(self, size: int) -> bytes:
         return self._imap.file.read(size)
 
+    def set_timeout(self, seconds: float) -> None:
+        self._imap.sock.settimeout(seconds)
+
     def pending(self) -> bool:
         # imaplib reads through a buffered file: bytes may wait there while the socket
         # itself has nothing more. A non-blocking peek tells without waiting.
@@ -89,6 +93,7 @@ def open_session(config: UpstreamConfig, username: str, password: str) -> Sessio
     client = _connect(config)
     try:
         session = _greeted(client)
+        session.wire.command_timeout = config.timeout
         if config.tls == "starttls":
             _starttls(session, config)
         _login(session, username, password)
@@ -108,13 +113,15 @@ def shutdown_quietly(client: IMAPClient) -> None:
 
 def _connect(config: UpstreamConfig) -> IMAPClient:
     implicit = config.tls == "implicit"
+    if deadline.expired():
+        raise DeadlinePassed("not connecting: the request's time is up")
     try:
         client = IMAPClient(
             config.host,
             port=config.port,
             ssl=implicit,
             ssl_context=config.ssl_context() if implicit else None,
-            timeout=config.timeout,
+            timeout=deadline.bounded(config.timeout),  # the greeting and TLS too
         )
     except (OSError, imaplib.IMAP4.error) as exc:
         raise UpstreamUnavailable(

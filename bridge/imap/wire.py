@@ -18,7 +18,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge import deadline
+from bridge.imap.errors import (
+    CommandFailed,
+    DeadlinePassed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 
 Record = bytes | tuple[bytes, bytes]
 """One line of a response, or a line ending in a literal marker with the literal's bytes."""
@@ -45,6 +51,10 @@ class Transport(Protocol):
         """Whether bytes are already received but not yet read (buffered)."""
         ...
 
+    def set_timeout(self, seconds: float) -> None:
+        """How long a read may wait for the server."""
+        ...
+
 
 class BytesTransport:
     """A canned server transcript; what was sent is kept in ``sent``. For parsers and tests."""
@@ -54,6 +64,7 @@ class BytesTransport:
         self.sent: list[bytes] = []
         # What had been read when each send happened: proves waits for continuations.
         self.read_before_send: list[int] = []
+        self.timeouts: list[float] = []
 
     def send(self, data: bytes) -> None:
         self.read_before_send.append(self._incoming.tell())
@@ -67,6 +78,9 @@ class BytesTransport:
 
     def pending(self) -> bool:
         return not self.at_end()
+
+    def set_timeout(self, seconds: float) -> None:
+        self.timeouts.append(seconds)
 
     def at_end(self) -> bool:
         return self._incoming.tell() == len(self._incoming.getbuffer())
@@ -173,6 +187,10 @@ class Wire:
         self.bye: str | None = None
         self.command_count = 0
         self.commands: deque[str] = deque(maxlen=COMMAND_LOG_SIZE)
+        # How long one command may wait for the server (None: the transport's own); inside
+        # a request, never past its deadline (bridge.deadline).
+        self.command_timeout: float | None = None
+        self._armed: float | None = None
 
     # -- commands -------------------------------------------------------------------------
 
@@ -210,6 +228,7 @@ class Wire:
     def _command(self, name: str, exchange: Callable[[bytes, list[Untagged]], Done]) -> Reply:
         if self.broken:
             raise UpstreamUnavailable(f"connection is broken; {name} not sent")
+        timeout = self._arm(name)
         self._tag_number += 1
         tag = self._tag_prefix + str(self._tag_number).encode("ascii")
         self.command_count += 1
@@ -217,6 +236,9 @@ class Wire:
         untagged: list[Untagged] = []
         try:
             done = exchange(tag, untagged)
+        except TimeoutError as exc:
+            self.broken = True
+            raise UpstreamTimeout(f"{name}: no answer within {timeout:.1f} s") from exc
         except (OSError, ValueError, EOFError) as exc:
             # ValueError here is I/O on a closed file (a connection shut down under us).
             self.broken = True
@@ -228,6 +250,21 @@ class Wire:
             raise
         status, code, code_args, text = done
         return Reply(name, status, code, code_args, text, tuple(untagged))
+
+    def _arm(self, name: str) -> float:
+        """Bound the reads of the next command by the command timeout and the time left to
+        the request (a socket timeout holds for each read: a server that stops mid-answer
+        is noticed within it)."""
+        left = deadline.remaining()
+        if left is not None and left <= 0:
+            raise DeadlinePassed(f"{name} not sent: the request's time is up")
+        timeout = self.command_timeout if self.command_timeout is not None else float("inf")
+        if left is not None:
+            timeout = min(timeout, left)
+        if timeout != self._armed and timeout != float("inf"):
+            self.transport.set_timeout(timeout)
+            self._armed = timeout
+        return timeout
 
     def _send(
         self, tag: bytes, parts: Sequence[tuple[bytes, bytes | None]], untagged: list[Untagged]

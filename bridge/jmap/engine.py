@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
+from bridge import deadline
 from bridge.jmap.errors import MethodError, RequestError
 from bridge.jmap.limits import (
     CoreLimits,
@@ -202,6 +203,11 @@ class _RequestRun:
         self.responses: list[Invocation] = []
 
     def call(self, name: str, args: dict[str, Any], call_id: str) -> None:
+        if deadline.expired():
+            # The calls before used up the request's time: this one is not run.
+            error = MethodError("serverUnavailable", "the request ran out of time before this call")
+            self.responses.append(("error", error.to_response(), call_id))
+            return
         spec = self.engine.methods.get(name)
         # A method of a capability the client did not opt in to is unknown to it (§3.3).
         if spec is None or spec.capability not in self.using:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge import deadline
 from bridge.config import Settings
 from bridge.imap.connection import ImapConnection
-from bridge.imap.errors import UpstreamUnavailable
+from bridge.imap.errors import DeadlinePassed, UpstreamUnavailable
 from bridge.imap.pool import ConnectionPool
 from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
@@ -61,6 +63,17 @@ class UserData:
     @property
     def account_id(self) -> str:
         return account_id_for(self.username)
+
+    @contextmanager
+    def syncing(self) -> Iterator[None]:
+        """The sync lock, waited for no longer than the request's time allows (a sync stuck
+        on a silent upstream must not hold every later request of the user)."""
+        if not deadline.acquire(self.sync_lock):
+            raise DeadlinePassed("the user's sync did not finish in time")
+        try:
+            yield
+        finally:
+            self.sync_lock.release()
 
     def rebuild_cache(self) -> None:
         """Replace a damaged cache by an empty one, which the next sync fills from the
@@ -181,7 +194,7 @@ class Account:
         if self._synced_generation is not None and not force:
             return None
         waited_for = self.user.sync_generation
-        with self.user.sync_lock:
+        with self.user.syncing():
             if not force and self.user.sync_generation > waited_for + 1:
                 # Another request ran a whole sync after this one started waiting.
                 self._synced_generation = self.user.sync_generation
@@ -205,12 +218,13 @@ class Account:
         self.sync()
         if not unindexed(self.cache):
             return
-        self.user.indexer.wait()
+        if not self.user.indexer.wait(deadline.remaining()):
+            raise DeadlinePassed("indexing did not finish in time")
         self.user.indexer.index_all(self.imap)
 
     def sync_list(self) -> None:
         """Re-read only the folder list, after this request changed it upstream."""
-        with self.user.sync_lock:
+        with self.user.syncing():
             Syncer(self.cache, self.imap).sync_list()
 
     def close(self) -> None:

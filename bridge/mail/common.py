@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge.imap.errors import CommandFailed, UpstreamTimeout, UpstreamUnavailable
 from bridge.jmap import CallContext, MethodError, MethodResult
 from bridge.jmap.standard import ChangesArgs, QueryArgs, page_query
 from bridge.mail.account import Account
@@ -34,6 +34,13 @@ def translating_upstream_errors(handler: Handler) -> Handler:
     def wrapper(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any] | MethodResult:
         try:
             return handler(ctx, args)
+        except UpstreamTimeout as exc:
+            log.warning("upstream timed out during %s: %s", ctx.method_name, exc)
+            raise MethodError(
+                "serverFail",
+                "the upstream did not answer in time; whether anything changed shows at the "
+                "next sync",
+            ) from exc
         except UpstreamUnavailable as exc:
             log.warning("upstream unavailable during %s: %s", ctx.method_name, exc)
             raise MethodError(

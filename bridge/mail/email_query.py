@@ -338,7 +338,7 @@ def upstream_page(
         items = new_message_items(imap)
         fetched = imap.fetch_meta(uid_set(missing), extra=items).messages
     added = [new_message(record, selected.uidvalidity, meta) for meta in fetched.values()]
-    with account.user.sync_lock, account.cache.transaction():
+    with account.user.syncing(), account.cache.transaction():
         account.cache.purge_orphans(
             account.cache.set_index_uidvalidity(record.id, selected.uidvalidity)
         )

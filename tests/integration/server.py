@@ -41,11 +41,10 @@ class BridgeServer:
             upstream_host=imap_host,
             upstream_port=imap_port,
             upstream_tls="plain",
-            upstream_timeout=10.0,
             listen_port=self.port,
             data_dir=str(data_dir),
             log_level="warning",
-            **settings,
+            **{"upstream_timeout": 10.0, **settings},
         )
         self.app = create_app(self.settings, pool=pool)
         extra: dict[str, Any] = {}
