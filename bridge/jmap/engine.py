@@ -51,6 +51,7 @@ class CallContext:
         self.call_id = call_id
         self.method_name = method_name
         self.limits: CoreLimits = run.engine.limits
+        self.request_limits: RequestLimits = run.engine.request_limits
         self.request_id: str = run.request_id
 
     def resolve_creation_id(self, value: str) -> str | None:

@@ -67,6 +67,9 @@ class RequestLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_filter_nodes: int = 128
     max_filter_depth: int = 8
     max_filter_text: int = 8192
+    # The header section of a message Email/set composes, in octets: Postfix's own
+    # header_size_limit (102,400) would cut a longer one on its way out anyway.
+    max_header_size: int = 102_400
 
 
 # Quoted strings (their brackets are text), and runs of brackets, in raw JSON.

@@ -120,6 +120,9 @@ class EmailSetter:
             raise Refused("blobNotFound", "blobs not found", notFound=exc.blob_ids) from exc
         except ComposeError as exc:
             raise Refused("invalidProperties", str(exc), exc.properties) from exc
+        limit = self.ctx.request_limits.max_header_size
+        if raw.find(b"\r\n\r\n", 0, limit + 4) < 0 and len(raw) > limit:
+            raise Refused("tooLarge", f"the message's header is larger than {limit} octets")
         try:
             return self._store_new(creation_id, raw, targets, names, keywords, received)
         except UpstreamUnavailable:

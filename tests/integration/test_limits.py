@@ -80,3 +80,18 @@ def test_a_filter_within_the_limits_runs(jmap: JmapClient) -> None:
         [["Mailbox/query", {"accountId": jmap.account_id, "filter": inbox}, "q"]], using=USING
     )
     assert name == "Mailbox/query" and len(result["ids"]) == 1
+
+
+def test_a_header_past_the_limit_is_too_large(jmap: JmapClient) -> None:
+    drafts = jmap.mailboxes()["Drafts"]["id"]
+
+    def draft(subject: str) -> dict[str, Any]:
+        return {"mailboxIds": {drafts: True}, "subject": subject,
+                "textBody": [{"partId": "1", "type": "text/plain"}],
+                "bodyValues": {"1": {"value": "body"}}}  # fmt: skip
+
+    result = jmap.call("Email/set", {"create": {"big": draft("s " * 60_000),
+                                                "fits": draft("s " * 30_000)}})  # fmt: skip
+    assert result["notCreated"]["big"]["type"] == "tooLarge"
+    created = result["created"]["fits"]["id"]
+    assert jmap.call("Email/set", {"destroy": [created]})["destroyed"] == [created]
