@@ -16,25 +16,48 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-_deadline: ContextVar[float | None] = ContextVar("bridge_request_deadline", default=None)
+
+class _Deadline:
+    """One request's deadline, open while the request runs. Copies of the context outlive
+    the request (asyncio copies it into every callback and task made meanwhile, and
+    uvicorn reads the next request of a kept-alive connection in such a callback), so a
+    deadline is closed at the request's end rather than only unset: else the next request
+    on the connection would start with this one's, long past."""
+
+    __slots__ = ("ends", "open")
+
+    def __init__(self, ends: float) -> None:
+        self.ends = ends
+        self.open = True
+
+
+_deadline: ContextVar[_Deadline | None] = ContextVar("bridge_request_deadline", default=None)
+
+
+def _current() -> _Deadline | None:
+    current = _deadline.get()
+    return current if current is not None and current.open else None
 
 
 @contextmanager
 def within(seconds: float) -> Iterator[None]:
-    """Work in this context ends ``seconds`` from now, or at an earlier deadline already set."""
+    """Work in this context ends ``seconds`` from now, or at an earlier deadline of the
+    request already running."""
     ends = time.monotonic() + seconds
-    current = _deadline.get()
-    token = _deadline.set(ends if current is None else min(current, ends))
+    outer = _current()
+    mine = _Deadline(ends if outer is None else min(outer.ends, ends))
+    token = _deadline.set(mine)
     try:
         yield
     finally:
+        mine.open = False
         _deadline.reset(token)
 
 
 def remaining() -> float | None:
     """Seconds left (0 or less once past), or None outside a request."""
-    ends = _deadline.get()
-    return None if ends is None else ends - time.monotonic()
+    current = _current()
+    return None if current is None else current.ends - time.monotonic()
 
 
 def expired() -> bool:

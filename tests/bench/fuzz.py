@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - started
         rss_end, rss_peak = bridge.memory_kib("VmRSS"), bridge.memory_kib("VmHWM")
         log = bridge.log_path.read_text(errors="replace")
+        upstream_log = dovecot.read_log()
     tally = Tally()
     for part in tallies:
         tally.merge(part)
@@ -76,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report, indent=1))
     for status, body, response in tally.failures[:10]:
         print(status, body[:300], response[:500], file=sys.stderr)
+    if tally.failures or tally.errors.get("serverUnavailable"):
+        # What bridge and Dovecot said, each distinct line once, with how often.
+        for name, text in (("bridge", log), ("dovecot", upstream_log)):
+            lines = Counter(" ".join(line.split()[2:])[:200] for line in text.splitlines())
+            print(f"--- {name} log ---", file=sys.stderr)
+            for line, count in lines.most_common(25):
+                print(f"{count:7} {line}", file=sys.stderr)
     return 1 if tally.failures or report["tracebacks_in_log"] else 0
 
 

@@ -3,6 +3,7 @@ timeout, nothing is sent once it passed, and the engine runs no call after it.""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 
@@ -68,3 +69,14 @@ def test_calls_after_the_deadline_are_not_run() -> None:
         response = engine.run(request, None, "acc", "s")
     [[name, args, call_id]] = response["methodResponses"]
     assert (name, args["type"], call_id) == ("error", "serverUnavailable", "a")
+
+
+def test_a_context_copied_during_a_request_has_no_deadline_after_it() -> None:
+    """asyncio copies the context into callbacks made during a request; uvicorn reads the
+    next request of a kept-alive connection in one: it must not inherit a passed deadline."""
+    with deadline.within(0.0):
+        copied = contextvars.copy_context()
+    assert copied.run(deadline.remaining) is None
+    with deadline.within(60.0):
+        left = copied.run(deadline.remaining)  # this request's own deadline is unaffected
+        assert deadline.remaining() is not None and left is None
