@@ -20,10 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from bridge.demo.dovecot import Dovecot
-from bridge.mail import registered_methods
-from bridge.mail.capabilities import Features
 from tests.bench.harness import BridgeProcess, progress
-from tests.integration.fuzz_requests import Generator, Tally, send
+from tests.integration.fuzz_requests import Generator, Tally, send, served_methods
 
 USER, PASSWORD = "fuzz", "fuzz-pw"
 
@@ -33,14 +31,6 @@ def _account(url: str) -> str:
     return session["primaryAccounts"]["urn:ietf:params:jmap:mail"]
 
 
-def _methods() -> list[str]:
-    """Every method the bridge process serves (its default features), and the names of
-    capabilities it leaves out: those must answer unknownMethod."""
-    served = [spec.name for spec in registered_methods(Features())]
-    return [*served, "PushSubscription/get", "PushSubscription/set", "Quota/get",
-            "Identity/get", "EmailSubmission/set", "VacationResponse/get"]  # fmt: skip
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.fuzz", description=__doc__)
     parser.add_argument("--requests", type=int, default=100_000)
@@ -48,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args(argv)
     with Dovecot({USER: PASSWORD}) as dovecot, BridgeProcess(dovecot.port) as bridge:
-        methods, account = _methods(), _account(bridge.url)
+        methods, account = served_methods(), _account(bridge.url)
         generators = [iter(Generator(args.seed + n, methods, account)) for n in range(args.clients)]
         send(bridge.url, (USER, PASSWORD), generators[0], 500)  # warm-up
         rss_start = bridge.memory_kib("VmRSS")

@@ -18,6 +18,9 @@ from typing import Any
 
 import httpx
 
+from bridge.mail import registered_methods
+from bridge.mail.capabilities import Features
+
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
 CAPABILITIES = (
@@ -62,6 +65,14 @@ PROPERTIES = (
 TEXT = ("", "a", "INBOX", "Drafts", "$seen", "$flagged", "é", "\u0000", "\r\nA1 LOGOUT",
         "{5}\r\nhello", '"', "\\", "*", "%", "2024-01-01T00:00:00Z", "not a date",
         "../../etc/passwd", "#c0", "\ud800", "x" * 300)  # fmt: skip
+
+
+def served_methods() -> list[str]:
+    """Every method a bridge with its default features serves, and a few of capabilities
+    it leaves out (those must answer unknownMethod)."""
+    served = [spec.name for spec in registered_methods(Features())]
+    return [*served, "PushSubscription/get", "PushSubscription/set", "Quota/get",
+            "Identity/get", "EmailSubmission/set", "VacationResponse/get"]  # fmt: skip
 
 
 class Generator:
