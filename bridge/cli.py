@@ -47,6 +47,8 @@ def _add_upstream_flags(parser: argparse.ArgumentParser) -> None:
         help="PEM file of the CAs to trust for the upstream (default: the system's)")  # fmt: skip
     add("--upstream-connect-timeout", dest="upstream_connect_timeout", type=float,
         help="seconds for connect, TLS handshake and greeting (default 10)")  # fmt: skip
+    add("--upstream-timeout", dest="upstream_timeout", type=float,
+        help="seconds one upstream command may wait for the server (15)")  # fmt: skip
     add("--allow-plaintext", dest="allow_plaintext", action="store_const", const=True,
         help="allow plain IMAP to a host that is not loopback")  # fmt: skip
     tls_modes = ["implicit", "starttls", "plain"]
@@ -69,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_flags(serve)
     _add_upstream_flags(serve)
     add = serve.add_argument
+    add("--request-timeout", dest="request_timeout", type=float,
+        help="seconds a request may take, upstream waits included (30)")  # fmt: skip
     add("--upstream-quota", dest="upstream_quota", action="store_const", const=True,
         help="the upstream keeps quotas (IMAP QUOTA): serve RFC 9425 Quota/*")  # fmt: skip
     add("--mail-domain", dest="mail_domain",

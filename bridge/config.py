@@ -35,14 +35,18 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     upstream_port: int | None = None
     upstream_tls: TlsMode = "implicit"
     upstream_verify_tls: bool = True
-    # Seconds each IMAP command may take (and SMTP, ManageSieve).
-    upstream_timeout: float = 30.0
+    # Seconds one upstream command (IMAP, SMTP, ManageSieve) may wait for the server: the
+    # connection is then dropped as broken.
+    upstream_timeout: float = 15.0
     # Seconds for the TCP connect, the TLS handshake and the greeting, so that a wrong port
     # or TLS mode fails fast, with the reason (and SMTP, ManageSieve).
     upstream_connect_timeout: float = 10.0
     # A PEM file of the CAs to trust for the upstream's certificate (a private CA, or a
     # self-signed certificate itself) instead of the system's; SSL_CERT_FILE works too.
     upstream_ca_file: str | None = None
+    # Seconds a request may take from arrival to answer, login included; every upstream
+    # wait is cut to what is left. Calls not run by then answer serverUnavailable.
+    request_timeout: float = 30.0
     # Plain IMAP sends passwords in the clear: only to loopback unless forced.
     allow_plaintext: bool = False
     listen_host: str = "127.0.0.1"

@@ -17,12 +17,13 @@ from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from bridge import deadline
 from bridge.config import Settings
 from bridge.http.auth import Authenticator, Credentials
 from bridge.http.bearer import OAuthIdentity
 from bridge.http.cors import cors_middleware
 from bridge.http.download import download
-from bridge.http.problems import error_response
+from bridge.http.problems import error_response, problem
 from bridge.http.push import StateHub, eventsource
 from bridge.http.session import session_resource, session_state
 from bridge.http.slots import UserSlots
@@ -42,6 +43,7 @@ from bridge.mail import registered_methods
 from bridge.mail.account import Account, UserData, UserRegistry
 from bridge.mail.capabilities import CORE, WEBSOCKET, Features, session_capabilities
 from bridge.mail.watcher import Watchers
+from bridge.store.health import StorageFull
 from bridge.webpush.service import WebPush
 
 log = logging.getLogger("bridge.http")
@@ -101,6 +103,10 @@ class Bridge:
     async def execute(self, credentials: Credentials, body: bytes) -> dict[str, Any]:
         """Parse and run one JMAP Request of an authenticated user: the one path behind
         /jmap/api and the WebSocket. A request rejected whole raises RequestError."""
+        with deadline.within(self.settings.request_timeout):
+            return await self._execute(credentials, body)
+
+    async def _execute(self, credentials: Credentials, body: bytes) -> dict[str, Any]:
         jmap_request = self.engine.parse_request(body)
         slot = self.slot(credentials.username)
         if slot.locked():
@@ -146,6 +152,11 @@ async def session(request: Request) -> Response:
 
 async def api(request: Request) -> Response:
     bridge: Bridge = request.app.state.bridge
+    with deadline.within(bridge.settings.request_timeout):  # the login counts too
+        return await _api(bridge, request)
+
+
+async def _api(bridge: Bridge, request: Request) -> Response:
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials
@@ -227,6 +238,13 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=400)
 
 
+async def _storage_full(request: Request, exc: Exception) -> Response:
+    """A full disk under the data directory (a new user's cache, say): nothing was
+    written; 507 Insufficient Storage (RFC 4918 §11.5), one log line, no traceback."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return problem(507, "the server has no space left to store this request's data")
+
+
 def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starlette:
     bridge = Bridge(settings, pool)
 
@@ -253,7 +271,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
         ],
         lifespan=lifespan,
         middleware=cors_middleware(settings.cors_origins),
-        exception_handlers={ClientDisconnect: _client_gone},
+        exception_handlers={ClientDisconnect: _client_gone, StorageFull: _storage_full},
     )
     app.state.bridge = bridge
     return app

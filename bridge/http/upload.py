@@ -24,6 +24,7 @@ from starlette.responses import Response
 from bridge.http.problems import error_response, problem
 from bridge.http.slots import UserSlots
 from bridge.jmap import RequestError
+from bridge.store.health import is_full
 from bridge.store.uploads import DEFAULT_TYPE, UploadedBlob, UploadWriter
 
 if TYPE_CHECKING:
@@ -99,7 +100,10 @@ async def upload(request: Request) -> Response:
         return _limit_problem(413, detail, "maxUploadStorage")
     except ClientDisconnect:
         return Response(status_code=400)  # nobody is listening any more
-    except OSError:
+    except OSError as exc:
+        if is_full(exc):
+            log.warning("no space to store an upload of %s: %s", credentials.username, exc)
+            return problem(507, "no space left to store the upload")
         log.exception("could not store an upload of %s", credentials.username)
         return problem(500, "could not store the upload")
     finally:

@@ -32,7 +32,7 @@ from bridge.http.auth import Credentials
 from bridge.http.problems import problem
 from bridge.http.push import event_id
 from bridge.http.tokens import COOKIE
-from bridge.jmap import RequestError
+from bridge.jmap import RequestError, check_json_depth
 from bridge.states import States, moved
 
 if TYPE_CHECKING:
@@ -161,6 +161,11 @@ class _Connection:
                 RequestError("limit", 400, "the message is larger than maxSizeRequest",
                              "maxSizeRequest")
             )  # fmt: skip
+            return
+        try:
+            check_json_depth(body, self.bridge.engine.request_limits)
+        except RequestError as error:
+            await self._error(error)
             return
         try:
             message = _message_decoder.decode(body)

@@ -16,16 +16,28 @@ class UpstreamUnavailable(UpstreamError):
     """The connection is dead or unusable: connect failure, socket error, timeout, BYE,
     or a response bridge cannot read. The connection that raised it is marked broken.
     ``reason`` says in a few words why a connection could not be opened (see
-    ``bridge.connect_failure``), where that is known.
+    ``bridge.connect_failure``), where that is known."""
 
-    ``timed_out`` says the server went silent rather than away: a command it was sent may
-    still run there later (a stopped or overloaded server reads it when it wakes), so
-    nothing read meanwhile proves the command did not happen."""
+    # Whether the server went silent rather than away (UpstreamTimeout).
+    timed_out = False
 
-    def __init__(self, message: str, *, reason: str | None = None, timed_out: bool = False) -> None:
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
-        self.timed_out = timed_out
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    """A command got no answer within its time (the command timeout, or what was left of
+    the request's deadline), or a sync this request waited for did not. The server went
+    silent rather than away: a command it was sent may still run there later (a stopped or
+    overloaded server reads it when it wakes), so nothing read meanwhile proves the
+    command did not happen; whether it took effect shows at the next sync."""
+
+    timed_out = True
+
+
+class DeadlinePassed(UpstreamUnavailable):
+    """The request's deadline passed before the upstream was asked: nothing was sent."""
 
 
 class AuthFailed(UpstreamError):

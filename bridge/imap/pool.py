@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from bridge import deadline as request_deadline
 from bridge.imap.connection import ImapConnection, UpstreamConfig
 from bridge.imap.errors import AuthFailed, UpstreamError, UpstreamUnavailable
 
@@ -191,7 +192,7 @@ class ConnectionPool:
 
     def _acquire(self, username: str, password: str) -> tuple[ImapConnection, int]:
         digest = self._digest(password)
-        deadline = time.monotonic() + self.wait_timeout
+        deadline = time.monotonic() + request_deadline.bounded(self.wait_timeout)
         while True:
             slot = self._take_slot(username, digest, deadline)
             if slot.idle is None:

@@ -15,15 +15,16 @@ import logging
 import re
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from imapclient import IMAPClient, SocketTimeout
 
+from bridge import deadline
 from bridge.connect_failure import explain
 from bridge.endpoint import AccessToken, Endpoint, connect, oauth_login, sasl_plain
 from bridge.imap import quoting
-from bridge.imap.errors import AuthFailed, UpstreamUnavailable
+from bridge.imap.errors import AuthFailed, DeadlinePassed, UpstreamUnavailable
 from bridge.imap.refusals import REFUSED
 from bridge.imap.responses import ObjectIds, parse_capabilities, parse_id
 from bridge.imap.wire import Reply, Wire
@@ -79,6 +80,9 @@ class _ImaplibTransport:
     def read(self, size: int) -> bytes:
         return self._imap.file.read(size)
 
+    def set_timeout(self, seconds: float) -> None:
+        self._imap.sock.settimeout(seconds)
+
     def pending(self) -> bool:
         # imaplib reads through a buffered file: bytes may wait there while the socket
         # itself has nothing more. A non-blocking peek tells without waiting.
@@ -105,10 +109,17 @@ def open_session(config: UpstreamConfig, username: str, password: str) -> Sessio
 
 
 def connect_session(config: UpstreamConfig) -> Session:
-    """Connected, greeted and with TLS as configured; not yet logged in."""
+    """Connected, greeted and with TLS as configured; not yet logged in. Inside a request
+    the connect, TLS and greeting wait no longer than the time left (bridge.deadline)."""
+    if deadline.expired():
+        raise DeadlinePassed("not connecting: the request's time is up")
+    config = replace(
+        config, connect_timeout=deadline.bounded(config.connect_timeout)
+    )
     client = _connect(config)
     try:
         session = _greeted(client)
+        session.wire.command_timeout = config.timeout
         if config.tls == "starttls":
             _starttls(session, config)
     except BaseException:

@@ -18,7 +18,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge import deadline
+from bridge.imap.errors import (
+    CommandFailed,
+    DeadlinePassed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 
 Record = bytes | tuple[bytes, bytes]
 """One line of a response, or a line ending in a literal marker with the literal's bytes."""
@@ -48,6 +54,10 @@ class Transport(Protocol):
         """Whether bytes are already received but not yet read (buffered)."""
         ...
 
+    def set_timeout(self, seconds: float) -> None:
+        """How long a read may wait for the server."""
+        ...
+
 
 class BytesTransport:
     """A canned server transcript; what was sent is kept in ``sent``. For parsers and tests."""
@@ -57,6 +67,7 @@ class BytesTransport:
         self.sent: list[bytes] = []
         # What had been read when each send happened: proves waits for continuations.
         self.read_before_send: list[int] = []
+        self.timeouts: list[float] = []
 
     def send(self, data: bytes) -> None:
         self.read_before_send.append(self._incoming.tell())
@@ -70,6 +81,9 @@ class BytesTransport:
 
     def pending(self) -> bool:
         return not self.at_end()
+
+    def set_timeout(self, seconds: float) -> None:
+        self.timeouts.append(seconds)
 
     def at_end(self) -> bool:
         return self._incoming.tell() == len(self._incoming.getbuffer())
@@ -179,6 +193,12 @@ class Wire:
         # Sees every completed command's untagged responses, in order: what the server says
         # unasked (another session's flag change, say) comes with whatever command ran.
         self.observer: Callable[[Sequence[Untagged]], None] | None = None
+        # How long one command may wait for the server (None: the transport's own); inside
+        # a request, never past its deadline (bridge.deadline).
+        self.command_timeout: float | None = None
+        self._armed: float | None = None
+        # What the command being run may wait for each read, for the timeout's message.
+        self._waits: float = float("inf")
 
     # -- commands -------------------------------------------------------------------------
 
@@ -302,6 +322,7 @@ class Wire:
     def _next_tag(self, name: str) -> bytes:
         if self.broken:
             raise UpstreamUnavailable(f"connection is broken; {name} not sent")
+        self._waits = self._arm(name)
         self._tag_number += 1
         self.command_count += 1
         self.commands.append(name)
@@ -310,12 +331,14 @@ class Wire:
     def _guard(self, name: str, exchange: Callable[[], None]) -> None:
         try:
             exchange()
+        except TimeoutError as exc:
+            # The server went silent, not away: what was sent may still run there.
+            self.broken = True
+            raise UpstreamTimeout(f"{name}: no answer within {self._waits:.1f} s") from exc
         except (OSError, ValueError, EOFError) as exc:
             # ValueError here is I/O on a closed file (a connection shut down under us).
             self.broken = True
-            raise UpstreamUnavailable(
-                f"{name}: {type(exc).__name__}", timed_out=isinstance(exc, TimeoutError)
-            ) from exc
+            raise UpstreamUnavailable(f"{name}: {type(exc).__name__}") from exc
         except BaseException:
             # Whatever stopped us mid-command (including an interrupt) left the stream at
             # an unknown point.
@@ -330,6 +353,21 @@ class Wire:
         self._observe(untagged)
         status, code, code_args, text = result[0]
         return Reply(name, status, code, code_args, text, tuple(untagged))
+
+    def _arm(self, name: str) -> float:
+        """Bound the reads of the next command by the command timeout and the time left to
+        the request (a socket timeout holds for each read: a server that stops mid-answer
+        is noticed within it)."""
+        left = deadline.remaining()
+        if left is not None and left <= 0:
+            raise DeadlinePassed(f"{name} not sent: the request's time is up")
+        timeout = self.command_timeout if self.command_timeout is not None else float("inf")
+        if left is not None:
+            timeout = min(timeout, left)
+        if timeout != self._armed and timeout != float("inf"):
+            self.transport.set_timeout(timeout)
+            self._armed = timeout
+        return timeout
 
     def _send(
         self, tag: bytes, parts: Sequence[tuple[bytes, bytes | None]], untagged: list[Untagged]

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from bridge.jmap.args import decode_args
 from bridge.jmap.core import CORE_CAPABILITY, echo_method
-from bridge.jmap.engine import CallContext, Engine, Handler, MethodResult, MethodSpec
+from bridge.jmap.engine import (
+    CallContext,
+    Engine,
+    Handler,
+    MethodResult,
+    MethodSpec,
+    check_json_depth,
+)
 from bridge.jmap.errors import MethodError, RequestError, SetError, set_error
-from bridge.jmap.limits import CoreLimits, check_max_objects
+from bridge.jmap.limits import CoreLimits, RequestLimits, check_max_objects
 from bridge.jmap.patch import PatchError, apply_patch, top_level_properties
 from bridge.jmap.types import Invocation, Request, is_valid_id
 
@@ -24,8 +31,10 @@ __all__ = [
     "PatchError",
     "Request",
     "RequestError",
+    "RequestLimits",
     "SetError",
     "apply_patch",
+    "check_json_depth",
     "check_max_objects",
     "decode_args",
     "echo_method",

@@ -10,14 +10,23 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
+from bridge import deadline
 from bridge.jmap.errors import MethodError, RequestError
-from bridge.jmap.limits import CoreLimits, check_max_objects
+from bridge.jmap.limits import (
+    CoreLimits,
+    RequestLimits,
+    check_filter_size,
+    check_max_objects,
+    json_too_deep,
+)
 from bridge.jmap.references import resolve_references
 from bridge.jmap.types import Invocation, Request, build_response, request_decoder
 
 log = logging.getLogger("bridge.jmap")
 
 ResponseArgs = dict[str, Any]
+# The standard methods that take a filter (RFC 8620 §5.5, §5.6).
+_QUERY_METHODS = ("/query", "/queryChanges")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class CallContext:
         self.call_id = call_id
         self.method_name = method_name
         self.limits: CoreLimits = run.engine.limits
+        self.request_limits: RequestLimits = run.engine.request_limits
         self.request_id: str = run.request_id
 
     def resolve_creation_id(self, value: str) -> str | None:
@@ -82,8 +92,10 @@ class Engine:
         capabilities: Iterable[str],
         methods: Iterable[MethodSpec],
         lenient_using: bool = False,
+        request_limits: RequestLimits | None = None,
     ) -> None:
         self.limits = limits
+        self.request_limits = request_limits or RequestLimits()
         self.capabilities = frozenset(capabilities)
         # Whether a served method runs when its capability is missing from "using".
         self.lenient_using = lenient_using
@@ -101,6 +113,7 @@ class Engine:
             raise RequestError(
                 "limit", 400, "the request is larger than maxSizeRequest", "maxSizeRequest"
             )
+        check_json_depth(body, self.request_limits)
         try:
             # msgspec skips unknown properties without decoding them, so check all of it.
             body.decode("utf-8")
@@ -153,6 +166,15 @@ class Engine:
         return build_response(run.responses, created_ids, session_state)
 
 
+def check_json_depth(body: bytes, limits: RequestLimits) -> None:
+    """A ``limit`` RequestError for JSON nested deeper than ``limits`` allow."""
+    depth = limits.max_json_depth
+    if json_too_deep(body, depth):
+        raise RequestError(
+            "limit", 400, f"arrays and objects nested more than {depth} deep", "maxJsonDepth"
+        )
+
+
 def _not_json(exc: msgspec.DecodeError) -> RequestError:
     return RequestError("notJSON", 400, f"the request is not valid JSON: {exc}")
 
@@ -185,6 +207,11 @@ class _RequestRun:
         self.responses: list[Invocation] = []
 
     def call(self, name: str, args: dict[str, Any], call_id: str) -> None:
+        if deadline.expired():
+            # The calls before used up the request's time: this one is not run.
+            error = MethodError("serverUnavailable", "the request ran out of time before this call")
+            self.responses.append(("error", error.to_response(), call_id))
+            return
         spec = self.engine.methods.get(name)
         # A method of a capability the client did not opt in to is unknown to it (§3.3),
         # unless the server is lenient: a client that names the method knows it.
@@ -210,6 +237,8 @@ class _RequestRun:
                 args = resolve_references(args, self._lookup)
             if spec.account_scoped:
                 self._check_account(args)
+            if spec.name.endswith(_QUERY_METHODS) and "filter" in args:
+                check_filter_size(args["filter"], self.engine.request_limits)
             result = spec.handler(CallContext(self, call_id, spec.name), args)
             return self._responses(spec.name, result)
         except MethodError as error:

@@ -12,13 +12,20 @@ import hashlib
 import logging
 import threading
 import time
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge import deadline
 from bridge.config import Settings
 from bridge.imap.connection import ImapConnection
-from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge.imap.errors import (
+    CommandFailed,
+    DeadlinePassed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from bridge.imap.pool import ConnectionPool
 from bridge.mail.flag_scan import FlagScans, Round
 from bridge.mail.folder_faults import mark_unreadable, refuses_folder
@@ -26,6 +33,7 @@ from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
 from bridge.store.cache import EMAIL_DELIVERY, LOGGED_TYPES, Cache
+from bridge.store.health import CacheDamaged
 from bridge.store.ids import derive_id
 from bridge.store.records import MailboxRecord
 from bridge.store.uploads import UploadStore
@@ -61,6 +69,7 @@ class UserData:
     # the user's runs at a time.
     vacation_state: str | None = None
     vacation_lock: threading.Lock = field(default_factory=threading.Lock)
+    rebuild_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.indexer = BackgroundIndexer(self.cache, self.sync_lock)
@@ -70,9 +79,35 @@ class UserData:
     def account_id(self) -> str:
         return account_id_for(self.username)
 
+    @contextmanager
+    def syncing(self) -> Iterator[None]:
+        """The sync lock, waited for no longer than the request's time allows (a sync stuck
+        on a silent upstream must not hold every later request of the user)."""
+        if not deadline.acquire(self.sync_lock):
+            raise DeadlinePassed("the user's sync did not finish in time")
+        try:
+            yield
+        finally:
+            self.sync_lock.release()
+
+    def rebuild_cache(self) -> None:
+        """Replace a damaged cache by an empty one, which the next sync fills from the
+        upstream: no sync or indexing chunk runs meanwhile."""
+        with self.rebuild_lock:
+            if not self.cache.damaged:
+                return  # another request rebuilt it first
+            self.indexer.stop()
+            with self.sync_lock:
+                self.cache.rebuild()
+                self.indexer = BackgroundIndexer(self.cache, self.sync_lock)
+
     def states(self) -> dict[str, str]:
-        """The state of each data type push reports (RFC 8620 §7.1), from the cache."""
-        values = self.cache.states(PUSHED_TYPES)
+        """The state of each data type push reports (RFC 8620 §7.1), from the cache; none
+        while a damaged cache waits for its rebuild (push then has nothing new to say)."""
+        try:
+            values = self.cache.states(PUSHED_TYPES)
+        except CacheDamaged:
+            return {}
         states = {name: self.cache.encode_state(value) for name, value in values.items()}
         if self.vacation_state is not None:
             states["VacationResponse"] = self.vacation_state
@@ -88,6 +123,7 @@ class UserRegistry:
         self._lock = threading.Lock()
 
     def get(self, username: str) -> UserData:
+        """The user's data, with a cache found damaged since the last request rebuilt."""
         with self._lock:
             user = self._users.get(username)
             if user is None:
@@ -96,7 +132,9 @@ class UserRegistry:
                 cache = Cache.open(directory / "cache.sqlite3")
                 uploads = UploadStore(directory / "uploads")
                 user = self._users[username] = UserData(username, cache, uploads)
-            return user
+        if user.cache.damaged:
+            user.rebuild_cache()
+        return user
 
     def close(self) -> None:
         with self._lock:
@@ -189,20 +227,21 @@ class Account:
             return None
         waited_for = self.user.sync_generation
         waiting_since = time.monotonic()
-        with self.user.sync_lock:
+        with self.user.syncing():
             if not force and self.user.sync_generation > waited_for + 1:
                 # Another request ran a whole sync after this one started waiting.
                 self._synced_generation = self.user.sync_generation
                 return None
             silent_at = self.user.silent_at
             if silent_at is not None and silent_at >= waiting_since:
-                raise UpstreamUnavailable("the upstream went silent for a sync this request "
-                                          "waited for", timed_out=True)  # fmt: skip
+                raise UpstreamTimeout("the upstream went silent for a sync this request "
+                                      "waited for")  # fmt: skip
             try:
                 report = self._sync_once()
             except UpstreamUnavailable as exc:
-                if exc.timed_out:
-                    # Silent, not gone: another connection would wait as long again.
+                if exc.timed_out or isinstance(exc, DeadlinePassed):
+                    # Silent, not gone: another connection would wait as long again. Or
+                    # the request's time is up, and a fresh connection would not help.
                     raise
                 # A pooled connection the server dropped while idle: one fresh try. Sync
                 # is safe to repeat, since each folder's delta lands in one transaction.
@@ -256,12 +295,13 @@ class Account:
         self.sync()
         if not unindexed(self.cache):
             return
-        self.user.indexer.wait()
+        if not self.user.indexer.wait(deadline.remaining()):
+            raise DeadlinePassed("indexing did not finish in time")
         self.user.indexer.index_all(self.imap)
 
     def sync_list(self) -> None:
         """Re-read only the folder list, after this request changed it upstream."""
-        with self.user.sync_lock:
+        with self.user.syncing():
             self._syncer(self.imap).sync_list()
 
     def close(self) -> None:

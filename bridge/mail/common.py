@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge.imap.errors import CommandFailed, UpstreamTimeout, UpstreamUnavailable
 from bridge.jmap import CallContext, MethodError, MethodResult
 from bridge.jmap.standard import ChangesArgs, QueryArgs, page_query
 from bridge.mail.account import Account
 from bridge.store.base import Store
+from bridge.store.health import CacheDamaged, is_full
 
 log = logging.getLogger("bridge.mail")
 
@@ -32,6 +34,13 @@ def translating_upstream_errors(handler: Handler) -> Handler:
     def wrapper(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any] | MethodResult:
         try:
             return handler(ctx, args)
+        except UpstreamTimeout as exc:
+            log.warning("upstream timed out during %s: %s", ctx.method_name, exc)
+            raise MethodError(
+                "serverFail",
+                "the upstream did not answer in time; whether anything changed shows at the "
+                "next sync",
+            ) from exc
         except UpstreamUnavailable as exc:
             log.warning("upstream unavailable during %s: %s", ctx.method_name, exc)
             raise MethodError(
@@ -40,6 +49,15 @@ def translating_upstream_errors(handler: Handler) -> Handler:
         except CommandFailed as exc:
             log.warning("upstream refused %s during %s", exc.command, ctx.method_name)
             raise MethodError("serverFail", f"upstream refused {exc.command}") from exc
+        except CacheDamaged as exc:
+            # The next request of the user finds the cache rebuilt (UserRegistry.get).
+            log.warning("cache damaged during %s: %s", ctx.method_name, exc)
+            raise MethodError("serverFail", "the cache was damaged and is being rebuilt") from exc
+        except (OSError, sqlite3.OperationalError) as exc:
+            if not is_full(exc):
+                raise
+            log.warning("disk full during %s: %s", ctx.method_name, exc)
+            raise MethodError("serverFail", "the server's disk is full") from exc
 
     return wrapper
 

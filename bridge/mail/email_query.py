@@ -353,7 +353,7 @@ def upstream_page(
         # With the summaries the list view that follows needs, in the same command.
         fetched = fetch_new(imap, uid_set(missing))
     added = [new_message(record, selected.uidvalidity, meta) for meta in fetched.values()]
-    with account.user.sync_lock, account.cache.transaction():
+    with account.user.syncing(), account.cache.transaction():
         account.cache.purge_orphans(
             account.cache.set_index_uidvalidity(record.id, selected.uidvalidity)
         )

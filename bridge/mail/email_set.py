@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge.imap.errors import CommandFailed, DeadlinePassed, UpstreamUnavailable
 from bridge.imap.flags import keyword_to_flag
 from bridge.imap.responses import ObjectIds, format_sequence_set
 from bridge.imap.search import plan_search
@@ -27,7 +27,13 @@ from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
 from bridge.mail.identity import account_default
 from bridge.mail.setting import Refused, apply_each, attempt, patched
-from bridge.mail.spool import header_block, open_spool, size_of, to_crlf
+from bridge.mail.spool import (
+    header_block,
+    header_section_within,
+    open_spool,
+    size_of,
+    to_crlf,
+)
 from bridge.mail.threading import header_fields, message_ids
 from bridge.mime.compose import BlobsNotFound, ComposeError, compose
 from bridge.mime.dates import parse_utc_date
@@ -142,14 +148,18 @@ class EmailSetter:
                 raise Refused("blobNotFound", "blobs not found", notFound=exc.blob_ids) from exc
             except ComposeError as exc:
                 raise Refused("invalidProperties", str(exc), exc.properties) from exc
+            limit = self.ctx.request_limits.max_header_size
+            if not header_section_within(spool, limit):
+                raise Refused("tooLarge", f"the message's header is larger than {limit} octets")
             try:
                 return self._store_new(
                     creation_id, spool, message_id, targets, names, keywords, received
                 )
             except UpstreamUnavailable as exc:
-                if exc.timed_out:
+                if exc.timed_out or isinstance(exc, DeadlinePassed):
                     # The server went silent with the APPEND perhaps still to run: nothing
                     # read now could prove it will not, so the method ends serverPartialFail.
+                    # Or the request's time is up: nothing more can be asked.
                     raise
                 # The connection dropped with the APPEND perhaps done: ask a fresh
                 # connection whether the message (known by its Message-ID) arrived, and
@@ -478,3 +488,4 @@ def email_copy(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     if request.fromAccountId == request.accountId:
         raise MethodError("invalidArguments", "fromAccountId must differ from accountId")
     raise MethodError("fromAccountNotFound", "this server has one account per user")
+

@@ -125,10 +125,13 @@ class BackgroundIndexer:
             self.state.running = True
             self._thread.start()
 
-    def wait(self) -> None:
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for indexing to end (at most ``timeout`` seconds); whether it did."""
         thread = self._thread
         if thread is not None:
-            thread.join()
+            thread.join(None if timeout is None else max(0.0, timeout))
+            return not thread.is_alive()
+        return True
 
     def stop(self, timeout: float = 10.0) -> None:
         """End indexing at the next chunk (before the cache closes)."""

@@ -124,7 +124,7 @@ class MailboxSetter:
         old_state = self.cache.encode_state(self.cache.state(MAILBOX))
         check_in_state(self.request.ifInState, old_state)
         try:
-            with self.account.user.sync_lock:  # no watcher starts its NOTIFY meanwhile
+            with self.account.user.syncing():  # no watcher starts its NOTIFY meanwhile
                 results = apply_each(self.request, self._create, self._update, self._destroy)
         except UpstreamUnavailable as exc:
             if self.changed_upstream:

@@ -20,7 +20,7 @@ import msgspec
 from bridge.jmap import CORE_CAPABILITY, CallContext, MethodError, MethodSpec, decode_args
 from bridge.jmap.patch import top_level_properties
 from bridge.mail.account import UserData
-from bridge.mail.common import account_of
+from bridge.mail.common import account_of, translating_upstream_errors
 from bridge.mail.email_get import utc_date
 from bridge.mail.setting import Refused, apply_each, patched
 from bridge.mime.dates import parse_utc_date
@@ -58,11 +58,13 @@ class PushSetArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 def push_subscription_methods(outbox: PushOutbox) -> list[MethodSpec]:
+    """The two methods, through the one error table (their store is the user's cache)."""
+    set_method = functools.partial(push_subscription_set, outbox=outbox)
     return [
-        MethodSpec("PushSubscription/get", CORE_CAPABILITY, push_subscription_get,
-                   account_scoped=False),
+        MethodSpec("PushSubscription/get", CORE_CAPABILITY,
+                   translating_upstream_errors(push_subscription_get), account_scoped=False),
         MethodSpec("PushSubscription/set", CORE_CAPABILITY,
-                   functools.partial(push_subscription_set, outbox=outbox), account_scoped=False),
+                   translating_upstream_errors(set_method), account_scoped=False),
     ]  # fmt: skip
 
 

@@ -74,6 +74,17 @@ def header_block(spool: BinaryIO) -> bytes:
     return head.split(b"\r\n\r\n", 1)[0]
 
 
+def header_section_within(spool: BinaryIO, limit: int) -> bool:
+    """Whether the spooled message's header section (up to the blank line) is at most
+    ``limit`` octets: each field may pass the per-value check and the whole section still
+    be more than a list view should serve or mail servers take. The spool is left at its
+    start."""
+    spool.seek(0)
+    head = spool.read(limit + 4)
+    spool.seek(0)
+    return b"\r\n\r\n" in head or len(head) <= limit
+
+
 def size_of(spool: BinaryIO) -> int:
     size = spool.seek(0, 2)
     spool.seek(0)

@@ -165,6 +165,18 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 
 @functools.cache
+def table_names() -> frozenset[str]:
+    """The tables a cache at SCHEMA_VERSION has."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        migrate(conn)
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    finally:
+        conn.close()
+    return frozenset(name for (name,) in rows)
+
+
+@functools.cache
 def empty_database() -> bytes:
     """The file of a cache at SCHEMA_VERSION with no data, in WAL mode: writing it is a
     quarter of the time a new cache takes to build its tables on disk, which a user's first

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bridge.states import States, moved
+from bridge.store.health import CacheDamaged, StorageFull
 from bridge.store.push_subscriptions import PushSubscriptionRecord, PushSubscriptionStore
 from bridge.webpush.outcome import Outcome
 
@@ -195,6 +196,11 @@ class WebPush:
         async with self._reloading:
             try:
                 user, records, states = await asyncio.to_thread(_load, users, name)
+            except (StorageFull, CacheDamaged) as exc:
+                # Known trouble of the cache: the request meets it too and logs it once.
+                log.debug("cannot read the push subscriptions of %s: %s", name, exc)
+                self.changed(name)
+                return
             except Exception:
                 # The request itself goes through: it must not fail for its push side.
                 log.exception("cannot read the push subscriptions of %s", name)

@@ -7,7 +7,7 @@ import io
 import pytest
 
 from bridge.imap import quoting
-from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge.imap.errors import CommandFailed, UpstreamTimeout, UpstreamUnavailable
 from bridge.imap.wire import (
     COMMAND_LOG_SIZE,
     PIPELINE_BURST,
@@ -215,14 +215,27 @@ def test_broken_streams(transcript: bytes) -> None:
     assert wire.broken
 
 
-def test_io_errors_become_unavailable() -> None:
-    class Closed(BytesTransport):
-        def send(self, data: bytes) -> None:
-            raise OSError("bad file descriptor")
+class _Closed(BytesTransport):
+    def send(self, data: bytes) -> None:
+        raise OSError("bad file descriptor")
 
-    wire = Wire(Closed(b""))
-    with pytest.raises(UpstreamUnavailable):
-        wire.run(b"NOOP")
+
+class _Silent(BytesTransport):
+    def readline(self, limit: int) -> bytes:
+        raise TimeoutError("timed out")
+
+
+@pytest.mark.parametrize(
+    ("transport", "error"), [(_Closed, UpstreamUnavailable), (_Silent, UpstreamTimeout)]
+)
+def test_io_errors_become_unavailable(
+    transport: type[BytesTransport], error: type[UpstreamUnavailable]
+) -> None:
+    """A command that got no answer in time is a timeout: whether it took effect is
+    unknown; the connection is broken either way."""
+    wire = Wire(transport(b""))
+    with pytest.raises(error):
+        wire.run(b"CREATE x")
     assert wire.broken
 
 
