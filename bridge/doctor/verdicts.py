@@ -115,14 +115,22 @@ def _search(facts: ImapFacts) -> Feature:
     return Feature(name, "full", "server SEARCH, CHARSET UTF-8 ok")
 
 
+# Across folders, and wherever the server cannot sort as JMAP asks, header sorts come
+# from the keys the cache keeps per Email (bridge.mail.header_sort).
+_CACHED_KEYS = "across mailboxes from the cache's sort keys"
+
+
 def _sorts(facts: ImapFacts) -> list[Feature]:
     caps = facts.capabilities
     if "SORT" not in caps:
-        return [Feature("Sort by from/to/subject", "none", "no SORT: unsupportedSort")]
-    subject = Feature("Sort by subject/sentAt", "full", "SORT, within one mailbox")
+        reason = f"no SORT: {_CACHED_KEYS} everywhere, made at the first such sort"
+        return [Feature("Sort by from/to/subject/sentAt", "slower", reason)]
+    subject = Feature("Sort by subject/sentAt", "full", f"SORT in one mailbox, {_CACHED_KEYS}")
     if "SORT=DISPLAY" in caps:
-        return [subject, Feature("Sort by from/to", "full", "SORT=DISPLAY, within one mailbox")]
-    return [subject, Feature("Sort by from/to", "none", "SORT without SORT=DISPLAY")]
+        return [subject, Feature("Sort by from/to", "full",
+                                 f"SORT=DISPLAY in one mailbox, {_CACHED_KEYS}")]  # fmt: skip
+    return [subject, Feature("Sort by from/to", "full",
+                             f"no SORT=DISPLAY: {_CACHED_KEYS}, in one mailbox too")]  # fmt: skip
 
 
 # What bridge does where it cannot UID EXPUNGE (ImapConnection.expunge_uids).
