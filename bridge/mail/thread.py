@@ -18,7 +18,7 @@ def thread_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         unknown = [name for name in request.properties if name not in PROPERTIES]
         if unknown:
             raise MethodError("invalidArguments", f"unknown properties: {', '.join(unknown)}")
-    wanted = set(request.properties or PROPERTIES) | {"id"}
+    wanted = set(PROPERTIES if request.properties is None else request.properties) | {"id"}
     account = account_of(ctx)
     account.sync()
     ids = request.ids

@@ -136,6 +136,9 @@ def test_threads(jmap: JmapClient, other: IMAPClient) -> None:
     threads = jmap.call("Thread/get", {"ids": [by_subject["Hello"], "nope"]})
     [thread] = threads["list"]
     assert len(thread["emailIds"]) == 2 and threads["notFound"] == ["nope"]
+    # No properties asked: only the id (RFC 8620 §5.1).
+    bare = jmap.call("Thread/get", {"ids": [by_subject["Hello"]], "properties": []})
+    assert bare["list"] == [{"id": by_subject["Hello"]}]
     inbox = jmap.mailboxes()["INBOX"]
     assert inbox["totalThreads"] == 4 and inbox["totalEmails"] == 5
 
