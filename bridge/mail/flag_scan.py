@@ -44,6 +44,7 @@ from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import UpstreamError
 from bridge.imap.flagview import FolderView
 from bridge.imap.pool import KEPT_OPEN, ConnectionPool
+from bridge.mail.background import BackgroundThread
 from bridge.store.records import MailboxRecord
 
 log = logging.getLogger("bridge.sync")
@@ -131,20 +132,18 @@ class SideConnection:
             conn.close()
 
 
-class FlagScans:
+class FlagScans(BackgroundThread):
     """One user's full flag scans of the folders not kept open: when each ran last, and
     the thread that runs those due, on the side connection (so that the pooled ones keep
     INBOX open, and their views of it, undisturbed)."""
 
     def __init__(self, lock: threading.RLock) -> None:
+        super().__init__()
         self.lock = lock  # the user's sync lock: a scan is a sync of one folder
         self.side = SideConnection()
         # Background rounds finished: a watcher reports states again when this moves.
         self.rounds = 0
         self._scanned: dict[str, float] = {}  # mailbox id -> time.monotonic() of its last
-        self._thread: threading.Thread | None = None
-        self._guard = threading.Lock()
-        self._stopping = threading.Event()
 
     def scanned(self, mailbox_id: str, at: float) -> None:
         """Record a full scan of the folder that started at ``at`` (time.monotonic())."""
@@ -167,29 +166,12 @@ class FlagScans:
         """When (time.monotonic()) the earliest recorded scan falls due; inf if none is."""
         return min(self._scanned.values(), default=float("inf")) + interval
 
-    @property
-    def running(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
     def start(self, round_: Round) -> None:
         """Scan the folders due, in a thread, unless one runs already."""
-        with self._guard:
-            if self._stopping.is_set() or self.running:
-                return
-            # The password stays in memory, in this thread, until the round ends.
-            self._thread = threading.Thread(
-                target=self._run, args=(round_,), daemon=True,
-                name=f"flag-scan-{round_.username}",
-            )  # fmt: skip
-            self._thread.start()
+        self._launch(f"flag-scan-{round_.username}", self._run, round_)
 
     def stop(self, timeout: float = 10.0) -> None:
-        with self._guard:
-            self._stopping.set()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
+        super().stop(timeout)
         with self.lock:
             self.side.close()
 

@@ -17,6 +17,7 @@ from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import CommandFailed, UpstreamError
 from bridge.imap.flags import flags_to_keywords
 from bridge.imap.pool import KEPT_OPEN, ConnectionPool
+from bridge.mail.background import BackgroundThread
 from bridge.mail.folder_faults import mark_unreadable, refuses_folder
 from bridge.mail.sync import NEW_MESSAGE_ITEMS, new_message, uid_set
 from bridge.store.base import Store
@@ -102,44 +103,21 @@ def unindexed(cache: Store) -> list[MailboxRecord]:
     return sorted(records, key=lambda r: (r.role != "inbox", r.name))
 
 
-class BackgroundIndexer:
-    """One thread per user, started by a request that found folders to index."""
+class BackgroundIndexer(BackgroundThread):
+    """One thread per user, started by a request that found folders to index; stopped at
+    the next chunk before the cache closes."""
 
     def __init__(self, cache: Store, lock: threading.RLock) -> None:
+        super().__init__()
         self.cache = cache
         self.lock = lock
         self.state = IndexState()
-        self._thread: threading.Thread | None = None
-        self._guard = threading.Lock()
-        self._stopping = threading.Event()
 
     def start(self, pool: ConnectionPool, username: str, password: str) -> None:
-        with self._guard:
-            if self._stopping.is_set() or (self._thread is not None and self._thread.is_alive()):
-                return
-            # The password stays in memory, in this thread, until indexing ends.
-            self._thread = threading.Thread(
-                target=self._run, args=(pool, username, password), daemon=True,
-                name=f"index-{username}",
-            )  # fmt: skip
-            self.state.running = True
-            self._thread.start()
+        self._launch(f"index-{username}", self._run, pool, username, password)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for indexing to end (at most ``timeout`` seconds); whether it did."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(None if timeout is None else max(0.0, timeout))
-            return not thread.is_alive()
-        return True
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """End indexing at the next chunk (before the cache closes)."""
-        with self._guard:
-            self._stopping.set()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
+    def _starting(self) -> None:
+        self.state.running = True
 
     def _run(self, pool: ConnectionPool, username: str, password: str) -> None:
         if self._stopping.wait(START_DELAY):
