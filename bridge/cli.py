@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from bridge import redaction
+from bridge import logs, redaction
 from bridge.config import ConfigError, Settings, load_settings
 
 DEMO_USERS = {"alice": "wonderland", "bob": "builder"}
@@ -30,6 +29,14 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     add("--public-url", dest="public_url", help="absolute URL clients use to reach bridge")
     add("--data-dir", dest="data_dir", help="where per-user caches live")
     add("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    add("--log-format", dest="log_format", choices=["text", "json"],
+        help="json: one object per line (time, level, logger, message, extra fields)")  # fmt: skip
+    add("--metrics-port", dest="metrics_port", type=int,
+        help="serve Prometheus /metrics on this port (its own listener; default off)")  # fmt: skip
+    add("--metrics-host", dest="metrics_host", help="address of the /metrics listener "
+        "(default 127.0.0.1)")  # fmt: skip
+    add("--shutdown-timeout", dest="shutdown_timeout", type=float,
+        help="seconds SIGTERM gives requests in progress before bridge exits (10)")  # fmt: skip
     add("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
         help="a web page's origin that may call bridge (repeat it; '*': any page, "
              "without cookies)")  # fmt: skip
@@ -119,31 +126,31 @@ def _flags(namespace: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in vars(namespace).items() if key not in skip}
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-
 def serve(settings: Settings) -> None:
     import uvicorn
 
     from bridge.http.app import create_app
+    from bridge.http.drain import DrainingServer, exit_status_zero
 
-    _configure_logging(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.listen_host,
         port=settings.listen_port,
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
-        # Event streams and uploads stay open as long as the client keeps them: shutdown
-        # waits 5 s for them, not forever.
-        timeout_graceful_shutdown=5,
+        # Uploads and downloads stay open as long as the client keeps them (event streams
+        # end at once): shutdown waits this long for them, not forever.
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
-    # uvicorn set up its handlers in Config: now every handler gets the redacting filter.
+    # uvicorn set up its handlers in Config: now every handler gets the redacting filter,
+    # and the format asked for.
     redaction.install()
-    uvicorn.Server(config).run()
+    if settings.log_format == "json":
+        logs.use_json()
+    with exit_status_zero():
+        DrainingServer(config, app.state.draining).run()
 
 
 def demo(flags: dict[str, Any], config_file: str | None) -> None:
@@ -193,7 +200,7 @@ def doctor(settings: Settings, user: str | None, as_json: bool) -> int:
     from bridge.doctor import examine, render
 
     # The report says why a connection failed: the log's own warnings would repeat it.
-    _configure_logging("error")
+    logs.configure("error")
     password = ""
     if user is not None:
         password = os.environ.get(PASSWORD_VARIABLE) or getpass.getpass(f"Password for {user}: ")

@@ -139,6 +139,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Run a method whose capability the session offers even when "using" leaves it out
     # (RFC 8620 §3.3 says unknownMethod): webmails that send with using [core, mail] work.
     lenient_using: bool = True
+    # -- operations (issue 15) --
+    # Prometheus metrics at http://metrics_host:metrics_port/metrics; off unless a port is
+    # set. A listener of its own, never the JMAP one: the figures are for the operator's
+    # network, not for the clients'.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # "text" lines, or "json": one object per line (time, level, logger, message, and any
+    # extra fields), for a log collector.
+    log_format: Literal["text", "json"] = "text"
+    # Seconds a SIGTERM gives requests in progress to finish (event streams end at once);
+    # then watchers, indexing and upstream sessions get a few more to log out, and bridge
+    # exits.
+    shutdown_timeout: float = 10.0
 
     @property
     def imap_port(self) -> int:
@@ -210,6 +223,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.token_lifetime <= 0 or self.oauth_cache_ttl < 0:
             raise ConfigError("token_lifetime must be positive, oauth_cache_ttl not negative")
         check_cors_origins(self.cors_origins)
+        if self.shutdown_timeout < 0:
+            raise ConfigError("shutdown_timeout must not be negative")
         if self.pool_idle_timeout <= 0 or self.max_event_streams_per_user < 1:
             raise ConfigError("pool_idle_timeout and max_event_streams_per_user must be positive")
         return self

@@ -89,15 +89,18 @@ class RedactingFilter(logging.Filter):
 _FILTER = RedactingFilter()
 
 
-def install() -> None:
-    """Put the filter on every handler of every logger configured so far (the root's,
-    uvicorn's); call once logging is set up."""
+def handlers() -> list[logging.Handler]:
+    """The handlers of every logger configured so far (the root's, uvicorn's)."""
     loggers = [logging.getLogger()] + [
         logger
         for logger in logging.Logger.manager.loggerDict.values()
         if isinstance(logger, logging.Logger)
     ]
-    for logger in loggers:
-        for handler in logger.handlers:
-            if _FILTER not in handler.filters:
-                handler.addFilter(_FILTER)
+    return [handler for logger in loggers for handler in logger.handlers]
+
+
+def install() -> None:
+    """Put the filter on every handler configured so far; call once logging is set up."""
+    for handler in handlers():
+        if _FILTER not in handler.filters:
+            handler.addFilter(_FILTER)

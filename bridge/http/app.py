@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -23,6 +24,9 @@ from bridge.http.auth import Authenticator, Credentials
 from bridge.http.bearer import OAuthIdentity
 from bridge.http.cors import cors_middleware
 from bridge.http.download import download
+from bridge.http.drain import CLOSE_GRACE, close_within
+from bridge.http.health import Readiness, healthz, readyz
+from bridge.http.monitoring import RequestMetrics, metrics_listener
 from bridge.http.problems import error_response, problem
 from bridge.http.push import StateHub, eventsource
 from bridge.http.session import session_resource, session_state
@@ -247,14 +251,22 @@ async def _storage_full(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starlette:
     bridge = Bridge(settings, pool)
+    # Set when shutdown begins (bridge.http.drain): event streams end, /readyz says 503.
+    draining = asyncio.Event()
+    metrics = metrics_listener(bridge)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bridge.webpush.start()
         bridge.pool.start_reaper()
+        if metrics is not None:
+            metrics.start()
         yield
+        draining.set()
         await bridge.webpush.stop()
-        await run_in_threadpool(bridge.close)
+        await close_within(bridge.close, CLOSE_GRACE)
+        if metrics is not None:
+            metrics.stop()
 
     app = Starlette(
         routes=[
@@ -268,10 +280,14 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
             Route("/jmap/token", issue_token, methods=["POST"]),
             Route("/jmap/token", revoke_token, methods=["DELETE"]),
             WebSocketRoute(WEBSOCKET_PATH, websocket_endpoint),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
         ],
         lifespan=lifespan,
-        middleware=cors_middleware(settings.cors_origins),
+        middleware=[Middleware(RequestMetrics), *cors_middleware(settings.cors_origins)],
         exception_handlers={ClientDisconnect: _client_gone, StorageFull: _storage_full},
     )
     app.state.bridge = bridge
+    app.state.draining = draining
+    app.state.readiness = Readiness(Path(settings.data_dir), bridge.pool.config)
     return app

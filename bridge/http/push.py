@@ -133,6 +133,8 @@ async def eventsource(request: Request) -> Response:
         credentials = await bridge.auth.authenticate(request)
         if isinstance(credentials, Response):
             return credentials
+    if request.app.state.draining.is_set():
+        return problem(503, "bridge is shutting down")
     params = request.query_params
     types_param = params.get("types", "*")
     wanted = None if types_param == "*" else set(filter(None, types_param.split(",")))
@@ -168,6 +170,7 @@ async def _event_stream(
 ) -> Response:
     user = bridge.users.get(credentials.username)
     queue = bridge.hub.listen(user, credentials.password)
+    draining: asyncio.Event = request.app.state.draining
     loop = asyncio.get_running_loop()
     try:
         current = await run_in_threadpool(bridge.states_of, user)
@@ -189,12 +192,14 @@ async def _event_stream(
         while True:
             timeout = max(0.0, next_ping - loop.time()) if interval else None
             try:
-                states = await asyncio.wait_for(queue.get(), timeout=timeout)
+                states = await _next_states(queue, draining, timeout)
             except TimeoutError:
                 yield b"event: ping\ndata: " + msgspec.json.encode({"interval": interval})
                 yield b"\n\n"
                 next_ping = loop.time() + interval
                 continue
+            if states is None:
+                return  # shutting down: the client reconnects, to another instance maybe
             changed = moved(states, sent, wanted)
             sent.update(states)
             if not changed:
@@ -214,6 +219,27 @@ async def _event_stream(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _next_states(
+    queue: asyncio.Queue[States], draining: asyncio.Event, timeout: float | None
+) -> States | None:
+    """The next states from ``queue``, or None once ``draining`` is set; TimeoutError
+    after ``timeout`` seconds of neither."""
+    getting = asyncio.ensure_future(queue.get())
+    stopping = asyncio.ensure_future(draining.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {getting, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        getting.cancel()  # no states are lost: a cancelled get() takes nothing
+        stopping.cancel()
+    if getting in done:
+        return getting.result()
+    if stopping in done:
+        return None
+    raise TimeoutError
 
 
 class _ClosingStream(StreamingResponse):

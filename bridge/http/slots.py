@@ -22,6 +22,10 @@ class UserSlots:
     def active(self, username: str) -> int:
         return self._active.get(username, 0)
 
+    def total(self) -> int:
+        """Everyone's, summed: what bridge.metrics shows."""
+        return sum(self._active.values())
+
     def release(self, username: str) -> None:
         active = self._active.pop(username) - 1
         if active:

@@ -177,6 +177,12 @@ class ConnectionPool:
             user = self._users.get(username)
             return (user.open, len(user.idle)) if user else (0, 0)
 
+    def totals(self) -> tuple[int, int, int]:
+        """(users, open, idle) over every user: for bridge.metrics."""
+        with self._cond:
+            users = list(self._users.values())
+            return len(users), sum(u.open for u in users), sum(len(u.idle) for u in users)
+
     # -- borrowing ------------------------------------------------------------------------
 
     def _digest(self, password: str) -> bytes:

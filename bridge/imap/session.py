@@ -20,7 +20,7 @@ from typing import Any
 
 from imapclient import IMAPClient, SocketTimeout
 
-from bridge import deadline
+from bridge import deadline, metrics
 from bridge.connect_failure import explain
 from bridge.endpoint import AccessToken, Endpoint, connect, oauth_login, sasl_plain
 from bridge.imap import quoting
@@ -98,12 +98,18 @@ class _ImaplibTransport:
 
 
 def open_session(config: UpstreamConfig, username: str, password: str) -> Session:
-    session = connect_session(config)
+    try:
+        session = connect_session(config)
+    except BaseException:
+        metrics.IMAP_CONNECTS.labels("failed").inc()
+        raise
     try:
         log_in(session, username, password, refused=REFUSED.of(config.host, config.port))
-    except BaseException:
+    except BaseException as exc:
         shutdown_quietly(session.client)
+        metrics.IMAP_CONNECTS.labels("refused" if isinstance(exc, AuthFailed) else "failed").inc()
         raise
+    metrics.IMAP_CONNECTS.labels("ok").inc()
     log.debug("logged in to %s:%d as %s", config.host, config.port, username)
     return session
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from bridge import deadline
+from bridge import deadline, metrics
 from bridge.imap.errors import (
     CommandFailed,
     DeadlinePassed,
@@ -307,13 +308,22 @@ class Wire:
                     assert isinstance(payload, Untagged)
                     untagged[waiting[0]].append(payload)
 
-        self._guard(" ".join(dict.fromkeys(names)), exchange)
+        started = time.monotonic()
+        try:
+            self._guard(" ".join(dict.fromkeys(names)), exchange)
+        except UpstreamUnavailable as exc:
+            for name in names:
+                _count(name, _failure(exc), started)
+            raise
         for tag in tags:
             self._observe(untagged[tag])
-        return [
+        replies = [
             Reply(name, *done[tag], tuple(untagged[tag]))
             for name, tag in zip(names, tags, strict=True)
         ]
+        for reply in replies:
+            _count(reply.command, reply.status.lower(), started)
+        return replies
 
     def _observe(self, untagged: Sequence[Untagged]) -> None:
         if self.observer is not None:
@@ -349,9 +359,15 @@ class Wire:
         tag = self._next_tag(name)
         untagged: list[Untagged] = []
         result: list[Done] = []
-        self._guard(name, lambda: result.append(exchange(tag, untagged)))
+        started = time.monotonic()
+        try:
+            self._guard(name, lambda: result.append(exchange(tag, untagged)))
+        except UpstreamUnavailable as exc:
+            _count(name, _failure(exc), started)
+            raise
         self._observe(untagged)
         status, code, code_args, text = result[0]
+        _count(name, status.lower(), started)
         return Reply(name, status, code, code_args, text, tuple(untagged))
 
     def _arm(self, name: str) -> float:
@@ -480,6 +496,19 @@ class Wire:
             chunks.append(chunk)
             remaining -= len(chunk)
         return b"".join(chunks)
+
+
+def _count(name: str, result: str, started: float) -> None:
+    """One command in bridge.metrics: its result, and how long it took unless it was an
+    IDLE (which lasts until something happens)."""
+    label = metrics.imap_command_label(name)
+    metrics.IMAP_COMMANDS_RUN.labels(label, result).inc()
+    if label != "IDLE":
+        metrics.IMAP_LATENCY.labels(label).observe(time.monotonic() - started)
+
+
+def _failure(exc: UpstreamUnavailable) -> str:
+    return "timeout" if exc.timed_out else "unavailable"
 
 
 def make_untagged(records: list[Record]) -> Untagged:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
-from bridge import deadline
+from bridge import deadline, metrics
 from bridge.jmap.errors import MethodError, RequestError
 from bridge.jmap.limits import (
     CoreLimits,
@@ -217,8 +218,17 @@ class _RequestRun:
         # unless the server is lenient: a client that names the method knows it.
         if spec is None or not (spec.capability in self.using or self.engine.lenient_using):
             self.responses.append(("error", {"type": "unknownMethod"}, call_id))
+            # Only registered names become label values: a client's invented one must not
+            # add a series (bridge.metrics).
+            metrics.JMAP_CALLS.labels("unknown", "unknownMethod").inc()
             return
-        for response_name, response_args in self._execute(spec, args, call_id, resolve=True):
+        started = time.monotonic()
+        responses = self._execute(spec, args, call_id, resolve=True)
+        metrics.JMAP_LATENCY.labels(spec.name).observe(time.monotonic() - started)
+        first_name, first_args = responses[0]
+        result = first_args["type"] if first_name == "error" else "ok"
+        metrics.JMAP_CALLS.labels(spec.name, result).inc()
+        for response_name, response_args in responses:
             self.responses.append((response_name, response_args, call_id))
 
     def invoke(

@@ -136,6 +136,11 @@ class UserRegistry:
             user.rebuild_cache()
         return user
 
+    def opened(self) -> list[UserData]:
+        """The users whose cache is open now."""
+        with self._lock:
+            return list(self._users.values())
+
     def close(self) -> None:
         with self._lock:
             for user in self._users.values():

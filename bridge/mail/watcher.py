@@ -193,6 +193,11 @@ class Watchers:
     def get(self, username: str) -> Watcher | None:
         return self._watchers.get(username)
 
+    def running(self) -> int:
+        """How many watch now (one that gave up on a refused password does not)."""
+        with self._lock:
+            return sum(watcher.alive for watcher in self._watchers.values())
+
     def join(self, user: UserData, password: str, report: Callable[[dict[str, str]], None]) -> None:
         with self._lock:
             watcher = self._watchers.get(user.username)
@@ -216,8 +221,14 @@ class Watchers:
                 watcher.stop()
                 del self._watchers[username]
 
-    def stop_all(self) -> None:
+    def stop_all(self, timeout: float = 10.0) -> None:
+        """Stop every watcher, and wait up to ``timeout`` seconds in all for them to log
+        out of their upstream sessions."""
         with self._lock:
-            for watcher in self._watchers.values():
-                watcher.stop()
+            stopping = list(self._watchers.values())
             self._watchers.clear()
+        for watcher in stopping:
+            watcher.stop()
+        ends = time.monotonic() + timeout
+        for watcher in stopping:
+            watcher.join(max(0.0, ends - time.monotonic()))

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from bridge import metrics
 from bridge.store.push_subscriptions import PushSubscriptionRecord
 from bridge.webpush.encryption import CONTENT_ENCODING, encrypt
 from bridge.webpush.outcome import Attempt, Outcome, classify
@@ -40,6 +41,11 @@ class PushSender:
         )
 
     async def post(self, record: PushSubscriptionRecord, message: dict[str, Any]) -> Attempt:
+        attempt = await self._post(record, message)
+        metrics.PUSH_DELIVERIES.labels(attempt.outcome.value).inc()
+        return attempt
+
+    async def _post(self, record: PushSubscriptionRecord, message: dict[str, Any]) -> Attempt:
         body = msgspec.json.encode(message)
         headers = {"Content-Type": "application/json", "TTL": str(TTL_SECONDS)}
         if record.p256dh is not None and record.auth is not None:
