@@ -149,8 +149,10 @@ def serve(settings: Settings) -> None:
     redaction.install()
     if settings.log_format == "json":
         logs.use_json()
+    server = DrainingServer(config, app.state.draining)
     with exit_status_zero():
-        DrainingServer(config, app.state.draining).run()
+        server.run()
+    server.leave_stragglers()
 
 
 def demo(flags: dict[str, Any], config_file: str | None) -> None:

@@ -24,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 
@@ -45,8 +47,10 @@ class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, draining: asyncio.Event) -> None:
         super().__init__(config)
         self.draining = draining
+        self.drain_started: float | None = None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.drain_started = time.monotonic()
         # Closed here before uvicorn does it again (closing twice is harmless): a client
         # told to reconnect must not find this instance still listening.
         for server in self.servers:
@@ -57,6 +61,35 @@ class DrainingServer(uvicorn.Server):
         )
         self.draining.set()
         await super().shutdown(sockets)
+
+    def leave_stragglers(self) -> None:
+        """After ``run``: a request whose time ran out was cancelled, but its thread may
+        still wait for a silent upstream (up to upstream_timeout). Such threads get what is
+        left of the bound; if any is still busy then, the process ends at once, with
+        status 1, rather than when the upstream answers. The cache is SQLite in WAL mode:
+        a write cut short is rolled back at the next start, and the upstream keeps the mail.
+        """
+        if self.drain_started is None:
+            return  # no shutdown ran (uvicorn failed to start)
+        waited = self.config.timeout_graceful_shutdown or 0
+        bound = self.drain_started + waited + CLOSE_GRACE
+        for thread in _busy_threads():
+            thread.join(max(0.0, bound - time.monotonic()))
+        busy = _busy_threads()
+        if busy:
+            log.warning("shutdown: %d threads still wait for the upstream; exiting without "
+                        "them", len(busy))  # fmt: skip
+            logging.shutdown()
+            os._exit(1)
+
+
+def _busy_threads() -> list[threading.Thread]:
+    current = threading.current_thread()
+    return [
+        thread
+        for thread in threading.enumerate()
+        if thread is not current and not thread.daemon and thread.is_alive()
+    ]
 
 
 async def close_within(close: Callable[[], None], seconds: float) -> bool:

@@ -4,7 +4,8 @@
 bridge when it stops answering). ``/readyz`` answers 200 when bridge can do its work: the
 data directory takes a new file and SQLite opens a database there, and the upstream IMAP
 server accepts a TCP connection and greets (with TLS as configured). Otherwise 503, with
-what failed: a load balancer then sends clients elsewhere, and an operator reads why.
+what failed: a load balancer then sends clients elsewhere, and an operator reads why. From
+the start of a shutdown (bridge.http.drain) it answers 503 too.
 
 The checks' outcome is kept for ``READY_TTL`` seconds and one check runs at a time, so
 probes from several balancers cost the upstream one connection per TTL at most. Both
@@ -99,6 +100,8 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     readiness: Readiness = request.app.state.readiness
+    if request.app.state.draining.is_set():
+        return _json({"status": "unavailable", "failed": {"bridge": "shutting down"}}, 503)
     failed = await readiness.failures()
     if failed:
         return _json({"status": "unavailable", "failed": failed}, 503)

@@ -248,3 +248,36 @@ def test_sigterm_drains_and_exits_zero(
     while _sessions(log, "alice")[1] < 2 and time.monotonic() < deadline:
         time.sleep(0.05)  # Dovecot writes a session's last line as its process ends
     assert _sessions(log, "alice") == (2, 2)
+
+
+def test_a_silent_upstream_does_not_hold_the_exit_past_the_bound(
+    dovecot_factory: Callable[..., Dovecot], tmp_path: Path
+) -> None:
+    bound = 2.0
+    upstream = dovecot_factory()
+    flags = ["--shutdown-timeout", str(bound), "--upstream-timeout", "60",
+             "--request-timeout", "60"]  # fmt: skip
+    server = BridgeProcess(upstream.port, tmp_path / "data", flags)
+    server.start()
+    try:
+        jmap = JmapClient(server.url, "bob", USERS["bob"])
+        get = ["Mailbox/get", {"accountId": jmap.account_id, "ids": None}, "0"]
+        assert jmap.request([get])[0][0] == "Mailbox/get"
+        os.killpg(upstream.process.pid, signal.SIGSTOP)
+
+        def stuck_request() -> None:
+            with contextlib.suppress(httpx.HTTPError):  # bridge leaves without answering
+                jmap.post({"using": USING, "methodCalls": [get]})
+
+        threading.Thread(target=stuck_request, daemon=True).start()
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        status = server.process.wait(timeout=bound + CLOSE_GRACE + 10)
+        took = time.monotonic() - signalled
+    finally:
+        os.killpg(upstream.process.pid, signal.SIGCONT)
+        server.stop()
+    # Not a clean drain (a request's thread was left waiting): said with status 1.
+    assert status == 1
+    assert took < bound + CLOSE_GRACE + 1.0, took
