@@ -253,20 +253,20 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
     bridge = Bridge(settings, pool)
     # Set when shutdown begins (bridge.http.drain): event streams end, /readyz says 503.
     draining = asyncio.Event()
-    metrics = metrics_listener(bridge)
+    listener = metrics_listener(bridge)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bridge.webpush.start()
         bridge.pool.start_reaper()
-        if metrics is not None:
-            metrics.start()
+        if listener is not None:
+            listener.start()
         yield
         draining.set()
         await bridge.webpush.stop()
         await close_within(bridge.close, CLOSE_GRACE)
-        if metrics is not None:
-            metrics.stop()
+        if listener is not None:
+            listener.stop()
 
     app = Starlette(
         routes=[

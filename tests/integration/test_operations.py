@@ -1,9 +1,11 @@
-"""What an operator sees: /metrics (on its own port) moving with JMAP calls, /healthz and
-/readyz following the upstream and the store, JSON log lines, and a SIGTERM that lets a
-request in progress answer, ends event streams, logs out upstream and exits 0 in time."""
+"""What an operator sees: /metrics (on its own port) moving with JMAP calls, streams and
+push deliveries, /healthz and /readyz following the upstream and the store, JSON log
+lines, and a SIGTERM that lets a request in progress answer, ends event streams, logs out
+upstream and exits 0 in time (1, still in time, when the upstream went silent)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -18,11 +20,15 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridge import metrics
 from bridge.demo.dovecot import Dovecot
 from bridge.http.drain import CLOSE_GRACE
 from bridge.http.health import READY_TTL
+from bridge.store.push_subscriptions import PushSubscriptionRecord
+from bridge.webpush.sender import PushSender
 from tests.bench.harness import BridgeProcess
 from tests.integration.conftest import USERS
+from tests.integration.push_receiver import Receiver
 from tests.integration.server import USING, BridgeServer, JmapClient, free_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -109,6 +115,34 @@ def test_streams_and_watchers_are_gauged(monitored: tuple[BridgeServer, int]) ->
     assert value(closed, "bridge_event_streams") == 0
     assert value(closed, "bridge_watchers") == 0
     jmap.close()
+
+
+def test_push_deliveries_are_counted_by_outcome() -> None:
+    receiver = Receiver()
+    receiver.script["/push"] = [201, 503, 410]
+    record = PushSubscriptionRecord(
+        id="s1", device_client_id="d", url=receiver.url(), expected_code="c",
+        expires=int(time.time()) + 600,
+    )  # fmt: skip
+    registry = metrics.registry()
+
+    def delivered(outcome: str) -> float:
+        return registry.get_sample_value("bridge_push_deliveries_total", {"outcome": outcome}) or 0
+
+    before = {outcome: delivered(outcome) for outcome in ("delivered", "retry", "gone")}
+
+    async def post_three() -> None:
+        sender = PushSender(allow_private=True)
+        for _ in range(3):
+            await sender.post(record, {"@type": "StateChange", "changed": {}})
+        await sender.aclose()
+
+    try:
+        asyncio.run(post_three())
+    finally:
+        receiver.close()
+    for outcome in ("delivered", "retry", "gone"):
+        assert delivered(outcome) == before[outcome] + 1, outcome
 
 
 def test_readyz_follows_the_upstream(
