@@ -36,7 +36,7 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     add("--metrics-host", dest="metrics_host", help="address of the /metrics listener "
         "(default 127.0.0.1)")  # fmt: skip
     add("--shutdown-timeout", dest="shutdown_timeout", type=float,
-        help="seconds SIGTERM gives requests in progress before bridge exits (10)")  # fmt: skip
+        help="seconds SIGTERM gives requests in progress before bridge exits (5)")  # fmt: skip
     add("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
         help="a web page's origin that may call bridge (repeat it; '*': any page, "
              "without cookies)")  # fmt: skip

@@ -151,7 +151,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Seconds a SIGTERM gives requests in progress to finish (event streams end at once);
     # then watchers, indexing and upstream sessions get a few more to log out, and bridge
     # exits.
-    shutdown_timeout: float = 10.0
+    shutdown_timeout: float = 5.0
 
     @property
     def imap_port(self) -> int:
