@@ -15,11 +15,13 @@ from typing import Any
 import msgspec
 
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
+from bridge.imap.responses import ObjectIds
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import SetArgs, check_in_state
 from bridge.mail import names
 from bridge.mail.account import Account
 from bridge.mail.common import account_of
+from bridge.mail.gmail_folders import system_folder_names
 from bridge.mail.mailbox import MailboxTree
 from bridge.mail.roles import name_role
 from bridge.mail.setting import Refused, apply_each, patched
@@ -85,6 +87,12 @@ class MailboxSetter:
         self.cache = self.account.cache
         self.tree = MailboxTree(self.cache.mailboxes())
         self.changed_upstream = False
+        # Gmail refuses to rename or delete these: refused here, before anything is sent.
+        self.fixed_names = (
+            system_folder_names(self.tree.records.values())
+            if self.account.imap.object_ids is ObjectIds.GMAIL
+            else frozenset()
+        )
 
     @property
     def delimiter(self) -> str:
@@ -223,6 +231,8 @@ class MailboxSetter:
         if "name" in changed or "parentId" in changed:
             if record.name.upper() == "INBOX":
                 raise Refused("forbidden", "INBOX cannot be renamed")
+            if record.name in self.fixed_names:
+                raise Refused("forbidden", "Gmail's system folders cannot be renamed or moved")
             leaf = _check_name(wanted["name"], self.delimiter)
             name = self._full_name(leaf, wanted["parentId"], moving=record)
             self._check_unique(name, exclude=record.id)
@@ -271,6 +281,8 @@ class MailboxSetter:
             raise Refused("notFound", "no such mailbox")
         if record.name.upper() == "INBOX":
             raise Refused("forbidden", "INBOX cannot be destroyed")
+        if record.name in self.fixed_names:
+            raise Refused("forbidden", "Gmail's system folders cannot be destroyed")
         if self.tree.children(record.id):
             raise Refused("mailboxHasChild", "the mailbox has child mailboxes")
         has_mail = record.counts.total_emails > 0 or (
