@@ -69,7 +69,7 @@ def test_gmail_folders_get_their_roles(jmap: JmapClient) -> None:
         "[Gmail]/Drafts": "drafts",
         "[Gmail]/Trash": "trash",
         "[Gmail]/Spam": "junk",
-        # Views of a mark (\\Flagged, \\Important), not places to file mail in.
+        # Views of a mark (\Flagged, \Important), not places to file mail in.
         "[Gmail]/Starred": None,
         "[Gmail]/Important": None,
     }.items() <= roles.items()
