@@ -15,13 +15,11 @@ from typing import Any
 import msgspec
 
 from bridge.imap.errors import CommandFailed, UpstreamUnavailable
-from bridge.imap.responses import ObjectIds
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import SetArgs, check_in_state
 from bridge.mail import names
 from bridge.mail.account import Account
 from bridge.mail.common import account_of
-from bridge.mail.gmail_folders import system_folder_names
 from bridge.mail.mailbox import MailboxTree
 from bridge.mail.roles import name_role
 from bridge.mail.setting import Refused, apply_each, patched
@@ -85,14 +83,8 @@ class MailboxSetter:
         self.request = request
         self.account: Account = account_of(ctx)
         self.cache = self.account.cache
-        self.tree = MailboxTree(self.cache.mailboxes())
+        self.tree = MailboxTree(())  # built in run, after the sync
         self.changed_upstream = False
-        # Gmail refuses to rename or delete these: refused here, before anything is sent.
-        self.fixed_names = (
-            system_folder_names(self.tree.records.values())
-            if self.account.imap.object_ids is ObjectIds.GMAIL
-            else frozenset()
-        )
 
     @property
     def delimiter(self) -> str:
@@ -100,7 +92,7 @@ class MailboxSetter:
 
     def _refresh(self) -> None:
         self.account.sync_list()
-        self.tree = MailboxTree(self.cache.mailboxes())
+        self.tree = MailboxTree.of(self.account)
 
     def _resolve(self, mailbox_id: Any) -> MailboxRecord | None:
         if not isinstance(mailbox_id, str):
@@ -129,6 +121,7 @@ class MailboxSetter:
 
     def run(self) -> dict[str, Any]:
         self.account.sync()
+        self.tree = MailboxTree.of(self.account)
         old_state = self.cache.encode_state(self.cache.state(MAILBOX))
         check_in_state(self.request.ifInState, old_state)
         try:
@@ -231,7 +224,8 @@ class MailboxSetter:
         if "name" in changed or "parentId" in changed:
             if record.name.upper() == "INBOX":
                 raise Refused("forbidden", "INBOX cannot be renamed")
-            if record.name in self.fixed_names:
+            if record.name in self.tree.fixed_names:
+                # Gmail refuses it: refused here, before anything is sent.
                 raise Refused("forbidden", "Gmail's system folders cannot be renamed or moved")
             leaf = _check_name(wanted["name"], self.delimiter)
             name = self._full_name(leaf, wanted["parentId"], moving=record)
@@ -281,7 +275,7 @@ class MailboxSetter:
             raise Refused("notFound", "no such mailbox")
         if record.name.upper() == "INBOX":
             raise Refused("forbidden", "INBOX cannot be destroyed")
-        if record.name in self.fixed_names:
+        if record.name in self.tree.fixed_names:
             raise Refused("forbidden", "Gmail's system folders cannot be destroyed")
         if self.tree.children(record.id):
             raise Refused("mailboxHasChild", "the mailbox has child mailboxes")

@@ -140,6 +140,9 @@ def test_gmails_system_folders_cannot_be_renamed_or_destroyed(
     system = ["INBOX", "[Gmail]", ALL_MAIL, SENT_MAIL, "[Gmail]/Drafts", "[Gmail]/Trash",
               "[Gmail]/Spam", "[Gmail]/Starred", "[Gmail]/Important"]  # fmt: skip
     ids = [boxes[name]["id"] for name in system]
+    # Said up front, in myRights.
+    assert not any(boxes[name]["myRights"]["mayRename"] for name in system)
+    assert not any(boxes[name]["myRights"]["mayDelete"] for name in system)
     result = jmap.call("Mailbox/set", {
         "update": {box: {"name": "Mine"} for box in ids},
         "destroy": ids,
@@ -162,6 +165,7 @@ def test_renaming_and_deleting_a_label(
     gmail.add_gmail_labels([uid], ["Projects"])
     boxes = jmap.mailboxes()
     label = boxes["Projects"]["id"]
+    assert boxes["Projects"]["myRights"]["mayRename"] and boxes["Projects"]["myRights"]["mayDelete"]
     renamed = jmap.call("Mailbox/set", {"update": {label: {"name": "Plans"}}})
     assert renamed["updated"] == {label: None}
     assert gmail.get_gmail_labels([uid])[uid] and "Plans" in gmail.get_gmail_labels([uid])[uid]
