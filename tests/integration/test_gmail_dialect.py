@@ -130,6 +130,14 @@ def test_to_body_and_header_stay_plain_search(
     assert set(front.raw_queries) == {'subject:"xq3"'}
 
 
+def test_the_emulations_to_matches_every_recipient(gmail: IMAPClient) -> None:
+    uid = deliver(gmail, "recipients xq7")
+    # Carl is on Cc only: Gmail's to: finds him anyway, its cc: too, its bcc: not.
+    assert gmail.gmail_search('to:"carl@example.org" subject:xq7') == [uid]
+    assert gmail.gmail_search('cc:"carl@example.org" subject:xq7') == [uid]
+    assert gmail.gmail_search('bcc:"carl@example.org" subject:xq7') == []
+
+
 # -- Mailbox/set --------------------------------------------------------------------------
 
 

@@ -40,7 +40,8 @@ How the front maps Gmail's model onto Dovecot
   whole search (after optional ESEARCH RETURN options and CHARSET). X-GM-RAW knows from:,
   to:, cc:, bcc:, subject:, label:, in:inbox, is:unread, is:read, is:starred, quoted
   phrases and plain words, all ANDed; anything else (OR, -, has:, after:, ...) is answered
-  BAD. It matches substrings, as Dovecot does, where Gmail matches words. The front keeps
+  BAD. It matches substrings, as Dovecot does, where Gmail matches words; to: matches Cc
+  and Bcc recipients too, as Gmail's does. The front keeps
   every X-GM-RAW query it served in ``raw_queries``.
 - Mail relayed by the Dovecot's submission service (``gmail_dovecot(users, relay_port)``
   with ``GmailSmtp`` listening there) is filed in the sender's Sent Mail, as Gmail's SMTP

@@ -463,7 +463,7 @@ class _Session(socketserver.StreamRequestHandler):
         """Gmail's search words as Dovecot SEARCH keys, and the UIDs label: allows."""
         criteria: list[bytes] = []
         only: set[int] | None = None
-        simple = {"from": b"FROM", "to": b"TO", "cc": b"CC", "bcc": b"BCC", "subject": b"SUBJECT"}
+        simple = {"from": b"FROM", "cc": b"CC", "bcc": b"BCC", "subject": b"SUBJECT"}
         states = {"unread": b"UNSEEN", "read": b"SEEN", "starred": b"FLAGGED"}
         for match in _RAW_TERM.finditer(query):
             operator, phrase, word = match.group(1), match.group(2), match.group(3)
@@ -471,7 +471,11 @@ class _Session(socketserver.StreamRequestHandler):
             if operator is None and (value.upper() == "OR" or value.startswith(("-", "{", "("))):
                 raise Refused(f"X-GM-RAW: {value!r} is not emulated")
             operator = (operator or "").lower()
-            if operator in simple:
+            if operator == "to":
+                # Google: to: finds a recipient, and Gmail counts Cc and Bcc ones too.
+                text = quoted(value)
+                criteria.append(b"OR TO " + text + b" OR CC " + text + b" BCC " + text)
+            elif operator in simple:
                 criteria.append(simple[operator] + b" " + quoted(value))
             elif operator == "is" and value.lower() in states:
                 criteria.append(states[value.lower()])
