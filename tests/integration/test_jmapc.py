@@ -51,17 +51,26 @@ from tests.integration.server import BridgeServer
 from tests.integration.smtp_sink import SmtpSink
 
 
+@contextlib.contextmanager
+def https_bridge(
+    upstream: Dovecot, folder: Path, **settings: Any
+) -> Iterator[tuple[BridgeServer, Path]]:
+    """bridge over HTTPS with a self-signed certificate (jmapc only speaks
+    https://host/.well-known/jmap), and the certificate."""
+    cert, key = self_signed(folder)
+    with BridgeServer(
+        upstream.host, upstream.port, folder / "data", ssl_files=(str(cert), str(key)),
+        **settings,
+    ) as server:  # fmt: skip
+        yield server, cert
+
+
 @pytest.fixture(scope="module")
 def tls_bridge(
     upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[BridgeServer, Path]]:
-    # jmapc only speaks https://host/.well-known/jmap: serve a self-signed certificate.
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = self_signed(folder)
-    with BridgeServer(
-        upstream.host, upstream.port, folder / "data", ssl_files=(str(cert), str(key))
-    ) as server:
-        yield server, cert
+    with https_bridge(upstream, tmp_path_factory.mktemp("tls")) as served:
+        yield served
 
 
 def test_jmapc_discovers_echoes_and_lists_mailboxes(
@@ -216,15 +225,13 @@ def sending_bridge(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[BridgeServer, Path, SmtpSink]]:
     """A Dovecot whose SMTP submission relays to a sink, and a bridge sending through it."""
-    folder = tmp_path_factory.mktemp("sending")
-    cert, key = self_signed(folder)
     with (
         SmtpSink() as sink,
         Dovecot({SENDER: SENDER_PASSWORD}, relay_port=sink.port) as dovecot,
-        BridgeServer(
-            dovecot.host, dovecot.port, folder / "data", ssl_files=(str(cert), str(key)),
+        https_bridge(
+            dovecot, tmp_path_factory.mktemp("sending"),
             submission_port=dovecot.submission_port, submission_tls="plain",
-        ) as server,
+        ) as (server, cert),
     ):  # fmt: skip
         yield server, cert, sink
 
@@ -298,18 +305,15 @@ def authority() -> Iterator[IntrospectionServer]:
 def token_bridge(
     authority: IntrospectionServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[BridgeServer, Path]]:
-    # jmapc only speaks https://host/.well-known/jmap: a self-signed certificate.
-    folder = tmp_path_factory.mktemp("jmapc-bearer")
-    cert, key = self_signed(folder)
     unused_password = base64.urlsafe_b64encode(os.urandom(18)).decode()
     with (
         Dovecot({TOKEN_USER: unused_password}, oauth_introspection_url=authority.url) as dovecot,
-        BridgeServer(
-            dovecot.host, dovecot.port, folder / "data", ssl_files=(str(cert), str(key)),
+        https_bridge(
+            dovecot, tmp_path_factory.mktemp("jmapc-bearer"),
             oauth_introspection_url=authority.url,
-        ) as server,
+        ) as served,
     ):  # fmt: skip
-        yield server, cert
+        yield served
 
 
 @pytest.fixture
