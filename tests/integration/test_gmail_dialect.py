@@ -228,6 +228,17 @@ def create_draft(jmap: JmapClient, subject: str, mailbox: str) -> tuple[str, str
     return created["id"], f"<{message_id}>"
 
 
+def test_a_draft_created_in_a_label_folder_is_created(jmap: JmapClient, front: GmailFront) -> None:
+    # Gmail shows it in All Mail too, under the same X-GM-MSGID: that is no duplicate.
+    email_id, message_id = create_draft(jmap, "new draft xq8", "[Gmail]/Drafts")
+    boxes = jmap.mailboxes()
+    [email] = jmap.call("Email/get", {"ids": [email_id], "properties": ["mailboxIds"]})["list"]
+    assert set(email["mailboxIds"]) == {boxes["[Gmail]/Drafts"]["id"], boxes[ALL_MAIL]["id"]}
+    with logged_in(front, USER, USERS[USER]) as client:
+        client.select_folder("[Gmail]/Drafts", readonly=True)
+        assert len(client.search(["HEADER", "Message-ID", message_id])) == 1
+
+
 def test_a_draft_filed_in_sent_after_sending_is_the_one_sent_copy(
     jmap: JmapClient, front: GmailFront
 ) -> None:
