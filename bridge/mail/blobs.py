@@ -110,12 +110,6 @@ def open_blob(account: Account, value: str) -> Iterator[bytes] | None:
     return _part_chunks(source, section)
 
 
-def read_blob(account: Account, value: str) -> bytes | None:
-    """The whole blob in memory, for what needs it whole (Email/parse)."""
-    chunks = open_blob(account, value)
-    return b"".join(chunks) if chunks is not None else None
-
-
 def _located(account: Account, value: str) -> tuple[str, int, str | None] | None:
     """The folder, UID and section of a message blob of this user; or None."""
     parsed = parse_blob_id(value)
