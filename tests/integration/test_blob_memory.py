@@ -19,6 +19,8 @@ import pytest
 from imapclient import IMAPClient
 
 from bridge.demo.dovecot import Dovecot
+from bridge.mail.blobs import blob_id as whole_blob_id
+from bridge.mail.blobs import parse_blob_id
 from tests.bench.harness import BridgeProcess
 from tests.integration.server import JmapClient
 
@@ -218,7 +220,7 @@ def test_email_get_body_properties_of_a_big_message_stay_small(
     upstream, process = bridge_process
     attachment = attachment_octets()
     jmap, blob_id = delivered(upstream, process, attachment)
-    email_id = blob_id[1:].split("_")[0]
+    email_id = parse_blob_id(blob_id)[0]
     idle = reset_peak(process)
     got = jmap.call("Email/get", {
         "ids": [email_id], "fetchAllBodyValues": True,
@@ -246,7 +248,7 @@ def test_email_parse_of_a_big_message_stays_small(
     parsed from the upload's file."""
     upstream, process = bridge_process
     jmap, blob_id = delivered(upstream, process, attachment_octets())
-    message_blob = blob_id.split("_")[0]
+    message_blob = whole_blob_id(parse_blob_id(blob_id)[0])
     uploaded = upload(jmap, message_with(os.urandom(30 * 1024 * 1024)))
     for blob in (message_blob, uploaded):
         idle = reset_peak(process)
