@@ -155,7 +155,7 @@ class _EmailView:
         if cached is not None and (cached[2] is None or cached[2] >= limit):
             return cached[0], cached[1]
         if self.parsed.is_small(part):
-            octets, transfer_problem = self.parsed.content(part)
+            octets, transfer_problem = self.parsed.decode(part)
             text, charset_problem = decode_bytes(octets, part.fields.charset)
             cached = (text.replace("\r\n", "\n"), transfer_problem or charset_problem, None)
         else:

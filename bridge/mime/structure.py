@@ -130,11 +130,15 @@ class ParsedMessage:
         """The length of the part's content, without holding a large one whole."""
         if part.part_id is None:
             return 0
-        if self.is_small(part) or part.part_id in self._decoded:
-            return len(self.content(part)[0])
         cached = self._sizes.get(part.part_id)
         if cached is None:
-            cached = sum(len(chunk) for chunk in self.content_chunks(part)[0])
+            if part.part_id in self._decoded:
+                cached = len(self._decoded[part.part_id][0])
+            elif self.is_small(part):
+                # Not kept: an attachment's size is all a request may want of it.
+                cached = len(self.decode(part)[0])
+            else:
+                cached = sum(len(chunk) for chunk in self.content_chunks(part)[0])
             self._sizes[part.part_id] = cached
         return cached
 
@@ -145,9 +149,12 @@ class ParsedMessage:
             return b"", False
         cached = self._decoded.get(part.part_id)
         if cached is None:
-            cached = decode_transfer(self.raw_body(part), part.fields.transfer_encoding)
-            self._decoded[part.part_id] = cached
+            cached = self._decoded[part.part_id] = self.decode(part)
         return cached
+
+    def decode(self, part: MimePart) -> tuple[bytes, bool]:
+        """``content`` without keeping the result."""
+        return decode_transfer(self.raw_body(part), part.fields.transfer_encoding)
 
     def part_content(self, part_id: str) -> bytes | None:
         """The octets a blob download of ``part_id`` returns, or None if there is no such
