@@ -55,6 +55,11 @@ async def well_known(request: Request) -> Response:
 
 async def session(request: Request) -> Response:
     bridge: HttpBridge = request.app.state.bridge
+    with deadline.within(bridge.settings.request_timeout):  # a first login waits upstream
+        return await _session(bridge, request)
+
+
+async def _session(bridge: HttpBridge, request: Request) -> Response:
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials

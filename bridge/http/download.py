@@ -16,6 +16,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from bridge import deadline
 from bridge.http.problems import error_response
 from bridge.http.slots import UserSlots
 from bridge.imap.errors import UpstreamError
@@ -64,6 +65,13 @@ def _not_found() -> Response:
 
 async def download(request: Request) -> Response:
     bridge: HttpBridge = request.app.state.bridge
+    # The login and the first chunk wait upstream within the request's deadline; the rest
+    # streams at the client's pace, each FETCH bounded by upstream_timeout.
+    with deadline.within(bridge.settings.request_timeout):
+        return await _download(bridge, request)
+
+
+async def _download(bridge: HttpBridge, request: Request) -> Response:
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from bridge import deadline
 from bridge.http.problems import error_response, problem
 from bridge.http.slots import UserSlots
 from bridge.jmap import RequestError
@@ -68,7 +69,10 @@ def media_type_of(header: str | None) -> str:
 
 async def upload(request: Request) -> Response:
     bridge: HttpBridge = request.app.state.bridge
-    credentials = await bridge.auth.authenticate(request)
+    # The login waits upstream, within the request's deadline; the body is the client's
+    # to send at its pace (maxSizeUpload bounds it, not time).
+    with deadline.within(bridge.settings.request_timeout):
+        credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials
     user = bridge.users.get(credentials.username)

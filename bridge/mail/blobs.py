@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from bridge.mime import ParsedMessage, parse_header_block, parse_message
 from bridge.mime.params import MimeFields, mime_fields
+from bridge.mime.source import FileSource
 from bridge.mime.transfer import stream_decoder
 from bridge.store.ids import derive_id
 from bridge.store.uploads import ID_LENGTH as UPLOAD_ID_LENGTH
@@ -135,12 +136,6 @@ def open_blob(account: BlobAccount, value: str) -> Iterator[bytes] | None:
     if section is None:
         return source.chunks("")
     return _part_chunks(source, section)
-
-
-def read_blob(account: BlobAccount, value: str) -> bytes | None:
-    """The whole blob in memory, for what needs it whole (Email/parse)."""
-    chunks = open_blob(account, value)
-    return b"".join(chunks) if chunks is not None else None
 
 
 def _located(account: BlobAccount, value: str) -> tuple[str, int, str | None] | None:
@@ -259,10 +254,21 @@ def _upload_chunks(account: BlobAccount, value: str) -> Iterator[bytes] | None:
         return None
     if split[1] is None:
         return _file_chunks(handle, account.settings.blob_chunk_size)
-    # A part of an upload parsed as a message: uploads are bounded by maxSizeUpload.
+    # A part of an upload parsed as a message: parsed from the file a window at a time and
+    # decoded as it streams. A part inside an attached message is found by parsing that
+    # message in memory (an upload is at most maxSizeUpload).
+    message = parse_message(FileSource(handle))
+    part = message.part(split[1])
+    if part is not None:
+        return _closing(handle, message.content_chunks(part)[0])
     with handle:
-        content = part_content(parse_message(handle.read()), split[1])
+        content = part_content(message, split[1])
     return iter((content,)) if content is not None else None
+
+
+def _closing(handle: BinaryIO, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    with handle:
+        yield from chunks
 
 
 def _file_chunks(handle: BinaryIO, size: int) -> Iterator[bytes]:

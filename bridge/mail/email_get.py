@@ -3,7 +3,8 @@
 An Email is put together from three sources, each fetched only when a requested property
 needs it: the cache (ids, mailboxes, keywords, size, dates), a summary parsed once per
 message and kept in the cache (the list-view headers, preview, hasAttachment: from
-BODY.PEEK[HEADER], BODYSTRUCTURE and PREVIEW), and the whole message for body properties.
+BODY.PEEK[HEADER], BODYSTRUCTURE and PREVIEW), and the whole message for body properties
+(read one message at a time, a large one through a spool file: ``bridge.mail.messages``).
 A warm list view therefore costs no IMAP command beyond the sync check.
 """
 
@@ -18,6 +19,7 @@ from bridge.jmap.standard import ChangesArgs, GetArgs, UnsignedInt
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id
 from bridge.mail.common import account_of, changes_response
+from bridge.mail.messages import fetch_by_folder, parsed_messages
 from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
@@ -27,14 +29,13 @@ from bridge.mail.summary import (
     summary_from_fetch,
     summary_from_message,
 )
-from bridge.mail.sync import uid_set
 from bridge.mime import (
     BODY_PART_PROPERTIES,
     CONVENIENCE_HEADERS,
     email_properties,
     parse_header_property,
-    parse_message,
 )
+from bridge.mime.email_object import BodyValuesTooLarge, ValueBudget
 from bridge.store.cache import EMAIL
 from bridge.store.records import EmailRecord
 
@@ -47,7 +48,6 @@ DEFAULT_PROPERTIES = (
     *METADATA, *CONVENIENCE_HEADERS, "hasAttachment", "preview", "bodyValues", "textBody",
     "htmlBody", "attachments",
 )  # fmt: skip
-FULL_ITEMS = ("BODY.PEEK[]",)
 
 
 class EmailGetArgs(GetArgs, forbid_unknown_fields=True):
@@ -72,27 +72,6 @@ def _check_properties(requested: Sequence[str], allowed: Iterable[str], what: st
 
 def _is_header_property(name: str) -> bool:
     return name.startswith("header:") and parse_header_property(name) is not None
-
-
-def fetch_by_folder(
-    account: Account, email_ids: Iterable[str], items: Sequence[str]
-) -> dict[str, dict[str, Any]]:
-    """FETCH ``items`` of each Email from one folder that holds it: email id -> items."""
-    refs = account.cache.message_refs(list(email_ids))
-    by_folder: dict[str, dict[int, str]] = {}
-    for email_id, ref in refs.items():
-        by_folder.setdefault(ref.mailbox_id, {})[ref.uid] = email_id
-    fetched: dict[str, dict[str, Any]] = {}
-    imap = account.imap
-    for mailbox_id, by_uid in by_folder.items():
-        record = account.cache.mailbox(mailbox_id)
-        if record is None:
-            continue
-        account.open_folder(record.name)
-        for uid, meta in imap.fetch_meta(uid_set(by_uid), extra=items).messages.items():
-            if uid in by_uid:
-                fetched[by_uid[uid]] = meta.raw
-    return fetched
 
 
 # What the cache's Email row answers by itself (a list view asks for most of these).
@@ -123,10 +102,10 @@ def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[st
         return {e: summary_from_fetch(raw) for e, raw in fetched.items() if has_summary_items(raw)}
 
     def parsed(email_ids: list[str]) -> dict[str, dict[str, Any]]:
-        fetched = fetch_by_folder(account, email_ids, FULL_ITEMS)
+        wanted = {email_id: records[email_id] for email_id in email_ids}
         return {
-            email_id: summary_from_message(parse_message(raw["BODY[]"]), email_id)
-            for email_id, raw in fetched.items()
+            email_id: summary_from_message(message, email_id)
+            for email_id, message in parsed_messages(account, wanted)
         }
 
     fresh = account.imap.with_extension(
@@ -141,6 +120,15 @@ def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[st
     account.cache.set_sort_keys({e: keys_from_summary(s) for e, s in fresh.items()})
     summaries.update(fresh)
     return summaries
+
+
+def body_values_too_large(ctx: CallContext) -> MethodError:
+    """The body values asked for are more than a call returns: the limit Blob/get has."""
+    return MethodError(
+        "requestTooLarge",
+        f"the body values asked for are larger than maxSizeUpload "
+        f"({ctx.limits.max_size_upload} octets): ask with maxBodyValueBytes or for fewer Emails",
+    )
 
 
 def has_attachment_of(account: Account, email_ids: set[str]) -> dict[str, bool]:
@@ -168,17 +156,22 @@ def email_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         summaries = load_summaries(account, records)
     contents: dict[str, dict[str, Any]] = {}
     if content_props:
-        for email_id, raw in fetch_by_folder(account, records, FULL_ITEMS).items():
-            contents[email_id] = email_properties(
-                parse_message(raw.get("BODY[]") or b""),
-                content_props,
-                blob_id_for=lambda part, email_id=email_id: blob_id(email_id, part),
-                body_properties=request.bodyProperties,
-                fetch_text=request.fetchTextBodyValues,
-                fetch_html=request.fetchHTMLBodyValues,
-                fetch_all=request.fetchAllBodyValues,
-                max_body_value_bytes=request.maxBodyValueBytes,
-            )
+        budget = ValueBudget(ctx.limits.max_size_upload)
+        for email_id, message in parsed_messages(account, records):
+            try:
+                contents[email_id] = email_properties(
+                    message,
+                    content_props,
+                    blob_id_for=lambda part, email_id=email_id: blob_id(email_id, part),
+                    body_properties=request.bodyProperties,
+                    fetch_text=request.fetchTextBodyValues,
+                    fetch_html=request.fetchHTMLBodyValues,
+                    fetch_all=request.fetchAllBodyValues,
+                    max_body_value_bytes=request.maxBodyValueBytes,
+                    value_budget=budget,
+                )
+            except BodyValuesTooLarge:
+                raise body_values_too_large(ctx) from None
     found = []
     for email_id in wanted:
         record = records.get(email_id)

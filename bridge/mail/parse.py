@@ -1,7 +1,9 @@
 """Email/parse (RFC 8621 §4.9): blobs read as messages, without importing them.
 
-A blob is an upload (``U...``) or a message or one of its parts (``B...``); either is
-read through ``open_blob``. The parts of a parsed blob get blob ids under the parsed one:
+A blob is an upload (``U...``) or a message or one of its parts (``B...``): an upload is
+parsed from its own file, anything else from a spool file it streams into
+(``bridge.mail.messages.blob_source``), a window at a time, so a large blob is never whole
+in memory. The parts of a parsed blob get blob ids under the parsed one:
 ``<blob id>_<section>``, where the section continues the enclosing message's numbering when
 the blob is an attached message (``B<email>_3`` has parts ``B<email>_3-1``, ...), so every
 part blob id that Email/parse hands out downloads, and parses, in turn.
@@ -13,9 +15,10 @@ from typing import Any
 
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import StandardArgs, UnsignedInt
-from bridge.mail.blobs import part_blob_id, read_blob, split_blob_id
+from bridge.mail.blobs import part_blob_id, split_blob_id
 from bridge.mail.common import account_of
-from bridge.mail.email_get import PROPERTIES
+from bridge.mail.email_get import PROPERTIES, body_values_too_large
+from bridge.mail.messages import blob_source
 from bridge.mime import (
     BODY_PART_PROPERTIES,
     CONVENIENCE_HEADERS,
@@ -24,6 +27,7 @@ from bridge.mime import (
     parse_header_property,
     parse_message,
 )
+from bridge.mime.email_object import BodyValuesTooLarge, ValueBudget
 
 # RFC 8621 §4.9: the Email/get default less the metadata a blob does not have.
 DEFAULT_PROPERTIES = (
@@ -70,8 +74,9 @@ def email_parse(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     if request.bodyProperties is not None:
         _check(request.bodyProperties, BODY_PART_PROPERTIES, "bodyProperties")
     blob_ids = list(dict.fromkeys(request.blobIds))
-    # Each blob is read and parsed whole, as Email/get's objects are; the same cap applies.
+    # Each blob is read and parsed as Email/get's objects are; the same caps apply.
     ctx.check_max_objects(len(blob_ids), "maxObjectsInGet")
+    budget = ValueBudget(ctx.limits.max_size_upload)
     account = account_of(ctx)
     if any(not value.startswith("U") for value in blob_ids):
         account.sync()  # message blob ids resolve through the cache
@@ -79,28 +84,31 @@ def email_parse(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     not_parsable: list[str] = []
     not_found: list[str] = []
     for value in blob_ids:
-        split = split_blob_id(value)
-        raw = read_blob(account, value) if split is not None else None
-        if split is None or raw is None:
-            not_found.append(value)
-            continue
-        whole, section = split
-        message = parse_message(raw, section_prefix=section or "")
-        if not is_message(message):
-            not_parsable.append(value)
-            continue
-        email = email_properties(
-            message,
-            properties,
-            blob_id_for=lambda part, whole=whole: part_blob_id(whole, part),
-            body_properties=request.bodyProperties,
-            fetch_text=request.fetchTextBodyValues,
-            fetch_html=request.fetchHTMLBodyValues,
-            fetch_all=request.fetchAllBodyValues,
-            max_body_value_bytes=request.maxBodyValueBytes,
-        )
+        with blob_source(account, value) as source:
+            if source is None:
+                not_found.append(value)
+                continue
+            whole, section = split_blob_id(value) or (value, None)
+            message = parse_message(source, section_prefix=section or "")
+            if not is_message(message):
+                not_parsable.append(value)
+                continue
+            try:
+                email = email_properties(
+                    message,
+                    properties,
+                    blob_id_for=lambda part, whole=whole: part_blob_id(whole, part),
+                    body_properties=request.bodyProperties,
+                    fetch_text=request.fetchTextBodyValues,
+                    fetch_html=request.fetchHTMLBodyValues,
+                    fetch_all=request.fetchAllBodyValues,
+                    max_body_value_bytes=request.maxBodyValueBytes,
+                    value_budget=budget,
+                )
+            except BodyValuesTooLarge:
+                raise body_values_too_large(ctx) from None
         email["blobId"] = value
-        email["size"] = len(raw)
+        email["size"] = message.size
         parsed[value] = {
             name: None if name in NULL_PROPERTIES else email.get(name) for name in properties
         }

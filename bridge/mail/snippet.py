@@ -14,14 +14,17 @@ from bridge.imap.search import tokens
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.mail.blobs import blob_id
 from bridge.mail.common import account_of
-from bridge.mail.email_get import fetch_by_folder, load_summaries
-from bridge.mime import email_properties, html_to_text, parse_message
+from bridge.mail.email_get import load_summaries
+from bridge.mail.messages import parsed_messages
+from bridge.mime import ParsedMessage, email_properties, html_to_text
 
 # Conditions whose text can show in the subject or in the body.
 SUBJECT_CONDITIONS = ("text", "subject")
 BODY_CONDITIONS = ("text", "body")
 PREVIEW_OCTETS = 255
 LEAD = 60  # characters of context kept before the first match
+# The body text searched for a snippet: a match further in than this shows no snippet.
+BODY_TEXT_LIMIT = 1 << 20
 
 
 class SnippetArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -83,10 +86,11 @@ def body_snippet(text: str, pattern: re.Pattern[str]) -> str | None:
     return None
 
 
-def _body_text(raw: bytes, email_id: str) -> str:
+def _body_text(message: ParsedMessage, email_id: str) -> str:
     props = email_properties(
-        parse_message(raw), ["textBody", "htmlBody", "bodyValues"],
+        message, ["textBody", "htmlBody", "bodyValues"],
         blob_id_for=lambda part: blob_id(email_id, part), fetch_all=True,
+        max_body_value_bytes=BODY_TEXT_LIMIT,
     )  # fmt: skip
     values = props.get("bodyValues") or {}
     parts = props.get("textBody") or props.get("htmlBody") or []
@@ -108,7 +112,11 @@ def search_snippet_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]
     subject_pattern = _pattern(list(_terms(request.filter, SUBJECT_CONDITIONS)))
     body_pattern = _pattern(list(_terms(request.filter, BODY_CONDITIONS)))
     summaries = load_summaries(account, records) if subject_pattern else {}
-    bodies = fetch_by_folder(account, records, ("BODY.PEEK[]",)) if body_pattern else {}
+    # Each body is searched as it is read: only the snippets stay.
+    body_snippets: dict[str, str | None] = {}
+    if body_pattern is not None:
+        for email_id, message in parsed_messages(account, records):
+            body_snippets[email_id] = body_snippet(_body_text(message, email_id), body_pattern)
     found = []
     for email_id in dict.fromkeys(request.emailIds):
         if email_id not in records:
@@ -118,9 +126,7 @@ def search_snippet_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]
             text = str(summaries.get(email_id, {}).get("subject") or "")
             if subject_pattern.search(text):
                 subject = highlight(text, subject_pattern)
-        raw = bodies.get(email_id, {}).get("BODY[]")
-        if body_pattern is not None and isinstance(raw, bytes):
-            preview = body_snippet(_body_text(raw, email_id), body_pattern)
+        preview = body_snippets.get(email_id)
         found.append({"emailId": email_id, "subject": subject, "preview": preview})
     not_found = [e for e in dict.fromkeys(request.emailIds) if e not in records]
     return {"accountId": ctx.account_id, "list": found, "notFound": not_found or None}

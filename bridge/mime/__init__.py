@@ -1,5 +1,7 @@
 """Messages as JMAP Email objects: MIME parsing and the properties RFC 8621 §4 derives from a
-message's bytes. Pure functions, no I/O; nothing here raises on malformed mail.
+message's bytes. Pure functions, no I/O but reading a file the caller hands in (a large
+message parses from one a window at a time: ``bridge.mime.source``); nothing here raises on
+malformed mail.
 
 Part ids are IMAP section numbers, so a part's body can be fetched with
 ``BODY.PEEK[<partId>]``; see ``bridge.mime.structure`` for the exact scheme.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import functools
 import re
+from collections.abc import Callable, Iterable
 
 # Labels Python does not know, or knows as a strict subset of what senders actually use.
 _ALIASES = {
@@ -114,3 +115,79 @@ def decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
     except (UnicodeError, LookupError, ValueError):
         text = data.decode("utf-8", "replace")
     return clean_text(text), True
+
+
+class _TextPrefix:
+    """Decoded text collected up to ``limit`` characters, cleaned as ``clean_text`` does and
+    with CRLF made LF; a CR that ends one piece waits for the next."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pieces: list[str] = []
+        self.length = 0
+        self._held_cr = False
+
+    def add(self, text: str) -> None:
+        if self.length > self.limit or not text:
+            return
+        text = clean_text(text)
+        if self._held_cr:
+            text = "\r" + text
+        self._held_cr = text.endswith("\r")
+        if self._held_cr:
+            text = text[:-1]
+        text = text.replace("\r\n", "\n")
+        self.pieces.append(text)
+        self.length += len(text)
+
+    def text(self) -> str:
+        tail = "\r" if self._held_cr else ""
+        return ("".join(self.pieces) + tail)[: self.limit]
+
+
+def _decode_prefix(
+    chunks: Iterable[bytes], codec: str, errors: str, limit: int
+) -> tuple[str, bool]:
+    """(The first ``limit`` characters, whether decoding failed). The chunks are read to
+    the end even once the prefix is full: a late invalid octet changes the whole answer
+    (strict mode), and so does a late transfer-encoding problem (the caller's flag)."""
+    prefix = _TextPrefix(limit)
+    if codec == "cp1252":
+        for chunk in chunks:
+            prefix.add(decode_cp1252(chunk))
+        return prefix.text(), False
+    decoder = codecs.getincrementaldecoder(codec)(errors)
+    try:
+        for chunk in chunks:
+            prefix.add(decoder.decode(chunk))
+        prefix.add(decoder.decode(b"", final=True))
+    except (UnicodeError, LookupError, ValueError):
+        return "", True
+    return prefix.text(), False
+
+
+def decode_stream(
+    chunks: Callable[[], Iterable[bytes]], charset: str | None, limit: int
+) -> tuple[str, bool]:
+    """``decode_bytes`` over a stream, keeping only the first ``limit`` characters of the
+    text (with CRLF made LF, as body values have it): the same characters and the same
+    problem flag as decoding the whole, without holding the whole. ``chunks`` gives the
+    octets afresh on each call: a late invalid octet means decoding again from the start."""
+    label = (charset or "us-ascii").strip().strip('"').lower()
+    if label in _ASCII_NAMES:
+        text, failed = _decode_prefix(chunks(), "utf-8", "strict", limit)
+        if not failed:
+            return text, False
+        return _decode_prefix(chunks(), "cp1252", "strict", limit)[0], True
+    codec = lookup_codec(label)
+    if codec is None:
+        return _decode_prefix(chunks(), "utf-8", "replace", limit)[0], True
+    if codec == "cp1252":
+        return _decode_prefix(chunks(), "cp1252", "strict", limit)[0], False
+    text, failed = _decode_prefix(chunks(), codec, "strict", limit)
+    if not failed:
+        return text, False
+    text, failed = _decode_prefix(chunks(), codec, "replace", limit)
+    if failed:
+        text = _decode_prefix(chunks(), "utf-8", "replace", limit)[0]
+    return text, True

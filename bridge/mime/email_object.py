@@ -5,15 +5,16 @@ Metadata (id, blobId, threadId, mailboxIds, keywords, size, receivedAt) is the c
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from bridge.mime.bodies import has_attachment, split_body
-from bridge.mime.charset import decode_bytes
+from bridge.mime.charset import decode_bytes, decode_stream
 from bridge.mime.forms import header_value, instances_value
 from bridge.mime.header_property import parse_header_property
 from bridge.mime.headers import Header, parse_header_block
-from bridge.mime.preview import PREVIEW_LENGTH, html_to_text, preview_from_text
+from bridge.mime.preview import HTML_SCAN_LIMIT, PREVIEW_LENGTH, html_to_text, preview_from_text
 from bridge.mime.structure import MimePart, ParsedMessage
 
 DEFAULT_BODY_PROPERTIES = (
@@ -59,6 +60,26 @@ BODY_DERIVED_PROPERTIES = frozenset(
 EMAIL_PROPERTIES = frozenset({*CONVENIENCE_HEADERS, *BODY_DERIVED_PROPERTIES, "headers"})
 
 BlobIdFor = Callable[[str], str]
+# The text a preview is made from: all of it for the HTML scan, and for plain text far
+# more than 256 characters of words need unless the part is mostly white space.
+PREVIEW_TEXT_LIMIT = HTML_SCAN_LIMIT + 1
+
+
+class BodyValuesTooLarge(Exception):
+    """The body values asked for, together, are more than the caller's budget."""
+
+
+class ValueBudget:
+    """How many octets of body values a call may still return (RFC 8621 sets no limit; a
+    server needs one)."""
+
+    def __init__(self, octets: int) -> None:
+        self.left = octets
+
+    def take(self, octets: int) -> None:
+        if octets > self.left:
+            raise BodyValuesTooLarge(octets)
+        self.left -= octets
 
 
 def _headers_list(headers: Sequence[Header]) -> list[dict[str, str]]:
@@ -122,18 +143,33 @@ class _EmailView:
         self.body_properties = body_properties
         self.blob_id_for = blob_id_for
         self.text_body, self.html_body, self.attachments = split_body(parsed.root)
-        self._texts: dict[str, tuple[str, bool]] = {}
+        # part id -> (text, problem, how many characters the text was cut to, if it was)
+        self._texts: dict[str, tuple[str, bool, int | None]] = {}
 
-    def text(self, part: MimePart) -> tuple[str, bool]:
-        """The part's content as text (CRLF made LF) and whether decoding hit a problem."""
+    def text(self, part: MimePart, limit: int) -> tuple[str, bool]:
+        """The part's content as text (CRLF made LF), at least its first ``limit``
+        characters, and whether decoding hit a problem. A small part is decoded whole; a
+        large one chunk by chunk, keeping only the first ``limit`` characters."""
         key = part.part_id or ""
         cached = self._texts.get(key)
-        if cached is None:
-            octets, transfer_problem = self.parsed.content(part)
+        if cached is not None and (cached[2] is None or cached[2] >= limit):
+            return cached[0], cached[1]
+        if self.parsed.is_small(part):
+            octets, transfer_problem = self.parsed.decode(part)
             text, charset_problem = decode_bytes(octets, part.fields.charset)
-            cached = (text.replace("\r\n", "\n"), transfer_problem or charset_problem)
-            self._texts[key] = cached
-        return cached
+            cached = (text.replace("\r\n", "\n"), transfer_problem or charset_problem, None)
+        else:
+            transfer_problem: list[Callable[[], bool]] = []
+
+            def chunks() -> Iterable[bytes]:
+                decoded, problem = self.parsed.content_chunks(part)
+                transfer_problem[:] = [problem]
+                return decoded
+
+            text, charset_problem = decode_stream(chunks, part.fields.charset, limit)
+            cached = (text, transfer_problem[0]() or charset_problem, limit)
+        self._texts[key] = cached
+        return cached[0], cached[1]
 
     def body_part(self, part: MimePart) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -144,7 +180,7 @@ class _EmailView:
             elif prop == "blobId":
                 result[prop] = None if part.part_id is None else self.blob_id_for(part.part_id)
             elif prop == "size":
-                result[prop] = len(self.parsed.content(part)[0])
+                result[prop] = self.parsed.content_size(part)
             elif prop == "headers":
                 result[prop] = _headers_list(part.headers)
             elif prop in ("name", "type", "charset", "disposition", "cid", "language", "location"):
@@ -163,7 +199,12 @@ class _EmailView:
         return result
 
     def body_values(
-        self, fetch_text: bool, fetch_html: bool, fetch_all: bool, max_bytes: int
+        self,
+        fetch_text: bool,
+        fetch_html: bool,
+        fetch_all: bool,
+        max_bytes: int,
+        budget: ValueBudget | None,
     ) -> dict[str, dict[str, Any]]:
         wanted: set[str] = set()
         if fetch_all:
@@ -176,8 +217,16 @@ class _EmailView:
         for part in self.parsed.walk():
             if part.part_id not in wanted or not part.type.startswith("text/"):
                 continue
-            text, problem = self.text(part)
+            # One character more than the value may hold tells truncate_value to cut it.
+            limit = max_bytes + 1 if max_bytes > 0 else sys.maxsize
+            if budget is not None:
+                limit = min(limit, budget.left + 1)
+            text, problem = self.text(part, limit)
             value, truncated = truncate_value(text, max_bytes, part.type == "text/html")
+            if budget is not None:
+                # More characters than the budget has octets is over it, without encoding.
+                over = len(value) > budget.left
+                budget.take(len(value) if over else len(value.encode("utf-8")))
             values[part.part_id] = {
                 "value": value,
                 "isEncodingProblem": problem,
@@ -191,7 +240,7 @@ class _EmailView:
         for part in self.text_body:
             if part.type not in ("text/plain", "text/html"):
                 continue
-            text = self.text(part)[0]
+            text = self.text(part, PREVIEW_TEXT_LIMIT)[0]
             if part.type == "text/html":
                 text = html_to_text(text)
             piece = preview_from_text(text)
@@ -213,10 +262,13 @@ def email_properties(
     fetch_html: bool = False,
     fetch_all: bool = False,
     max_body_value_bytes: int = 0,
+    value_budget: ValueBudget | None = None,
 ) -> dict[str, Any]:
     """The requested Email properties derivable from the message itself (RFC 8621 §4.1).
 
-    ``blob_id_for(part_id)`` names the blob of a non-multipart part. Unknown properties,
+    ``blob_id_for(part_id)`` names the blob of a non-multipart part. ``value_budget``, if
+    given, is what the body values may take in all (shared by the Emails of one call);
+    beyond it, ``BodyValuesTooLarge``. Unknown properties,
     including the metadata ones the caller fills in, are left out; validating the request
     (bodyProperties, header:* syntax and forms) is the caller's.
     """
@@ -234,7 +286,7 @@ def email_properties(
         result["bodyStructure"] = view.body_part(parsed.root)
     if "bodyValues" in wanted_body:
         result["bodyValues"] = view.body_values(
-            fetch_text, fetch_html, fetch_all, max_body_value_bytes
+            fetch_text, fetch_html, fetch_all, max_body_value_bytes, value_budget
         )
     if "textBody" in wanted_body:
         result["textBody"] = [view.body_part(part) for part in view.text_body]

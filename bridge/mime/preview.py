@@ -8,7 +8,7 @@ import re
 PREVIEW_LENGTH = 256
 # Enough HTML to find the first few hundred characters of text behind a large <head>; the
 # regular expressions below stay linear on it.
-_HTML_SCAN_LIMIT = 512 * 1024
+HTML_SCAN_LIMIT = 512 * 1024
 
 _INVISIBLE = re.compile(
     r"<!--.*?(?:-->|\Z)|<(script|style|head|title|template)\b.*?(?:</\1\s*>|\Z)",
@@ -29,5 +29,5 @@ def preview_from_text(text: str, limit: int = PREVIEW_LENGTH) -> str:
 
 def html_to_text(markup: str) -> str:
     """The visible text of an HTML document, roughly: tags dropped, entities decoded."""
-    markup = _INVISIBLE.sub(" ", markup[:_HTML_SCAN_LIMIT])
+    markup = _INVISIBLE.sub(" ", markup[:HTML_SCAN_LIMIT])
     return html.unescape(_TAG.sub(" ", markup))

@@ -22,16 +22,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from bridge.mime.headers import Header, parse_header_block
+from bridge.mime.headers import Header
 from bridge.mime.params import MimeFields, mime_fields
-from bridge.mime.transfer import decode_transfer
+from bridge.mime.source import BytesSource, MessageSource
+from bridge.mime.transfer import KNOWN_ENCODINGS, decode_transfer, stream_decoder
 
 # Deeper nesting is an attack, not mail; such a multipart is kept as one opaque leaf.
 MAX_DEPTH = 40
+# A part body up to this size is decoded whole, as it always was; a larger one is decoded
+# chunk by chunk, and only as much of it is kept as the caller asks for.
+WHOLE_PART_LIMIT = 1 << 20
 
 
 @dataclass(eq=False, slots=True)
@@ -74,13 +78,15 @@ class MimePart:
 
 @dataclass(eq=False, slots=True)
 class ParsedMessage:
-    """A message parsed once: its header fields and the tree of its parts."""
+    """A message parsed once: its header fields and the tree of its parts. Its octets stay
+    in ``source`` (memory or a file), read again for each part's content."""
 
-    raw: bytes
+    source: MessageSource
     headers: list[Header]
     root: MimePart
     _by_id: dict[str, MimePart] = field(default_factory=dict)
     _decoded: dict[str, tuple[bytes, bool]] = field(default_factory=dict)
+    _sizes: dict[str, int] = field(default_factory=dict)
 
     def walk(self) -> Iterator[MimePart]:
         """Every part, depth first, parents before children."""
@@ -93,9 +99,48 @@ class ParsedMessage:
     def part(self, part_id: str) -> MimePart | None:
         return self._by_id.get(part_id)
 
+    @property
+    def size(self) -> int:
+        return self.source.size
+
     def raw_body(self, part: MimePart) -> bytes:
         """The part's body as it is in the message, still transfer-encoded."""
-        return self.raw[part.body_start : part.end]
+        return self.source.read(part.body_start, part.end)
+
+    def is_small(self, part: MimePart) -> bool:
+        """Whether the part's body is small enough to be decoded whole."""
+        return part.end - part.body_start <= WHOLE_PART_LIMIT
+
+    def content_chunks(self, part: MimePart) -> tuple[Iterator[bytes], Callable[[], bool]]:
+        """The part's content, transfer-decoded a window at a time, and a function that
+        tells, once the chunks are read, whether decoding hit a problem (as ``content``)."""
+        decoder = stream_decoder(part.fields.transfer_encoding)
+
+        def decoded() -> Iterator[bytes]:
+            for chunk in self.source.chunks(part.body_start, part.end):
+                if out := decoder.feed(chunk):
+                    yield out
+            if tail := decoder.finish():
+                yield tail
+
+        unknown = part.fields.transfer_encoding not in KNOWN_ENCODINGS
+        return decoded(), lambda: unknown or decoder.problem
+
+    def content_size(self, part: MimePart) -> int:
+        """The length of the part's content, without holding a large one whole."""
+        if part.part_id is None:
+            return 0
+        cached = self._sizes.get(part.part_id)
+        if cached is None:
+            if part.part_id in self._decoded:
+                cached = len(self._decoded[part.part_id][0])
+            elif self.is_small(part):
+                # Not kept: an attachment's size is all a request may want of it.
+                cached = len(self.decode(part)[0])
+            else:
+                cached = sum(len(chunk) for chunk in self.content_chunks(part)[0])
+            self._sizes[part.part_id] = cached
+        return cached
 
     def content(self, part: MimePart) -> tuple[bytes, bool]:
         """The part's body after transfer decoding, and whether that decoding hit a problem.
@@ -104,9 +149,12 @@ class ParsedMessage:
             return b"", False
         cached = self._decoded.get(part.part_id)
         if cached is None:
-            cached = decode_transfer(self.raw_body(part), part.fields.transfer_encoding)
-            self._decoded[part.part_id] = cached
+            cached = self._decoded[part.part_id] = self.decode(part)
         return cached
+
+    def decode(self, part: MimePart) -> tuple[bytes, bool]:
+        """``content`` without keeping the result."""
+        return decode_transfer(self.raw_body(part), part.fields.transfer_encoding)
 
     def part_content(self, part_id: str) -> bytes | None:
         """The octets a blob download of ``part_id`` returns, or None if there is no such
@@ -120,17 +168,17 @@ def _delimiter(boundary: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"^--" + re.escape(boundary) + rb"(--)?[ \t]*\r?$", re.MULTILINE)
 
 
-def _split(buf: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
+def _split(buf: MessageSource, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
     """The (start, end) of each body part between the delimiters in ``buf[start:end]``; the
     line break before a delimiter belongs to the delimiter (RFC 2046 §5.1.1)."""
     spans: list[tuple[int, int]] = []
     content_start: int | None = None
-    for match in _delimiter(boundary).finditer(buf, start, end):
+    for match in buf.delimiters(_delimiter(boundary), start, end):
         if content_start is not None:
             content_end = match.start()
-            if content_end > content_start and buf[content_end - 1] == 0x0A:
+            if content_end > content_start and buf.byte(content_end - 1) == 0x0A:
                 content_end -= 1
-                if content_end > content_start and buf[content_end - 1] == 0x0D:
+                if content_end > content_start and buf.byte(content_end - 1) == 0x0D:
                     content_end -= 1
             spans.append((content_start, content_end))
         if match.group(1):
@@ -148,7 +196,7 @@ def _child_section(parent: str | None, prefix: str, index: int) -> str:
 
 
 def _build(
-    buf: bytes,
+    buf: MessageSource,
     headers: list[Header],
     span: tuple[int, int, int],
     section: str | None,
@@ -171,7 +219,7 @@ def _build(
     child_default = "message/rfc822" if fields.type == "multipart/digest" else "text/plain"
     spans = _split(buf, body_start, end, boundary)
     for index, (child_start, child_end) in enumerate(spans, 1):
-        child_headers, child_body = parse_header_block(buf, child_start, child_end)
+        child_headers, child_body = buf.header_block(child_start, child_end)
         part.subparts.append(
             _build(
                 buf,
@@ -186,22 +234,24 @@ def _build(
     return part
 
 
-def parse_message(raw: bytes, *, section_prefix: str = "") -> ParsedMessage:
+def parse_message(raw: bytes | MessageSource, *, section_prefix: str = "") -> ParsedMessage:
     """Parse a message (RFC 5322 + MIME) once; never fails, whatever ``raw`` holds.
 
-    ``section_prefix`` is the part id of this message inside an enclosing one, when ``raw``
-    is the content of a message/rfc822 part, so its part ids are the enclosing message's
-    IMAP section numbers.
+    ``raw`` is the message's octets, or a source to read them from (``bridge.mime.source``:
+    a file source keeps a large message out of memory). ``section_prefix`` is the part id
+    of this message inside an enclosing one, when ``raw`` is the content of a
+    message/rfc822 part, so its part ids are the enclosing message's IMAP section numbers.
     """
+    source = BytesSource(raw) if isinstance(raw, bytes) else raw
     start = 0
-    if raw.startswith(b"From "):  # an mbox separator line, as left by some exporters
-        newline = raw.find(b"\n")
-        start = len(raw) if newline == -1 else newline + 1
-    headers, body_start = parse_header_block(raw, start, len(raw))
+    if source.starts_with(b"From "):  # an mbox separator line, as left by some exporters
+        newline = source.find(b"\n", 0)
+        start = source.size if newline == -1 else newline + 1
+    headers, body_start = source.header_block(start, source.size)
     root = _build(
-        raw, headers, (start, body_start, len(raw)), None, section_prefix, "text/plain", 0
+        source, headers, (start, body_start, source.size), None, section_prefix, "text/plain", 0
     )
-    message = ParsedMessage(raw, headers, root)
+    message = ParsedMessage(source, headers, root)
     for part in message.walk():
         if part.part_id is not None:
             message._by_id[part.part_id] = part

@@ -95,17 +95,29 @@ class QuotedPrintableDecoder:
     """``decode_quoted_printable`` over a stream: the same octets, given the input in any
     pieces. Complete lines are decoded as they come, so a soft line break or an ``=XX``
     split between chunks waits for its end; a line longer than ``hold_limit`` is cut where
-    no escape or trailing white space can straddle the cut, so the state stays small."""
+    no escape or trailing white space can straddle the cut, so the state stays small.
 
-    def __init__(self, hold_limit: int = 1 << 16) -> None:
+    A line that offers no such place for ``force_limit`` octets (white space and ``=``,
+    which no encoder writes) is cut anyway between two escapes, after white space only if
+    it is all white space: that white space then counts as content even if the line ends
+    with it, the one way this can differ from decoding whole."""
+
+    problem = False  # quoted-printable decoding keeps what it cannot read; nothing is lost
+
+    def __init__(self, hold_limit: int = 1 << 16, force_limit: int = 1 << 20) -> None:
         self._held = b""
         self._hold_limit = hold_limit
+        self._force_limit = force_limit
 
     def feed(self, data: bytes) -> bytes:
         held = self._held + data
         cut = held.rfind(b"\n") + 1
         if not cut and len(held) > self._hold_limit:
             cut = _safe_qp_cut(held)
+            if not cut and len(held) > self._force_limit:
+                cut = _forced_qp_cut(held)
+                self._held = held[cut:]
+                return binascii.a2b_qp(held[:cut])
         self._held = held[cut:]
         return decode_quoted_printable(held[:cut]) if cut else b""
 
@@ -121,6 +133,27 @@ def _safe_qp_cut(data: bytes) -> int:
     while cut > 0 and (data[cut - 1] in b" \t" or b"=" in data[max(cut - 2, 0) : cut]):
         cut -= 1
     return max(cut, 0)
+
+
+# How binascii.a2b_qp reads a line: "==" is one "=", "=XX" an octet, any other "=" itself.
+_QP_TOKEN = re.compile(rb"==|=[0-9A-Fa-f]{2}|.", re.DOTALL)
+
+
+def _forced_qp_cut(data: bytes) -> int:
+    """An offset near the end of ``data`` (a line cut nowhere yet) between two of its
+    escapes, preferably not after white space or a lone "=" (which a2b_qp reads as a soft
+    line break when it ends the input); the escapes are read from the line's start."""
+    near = len(data) - 2
+    best = anywhere = 0
+    for match in _QP_TOKEN.finditer(data):
+        if match.end() > near:
+            break
+        token = match.group()
+        if token != b"=":
+            anywhere = match.end()
+            if token not in (b" ", b"\t"):
+                best = match.end()
+    return best or anywhere
 
 
 class IdentityDecoder:

@@ -16,9 +16,10 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NoReturn, TypeVar
 
+from bridge import deadline
 from bridge.connect_failure import ConnectFailed, explain
 from bridge.endpoint import AccessToken, Endpoint, connect, oauth_login, sasl_plain, start_tls
 from bridge.sieve import protocol
@@ -88,6 +89,9 @@ class ManageSieve:
         self._sock = sock
         self._source = _SocketSource(sock)
         self._config = config
+        # How long one response may take, and never past the request's deadline: each
+        # command sets it as the socket's read timeout (bridge.deadline).
+        self._wait = config.timeout
         self.capabilities: dict[str, str] = {}
         self.closed = False
 
@@ -146,7 +150,7 @@ class ManageSieve:
         if self._source.pending:
             raise SieveUnavailable("ManageSieve server sent data before the TLS handshake")
         try:
-            self._sock = start_tls(self._sock, self._config, reopen=_tls_socket)
+            self._sock = start_tls(self._sock, _within_deadline(self._config), reopen=_tls_socket)
         except ConnectFailed as exc:
             self.close()
             log.warning("STARTTLS to ManageSieve %s failed: %s", self._config.address, exc)
@@ -246,7 +250,7 @@ class ManageSieve:
         if self.closed:
             return
         with contextlib.suppress(SieveUnavailable, OSError):
-            self._sock.settimeout(min(self._config.timeout, LOGOUT_TIMEOUT))
+            self._wait = min(self._config.timeout, LOGOUT_TIMEOUT)
             self._run("LOGOUT")
         self.close()
 
@@ -279,7 +283,10 @@ class ManageSieve:
     def _send(self, name: str, line: bytes) -> None:
         if self.closed:
             raise SieveUnavailable("the ManageSieve session is closed")
+        if deadline.expired():
+            self._fail(f"{name} not sent: the request's time is up")
         try:
+            self._sock.settimeout(deadline.bounded(self._wait))
             self._sock.sendall(line)
         except OSError as exc:
             self._fail(f"ManageSieve connection lost: {type(exc).__name__}", exc)
@@ -298,9 +305,16 @@ class ManageSieve:
         raise SieveUnavailable(reason) from cause
 
 
+def _within_deadline(config: SieveConfig) -> SieveConfig:
+    """``config`` with the connect, TLS and greeting wait cut to the request's time left."""
+    if deadline.expired():
+        raise SieveUnavailable("not connecting: the request's time is up")
+    return replace(config, connect_timeout=deadline.bounded(config.connect_timeout))
+
+
 def _connect(config: SieveConfig) -> socket.socket:
     try:
-        return connect(config)
+        return connect(_within_deadline(config))
     except ConnectFailed as exc:
         log.warning("cannot connect to ManageSieve %s: %s", config.address, exc.reason)
         raise SieveUnavailable(f"{config.address}: {exc.reason}", reason=exc.reason) from exc

@@ -21,10 +21,10 @@ import re
 import smtplib
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, Literal
 
-from bridge import connect_failure
+from bridge import connect_failure, deadline
 from bridge.certificates import TlsInfo, tls_info
 from bridge.connect_failure import explain
 from bridge.endpoint import AccessToken, Endpoint, connect, oauth_login, sasl_plain
@@ -166,11 +166,23 @@ def _tls_socket(endpoint: SmtpEndpoint) -> socket.socket:
     return session.smtp.sock
 
 
+def _time_left(timeout: float) -> float:
+    """``timeout`` cut to the time left to the request (bridge.deadline); a TimeoutError
+    (an OSError, as smtplib's own timeouts) once none is left."""
+    if deadline.expired():
+        raise TimeoutError("the request's time is up")
+    return deadline.bounded(timeout)
+
+
 class _Smtp(smtplib.SMTP):
-    """smtplib over a socket from ``endpoint.connect`` (TCP, TLS if implicit, NODELAY)."""
+    """smtplib over a socket from ``endpoint.connect`` (TCP, TLS if implicit, NODELAY).
+    Every wait is cut to the time left to the request: the connect, and the reply to each
+    command or piece of DATA (the socket's read timeout is set anew before each send)."""
 
     def __init__(self, endpoint: SmtpEndpoint) -> None:
         self.endpoint = endpoint
+        # How long one reply may take: the greeting's, until connected.
+        self.wait = endpoint.connect_timeout
         # A placeholder name: without one smtplib asks DNS for this host's FQDN, which can
         # take seconds. EHLO gets the connection's address literal instead (RFC 5321 §4.1.4).
         super().__init__(local_hostname="localhost", timeout=endpoint.connect_timeout)
@@ -179,7 +191,14 @@ class _Smtp(smtplib.SMTP):
         self._host = endpoint.host
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        return connect(self.endpoint)
+        sock = connect(replace(self.endpoint, connect_timeout=_time_left(self.wait)))
+        sock.settimeout(_time_left(self.wait))  # for the greeting
+        return sock
+
+    def send(self, s: bytes | str) -> None:
+        if self.sock is not None:
+            self.sock.settimeout(_time_left(self.wait))
+        super().send(s)
 
 
 class _Session:
@@ -203,12 +222,11 @@ class _Session:
             if not smtp.has_extn("starttls"):
                 raise SmtpUnavailable("the submission server does not offer STARTTLS")
             try:
-                smtp.sock.settimeout(endpoint.connect_timeout)
                 smtp.starttls(context=endpoint.ssl_context())
             except (OSError, smtplib.SMTPException) as exc:
                 raise self._unavailable(exc, "starttls") from exc
             self._ehlo()
-        smtp.sock.settimeout(endpoint.timeout)
+        smtp.wait = endpoint.timeout
 
     def _unavailable(self, exc: Exception, stage: connect_failure.Stage) -> SmtpUnavailable:
         # smtplib turns a timeout or reset while reading a reply into SMTPServerDisconnected;

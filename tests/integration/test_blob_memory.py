@@ -19,6 +19,8 @@ import pytest
 from imapclient import IMAPClient
 
 from bridge.demo.dovecot import Dovecot
+from bridge.mail.blobs import blob_id as whole_blob_id
+from bridge.mail.blobs import parse_blob_id
 from tests.bench.harness import BridgeProcess
 from tests.integration.server import JmapClient
 
@@ -207,4 +209,57 @@ def test_blob_methods_on_a_big_attachment_stay_small(
     digests: list[str] = []
     sha256_of_download(download_url(jmap, made["created"]["copy"]["id"]), digests)
     assert digests == [hashlib.sha256(attachment[1000:]).hexdigest()]
+    jmap.close()
+
+
+def test_email_get_body_properties_of_a_big_message_stay_small(
+    bridge_process: tuple[Dovecot, BridgeProcess],
+) -> None:
+    """Email/get of the body properties reads a large message into a spool file and its
+    parts from there in windows: the 40 MB attachment is sized chunk by chunk, never held."""
+    upstream, process = bridge_process
+    attachment = attachment_octets()
+    jmap, blob_id = delivered(upstream, process, attachment)
+    email_id = parse_blob_id(blob_id)[0]
+    idle = reset_peak(process)
+    got = jmap.call("Email/get", {
+        "ids": [email_id], "fetchAllBodyValues": True,
+        "properties": ["size", "bodyValues", "bodyStructure", "textBody", "attachments",
+                       "preview", "hasAttachment"],
+    })  # fmt: skip
+    peak = process.memory_kib("VmHWM")
+    [email] = got["list"]
+    print(f"Email/get body properties of {email['size']:,} octets: idle {idle} KiB, "
+          f"peak {peak} KiB")  # fmt: skip
+    assert email["bodyValues"] == {
+        "1": {"value": "See attached.", "isEncodingProblem": False, "isTruncated": False}
+    }
+    [attachment_part] = email["attachments"]
+    assert attachment_part["size"] == ATTACHMENT_SIZE
+    assert email["preview"] == "See attached."
+    assert peak - idle < RSS_BUDGET_KIB
+    jmap.close()
+
+
+def test_email_parse_of_a_big_message_stays_small(
+    bridge_process: tuple[Dovecot, BridgeProcess],
+) -> None:
+    """Email/parse of a message blob spools it as Email/get does, and an uploaded one is
+    parsed from the upload's file."""
+    upstream, process = bridge_process
+    jmap, blob_id = delivered(upstream, process, attachment_octets())
+    message_blob = whole_blob_id(parse_blob_id(blob_id)[0])
+    uploaded = upload(jmap, message_with(os.urandom(30 * 1024 * 1024)))
+    for blob in (message_blob, uploaded):
+        idle = reset_peak(process)
+        parsed = jmap.call("Email/parse", {
+            "blobIds": [blob], "fetchTextBodyValues": True,
+            "properties": ["size", "subject", "bodyValues", "attachments"],
+        })["parsed"][blob]  # fmt: skip
+        peak = process.memory_kib("VmHWM")
+        print(f"Email/parse of {parsed['size']:,} octets: idle {idle} KiB, peak {peak} KiB")
+        assert parsed["subject"] == "Big"
+        assert parsed["bodyValues"]["1"]["value"] == "See attached."
+        assert parsed["attachments"][0]["size"] in (ATTACHMENT_SIZE, 30 * 1024 * 1024)
+        assert peak - idle < RSS_BUDGET_KIB
     jmap.close()

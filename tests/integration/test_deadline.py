@@ -101,3 +101,53 @@ def test_a_stopped_upstream_costs_each_request_its_deadline(
         assert bob.http.get("/jmap/session").status_code == 200
         for client in (alice, queued, bob):
             client.close()
+
+
+@pytest.fixture
+def three_users(dovecot_factory: Callable[..., Dovecot]) -> Iterator[Dovecot]:
+    server = dovecot_factory(users={**USERS, "carol": "carol-pw"})
+    yield server
+    os.killpg(server.process.pid, signal.SIGCONT)
+
+
+def test_downloads_uploads_and_sessions_answer_within_the_deadline(
+    three_users: Dovecot, tmp_path: Path
+) -> None:
+    """The HTTP requests beside /jmap/api carry the deadline too: a download's wait for its
+    first chunk, and the login of an upload or a session request, end with it."""
+    slow = 20.0  # what each would wait without the deadline
+    with BridgeServer(
+        three_users.host, three_users.port, tmp_path / "data",
+        request_timeout=REQUEST_TIMEOUT, upstream_timeout=slow, upstream_connect_timeout=slow,
+    ) as server:  # fmt: skip
+        alice = server.client("alice", USERS["alice"])
+        inbox = alice.mailboxes()["INBOX"]["id"]
+        created = alice.call("Email/set", {"create": {"m": {
+            "mailboxIds": {inbox: True}, "subject": "Read me later",
+            "bodyValues": {"t": {"value": "Hello"}}, "textBody": [{"partId": "t"}],
+        }}})["created"]["m"]  # fmt: skip
+        url = alice.session["downloadUrl"].format(
+            accountId=alice.account_id, blobId=created["blobId"], name="m.eml", type="x/y"
+        )
+        upload_url = alice.session["uploadUrl"].format(accountId="any")
+        bob = server.client("bob", USERS["bob"])
+        carol = server.client("carol", "carol-pw")
+
+        os.killpg(three_users.process.pid, signal.SIGSTOP)
+        results: dict[str, Any] = {}
+        threads = [
+            timed(results, "download", lambda: alice.http.get(url)),
+            timed(results, "session", lambda: bob.http.get("/jmap/session")),
+            timed(results, "upload", lambda: carol.http.post(upload_url, content=b"data")),
+        ]
+        for thread in threads:
+            thread.join(timeout=slow + 5)
+        os.killpg(three_users.process.pid, signal.SIGCONT)
+
+        assert set(results) == {"download", "session", "upload"}
+        for name, (took, response) in results.items():
+            assert took < REQUEST_TIMEOUT + 1.0, (name, took)
+            assert response.status_code == 503, (name, response.text)
+            assert response.headers["Retry-After"]
+        for client in (alice, bob, carol):
+            client.close()

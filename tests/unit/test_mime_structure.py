@@ -13,8 +13,9 @@ def sections(raw: bytes, prefix: str = "") -> list[tuple[str | None, str]]:
 
 
 def test_single_part_message_is_part_1() -> None:
-    parsed = parse_message(b"Subject: x\r\n\r\nhello\r\n")
-    assert sections(parsed.raw) == [("1", "text/plain")]
+    raw = b"Subject: x\r\n\r\nhello\r\n"
+    parsed = parse_message(raw)
+    assert sections(raw) == [("1", "text/plain")]
     assert parsed.root.part_id == "1"
     assert parsed.part_content("1") == b"hello\r\n"
     # The root part's headers are the message's.

@@ -75,3 +75,24 @@ def test_one_megabyte_chunks_of_a_large_base64_body() -> None:
     pieces = [encoded[i : i + (1 << 20)] for i in range(0, len(encoded), 1 << 20)]
     assert streamed(decoder, pieces) == octets
     assert stream_decoder("8bit").feed(b"as is") == b"as is"
+
+
+def test_a_line_with_no_safe_cut_is_not_held_whole() -> None:
+    # White space and "=" only: no place where a cut surely decodes as the whole does.
+    line = b"= \t=" * 1_000_000
+    decoder = QuotedPrintableDecoder(hold_limit=1000, force_limit=10_000)
+    out = bytearray()
+    for start in range(0, len(line), 4096):
+        out += decoder.feed(line[start : start + 4096])
+        assert len(decoder._held) <= 10_000 + 4096
+    out += decoder.feed(b"x\r\n") + decoder.finish()
+    assert bytes(out) == decode_quoted_printable(line + b"x\r\n")
+
+
+def test_forced_cuts_fall_between_escapes() -> None:
+    rng = random.Random(11)
+    for _ in range(500):
+        data = b"".join(rng.choice([b"=", b"==", b"=3D", b"=4", b"=C3", b" ", b"\t", b"A"])
+                        for _ in range(rng.randint(0, 60))) + b"z\r\n"  # fmt: skip
+        decoder = QuotedPrintableDecoder(hold_limit=2, force_limit=6)
+        assert streamed(decoder, split_randomly(data, rng)) == decode_quoted_printable(data), data
