@@ -35,6 +35,7 @@ from bridge.http.tokens import (
     set_token_cookie,
 )
 from bridge.http.upload import upload
+from bridge.http.warmup import warm_up
 from bridge.http.websocket import WEBSOCKET_PATH, websocket_endpoint
 from bridge.imap.login_case import LoginCase
 from bridge.imap.pool import ConnectionPool
@@ -252,6 +253,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bridge.webpush.start()
         bridge.pool.start_reaper()
+        await warm_up(settings)
         yield
         await bridge.webpush.stop()
         await run_in_threadpool(bridge.close)
