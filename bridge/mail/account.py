@@ -102,6 +102,8 @@ class UserData:
             self.indexer.stop()
             with self.sync_lock:
                 self.cache.rebuild()
+                # An empty cache: requests sync it themselves until the watcher has.
+                self.freshness.heard()
                 self.indexer = BackgroundIndexer(self.cache, self.sync_lock)
 
     def states(self) -> dict[str, str]:
