@@ -169,7 +169,7 @@ class Account:
         self._conn: ImapConnection | None = None
         self._synced_generation: int | None = None
         # The sync was skipped on the watcher's word (bridge.mail.freshness): a pooled
-        # connection's open INBOX is brought up to date when the request first needs it.
+        # connection's open INBOX is brought up to date when the request first opens it.
         self._trusted_watcher = False
         # Folder name -> UIDs whose flags this request stored: without CONDSTORE the next
         # sync reads them back, since no STATUS item shows the change.
@@ -194,16 +194,17 @@ class Account:
                 self.user.username, self._password
             )
             self._conn = self._stack.enter_context(borrowed)
-            if self._trusted_watcher and self._conn.selected == KEPT_OPEN:
-                # What the sync's NOOP would have done: the session's view of INBOX may
-                # predate mail the watcher has synced since.
-                self._conn.noop()
         return self._conn
 
     def open_folder(self, name: str, *, writable: bool = False) -> None:
         """SELECT a folder, unless this request has it open already as needed (a SELECT
         of a big Maildir costs Dovecot a directory scan). The pool leaves it on return."""
         imap = self.imap
+        if self._trusted_watcher and imap.selected == name == KEPT_OPEN:
+            # What the skipped sync's NOOP would have done: the pooled session's view of
+            # INBOX may predate mail the watcher has synced since.
+            self._trusted_watcher = False
+            imap.noop()
         if imap.selected != name or (writable and not imap.selected_writable):
             try:
                 imap.select(name, readonly=not writable)
