@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a login may send as any address at its own domain")  # fmt: skip
     add("--pool-idle-timeout", dest="pool_idle_timeout", type=float,
         help="seconds an unused upstream connection stays logged in (300)")  # fmt: skip
+    add("--request-threads", dest="request_threads", type=int,
+        help="threads that run requests' blocking work (8)")  # fmt: skip
     add("--max-event-streams-per-user", dest="max_event_streams_per_user", type=int)
     add("--max-upload-storage-per-user", dest="max_upload_storage_per_user", type=int,
         help="octets of uploads a user may keep (oldest deleted first beyond it)")  # fmt: skip

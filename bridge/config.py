@@ -57,6 +57,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = "data"
     log_level: str = "info"
     pool_connections_per_user: int = 4
+    # Threads that run requests' blocking work (bridge/workers.py): few, since request
+    # threads compete for one GIL; more only help while requests wait on the upstream.
+    request_threads: int = 8
     # The session is built without asking the upstream, so whether it keeps quotas (IMAP
     # QUOTA, RFC 9208) is said here: then RFC 9425's capability and Quota/* are served.
     upstream_quota: bool = False

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from starlette.concurrency import run_in_threadpool
 
 from bridge import deadline
 from bridge.config import Settings
@@ -30,6 +29,7 @@ from bridge.mail.capabilities import (
 from bridge.mail.hub import StateHub
 from bridge.mail.watcher import Watchers
 from bridge.webpush.service import WebPush
+from bridge.workers import RequestThreads
 
 
 class Bridge:
@@ -50,6 +50,7 @@ class Bridge:
             vacation=settings.sieve_port is not None,
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self.threads = RequestThreads(settings.request_threads)
         self.watchers = Watchers(self.pool, settings)
         self.hub = StateHub(self.watchers)
         self.webpush = WebPush(self.hub, settings.push_allow_private)
@@ -106,7 +107,7 @@ class Bridge:
             )
         async with slot:
             await self.webpush.before_request(credentials, self.users)
-            result, states = await run_in_threadpool(self._run, credentials, jmap_request)
+            result, states = await self.threads.run(self._run, credentials, jmap_request)
         self.hub.publish(credentials.username, states)
         await self.webpush.after_request(credentials, self.users)
         return result

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
+import os
 import socket
 import ssl
 from collections.abc import Iterable
@@ -39,21 +41,40 @@ class Endpoint:
     setting: str = "upstream"
 
     def ssl_context(self) -> ssl.SSLContext:
-        """The one place a TLS client context is built, for IMAP, SMTP and ManageSieve."""
-        try:
-            context = ssl.create_default_context(
-                purpose=ssl.Purpose.SERVER_AUTH, cafile=self.ca_file
-            )
-        except (OSError, ValueError) as exc:
-            raise ConnectFailed(f"cannot load CA file {self.ca_file}: {exc}") from exc
-        if not self.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        """The TLS client context for IMAP, SMTP and ManageSieve: built once per CA file
+        (and version of it) and shared, since loading the system's CAs costs milliseconds,
+        which every new upstream connection would pay again."""
+        return _client_context(self.ca_file, self.verify_tls, _version(self.ca_file))
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+def _version(path: str | None) -> tuple[int, int] | None:
+    """What tells a replaced CA file from the one a context was built with."""
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None  # the build reports the file missing
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _client_context(
+    ca_file: str | None, verify: bool, version: tuple[int, int] | None
+) -> ssl.SSLContext:
+    """The one place a TLS client context is built (a failure is not cached)."""
+    try:
+        context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    except (OSError, ValueError) as exc:
+        raise ConnectFailed(f"cannot load CA file {ca_file}: {exc}") from exc
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def connect(endpoint: Endpoint) -> socket.socket:

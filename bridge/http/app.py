@@ -33,6 +33,7 @@ from bridge.http.tokens import (
     set_token_cookie,
 )
 from bridge.http.upload import upload
+from bridge.http.warmup import warm_up
 from bridge.http.websocket import WEBSOCKET_PATH, websocket_endpoint
 from bridge.imap.pool import ConnectionPool
 from bridge.jmap import RequestError
@@ -167,6 +168,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
         bridge.pool.start_reaper()
         if listener is not None:
             listener.start()
+        await warm_up(settings)
         yield
         draining.set()
         await bridge.webpush.stop()

@@ -26,9 +26,10 @@ from bridge.imap.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from bridge.imap.pool import ConnectionPool
+from bridge.imap.pool import KEPT_OPEN, ConnectionPool
 from bridge.mail.flag_scan import FlagScans, Round
 from bridge.mail.folder_faults import mark_unreadable, refuses_folder
+from bridge.mail.freshness import Freshness
 from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
@@ -70,6 +71,8 @@ class UserData:
     vacation_state: str | None = None
     vacation_lock: threading.Lock = field(default_factory=threading.Lock)
     rebuild_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Whether a watcher vouches for the cache, so that a request need not sync.
+    freshness: Freshness = field(default_factory=Freshness)
 
     def __post_init__(self) -> None:
         self.indexer = BackgroundIndexer(self.cache, self.sync_lock)
@@ -99,6 +102,8 @@ class UserData:
             self.indexer.stop()
             with self.sync_lock:
                 self.cache.rebuild()
+                # An empty cache: requests sync it themselves until the watcher has.
+                self.freshness.heard()
                 self.indexer = BackgroundIndexer(self.cache, self.sync_lock)
 
     def states(self) -> dict[str, str]:
@@ -168,6 +173,9 @@ class Account:
         self._stack = ExitStack()
         self._conn: ImapConnection | None = None
         self._synced_generation: int | None = None
+        # The sync was skipped on the watcher's word (bridge.mail.freshness): a pooled
+        # connection's open INBOX is brought up to date when the request first opens it.
+        self._trusted_watcher = False
         # Folder name -> UIDs whose flags this request stored: without CONDSTORE the next
         # sync reads them back, since no STATUS item shows the change.
         self.flags_written: dict[str, set[int]] = {}
@@ -197,6 +205,11 @@ class Account:
         """SELECT a folder, unless this request has it open already as needed (a SELECT
         of a big Maildir costs Dovecot a directory scan). The pool leaves it on return."""
         imap = self.imap
+        if self._trusted_watcher and imap.selected == name == KEPT_OPEN:
+            # What the skipped sync's NOOP would have done: the pooled session's view of
+            # INBOX may predate mail the watcher has synced since.
+            self._trusted_watcher = False
+            imap.noop()
         if imap.selected != name or (writable and not imap.selected_writable):
             try:
                 imap.select(name, readonly=not writable)
@@ -229,6 +242,10 @@ class Account:
     def sync(self, *, force: bool = False) -> SyncReport | None:
         """Bring the cache level with the upstream once per request (again if forced)."""
         if self._synced_generation is not None and not force:
+            return None
+        if not force and self.user.freshness.level():
+            self._synced_generation = self.user.sync_generation
+            self._trusted_watcher = True
             return None
         waited_for = self.user.sync_generation
         waiting_since = time.monotonic()

@@ -112,6 +112,12 @@ class Watcher:
                 self._wake_read = self._wake_write = -1
 
     def _watch(self) -> None:
+        try:
+            self._watch_session()
+        finally:
+            self.user.freshness.lost()
+
+    def _watch_session(self) -> None:
         with self.pool.open_dedicated(self.user.username, self._password) as listener:
             sweep = self._listen(listener)
             # Read before the first sync: what moves after it shows in the next poll.
@@ -120,6 +126,8 @@ class Watcher:
             self._sync()
             while not self._stop.is_set():
                 said = listener.idle(sweep, self._wake_read)
+                # News, or a sweep: either way the next sync decides what changed.
+                self.user.freshness.heard()
                 if self._stop.is_set():
                     return
                 if self.mode == "notify":
@@ -140,6 +148,7 @@ class Watcher:
                 notified = listener.notify_changes()
             if notified:
                 self.mode = "notify"
+                self.user.freshness.listening()
                 return SWEEP_NOTIFIED
             # Refused (Dovecot without its mailbox list index): IDLE on INBOX and poll.
         listener.select("INBOX", readonly=True)
@@ -166,8 +175,10 @@ class Watcher:
 
     def _sync(self) -> None:
         self._rounds = self.user.flag_scans.rounds
+        token = self.user.freshness.sync_starts()
         with Account(self.user, self.pool, self._password, self.settings) as account:
             account.sync()
+        self.user.freshness.synced(token)
         self.syncs += 1
         self._synced_at = time.monotonic()
         # The hub passes on only what moved.

@@ -123,8 +123,9 @@ def table(results: Results, quick: bool) -> str:
         f"list properties of all {f['b3_small_messages']:,} messages of the small INBOX "
         f"(1,000 per request, summaries not cached yet): {f['summaries_all_s']:.2f} s.",
         "",
-        "bridge runs as `python -m bridge serve` in its own process (memory is its own) and "
-        "has served a small other account before a cold cache is timed. The JMAP side is a "
+        "bridge runs as `python -m bridge serve` in its own process (memory is its own); B1 "
+        "is the first request of a fresh process, B2 and B3 run after a small other account "
+        "was served. The JMAP side is a "
         "keep-alive httpx client; B1 starts a new one (new TCP connection). "
         "B1 bridge = GET session + POST [Mailbox/get] (a client must learn the INBOX id "
         "first) + POST [Mailbox/get, Email/query, Email/get]; raw = connect, LOGIN, LIST, "

@@ -231,7 +231,7 @@ def bench_first_page(dovecot: Dovecot, account: Account, results: Results) -> No
         nonlocal peak
         with BridgeProcess(dovecot.port) as bridge:
             results.facts.setdefault("idle_rss_kib", bridge.memory_kib("VmRSS"))
-            warm_process(bridge)
+            # A fresh process: its first request is this one (bridge warms up at start).
             jmap = Jmap(bridge.url, account.user, account.password)
             try:
                 start = time.perf_counter()

@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {  # small modules everything may use
         "bridge", "bridge.certificates", "bridge.connect_failure", "bridge.credentials",
         "bridge.deadline", "bridge.endpoint", "bridge.logs", "bridge.metrics",
-        "bridge.providers", "bridge.redaction", "bridge.states",
+        "bridge.providers", "bridge.redaction", "bridge.states", "bridge.workers",
     },
 ]  # fmt: skip
 LAYER_OF = {unit: depth for depth, units in enumerate(LAYERS) for unit in units}

@@ -1,0 +1,38 @@
+"""What the first request of a process would otherwise pay for, done at start.
+
+A fresh process imports anyio's thread machinery at its first ``run_in_threadpool`` (under
+``Authenticator.authenticate`` and the API call), asyncio's default executor at its first
+``asyncio.to_thread``, the IDNA codec at its first upstream connect (``getaddrinfo`` of a
+``str`` host), builds the empty-cache image at its first new user, and a TLS context at
+its first TLS connection: a third of a cold first page's time went to imports alone. Each
+is done here once, before the server takes requests. Only what the JMAP request path
+needs: httpx, PyJWT and cryptography stay lazy (pass-through OAuth and Web Push load them
+where they are set up), which keeps an idle process small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+
+from starlette.concurrency import run_in_threadpool
+
+from bridge.config import Settings
+from bridge.store.schema import empty_database, table_names
+
+
+async def warm_up(settings: Settings) -> None:
+    await run_in_threadpool(_warm_blocking, settings)
+    await asyncio.to_thread(_nothing)
+
+
+def _warm_blocking(settings: Settings) -> None:
+    codecs.lookup("idna")
+    empty_database()
+    table_names()
+    if settings.imap_endpoint.tls != "plain":
+        settings.imap_endpoint.ssl_context()
+
+
+def _nothing() -> None:
+    """Starts asyncio's default executor (web push reads a user's subscriptions there)."""

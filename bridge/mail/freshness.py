@@ -1,0 +1,72 @@
+"""When a request may trust the cache without asking the upstream what changed.
+
+Every request normally starts with a sync: a NOOP on the pooled connection's INBOX and one
+LIST-STATUS, a round trip that finds nothing new almost every time. While the user has a
+watcher in NOTIFY mode (RFC 5465 with CONDSTORE: the server reports every change in every
+folder, see bridge.mail.watcher), that question has been asked already, so a request skips
+its sync when all of these hold:
+
+- the watcher's session is in NOTIFY mode and healthy (no failure since it started
+  listening; a session that fails, or stops with its last listener, clears this);
+- the watcher has synced since it started listening;
+- the watcher has heard nothing since that sync began: every return from IDLE counts as
+  news (the watcher syncs on it), so a request arriving between the news and the end of
+  the watcher's sync does its own sync as before;
+- the cache has not been rebuilt since (a damaged cache starts empty).
+
+What may be stale: a change the server has made but not yet reported. Dovecot batches
+NOTIFY news for about half a second (measured: push arrives about 0.5 s after a change), so
+a request within that time of another client's change may not see it; the request after
+the report does. Changes made through bridge are unaffected: a request that writes syncs
+after its writes whatever this says. In IDLE mode (no NOTIFY, or no CONDSTORE) the watcher
+polls once a second, which is not as fresh: requests sync as before.
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+class Freshness:
+    """What one user's watcher knows of the upstream, for that user's requests."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._heard = 0  # bumped at every sign of change, and when the watching ends
+        self._notified = False  # a healthy NOTIFY session is listening
+        self._level_at: int | None = None  # the _heard a finished sync started from
+
+    def listening(self) -> None:
+        """The watcher's session now has NOTIFY set: news of every folder will come."""
+        with self._lock:
+            self._heard += 1
+            self._notified = True
+
+    def heard(self) -> None:
+        """The server said something (or IDLE ended): the cache may lag until a sync."""
+        with self._lock:
+            self._heard += 1
+
+    def lost(self) -> None:
+        """The watching ended or failed: nothing vouches for the cache any more."""
+        with self._lock:
+            self._heard += 1
+            self._notified = False
+            self._level_at = None
+
+    def sync_starts(self) -> int:
+        """Before the watcher's sync: what to hand to ``synced`` when it ends."""
+        with self._lock:
+            return self._heard
+
+    def synced(self, token: int) -> None:
+        """The watcher's sync that began at ``token`` finished."""
+        with self._lock:
+            if self._notified:
+                self._level_at = token
+
+    def level(self) -> bool:
+        """Whether the cache holds everything the upstream has reported: a request may
+        skip its own sync."""
+        with self._lock:
+            return self._notified and self._level_at == self._heard

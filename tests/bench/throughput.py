@@ -1,0 +1,295 @@
+"""B5 throughput: many users at once, bridge and raw IMAP side by side.
+
+``python -m tests.bench.throughput [--users 16] [--messages 2000] [--seconds 20]``
+
+One Dovecot, ``--users`` users with an INBOX of ``--messages`` messages each, bridge as its
+own process. For each N in ``--clients`` (1, 4, 16) N client PROCESSES (so a client never
+competes for bridge's GIL, nor bridge's for theirs) each take one user and repeat the warm
+list view for ``--seconds``: POST [Mailbox/get, Email/query of the newest 50 in INBOX,
+Email/get of their list properties] on a keep-alive connection. The raw side runs N
+processes too, each a logged-in imapclient doing what a plain client does for the same
+view: LIST, SELECT INBOX (read-only), UID SORT (REVERSE ARRIVAL), UID FETCH of 50, UNSELECT.
+Per N and side: requests per second, p50 and p99 latency, and for bridge its process CPU
+time (user + system, every thread) divided by the requests served. Every answer is
+checked (50 ids, 50 emails); an error fails the run. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+from imapclient import IMAPClient
+
+from bridge.demo.dovecot import Dovecot
+from tests.bench.harness import (
+    RAW_LIST_ITEMS,
+    USING,
+    BridgeProcess,
+    Jmap,
+    check,
+    ms,
+    progress,
+)
+from tests.bench.scenarios import PAGE, first_page_calls, inbox_of, seed_account
+
+CLIENT_COUNTS = (1, 4, 16)
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads, so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every CPU of the machine spent on anything but idling, so far."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / TICKS
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a client process needs to reach its side."""
+
+    side: str  # "bridge" or "raw"
+    url: str  # bridge's URL
+    imap_port: int
+    user: str
+    password: str
+    push: bool = False  # keep an EventSource open, as a webmail does: a watcher runs
+
+
+def _listen(url: str, user: str, password: str) -> None:
+    """Hold an EventSource stream open (in a daemon thread) for the process's life."""
+
+    def read() -> None:
+        with httpx.Client(base_url=url, auth=(user, password), timeout=None) as http:
+            query = "/jmap/eventsource?types=*&closeafter=no&ping=0"
+            with http.stream("GET", query) as response:
+                for _ in response.iter_lines():
+                    pass
+
+    threading.Thread(target=read, daemon=True).start()
+
+
+def _bridge_client(target: Target) -> Callable[[], None]:
+    jmap = Jmap(target.url, target.user, target.password)
+    jmap.session()
+    calls = first_page_calls(jmap.account_id or "", inbox_of(jmap))
+    if target.push:
+        _listen(target.url, target.user, target.password)
+        time.sleep(1)  # the watcher's NOTIFY and first sync
+
+    jmap.close()
+    # http.client and msgspec rather than httpx: the client's own CPU time per request is
+    # a fraction, and the clients share the machine's CPUs with bridge.
+    host, port = target.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    credentials = base64.b64encode(f"{target.user}:{target.password}".encode()).decode()
+    headers = {"Authorization": f"Basic {credentials}", "Content-Type": "application/json"}
+    body = msgspec.json.encode({"using": USING, "methodCalls": calls})
+
+    def page() -> None:
+        connection.request("POST", "/jmap/api", body, headers)
+        response = connection.getresponse()
+        data = response.read()
+        check(response.status == 200, f"api: {response.status} {data[:300]!r}")
+        answers = {call_id: args for _, args, call_id in
+                   msgspec.json.decode(data)["methodResponses"]}  # fmt: skip
+        check(len(answers["q"]["ids"]) == PAGE, "short query page")
+        check(len(answers["g"]["list"]) == PAGE, f"short Email/get page: {answers['g']}")
+
+    return page
+
+
+def _raw_client(target: Target) -> Callable[[], None]:
+    client = IMAPClient("127.0.0.1", port=target.imap_port, ssl=False, timeout=60)
+    client.login(target.user, target.password)
+
+    def page() -> None:
+        client.list_folders()
+        client.select_folder("INBOX", readonly=True)
+        uids = client.sort(["REVERSE ARRIVAL"])[:PAGE]
+        fetched = client.fetch(uids, RAW_LIST_ITEMS)
+        client.unselect_folder()
+        check(len(fetched) == PAGE, "short raw FETCH")
+
+    return page
+
+
+def client_main(target: Target, ready: Any, go: Event, seconds: float, results: Any) -> None:
+    """One client process: warm up, wait for the start, repeat the page, send latencies."""
+    try:
+        page = (_bridge_client if target.side == "bridge" else _raw_client)(target)
+        page()  # warm: connection open, caches filled
+        ready.put(None)
+        go.wait()
+        latencies: list[float] = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            started = time.perf_counter()
+            page()
+            latencies.append(time.perf_counter() - started)
+        results.put(("ok", latencies))
+    except Exception as exc:  # reported to the parent, which fails the run
+        ready.put(None)
+        results.put(("error", repr(exc)))
+
+
+@dataclass
+class Round:
+    side: str
+    clients: int
+    seconds: float
+    latencies: list[float]
+    cpu_seconds: float | None
+    machine_seconds: float
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+    @property
+    def cpu_per_request(self) -> float | None:
+        return None if self.cpu_seconds is None else self.cpu_seconds / self.requests
+
+
+def run_round(targets: list[Target], seconds: float, cpu_of: int | None) -> Round:
+    context = multiprocessing.get_context("spawn")
+    ready, results = context.Queue(), context.Queue()
+    go = context.Event()
+    processes = [
+        context.Process(target=client_main, args=(t, ready, go, seconds, results)) for t in targets
+    ]
+    for process in processes:
+        process.start()
+    for _ in processes:
+        ready.get(timeout=300)
+    cpu_before = process_cpu_seconds(cpu_of) if cpu_of else 0.0
+    machine_before = machine_busy_seconds()
+    started = time.monotonic()
+    go.set()
+    outcomes = [results.get(timeout=seconds + 300) for _ in processes]
+    ran = time.monotonic() - started
+    cpu = process_cpu_seconds(cpu_of) - cpu_before if cpu_of else None
+    machine = machine_busy_seconds() - machine_before
+    for process in processes:
+        process.join()
+    errors = [detail for kind, detail in outcomes if kind == "error"]
+    check(not errors, f"{targets[0].side} clients failed: {errors[:3]}")
+    latencies = [value for _, values in outcomes for value in values]
+    # The clients stop at their own deadline; the last request may run over it.
+    return Round(targets[0].side, len(targets), max(ran, seconds), latencies, cpu, machine)
+
+
+def table(rounds: list[Round], users: int, messages: int, seconds: float) -> str:
+    def cpu(r: Round) -> str:
+        value = r.cpu_per_request
+        return "" if value is None else ms(value)
+
+    lines = [
+        f"B5 throughput: {users} users x {messages:,} messages, warm list view for "
+        f"{seconds:.0f} s per row, N client processes on N users; {os.cpu_count()} CPUs.",
+        "",
+        "| side | N | req/s | p50 | p99 | CPU per request: bridge process | all CPUs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rounds:
+        lines.append(
+            f"| {r.side} | {r.clients} | {r.per_second:,.0f} | {ms(r.percentile(0.5))} "
+            f"| {ms(r.percentile(0.99))} | {cpu(r)} | {ms(r.machine_seconds / r.requests)} |"
+        )
+    by = {(r.side, r.clients): r for r in rounds}
+    low, high = min(r.clients for r in rounds), max(r.clients for r in rounds)
+    one, many = by.get(("bridge", low)), by.get(("bridge", high))
+    if one and many and one.cpu_per_request and many.cpu_per_request:
+        lines += [
+            "",
+            f"bridge, N={high} against N={low}: CPU per request "
+            f"{many.cpu_per_request / one.cpu_per_request:.2f}x (target <= 1.5x), req/s "
+            f"{many.per_second / one.per_second:.2f}x (target >= 1.5x), p99 at N={high} / "
+            f"p50 at N={low} {many.percentile(0.99) / one.percentile(0.5):.1f}x "
+            "(target <= 20x).",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.throughput", description=__doc__)
+    parser.add_argument("--users", type=int, default=16)
+    parser.add_argument("--messages", type=int, default=2000, help="INBOX size of each user")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENT_COUNTS))
+    parser.add_argument("--sides", nargs="+", default=["bridge", "raw"])
+    parser.add_argument("--bridge-flag", action="append", default=[],
+                        help="extra flag for bridge serve (repeatable)")  # fmt: skip
+    parser.add_argument("--push", action="store_true",
+                        help="each bridge client also holds an EventSource open")  # fmt: skip
+    parser.add_argument("--bridge-cpus", type=int, nargs="+",
+                        help="pin the bridge process to these CPUs (taskset)")  # fmt: skip
+    args = parser.parse_args(argv)
+    check(max(args.clients) <= args.users, "more clients than users")
+    users = {f"tp{n:02d}": f"tp-pw-{n:02d}" for n in range(args.users)}
+    rounds: list[Round] = []
+    with Dovecot(dict(users)) as dovecot:
+        progress(f"B5: seeding {args.users} users x {args.messages:,} messages")
+        for user in users:
+            seed_account(dovecot, user, inbox=args.messages)
+        with BridgeProcess(dovecot.port, flags=args.bridge_flag) as bridge:
+            progress("B5: first page and whole index of every user")
+            for user, password in users.items():
+                jmap = Jmap(bridge.url, user, password)
+                try:
+                    jmap.session()
+                    jmap.request(first_page_calls(jmap.account_id or "", inbox_of(jmap)))
+                    jmap.wait_indexed()
+                finally:
+                    jmap.close()
+            assert bridge.process is not None
+            if args.bridge_cpus:
+                for task in Path(f"/proc/{bridge.process.pid}/task").iterdir():
+                    os.sched_setaffinity(int(task.name), set(args.bridge_cpus))
+            for n in args.clients:
+                for side in args.sides:
+                    targets = [
+                        Target(side, bridge.url, dovecot.port, user, password, args.push)
+                        for user, password in list(users.items())[:n]
+                    ]
+                    progress(f"B5: {side}, {n} clients for {args.seconds:.0f} s")
+                    cpu_of = bridge.process.pid if side == "bridge" else None
+                    rounds.append(run_round(targets, args.seconds, cpu_of))
+                    last = rounds[-1]
+                    progress(
+                        f"B5: {side} N={n}: {last.per_second:.0f} req/s, p50 "
+                        f"{ms(last.percentile(0.5))}, p99 {ms(last.percentile(0.99))}"
+                    )
+    print(table(rounds, args.users, args.messages, args.seconds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
