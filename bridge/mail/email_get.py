@@ -18,6 +18,7 @@ from bridge.jmap.standard import ChangesArgs, GetArgs, UnsignedInt
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id
 from bridge.mail.common import account_of, changes_response
+from bridge.mail.gmail_labels import upstream_folder
 from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
@@ -88,7 +89,7 @@ def fetch_by_folder(
         record = account.cache.mailbox(mailbox_id)
         if record is None:
             continue
-        account.open_folder(record.name)
+        account.open_folder(upstream_folder(imap, account.cache, record))
         for uid, meta in imap.fetch_meta(uid_set(by_uid), extra=items).messages.items():
             if uid in by_uid:
                 fetched[by_uid[uid]] = meta.raw

@@ -25,6 +25,8 @@ from bridge.jmap.standard import CopyArgs, SetArgs, check_in_state
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
+from bridge.mail.gmail_filing import GmailFiling, creation_plan
+from bridge.mail.gmail_labels import LabelViews, label_views
 from bridge.mail.identity import account_default
 from bridge.mail.setting import Refused, apply_each, attempt, patched
 from bridge.mail.spool import (
@@ -102,6 +104,15 @@ class EmailSetter:
         # Set before each upstream write is sent: one whose answer never came may have
         # happened, and then the method must not end in an error that says nothing did.
         self.changed_upstream = False
+
+    def _wrote(self) -> None:
+        self.changed_upstream = True
+
+    def _label_views(self) -> LabelViews | None:
+        """Gmail's label views (bridge.mail.gmail_labels); None on other servers."""
+        if self.account.imap.object_ids is not ObjectIds.GMAIL:
+            return None
+        return label_views(self.account.imap, self.cache.mailboxes())
 
     def run(self) -> dict[str, Any]:
         self.account.sync()
@@ -213,6 +224,10 @@ class EmailSetter:
         """APPEND the spooled message to the first mailbox, COPY to the rest; the id comes
         from APPENDUID, else from a search for its Message-ID."""
         imap = self.account.imap
+        views = self._label_views()
+        labels: list[str] = []
+        if views is not None:
+            targets, labels = creation_plan(views, targets)
         limit = imap.append_limit
         size = size_of(spool)
         if limit is not None and size > limit:
@@ -236,6 +251,10 @@ class EmailSetter:
             uid = self._appended_uid(message_id, names[targets[0]], flags)
         email_id = self._appended_email(targets[0], uid)
         self._refuse_duplicate(email_id, targets[0], names[targets[0]], uid)
+        if labels:
+            self.account.open_folder(names[targets[0]], writable=True)
+            imap.store_labels(str(uid), labels, add=True)
+            self.account.sync(force=True)
         if targets[1:]:
             for other in targets[1:]:
                 self.account.open_folder(names[targets[0]], writable=True)
@@ -279,9 +298,11 @@ class EmailSetter:
         with two messages. Answered as RFC 8621 §4.8 lets a server that forbids duplicates
         (alreadyExists, existingId), and the message just appended is removed, exactly it,
         so that no second copy hides inside the existing Email."""
+        locations = self.cache.email_locations(email_id)
+        views = self._label_views()
         others = [
             (mailbox, other)
-            for mailbox, uids in self.cache.email_locations(email_id).items()
+            for mailbox, uids in (locations if views is None else views.outside(locations)).items()
             for other in uids
             if (mailbox, other) != (mailbox_id, uid)
         ]
@@ -360,8 +381,14 @@ class EmailSetter:
         if not targets <= set(names):
             raise Refused("invalidProperties", "no such mailbox", ["mailboxIds"])
         locations = self._locations(email_id)
-        self._store_keywords(locations, names, set(record.keywords), keywords)
-        self._file(locations, names, targets)
+        views = self._label_views()
+        if views is None:
+            self._store_keywords(locations, names, set(record.keywords), keywords)
+            self._file(locations, names, targets)
+            return None
+        # Gmail: flags belong to the message, STOREd where it really is; labels by GmailFiling.
+        self._store_keywords(views.outside(locations), names, set(record.keywords), keywords)
+        GmailFiling(self.account, views, self._wrote).file(locations, targets)
         return None
 
     def _store_keywords(
@@ -413,6 +440,9 @@ class EmailSetter:
         names = {r.id: r.name for r in self.cache.mailboxes()}
         locations = self._locations(email_id)
         if self.account.imap.object_ids is ObjectIds.GMAIL:
+            views = self._label_views()
+            if views is not None:
+                locations = views.outside(locations)  # a view's UIDs are All Mail's
             locations = self._into_gmail_trash(locations, names)
         for mailbox_id, uids in locations.items():
             self.account.open_folder(names[mailbox_id], writable=True)

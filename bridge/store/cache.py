@@ -682,6 +682,34 @@ class Cache:
             if self._refresh_email(email_id, email_id in moved)
         }
 
+    def mirror_locations(self, source_id: str, target_id: str, uids: Sequence[int]) -> set[str]:
+        """Make ``target``'s locations at ``uids`` copies of ``source``'s (Email, flags,
+        mod-sequence, date): how a folder that shows another's messages under the same
+        UIDs (a Gmail label, a view of All Mail) follows it. Returns the Emails that
+        changed."""
+        uids = sorted(set(uids))
+        self._note_threads_at(source_id, uids)
+        before = self.locations(target_id, uids=uids)
+        for chunk in _chunks(uids):
+            self._conn.execute(
+                "INSERT OR REPLACE INTO locations(mailbox_id, uid, email_id, flags, modseq, "
+                "received_at) SELECT ?, uid, email_id, flags, modseq, received_at "
+                f"FROM locations WHERE mailbox_id = ? AND uid IN ({_marks(len(chunk))})",
+                (target_id, source_id, *chunk),
+            )
+        after = self.locations(target_id, uids=uids)
+        moved = {
+            location.email_id
+            for uid, location in after.items()
+            if uid not in before or before[uid].email_id != location.email_id
+        }
+        flagged = {
+            location.email_id
+            for uid, location in after.items()
+            if uid in before and before[uid].keywords != location.keywords
+        }
+        return {e for e in moved | flagged if self._refresh_email(e, e in moved)}
+
     def _add_location(self, mailbox_id: str, message: NewMessage) -> tuple[str, bool]:
         """The Email at the new location, and whether it was created."""
         email_id = derive_id("e", message.email_key)
