@@ -142,6 +142,8 @@ class BackgroundIndexer(BackgroundThread):
 
     def index_all(self, conn: ImapConnection) -> None:
         records = unindexed(self.cache, conn)
+        # On Gmail INBOX is a label view, never opened (bridge.mail.gmail_labels).
+        keep_open = label_views(conn, self.cache.mailboxes()) is None
         for record in records:
             if self._stopping.is_set():
                 return
@@ -154,7 +156,7 @@ class BackgroundIndexer(BackgroundThread):
                     raise
                 with self.lock, self.cache.transaction():
                     self.cache.purge_orphans(mark_unreadable(self.cache, record, exc))
-        if records and conn.selected != KEPT_OPEN:
+        if records and keep_open and conn.selected != KEPT_OPEN:
             # Back in the pool with INBOX open, a request's STATUS of it costs Dovecot next
             # to nothing; closed, a scan of the folder (4 ms for 10,000 messages).
             conn.select(KEPT_OPEN)

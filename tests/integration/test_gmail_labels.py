@@ -6,6 +6,7 @@ Gmail's IMAP documents (X-GM-LABELS STORE, MOVE to and from the Trash)."""
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,10 @@ from imapclient import IMAPClient
 
 from bridge.demo.gmail import ALL_MAIL, SPAM, TRASH, GmailFront
 from bridge.demo.gmail.front import Served
+from bridge.imap.connection import ImapConnection, UpstreamConfig
+from bridge.mail.indexer import BackgroundIndexer
+from bridge.mail.sync import Syncer
+from bridge.store.cache import Cache
 from tests.integration.conftest import GMAIL_USERS, logged_in
 from tests.integration.server import BridgeServer, JmapClient
 
@@ -274,3 +279,28 @@ def test_label_counts_stay_right(jmap: JmapClient, gmail: IMAPClient) -> None:
         status = gmail.folder_status(name, [b"MESSAGES", b"UNSEEN"])
         assert boxes[name]["totalEmails"] == status[b"MESSAGES"], name
         assert boxes[name]["unreadEmails"] == status[b"UNSEEN"], name
+
+
+def test_all_mail_indexed_in_the_background_then_fills_the_labels(
+    gmail_account: GmailFront, gmail: IMAPClient
+) -> None:
+    message_id = deliver(gmail, "indexed later", ("Work",))
+    cache = Cache.open(":memory:")
+    config = UpstreamConfig(gmail_account.host, gmail_account.port, tls="plain")
+    start = len(gmail_account.served)
+    with ImapConnection.open(config, USER, GMAIL_USERS[USER]) as conn:
+        # A big account: All Mail left to the indexer; the label views wait for it.
+        report = Syncer(cache, conn).sync(foreground_limit=0)
+        assert ALL_MAIL in report.unindexed and "INBOX" not in report.unindexed
+        BackgroundIndexer(cache, threading.RLock()).index_all(conn)
+        Syncer(cache, conn).sync()
+    served = served_since(gmail_account, start)
+    assert {s.folder for s in served if s.verb in ("SELECT", "EXAMINE", "FETCH")} <= REAL_FOLDERS
+    records = {record.name: record for record in cache.mailboxes()}
+    (uid,) = uids_in(gmail, ALL_MAIL, message_id)
+    in_all_mail = cache.locations(records[ALL_MAIL].id)[uid]
+    assert cache.locations(records["Work"].id)[uid].email_id == in_all_mail.email_id
+    for name in ("INBOX", "Work"):
+        status = gmail.folder_status(name, [b"MESSAGES"])
+        assert records[name].counts.total_emails == status[b"MESSAGES"], name
+    cache.close()
