@@ -357,7 +357,7 @@ class EmailSetter:
         """mailbox id -> the UIDs of this Email there."""
         return self.cache.email_locations(email_id)
 
-    def _update(self, email_id: str, patch: Any) -> None:
+    def _update(self, email_id: str, patch: Any) -> dict[str, Any] | None:
         record = self.cache.emails([email_id]).get(email_id)
         if record is None:
             raise Refused("notFound", "no such Email")
@@ -388,8 +388,7 @@ class EmailSetter:
             return None
         # Gmail: flags belong to the message, STOREd where it really is; labels by GmailFiling.
         self._store_keywords(views.outside(locations), names, set(record.keywords), keywords)
-        GmailFiling(self.account, views, self._wrote).file(locations, targets)
-        return None
+        return GmailFiling(self.account, views, self._wrote).file(locations, targets)
 
     def _store_keywords(
         self, locations: dict[str, list[int]], names: dict[str, str], old: set[str], new: set[str]

@@ -2,14 +2,17 @@
 documents them: a label is put on or taken off the All Mail message by ``UID STORE
 +X-GM-LABELS`` / ``-X-GM-LABELS`` (taking ``\\Inbox`` off archives), never by COPY into or
 expunge from the label's folder; into the Trash or Spam is a MOVE of the All Mail message
-(Gmail then drops its labels); out of them a MOVE to All Mail, and the labels asked for
-after it. All Mail cannot be left otherwise: Gmail keeps there every message that is not
-in the Trash or Spam, so a mailboxIds without it keeps it.
+(Gmail then drops its labels, so the Trash or Spam among other mailboxes wins); out of
+them a MOVE to All Mail, and the labels asked for after it. All Mail cannot be left
+otherwise: Gmail keeps there every message that is not in the Trash or Spam, so a
+mailboxIds without it keeps it. Where the mailboxIds Gmail made differ from those asked
+for, the update's answer says what they became.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from bridge.imap.responses import format_sequence_set as uid_set
 from bridge.mail.account import Account
@@ -19,25 +22,19 @@ from bridge.mail.setting import Refused
 Locations = dict[str, list[int]]
 
 
-def _one_bin(views: LabelViews, targets: set[str]) -> str | None:
-    """The Trash or Spam ``targets`` ask for, if any; refused beside another mailbox."""
-    bins = sorted(targets & views.bins.keys())
-    if not bins:
-        return None
-    if len(targets) > 1:
-        raise Refused(
-            "invalidProperties",
-            "on Gmail a message in the Trash or Spam is in no other mailbox",
-            ["mailboxIds"],
-        )
-    return bins[0]
+def _bin(views: LabelViews, targets: set[str]) -> str | None:
+    """The Trash or Spam among ``targets``, if any: it wins over the other mailboxes, as on
+    Gmail, where a message put in the Trash or Spam loses every label (the Trash first)."""
+    bins = sorted(targets & views.bins.keys(), key=lambda m: views.bins[m].role != "trash")
+    return bins[0] if bins else None
 
 
 def creation_plan(views: LabelViews, targets: list[str]) -> tuple[list[str], list[str]]:
     """Where a new message is APPENDed on Gmail and the labels then put on it: a bin alone
     is a folder of its own; anything else goes to All Mail, with its views as labels."""
-    if _one_bin(views, set(targets)) is not None:
-        return targets, []
+    into_bin = _bin(views, set(targets))
+    if into_bin is not None:
+        return [into_bin], []
     labels = [views.label_of(views.views[t]) for t in targets if views.is_view(t)]
     return [views.all_mail.id], labels
 
@@ -51,10 +48,19 @@ class GmailFiling:
         # Called before each upstream write is sent (EmailSetter.changed_upstream).
         self.writing = writing
 
-    def file(self, locations: Locations, targets: set[str]) -> None:
+    def file(self, locations: Locations, targets: set[str]) -> dict[str, Any] | None:
+        """Put the Email in ``targets`` as far as Gmail can; what its mailboxIds became
+        where that differs from ``targets`` (RFC 8620 §5.3: a property the server set
+        otherwise than asked), else None."""
+        views = self.views
+        into_bin = _bin(views, targets)
+        made = {into_bin} if into_bin is not None else targets | {views.all_mail.id}
+        self._file(locations, targets, into_bin)
+        return None if made == targets else {"mailboxIds": dict.fromkeys(sorted(made), True)}
+
+    def _file(self, locations: Locations, targets: set[str], into_bin: str | None) -> None:
         views = self.views
         all_mail = views.all_mail
-        into_bin = _one_bin(views, targets)
         in_bins = [m for m in locations if m in views.bins]
         if into_bin is not None:
             if into_bin in locations:
