@@ -122,17 +122,25 @@ class LabelViews:
         return self.all_mail.name if record.id in self.views else record.name
 
     def behind(self) -> list[MailboxRecord]:
-        """Views not in step with All Mail: to fill from every message's labels. A view
-        first seen empty needs nothing: a label put on a message after the LIST that
-        showed it empty moves that message's MODSEQ past All Mail's synced state."""
+        """Views not in step with All Mail (new, or filled by an older bridge from their
+        own folders): to fill from every message's labels. ``first_seen_empty`` are not."""
         synced = self.all_mail.synced
+        empty = {record.id for record in self.first_seen_empty()}
         return [
             record
             for record in self.views.values()
-            if record.synced != synced
-            and not (record.synced is None and record.status is not None
-                     and record.status.messages == 0)
-        ]  # fmt: skip
+            if record.synced != synced and record.id not in empty
+        ]
+
+    def first_seen_empty(self) -> list[MailboxRecord]:
+        """Views never filled that LIST showed empty: in step with All Mail as it is, since
+        a label put on a message after that LIST moves the message's MODSEQ past All
+        Mail's synced state, and the next delta brings it."""
+        return [
+            record
+            for record in self.views.values()
+            if record.synced is None and record.status is not None and not record.status.messages
+        ]
 
 
 def label_views(conn: ImapConnection, records: Iterable[MailboxRecord]) -> LabelViews | None:

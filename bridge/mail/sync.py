@@ -213,6 +213,7 @@ class Syncer:
         if self.labels is not None:
             # Never SELECTed: All Mail's sync fills them.
             records = [r for r in records if not self.labels.is_view(r.id)]
+            self._settle_views(self.labels)
         new = [r for r in records if not r.indexed]
         waiting = sum(r.status.messages for r in new if r.status is not None)
         if waiting > foreground_limit:
@@ -392,6 +393,19 @@ class Syncer:
             and record.indexed
             and bool(views.behind())
         )
+
+    def _settle_views(self, views: LabelViews) -> None:
+        """What All Mail's sync cannot do for the views: a view first seen empty is in step
+        as it is; while All Mail waits for the indexer, a view behind it is emptied (an
+        older bridge filled it from its own folder, under that folder's UIDs)."""
+        with self.cache.transaction():
+            if views.all_mail.indexed:
+                for view in views.first_seen_empty():
+                    self.cache.set_synced(view.id, views.all_mail.synced)
+                return
+            for view in views.behind():
+                if self.cache.location_count(view.id):
+                    self.orphans |= without_contents(self.cache, view.id)
 
     def _label_pass(
         self, record: MailboxRecord, selected: SelectResult, delta: _Delta

@@ -310,3 +310,33 @@ def test_all_mail_indexed_in_the_background_then_fills_the_labels(
         status = gmail.folder_status(name, [b"MESSAGES"])
         assert records[name].counts.total_emails == status[b"MESSAGES"], name
     cache.close()
+
+
+def test_a_cache_from_before_the_views_is_filled_again_from_all_mail(
+    gmail_account: GmailFront, gmail: IMAPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message_id = deliver(gmail, "synced the old way", ("Work",))
+    cache = Cache.open(":memory:")
+    config = UpstreamConfig(gmail_account.host, gmail_account.port, tls="plain")
+    with ImapConnection.open(config, USER, GMAIL_USERS[USER]) as conn:
+        with monkeypatch.context() as old:
+            # As bridge synced Gmail before: every label folder as a folder of its own.
+            old.setattr("bridge.mail.sync.label_views", lambda conn, records: None)
+            Syncer(cache, conn).sync()
+        records = {record.name: record for record in cache.mailboxes()}
+        (own_uid,) = uids_in(gmail, "INBOX", message_id)
+        assert own_uid in cache.locations(records["INBOX"].id)
+        Syncer(cache, conn).sync()
+    records = {record.name: record for record in cache.mailboxes()}
+    (uid,) = uids_in(gmail, ALL_MAIL, message_id)
+    all_mail = cache.locations(records[ALL_MAIL].id)
+    for name in ("INBOX", "Work"):
+        # The same UIDs as All Mail, each the same Email there.
+        view = cache.locations(records[name].id)
+        assert {u: loc.email_id for u, loc in view.items()} == {
+            u: all_mail[u].email_id for u in view
+        }
+        assert view[uid].email_id == all_mail[uid].email_id
+        status = gmail.folder_status(name, [b"MESSAGES"])
+        assert records[name].counts.total_emails == status[b"MESSAGES"], name
+    cache.close()

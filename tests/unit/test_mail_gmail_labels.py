@@ -61,6 +61,7 @@ def test_labels_name_their_views(views: LabelViews, labels: tuple, shown: set[st
 def test_a_view_is_behind_until_synced_with_all_mail(views: LabelViews) -> None:
     # 2024 holds mail it was never filled with; Empty holds none, so nothing is missed.
     assert [record.name for record in views.behind()] == ["2024"]
+    assert [record.name for record in views.first_seen_empty()] == ["Empty"]
 
 
 def test_outside_keeps_where_messages_really_are(views: LabelViews) -> None:
