@@ -104,6 +104,14 @@ def mailbox_names(jmap: JmapClient, email: dict[str, Any]) -> set[str]:
     return {names[mailbox_id] for mailbox_id in email["mailboxIds"]}
 
 
+def assert_counts_upstream(gmail: IMAPClient, boxes: dict[str, Any], *names: str) -> None:
+    """Each mailbox's totalEmails and unreadEmails are what STATUS says of its folder."""
+    for name in names:
+        status = gmail.folder_status(name, [b"MESSAGES", b"UNSEEN"])
+        counts = (boxes[name]["totalEmails"], boxes[name]["unreadEmails"])
+        assert counts == (status[b"MESSAGES"], status[b"UNSEEN"]), name
+
+
 def served_since(front: GmailFront, start: int) -> list[Served]:
     return [s for s in front.served[start:] if s.user == USER]
 
@@ -137,10 +145,7 @@ def test_a_full_sync_reads_all_mail_once_and_never_opens_a_label(
     # Every message's metadata, then every message's labels: two FETCHes, however many
     # labels there are.
     assert fetches[ALL_MAIL] == 2
-    for name in ("INBOX", "Work", "Muy Importante", ALL_MAIL, TRASH):
-        status = gmail.folder_status(name, [b"MESSAGES", b"UNSEEN"])
-        assert boxes[name]["totalEmails"] == status[b"MESSAGES"], name
-        assert boxes[name]["unreadEmails"] == status[b"UNSEEN"], name
+    assert_counts_upstream(gmail, boxes, "INBOX", "Work", "Muy Importante", ALL_MAIL, TRASH)
 
 
 def test_three_labels_are_three_mailboxes_and_the_body_is_read_from_all_mail(
@@ -280,11 +285,7 @@ def test_label_counts_stay_right(jmap: JmapClient, gmail: IMAPClient) -> None:
     email = email_of(jmap, message_id)
     inbox = jmap.mailboxes()["INBOX"]["id"]
     jmap.call("Email/set", {"update": {email["id"]: {f"mailboxIds/{inbox}": None}}})
-    boxes = jmap.mailboxes()
-    for name in ("INBOX", "Work", ALL_MAIL):
-        status = gmail.folder_status(name, [b"MESSAGES", b"UNSEEN"])
-        assert boxes[name]["totalEmails"] == status[b"MESSAGES"], name
-        assert boxes[name]["unreadEmails"] == status[b"UNSEEN"], name
+    assert_counts_upstream(gmail, jmap.mailboxes(), "INBOX", "Work", ALL_MAIL)
 
 
 def test_all_mail_indexed_in_the_background_then_fills_the_labels(
