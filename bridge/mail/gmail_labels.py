@@ -122,14 +122,16 @@ class LabelViews:
         return self.all_mail.name if record.id in self.views else record.name
 
     def behind(self) -> list[MailboxRecord]:
-        """Views not in step with All Mail (new, or filled by an older bridge from their
-        own folders): to fill from every message's labels. ``first_seen_empty`` are not."""
+        """Views not in step with All Mail (never filled, or filled by an older bridge from
+        their own folders): to fill from every message's labels. ``first_seen_empty`` are
+        not. A view never filled is behind even while All Mail is not indexed either: an
+        older bridge may have left a first page in it, under its own folder's UIDs."""
         synced = self.all_mail.synced
         empty = {record.id for record in self.first_seen_empty()}
         return [
             record
             for record in self.views.values()
-            if record.synced != synced and record.id not in empty
+            if (record.synced is None or record.synced != synced) and record.id not in empty
         ]
 
     def first_seen_empty(self) -> list[MailboxRecord]:

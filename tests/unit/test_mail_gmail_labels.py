@@ -69,3 +69,13 @@ def test_outside_keeps_where_messages_really_are(views: LabelViews) -> None:
     assert views.outside(locations) == {"m-[Gmail]/All Mail": [12], "m-[Gmail]/Trash": [3]}
     assert views.upstream_name(views.views["m-INBOX"]) == "[Gmail]/All Mail"
     assert views.upstream_name(views.bins["m-[Gmail]/Trash"]) == "[Gmail]/Trash"
+
+
+def test_a_view_never_filled_is_behind_an_all_mail_never_synced() -> None:
+    # Both without a sync state: not in step, since a view may hold a first page under its
+    # own folder's UIDs (from a bridge that synced label folders as folders).
+    views = LabelViews.of(
+        record("[Gmail]/All Mail", "all"),
+        [record("INBOX", "inbox", status=FolderState(1, 9, 8))],
+    )
+    assert [record.name for record in views.behind()] == ["INBOX"]
