@@ -30,11 +30,17 @@ def _bin(views: LabelViews, targets: set[str]) -> str | None:
 
 
 def creation_plan(views: LabelViews, targets: list[str]) -> tuple[list[str], list[str]]:
-    """Where a new message is APPENDed on Gmail and the labels then put on it: a bin alone
-    is a folder of its own; anything else goes to All Mail, with its views as labels."""
+    """Where a new message is APPENDed on Gmail and the labels then put on it: the Trash or
+    Spam alone is a folder of its own; anything else goes to All Mail, its views as labels
+    (the Email then shows in All Mail too, as every message outside the bins does)."""
     into_bin = _bin(views, set(targets))
+    if into_bin is not None and len(targets) > 1:
+        # Nothing to take the other mailboxes from yet: asked for both, the answer would
+        # be a message in a mailbox other than those asked for.
+        raise Refused("invalidProperties", "on Gmail a message in the Trash or Spam is in no "
+                      "other mailbox", ["mailboxIds"])  # fmt: skip
     if into_bin is not None:
-        return [into_bin], []
+        return targets, []
     labels = [views.label_of(views.views[t]) for t in targets if views.is_view(t)]
     return [views.all_mail.id], labels
 

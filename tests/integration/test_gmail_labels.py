@@ -262,6 +262,13 @@ def test_created_in_two_labels_is_one_message_in_all_mail(
     assert set(gmail.get_gmail_labels([uid])[uid]) == {"\\Inbox", "Travel"}
     got = jmap.call("Email/get", {"ids": [created["id"]], "properties": ["mailboxIds"]})
     assert mailbox_names(jmap, got["list"][0]) == {"INBOX", "Travel", ALL_MAIL}
+    refused = jmap.call("Email/set", {"create": {"binned": {
+        "mailboxIds": {boxes[TRASH]["id"]: True, boxes["Travel"]["id"]: True},
+        "subject": "trash and a label", "from": [{"email": "gail@example.com"}],
+    }}})["notCreated"]["binned"]  # fmt: skip
+    assert refused["type"] == "invalidProperties"
+    gmail.select_folder(TRASH)
+    assert gmail.search(["SUBJECT", "trash and a label"]) == []
 
 
 def test_destroy_deletes_exactly_the_message(jmap: JmapClient, gmail: IMAPClient) -> None:
