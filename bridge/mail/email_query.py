@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from bridge.imap.gmail_search import raw_criteria
+from bridge.imap.responses import ObjectIds
 from bridge.imap.search import InvalidFilter, UnsupportedFilter, plan_search
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import QueryArgs, QueryChangesArgs
@@ -181,6 +183,12 @@ class FilterEvaluator:
             raise MethodError("unsupportedFilter", str(exc)) from exc
         except InvalidFilter as exc:
             raise MethodError("invalidArguments", str(exc)) from exc
+        criteria, utf8 = plan.criteria, plan.needs_utf8
+        if account.imap.object_ids is ObjectIds.GMAIL:
+            # Gmail's own search, where it answers the condition as JMAP means it.
+            raw = raw_criteria(name, value)
+            if raw is not None:
+                criteria, utf8 = raw, not raw.isascii()
         folders = {
             mailbox_id
             for email_id in candidates
@@ -195,7 +203,7 @@ class FilterEvaluator:
             if views is not None and views.is_view(record.id):
                 continue  # Gmail: its Emails are All Mail's, searched there
             account.open_folder(record.name)
-            uids = account.imap.search(plan.criteria, utf8=plan.needs_utf8)
+            uids = account.imap.search(criteria, utf8=utf8)
             by_uid = self.index.by_mailbox.get(record.id, {})
             found.update(by_uid[uid] for uid in uids if uid in by_uid)
         return found

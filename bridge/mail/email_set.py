@@ -301,14 +301,21 @@ class EmailSetter:
         derives EMAILID from the content, so the same bytes appended twice are one Email
         with two messages. Answered as RFC 8621 §4.8 lets a server that forbids duplicates
         (alreadyExists, existingId), and the message just appended is removed, exactly it,
-        so that no second copy hides inside the existing Email."""
+        so that no second copy hides inside the existing Email. On Gmail a message APPENDed
+        to a label folder shows in All Mail as well, under the same X-GM-MSGID, and in its
+        label views under the All Mail UID: no duplicate."""
         locations = self.cache.email_locations(email_id)
         views = self._label_views()
+        shown_in_all = (
+            {r.id for r in self.cache.mailboxes() if r.role == "all"}
+            if self.account.imap.object_ids is ObjectIds.GMAIL
+            else set()
+        )
         others = [
             (mailbox, other)
             for mailbox, uids in (locations if views is None else views.outside(locations)).items()
             for other in uids
-            if (mailbox, other) != (mailbox_id, uid)
+            if (mailbox, other) != (mailbox_id, uid) and mailbox not in shown_in_all
         ]
         if not others:
             return

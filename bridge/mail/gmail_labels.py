@@ -38,19 +38,17 @@ from bridge.store.records import FolderState, MailboxRecord
 LABELS_ITEM = "X-GM-LABELS"
 # Roles whose folders hold messages of their own on Gmail, outside All Mail.
 BIN_ROLES = frozenset({"trash", "junk"})
-# The system labels by the role of the folder that shows them. Gmail writes \Draft (the
-# Gmail API's DRAFT); \Drafts is read too.
+INBOX_LABEL = "\\Inbox"
+# The system labels by the SPECIAL-USE attribute of the folder that shows them (Google's
+# "IMAP Extensions" lists them), lower-cased. Gmail writes \Draft (the Gmail API's DRAFT).
 SYSTEM_LABELS = {
-    "inbox": "\\Inbox",
-    "sent": "\\Sent",
-    "drafts": "\\Draft",
-    "important": "\\Important",
-    "flagged": "\\Starred",
+    "\\sent": "\\Sent",
+    "\\drafts": "\\Draft",
+    "\\important": "\\Important",
+    "\\flagged": "\\Starred",
 }
-_ROLE_OF_SYSTEM_LABEL = {
-    **{label.lower(): role for role, label in SYSTEM_LABELS.items()},
-    "\\drafts": "drafts",
-}
+# Other spellings read as these labels, lower-cased.
+_READ_AS = {"\\drafts": "\\draft"}
 
 
 def label_text(value: Any) -> str | None:
@@ -92,8 +90,8 @@ class LabelViews:
     def label_of(record: MailboxRecord) -> str:
         """The view's label as X-GM-LABELS names it: a system label, or the folder name."""
         if record.name.upper() == "INBOX":
-            return SYSTEM_LABELS["inbox"]
-        return SYSTEM_LABELS.get(record.role or "", record.name)
+            return INBOX_LABEL
+        return SYSTEM_LABELS.get((record.special_use or "").lower(), record.name)
 
     def shown_in(self, labels: Iterable[Any]) -> frozenset[str]:
         """The views that show a message with these X-GM-LABELS entries."""
@@ -103,9 +101,7 @@ class LabelViews:
             if text is None:
                 continue
             key = text.lower()
-            role = _ROLE_OF_SYSTEM_LABEL.get(key)
-            if role is not None:
-                key = SYSTEM_LABELS[role].lower()
+            key = _READ_AS.get(key, key)
             if key in self._by_label:
                 found.add(self._by_label[key])
         return frozenset(found)

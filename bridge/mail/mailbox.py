@@ -6,9 +6,11 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any
 
+from bridge.imap.responses import ObjectIds
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import ChangesArgs, GetArgs, QueryArgs, QueryChangesArgs
 from bridge.mail import names
+from bridge.mail.account import Account
 from bridge.mail.common import (
     ConditionTypes,
     account_of,
@@ -20,6 +22,7 @@ from bridge.mail.common import (
     query_response,
     since_value,
 )
+from bridge.mail.gmail_folders import system_folder_names
 from bridge.store.base import Store
 from bridge.store.cache import MAILBOX
 from bridge.store.records import MailboxRecord
@@ -42,10 +45,11 @@ def _has_rights(rights: str | None, letters: str) -> bool:
     return all(letter in expanded for letter in letters)
 
 
-def rights_object(record: MailboxRecord) -> dict[str, bool]:
-    """MailboxRights from the IMAP ACL letters (RFC 8621 §2 names the letter for each)."""
+def rights_object(record: MailboxRecord, *, fixed: bool = False) -> dict[str, bool]:
+    """MailboxRights from the IMAP ACL letters (RFC 8621 §2 names the letter for each);
+    a ``fixed`` folder (INBOX, Gmail's system folders) cannot be renamed or deleted."""
     readable = record.selectable
-    inbox = record.name.upper() == "INBOX"
+    fixed = fixed or record.name.upper() == "INBOX"
     rights = record.rights
     return {
         "mayReadItems": readable and _has_rights(rights, "lr"),
@@ -54,18 +58,29 @@ def rights_object(record: MailboxRecord) -> dict[str, bool]:
         "maySetSeen": readable and _has_rights(rights, "s"),
         "maySetKeywords": readable and _has_rights(rights, "w"),
         "mayCreateChild": _has_rights(rights, "k"),
-        "mayRename": not inbox and _has_rights(rights, "x"),
-        "mayDelete": not inbox and _has_rights(rights, "x"),
+        "mayRename": not fixed and _has_rights(rights, "x"),
+        "mayDelete": not fixed and _has_rights(rights, "x"),
         "maySubmit": readable and _has_rights(rights, "p") if rights is not None else readable,
     }
 
 
 class MailboxTree:
-    """The folder list as JMAP sees it: ids, parents and display names."""
+    """The folder list as JMAP sees it: ids, parents and display names. ``fixed_names``:
+    the folders the upstream will not rename or delete."""
 
-    def __init__(self, records: Iterable[MailboxRecord]) -> None:
+    def __init__(
+        self, records: Iterable[MailboxRecord], fixed_names: frozenset[str] = frozenset()
+    ) -> None:
         self.records = {record.id: record for record in records}
         self.by_name = {record.name: record for record in self.records.values()}
+        self.fixed_names = fixed_names
+
+    @classmethod
+    def of(cls, account: Account) -> MailboxTree:
+        """The account's cached folders; on Gmail its system folders are fixed."""
+        records = account.cache.mailboxes()
+        gmail = account.imap.object_ids is ObjectIds.GMAIL
+        return cls(records, system_folder_names(records) if gmail else frozenset())
 
     def parent_id(self, record: MailboxRecord) -> str | None:
         parent_name = record.parent_name
@@ -101,7 +116,7 @@ class MailboxTree:
             "unreadEmails": record.counts.unread_emails,
             "totalThreads": record.counts.total_threads,
             "unreadThreads": record.counts.unread_threads,
-            "myRights": rights_object(record),
+            "myRights": rights_object(record, fixed=record.name in self.fixed_names),
             "isSubscribed": record.subscribed,
         }
 
@@ -109,7 +124,7 @@ class MailboxTree:
 def synced_tree(ctx: CallContext) -> tuple[Store, MailboxTree]:
     account = account_of(ctx)
     account.sync()
-    return account.cache, MailboxTree(account.cache.mailboxes())
+    return account.cache, MailboxTree.of(account)
 
 
 def mailbox_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:

@@ -83,7 +83,7 @@ class MailboxSetter:
         self.request = request
         self.account: Account = account_of(ctx)
         self.cache = self.account.cache
-        self.tree = MailboxTree(self.cache.mailboxes())
+        self.tree = MailboxTree(())  # built in run, after the sync
         self.changed_upstream = False
 
     @property
@@ -92,7 +92,7 @@ class MailboxSetter:
 
     def _refresh(self) -> None:
         self.account.sync_list()
-        self.tree = MailboxTree(self.cache.mailboxes())
+        self.tree = MailboxTree.of(self.account)
 
     def _resolve(self, mailbox_id: Any) -> MailboxRecord | None:
         if not isinstance(mailbox_id, str):
@@ -121,6 +121,7 @@ class MailboxSetter:
 
     def run(self) -> dict[str, Any]:
         self.account.sync()
+        self.tree = MailboxTree.of(self.account)
         old_state = self.cache.encode_state(self.cache.state(MAILBOX))
         check_in_state(self.request.ifInState, old_state)
         try:
@@ -223,6 +224,9 @@ class MailboxSetter:
         if "name" in changed or "parentId" in changed:
             if record.name.upper() == "INBOX":
                 raise Refused("forbidden", "INBOX cannot be renamed")
+            if record.name in self.tree.fixed_names:
+                # Gmail refuses it: refused here, before anything is sent.
+                raise Refused("forbidden", "Gmail's system folders cannot be renamed or moved")
             leaf = _check_name(wanted["name"], self.delimiter)
             name = self._full_name(leaf, wanted["parentId"], moving=record)
             self._check_unique(name, exclude=record.id)
@@ -271,6 +275,8 @@ class MailboxSetter:
             raise Refused("notFound", "no such mailbox")
         if record.name.upper() == "INBOX":
             raise Refused("forbidden", "INBOX cannot be destroyed")
+        if record.name in self.tree.fixed_names:
+            raise Refused("forbidden", "Gmail's system folders cannot be destroyed")
         if self.tree.children(record.id):
             raise Refused("mailboxHasChild", "the mailbox has child mailboxes")
         has_mail = record.counts.total_emails > 0 or (

@@ -21,6 +21,13 @@ from collections.abc import Iterable
 from bridge.imap.models import MailboxListing
 
 ROLE_FOR_INBOX = "inbox"
+# SPECIAL-USE attributes that give no role (issue 12). Both are in IANA's registry that
+# RFC 8621 §2 draws roles from, but neither names a place mail is filed in: a \Flagged
+# folder (Gmail's Starred, a Dovecot virtual folder) lists the messages with the $flagged
+# keyword, which clients already show, and Gmail's \Important the ones its importance
+# guess picked. Clients offer a folder with a role as a destination ("move to ..."), and
+# moving into these means something else (flag, mark important) or nothing.
+NO_ROLE_ATTRIBUTES = frozenset({"\\flagged", "\\important"})
 
 # Role -> the names clients give that folder: English first, then the names localized
 # clients (Thunderbird, Outlook, Apple Mail, webmails) create, by language.
@@ -99,7 +106,7 @@ def special_use_role(listing: MailboxListing) -> str | None:
     """The role INBOX has, or the one its SPECIAL-USE attribute gives."""
     if listing.name.upper() == "INBOX":
         return ROLE_FOR_INBOX
-    if listing.special_use:
+    if listing.special_use and listing.special_use.lower() not in NO_ROLE_ATTRIBUTES:
         return listing.special_use.lstrip("\\").lower()
     return None
 

@@ -21,11 +21,13 @@ from typing import Any, BinaryIO
 import msgspec
 
 from bridge.imap.errors import UpstreamError
+from bridge.imap.responses import ObjectIds
 from bridge.jmap import CallContext, MethodResult, decode_args
 from bridge.jmap.standard import SetArgs, check_in_state
 from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
 from bridge.mail.email_get import utc_date
+from bridge.mail.gmail_sent import GmailSentCopies, message_id_of
 from bridge.mail.identity import Identity, identities, identity_allows, may_send_as
 from bridge.mail.setting import Refused, apply_each, patched
 from bridge.mail.spool import open_spool, size_of, write_for_transport
@@ -75,11 +77,15 @@ class SubmissionSetter:
         self.succeeded: dict[str, str] = {}
         self.created_here: dict[str, str] = {}
         self.identities: dict[str, Identity] = {}
+        # Gmail's SMTP files its own sent copy (bridge.mail.gmail_sent).
+        self.gmail: GmailSentCopies | None = None
 
     def run(self) -> dict[str, Any] | MethodResult:
         if self.request.create:
             self.account.sync()
             self.identities = identities(self.account)
+            if self.account.imap.object_ids is ObjectIds.GMAIL:
+                self.gmail = GmailSentCopies(self.ctx, self.account)
         old_state = state_of(self.account)
         check_in_state(self.request.ifInState, old_state)
         results = apply_each(self.request, self._create, self._update, self._destroy)
@@ -90,9 +96,10 @@ class SubmissionSetter:
             **results,
         }
         implicit = self._implicit_email_set()
-        if implicit is None:
-            return response
-        return MethodResult(response, self.ctx.invoke("Email/set", implicit))
+        extra = self.ctx.invoke("Email/set", implicit) if implicit is not None else []
+        if self.gmail is not None:
+            extra += self.gmail.drop_duplicates()
+        return MethodResult(response, extra) if extra else response
 
     # -- create: send -------------------------------------------------------------------
 
@@ -115,6 +122,8 @@ class SubmissionSetter:
             headers = header_fields(header)
             self._check_from(headers)
             envelope = self._envelope(obj.get("envelope"), headers, identity)
+            message_id = message_id_of(headers)
+            in_sent = self.gmail.in_sent(message_id) if self.gmail is not None else set()
             sent = self._send(envelope, spool)
         submission = EmailSubmission(
             id=derive_id("s", random_token(16)),
@@ -132,9 +141,20 @@ class SubmissionSetter:
         self.cache.put_object(EMAIL_SUBMISSION, submission.id, msgspec.json.encode(submission))
         self.ctx.created_ids[creation_id] = self.created_here[creation_id] = submission.id
         self.succeeded[submission.id] = email_id
+        if self.gmail is not None:
+            self._note_gmail_copy(email_id, message_id, in_sent)
         # What the server set or chose: everything the client did not say as it is now.
         whole = msgspec.to_builtins(submission)
         return {key: value for key, value in whole.items() if obj.get(key) != value}
+
+    def _note_gmail_copy(self, email_id: str, message_id: str | None, before: set[str]) -> None:
+        """Sent and recorded: a failure to look for Gmail's copy now only leaves it be."""
+        assert self.gmail is not None
+        try:
+            self.gmail.note_sent(email_id, message_id, before)
+        except UpstreamError as exc:
+            log.warning("could not look for Gmail's sent copy for %s: %s",
+                        self.account.user.username, exc)  # fmt: skip
 
     def _reference(self, value: Any, prop: str) -> str:
         """An id, or a ``#creationId`` of something made earlier in the request."""

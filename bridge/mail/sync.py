@@ -367,6 +367,7 @@ class Syncer:
             selectable=listing.selectable and not cannot_read,
             rights=NO_RIGHTS if cannot_read else old.rights,
             status=status,
+            special_use=listing.special_use,
         )
 
     # -- one folder ---------------------------------------------------------------------

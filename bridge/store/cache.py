@@ -49,7 +49,8 @@ _MAILBOX_COLUMNS = (
     "id, upstream_key, name, delimiter, role, subscribed, selectable, sort_order, rights, "
     "status_uidvalidity, status_uidnext, status_messages, status_unseen, status_modseq, "
     "synced_uidvalidity, synced_uidnext, synced_messages, synced_unseen, synced_modseq, "
-    "total_emails, unread_emails, total_threads, unread_threads, index_uidvalidity"
+    "total_emails, unread_emails, total_threads, unread_threads, index_uidvalidity, "
+    "special_use"
 )
 _CHUNK = 500
 # Set to "1" (and checkpointed into the main file) while a process has the cache open, "0"
@@ -157,6 +158,7 @@ def _mailbox(row: sqlite3.Row) -> MailboxRecord:
         synced=_folder_state(row[14:19]),
         counts=Counts(*row[19:23]),
         index_uidvalidity=row[23],
+        special_use=row[24],
     )
 
 
@@ -517,12 +519,13 @@ class Cache:
 
     def add_mailbox(self, record: MailboxRecord) -> None:
         self._conn.execute(
-            f"INSERT INTO mailboxes({_MAILBOX_COLUMNS}) VALUES ({_marks(24)})",
+            f"INSERT INTO mailboxes({_MAILBOX_COLUMNS}) VALUES ({_marks(25)})",
             (
                 record.id, record.upstream_key, record.name, record.delimiter, record.role,
                 int(record.subscribed), int(record.selectable), record.sort_order,
                 record.rights, *_state_values(record.status), *_state_values(record.synced),
                 *msgspec.structs.astuple(record.counts), record.index_uidvalidity,
+                record.special_use,
             ),
         )  # fmt: skip
         self.log_created(MAILBOX, record.id)
@@ -535,11 +538,11 @@ class Cache:
             "UPDATE mailboxes SET upstream_key = ?, name = ?, delimiter = ?, role = ?, "
             "subscribed = ?, selectable = ?, sort_order = ?, rights = ?, "
             "status_uidvalidity = ?, status_uidnext = ?, status_messages = ?, "
-            "status_unseen = ?, status_modseq = ? WHERE id = ?",
+            "status_unseen = ?, status_modseq = ?, special_use = ? WHERE id = ?",
             (
                 new.upstream_key, new.name, new.delimiter, new.role, int(new.subscribed),
                 int(new.selectable), new.sort_order, new.rights, *_state_values(new.status),
-                old.id,
+                new.special_use, old.id,
             ),
         )  # fmt: skip
         visible = ("name", "delimiter", "role", "subscribed", "sort_order", "rights")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 
-from bridge.demo.gmail import ALL_MAIL, SPAM, TRASH, GmailFront
+from bridge.demo.gmail import ALL_MAIL, SPAM, STARRED, TRASH, GmailFront
 from bridge.demo.gmail.front import Served
 from bridge.imap.connection import ImapConnection, UpstreamConfig
 from bridge.mail.indexer import BackgroundIndexer
@@ -128,7 +128,9 @@ def test_a_full_sync_reads_all_mail_once_and_never_opens_a_label(
     gmail_account: GmailFront, gmail: IMAPClient, tmp_path: Path
 ) -> None:
     deliver(gmail, "sync one", ("Work", "Muy Importante"))
-    deliver(gmail, "sync two", ("Work",))
+    starred = deliver(gmail, "sync two", ("Work",))
+    gmail.select_folder(ALL_MAIL)
+    gmail.add_flags(uids_in(gmail, ALL_MAIL, starred), [b"\\Flagged"])  # Gmail stars it
     binned = deliver(gmail, "sync three")
     gmail.select_folder("INBOX")
     gmail.move(uids_in(gmail, "INBOX", binned), TRASH)
@@ -145,7 +147,10 @@ def test_a_full_sync_reads_all_mail_once_and_never_opens_a_label(
     # Every message's metadata, then every message's labels: two FETCHes, however many
     # labels there are.
     assert fetches[ALL_MAIL] == 2
-    assert_counts_upstream(gmail, boxes, "INBOX", "Work", "Muy Importante", ALL_MAIL, TRASH)
+    assert_counts_upstream(
+        gmail, boxes, "INBOX", "Work", "Muy Importante", STARRED, ALL_MAIL, TRASH
+    )
+    assert boxes[STARRED]["totalEmails"] >= 1
 
 
 def test_three_labels_are_three_mailboxes_and_the_body_is_read_from_all_mail(

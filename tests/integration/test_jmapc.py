@@ -1,8 +1,11 @@
-"""An independent JMAP client from PyPI (jmapc) against a real bridge over HTTPS."""
+"""An independent JMAP client from PyPI (jmapc) against a real bridge over HTTPS, with a
+password and with nothing but a Bearer token."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -43,21 +46,31 @@ from jmapc.methods import (
 
 from bridge.demo.dovecot import Dovecot
 from tests.certificates import self_signed
+from tests.integration.oauth_server import IntrospectionServer
 from tests.integration.server import BridgeServer
 from tests.integration.smtp_sink import SmtpSink
+
+
+@contextlib.contextmanager
+def https_bridge(
+    upstream: Dovecot, folder: Path, **settings: Any
+) -> Iterator[tuple[BridgeServer, Path]]:
+    """bridge over HTTPS with a self-signed certificate (jmapc only speaks
+    https://host/.well-known/jmap), and the certificate."""
+    cert, key = self_signed(folder)
+    with BridgeServer(
+        upstream.host, upstream.port, folder / "data", ssl_files=(str(cert), str(key)),
+        **settings,
+    ) as server:  # fmt: skip
+        yield server, cert
 
 
 @pytest.fixture(scope="module")
 def tls_bridge(
     upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[BridgeServer, Path]]:
-    # jmapc only speaks https://host/.well-known/jmap: serve a self-signed certificate.
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = self_signed(folder)
-    with BridgeServer(
-        upstream.host, upstream.port, folder / "data", ssl_files=(str(cert), str(key))
-    ) as server:
-        yield server, cert
+    with https_bridge(upstream, tmp_path_factory.mktemp("tls")) as served:
+        yield served
 
 
 def test_jmapc_discovers_echoes_and_lists_mailboxes(
@@ -115,6 +128,20 @@ def test_jmapc_reads_mail(
     assert len(changes.created) == 1 and changes.created[0] != email.id
 
 
+def listening(client: Client) -> queue.Queue[Any]:
+    """The events of ``client``'s event stream, as they come, read by a thread."""
+    heard: queue.Queue[Any] = queue.Queue()
+
+    def listen() -> None:
+        with contextlib.suppress(Exception):  # the server going away ends the stream
+            for event in client.events:
+                heard.put(event)
+
+    threading.Thread(target=listen, daemon=True).start()
+    time.sleep(0.5)  # the stream is open and the user's watcher listens upstream
+    return heard
+
+
 def test_jmapc_hears_another_clients_changes_on_its_event_stream(
     tls_bridge: tuple[BridgeServer, Path],
     account: tuple[str, str],
@@ -130,15 +157,7 @@ def test_jmapc_hears_another_clients_changes_on_its_event_stream(
     client.requests_session.verify = str(cert)
     other.append("INBOX", b"From: a@example.com\r\nSubject: Heard\r\n\r\nhi\r\n")
     state = client.request(EmailGet(ids=[])).state
-    heard: queue.Queue[Any] = queue.Queue()
-
-    def listen() -> None:
-        with contextlib.suppress(Exception):  # the server going away ends the stream
-            for event in client.events:
-                heard.put(event)
-
-    threading.Thread(target=listen, daemon=True).start()
-    time.sleep(0.5)  # the stream is open and the user's watcher listens upstream
+    heard = listening(client)
     other.select_folder("INBOX")
     changes = [
         ("created", lambda: other.append("INBOX", b"Subject: New\r\n\r\nb\r\n")),
@@ -206,15 +225,13 @@ def sending_bridge(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[BridgeServer, Path, SmtpSink]]:
     """A Dovecot whose SMTP submission relays to a sink, and a bridge sending through it."""
-    folder = tmp_path_factory.mktemp("sending")
-    cert, key = self_signed(folder)
     with (
         SmtpSink() as sink,
         Dovecot({SENDER: SENDER_PASSWORD}, relay_port=sink.port) as dovecot,
-        BridgeServer(
-            dovecot.host, dovecot.port, folder / "data", ssl_files=(str(cert), str(key)),
+        https_bridge(
+            dovecot, tmp_path_factory.mktemp("sending"),
             submission_port=dovecot.submission_port, submission_tls="plain",
-        ) as server,
+        ) as (server, cert),
     ):  # fmt: skip
         yield server, cert, sink
 
@@ -266,3 +283,97 @@ def test_jmapc_sends_a_draft_and_files_it(
     assert arrival.mail_from == SENDER
     assert arrival.rcpt_to == ["reader@example.net", "hidden@example.net"]
     assert b"Subject: Sent by jmapc" in arrival.message and b"Bcc:" not in arrival.message
+
+
+# -- Bearer only ------------------------------------------------------------------------
+# jmapc holding nothing but the mail provider's OAuth access token, end to end. Issue 12
+# names agent-jmap-mcp (PyPI) as the second Bearer-only client; its only release, 0.2.0,
+# fails at import, so jmapc's token mode stands in for it (jmap-jam, the JavaScript one,
+# runs in test_bearer.py). The token is checked by introspection, and Dovecot's oauth2
+# passdb takes the same token at bridge's upstream login: no password is used anywhere.
+
+TOKEN_USER = "tokenholder"
+
+
+@pytest.fixture(scope="module")
+def authority() -> Iterator[IntrospectionServer]:
+    with IntrospectionServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def token_bridge(
+    authority: IntrospectionServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[BridgeServer, Path]]:
+    unused_password = base64.urlsafe_b64encode(os.urandom(18)).decode()
+    with (
+        Dovecot({TOKEN_USER: unused_password}, oauth_introspection_url=authority.url) as dovecot,
+        https_bridge(
+            dovecot, tmp_path_factory.mktemp("jmapc-bearer"),
+            oauth_introspection_url=authority.url,
+        ) as served,
+    ):  # fmt: skip
+        yield served
+
+
+@pytest.fixture
+def token(authority: IntrospectionServer) -> str:
+    token = base64.urlsafe_b64encode(os.urandom(24)).decode()
+    authority.tokens[token] = TOKEN_USER
+    return token
+
+
+def client_with(
+    server: BridgeServer, cert: Path, token: str, **options: Any
+) -> Client:
+    client = Client.create_with_api_token(f"127.0.0.1:{server.port}", token, **options)
+    client.requests_session.verify = str(cert)
+    return client
+
+
+def test_jmapc_with_only_a_bearer_token(
+    token_bridge: tuple[BridgeServer, Path],
+    token: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    server, cert = token_bridge
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # sseclient's own requests
+    listener = client_with(
+        server, cert, token,
+        event_source_config=EventSourceConfig(types="Email", closeafter="no", ping=0),
+    )  # fmt: skip
+    client = client_with(server, cert, token)
+    assert client.jmap_session.username == TOKEN_USER
+    mailboxes = {m.role: m for m in client.request(MailboxGet(ids=None)).data}
+    assert {"inbox", "drafts", "sent", "trash"} <= set(mailboxes)
+    state = client.request(EmailGet(ids=[])).state
+    heard = listening(listener)
+
+    note = tmp_path / "note.txt"
+    note.write_bytes(b"token-only notes\n")
+    blob = client.upload_blob(note)
+    assert blob.size == len(b"token-only notes\n")
+    created = client.request(EmailSet(create={"d": Email(
+        mailbox_ids={mailboxes["drafts"].id: True}, keywords={"$draft": True},
+        mail_from=[EmailAddress(email=f"{TOKEN_USER}@example.test")], subject="Bearer only",
+        body_values={"t": EmailBodyValue(value="sent with a token")},
+        text_body=[EmailBodyPart(part_id="t", type="text/plain")],
+        attachments=[EmailBodyPart(blob_id=blob.id, type="text/plain", name="note.txt")],
+    )}))  # fmt: skip
+    email_id = created.created["d"].id
+    event = heard.get(timeout=10)
+    assert client.account_id in event.data.changed
+
+    query, got = client.request([
+        EmailQuery(filter=EmailQueryFilterCondition(in_mailbox=mailboxes["drafts"].id),
+                   sort=[Comparator(property="receivedAt", is_ascending=False)]),
+        EmailGet(ids=Ref("/ids"), properties=["subject", "attachments", "keywords"]),
+    ])  # fmt: skip
+    assert query.response.ids == [email_id]
+    [email] = got.response.data
+    assert email.subject == "Bearer only" and email.keywords == {"$draft": True}
+    assert got.response.state != state
+    back = tmp_path / "back.txt"
+    client.download_attachment(email.attachments[0], back)
+    assert back.read_bytes() == b"token-only notes\n"

@@ -22,8 +22,9 @@ def views() -> LabelViews:
         record("[Gmail]/All Mail", "all", synced=SYNCED),
         [
             record("INBOX", "inbox", synced=SYNCED),
-            record("[Gmail]/Drafts", "drafts", synced=SYNCED),
-            record("[Gmail]/Starred", "flagged", synced=SYNCED),
+            record("[Gmail]/Drafts", "drafts", synced=SYNCED, special_use="\\Drafts"),
+            # No role (issue 12): its SPECIAL-USE names its label.
+            record("[Gmail]/Starred", synced=SYNCED, special_use="\\Flagged"),
             record("[Gmail]/Trash", "trash"),
             record("[Gmail]/Spam", "junk"),
             record("Entwürfe", synced=SYNCED),

@@ -69,6 +69,15 @@ def test_special_use_wins_over_names() -> None:
     assert found == {"Deleted": "trash", "Sent": "archive", "Gesendet": "sent"}
 
 
+def test_flagged_and_important_folders_get_no_role() -> None:
+    # Gmail's Starred and Important: views of a mark, not places to file mail in.
+    found = roles_of(
+        listing("INBOX"), listing("[Gmail]/Starred", "\\Flagged"),
+        listing("[Gmail]/Important", "\\Important"), listing("[Gmail]/All Mail", "\\All"),
+    )  # fmt: skip
+    assert found == {"INBOX": "inbox", "[Gmail]/All Mail": "all"}
+
+
 def test_folders_that_cannot_be_opened_get_no_role() -> None:
     assert roles_of(listing("Trash", selectable=False)) == {}
 

@@ -40,9 +40,15 @@ How the front maps Gmail's model onto Dovecot
   All Mail does not take it out of All Mail.
 - APPEND to a label folder puts the message in All Mail too.
 - SEARCH X-GM-MSGID n, X-GM-THRID n, X-GM-LABELS label and X-GM-RAW "query", each as the
-  whole search (after an optional CHARSET). X-GM-RAW knows from:, to:, cc:, subject:,
-  label:, in:inbox, is:unread, is:read, is:starred, quoted phrases and plain words, all
-  ANDed; anything else (OR, -, has:, after:, ...) is answered BAD.
+  whole search (after optional ESEARCH RETURN options and CHARSET). X-GM-RAW knows from:,
+  to:, cc:, bcc:, subject:, label:, in:inbox, is:unread, is:read, is:starred, quoted
+  phrases and plain words, all ANDed; anything else (OR, -, has:, after:, ...) is answered
+  BAD. It matches substrings, as Dovecot does, where Gmail matches words; to: matches Cc
+  and Bcc recipients too, as Gmail's does. The front keeps
+  every X-GM-RAW query it served in ``raw_queries``.
+- Mail relayed by the Dovecot's submission service (``gmail_dovecot(users, relay_port)``
+  with ``GmailSmtp`` listening there) is filed in the sender's Sent Mail, as Gmail's SMTP
+  does, and delivered to the emulation's users (``smtp``).
 
 Commands that pass through (SELECT, STATUS, plain FETCH and SEARCH, ...) are Dovecot's
 answers: its own items (X-GUID, PREVIEW, SAVEDATE) are not hidden when a client asks.
@@ -51,15 +57,20 @@ APPEND to ``[Gmail]/Starred`` does not set \\Flagged.
 Not emulated (answered BAD or left out of CAPABILITY): IDLE, XLIST, COMPRESS, UTF8=ACCEPT,
 AUTHENTICATE, STARTTLS, STORE FLAGS without a sign, X-GM criteria mixed with other search
 keys, Gmail's expunge settings other than "trash" (and auto-expunge: \\Deleted mail waits
-for EXPUNGE, as with it off), Gmail's own conversation rules, sent mail arriving by SMTP.
+for EXPUNGE, as with it off), Gmail's own conversation rules.
 It is test infrastructure: every label query reads all folders, fine for dozens of
 messages, not for thousands.
 
 Modules: ``model`` (folders, labels, ids), ``wire`` (commands and literals), ``index`` (the
-second Dovecot session that finds, copies and expunges), ``front`` (the server).
+second Dovecot session that finds, copies and expunges), ``front`` (the server), ``smtp``
+(Gmail's SMTP side).
 """
 
 from bridge.demo.gmail.front import GmailFront
 from bridge.demo.gmail.model import ALL_MAIL, GMAIL_FOLDERS, SPAM, STARRED, TRASH, gmail_dovecot
+from bridge.demo.gmail.smtp import SENT_MAIL, GmailSmtp
 
-__all__ = ["ALL_MAIL", "GMAIL_FOLDERS", "SPAM", "STARRED", "TRASH", "GmailFront", "gmail_dovecot"]
+__all__ = [
+    "ALL_MAIL", "GMAIL_FOLDERS", "SENT_MAIL", "SPAM", "STARRED", "TRASH", "GmailFront",
+    "GmailSmtp", "gmail_dovecot",
+]  # fmt: skip

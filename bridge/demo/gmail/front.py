@@ -452,13 +452,19 @@ class _Session(socketserver.StreamRequestHandler):
         if not any(isinstance(p, bytes) and p.upper().startswith(b"X-GM-") for p in parts):
             self._forward(tag + b" " + rest)
             return
+        returning = b""
+        if len(parts) >= 2 and parts[0].upper() == b"RETURN" and isinstance(parts[1], list):
+            returning = b"RETURN (" + b" ".join(parts[1]) + b") "
+            parts = parts[2:]
         if len(parts) >= 2 and parts[0].upper() == b"CHARSET":
             parts = parts[2:]
         if len(parts) != 2 or not isinstance(parts[1], bytes) or self.selected is None:
             raise Refused("an X-GM search key must be the whole search, in a selected folder")
         key, value = parts[0].upper(), parts[1]
         if key == b"X-GM-RAW":
-            criteria, only = self._raw_criteria(value.decode("utf-8", "replace"))
+            query = value.decode("utf-8", "replace")
+            self.server.raw_queries.append(query)
+            criteria, only = self._raw_criteria(query)
         elif key == b"X-GM-LABELS":
             criteria, only = [], self._in_label(label_folder(value))
         elif key in (b"X-GM-MSGID", b"X-GM-THRID") and value.isdigit():
@@ -466,12 +472,10 @@ class _Session(socketserver.StreamRequestHandler):
         else:
             raise Refused(f"{key.decode('ascii', 'replace')} is not emulated")
         if only is not None:
-            if not only:
-                self._send(b"* SEARCH\r\n" + tag + b" OK Success\r\n")
-                return
-            criteria.append(b"UID " + format_sequence_set(only).encode())
+            # None of them: Dovecot still answers, in the form (SEARCH or ESEARCH) asked.
+            criteria.append(b"UID " + format_sequence_set(only).encode() if only else b"NOT ALL")
         prefix = b"UID " if uid else b""
-        command = b"SEARCH CHARSET UTF-8 " + b" ".join(criteria or [b"ALL"])
+        command = b"SEARCH " + returning + b"CHARSET UTF-8 " + b" ".join(criteria or [b"ALL"])
         self._forward(tag + b" " + prefix + command + b"\r\n")
 
     def _uids_here(self, keep: Callable[[str], bool]) -> list[int]:
@@ -492,7 +496,7 @@ class _Session(socketserver.StreamRequestHandler):
         """Gmail's search words as Dovecot SEARCH keys, and the UIDs label: allows."""
         criteria: list[bytes] = []
         only: set[int] | None = None
-        simple = {"from": b"FROM", "to": b"TO", "cc": b"CC", "subject": b"SUBJECT"}
+        simple = {"from": b"FROM", "cc": b"CC", "bcc": b"BCC", "subject": b"SUBJECT"}
         states = {"unread": b"UNSEEN", "read": b"SEEN", "starred": b"FLAGGED"}
         for match in _RAW_TERM.finditer(query):
             operator, phrase, word = match.group(1), match.group(2), match.group(3)
@@ -500,7 +504,11 @@ class _Session(socketserver.StreamRequestHandler):
             if operator is None and (value.upper() == "OR" or value.startswith(("-", "{", "("))):
                 raise Refused(f"X-GM-RAW: {value!r} is not emulated")
             operator = (operator or "").lower()
-            if operator in simple:
+            if operator == "to":
+                # Google: to: finds a recipient, and Gmail counts Cc and Bcc ones too.
+                text = quoted(value)
+                criteria.append(b"OR TO " + text + b" OR CC " + text + b" BCC " + text)
+            elif operator in simple:
                 criteria.append(simple[operator] + b" " + quoted(value))
             elif operator == "is" and value.lower() in states:
                 criteria.append(states[value.lower()])
@@ -525,6 +533,8 @@ class GmailFront(socketserver.ThreadingTCPServer):
         self.dovecot = dovecot
         # Every command served, in order: what tests count (list.append is atomic).
         self.served: list[Served] = []
+        # Every X-GM-RAW query served, in order: what a test reads to see what was asked.
+        self.raw_queries: list[str] = []
         super().__init__(("127.0.0.1", 0), _Session)
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 

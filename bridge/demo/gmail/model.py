@@ -49,9 +49,10 @@ def gm_id(guid: str) -> int:
     return int.from_bytes(hashlib.sha256(guid.encode()).digest()[:8], "big") >> 1
 
 
-def gmail_dovecot(users: dict[str, str]) -> Dovecot:
-    """A Dovecot with Gmail's folders (not started)."""
-    return Dovecot(users, special_folders=dict(GMAIL_FOLDERS))
+def gmail_dovecot(users: dict[str, str], relay_port: int | None = None) -> Dovecot:
+    """A Dovecot with Gmail's folders (not started); with ``relay_port``, its submission
+    service relays there (to a ``GmailSmtp``)."""
+    return Dovecot(users, special_folders=dict(GMAIL_FOLDERS), relay_port=relay_port)
 
 
 def normalized(folders: set[str]) -> set[str]:
