@@ -620,6 +620,17 @@ class ImapConnection:
         self._wire.run(b"UID STORE " + uids.encode("ascii") + action + names + b")").check()
 
     @_guarded
+    def store_labels(self, uids: str, labels: Sequence[str], *, add: bool) -> None:
+        """UID STORE +X-GM-LABELS / -X-GM-LABELS (Gmail's IMAP extensions): system labels
+        as atoms, user labels by name, through quoting.py."""
+        _check_sequence_set(uids)
+        if not labels:
+            return
+        names = b" ".join(quoting.gmail_label(label) for label in labels)
+        action = b" +X-GM-LABELS (" if add else b" -X-GM-LABELS ("
+        self._wire.run(b"UID STORE " + uids.encode("ascii") + action + names + b")").check()
+
+    @_guarded
     def copy(self, uids: str, destination: str) -> list[int]:
         """UID COPY; the UIDs the copies got, from COPYUID (RFC 4315 §3), or empty."""
         _check_sequence_set(uids)

@@ -4,8 +4,8 @@ imapclient's lexer reads quoted strings and atoms a character at a time in Pytho
 costs more than the server's answer when a first page brings headers, BODYSTRUCTURE and
 PREVIEW for fifty messages. This reader tokenizes with one regular expression and gives
 the same values as imapclient for FLAGS, MODSEQ, UID, RFC822.SIZE, INTERNALDATE,
-BODYSTRUCTURE, BODY[...] sections, PREVIEW and the object ids. Anything it does not
-recognise raises ValueError, and the caller falls back to imapclient.
+BODYSTRUCTURE, BODY[...] sections, PREVIEW, the object ids and Gmail's X-GM-LABELS.
+Anything it does not recognise raises ValueError, and the caller falls back to imapclient.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _TOKEN = re.compile(
 )
 _UNESCAPE = re.compile(rb"\\(.)")
 _KNOWN = {"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE", "BODYSTRUCTURE", "PREVIEW",
-          "X-GUID", "EMAILID", "THREADID", "X-GM-MSGID", "X-GM-THRID"}  # fmt: skip
+          "X-GUID", "EMAILID", "THREADID", "X-GM-MSGID", "X-GM-THRID", "X-GM-LABELS"}  # fmt: skip
 _INTERNALDATE = re.compile(
     rb" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"
 )

@@ -119,6 +119,15 @@ def special_use(attribute: str) -> bytes:
     return attribute.encode("ascii")
 
 
+def gmail_label(label: str) -> bytes:
+    """A label for Gmail's X-GM-LABELS: a system label (``\\Inbox``, ``\\Starred``) as its
+    atom, a user label by its name, encoded as ``mailbox_name`` encodes folder names (Gmail
+    names a label and its folder alike)."""
+    if _SPECIAL_USE.fullmatch(label):
+        return label.encode("ascii")
+    return mailbox_name(label)
+
+
 def header_field_name(name: str) -> bytes:
     """A header field name for HEADER.FIELDS: an atom when it is one, else quoted."""
     if not _FIELD_NAME.fullmatch(name):

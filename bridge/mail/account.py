@@ -30,6 +30,7 @@ from bridge.imap.pool import KEPT_OPEN, ConnectionPool
 from bridge.mail.flag_scan import FlagScans, Round
 from bridge.mail.folder_faults import mark_unreadable, refuses_folder
 from bridge.mail.freshness import Freshness
+from bridge.mail.gmail_labels import label_views
 from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store
@@ -315,11 +316,13 @@ class Account:
     def ensure_indexed(self) -> None:
         """Every folder indexed whole, now: what a query over the cache needs."""
         self.sync()
-        if not unindexed(self.cache):
-            return
-        if not self.user.indexer.wait(deadline.remaining()):
-            raise DeadlinePassed("indexing did not finish in time")
-        self.user.indexer.index_all(self.imap)
+        if unindexed(self.cache, self.imap):
+            if not self.user.indexer.wait(deadline.remaining()):
+                raise DeadlinePassed("indexing did not finish in time")
+            self.user.indexer.index_all(self.imap)
+        views = label_views(self.imap, self.cache.mailboxes())
+        if views is not None and views.behind():
+            self.sync(force=True)  # Gmail: All Mail indexed, its labels fill the views
 
     def sync_list(self) -> None:
         """Re-read only the folder list, after this request changed it upstream."""

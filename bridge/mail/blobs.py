@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from bridge.mail.gmail_labels import upstream_folder
 from bridge.mime import ParsedMessage, parse_header_block, parse_message
 from bridge.mime.params import MimeFields, mime_fields
 from bridge.mime.source import FileSource
@@ -148,7 +149,7 @@ def _located(account: BlobAccount, value: str) -> tuple[str, int, str | None] | 
     record = account.cache.mailbox(ref.mailbox_id) if ref is not None else None
     if ref is None or record is None:
         return None
-    return record.name, ref.uid, section
+    return upstream_folder(account.imap, account.cache, record), ref.uid, section
 
 
 class _Source:

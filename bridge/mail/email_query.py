@@ -26,6 +26,7 @@ from bridge.mail.common import (
     query_response,
     since_value,
 )
+from bridge.mail.gmail_labels import label_views, upstream_folder
 from bridge.mail.header_sort import header_sort_key, sort_keys_of
 from bridge.mail.sync import fetch_new, new_message, uid_set
 from bridge.store.cache import EMAIL
@@ -194,9 +195,13 @@ class FilterEvaluator:
             for mailbox_id in self.index.boxes.get(email_id, ())
         }
         found: set[str] = set()
-        for record in account.cache.mailboxes():
+        records = account.cache.mailboxes()
+        views = label_views(account.imap, records)
+        for record in records:
             if record.id not in folders or not record.selectable:
                 continue
+            if views is not None and views.is_view(record.id):
+                continue  # Gmail: its Emails are All Mail's, searched there
             account.open_folder(record.name)
             uids = account.imap.search(criteria, utf8=utf8)
             by_uid = self.index.by_mailbox.get(record.id, {})
@@ -269,7 +274,8 @@ class Sorter:
         # Descending is the server's REVERSE, which keeps its ties in sequence order
         # (RFC 5256 §3); the ranks count down so that the reversed sort restores it.
         ascending = comparator.get("isAscending", True)
-        account.open_folder(record.name)
+        # A Gmail label view's locations carry All Mail UIDs: All Mail sorts them.
+        account.open_folder(upstream_folder(account.imap, account.cache, record))
         uids = account.imap.sort(keys if ascending else b"REVERSE " + keys)
         by_uid = self.index.by_mailbox.get(self.mailbox_id, {})
         rank: dict[str, int] = {}
@@ -316,8 +322,9 @@ def _fast_page(account: Account, request: EmailQueryArgs) -> dict[str, Any] | No
         # Unknown, \Noselect, or a folder the upstream will not open: it holds nothing.
         return {"ids": [], "position": 0, "total": 0}
     if not record.indexed:
-        if not account.imap.has("SORT"):
-            return None
+        views = label_views(account.imap, account.cache.mailboxes())
+        if not account.imap.has("SORT") or (views is not None and views.is_view(mailbox_id)):
+            return None  # a Gmail label view is All Mail's to fill, never SELECTed
         return upstream_page(
             account, record, sort[0]["property"], sort[0].get("isAscending", True),
             request.position, request.limit,

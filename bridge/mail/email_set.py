@@ -25,6 +25,8 @@ from bridge.jmap.standard import CopyArgs, SetArgs, check_in_state
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id, open_blob
 from bridge.mail.common import account_of
+from bridge.mail.gmail_filing import GmailFiling, creation_plan
+from bridge.mail.gmail_labels import LabelViews, label_views
 from bridge.mail.identity import account_default
 from bridge.mail.setting import Refused, apply_each, attempt, patched
 from bridge.mail.spool import (
@@ -103,6 +105,15 @@ class EmailSetter:
         # happened, and then the method must not end in an error that says nothing did.
         self.changed_upstream = False
 
+    def _wrote(self) -> None:
+        self.changed_upstream = True
+
+    def _label_views(self) -> LabelViews | None:
+        """Gmail's label views (bridge.mail.gmail_labels); None on other servers."""
+        if self.account.imap.object_ids is not ObjectIds.GMAIL:
+            return None
+        return label_views(self.account.imap, self.cache.mailboxes())
+
     def run(self) -> dict[str, Any]:
         self.account.sync()
         old_state = self.cache.encode_state(self.cache.state(EMAIL))
@@ -132,7 +143,7 @@ class EmailSetter:
         unknown = sorted(k for k in obj if k not in CREATABLE and not k.startswith("header:"))
         if unknown:
             raise Refused("invalidProperties", "not settable on create", unknown)
-        targets, names = self._targets(obj.get("mailboxIds"))
+        targets, names, labels = self._targets(obj.get("mailboxIds"))
         keywords = _keyword_map(obj.get("keywords"))
         received = _received_at(obj.get("receivedAt"))
         with open_spool(self.account) as spool:
@@ -153,7 +164,7 @@ class EmailSetter:
                 raise Refused("tooLarge", f"the message's header is larger than {limit} octets")
             try:
                 return self._store_new(
-                    creation_id, spool, message_id, targets, names, keywords, received
+                    creation_id, spool, message_id, targets, names, keywords, received, labels
                 )
             except UpstreamUnavailable as exc:
                 if exc.timed_out or isinstance(exc, DeadlinePassed):
@@ -166,7 +177,7 @@ class EmailSetter:
                 # answer truly.
                 self.account.reconnect()
                 return self._created_after_all(creation_id, message_id, names[targets[0]],
-                                               targets[0])  # fmt: skip
+                                               targets[0], labels)  # fmt: skip
 
     @property
     def _domain(self) -> str | None:
@@ -186,12 +197,13 @@ class EmailSetter:
         return max(uids) if uids else None
 
     def _created_after_all(
-        self, creation_id: str, message_id: str, name: str, mailbox_id: str
+        self, creation_id: str, message_id: str, name: str, mailbox_id: str, labels: list[str]
     ) -> dict[str, Any]:
         uid = self._uid_of(message_id, name)
         if uid is None:
             raise Refused("serverFail", "the upstream connection was lost before the APPEND")
         self.account.sync(force=True)
+        self._put_labels(name, uid, labels)
         location = self.cache.locations(mailbox_id, uids=[uid]).get(uid)
         if location is None:
             raise Refused("serverFail", "the new Email could not be read back")
@@ -209,9 +221,11 @@ class EmailSetter:
         names: dict[str, str],
         keywords: set[str],
         received: datetime | None,
+        labels: list[str],
     ) -> dict[str, Any]:
-        """APPEND the spooled message to the first mailbox, COPY to the rest; the id comes
-        from APPENDUID, else from a search for its Message-ID."""
+        """APPEND the spooled message to the first mailbox, COPY to the rest (on Gmail:
+        put ``labels`` on it); the id comes from APPENDUID, else from a search for its
+        Message-ID."""
         imap = self.account.imap
         limit = imap.append_limit
         size = size_of(spool)
@@ -236,6 +250,7 @@ class EmailSetter:
             uid = self._appended_uid(message_id, names[targets[0]], flags)
         email_id = self._appended_email(targets[0], uid)
         self._refuse_duplicate(email_id, targets[0], names[targets[0]], uid)
+        self._put_labels(names[targets[0]], uid, labels)
         if targets[1:]:
             for other in targets[1:]:
                 self.account.open_folder(names[targets[0]], writable=True)
@@ -246,6 +261,14 @@ class EmailSetter:
         self.ctx.created_ids[creation_id] = record.id
         return {"id": record.id, "blobId": blob_id(record.id), "threadId": record.thread_id,
                 "size": record.size}  # fmt: skip
+
+    def _put_labels(self, name: str, uid: int, labels: list[str]) -> None:
+        """On Gmail, the labels a new message was asked into, on its All Mail UID."""
+        if not labels:
+            return
+        self.account.open_folder(name, writable=True)
+        self.account.imap.store_labels(str(uid), labels, add=True)
+        self.account.sync(force=True)
 
     def _appended_uid(self, message_id: str | None, name: str, flags: list[str]) -> int:
         """The UID of a message just appended where the upstream gave no APPENDUID: the
@@ -279,8 +302,10 @@ class EmailSetter:
         with two messages. Answered as RFC 8621 §4.8 lets a server that forbids duplicates
         (alreadyExists, existingId), and the message just appended is removed, exactly it,
         so that no second copy hides inside the existing Email. On Gmail a message APPENDed
-        to a label folder shows in All Mail as well, under the same X-GM-MSGID: no
-        duplicate."""
+        to a label folder shows in All Mail as well, under the same X-GM-MSGID, and in its
+        label views under the All Mail UID: no duplicate."""
+        locations = self.cache.email_locations(email_id)
+        views = self._label_views()
         shown_in_all = (
             {r.id for r in self.cache.mailboxes() if r.role == "all"}
             if self.account.imap.object_ids is ObjectIds.GMAIL
@@ -288,7 +313,7 @@ class EmailSetter:
         )
         others = [
             (mailbox, other)
-            for mailbox, uids in self.cache.email_locations(email_id).items()
+            for mailbox, uids in (locations if views is None else views.outside(locations)).items()
             for other in uids
             if (mailbox, other) != (mailbox_id, uid) and mailbox not in shown_in_all
         ]
@@ -299,14 +324,20 @@ class EmailSetter:
         self.account.sync(force=True)
         raise Refused("alreadyExists", "the account has this message already", existingId=email_id)
 
-    def _targets(self, boxes: Any) -> tuple[list[str], dict[str, str]]:
+    def _targets(self, boxes: Any) -> tuple[list[str], dict[str, str], list[str]]:
+        """Where a new message goes: the mailboxes to APPEND and COPY to, their names, and
+        on Gmail the labels to put on it (gmail_filing.creation_plan)."""
         if not isinstance(boxes, dict) or not boxes or any(v is not True for v in boxes.values()):
             raise Refused("invalidProperties", "an Email needs a mailbox", ["mailboxIds"])
         targets = sorted(self.ctx.resolve_creation_id(b) or b for b in boxes)
         names = {r.id: r.name for r in self.cache.mailboxes() if r.selectable}
         if not set(targets) <= set(names):
             raise Refused("invalidProperties", "no such mailbox", ["mailboxIds"])
-        return targets, names
+        views = self._label_views()
+        if views is None:
+            return targets, names, []
+        targets, labels = creation_plan(views, targets)
+        return targets, names, labels
 
     def import_one(self, creation_id: str, item: Any) -> dict[str, Any]:
         """Email/import (RFC 8621 §4.8): a stored blob becomes an Email, copied into a
@@ -316,7 +347,7 @@ class EmailSetter:
         unknown = sorted(set(item) - {"blobId", "mailboxIds", "keywords", "receivedAt"})
         if unknown:
             raise Refused("invalidProperties", "unknown EmailImport properties", unknown)
-        targets, names = self._targets(item.get("mailboxIds"))
+        targets, names, labels = self._targets(item.get("mailboxIds"))
         keywords = _keyword_map(item.get("keywords"))
         received = _received_at(item.get("receivedAt"))
         chunks = self._open_blob(item["blobId"])
@@ -333,8 +364,9 @@ class EmailSetter:
             received = received or _last_received(header)
             own = message_ids(header_fields(header).get("message-id", []))
             return self._store_new(
-                creation_id, spool, own[0] if own else None, targets, names, keywords, received
-            )
+                creation_id, spool, own[0] if own else None, targets, names, keywords, received,
+                labels,
+            )  # fmt: skip
 
     def _open_blob(self, value: str) -> Iterator[bytes] | None:
         return open_blob(self.account, value)
@@ -343,7 +375,7 @@ class EmailSetter:
         """mailbox id -> the UIDs of this Email there."""
         return self.cache.email_locations(email_id)
 
-    def _update(self, email_id: str, patch: Any) -> None:
+    def _update(self, email_id: str, patch: Any) -> dict[str, Any] | None:
         record = self.cache.emails([email_id]).get(email_id)
         if record is None:
             raise Refused("notFound", "no such Email")
@@ -367,9 +399,14 @@ class EmailSetter:
         if not targets <= set(names):
             raise Refused("invalidProperties", "no such mailbox", ["mailboxIds"])
         locations = self._locations(email_id)
-        self._store_keywords(locations, names, set(record.keywords), keywords)
-        self._file(locations, names, targets)
-        return None
+        views = self._label_views()
+        if views is None:
+            self._store_keywords(locations, names, set(record.keywords), keywords)
+            self._file(locations, names, targets)
+            return None
+        # Gmail: flags belong to the message, STOREd where it really is; labels by GmailFiling.
+        self._store_keywords(views.outside(locations), names, set(record.keywords), keywords)
+        return GmailFiling(self.account, views, self._wrote).file(locations, targets)
 
     def _store_keywords(
         self, locations: dict[str, list[int]], names: dict[str, str], old: set[str], new: set[str]
@@ -420,6 +457,9 @@ class EmailSetter:
         names = {r.id: r.name for r in self.cache.mailboxes()}
         locations = self._locations(email_id)
         if self.account.imap.object_ids is ObjectIds.GMAIL:
+            views = self._label_views()
+            if views is not None:
+                locations = views.outside(locations)  # a view's UIDs are All Mail's
             locations = self._into_gmail_trash(locations, names)
         for mailbox_id, uids in locations.items():
             self.account.open_folder(names[mailbox_id], writable=True)

@@ -19,6 +19,7 @@ from bridge.imap.flags import flags_to_keywords
 from bridge.imap.pool import KEPT_OPEN, ConnectionPool
 from bridge.mail.background import BackgroundThread
 from bridge.mail.folder_faults import mark_unreadable, refuses_folder
+from bridge.mail.gmail_labels import label_views
 from bridge.mail.sync import NEW_MESSAGE_ITEMS, new_message, uid_set
 from bridge.store.base import Store
 from bridge.store.records import FlagUpdate, FolderState, MailboxRecord
@@ -97,9 +98,15 @@ def index_folder(
         cache.set_synced(record.id, state)
 
 
-def unindexed(cache: Store) -> list[MailboxRecord]:
-    """Folders still to index, INBOX first."""
-    records = [r for r in cache.mailboxes() if r.selectable and not r.indexed]
+def unindexed(cache: Store, conn: ImapConnection) -> list[MailboxRecord]:
+    """Folders still to index, INBOX first; never Gmail's label views, which All Mail's
+    sync fills (bridge.mail.gmail_labels)."""
+    every = cache.mailboxes()
+    views = label_views(conn, every)
+    records = [
+        r for r in every
+        if r.selectable and not r.indexed and (views is None or not views.is_view(r.id))
+    ]  # fmt: skip
     return sorted(records, key=lambda r: (r.role != "inbox", r.name))
 
 
@@ -134,7 +141,9 @@ class BackgroundIndexer(BackgroundThread):
             self.state.running = False
 
     def index_all(self, conn: ImapConnection) -> None:
-        records = unindexed(self.cache)
+        records = unindexed(self.cache, conn)
+        # On Gmail INBOX is a label view, never opened (bridge.mail.gmail_labels).
+        keep_open = label_views(conn, self.cache.mailboxes()) is None
         for record in records:
             if self._stopping.is_set():
                 return
@@ -147,7 +156,7 @@ class BackgroundIndexer(BackgroundThread):
                     raise
                 with self.lock, self.cache.transaction():
                     self.cache.purge_orphans(mark_unreadable(self.cache, record, exc))
-        if records and conn.selected != KEPT_OPEN:
+        if records and keep_open and conn.selected != KEPT_OPEN:
             # Back in the pool with INBOX open, a request's STATUS of it costs Dovecot next
             # to nothing; closed, a scan of the folder (4 ms for 10,000 messages).
             conn.select(KEPT_OPEN)

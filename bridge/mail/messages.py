@@ -17,6 +17,7 @@ from typing import Any
 
 from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id, open_blob, split_blob_id
+from bridge.mail.gmail_labels import upstream_folder
 from bridge.mail.spool import open_spool
 from bridge.mail.sync import uid_set
 from bridge.mime import ParsedMessage, parse_message
@@ -42,7 +43,7 @@ def fetch_by_folder(
         record = account.cache.mailbox(mailbox_id)
         if record is None:
             continue
-        account.open_folder(record.name)
+        account.open_folder(upstream_folder(account.imap, account.cache, record))
         for uid, meta in imap.fetch_meta(uid_set(by_uid), extra=items).messages.items():
             if uid in by_uid:
                 fetched[by_uid[uid]] = meta.raw

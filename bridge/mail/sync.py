@@ -40,6 +40,7 @@ from bridge.mail.folder_faults import (
     without_contents,
 )
 from bridge.mail.folder_ids import SERVER_ID_PREFIX, has_server_id, minted_key, renamed_pairs
+from bridge.mail.gmail_labels import LabelPass, LabelViews, label_views
 from bridge.mail.roles import assign_roles
 from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
@@ -198,6 +199,8 @@ class Syncer:
         self.orphans: set[str] = set()
         self.modseq = conn.has("CONDSTORE") or conn.has("QRESYNC")
         self.qresync = conn.has("QRESYNC")
+        # On Gmail: All Mail and the label folders its sync fills (see gmail_labels).
+        self.labels: LabelViews | None = None
 
     def sync(self, foreground_limit: int = FOREGROUND_LIMIT) -> SyncReport:
         mailbox_state = self.cache.state(MAILBOX)
@@ -206,6 +209,11 @@ class Syncer:
         # changes keep counts right as they land.
         folders_changed = self.cache.state(MAILBOX) != mailbox_state
         records = [r for r in self.cache.mailboxes() if r.selectable]
+        self.labels = label_views(self.conn, records)
+        if self.labels is not None:
+            # Never SELECTed: All Mail's sync fills them.
+            records = [r for r in records if not self.labels.is_view(r.id)]
+            self._settle_views(self.labels)
         new = [r for r in records if not r.indexed]
         waiting = sum(r.status.messages for r in new if r.status is not None)
         if waiting > foreground_limit:
@@ -219,7 +227,7 @@ class Syncer:
         records.sort(key=lambda record: record.name == KEPT_OPEN)
         skipped: set[str] = set()  # folders found unreadable on the way
         for record in records:
-            if not self.needs_sync(record):
+            if not self.needs_sync(record) and not self._labels_behind(record):
                 continue
             try:
                 self._syncer_for(record).sync_folder(record, report)
@@ -359,6 +367,7 @@ class Syncer:
             selectable=listing.selectable and not cannot_read,
             rights=NO_RIGHTS if cannot_read else old.rights,
             status=status,
+            special_use=listing.special_use,
         )
 
     # -- one folder ---------------------------------------------------------------------
@@ -375,6 +384,42 @@ class Syncer:
         if record.status.modseq is None:
             return True  # without mod-sequences a flag change shows in no STATUS item
         return record.status != record.synced
+
+    def _labels_behind(self, record: MailboxRecord) -> bool:
+        """Whether ``record`` is All Mail, indexed, with label views to fill."""
+        views = self.labels
+        return (
+            views is not None
+            and record.id == views.all_mail.id
+            and record.indexed
+            and bool(views.behind())
+        )
+
+    def _settle_views(self, views: LabelViews) -> None:
+        """What All Mail's sync cannot do for the views: a view first seen empty is in step
+        as it is; while All Mail waits for the indexer, a view behind it is emptied (an
+        older bridge filled it from its own folder, under that folder's UIDs)."""
+        with self.cache.transaction():
+            if views.all_mail.indexed:
+                for view in views.first_seen_empty():
+                    self.cache.set_synced(view.id, views.all_mail.synced)
+                return
+            for view in views.behind():
+                if self.cache.location_count(view.id):
+                    self.orphans |= without_contents(self.cache, view.id)
+
+    def _label_pass(
+        self, record: MailboxRecord, selected: SelectResult, delta: _Delta
+    ) -> LabelPass | None:
+        """On Gmail, after All Mail's delta: the labels of what it names (of every
+        message while a view is behind)."""
+        views = self.labels
+        if views is None or record.id != views.all_mail.id:
+            return None
+        if views.behind():
+            return LabelPass.fetch(self.conn, views, None, delta.removed, selected.exists)
+        named = sorted({*delta.new, *delta.changed})
+        return LabelPass.fetch(self.conn, views, named, delta.removed, selected.exists)
 
     def _syncer_for(self, record: MailboxRecord) -> Syncer:
         """This syncer, or for a folder other than INBOX while this connection follows
@@ -468,9 +513,12 @@ class Syncer:
             selected.highestmodseq if self.modseq else None,
         )
         self.orphans.update(known[uid].email_id for uid in delta.removed if uid in known)
+        labels = self._label_pass(record, selected, delta)
         with self.cache.transaction():
             changed = self.cache.apply_folder_delta(record.id, delta.removed, flag_updates, added)
             self.cache.set_synced(record.id, state)
+            if labels is not None and self.labels is not None:
+                changed |= labels.apply(self.cache, self.labels, state)
         report.emails_changed += len(changed)
         log.debug(
             "synced %s: -%d ~%d +%d", record.name, len(delta.removed), len(flag_updates), len(added)

@@ -49,7 +49,8 @@ _MAILBOX_COLUMNS = (
     "id, upstream_key, name, delimiter, role, subscribed, selectable, sort_order, rights, "
     "status_uidvalidity, status_uidnext, status_messages, status_unseen, status_modseq, "
     "synced_uidvalidity, synced_uidnext, synced_messages, synced_unseen, synced_modseq, "
-    "total_emails, unread_emails, total_threads, unread_threads, index_uidvalidity"
+    "total_emails, unread_emails, total_threads, unread_threads, index_uidvalidity, "
+    "special_use"
 )
 _CHUNK = 500
 # Set to "1" (and checkpointed into the main file) while a process has the cache open, "0"
@@ -157,6 +158,7 @@ def _mailbox(row: sqlite3.Row) -> MailboxRecord:
         synced=_folder_state(row[14:19]),
         counts=Counts(*row[19:23]),
         index_uidvalidity=row[23],
+        special_use=row[24],
     )
 
 
@@ -517,12 +519,13 @@ class Cache:
 
     def add_mailbox(self, record: MailboxRecord) -> None:
         self._conn.execute(
-            f"INSERT INTO mailboxes({_MAILBOX_COLUMNS}) VALUES ({_marks(24)})",
+            f"INSERT INTO mailboxes({_MAILBOX_COLUMNS}) VALUES ({_marks(25)})",
             (
                 record.id, record.upstream_key, record.name, record.delimiter, record.role,
                 int(record.subscribed), int(record.selectable), record.sort_order,
                 record.rights, *_state_values(record.status), *_state_values(record.synced),
                 *msgspec.structs.astuple(record.counts), record.index_uidvalidity,
+                record.special_use,
             ),
         )  # fmt: skip
         self.log_created(MAILBOX, record.id)
@@ -535,11 +538,11 @@ class Cache:
             "UPDATE mailboxes SET upstream_key = ?, name = ?, delimiter = ?, role = ?, "
             "subscribed = ?, selectable = ?, sort_order = ?, rights = ?, "
             "status_uidvalidity = ?, status_uidnext = ?, status_messages = ?, "
-            "status_unseen = ?, status_modseq = ? WHERE id = ?",
+            "status_unseen = ?, status_modseq = ?, special_use = ? WHERE id = ?",
             (
                 new.upstream_key, new.name, new.delimiter, new.role, int(new.subscribed),
                 int(new.selectable), new.sort_order, new.rights, *_state_values(new.status),
-                old.id,
+                new.special_use, old.id,
             ),
         )  # fmt: skip
         visible = ("name", "delimiter", "role", "subscribed", "sort_order", "rights")
@@ -681,6 +684,34 @@ class Cache:
             for email_id in moved | flagged
             if self._refresh_email(email_id, email_id in moved)
         }
+
+    def mirror_locations(self, source_id: str, target_id: str, uids: Sequence[int]) -> set[str]:
+        """Make ``target``'s locations at ``uids`` copies of ``source``'s (Email, flags,
+        mod-sequence, date): how a folder that shows another's messages under the same
+        UIDs (a Gmail label, a view of All Mail) follows it. Returns the Emails that
+        changed."""
+        uids = sorted(set(uids))
+        self._note_threads_at(source_id, uids)
+        before = self.locations(target_id, uids=uids)
+        for chunk in _chunks(uids):
+            self._conn.execute(
+                "INSERT OR REPLACE INTO locations(mailbox_id, uid, email_id, flags, modseq, "
+                "received_at) SELECT ?, uid, email_id, flags, modseq, received_at "
+                f"FROM locations WHERE mailbox_id = ? AND uid IN ({_marks(len(chunk))})",
+                (target_id, source_id, *chunk),
+            )
+        after = self.locations(target_id, uids=uids)
+        moved = {
+            location.email_id
+            for uid, location in after.items()
+            if uid not in before or before[uid].email_id != location.email_id
+        }
+        flagged = {
+            location.email_id
+            for uid, location in after.items()
+            if uid in before and before[uid].keywords != location.keywords
+        }
+        return {e for e in moved | flagged if self._refresh_email(e, e in moved)}
 
     def _add_location(self, mailbox_id: str, message: NewMessage) -> tuple[str, bool]:
         """The Email at the new location, and whether it was created."""

@@ -38,6 +38,8 @@ class MailboxRecord(msgspec.Struct, frozen=True):
     # While a folder is not indexed whole (synced is None), the UIDVALIDITY of the
     # locations it already holds.
     index_uidvalidity: int | None = None
+    # Its SPECIAL-USE attribute as LIST gave it ("\\Flagged"); None without one.
+    special_use: str | None = None
 
     @property
     def indexed(self) -> bool:

@@ -143,6 +143,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE emails ADD COLUMN sort_subject TEXT;
     ALTER TABLE emails ADD COLUMN sent_at INTEGER;
     """,
+    """
+    -- The folder's SPECIAL-USE attribute as LIST gave it (RFC 6154, e.g. Flagged): what
+    -- names Gmail's system labels where no role does (bridge.mail.gmail_labels).
+    ALTER TABLE mailboxes ADD COLUMN special_use TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -50,7 +50,7 @@ from tests.integration.upstreams import Upstream, require_cyrus
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 NO_CONDSTORE = ("CONDSTORE", "QRESYNC")
-GMAIL_USERS = {"gina": "gina-pw", "gus": "gus-pw"}
+GMAIL_USERS = {"gina": "gina-pw", "gus": "gus-pw", "gail": "gail-pw"}
 
 
 def _require_dovecot() -> None:

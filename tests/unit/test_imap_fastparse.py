@@ -22,6 +22,9 @@ CASES = [
      b'("boundary" "a") NIL NIL NIL) PREVIEW NIL)'],
     [(b"(UID 3 BODY[HEADER.FIELDS (MESSAGE-ID SUBJECT)] {%d}" % len(HEADER), HEADER),
      b" FLAGS ())"],
+    [b'(UID 8 X-GM-MSGID 1278455344230334865 X-GM-LABELS (\\Inbox \\Sent Important '
+     b'"Muy Importante" 2024 "say \\"hi\\"" &AOk-t&AOk-) FLAGS ())'],
+    [b"(UID 2 X-GM-LABELS ())"],
     [b'(UID 4 BODYSTRUCTURE ("message" "rfc822" NIL NIL NIL "7bit" 50 ("date" "s" NIL NIL '
      b'NIL NIL NIL NIL NIL NIL) ("text" "plain" NIL NIL NIL "7bit" 5 1 NIL NIL NIL NIL) 3 '
      b'NIL NIL NIL NIL))'],

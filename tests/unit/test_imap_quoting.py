@@ -176,3 +176,24 @@ def test_header_field_name_rejects(name: str) -> None:
 def test_header_fields_item_needs_a_name() -> None:
     with pytest.raises(ValueError):
         quoting.header_fields_item([])
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("\\Inbox", b"\\Inbox"),  # a system label is an atom
+        ("\\Starred", b"\\Starred"),
+        ("Work", b'"Work"'),
+        ("Muy Importante", b'"Muy Importante"'),
+        ('say "hi"', b'"say \\"hi\\""'),
+        ("Entwürfe", b'"Entw&APw-rfe"'),  # modified UTF-7, as folder names
+        ("\\In box", b'"\\\\In box"'),  # not an atom: a user label, quoted
+    ],
+)
+def test_gmail_label(label: str, expected: bytes) -> None:
+    assert quoting.gmail_label(label) == expected
+
+
+def test_gmail_label_refuses_what_no_label_holds() -> None:
+    with pytest.raises(ValueError):
+        quoting.gmail_label("Work\r\nA1 DELETE INBOX")

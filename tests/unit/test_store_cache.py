@@ -312,3 +312,28 @@ def test_one_email_twice_in_one_delta_takes_the_keywords_of_both(cache: Cache) -
         cache.recount(None)
     assert {record.id: record.counts for record in cache.mailboxes()} == kept
     assert kept[inbox].total_emails == 1 and kept[inbox].unread_emails == 0
+
+
+def test_mirrored_locations_follow_their_source_and_keep_counts(cache: Cache) -> None:
+    all_mail = add_mailbox(cache, "All Mail", "all")
+    label = add_mailbox(cache, "Work")
+    with cache.transaction():
+        cache.apply_folder_delta(all_mail, added=[message(u, f"m{u}") for u in range(1, 5)])
+    start = cache.state(EMAIL)
+    with cache.transaction():
+        changed = cache.mirror_locations(all_mail, label, [2, 3])
+    assert set(cache.locations(label)) == {2, 3}
+    assert sorted(cache.changes(EMAIL, start, None).updated) == sorted(changed)
+    assert len(changed) == 2  # their mailboxIds grew
+    again = cache.state(EMAIL)
+    with cache.transaction():
+        assert cache.mirror_locations(all_mail, label, [2, 3]) == set()  # nothing moved
+        cache.apply_folder_delta(all_mail, flag_updates=[FlagUpdate(3, frozenset({"$seen"}))])
+        cache.mirror_locations(all_mail, label, [3])
+    assert cache.locations(label)[3].keywords == {"$seen"}
+    assert cache.changes(EMAIL, again, None).updated == [cache.locations(label)[3].email_id]
+    kept = {record.id: record.counts for record in cache.mailboxes()}
+    with cache.transaction():
+        cache.recount(None)
+    assert {record.id: record.counts for record in cache.mailboxes()} == kept
+    assert kept[label].total_emails == 2 and kept[label].unread_emails == 1

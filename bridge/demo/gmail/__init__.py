@@ -17,10 +17,13 @@ How the front maps Gmail's model onto Dovecot
   Dovecot's THREAD=REFERENCES (RFC 5256: references, then base subject) groups All Mail;
   as on Gmail, a thread is named after its first message. A message in Trash or Spam is
   its own thread here.
-- X-GM-LABELS: the folders holding a copy, All Mail left out: \\Inbox, \\Sent, \\Drafts,
+- X-GM-LABELS: the folders holding a copy, All Mail left out: \\Inbox, \\Sent, \\Draft,
   \\Important, \\Starred, \\Trash, \\Spam as atoms, user labels by their (modified UTF-7)
   folder name, quoted unless an atom, as in the document's example
   ``(\\Inbox \\Sent Important "Muy Importante")``.
+- A label change gives the message's All Mail copy a new MODSEQ, as on Gmail, where
+  labels are CONDSTORE data of the message (Dovecot's MODSEQ moves with a keyword the
+  front sets and clears there, and never shows).
 - STORE +X-GM-LABELS copies into the label's folder (creating it for a new user label),
   -X-GM-LABELS expunges the copy there, X-GM-LABELS (no sign) does both. \\Starred is the
   \\Flagged flag: adding or removing it sets or clears \\Flagged on every copy, and a flag

@@ -18,6 +18,7 @@ from bridge.demo.gmail.model import (
     ALL_MAIL,
     BINS,
     GMAIL_FOLDERS,
+    LABELS_CHANGED,
     STARRED,
     TRASH,
     folder_name,
@@ -45,6 +46,24 @@ _CAPABILITY_CODE = re.compile(rb"\[CAPABILITY [^\]]*\]")
 _FETCH_START = re.compile(rb"^\* (\d+) FETCH \(")
 _GM_ITEM = re.compile(rb" ?\bX-GM-(MSGID|THRID|LABELS)\b", re.IGNORECASE)
 _RAW_TERM = re.compile(r'(?:(\w+):)?(?:"([^"]*)"|(\S+))')
+# The front's own keyword (model.LABELS_CHANGED) wherever Dovecot lists flags.
+_LABELS_CHANGED = re.compile(
+    rb"(?<=\()" + re.escape(LABELS_CHANGED) + rb" ?| " + re.escape(LABELS_CHANGED)
+)
+
+
+def _without_own_keyword(unit: bytes) -> bytes:
+    return _LABELS_CHANGED.sub(b"", unit) if LABELS_CHANGED in unit else unit
+
+
+@dataclass(frozen=True)
+class Served:
+    """One command a client sent: whose session, the folder it was about (the one named
+    by SELECT, EXAMINE or STATUS, else the one selected) and its verb (FETCH for UID FETCH)."""
+
+    user: str | None
+    folder: str | None
+    verb: str
 
 
 @dataclass
@@ -70,6 +89,7 @@ class _Session(socketserver.StreamRequestHandler):
         self.up = self.upstream.makefile("rb")
         read_unit(self.up)  # Dovecot's greeting: the client gets Gmail's
         self.index: Index | None = None
+        self.user: str | None = None
         self.selected: str | None = None
         self.tags = 0
 
@@ -117,6 +137,7 @@ class _Session(socketserver.StreamRequestHandler):
         if uid:
             sub, _, args = args.partition(b" ")
             verb = sub.upper().strip()
+        self._note(verb, args)
         if verb == b"CAPABILITY":
             self._send(b"* CAPABILITY " + CAPABILITIES + b"\r\n" + tag + b" OK Success\r\n")
         elif verb == b"ID":
@@ -154,6 +175,13 @@ class _Session(socketserver.StreamRequestHandler):
             raise Refused(f"{rest.split()[0].decode('ascii', 'replace')} is not emulated")
         return False
 
+    def _note(self, verb: bytes, args: bytes) -> None:
+        folder = self.selected
+        if verb in (b"SELECT", b"EXAMINE", b"STATUS"):
+            with contextlib.suppress(Refused, IndexError):
+                folder = folder_name(tokens(args)[0])
+        self.server.served.append(Served(self.user, folder, verb.decode("ascii", "replace")))
+
     # -- talking to Dovecot --------------------------------------------------------------
 
     def _forward(self, command: bytes, inject: Callable[[int], bytes] | None = None) -> bytes:
@@ -162,6 +190,7 @@ class _Session(socketserver.StreamRequestHandler):
         tag = command.partition(b" ")[0]
         while True:
             unit = _CAPABILITY_CODE.sub(b"[CAPABILITY " + CAPABILITIES + b"]", read_unit(self.up))
+            unit = _without_own_keyword(unit)
             if unit.startswith(b"* CAPABILITY "):
                 unit = b"* CAPABILITY " + CAPABILITIES + b"\r\n"
             match = _FETCH_START.match(unit)
@@ -186,7 +215,7 @@ class _Session(socketserver.StreamRequestHandler):
             if keep(unit):
                 kept.append(unit)
             else:
-                self._send(unit)
+                self._send(_without_own_keyword(unit))
 
     def _rows(self, sequence: bytes, uid: bool) -> list[Row]:
         """The messages a sequence (or UID) set names in the selected folder."""
@@ -234,6 +263,7 @@ class _Session(socketserver.StreamRequestHandler):
         if reply.split(b" ")[1:2] == [b"OK"]:
             user, password = (p.decode() for p in parts)
             self.index = Index(self.server.dovecot, user, password)
+            self.user = user
 
     def _track_selection(self, verb: bytes, args: bytes, reply: bytes) -> None:
         if verb in (b"SELECT", b"EXAMINE"):
@@ -397,13 +427,16 @@ class _Session(socketserver.StreamRequestHandler):
 
     def _expunge(self, tag: bytes, rest: bytes, uids: bytes | None) -> None:
         folder = self.selected
-        doomed = self._deleted(uids) if folder in (ALL_MAIL, STARRED) else []
+        doomed = self._deleted(uids) if folder is not None and folder not in BINS else []
         if doomed and folder == ALL_MAIL:
             # Gmail keeps what leaves the last folder that showed it: the Trash takes it.
             self._index.settle({row.guid: {TRASH} for row in doomed})
-        elif doomed:
+        elif doomed and folder == STARRED:
             self._index.set_flags({row.guid for row in doomed}, [b"\\Flagged"], add=False)
         self._forward(tag + b" " + rest)
+        if doomed and folder != ALL_MAIL:
+            # Expunged from a label folder: that label is off the message.
+            self._index.labels_changed({row.guid for row in doomed})
 
     def _append(self, tag: bytes, rest: bytes, args: bytes) -> None:
         target = folder_name(tokens(args)[0])
@@ -498,6 +531,8 @@ class GmailFront(socketserver.ThreadingTCPServer):
 
     def __init__(self, dovecot: Dovecot) -> None:
         self.dovecot = dovecot
+        # Every command served, in order: what tests count (list.append is atomic).
+        self.served: list[Served] = []
         # Every X-GM-RAW query served, in order: what a test reads to see what was asked.
         self.raw_queries: list[str] = []
         super().__init__(("127.0.0.1", 0), _Session)

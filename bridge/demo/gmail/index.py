@@ -10,7 +10,7 @@ from typing import Any
 from imapclient import IMAPClient
 
 from bridge.demo.dovecot import Dovecot
-from bridge.demo.gmail.model import ALL_MAIL, gm_id
+from bridge.demo.gmail.model import ALL_MAIL, LABELS_CHANGED, gm_id
 
 
 class Index:
@@ -93,6 +93,22 @@ class Index:
             self.client.select_folder(folder)
             self.client.add_flags(uids, [b"\\Deleted"], silent=True)
             self.client.expunge(uids)
+        relabelled = {
+            guid for guid, folders in wanted.items() if folders != set(where.get(guid, {}))
+        }
+        self.labels_changed(relabelled)
+
+    def labels_changed(self, guids: set[str]) -> None:
+        """Give the All Mail copies of relabelled messages a new MODSEQ, as Gmail does (a
+        label change is a CONDSTORE change of the message): Dovecot knows nothing of
+        labels, so a keyword set and cleared again moves the mod-sequence."""
+        if not guids:
+            return
+        uids = [uid for guid, uid in self.guids(ALL_MAIL).items() if guid in guids]
+        if uids:
+            self.client.select_folder(ALL_MAIL)
+            self.client.add_flags(uids, [LABELS_CHANGED], silent=True)
+            self.client.remove_flags(uids, [LABELS_CHANGED], silent=True)
 
     def undelete(self, folder: str, guids: set[str]) -> None:
         """Copies made from a message marked \\Deleted (expunged from All Mail) must not

@@ -16,6 +16,9 @@ TRASH = "[Gmail]/Trash"
 SPAM = "[Gmail]/Spam"
 STARRED = "[Gmail]/Starred"
 BINS = {TRASH, SPAM}
+# The keyword the front sets and clears on a relabelled message's All Mail copy, so that its
+# MODSEQ moves as Gmail's does; left out of every answer the client gets.
+LABELS_CHANGED = b"$XGmLabelsChanged"
 # The folders Dovecot creates at login, with their SPECIAL-USE attribute.
 GMAIL_FOLDERS = {
     ALL_MAIL: "\\All",
@@ -30,7 +33,7 @@ GMAIL_FOLDERS = {
 SYSTEM_LABELS = {
     "\\Inbox": "INBOX",
     "\\Sent": "[Gmail]/Sent Mail",
-    "\\Drafts": "[Gmail]/Drafts",
+    "\\Draft": "[Gmail]/Drafts",
     "\\Important": "[Gmail]/Important",
     "\\Starred": STARRED,
     "\\Trash": TRASH,
@@ -66,8 +69,9 @@ def folder_name(raw: bytes) -> str:
 
 
 def label_folder(label: bytes) -> str:
+    text = label.decode("utf-8", "replace").lower()
     for name, folder in SYSTEM_LABELS.items():
-        if label.decode("utf-8", "replace").lower() == name.lower():
+        if text == name.lower() or (text == "\\drafts" and name == "\\Draft"):
             return folder
     return folder_name(label)
 
