@@ -18,7 +18,8 @@ from pathlib import Path
 
 import msgspec
 
-from bridge.store import health
+from bridge.store import email_query, health
+from bridge.store.email_query import Clause, OrderKey
 from bridge.store.ids import derive_id, random_token
 from bridge.store.records import (
     ChangeSet,
@@ -26,6 +27,7 @@ from bridge.store.records import (
     EmailRecord,
     FlagUpdate,
     FolderState,
+    HeaderText,
     Location,
     MailboxRecord,
     MessageRef,
@@ -164,6 +166,12 @@ def _sort_values(keys: SortKeys | None) -> tuple[str | int | None, ...]:
     if keys is None:
         return (None, None, None, None)
     return (keys.from_, keys.to, keys.subject, keys.sent_at)
+
+
+def _header_values(text: HeaderText | None) -> tuple[str | None, ...]:
+    if text is None:
+        return (None,) * 5
+    return (text.from_, text.to, text.cc, text.bcc, text.subject)
 
 
 def _keywords_text(keywords: Iterable[str]) -> str:
@@ -714,6 +722,15 @@ class Cache:
                 message.summary, *_sort_values(message.sort_keys),
             ),
         )  # fmt: skip
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO email_keywords(keyword, email_id) VALUES (?, ?)",
+            [(keyword, email_id) for keyword in message.keywords],
+        )
+        self._conn.execute(
+            "INSERT OR REPLACE INTO header_text(email_id, from_text, to_text, cc_text, "
+            "bcc_text, subject_text) VALUES (?, ?, ?, ?, ?, ?)",
+            (email_id, *_header_values(message.header_text)),
+        )
         self.log_created(EMAIL, email_id)
         return email_id, True
 
@@ -793,6 +810,11 @@ class Cache:
             "UPDATE emails SET keywords = ?, unread = ? WHERE id = ?",
             (text, int(_is_unread(keywords)), email_id),
         )
+        self._conn.execute("DELETE FROM email_keywords WHERE email_id = ?", (email_id,))
+        self._conn.executemany(
+            "INSERT INTO email_keywords(keyword, email_id) VALUES (?, ?)",
+            [(keyword, email_id) for keyword in keywords],
+        )
         self.log_updated(EMAIL, email_id)
         return True
 
@@ -810,6 +832,8 @@ class Cache:
             if row is None:
                 continue
             self._conn.execute("DELETE FROM emails WHERE id = ?", (email_id,))
+            self._conn.execute("DELETE FROM email_keywords WHERE email_id = ?", (email_id,))
+            self._conn.execute("DELETE FROM header_text WHERE email_id = ?", (email_id,))
             self.log_destroyed(EMAIL, email_id)
             self._thread_lost_email(row[0])
             destroyed.add(email_id)
@@ -1084,3 +1108,72 @@ class Cache:
         """(Email id, mailbox id, uid) of every location."""
         with self._lock:
             return self._conn.execute("SELECT email_id, mailbox_id, uid FROM locations").fetchall()
+
+    # -- Email/query (bridge.store.email_query) -----------------------------------------
+
+    def query_page(
+        self,
+        where: Clause,
+        order: Sequence[OrderKey],
+        *,
+        collapse: bool = False,
+        ranks: dict[str, int] | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[str]:
+        """The matching Emails' ids in ``order``, from ``offset``, at most ``limit``."""
+        sql, params = email_query.select_ids(
+            where, order, collapse=collapse, ranks=ranks, offset=offset, limit=limit
+        )
+        with self._lock:
+            return [row[0] for row in self._conn.execute(sql, params)]
+
+    def query_count(self, where: Clause, *, collapse: bool = False) -> int:
+        sql, params = email_query.count(where, collapse=collapse)
+        with self._lock:
+            return int(self._conn.execute(sql, params).fetchone()[0])
+
+    def query_folders(self, where: Clause) -> set[str]:
+        """The folders holding a copy of a matching Email."""
+        sql, params = email_query.folders_holding(where)
+        with self._lock:
+            return {row[0] for row in self._conn.execute(sql, params)}
+
+    def query_uids(self, mailbox_id: str, where: Clause) -> list[int]:
+        """The UIDs in one folder of the matching Emails."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT l.uid FROM locations l JOIN emails e ON e.id = l.email_id "
+                f"WHERE l.mailbox_id = ? AND ({where.sql}) ORDER BY l.uid",
+                (mailbox_id, *where.params),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def query_without_sort_keys(self, where: Clause) -> list[str]:
+        """The matching Emails whose header sort keys are not made yet."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT e.id FROM emails e WHERE e.sort_subject IS NULL AND ({where.sql})",
+                where.params,
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def without_header_text(self, mailbox_id: str, limit: int) -> list[int]:
+        """UIDs in a folder whose Email the header index does not know yet."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT l.uid FROM header_text h JOIN locations l ON l.email_id = h.email_id "
+                "WHERE h.subject_text IS NULL AND l.mailbox_id = ? ORDER BY l.uid DESC LIMIT ?",
+                (mailbox_id, limit),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def set_header_texts(self, mailbox_id: str, texts: dict[int, HeaderText]) -> None:
+        """The header index's keys of messages by UID: immutable, no change to log."""
+        with self._lock:
+            self._conn.executemany(
+                "UPDATE header_text SET from_text = ?, to_text = ?, cc_text = ?, bcc_text = ?, "
+                "subject_text = ? WHERE email_id = "
+                "(SELECT email_id FROM locations WHERE mailbox_id = ? AND uid = ?)",
+                [(*_header_values(text), mailbox_id, uid) for uid, text in texts.items()],
+            )

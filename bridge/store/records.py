@@ -76,6 +76,17 @@ class SortKeys(msgspec.Struct, frozen=True):
     sent_at: int | None
 
 
+class HeaderText(msgspec.Struct, frozen=True):
+    """A message's From, To, Cc, Bcc and Subject as the header index keeps them
+    (bridge.mail.header_text)."""
+
+    from_: str
+    to: str
+    cc: str
+    bcc: str
+    subject: str
+
+
 class NewMessage(msgspec.Struct, frozen=True):
     """A message seen for the first time in a folder, as the sync core fetched it."""
 
@@ -93,6 +104,8 @@ class NewMessage(msgspec.Struct, frozen=True):
     summary: bytes | None = None
     # Made from the summary, with it.
     sort_keys: SortKeys | None = None
+    # The header index's keys; None when the FETCH did not bring the fields.
+    header_text: HeaderText | None = None
 
 
 class FlagUpdate(msgspec.Struct, frozen=True):

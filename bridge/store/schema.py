@@ -143,6 +143,39 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE emails ADD COLUMN sort_subject TEXT;
     ALTER TABLE emails ADD COLUMN sent_at INTEGER;
     """,
+    """
+    -- Email/query in SQL (bridge.store.email_query). Each keyword of an Email, so that
+    -- hasKeyword and the thread-keyword conditions are index lookups; kept with
+    -- emails.keywords by the cache; filled here from it (split at the spaces).
+    CREATE TABLE email_keywords (
+        keyword TEXT NOT NULL,
+        email_id TEXT NOT NULL,
+        PRIMARY KEY (keyword, email_id)
+    ) WITHOUT ROWID;
+    WITH RECURSIVE split(email_id, word, rest) AS (
+        SELECT id, '', keywords || ' ' FROM emails
+        UNION ALL
+        SELECT email_id, substr(rest, 1, instr(rest, ' ') - 1), substr(rest, instr(rest, ' ') + 1)
+        FROM split WHERE rest <> ''
+    )
+    INSERT OR IGNORE INTO email_keywords(keyword, email_id)
+        SELECT word, email_id FROM split WHERE word <> '';
+    -- Newest first across folders, and receivedAt ranges.
+    CREATE INDEX emails_received ON emails(received_at, id);
+    -- What Email/query's from/to/cc/bcc/subject conditions narrow by before the upstream
+    -- confirms (bridge.mail.header_text): each field decoded, case-folded, letters and
+    -- digits only. NULL columns: not known yet (a cache from before this table; the
+    -- background indexer fills them), and such an Email is always a candidate.
+    CREATE TABLE header_text (
+        email_id TEXT PRIMARY KEY,
+        from_text TEXT,
+        to_text TEXT,
+        cc_text TEXT,
+        bcc_text TEXT,
+        subject_text TEXT
+    ) WITHOUT ROWID;
+    INSERT INTO header_text(email_id) SELECT id FROM emails;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,242 @@
+"""Email/query over the cache in SQL: filters as WHERE clauses on ``emails e``, sorts as
+ORDER BY keys, so that a page costs what the answer costs and not a load of the account.
+
+The mail layer builds a ``Clause`` tree from a checked JMAP filter (bridge.mail.email_query)
+and resolves what the cache cannot decide (text searched upstream, hasAttachment from the
+summaries) into sets of Email ids (``among``) first. Every clause is a boolean SQL
+expression with its parameters; no client string is ever spliced into the SQL text.
+
+Which index serves what: a folder is ``locations``' primary key, a keyword
+``email_keywords``' (keyword, email_id), receivedAt and the newest-first order the
+``emails_received`` index; thread keywords join those through ``emails_thread``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+import msgspec
+
+
+class Clause(msgspec.Struct, frozen=True):
+    """A boolean SQL expression over the row ``e`` of ``emails``, and its parameters."""
+
+    sql: str
+    params: tuple[object, ...] = ()
+
+
+class OrderKey(msgspec.Struct, frozen=True):
+    """An ORDER BY term over ``e`` (and ``r``, the upstream's ranks), and its parameters."""
+
+    sql: str
+    ascending: bool = True
+    params: tuple[object, ...] = ()
+
+
+TRUE = Clause("1")
+FALSE = Clause("0")
+# What every order ends with: newest first, then by id, so equal keys keep a fixed order.
+NEWEST_FIRST = (OrderKey("e.received_at", False), OrderKey("e.id", False))
+
+_HAS_KEYWORD = "SELECT email_id FROM email_keywords WHERE keyword = ?"
+_THREADS_WITH = (
+    "SELECT t.thread_id FROM email_keywords k JOIN emails t ON t.id = k.email_id "
+    "WHERE k.keyword = ?"
+)
+_THREADS_WITHOUT = f"SELECT thread_id FROM emails WHERE id NOT IN ({_HAS_KEYWORD})"
+
+
+def in_mailbox(mailbox_id: str) -> Clause:
+    return Clause("e.id IN (SELECT email_id FROM locations WHERE mailbox_id = ?)", (mailbox_id,))
+
+
+def in_mailbox_other_than(mailbox_ids: Sequence[str]) -> Clause:
+    """A copy in some folder outside ``mailbox_ids``."""
+    return Clause(
+        "EXISTS (SELECT 1 FROM locations l WHERE l.email_id = e.id "
+        "AND l.mailbox_id NOT IN (SELECT value FROM json_each(?)))",
+        (json.dumps(list(mailbox_ids)),),
+    )
+
+
+def received_before(seconds: int) -> Clause:
+    return Clause("e.received_at < ?", (seconds,))
+
+
+def received_since(seconds: int) -> Clause:
+    return Clause("e.received_at >= ?", (seconds,))
+
+
+def size_at_least(size: int) -> Clause:
+    return Clause("e.size >= ?", (size,))
+
+
+def size_below(size: int) -> Clause:
+    return Clause("e.size < ?", (size,))
+
+
+def has_keyword(keyword: str) -> Clause:
+    return Clause(f"e.id IN ({_HAS_KEYWORD})", (keyword,))
+
+
+def some_in_thread_have(keyword: str) -> Clause:
+    return Clause(f"e.thread_id IN ({_THREADS_WITH})", (keyword,))
+
+
+def all_in_thread_have(keyword: str) -> Clause:
+    return Clause(f"e.thread_id NOT IN ({_THREADS_WITHOUT})", (keyword,))
+
+
+def among(email_ids: Iterable[str]) -> Clause:
+    """The Emails of a set found elsewhere (an upstream SEARCH, the summaries)."""
+    ids = sorted(set(email_ids))
+    if not ids:
+        return FALSE
+    return Clause("e.id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
+
+
+def all_of(clauses: Iterable[Clause]) -> Clause:
+    parts = [c for c in clauses if c != TRUE]
+    if FALSE in parts:
+        return FALSE
+    if not parts:
+        return TRUE
+    if len(parts) == 1:
+        return parts[0]
+    return Clause(
+        " AND ".join(f"({c.sql})" for c in parts), tuple(p for c in parts for p in c.params)
+    )
+
+
+def any_of(clauses: Iterable[Clause]) -> Clause:
+    parts = [c for c in clauses if c != FALSE]
+    if TRUE in parts:
+        return TRUE
+    if not parts:
+        return FALSE
+    if len(parts) == 1:
+        return parts[0]
+    return Clause(
+        " OR ".join(f"({c.sql})" for c in parts), tuple(p for c in parts for p in c.params)
+    )
+
+
+def negation(clause: Clause) -> Clause:
+    if clause == TRUE:
+        return FALSE
+    if clause == FALSE:
+        return TRUE
+    return Clause(f"NOT ({clause.sql})", clause.params)
+
+
+# -- sort keys ---------------------------------------------------------------------------
+
+
+def by_column(column: str, ascending: bool) -> OrderKey:
+    """receivedAt, size, or one of the header sort keys the cache keeps."""
+    sql = {
+        "receivedAt": "e.received_at",
+        "size": "e.size",
+        "from": "e.sort_from",
+        "to": "e.sort_to",
+        "subject": "e.sort_subject",
+        # RFC 5256 §3: a message without a usable Date sorts by its INTERNALDATE.
+        "sentAt": "COALESCE(e.sent_at, e.received_at)",
+    }[column]
+    return OrderKey(sql, ascending)
+
+
+def by_keyword(keyword: str, ascending: bool) -> OrderKey:
+    return OrderKey(f"e.id IN ({_HAS_KEYWORD})", ascending, (keyword,))
+
+
+def by_thread_keyword(keyword: str, every: bool, ascending: bool) -> OrderKey:
+    if every:
+        return OrderKey(f"e.thread_id NOT IN ({_THREADS_WITHOUT})", ascending, (keyword,))
+    return OrderKey(f"e.thread_id IN ({_THREADS_WITH})", ascending, (keyword,))
+
+
+def by_rank(missing: int) -> OrderKey:
+    """The upstream's order (``ranks`` of ``select``); an Email it did not place sorts after."""
+    return OrderKey("COALESCE(r.rank, ?)", True, (missing,))
+
+
+# -- the statements ----------------------------------------------------------------------
+
+
+def _order(keys: Sequence[OrderKey], prefix: str = "") -> tuple[str, tuple[object, ...]]:
+    terms = [f"{prefix}{k.sql} {'ASC' if k.ascending else 'DESC'}" for k in keys]
+    return ", ".join(terms), tuple(p for k in keys for p in k.params)
+
+
+def select_ids(
+    where: Clause,
+    order: Sequence[OrderKey],
+    *,
+    collapse: bool,
+    ranks: dict[str, int] | None,
+    offset: int,
+    limit: int | None,
+) -> tuple[str, tuple[object, ...]]:
+    """The statement for a page of the result: ids in order. With ``collapse``, each
+    thread keeps only its first Email in that order (RFC 8621 §4.4.3)."""
+    keys = [*order, *NEWEST_FIRST]
+    join, prelude, prelude_params = "", "", ()
+    if ranks is not None:
+        # Materialized, the ranks get an automatic index for the join.
+        join = "LEFT JOIN ranks r ON r.email_id = e.id"
+        prelude = (
+            "WITH ranks(email_id, rank) AS MATERIALIZED (SELECT key, value FROM json_each(?)) "
+        )
+        prelude_params = (json.dumps(ranks),)
+    order_sql, order_params = _order(keys)
+    window = (limit if limit is not None else -1, offset)
+    if not collapse:
+        sql = (
+            f"{prelude}SELECT e.id FROM emails e {join} WHERE {where.sql} "
+            f"ORDER BY {order_sql} LIMIT ? OFFSET ?"
+        )
+        return sql, (*prelude_params, *where.params, *order_params, *window)
+    columns = ", ".join(f"{k.sql} AS k{i}" for i, k in enumerate(keys))
+    column_params = tuple(p for k in keys for p in k.params)
+    outer = ", ".join(f"k{i} {'ASC' if k.ascending else 'DESC'}" for i, k in enumerate(keys))
+    sql = (
+        f"{prelude}SELECT id FROM (SELECT e.id AS id, {columns}, ROW_NUMBER() OVER "
+        f"(PARTITION BY e.thread_id ORDER BY {order_sql}) AS n FROM emails e {join} "
+        f"WHERE {where.sql}) WHERE n = 1 ORDER BY {outer} LIMIT ? OFFSET ?"
+    )
+    return sql, (*prelude_params, *column_params, *order_params, *where.params, *window)
+
+
+def count(where: Clause, *, collapse: bool) -> tuple[str, tuple[object, ...]]:
+    what = "COUNT(DISTINCT e.thread_id)" if collapse else "COUNT(*)"
+    return f"SELECT {what} FROM emails e WHERE {where.sql}", where.params
+
+
+def folders_holding(where: Clause) -> tuple[str, tuple[object, ...]]:
+    """The folders with a copy of a matching Email: where an upstream SEARCH must look."""
+    return (
+        "SELECT m.id FROM mailboxes m WHERE EXISTS (SELECT 1 FROM locations l "
+        f"JOIN emails e ON e.id = l.email_id WHERE l.mailbox_id = m.id AND ({where.sql}))",
+        where.params,
+    )
+
+
+_HEADER_COLUMNS = {
+    "from": "from_text", "to": "to_text", "cc": "cc_text", "bcc": "bcc_text",
+    "subject": "subject_text",
+}  # fmt: skip
+
+
+def header_may_hold(field: str, keys: Sequence[str]) -> Clause:
+    """Emails whose indexed ``field`` holds every key, and those not indexed yet: the
+    candidates an upstream SEARCH of the field must confirm (bridge.mail.header_text)."""
+    if not keys:
+        return TRUE
+    column = f"h.{_HEADER_COLUMNS[field]}"
+    holds = " AND ".join(f"instr({column}, ?) > 0" for _ in keys)
+    return Clause(
+        f"e.id IN (SELECT h.email_id FROM header_text h WHERE {column} IS NULL OR ({holds}))",
+        tuple(keys),
+    )
