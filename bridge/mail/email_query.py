@@ -30,7 +30,7 @@ from bridge.mail.common import (
     since_value,
 )
 from bridge.mail.header_sort import make_sort_keys
-from bridge.mail.header_text import INDEXED_FIELDS, search_key
+from bridge.mail.header_text import INDEXED_FIELDS, INEXACT_BIT, narrowing_key, token_word
 from bridge.mail.sync import fetch_new, new_message, uid_set
 from bridge.store import email_query as sql
 from bridge.store.base import Store
@@ -135,7 +135,8 @@ class FilterPlanner:
 
     def _search(self, name: str, value: Any, candidates: Clause) -> Clause:
         """The Emails among ``candidates`` the upstream finds, folder by folder. For an
-        indexed header field only the UIDs the header index leaves are searched."""
+        indexed header field, the header index answers for itself where it is exact, and
+        the upstream searches only the UIDs it leaves undecided (bridge.mail.header_text)."""
         account = self.account
         try:
             plan = plan_search({name: value}, capabilities=account.imap.capabilities)
@@ -143,9 +144,20 @@ class FilterPlanner:
             raise MethodError("unsupportedFilter", str(exc)) from exc
         except InvalidFilter as exc:
             raise MethodError("invalidArguments", str(exc)) from exc
+        decided = sql.FALSE
         if name in INDEXED_FIELDS:
-            keys = [key for token in tokens(value) if (key := search_key(token))]
-            candidates = sql.all_of([candidates, sql.header_may_hold(name, keys)])
+            searched = tokens(value)
+            if not searched:
+                return sql.TRUE
+            words = [token_word(token) for token in searched]
+            exact_known = all(word is not None for word in words)
+            if exact_known:
+                decided = sql.header_holds(name, INEXACT_BIT[name], [w or "" for w in words])
+            keys = [narrowing_key(token) for token in searched]
+            candidates = sql.all_of([
+                candidates,
+                sql.header_may_hold(name, INEXACT_BIT[name], keys, exact_known=exact_known),
+            ])  # fmt: skip
         found: set[str] = set()
         for record in account.cache.mailboxes():
             if not record.selectable:
@@ -161,7 +173,7 @@ class FilterPlanner:
             account.open_folder(record.name)
             hits = account.imap.search(criteria, utf8=plan.needs_utf8)
             found |= account.cache.uids_to_emails(record.id, hits)
-        return sql.among(found)
+        return sql.any_of([decided, sql.among(found)])
 
 
 def _cache_condition(name: str, value: Any) -> Clause:

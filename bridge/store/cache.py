@@ -168,10 +168,10 @@ def _sort_values(keys: SortKeys | None) -> tuple[str | int | None, ...]:
     return (keys.from_, keys.to, keys.subject, keys.sent_at)
 
 
-def _header_values(text: HeaderText | None) -> tuple[str | None, ...]:
+def _header_values(text: HeaderText | None) -> tuple[str | int | None, ...]:
     if text is None:
-        return (None,) * 5
-    return (text.from_, text.to, text.cc, text.bcc, text.subject)
+        return (None,) * 6
+    return (text.from_, text.to, text.cc, text.bcc, text.subject, text.inexact)
 
 
 def _keywords_text(keywords: Iterable[str]) -> str:
@@ -728,7 +728,7 @@ class Cache:
         )
         self._conn.execute(
             "INSERT OR REPLACE INTO header_text(email_id, from_text, to_text, cc_text, "
-            "bcc_text, subject_text) VALUES (?, ?, ?, ?, ?, ?)",
+            "bcc_text, subject_text, inexact) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (email_id, *_header_values(message.header_text)),
         )
         self.log_created(EMAIL, email_id)
@@ -1163,7 +1163,7 @@ class Cache:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT l.uid FROM header_text h JOIN locations l ON l.email_id = h.email_id "
-                "WHERE h.subject_text IS NULL AND l.mailbox_id = ? ORDER BY l.uid DESC LIMIT ?",
+                "WHERE h.inexact IS NULL AND l.mailbox_id = ? ORDER BY l.uid DESC LIMIT ?",
                 (mailbox_id, limit),
             ).fetchall()
         return [row[0] for row in rows]
@@ -1173,7 +1173,7 @@ class Cache:
         with self._lock:
             self._conn.executemany(
                 "UPDATE header_text SET from_text = ?, to_text = ?, cc_text = ?, bcc_text = ?, "
-                "subject_text = ? WHERE email_id = "
+                "subject_text = ?, inexact = ? WHERE email_id = "
                 "(SELECT email_id FROM locations WHERE mailbox_id = ? AND uid = ?)",
                 [(*_header_values(text), mailbox_id, uid) for uid, text in texts.items()],
             )

@@ -229,14 +229,26 @@ _HEADER_COLUMNS = {
 }  # fmt: skip
 
 
-def header_may_hold(field: str, keys: Sequence[str]) -> Clause:
-    """Emails whose indexed ``field`` holds every key, and those not indexed yet: the
-    candidates an upstream SEARCH of the field must confirm (bridge.mail.header_text)."""
-    if not keys:
-        return TRUE
+def header_holds(field: str, bit: int, words: Sequence[str]) -> Clause:
+    """Emails whose indexed ``field`` is exact (``bit`` clear) and has each of ``words``
+    within one of its words: the cache's own answer (bridge.mail.header_text)."""
     column = f"h.{_HEADER_COLUMNS[field]}"
-    holds = " AND ".join(f"instr({column}, ?) > 0" for _ in keys)
+    holds = "".join(f" AND instr({column}, ?) > 0" for _ in words)
     return Clause(
-        f"e.id IN (SELECT h.email_id FROM header_text h WHERE {column} IS NULL OR ({holds}))",
-        tuple(keys),
+        f"e.id IN (SELECT h.email_id FROM header_text h WHERE (h.inexact & ?) = 0{holds})",
+        (bit, *words),
+    )
+
+
+def header_may_hold(field: str, bit: int, keys: Sequence[str], *, exact_known: bool) -> Clause:
+    """The Emails the upstream's SEARCH of ``field`` must decide: not indexed yet, or (all,
+    unless ``exact_known`` leaves only the inexact ones) those whose field's letters and
+    digits hold every key."""
+    column = f"replace(h.{_HEADER_COLUMNS[field]}, ' ', '')"
+    holds = "".join(f" AND instr({column}, ?) > 0" for _ in keys)
+    uncertain = "(h.inexact & ?) <> 0" if exact_known else "1"
+    return Clause(
+        "e.id IN (SELECT h.email_id FROM header_text h WHERE h.inexact IS NULL "
+        f"OR ({uncertain}{holds}))",
+        ((bit,) if exact_known else ()) + tuple(keys),
     )

@@ -85,6 +85,9 @@ class HeaderText(msgspec.Struct, frozen=True):
     cc: str
     bcc: str
     subject: str
+    # One bit a field, in that order: set where the words may not be what the server
+    # searches, so the index only narrows.
+    inexact: int = 0
 
 
 class NewMessage(msgspec.Struct, frozen=True):

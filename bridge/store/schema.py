@@ -162,17 +162,19 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT word, email_id FROM split WHERE word <> '';
     -- Newest first across folders, and receivedAt ranges.
     CREATE INDEX emails_received ON emails(received_at, id);
-    -- What Email/query's from/to/cc/bcc/subject conditions narrow by before the upstream
-    -- confirms (bridge.mail.header_text): each field decoded, case-folded, letters and
-    -- digits only. NULL columns: not known yet (a cache from before this table; the
-    -- background indexer fills them), and such an Email is always a candidate.
+    -- The header index of Email/query's from/to/cc/bcc/subject conditions
+    -- (bridge.mail.header_text): the words of each field, decoded and case-mapped;
+    -- inexact has a bit set for each field the upstream may read otherwise. NULL: not
+    -- known yet (a cache from before this table, until the indexer fills it in); such an
+    -- Email is always a candidate for the upstream's SEARCH.
     CREATE TABLE header_text (
         email_id TEXT PRIMARY KEY,
         from_text TEXT,
         to_text TEXT,
         cc_text TEXT,
         bcc_text TEXT,
-        subject_text TEXT
+        subject_text TEXT,
+        inexact INTEGER
     ) WITHOUT ROWID;
     INSERT INTO header_text(email_id) SELECT id FROM emails;
     """,
