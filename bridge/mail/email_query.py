@@ -91,6 +91,9 @@ class FilterPlanner:
     def __init__(self, account: Account, has_attachment: Callable[[set[str]], dict[str, bool]]):
         self.account = account
         self.has_attachment = has_attachment
+        # The top FilterCondition's clause without its inMailbox, for a query run over
+        # that folder's rows (bridge.store.email_query.Scope).
+        self.within_folder: Clause | None = None
 
     def clause(self, node: Any) -> Clause:
         if node is None:
@@ -112,6 +115,9 @@ class FilterPlanner:
             decided.append(self._has_attachment(node["hasAttachment"], sql.all_of(decided)))
         for name in (name for name in node if name in TEXT_CONDITIONS):
             decided.append(self._search(name, node[name], sql.all_of(decided)))
+        if "inMailbox" in node:
+            folder = _cache_condition("inMailbox", node["inMailbox"])
+            self.within_folder = sql.all_of(c for c in decided if c != folder)
         return sql.all_of(decided)
 
     def _operator(self, node: dict[str, Any]) -> Clause:
@@ -159,11 +165,10 @@ class FilterPlanner:
                 sql.header_may_hold(name, INEXACT_BIT[name], keys, exact_known=exact_known),
             ])  # fmt: skip
         found: set[str] = set()
+        where = account.cache.query_locations(candidates)
         for record in account.cache.mailboxes():
-            if not record.selectable:
-                continue
-            uids = account.cache.query_uids(record.id, candidates)
-            if not uids:
+            uids = where.get(record.id)
+            if not record.selectable or not uids:
                 continue
             criteria = plan.criteria
             if len(uids) < account.cache.location_count(record.id):
@@ -217,15 +222,19 @@ class CacheQuery(msgspec.Struct, frozen=True):
     order: list[OrderKey]
     collapse: bool
     ranks: dict[str, int] | None = None
+    # The one folder the filter keeps to (a FilterCondition with inMailbox).
+    mailbox_id: str | None = None
 
     def page(self, offset: int = 0, limit: int | None = None) -> list[str]:
         return self.cache.query_page(
             self.where, self.order, collapse=self.collapse, ranks=self.ranks,
-            offset=offset, limit=limit,
+            offset=offset, limit=limit, mailbox_id=self.mailbox_id,
         )  # fmt: skip
 
     def count(self) -> int:
-        return self.cache.query_count(self.where, collapse=self.collapse)
+        return self.cache.query_count(
+            self.where, collapse=self.collapse, mailbox_id=self.mailbox_id
+        )
 
 
 class SortPlanner:
@@ -382,10 +391,16 @@ def plan_query(
     has_attachment: Callable[[set[str]], dict[str, bool]],
 ) -> CacheQuery:
     account.ensure_indexed()
-    where = FilterPlanner(account, has_attachment).clause(filter_)
-    sorter = SortPlanner(account, where, _single_mailbox(filter_))
+    planner = FilterPlanner(account, has_attachment)
+    where = planner.clause(filter_)
+    mailbox_id = _single_mailbox(filter_)
+    sorter = SortPlanner(account, where, mailbox_id)
     order = sorter.order(sort)
-    return CacheQuery(account.cache, where, order, collapse, sorter.ranks)
+    if mailbox_id is not None and planner.within_folder is not None:
+        where = planner.within_folder
+    else:
+        mailbox_id = None
+    return CacheQuery(account.cache, where, order, collapse, sorter.ranks, mailbox_id)
 
 
 def email_query(

@@ -54,6 +54,8 @@ _MAILBOX_COLUMNS = (
     "total_emails, unread_emails, total_threads, unread_threads, index_uidvalidity"
 )
 _CHUNK = 500
+# In meta while Emails cached before the header index (migration 6) wait for their fields.
+HEADER_BACKFILL = "header_backfill"
 # Set to "1" (and checkpointed into the main file) while a process has the cache open, "0"
 # at a clean close: "1" with no write-ahead log beside the file means the log of an unclean
 # stop was lost, with the last transactions in it, and with them states already handed out.
@@ -1120,34 +1122,42 @@ class Cache:
         ranks: dict[str, int] | None = None,
         offset: int = 0,
         limit: int | None = None,
+        mailbox_id: str | None = None,
     ) -> list[str]:
-        """The matching Emails' ids in ``order``, from ``offset``, at most ``limit``."""
-        sql, params = email_query.select_ids(
-            where, order, collapse=collapse, ranks=ranks, offset=offset, limit=limit
-        )
+        """The matching Emails' ids in ``order``, from ``offset``, at most ``limit``;
+        ``mailbox_id``: ``where`` holds only Emails of that folder (it has inMailbox)."""
         with self._lock:
+            sql, params = email_query.select_ids(
+                where, order, collapse=collapse, ranks=ranks, offset=offset, limit=limit,
+                scope=self._scope(mailbox_id),
+            )  # fmt: skip
             return [row[0] for row in self._conn.execute(sql, params)]
 
-    def query_count(self, where: Clause, *, collapse: bool = False) -> int:
-        sql, params = email_query.count(where, collapse=collapse)
+    def query_count(
+        self, where: Clause, *, collapse: bool = False, mailbox_id: str | None = None
+    ) -> int:
         with self._lock:
+            sql, params = email_query.count(where, collapse=collapse, scope=self._scope(mailbox_id))
             return int(self._conn.execute(sql, params).fetchone()[0])
 
-    def query_folders(self, where: Clause) -> set[str]:
-        """The folders holding a copy of a matching Email."""
-        sql, params = email_query.folders_holding(where)
-        with self._lock:
-            return {row[0] for row in self._conn.execute(sql, params)}
+    def _scope(self, mailbox_id: str | None) -> email_query.Scope | None:
+        if mailbox_id is None:
+            return None
+        row = self._conn.execute(
+            "SELECT total_emails FROM mailboxes WHERE id = ?", (mailbox_id,)
+        ).fetchone()
+        # The folder's count is of its distinct Emails: fewer than its rows, a duplicate.
+        duplicates = row is None or row[0] != self.location_count(mailbox_id)
+        return email_query.Scope(mailbox_id, duplicates)
 
-    def query_uids(self, mailbox_id: str, where: Clause) -> list[int]:
-        """The UIDs in one folder of the matching Emails."""
+    def query_locations(self, where: Clause) -> dict[str, list[int]]:
+        """Folder -> UIDs of the copies of the matching Emails."""
+        sql, params = email_query.locations_of(where)
+        found: dict[str, list[int]] = {}
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT l.uid FROM locations l JOIN emails e ON e.id = l.email_id "
-                f"WHERE l.mailbox_id = ? AND ({where.sql}) ORDER BY l.uid",
-                (mailbox_id, *where.params),
-            ).fetchall()
-        return [row[0] for row in rows]
+            for mailbox_id, uid in self._conn.execute(sql, params):
+                found.setdefault(mailbox_id, []).append(uid)
+        return found
 
     def query_without_sort_keys(self, where: Clause) -> list[str]:
         """The matching Emails whose header sort keys are not made yet."""
@@ -1158,15 +1168,28 @@ class Cache:
             ).fetchall()
         return [row[0] for row in rows]
 
-    def without_header_text(self, mailbox_id: str, limit: int) -> list[int]:
-        """UIDs in a folder whose Email the header index does not know yet."""
+    def without_header_text(
+        self, mailbox_id: str, limit: int, below: int | None = None
+    ) -> list[int]:
+        """UIDs in a folder (below ``below``, newest first) whose Email the header index
+        does not know yet."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT l.uid FROM header_text h JOIN locations l ON l.email_id = h.email_id "
-                "WHERE h.inexact IS NULL AND l.mailbox_id = ? ORDER BY l.uid DESC LIMIT ?",
-                (mailbox_id, limit),
+                "SELECT l.uid FROM locations l JOIN header_text h ON h.email_id = l.email_id "
+                "WHERE l.mailbox_id = ? AND l.uid < ? AND h.inexact IS NULL "
+                "ORDER BY l.uid DESC LIMIT ?",
+                (mailbox_id, below if below is not None else 2**32, limit),
             ).fetchall()
         return [row[0] for row in rows]
+
+    def header_backfill_due(self) -> bool:
+        """Whether Emails cached before the header index still wait for their fields."""
+        with self._lock:
+            return self._meta(HEADER_BACKFILL) is not None
+
+    def header_backfill_done(self) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM meta WHERE key = ?", (HEADER_BACKFILL,))
 
     def set_header_texts(self, mailbox_id: str, texts: dict[int, HeaderText]) -> None:
         """The header index's keys of messages by UID: immutable, no change to log."""

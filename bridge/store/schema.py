@@ -177,6 +177,7 @@ MIGRATIONS: tuple[str, ...] = (
         inexact INTEGER
     ) WITHOUT ROWID;
     INSERT INTO header_text(email_id) SELECT id FROM emails;
+    INSERT INTO meta(key, value) SELECT 'header_backfill', '1' WHERE EXISTS (SELECT 1 FROM emails);
     """,
 )
 
