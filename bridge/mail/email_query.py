@@ -160,9 +160,10 @@ class FilterPlanner:
             if exact_known:
                 decided = sql.header_holds(name, INEXACT_BIT[name], [w or "" for w in words])
             keys = [narrowing_key(token) for token in searched]
+            # The narrowing first: SQLite then walks its (few) Emails, not the folder's.
             candidates = sql.all_of([
-                candidates,
                 sql.header_may_hold(name, INEXACT_BIT[name], keys, exact_known=exact_known),
+                candidates,
             ])  # fmt: skip
         found: set[str] = set()
         where = account.cache.query_locations(candidates)

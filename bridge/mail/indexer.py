@@ -117,7 +117,7 @@ def fill_header_index(
             if not refuses_folder(exc):
                 raise
             continue
-        if selected.uidvalidity != record.index_uidvalidity:
+        if record.synced is None or selected.uidvalidity != record.synced.uidvalidity:
             continue  # the next sync indexes it afresh, with the fields
         below: int | None = None
         while uids := cache.without_header_text(record.id, CHUNK, below):

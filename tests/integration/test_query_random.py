@@ -349,3 +349,29 @@ def test_queries_in_one_folder_give_the_servers_search_and_sort(
         assert answer["total"] == len(uids)
         matched += bool(uids)
     assert matched > 10
+
+
+def test_a_cache_from_before_the_header_index_answers_and_gets_it_filled(
+    bridge: BridgeServer, jmap: JmapClient, other: IMAPClient, account: tuple[str, str]
+) -> None:
+    """Emails cached without header index rows (as migration 6 leaves them) are asked of
+    the upstream meanwhile, and the background indexer fills the rows in."""
+    rng = random.Random(2047)
+    _fill(other, rng)
+    jmap.call("Email/query", {})
+    queries = [{"from": "smith"}, {"subject": "budget"}, {"to": "ivan"}, {"cc": "Zoë"},
+               {"from": "Müller"}]  # fmt: skip
+    before = [jmap.call("Email/query", {"filter": f})["ids"] for f in queries]
+    assert all(before), [len(ids) for ids in before]
+    user = bridge.bridge.users.get(account[0])
+    with user.cache.sql() as conn:
+        indexed = conn.execute("SELECT * FROM header_text ORDER BY email_id").fetchall()
+        conn.execute("UPDATE header_text SET from_text = NULL, to_text = NULL, cc_text = NULL, "
+                     "bcc_text = NULL, subject_text = NULL, inexact = NULL")  # fmt: skip
+        conn.execute("INSERT INTO meta(key, value) VALUES ('header_backfill', '1')")
+    assert [jmap.call("Email/query", {"filter": f})["ids"] for f in queries] == before
+    assert user.indexer.wait(30)
+    assert not user.cache.header_backfill_due()
+    with user.cache.sql() as conn:
+        assert conn.execute("SELECT * FROM header_text ORDER BY email_id").fetchall() == indexed
+    assert [jmap.call("Email/query", {"filter": f})["ids"] for f in queries] == before
