@@ -1,6 +1,6 @@
 """The deadline of the request a thread works for, and waits bounded by it.
 
-A request's deadline is set once where it enters (``within``, in http/app.py) and read
+A request's deadline is set once where it enters (``within``: http/app.py, bridge.core) and read
 wherever the work waits: each upstream command's read and the connect (bridge.imap), a
 pooled connection slot (bridge.imap.pool), the user's sync lock and the indexer
 (bridge.mail.account), the calls not yet run (bridge.jmap.engine). It travels in a

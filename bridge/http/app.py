@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, HTTPConnection, Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from bridge import deadline
 from bridge.config import Settings
-from bridge.http.auth import Authenticator, Credentials
-from bridge.http.bearer import OAuthIdentity
 from bridge.http.cors import cors_middleware
 from bridge.http.download import download
+from bridge.http.front import HttpBridge
 from bridge.http.problems import error_response, problem
-from bridge.http.push import StateHub, eventsource
-from bridge.http.session import session_resource, session_state
-from bridge.http.slots import UserSlots
+from bridge.http.push import eventsource
+from bridge.http.session import session_resource
 from bridge.http.tokens import (
-    TokenStore,
     issue_token,
     listener_token,
     revoke_token,
@@ -36,15 +29,9 @@ from bridge.http.tokens import (
 )
 from bridge.http.upload import upload
 from bridge.http.websocket import WEBSOCKET_PATH, websocket_endpoint
-from bridge.imap.login_case import LoginCase
 from bridge.imap.pool import ConnectionPool
-from bridge.jmap import CoreLimits, Engine, RequestError
-from bridge.mail import registered_methods
-from bridge.mail.account import Account, UserData, UserRegistry
-from bridge.mail.capabilities import CORE, WEBSOCKET, Features, session_capabilities
-from bridge.mail.watcher import Watchers
+from bridge.jmap import RequestError
 from bridge.store.health import StorageFull
-from bridge.webpush.service import WebPush
 
 log = logging.getLogger("bridge.http")
 
@@ -57,87 +44,12 @@ def json_response(body: object, status: int = 200) -> Response:
     return Response(msgspec.json.encode(body), status_code=status, media_type=JSON)
 
 
-class Bridge:
-    """Everything one running bridge shares across requests."""
-
-    def __init__(self, settings: Settings, pool: ConnectionPool | None = None) -> None:
-        self.settings = settings
-        self.limits = CoreLimits()
-        self.pool = pool or ConnectionPool(
-            settings.imap_endpoint,
-            max_open_per_user=settings.pool_connections_per_user,
-            idle_timeout=settings.pool_idle_timeout,
-        )
-        self.users = UserRegistry(Path(settings.data_dir))
-        self.tokens = TokenStore(settings.token_lifetime)
-        self.auth = Authenticator(
-            self.pool,
-            LoginCase(settings.login_case),
-            tokens=self.tokens,
-            oauth=OAuthIdentity.from_settings(settings),
-        )
-        self.features = Features(
-            quota=settings.upstream_quota,
-            submission=settings.submission_port is not None,
-            vacation=settings.sieve_port is not None,
-        )
-        self._slots: dict[str, asyncio.Semaphore] = {}
-        self.event_streams = UserSlots()
-        self.watchers = Watchers(self.pool, settings)
-        self.hub = StateHub(self.watchers)
-        self.webpush = WebPush(self.hub, settings.push_allow_private)
-        capabilities = {CORE, WEBSOCKET, *session_capabilities(self.features)}
-        methods = registered_methods(self.features, push=self.webpush)
-        self.engine = Engine(self.limits, capabilities, methods, settings.lenient_using)
-
-    @staticmethod
-    def states_of(user: UserData) -> dict[str, str]:
-        return user.states()
-
-    def slot(self, username: str) -> asyncio.Semaphore:
-        slot = self._slots.get(username)
-        if slot is None:
-            slot = self._slots[username] = asyncio.Semaphore(self.limits.max_concurrent_requests)
-        return slot
-
-    async def execute(self, credentials: Credentials, body: bytes) -> dict[str, Any]:
-        """Parse and run one JMAP Request of an authenticated user: the one path behind
-        /jmap/api and the WebSocket. A request rejected whole raises RequestError."""
-        with deadline.within(self.settings.request_timeout):
-            return await self._execute(credentials, body)
-
-    async def _execute(self, credentials: Credentials, body: bytes) -> dict[str, Any]:
-        jmap_request = self.engine.parse_request(body)
-        slot = self.slot(credentials.username)
-        if slot.locked():
-            raise RequestError(
-                "limit", 400, "too many concurrent requests", "maxConcurrentRequests"
-            )
-        async with slot:
-            await self.webpush.before_request(credentials, self.users)
-            result, states = await run_in_threadpool(_run, self, credentials, jmap_request)
-        self.hub.publish(credentials.username, states)
-        await self.webpush.after_request(credentials, self.users)
-        return result
-
-    def base_url(self, request: HTTPConnection) -> str:
-        if self.settings.public_url:
-            return self.settings.public_url.rstrip("/")
-        return str(request.base_url).rstrip("/")
-
-    def close(self) -> None:
-        self.pool.stop_reaper()
-        self.watchers.stop_all()
-        self.pool.close_all()
-        self.users.close()
-
-
 async def well_known(request: Request) -> Response:
     return RedirectResponse(SESSION_PATH, status_code=307)
 
 
 async def session(request: Request) -> Response:
-    bridge: Bridge = request.app.state.bridge
+    bridge: HttpBridge = request.app.state.bridge
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials
@@ -151,12 +63,12 @@ async def session(request: Request) -> Response:
 
 
 async def api(request: Request) -> Response:
-    bridge: Bridge = request.app.state.bridge
+    bridge: HttpBridge = request.app.state.bridge
     with deadline.within(bridge.settings.request_timeout):  # the login counts too
         return await _api(bridge, request)
 
 
-async def _api(bridge: Bridge, request: Request) -> Response:
+async def _api(bridge: HttpBridge, request: Request) -> Response:
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials
@@ -168,18 +80,6 @@ async def _api(bridge: Bridge, request: Request) -> Response:
     except RequestError as error:
         return error_response(error)
     return json_response(result)
-
-
-def _run(
-    bridge: Bridge, credentials: Credentials, jmap_request: object
-) -> tuple[dict[str, object], dict[str, str]]:
-    """The response, and the user's states after it (for push)."""
-    user = bridge.users.get(credentials.username)
-    request_id = secrets.token_hex(6)
-    state = session_state(bridge, credentials.username)
-    with Account(user, bridge.pool, credentials.password, bridge.settings) as account:
-        result = bridge.engine.run(jmap_request, account, user.account_id, state, request_id)
-    return result, user.states()
 
 
 def _check_json_type(content_type: str | None) -> None:
@@ -213,7 +113,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 async def status(request: Request) -> Response:
     """How far indexing of the user's folders has come (the first login to a big account
     answers before every folder is indexed)."""
-    bridge: Bridge = request.app.state.bridge
+    bridge: HttpBridge = request.app.state.bridge
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials
@@ -246,7 +146,7 @@ async def _storage_full(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starlette:
-    bridge = Bridge(settings, pool)
+    bridge = HttpBridge(settings, pool)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from bridge.credentials import Credentials
 from bridge.endpoint import AccessToken
 from bridge.http.bearer import IdentityUnavailable, OAuthIdentity
 from bridge.http.problems import problem
@@ -31,21 +31,12 @@ from bridge.imap.login_case import LoginCase
 from bridge.imap.pool import ConnectionPool
 
 if TYPE_CHECKING:
-    from bridge.http.tokens import TokenStore
+    from bridge.http.token_store import TokenStore
 
 log = logging.getLogger("bridge.http")
 
 REALM = 'Basic realm="JMAP", charset="UTF-8"'
 INVALID_TOKEN = 'Bearer error="invalid_token"'
-
-
-@dataclass(frozen=True)
-class Credentials:
-    username: str
-    password: str
-
-    def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, password=<hidden>)"
 
 
 def parse_basic(header: str | None) -> Credentials | None:

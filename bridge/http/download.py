@@ -24,7 +24,7 @@ from bridge.mail.account import Account
 from bridge.mail.blobs import open_blob
 
 if TYPE_CHECKING:
-    from bridge.http.app import Bridge
+    from bridge.http.front import HttpBridge
 
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")
 # What a browser renders as a document that can run script: HTML, XHTML, SVG, any XML.
@@ -63,7 +63,7 @@ def _not_found() -> Response:
 
 
 async def download(request: Request) -> Response:
-    bridge: Bridge = request.app.state.bridge
+    bridge: HttpBridge = request.app.state.bridge
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials

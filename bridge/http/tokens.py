@@ -15,10 +15,6 @@ password the upstream stops accepting is revoked when that is found out.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import threading
-import time
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -28,59 +24,10 @@ from starlette.responses import Response
 from bridge.http.auth import bearer_token, invalid_token
 
 if TYPE_CHECKING:
-    from bridge.http.app import Bridge
-    from bridge.http.auth import Credentials
+    from bridge.credentials import Credentials
+    from bridge.http.front import HttpBridge
 
-LIFETIME = 3600.0
 COOKIE = "jmap_token"
-# Tokens one user may hold at once: issuing more forgets that user's oldest.
-PER_USER = 100
-
-
-def _key(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-
-
-class TokenStore:
-    def __init__(self, lifetime: float = LIFETIME) -> None:
-        self.lifetime = lifetime
-        self._tokens: dict[bytes, tuple[Credentials, float]] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._tokens)
-
-    def issue(self, credentials: Credentials) -> tuple[str, float]:
-        token = secrets.token_urlsafe(32)
-        expires = time.time() + self.lifetime
-        with self._lock:
-            self._forget_expired()
-            held = [k for k, (c, _) in self._tokens.items() if c.username == credentials.username]
-            for key in held[: max(0, len(held) - PER_USER + 1)]:  # oldest first (dict order)
-                del self._tokens[key]
-            self._tokens[_key(token)] = (credentials, expires)
-        return token, expires
-
-    def redeem(self, token: str) -> Credentials | None:
-        key = _key(token)
-        with self._lock:
-            found = self._tokens.get(key)
-            if found is None or found[1] < time.time():
-                self._tokens.pop(key, None)
-                return None
-            return found[0]
-
-    def revoke(self, token: str) -> bool:
-        """Forget ``token``; whether it was a live one."""
-        with self._lock:
-            found = self._tokens.pop(_key(token), None)
-        return found is not None and found[1] >= time.time()
-
-    def _forget_expired(self) -> None:
-        now = time.time()
-        for key in [k for k, (_, expires) in self._tokens.items() if expires < now]:
-            del self._tokens[key]
 
 
 def _presented(request: Request) -> str | None:
@@ -92,7 +39,7 @@ def _presented(request: Request) -> str | None:
 
 
 async def issue_token(request: Request) -> Response:
-    bridge: Bridge = request.app.state.bridge
+    bridge: HttpBridge = request.app.state.bridge
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials
@@ -110,7 +57,7 @@ def set_token_cookie(response: Response, token: str, lifetime: float) -> None:
                         samesite="strict", path="/jmap")  # fmt: skip
 
 
-def listener_token(bridge: Bridge, request: Request, credentials: Credentials) -> str | None:
+def listener_token(bridge: HttpBridge, request: Request, credentials: Credentials) -> str | None:
     """A new token for a browser's listeners, unless the request's cookie already stands
     for these credentials. The Session answer sets it, so that a webmail of bridge's own
     site, which knows nothing of /jmap/token, opens eventSourceUrl logged in: its
@@ -128,7 +75,7 @@ def listener_token(bridge: Bridge, request: Request, credentials: Credentials) -
 
 async def revoke_token(request: Request) -> Response:
     """The token presented (Bearer, ``?access_token=`` or the cookie) stops working."""
-    bridge: Bridge = request.app.state.bridge
+    bridge: HttpBridge = request.app.state.bridge
     token = _presented(request)
     if token is None or not bridge.tokens.revoke(token):
         return invalid_token()

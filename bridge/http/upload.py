@@ -28,7 +28,7 @@ from bridge.store.health import is_full
 from bridge.store.uploads import DEFAULT_TYPE, UploadedBlob, UploadWriter
 
 if TYPE_CHECKING:
-    from bridge.http.app import Bridge
+    from bridge.http.front import HttpBridge
 
 log = logging.getLogger("bridge.http")
 
@@ -67,7 +67,7 @@ def media_type_of(header: str | None) -> str:
 
 
 async def upload(request: Request) -> Response:
-    bridge: Bridge = request.app.state.bridge
+    bridge: HttpBridge = request.app.state.bridge
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from bridge.http.auth import Credentials
+from bridge.credentials import Credentials
 from bridge.http.problems import problem
 from bridge.http.push import event_id
 from bridge.http.tokens import COOKIE
@@ -36,7 +36,7 @@ from bridge.jmap import RequestError, check_json_depth
 from bridge.states import States, moved
 
 if TYPE_CHECKING:
-    from bridge.http.app import Bridge
+    from bridge.http.front import HttpBridge
 
 log = logging.getLogger("bridge.http")
 
@@ -71,7 +71,7 @@ def parse_push_state(push_state: str) -> States:
     return states
 
 
-def _same_origin(bridge: Bridge, websocket: WebSocket) -> bool:
+def _same_origin(bridge: HttpBridge, websocket: WebSocket) -> bool:
     """Whether the page may use what its browser sends by itself: bridge's own origin, or
     one cors_origins trusts with credentials (a "*" there matches no origin)."""
     origin = websocket.headers.get("origin")
@@ -82,7 +82,7 @@ def _same_origin(bridge: Bridge, websocket: WebSocket) -> bool:
     return urlsplit(origin).netloc.lower() == urlsplit(bridge.base_url(websocket)).netloc.lower()
 
 
-async def _authenticate(bridge: Bridge, websocket: WebSocket) -> Credentials | Response:
+async def _authenticate(bridge: HttpBridge, websocket: WebSocket) -> Credentials | Response:
     token = websocket.query_params.get("access_token")
     credentials = bridge.tokens.redeem(token) if token else None
     if credentials is not None:
@@ -102,7 +102,7 @@ async def _deny(websocket: WebSocket, response: Response) -> None:
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
-    bridge: Bridge = websocket.app.state.bridge
+    bridge: HttpBridge = websocket.app.state.bridge
     if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
         await _deny(websocket, problem(400, "the jmap subprotocol is required (RFC 8887)"))
         return
@@ -135,7 +135,7 @@ class _Push:
 
 
 class _Connection:
-    def __init__(self, bridge: Bridge, websocket: WebSocket, credentials: Credentials) -> None:
+    def __init__(self, bridge: HttpBridge, websocket: WebSocket, credentials: Credentials) -> None:
         self.bridge = bridge
         self.websocket = websocket
         self.credentials = credentials

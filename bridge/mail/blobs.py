@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from bridge.mime import ParsedMessage, parse_header_block, parse_message
 from bridge.mime.params import MimeFields, mime_fields
@@ -29,12 +29,39 @@ from bridge.store.uploads import ID_LENGTH as UPLOAD_ID_LENGTH
 from bridge.store.uploads import is_upload_id
 
 if TYPE_CHECKING:
-    from bridge.mail.account import Account
+    from bridge.config import Settings
+    from bridge.imap.connection import ImapConnection
+    from bridge.store.base import Store
+    from bridge.store.uploads import UploadStore
 
 EMAIL_ID_LENGTH = len(derive_id("e", ""))
 _MESSAGES = ("message/rfc822", "message/global")
 _SECTION = re.compile(r"[0-9]+(\.[0-9]+)*")
 _PART_SUFFIX = re.compile(r"(?:_([0-9]+(?:-[0-9]+)*))?")
+
+
+class _UploadsHolder(Protocol):
+    @property
+    def uploads(self) -> UploadStore: ...
+
+
+class BlobAccount(Protocol):
+    """What reading a blob needs of the request's account (bridge.mail.account.Account,
+    which reaches blobs through sync and summary: a Protocol keeps the two apart)."""
+
+    @property
+    def cache(self) -> Store: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def user(self) -> _UploadsHolder: ...
+
+    @property
+    def imap(self) -> ImapConnection: ...
+
+    def open_folder(self, name: str, *, writable: bool = False) -> None: ...
 
 
 def blob_id(email_id: str, part_id: str | None = None) -> str:
@@ -92,7 +119,7 @@ def part_content(message: ParsedMessage, section: str) -> bytes | None:
     return None
 
 
-def open_blob(account: Account, value: str) -> Iterator[bytes] | None:
+def open_blob(account: BlobAccount, value: str) -> Iterator[bytes] | None:
     """The blob's octets, read from the upstream in chunks of ``blob_chunk_size``; None if
     this user has no such blob. A whole message streams by partial FETCH; so does a part,
     transfer-decoded chunk by chunk as it comes (RFC 8621 §4.1.4: a part's blob is its
@@ -110,13 +137,13 @@ def open_blob(account: Account, value: str) -> Iterator[bytes] | None:
     return _part_chunks(source, section)
 
 
-def read_blob(account: Account, value: str) -> bytes | None:
+def read_blob(account: BlobAccount, value: str) -> bytes | None:
     """The whole blob in memory, for what needs it whole (Email/parse)."""
     chunks = open_blob(account, value)
     return b"".join(chunks) if chunks is not None else None
 
 
-def _located(account: Account, value: str) -> tuple[str, int, str | None] | None:
+def _located(account: BlobAccount, value: str) -> tuple[str, int, str | None] | None:
     """The folder, UID and section of a message blob of this user; or None."""
     parsed = parse_blob_id(value)
     if parsed is None:
@@ -134,7 +161,7 @@ class _Source:
     opened before every FETCH: a request reading several blobs at once (a message composed
     of attachments from different folders) moves the connection between them."""
 
-    def __init__(self, account: Account, folder: str, uid: int, chunk_size: int) -> None:
+    def __init__(self, account: BlobAccount, folder: str, uid: int, chunk_size: int) -> None:
         self.account = account
         self.folder = folder
         self.uid = uid
@@ -220,7 +247,7 @@ def decoded(chunks: Iterable[bytes], encoding: str) -> Iterator[bytes]:
         yield tail
 
 
-def _upload_chunks(account: Account, value: str) -> Iterator[bytes] | None:
+def _upload_chunks(account: BlobAccount, value: str) -> Iterator[bytes] | None:
     split = split_blob_id(value)
     stored = account.user.uploads.open(split[0]) if split is not None else None
     if split is None or stored is None:

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.states import States, moved
 from bridge.store.health import CacheDamaged, StorageFull
@@ -34,9 +34,8 @@ from bridge.store.push_subscriptions import PushSubscriptionRecord, PushSubscrip
 from bridge.webpush.outcome import Outcome
 
 if TYPE_CHECKING:
-    from bridge.http.auth import Credentials
-    from bridge.http.push import StateHub
-    from bridge.mail.account import UserData, UserRegistry
+    from bridge.credentials import Credentials
+    from bridge.store.base import Store
     from bridge.webpush.sender import PushSender
 
 log = logging.getLogger("bridge.webpush")
@@ -48,6 +47,39 @@ CREATION_WINDOW = 600.0
 MAX_ATTEMPTS = 5
 RETRY_BASE = 1.0  # seconds before the first retry; doubles with each further one
 MAX_SPACING = 300.0  # the widest gap between two pushes that 429s can impose
+
+
+class PushUser(Protocol):
+    """What delivery needs of a user (bridge.mail.account.UserData, a layer above)."""
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def cache(self) -> Store: ...
+
+    def states(self) -> States: ...
+
+
+class PushUsers(Protocol):
+    """The users by name (bridge.mail.account.UserRegistry)."""
+
+    def get(self, username: str) -> PushUser: ...
+
+
+class Hub(Protocol):
+    """Where the users' states are published (bridge.mail.hub.StateHub). Its watchers need
+    the whole UserData, so ``user`` is Any here: delivery only hands back the users it got
+    from PushUsers."""
+
+    def listen(self, user: Any, password: str) -> asyncio.Queue[States]: ...
+
+    def rejoin(self, user: Any, password: str) -> None: ...
+
+    def stop(self, username: str, queue: asyncio.Queue[States]) -> None: ...
 
 
 @dataclass(eq=False)
@@ -73,7 +105,7 @@ class _Channel:
 class _Listener:
     """A user with verified subscriptions: the hub queue, the watcher's password."""
 
-    user: UserData
+    user: PushUser
     password: str
     queue: asyncio.Queue[States]
     channels: dict[str, _Channel] = field(default_factory=dict)
@@ -81,25 +113,25 @@ class _Listener:
 
 
 def _load(
-    users: UserRegistry, username: str
-) -> tuple[UserData, list[PushSubscriptionRecord], States]:
+    users: PushUsers, username: str
+) -> tuple[PushUser, list[PushSubscriptionRecord], States]:
     user = users.get(username)
     verified = [r for r in PushSubscriptionStore.of(user.cache).live() if r.verified]
     return user, verified, user.states()
 
 
-def _remove(user: UserData, subscription_id: str) -> None:
+def _remove(user: PushUser, subscription_id: str) -> None:
     PushSubscriptionStore.of(user.cache).remove(subscription_id)
 
 
-def _exists(user: UserData, subscription_id: str) -> bool:
+def _exists(user: PushUser, subscription_id: str) -> bool:
     return any(r.id == subscription_id for r in PushSubscriptionStore.of(user.cache).live())
 
 
 class WebPush:
     def __init__(
         self,
-        hub: StateHub,
+        hub: Hub,
         allow_private: bool,
         sender: PushSender | None = None,
     ) -> None:
@@ -141,7 +173,7 @@ class WebPush:
             recent.append(now)
             return True
 
-    def verify(self, user: UserData, record: PushSubscriptionRecord) -> None:
+    def verify(self, user: PushUser, record: PushSubscriptionRecord) -> None:
         """Send the PushVerification of a new subscription."""
         loop = self._loop
         if loop is None:
@@ -171,7 +203,7 @@ class WebPush:
         if self._sender is not None:
             await self._sender.aclose()
 
-    async def before_request(self, credentials: Credentials, users: UserRegistry) -> None:
+    async def before_request(self, credentials: Credentials, users: PushUsers) -> None:
         """Before each JMAP request. The first of a user in this process reads the user's
         subscriptions, so what the request itself changes is already pushed."""
         self.start()
@@ -181,7 +213,7 @@ class WebPush:
         elif listener is not None and listener.password != credentials.password:
             self._rejoin(listener, credentials.password)
 
-    async def after_request(self, credentials: Credentials, users: UserRegistry) -> None:
+    async def after_request(self, credentials: Credentials, users: PushUsers) -> None:
         """After each JMAP request: if it changed the user's subscriptions, read them
         again, before the client hears the outcome."""
         with self._lock:
@@ -190,7 +222,7 @@ class WebPush:
         if dirty:
             await self._reload(credentials, users)
 
-    async def _reload(self, credentials: Credentials, users: UserRegistry) -> None:
+    async def _reload(self, credentials: Credentials, users: PushUsers) -> None:
         name = credentials.username
         assert self._reloading is not None
         async with self._reloading:
@@ -210,7 +242,7 @@ class WebPush:
             self._apply(user, credentials.password, records, states)
 
     def _apply(
-        self, user: UserData, password: str, records: list[PushSubscriptionRecord], states: States
+        self, user: PushUser, password: str, records: list[PushSubscriptionRecord], states: States
     ) -> None:
         name = user.username
         listener = self._listeners.get(name)
@@ -316,10 +348,10 @@ class WebPush:
         if not listener.channels and self._listeners.get(listener.user.username) is listener:
             self._stop_listener(listener)
 
-    def _spawn_verification(self, user: UserData, record: PushSubscriptionRecord) -> None:
+    def _spawn_verification(self, user: PushUser, record: PushSubscriptionRecord) -> None:
         self._spawn(self._verify(user, record))
 
-    async def _verify(self, user: UserData, record: PushSubscriptionRecord) -> None:
+    async def _verify(self, user: PushUser, record: PushSubscriptionRecord) -> None:
         message = {
             "@type": "PushVerification",
             "pushSubscriptionId": record.id,

@@ -18,10 +18,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bridge.config import ConfigError, Settings, load_settings
+from bridge.credentials import Credentials
 from bridge.endpoint import AccessToken, oauth_login, sasl_oauth
-from bridge.http.auth import Credentials, bearer_token
+from bridge.http.auth import bearer_token
 from bridge.http.bearer import OAuthIdentity, TokenCache
-from bridge.http.tokens import PER_USER, TokenStore
+from bridge.http.token_store import PER_USER, TokenStore
 from tests.json_http import JsonHandler
 
 

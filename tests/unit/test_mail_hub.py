@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.http.push import StateHub
+from bridge.mail.hub import StateHub
 
 
 def test_a_late_older_report_never_moves_a_state_backwards() -> None:
