@@ -102,30 +102,26 @@ def among(email_ids: Iterable[str]) -> Clause:
     return Clause("e.id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
 
 
-def all_of(clauses: Iterable[Clause]) -> Clause:
-    parts = [c for c in clauses if c != TRUE]
-    if FALSE in parts:
-        return FALSE
-    if not parts:
-        return TRUE
-    if len(parts) == 1:
-        return parts[0]
+def _joined(operator: str, clauses: Iterable[Clause], unit: Clause, zero: Clause) -> Clause:
+    """``clauses`` joined by AND (unit TRUE, zero FALSE) or OR (the other way round),
+    constants folded."""
+    parts = [c for c in clauses if c != unit]
+    if zero in parts:
+        return zero
+    if len(parts) <= 1:
+        return parts[0] if parts else unit
     return Clause(
-        " AND ".join(f"({c.sql})" for c in parts), tuple(p for c in parts for p in c.params)
+        f" {operator} ".join(f"({c.sql})" for c in parts),
+        tuple(p for c in parts for p in c.params),
     )
+
+
+def all_of(clauses: Iterable[Clause]) -> Clause:
+    return _joined("AND", clauses, TRUE, FALSE)
 
 
 def any_of(clauses: Iterable[Clause]) -> Clause:
-    parts = [c for c in clauses if c != FALSE]
-    if TRUE in parts:
-        return TRUE
-    if not parts:
-        return FALSE
-    if len(parts) == 1:
-        return parts[0]
-    return Clause(
-        " OR ".join(f"({c.sql})" for c in parts), tuple(p for c in parts for p in c.params)
-    )
+    return _joined("OR", clauses, FALSE, TRUE)
 
 
 def negation(clause: Clause) -> Clause:

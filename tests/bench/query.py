@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -29,19 +28,11 @@ from imapclient import IMAPClient
 from bridge.demo.dovecot import Dovecot
 from bridge.demo.sample import _bulk_pool
 from tests.bench.harness import BridgeProcess, Jmap, check, progress, timed
+from tests.bench.nocondstore import _spread
 from tests.bench.scenarios import USERS, seed_account, user_cache, utc
 
 USER = "large"
 PAGE = 50
-
-
-def _spread(samples: list[float]) -> dict[str, float]:
-    return {
-        "median_ms": round(statistics.median(samples) * 1000, 1),
-        "min_ms": round(min(samples) * 1000, 1),
-        "max_ms": round(max(samples) * 1000, 1),
-        "n": len(samples),
-    }
 
 
 def _imap_date(when: datetime) -> str:
