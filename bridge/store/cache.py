@@ -206,6 +206,8 @@ class Cache:
         self._shares_before: dict[tuple[str, str], tuple[int, int, int, int]] = {}
         self._touched_threads: set[str] = set()
         self._newly_indexed: set[str] = set()
+        # Folder -> (counter, whether it holds an Email twice), for Email/query.
+        self._duplicates: dict[str, tuple[int, bool]] = {}
         migrate(conn)
         self._counter = int(self._meta("counter") or 0)
         self.epoch = self._meta("epoch") or self._init_epoch()
@@ -1143,11 +1145,16 @@ class Cache:
     def _scope(self, mailbox_id: str | None) -> email_query.Scope | None:
         if mailbox_id is None:
             return None
+        known = self._duplicates.get(mailbox_id)
+        if known is not None and known[0] == self._counter:
+            return email_query.Scope(mailbox_id, known[1])
         row = self._conn.execute(
             "SELECT total_emails FROM mailboxes WHERE id = ?", (mailbox_id,)
         ).fetchone()
         # The folder's count is of its distinct Emails: fewer than its rows, a duplicate.
+        # Known until the next change (every change moves the counter).
         duplicates = row is None or row[0] != self.location_count(mailbox_id)
+        self._duplicates[mailbox_id] = (self._counter, duplicates)
         return email_query.Scope(mailbox_id, duplicates)
 
     def query_locations(self, where: Clause) -> dict[str, list[int]]:
