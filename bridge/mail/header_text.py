@@ -4,7 +4,10 @@ What the upstream matches (found on Dovecot 2.3, and checked by
 tests/integration/test_query_random.py against its SEARCH): a substring of the field after
 RFC 2047 encoded-words are decoded, compared by i;unicode-casemap (RFC 5051: simple
 titlecase, then decomposition); for address fields, of the address list as Dovecot
-re-writes it (``Name <local@domain>``), so display names and addresses both match.
+re-writes it: ``"Alice Smith" <alice@ex.test>``, with the name quoted and taken from a
+comment where there is none (``alice@ex.test (Alice Smith)``), and MISSING_DOMAIN after a
+bare name. So ``<alice`` and ``"alice smith"`` match all three forms and ``Smith <al``
+none (seen on Dovecot 2.3.19).
 
 The cache keeps each field as the words of that text: runs of letters, digits and
 combining marks, case-mapped as i;unicode-casemap maps them, separated by one space. A
