@@ -27,7 +27,7 @@ from bridge.imap.refusals import REFUSED
 from tests.integration.server import BridgeServer, JmapClient
 from tests.integration.upstreams import CYRUS, DOVECOT_VARIANTS, Upstream, require_cyrus
 
-SPARE_ACCOUNTS = {f"user{number:03d}": f"secret-{number:03d}" for number in range(1, 151)}
+SPARE_ACCOUNTS = {f"user{number:03d}": f"secret-{number:03d}" for number in range(1, 201)}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -274,7 +274,7 @@ class Account:
             self.user.sync_generation += 1
             self._synced_generation = self.user.sync_generation
             self.flags_written.clear()
-        if report.unindexed:
+        if report.unindexed or self.cache.header_backfill_due():
             self.user.indexer.start(self._pool, self.user.username, self._password)
         if report.flag_scans_due:
             self.user.flag_scans.start(Round(

@@ -1,21 +1,26 @@
 """Email/query and Email/queryChanges (RFC 8621 §4.4, §4.5).
 
 Metadata conditions (mailboxes, dates, sizes, keywords, threads) and the receivedAt, size
-and keyword sorts are answered from the cache; text conditions go to the upstream's
-SEARCH, one folder at a time; header sorts use the upstream's SORT within one folder, and
+and keyword sorts are evaluated in the cache's SQL (bridge.store.email_query): a page reads
+its rows and a total counts in an index, never a load of the account. Text conditions go
+to the upstream's SEARCH, one folder at a time, restricted to the UIDs of the candidates;
+for from/to/cc/bcc/subject the cache's header index narrows those first
+(bridge.mail.header_text). Header sorts use the upstream's SORT within one folder, and
 sort keys the cache keeps (bridge.mail.header_sort) across folders. The common list view,
 one folder by receivedAt, is a range of the cache's index.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from bridge.imap.gmail_search import raw_criteria
 from bridge.imap.responses import ObjectIds
-from bridge.imap.search import InvalidFilter, UnsupportedFilter, plan_search
+from bridge.imap.search import InvalidFilter, UnsupportedFilter, plan_search, tokens
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import QueryArgs, QueryChangesArgs
 from bridge.mail.account import Account
@@ -27,10 +32,14 @@ from bridge.mail.common import (
     since_value,
 )
 from bridge.mail.gmail_labels import label_views, upstream_folder
-from bridge.mail.header_sort import header_sort_key, sort_keys_of
+from bridge.mail.header_sort import make_sort_keys
+from bridge.mail.header_text import INDEXED_FIELDS, INEXACT_BIT, narrowing_key, token_word
 from bridge.mail.sync import fetch_new, new_message, uid_set
+from bridge.store import email_query as sql
+from bridge.store.base import Store
 from bridge.store.cache import EMAIL
-from bridge.store.records import MailboxRecord, SortKeys
+from bridge.store.email_query import Clause, OrderKey
+from bridge.store.records import MailboxRecord
 
 METADATA_CONDITIONS = frozenset({
     "inMailbox", "inMailboxOtherThan", "before", "after", "minSize", "maxSize",
@@ -43,6 +52,8 @@ CACHE_SORTS = frozenset({"receivedAt", "size", "hasKeyword", "allInThreadHaveKey
 UPSTREAM_SORTS = {"sentAt": b"DATE", "from": b"DISPLAYFROM", "to": b"DISPLAYTO",
                   "subject": b"SUBJECT"}  # fmt: skip
 KEYWORD_SORTS = frozenset({"hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword"})
+# A SEARCH is restricted to the candidates' UIDs while their set is no longer than this.
+MAX_UID_SET = 16 * 1024
 
 
 class EmailQueryArgs(QueryArgs, forbid_unknown_fields=True):
@@ -74,39 +85,22 @@ def _keyword(value: Any, name: str) -> str:
     return value.lower()
 
 
-class QueryIndex:
-    """The cache's facts about every Email, loaded once per query."""
+class FilterPlanner:
+    """A JMAP filter as a SQL clause over the cache. What the cache cannot decide is
+    resolved first into the set of Emails that satisfy it: text conditions by the
+    upstream's SEARCH, hasAttachment from the summaries; both look only among the
+    Emails that the other conditions of their FilterCondition leave."""
 
-    def __init__(self, account: Account) -> None:
+    def __init__(self, account: Account, has_attachment: Callable[[set[str]], dict[str, bool]]):
         self.account = account
-        self.facts: dict[str, tuple[str, frozenset[str], int, int]] = {}
-        self.threads: dict[str, list[str]] = {}
-        for email_id, thread_id, keywords, size, received_at in account.cache.email_facts():
-            self.facts[email_id] = (thread_id, frozenset(keywords.split()), size, received_at)
-            self.threads.setdefault(thread_id, []).append(email_id)
-        self.boxes: dict[str, set[str]] = {}
-        self.by_mailbox: dict[str, dict[int, str]] = {}
-        for email_id, mailbox_id, uid in account.cache.memberships():
-            self.boxes.setdefault(email_id, set()).add(mailbox_id)
-            self.by_mailbox.setdefault(mailbox_id, {})[uid] = email_id
-        self.universe = set(self.facts)
-        self.attachments: dict[str, bool] | None = None
-
-    def where(self, test: Callable[[str], bool]) -> set[str]:
-        return {email_id for email_id in self.universe if test(email_id)}
-
-    def thread_keywords(self, email_id: str) -> list[frozenset[str]]:
-        return [self.facts[other][1] for other in self.threads[self.facts[email_id][0]]]
-
-
-class FilterEvaluator:
-    def __init__(self, index: QueryIndex, has_attachment: Callable[[set[str]], dict[str, bool]]):
-        self.index = index
         self.has_attachment = has_attachment
+        # The top FilterCondition's clause without its inMailbox, for a query run over
+        # that folder's rows (bridge.store.email_query.Scope).
+        self.within_folder: Clause | None = None
 
-    def evaluate(self, node: Any) -> set[str]:
+    def clause(self, node: Any) -> Clause:
         if node is None:
-            return set(self.index.universe)
+            return sql.TRUE
         if not isinstance(node, dict):
             raise MethodError("invalidArguments", "a filter must be an object")
         if "operator" in node:
@@ -114,186 +108,213 @@ class FilterEvaluator:
         unknown = set(node) - METADATA_CONDITIONS - TEXT_CONDITIONS
         if unknown:
             raise MethodError("unsupportedFilter", f"cannot filter on {', '.join(sorted(unknown))}")
-        result = set(self.index.universe)
-        # Cheap conditions first: the text searches then only look where candidates are.
-        for name in sorted(node, key=lambda key: key in TEXT_CONDITIONS):
-            result &= self._condition(name, node[name], result)
-        return result
+        # What the cache decides first: the searches then only look where candidates are.
+        decided = [
+            _cache_condition(name, value)
+            for name, value in node.items()
+            if name in METADATA_CONDITIONS and name != "hasAttachment"
+        ]
+        if "hasAttachment" in node:
+            decided.append(self._has_attachment(node["hasAttachment"], sql.all_of(decided)))
+        for name in (name for name in node if name in TEXT_CONDITIONS):
+            decided.append(self._search(name, node[name], sql.all_of(decided)))
+        if "inMailbox" in node:
+            folder = _cache_condition("inMailbox", node["inMailbox"])
+            self.within_folder = sql.all_of(c for c in decided if c != folder)
+        return sql.all_of(decided)
 
-    def _operator(self, node: dict[str, Any]) -> set[str]:
+    def _operator(self, node: dict[str, Any]) -> Clause:
         operator, conditions = node.get("operator"), node.get("conditions")
         if set(node) != {"operator", "conditions"} or not isinstance(conditions, list):
             raise MethodError("invalidArguments", "a FilterOperator has operator and conditions")
+        if operator not in ("AND", "OR", "NOT"):
+            raise MethodError("unsupportedFilter", f"unknown operator {operator!r}")
+        clauses = [self.clause(condition) for condition in conditions]
         if operator == "AND":
-            result = set(self.index.universe)
-            for condition in conditions:
-                result &= self.evaluate(condition)
-            return result
-        if operator in ("OR", "NOT"):
-            union: set[str] = set()
-            for condition in conditions:
-                union |= self.evaluate(condition)
-            return union if operator == "OR" else self.index.universe - union
-        raise MethodError("unsupportedFilter", f"unknown operator {operator!r}")
+            return sql.all_of(clauses)
+        union = sql.any_of(clauses)
+        return union if operator == "OR" else sql.negation(union)
 
-    def _condition(self, name: str, value: Any, candidates: set[str]) -> set[str]:
-        index = self.index
-        facts = index.facts
-        if name == "inMailbox":
-            if not isinstance(value, str):
-                raise MethodError("invalidArguments", "inMailbox must be an id")
-            return set(index.by_mailbox.get(value, {}).values())
-        if name == "inMailboxOtherThan":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise MethodError("invalidArguments", "inMailboxOtherThan must be a list of ids")
-            excluded = set(value)
-            return index.where(lambda e: bool(index.boxes.get(e, set()) - excluded))
-        if name in ("before", "after"):
-            moment = _utc_date(value, name)
-            if name == "before":
-                return index.where(lambda e: facts[e][3] < moment)
-            return index.where(lambda e: facts[e][3] >= moment)
-        if name in ("minSize", "maxSize"):
-            size = _unsigned(value, name)
-            if name == "minSize":
-                return index.where(lambda e: facts[e][2] >= size)
-            return index.where(lambda e: facts[e][2] < size)
-        if name in ("hasKeyword", "notKeyword"):
-            keyword = _keyword(value, name)
-            present = index.where(lambda e: keyword in facts[e][1])
-            return present if name == "hasKeyword" else index.universe - present
-        if name.endswith("InThreadHaveKeyword"):
-            keyword = _keyword(value, name)
-            test = {"all": all, "some": any}.get(name[:-19])
-            if test is not None:
-                return index.where(lambda e: test(keyword in k for k in index.thread_keywords(e)))
-            return index.where(lambda e: not any(keyword in k for k in index.thread_keywords(e)))
-        if name == "hasAttachment":
-            if not isinstance(value, bool):
-                raise MethodError("invalidArguments", "hasAttachment must be a boolean")
-            flags = self.has_attachment(candidates)
-            return {e for e in candidates if flags.get(e, False) == value}
-        return self._search(name, value, candidates)
+    def _has_attachment(self, value: Any, candidates: Clause) -> Clause:
+        if not isinstance(value, bool):
+            raise MethodError("invalidArguments", "hasAttachment must be a boolean")
+        ids = set(self.account.cache.query_page(candidates, ()))
+        flags = self.has_attachment(ids)
+        return sql.among(e for e in ids if flags.get(e, False) == value)
 
-    def _search(self, name: str, value: Any, candidates: set[str]) -> set[str]:
-        account = self.index.account
+    def _search(self, name: str, value: Any, candidates: Clause) -> Clause:
+        """The Emails among ``candidates`` the upstream finds, folder by folder. For an
+        indexed header field, the header index answers for itself where it is exact, and
+        the upstream searches only the UIDs it leaves undecided (bridge.mail.header_text)."""
+        account = self.account
         try:
             plan = plan_search({name: value}, capabilities=account.imap.capabilities)
         except UnsupportedFilter as exc:
             raise MethodError("unsupportedFilter", str(exc)) from exc
         except InvalidFilter as exc:
             raise MethodError("invalidArguments", str(exc)) from exc
-        criteria, utf8 = plan.criteria, plan.needs_utf8
+        decided = sql.FALSE
+        if name in INDEXED_FIELDS:
+            searched = tokens(value)
+            if not searched:
+                return sql.TRUE
+            words = [token_word(token) for token in searched]
+            exact_known = all(word is not None for word in words)
+            if exact_known:
+                decided = sql.header_holds(name, INEXACT_BIT[name], [w or "" for w in words])
+            keys = [narrowing_key(token) for token in searched]
+            # The narrowing first: SQLite then walks its (few) Emails, not the folder's.
+            candidates = sql.all_of([
+                sql.header_may_hold(name, INEXACT_BIT[name], keys, exact_known=exact_known),
+                candidates,
+            ])  # fmt: skip
+        searched_for, utf8 = plan.criteria, plan.needs_utf8
         if account.imap.object_ids is ObjectIds.GMAIL:
             # Gmail's own search, where it answers the condition as JMAP means it.
             raw = raw_criteria(name, value)
             if raw is not None:
-                criteria, utf8 = raw, not raw.isascii()
-        folders = {
-            mailbox_id
-            for email_id in candidates
-            for mailbox_id in self.index.boxes.get(email_id, ())
-        }
+                searched_for, utf8 = raw, not raw.isascii()
         found: set[str] = set()
+        where = account.cache.query_locations(candidates)
         records = account.cache.mailboxes()
         views = label_views(account.imap, records)
         for record in records:
-            if record.id not in folders or not record.selectable:
+            uids = where.get(record.id)
+            if not record.selectable or not uids:
                 continue
             if views is not None and views.is_view(record.id):
                 continue  # Gmail: its Emails are All Mail's, searched there
+            criteria = searched_for
+            if len(uids) < account.cache.location_count(record.id):
+                within = uid_set(uids).encode()
+                if len(within) <= MAX_UID_SET:
+                    criteria = b"UID " + within + b" " + criteria
             account.open_folder(record.name)
-            uids = account.imap.search(criteria, utf8=utf8)
-            by_uid = self.index.by_mailbox.get(record.id, {})
-            found.update(by_uid[uid] for uid in uids if uid in by_uid)
-        return found
+            hits = account.imap.search(criteria, utf8=utf8)
+            found |= account.cache.uids_to_emails(record.id, hits)
+        return sql.any_of([decided, sql.among(found)])
+
+
+def _cache_condition(name: str, value: Any) -> Clause:
+    if name == "inMailbox":
+        if not isinstance(value, str):
+            raise MethodError("invalidArguments", "inMailbox must be an id")
+        return sql.in_mailbox(value)
+    if name == "inMailboxOtherThan":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise MethodError("invalidArguments", "inMailboxOtherThan must be a list of ids")
+        return sql.in_mailbox_other_than(value)
+    if name == "before":
+        return sql.received_before(_utc_date(value, name))
+    if name == "after":
+        return sql.received_since(_utc_date(value, name))
+    if name == "minSize":
+        return sql.size_at_least(_unsigned(value, name))
+    if name == "maxSize":
+        return sql.size_below(_unsigned(value, name))
+    keyword = _keyword(value, name)
+    if name == "hasKeyword":
+        return sql.has_keyword(keyword)
+    if name == "notKeyword":
+        return sql.negation(sql.has_keyword(keyword))
+    if name == "allInThreadHaveKeyword":
+        return sql.all_in_thread_have(keyword)
+    if name == "someInThreadHaveKeyword":
+        return sql.some_in_thread_have(keyword)
+    return sql.negation(sql.some_in_thread_have(keyword))
 
 
 def _check_sort(sort: Any) -> list[dict[str, Any]]:
     return check_comparators(sort, CACHE_SORTS | set(UPSTREAM_SORTS), KEYWORD_SORTS)
 
 
-class Sorter:
-    def __init__(self, index: QueryIndex, sort: list[dict[str, Any]], mailbox_id: str | None):
-        self.index = index
-        self.sort = sort
+class CacheQuery(msgspec.Struct, frozen=True):
+    """A planned Email/query: what matches, in what order, ready to page or count."""
+
+    cache: Store
+    where: Clause
+    order: list[OrderKey]
+    collapse: bool
+    ranks: dict[str, int] | None = None
+    # The one folder the filter keeps to (a FilterCondition with inMailbox).
+    mailbox_id: str | None = None
+
+    def page(self, offset: int = 0, limit: int | None = None) -> list[str]:
+        return self.cache.query_page(
+            self.where, self.order, collapse=self.collapse, ranks=self.ranks,
+            offset=offset, limit=limit, mailbox_id=self.mailbox_id,
+        )  # fmt: skip
+
+    def count(self) -> int:
+        return self.cache.query_count(
+            self.where, collapse=self.collapse, mailbox_id=self.mailbox_id
+        )
+
+
+class SortPlanner:
+    """Comparators as SQL order keys. The base order, newest first and then by id, is
+    appended by the store: equal keys stay in a fixed order."""
+
+    def __init__(self, account: Account, where: Clause, mailbox_id: str | None):
+        self.account = account
+        self.where = where
         self.mailbox_id = mailbox_id
-        self.ids: list[str] = []
-        self.keys: dict[str, SortKeys] | None = None
+        self.ranks: dict[str, int] | None = None
 
-    def order(self, ids: Iterable[str]) -> list[str]:
-        # Stable sorts from the last comparator to the first; the base order is newest
-        # first with the id as a final tie-break, so equal keys stay in a fixed order.
-        facts = self.index.facts
-        ordered = sorted(ids, key=lambda e: (facts[e][3], e), reverse=True)
-        self.ids = ordered
-        for position, comparator in reversed(list(enumerate(self.sort))):
-            ascending = comparator.get("isAscending", True)
-            key = self._key(comparator, last=position == len(self.sort) - 1)
-            ordered.sort(key=key, reverse=not ascending)
-        return ordered
+    def order(self, sort: list[dict[str, Any]]) -> list[OrderKey]:
+        return [
+            self._key(comparator, last=position == len(sort) - 1)
+            for position, comparator in enumerate(sort)
+        ]
 
-    def _key(self, comparator: dict[str, Any], *, last: bool) -> Callable[[str], Any]:
+    def _key(self, comparator: dict[str, Any], *, last: bool) -> OrderKey:
         prop = comparator["property"]
-        facts = self.index.facts
-        if prop == "receivedAt":
-            return lambda e: facts[e][3]
-        if prop == "size":
-            return lambda e: facts[e][2]
+        ascending = comparator.get("isAscending", True)
+        if prop in ("receivedAt", "size"):
+            return sql.by_column(prop, ascending)
         if prop in KEYWORD_SORTS:
             keyword = comparator["keyword"].lower()
             if prop == "hasKeyword":
-                return lambda e: keyword in facts[e][1]
-            test = all if prop == "allInThreadHaveKeyword" else any
-            return lambda e: test(keyword in k for k in self.index.thread_keywords(e))
+                return sql.by_keyword(keyword, ascending)
+            return sql.by_thread_keyword(keyword, prop == "allInThreadHaveKeyword", ascending)
         # The upstream's SORT leaves no ties (it breaks them by sequence number), so it
         # answers only a comparator that nothing follows.
         if last and self._upstream_sorts(prop):
-            return self._upstream_key(comparator)
-        if self.keys is None:
-            self.keys = sort_keys_of(self.index.account, self.ids)
-        return header_sort_key(prop, self.keys, lambda e: facts[e][3])
+            return self._upstream_key(prop, ascending)
+        make_sort_keys(self.account, self.account.cache.query_without_sort_keys(self.where))
+        return sql.by_column(prop, ascending)
 
     def _upstream_sorts(self, prop: str) -> bool:
         """Whether the one folder queried is the upstream's to sort. Plain FROM/TO sort
         by the address's mailbox part, not by the name JMAP asks for (RFC 8621 §4.4.2):
         without SORT=DISPLAY the cached keys answer."""
-        imap = self.index.account.imap
+        imap = self.account.imap
         return (
             self.mailbox_id is not None
-            and self.index.account.cache.mailbox(self.mailbox_id) is not None
+            and self.account.cache.mailbox(self.mailbox_id) is not None
             and imap.has("SORT")
             and (not UPSTREAM_SORTS[prop].startswith(b"DISPLAY") or imap.has("SORT=DISPLAY"))
         )
 
-    def _upstream_key(self, comparator: dict[str, Any]) -> Callable[[str], Any]:
-        account = self.index.account
+    def _upstream_key(self, prop: str, ascending: bool) -> OrderKey:
+        account = self.account
         record = account.cache.mailbox(self.mailbox_id or "")
         assert record is not None
-        keys = UPSTREAM_SORTS[comparator["property"]]
         # Descending is the server's REVERSE, which keeps its ties in sequence order
-        # (RFC 5256 §3); the ranks count down so that the reversed sort restores it.
-        ascending = comparator.get("isAscending", True)
+        # (RFC 5256 §3): the rank is the place in the server's answer either way.
+        keys = UPSTREAM_SORTS[prop]
         # A Gmail label view's locations carry All Mail UIDs: All Mail sorts them.
         account.open_folder(upstream_folder(account.imap, account.cache, record))
         uids = account.imap.sort(keys if ascending else b"REVERSE " + keys)
-        by_uid = self.index.by_mailbox.get(self.mailbox_id, {})
-        rank: dict[str, int] = {}
+        by_uid = {
+            uid: location.email_id for uid, location in account.cache.locations(record.id).items()
+        }
+        ranks: dict[str, int] = {}
         for position, uid in enumerate(uids):
             if uid in by_uid:
-                rank.setdefault(by_uid[uid], position if ascending else -position)
-        return lambda e: rank.get(e, len(rank) if ascending else -len(rank))
-
-
-def _collapse(ids: list[str], index: QueryIndex) -> list[str]:
-    seen: set[str] = set()
-    kept: list[str] = []
-    for email_id in ids:
-        thread_id = index.facts[email_id][0]
-        if thread_id not in seen:
-            seen.add(thread_id)
-            kept.append(email_id)
-    return kept
+                ranks.setdefault(by_uid[uid], position)
+        self.ranks = ranks
+        return sql.by_rank(len(ranks))
 
 
 def _single_mailbox(filter_: Any) -> str | None:
@@ -378,18 +399,24 @@ def upstream_page(
     return {"ids": ids, "position": min(position, selected.exists), "total": selected.exists}
 
 
-def query_ids(
+def plan_query(
     account: Account,
     filter_: Any,
     sort: list[dict[str, Any]],
     collapse: bool,
     has_attachment: Callable[[set[str]], dict[str, bool]],
-) -> list[str]:
+) -> CacheQuery:
     account.ensure_indexed()
-    index = QueryIndex(account)
-    matching = FilterEvaluator(index, has_attachment).evaluate(filter_)
-    ordered = Sorter(index, sort, _single_mailbox(filter_)).order(matching)
-    return _collapse(ordered, index) if collapse else ordered
+    planner = FilterPlanner(account, has_attachment)
+    where = planner.clause(filter_)
+    mailbox_id = _single_mailbox(filter_)
+    sorter = SortPlanner(account, where, mailbox_id)
+    order = sorter.order(sort)
+    if mailbox_id is not None and planner.within_folder is not None:
+        where = planner.within_folder
+    else:
+        mailbox_id = None
+    return CacheQuery(account.cache, where, order, collapse, sorter.ranks, mailbox_id)
 
 
 def email_query(
@@ -410,9 +437,18 @@ def email_query(
         if request.calculateTotal:
             response["total"] = fast["total"]
         return response
-    ids = query_ids(account, request.filter, sort, request.collapseThreads,
-                    lambda candidates: has_attachment(account, candidates))  # fmt: skip
-    return query_response(ctx.account_id, state, ids, request)
+    query = plan_query(account, request.filter, sort, request.collapseThreads,
+                       lambda candidates: has_attachment(account, candidates))  # fmt: skip
+    if request.anchor is not None or request.position < 0:
+        return query_response(ctx.account_id, state, query.page(), request)
+    # A page from the start: the store reads no further than the page's end.
+    response = {
+        "accountId": ctx.account_id, "queryState": state, "canCalculateChanges": True,
+        "position": request.position, "ids": query.page(request.position, request.limit),
+    }  # fmt: skip
+    if request.calculateTotal:
+        response["total"] = query.count()
+    return response
 
 
 def email_query_changes(
@@ -425,13 +461,14 @@ def email_query_changes(
     cache = account.cache
     since = since_value(cache, EMAIL, request.sinceQueryState)
     changed = cache.changed_since(EMAIL, since)
-    ids = query_ids(account, request.filter, sort, request.collapseThreads,
-                    lambda candidates: has_attachment(account, candidates))  # fmt: skip
+    ids = plan_query(account, request.filter, sort, request.collapseThreads,
+                     lambda candidates: has_attachment(account, candidates)).page()  # fmt: skip
     if request.collapseThreads:
         # A change to any Email of a thread can move which one stands for it.
-        facts = {email_id: thread for email_id, thread, *_ in cache.email_facts()}
-        changed_threads = {facts[e] for e in changed if e in facts}
-        changed |= {e for e in ids if facts.get(e) in changed_threads}
+        changed_threads = {record.thread_id for record in cache.emails(list(changed)).values()}
+        in_threads = cache.thread_emails(sorted(changed_threads))
+        listed = set(ids)
+        changed |= {e for members in in_threads.values() for e in members if e in listed}
     return query_changes_response(
         ctx.account_id, request.sinceQueryState, cache.encode_state(cache.state(EMAIL)),
         ids, changed, request.maxChanges, request.calculateTotal,

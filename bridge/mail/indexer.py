@@ -17,9 +17,13 @@ from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import CommandFailed, UpstreamError
 from bridge.imap.flags import flags_to_keywords
 from bridge.imap.pool import KEPT_OPEN, ConnectionPool
+from bridge.imap.quoting import header_fields_item
 from bridge.mail.background import BackgroundThread
 from bridge.mail.folder_faults import mark_unreadable, refuses_folder
 from bridge.mail.gmail_labels import label_views
+from bridge.mail.header_text import FETCHED as HEADER_INDEX_FIELDS
+from bridge.mail.header_text import header_text
+from bridge.mail.summary import header_block
 from bridge.mail.sync import NEW_MESSAGE_ITEMS, new_message, uid_set
 from bridge.store.base import Store
 from bridge.store.records import FlagUpdate, FolderState, MailboxRecord
@@ -27,6 +31,7 @@ from bridge.store.records import FlagUpdate, FolderState, MailboxRecord
 log = logging.getLogger("bridge.index")
 
 CHUNK = 1000
+HEADER_INDEX_ITEMS = header_fields_item(HEADER_INDEX_FIELDS)
 # The background indexer waits this long after the request that started it, so the
 # request's own first page does not share the CPU with it.
 START_DELAY = 1.0
@@ -98,6 +103,41 @@ def index_folder(
         cache.set_synced(record.id, state)
 
 
+def fill_header_index(
+    cache: Store, conn: ImapConnection, lock: threading.RLock, stopping: threading.Event
+) -> None:
+    """Give the header index the Emails of a cache made before it (migration 7 leaves
+    their rows empty, and queries ask the upstream for them meanwhile): each folder's
+    From/To/Cc/Bcc/Subject fetched in chunks, newest first."""
+    every = cache.mailboxes()
+    views = label_views(conn, every)
+    for record in every:
+        if not record.selectable or not record.indexed:
+            continue
+        if views is not None and views.is_view(record.id):
+            continue  # a Gmail label view: its Emails are All Mail's
+        try:
+            selected = conn.select(record.name)
+        except CommandFailed as exc:
+            if not refuses_folder(exc):
+                raise
+            continue
+        if record.synced is None or selected.uidvalidity != record.synced.uidvalidity:
+            continue  # the next sync indexes it afresh, with the fields
+        below: int | None = None
+        while uids := cache.without_header_text(record.id, CHUNK, below):
+            if stopping.is_set():
+                return
+            fetched = conn.fetch_meta(uid_set(uids), extra=(HEADER_INDEX_ITEMS,)).messages
+            texts = {
+                uid: header_text(header_block(meta.raw) or b"") for uid, meta in fetched.items()
+            }
+            with lock:
+                cache.set_header_texts(record.id, texts)
+            below = min(uids)
+    cache.header_backfill_done()
+
+
 def unindexed(cache: Store, conn: ImapConnection) -> list[MailboxRecord]:
     """Folders still to index, INBOX first; never Gmail's label views, which All Mail's
     sync fills (bridge.mail.gmail_labels)."""
@@ -133,6 +173,8 @@ class BackgroundIndexer(BackgroundThread):
         try:
             with pool.connection(username, password) as conn:
                 self.index_all(conn)
+                if self.cache.header_backfill_due():
+                    fill_header_index(self.cache, conn, self.lock, self._stopping)
             log.info("indexing of %s done", username)
         except UpstreamError as exc:
             log.warning("indexing of %s stopped: %s; it resumes on the next request",

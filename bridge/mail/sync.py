@@ -41,6 +41,8 @@ from bridge.mail.folder_faults import (
 )
 from bridge.mail.folder_ids import SERVER_ID_PREFIX, has_server_id, minted_key, renamed_pairs
 from bridge.mail.gmail_labels import LabelPass, LabelViews, label_views
+from bridge.mail.header_text import FETCHED as INDEXED_HEADERS
+from bridge.mail.header_text import header_text
 from bridge.mail.roles import assign_roles
 from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
@@ -57,10 +59,13 @@ from bridge.store.records import FlagUpdate, FolderState, Location, MailboxRecor
 
 log = logging.getLogger("bridge.sync")
 
-# What a first sight of a message needs: its size and date for the Email, and the headers
-# that place it in a thread when the upstream has no THREADID.
+# What a first sight of a message needs: its size and date for the Email, the headers
+# that place it in a thread when the upstream has no THREADID, and those the header index
+# keeps (bridge.mail.header_text).
 _THREADING = ("MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "SUBJECT")
-HEADER_FIELDS = header_fields_item(_THREADING)
+HEADER_FIELDS = header_fields_item(
+    (*_THREADING, *(name for name in INDEXED_HEADERS if name not in _THREADING))
+)
 NEW_MESSAGE_ITEMS = ("RFC822.SIZE", "INTERNALDATE", HEADER_FIELDS)
 # With PREVIEW: the whole header block instead, so that the list-view summary comes along.
 _NEW_MESSAGE_SUMMARY_ITEMS = ("RFC822.SIZE", "INTERNALDATE", *SUMMARY_ITEMS)
@@ -136,7 +141,8 @@ def _received_at(meta: MessageMeta) -> int:
 
 
 def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> NewMessage:
-    block = header_block(meta.raw) or b""
+    fetched_block = header_block(meta.raw)
+    block = fetched_block or b""
     fields = header_fields(block)
     own = message_ids(fields.get("message-id", []))
     referenced = message_ids(fields.get("in-reply-to", []) + fields.get("references", []))
@@ -167,6 +173,7 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
         base_subject=base_subject(subject),
         summary=None if summary is None else encode_summary(summary),
         sort_keys=None if summary is None else keys_from_summary(summary),
+        header_text=None if fetched_block is None else header_text(fetched_block),
     )
 
 

@@ -11,11 +11,13 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from bridge.store.email_query import Clause, OrderKey
 from bridge.store.records import (
     ChangeSet,
     EmailRecord,
     FlagUpdate,
     FolderState,
+    HeaderText,
     Location,
     MailboxRecord,
     MessageRef,
@@ -94,6 +96,30 @@ class Store(Protocol):
         self, mailbox_id: str, order: str, ascending: bool, offset: int, limit: int | None
     ) -> list[str]: ...
     def email_facts(self) -> list[tuple[str, str, str, int, int]]: ...
+
+    # Email/query (bridge.store.email_query) and the header index.
+    def query_page(
+        self,
+        where: Clause,
+        order: Sequence[OrderKey],
+        *,
+        collapse: bool = False,
+        ranks: dict[str, int] | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+        mailbox_id: str | None = None,
+    ) -> list[str]: ...
+    def query_count(
+        self, where: Clause, *, collapse: bool = False, mailbox_id: str | None = None
+    ) -> int: ...
+    def query_locations(self, where: Clause) -> dict[str, list[int]]: ...
+    def query_without_sort_keys(self, where: Clause) -> list[str]: ...
+    def without_header_text(
+        self, mailbox_id: str, limit: int, below: int | None = None
+    ) -> list[int]: ...
+    def set_header_texts(self, mailbox_id: str, texts: dict[int, HeaderText]) -> None: ...
+    def header_backfill_due(self) -> bool: ...
+    def header_backfill_done(self) -> None: ...
     def memberships(self) -> list[tuple[str, str, int]]: ...
 
     def close(self) -> None: ...

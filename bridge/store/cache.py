@@ -18,7 +18,8 @@ from pathlib import Path
 
 import msgspec
 
-from bridge.store import health
+from bridge.store import email_query, health
+from bridge.store.email_query import Clause, OrderKey
 from bridge.store.ids import derive_id, random_token
 from bridge.store.records import (
     ChangeSet,
@@ -26,6 +27,7 @@ from bridge.store.records import (
     EmailRecord,
     FlagUpdate,
     FolderState,
+    HeaderText,
     Location,
     MailboxRecord,
     MessageRef,
@@ -53,6 +55,8 @@ _MAILBOX_COLUMNS = (
     "special_use"
 )
 _CHUNK = 500
+# In meta while Emails cached before the header index (migration 6) wait for their fields.
+HEADER_BACKFILL = "header_backfill"
 # Set to "1" (and checkpointed into the main file) while a process has the cache open, "0"
 # at a clean close: "1" with no write-ahead log beside the file means the log of an unclean
 # stop was lost, with the last transactions in it, and with them states already handed out.
@@ -168,6 +172,12 @@ def _sort_values(keys: SortKeys | None) -> tuple[str | int | None, ...]:
     return (keys.from_, keys.to, keys.subject, keys.sent_at)
 
 
+def _header_values(text: HeaderText | None) -> tuple[str | int | None, ...]:
+    if text is None:
+        return (None,) * 6
+    return (text.from_, text.to, text.cc, text.bcc, text.subject, text.inexact)
+
+
 def _keywords_text(keywords: Iterable[str]) -> str:
     return " ".join(sorted(keywords))
 
@@ -198,6 +208,8 @@ class Cache:
         self._shares_before: dict[tuple[str, str], tuple[int, int, int, int]] = {}
         self._touched_threads: set[str] = set()
         self._newly_indexed: set[str] = set()
+        # Folder -> (counter, whether it holds an Email twice), for Email/query.
+        self._duplicates: dict[str, tuple[int, bool]] = {}
         migrate(conn)
         self._counter = int(self._meta("counter") or 0)
         self.epoch = self._meta("epoch") or self._init_epoch()
@@ -745,6 +757,15 @@ class Cache:
                 message.summary, *_sort_values(message.sort_keys),
             ),
         )  # fmt: skip
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO email_keywords(keyword, email_id) VALUES (?, ?)",
+            [(keyword, email_id) for keyword in message.keywords],
+        )
+        self._conn.execute(
+            "INSERT OR REPLACE INTO header_text(email_id, from_text, to_text, cc_text, "
+            "bcc_text, subject_text, inexact) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (email_id, *_header_values(message.header_text)),
+        )
         self.log_created(EMAIL, email_id)
         return email_id, True
 
@@ -824,6 +845,11 @@ class Cache:
             "UPDATE emails SET keywords = ?, unread = ? WHERE id = ?",
             (text, int(_is_unread(keywords)), email_id),
         )
+        self._conn.execute("DELETE FROM email_keywords WHERE email_id = ?", (email_id,))
+        self._conn.executemany(
+            "INSERT INTO email_keywords(keyword, email_id) VALUES (?, ?)",
+            [(keyword, email_id) for keyword in keywords],
+        )
         self.log_updated(EMAIL, email_id)
         return True
 
@@ -841,6 +867,8 @@ class Cache:
             if row is None:
                 continue
             self._conn.execute("DELETE FROM emails WHERE id = ?", (email_id,))
+            self._conn.execute("DELETE FROM email_keywords WHERE email_id = ?", (email_id,))
+            self._conn.execute("DELETE FROM header_text WHERE email_id = ?", (email_id,))
             self.log_destroyed(EMAIL, email_id)
             self._thread_lost_email(row[0])
             destroyed.add(email_id)
@@ -1115,3 +1143,98 @@ class Cache:
         """(Email id, mailbox id, uid) of every location."""
         with self._lock:
             return self._conn.execute("SELECT email_id, mailbox_id, uid FROM locations").fetchall()
+
+    # -- Email/query (bridge.store.email_query) -----------------------------------------
+
+    def query_page(
+        self,
+        where: Clause,
+        order: Sequence[OrderKey],
+        *,
+        collapse: bool = False,
+        ranks: dict[str, int] | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+        mailbox_id: str | None = None,
+    ) -> list[str]:
+        """The matching Emails' ids in ``order``, from ``offset``, at most ``limit``;
+        ``mailbox_id``: ``where`` holds only Emails of that folder (it has inMailbox)."""
+        with self._lock:
+            sql, params = email_query.select_ids(
+                where, order, collapse=collapse, ranks=ranks, offset=offset, limit=limit,
+                scope=self._scope(mailbox_id),
+            )  # fmt: skip
+            return [row[0] for row in self._conn.execute(sql, params)]
+
+    def query_count(
+        self, where: Clause, *, collapse: bool = False, mailbox_id: str | None = None
+    ) -> int:
+        with self._lock:
+            sql, params = email_query.count(where, collapse=collapse, scope=self._scope(mailbox_id))
+            return int(self._conn.execute(sql, params).fetchone()[0])
+
+    def _scope(self, mailbox_id: str | None) -> email_query.Scope | None:
+        if mailbox_id is None:
+            return None
+        known = self._duplicates.get(mailbox_id)
+        if known is not None and known[0] == self._counter:
+            return email_query.Scope(mailbox_id, known[1])
+        row = self._conn.execute(
+            "SELECT total_emails FROM mailboxes WHERE id = ?", (mailbox_id,)
+        ).fetchone()
+        # The folder's count is of its distinct Emails: fewer than its rows, a duplicate.
+        # Known until the next change (every change moves the counter).
+        duplicates = row is None or row[0] != self.location_count(mailbox_id)
+        self._duplicates[mailbox_id] = (self._counter, duplicates)
+        return email_query.Scope(mailbox_id, duplicates)
+
+    def query_locations(self, where: Clause) -> dict[str, list[int]]:
+        """Folder -> UIDs of the copies of the matching Emails."""
+        sql, params = email_query.locations_of(where)
+        found: dict[str, list[int]] = {}
+        with self._lock:
+            for mailbox_id, uid in self._conn.execute(sql, params):
+                found.setdefault(mailbox_id, []).append(uid)
+        return found
+
+    def query_without_sort_keys(self, where: Clause) -> list[str]:
+        """The matching Emails whose header sort keys are not made yet."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT e.id FROM emails e WHERE e.sort_subject IS NULL AND ({where.sql})",
+                where.params,
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def without_header_text(
+        self, mailbox_id: str, limit: int, below: int | None = None
+    ) -> list[int]:
+        """UIDs in a folder (below ``below``, newest first) whose Email the header index
+        does not know yet."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT l.uid FROM locations l JOIN header_text h ON h.email_id = l.email_id "
+                "WHERE l.mailbox_id = ? AND l.uid < ? AND h.inexact IS NULL "
+                "ORDER BY l.uid DESC LIMIT ?",
+                (mailbox_id, below if below is not None else 2**32, limit),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def header_backfill_due(self) -> bool:
+        """Whether Emails cached before the header index still wait for their fields."""
+        with self._lock:
+            return self._meta(HEADER_BACKFILL) is not None
+
+    def header_backfill_done(self) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM meta WHERE key = ?", (HEADER_BACKFILL,))
+
+    def set_header_texts(self, mailbox_id: str, texts: dict[int, HeaderText]) -> None:
+        """The header index's keys of messages by UID: immutable, no change to log."""
+        with self._lock:
+            self._conn.executemany(
+                "UPDATE header_text SET from_text = ?, to_text = ?, cc_text = ?, bcc_text = ?, "
+                "subject_text = ?, inexact = ? WHERE email_id = "
+                "(SELECT email_id FROM locations WHERE mailbox_id = ? AND uid = ?)",
+                [(*_header_values(text), mailbox_id, uid) for uid, text in texts.items()],
+            )

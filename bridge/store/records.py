@@ -78,6 +78,20 @@ class SortKeys(msgspec.Struct, frozen=True):
     sent_at: int | None
 
 
+class HeaderText(msgspec.Struct, frozen=True):
+    """A message's From, To, Cc, Bcc and Subject as the header index keeps them
+    (bridge.mail.header_text)."""
+
+    from_: str
+    to: str
+    cc: str
+    bcc: str
+    subject: str
+    # One bit a field, in that order: set where the words may not be what the server
+    # searches, so the index only narrows.
+    inexact: int = 0
+
+
 class NewMessage(msgspec.Struct, frozen=True):
     """A message seen for the first time in a folder, as the sync core fetched it."""
 
@@ -95,6 +109,8 @@ class NewMessage(msgspec.Struct, frozen=True):
     summary: bytes | None = None
     # Made from the summary, with it.
     sort_keys: SortKeys | None = None
+    # The header index's keys; None when the FETCH did not bring the fields.
+    header_text: HeaderText | None = None
 
 
 class FlagUpdate(msgspec.Struct, frozen=True):

@@ -148,6 +148,42 @@ MIGRATIONS: tuple[str, ...] = (
     -- names Gmail's system labels where no role does (bridge.mail.gmail_labels).
     ALTER TABLE mailboxes ADD COLUMN special_use TEXT;
     """,
+    """
+    -- Email/query in SQL (bridge.store.email_query). Each keyword of an Email, so that
+    -- hasKeyword and the thread-keyword conditions are index lookups; kept with
+    -- emails.keywords by the cache; filled here from it (split at the spaces).
+    CREATE TABLE email_keywords (
+        keyword TEXT NOT NULL,
+        email_id TEXT NOT NULL,
+        PRIMARY KEY (keyword, email_id)
+    ) WITHOUT ROWID;
+    WITH RECURSIVE split(email_id, word, rest) AS (
+        SELECT id, '', keywords || ' ' FROM emails
+        UNION ALL
+        SELECT email_id, substr(rest, 1, instr(rest, ' ') - 1), substr(rest, instr(rest, ' ') + 1)
+        FROM split WHERE rest <> ''
+    )
+    INSERT OR IGNORE INTO email_keywords(keyword, email_id)
+        SELECT word, email_id FROM split WHERE word <> '';
+    -- Newest first across folders, and receivedAt ranges.
+    CREATE INDEX emails_received ON emails(received_at, id);
+    -- The header index of Email/query's from/to/cc/bcc/subject conditions
+    -- (bridge.mail.header_text): the words of each field, decoded and case-mapped;
+    -- inexact has a bit set for each field the upstream may read otherwise. NULL: not
+    -- known yet (a cache from before this table, until the indexer fills it in); such an
+    -- Email is always a candidate for the upstream's SEARCH.
+    CREATE TABLE header_text (
+        email_id TEXT PRIMARY KEY,
+        from_text TEXT,
+        to_text TEXT,
+        cc_text TEXT,
+        bcc_text TEXT,
+        subject_text TEXT,
+        inexact INTEGER
+    ) WITHOUT ROWID;
+    INSERT INTO header_text(email_id) SELECT id FROM emails;
+    INSERT INTO meta(key, value) SELECT 'header_backfill', '1' WHERE EXISTS (SELECT 1 FROM emails);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

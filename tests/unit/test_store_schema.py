@@ -98,3 +98,34 @@ def test_a_stale_write_ahead_log_does_not_come_back(tmp_path: Path) -> None:
     assert conn.execute("SELECT value FROM meta WHERE key = 'left'").fetchall() == []
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+def test_a_cache_from_before_the_query_indexes_gets_them(tmp_path: Path) -> None:
+    """Migration 6 splits each Email's keywords into email_keywords, gives every Email an
+    empty header index row and marks the cache for the indexer to fill those in."""
+    path = tmp_path / "cache.sqlite3"
+    _at_version(path, 5)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executemany(
+        "INSERT INTO emails(id, thread_id, keywords) VALUES (?, ?, ?)",
+        [("e1", "t1", "$seen work"), ("e2", "t1", ""), ("e3", "t2", "$flagged")],
+    )
+    conn.close()
+    cache = Cache.open(path)
+    assert cache.header_backfill_due()
+    with cache.sql() as db:
+        keywords = db.execute("SELECT keyword, email_id FROM email_keywords ORDER BY 1, 2")
+        assert keywords.fetchall() == [("$flagged", "e3"), ("$seen", "e1"), ("work", "e1")]
+        rows = db.execute("SELECT email_id, from_text, inexact FROM header_text ORDER BY 1")
+        assert rows.fetchall() == [("e1", None, None), ("e2", None, None), ("e3", None, None)]
+    cache.header_backfill_done()
+    assert not cache.header_backfill_due()
+    cache.close()
+
+
+def test_an_empty_cache_needs_no_header_backfill(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite3"
+    _at_version(path, 5)
+    cache = Cache.open(path)
+    assert not cache.header_backfill_due()
+    cache.close()
