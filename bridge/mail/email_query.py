@@ -185,7 +185,9 @@ class FilterPlanner:
             if views is not None and views.is_view(record.id):
                 continue  # Gmail: its Emails are All Mail's, searched there
             criteria = searched_for
-            if len(uids) < account.cache.location_count(record.id):
+            # Gmail's X-GM-RAW stands alone: its own index needs no UID narrowing.
+            narrow = searched_for is plan.criteria
+            if narrow and len(uids) < account.cache.location_count(record.id):
                 within = uid_set(uids).encode()
                 if len(within) <= MAX_UID_SET:
                     criteria = b"UID " + within + b" " + criteria
