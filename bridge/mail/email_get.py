@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import ChangesArgs, GetArgs, UnsignedInt
@@ -32,6 +32,7 @@ from bridge.mail.summary import (
 from bridge.mime import (
     BODY_PART_PROPERTIES,
     CONVENIENCE_HEADERS,
+    ParsedMessage,
     email_properties,
     parse_header_property,
 )
@@ -122,13 +123,44 @@ def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[st
     return summaries
 
 
-def body_values_too_large(ctx: CallContext) -> MethodError:
-    """The body values asked for are more than a call returns: the limit Blob/get has."""
-    return MethodError(
-        "requestTooLarge",
-        f"the body values asked for are larger than maxSizeUpload "
-        f"({ctx.limits.max_size_upload} octets): ask with maxBodyValueBytes or for fewer Emails",
-    )
+class BodyArgs(Protocol):
+    """What Email/get and Email/parse share of their arguments (RFC 8621 §4.2, §4.9)."""
+
+    bodyProperties: list[str] | None
+    fetchTextBodyValues: bool
+    fetchHTMLBodyValues: bool
+    fetchAllBodyValues: bool
+    maxBodyValueBytes: int
+
+
+def render(
+    ctx: CallContext,
+    request: BodyArgs,
+    message: ParsedMessage,
+    properties: Sequence[str],
+    blob_id_for: Callable[[str], str],
+    budget: ValueBudget,
+) -> dict[str, Any]:
+    """The Email properties of one parsed message, as Email/get and Email/parse answer
+    them; body values past the call's budget are the limit Blob/get has."""
+    try:
+        return email_properties(
+            message,
+            properties,
+            blob_id_for=blob_id_for,
+            body_properties=request.bodyProperties,
+            fetch_text=request.fetchTextBodyValues,
+            fetch_html=request.fetchHTMLBodyValues,
+            fetch_all=request.fetchAllBodyValues,
+            max_body_value_bytes=request.maxBodyValueBytes,
+            value_budget=budget,
+        )
+    except BodyValuesTooLarge:
+        raise MethodError(
+            "requestTooLarge",
+            f"the body values asked for are larger than maxSizeUpload ({ctx.limits.max_size_upload}"
+            " octets): ask with maxBodyValueBytes or for fewer Emails",
+        ) from None
 
 
 def has_attachment_of(account: Account, email_ids: set[str]) -> dict[str, bool]:
@@ -158,20 +190,14 @@ def email_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     if content_props:
         budget = ValueBudget(ctx.limits.max_size_upload)
         for email_id, message in parsed_messages(account, records):
-            try:
-                contents[email_id] = email_properties(
-                    message,
-                    content_props,
-                    blob_id_for=lambda part, email_id=email_id: blob_id(email_id, part),
-                    body_properties=request.bodyProperties,
-                    fetch_text=request.fetchTextBodyValues,
-                    fetch_html=request.fetchHTMLBodyValues,
-                    fetch_all=request.fetchAllBodyValues,
-                    max_body_value_bytes=request.maxBodyValueBytes,
-                    value_budget=budget,
-                )
-            except BodyValuesTooLarge:
-                raise body_values_too_large(ctx) from None
+            contents[email_id] = render(
+                ctx,
+                request,
+                message,
+                content_props,
+                lambda part, email_id=email_id: blob_id(email_id, part),
+                budget,
+            )
     found = []
     for email_id in wanted:
         record = records.get(email_id)

@@ -17,17 +17,16 @@ from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import StandardArgs, UnsignedInt
 from bridge.mail.blobs import part_blob_id, split_blob_id
 from bridge.mail.common import account_of
-from bridge.mail.email_get import PROPERTIES, body_values_too_large
+from bridge.mail.email_get import PROPERTIES, render
 from bridge.mail.messages import blob_source
 from bridge.mime import (
     BODY_PART_PROPERTIES,
     CONVENIENCE_HEADERS,
     ParsedMessage,
-    email_properties,
     parse_header_property,
     parse_message,
 )
-from bridge.mime.email_object import BodyValuesTooLarge, ValueBudget
+from bridge.mime.email_object import ValueBudget
 
 # RFC 8621 §4.9: the Email/get default less the metadata a blob does not have.
 DEFAULT_PROPERTIES = (
@@ -93,20 +92,14 @@ def email_parse(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
             if not is_message(message):
                 not_parsable.append(value)
                 continue
-            try:
-                email = email_properties(
-                    message,
-                    properties,
-                    blob_id_for=lambda part, whole=whole: part_blob_id(whole, part),
-                    body_properties=request.bodyProperties,
-                    fetch_text=request.fetchTextBodyValues,
-                    fetch_html=request.fetchHTMLBodyValues,
-                    fetch_all=request.fetchAllBodyValues,
-                    max_body_value_bytes=request.maxBodyValueBytes,
-                    value_budget=budget,
-                )
-            except BodyValuesTooLarge:
-                raise body_values_too_large(ctx) from None
+            email = render(
+                ctx,
+                request,
+                message,
+                properties,
+                lambda part, whole=whole: part_blob_id(whole, part),
+                budget,
+            )
         email["blobId"] = value
         email["size"] = message.size
         parsed[value] = {
