@@ -152,6 +152,11 @@ def _located(account: BlobAccount, value: str) -> tuple[str, int, str | None] | 
     return upstream_folder(account.imap, account.cache, record), ref.uid, section
 
 
+class BlobVanished(Exception):
+    """The message behind a blob went away while its octets were being read: what was
+    read is not the blob, and whoever reads must not take it for one."""
+
+
 class _Source:
     """One message upstream, read a section at a time in partial FETCHes. Its folder is
     opened before every FETCH: a request reading several blobs at once (a message composed
@@ -194,7 +199,11 @@ class _Source:
             item, key = self.range_item(section, offset)
             found = self.fetch(item)
             value = found.get(key) if found is not None else None
-            chunk = value if isinstance(value, bytes) else b""
+            if not isinstance(value, bytes):
+                # Only an empty string past the end ends a section (RFC 3501 §6.4.5); a
+                # message expunged meanwhile must not pass for a shorter one.
+                raise BlobVanished(f"the message went away after {offset} octets")
+            chunk = value
 
 
 def _part_chunks(source: _Source, section: str) -> Iterator[bytes] | None:

@@ -23,7 +23,7 @@ from bridge.imap.search import plan_search
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import CopyArgs, SetArgs, check_in_state
 from bridge.mail.account import Account
-from bridge.mail.blobs import blob_id, open_blob
+from bridge.mail.blobs import BlobVanished, blob_id, open_blob
 from bridge.mail.common import account_of
 from bridge.mail.gmail_filing import GmailFiling, creation_plan
 from bridge.mail.gmail_labels import LabelViews, label_views
@@ -355,9 +355,12 @@ class EmailSetter:
             raise Refused("invalidProperties", "no such blob", ["blobId"])
         with open_spool(self.account) as spool:
             nul = False
-            for chunk in to_crlf(chunks):
-                nul = nul or b"\x00" in chunk
-                spool.write(chunk)
+            try:
+                for chunk in to_crlf(chunks):
+                    nul = nul or b"\x00" in chunk
+                    spool.write(chunk)
+            except BlobsNotFound as exc:
+                raise Refused("invalidProperties", "no such blob", ["blobId"]) from exc
             header = header_block(spool)
             if nul or b":" not in header:
                 raise Refused("invalidEmail", "the blob is not an RFC 5322 message")
@@ -369,7 +372,8 @@ class EmailSetter:
             )  # fmt: skip
 
     def _open_blob(self, value: str) -> Iterator[bytes] | None:
-        return open_blob(self.account, value)
+        chunks = open_blob(self.account, value)
+        return None if chunks is None else _whole(chunks, value)
 
     def _locations(self, email_id: str) -> dict[str, list[int]]:
         """mailbox id -> the UIDs of this Email there."""
@@ -536,3 +540,11 @@ def email_copy(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         raise MethodError("invalidArguments", "fromAccountId must differ from accountId")
     raise MethodError("fromAccountNotFound", "this server has one account per user")
 
+
+def _whole(chunks: Iterator[bytes], value: str) -> Iterator[bytes]:
+    """The blob's chunks; a blob whose message went away while it was read is a blob not
+    found, never a shorter message stored in its place."""
+    try:
+        yield from chunks
+    except BlobVanished as exc:
+        raise BlobsNotFound([value]) from exc

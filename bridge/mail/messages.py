@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from bridge.mail.account import Account
-from bridge.mail.blobs import blob_id, open_blob, split_blob_id
+from bridge.mail.blobs import BlobVanished, blob_id, open_blob, split_blob_id
 from bridge.mail.gmail_labels import upstream_folder
 from bridge.mail.spool import open_spool
 from bridge.mail.sync import uid_set
@@ -107,7 +107,11 @@ def blob_source(account: Account, value: str) -> Iterator[FileSource | None]:
         yield None
         return
     with open_spool(account) as spool:
-        for chunk in chunks:
-            spool.write(chunk)
-        spool.flush()
-        yield FileSource(spool)
+        try:
+            for chunk in chunks:
+                spool.write(chunk)
+            spool.flush()
+            whole = True
+        except BlobVanished:
+            whole = False  # gone while read: no blob, rather than the part that arrived
+        yield FileSource(spool) if whole else None

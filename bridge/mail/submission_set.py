@@ -24,7 +24,7 @@ from bridge.imap.errors import UpstreamError
 from bridge.imap.responses import ObjectIds
 from bridge.jmap import CallContext, MethodResult, decode_args
 from bridge.jmap.standard import SetArgs, check_in_state
-from bridge.mail.blobs import blob_id, open_blob
+from bridge.mail.blobs import BlobVanished, blob_id, open_blob
 from bridge.mail.common import account_of
 from bridge.mail.email_get import utc_date
 from bridge.mail.gmail_sent import GmailSentCopies, message_id_of
@@ -169,6 +169,8 @@ class SubmissionSetter:
             if chunks is None:
                 raise Refused("invalidProperties", "no such Email", ["emailId"])
             return write_for_transport(chunks, spool)
+        except BlobVanished as exc:
+            raise Refused("invalidProperties", "no such Email", ["emailId"]) from exc
         except UpstreamError as exc:
             # Only this create fails: others in the call may have been sent already.
             raise Refused("serverFail", "the Email could not be read from the upstream") from exc

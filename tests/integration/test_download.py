@@ -160,3 +160,30 @@ def test_parts_of_other_emails_attach_as_they_download(jmap: JmapClient, other: 
     downloaded = [jmap.http.get(url(jmap, a["blobId"])).content
                   for a in got["list"][0]["attachments"]]  # fmt: skip
     assert downloaded == [BINARY, b"inner body"]
+
+
+def test_a_message_expunged_while_it_downloads_is_never_a_shorter_blob(
+    upstream: Dovecot, account: tuple[str, str], other: IMAPClient, tmp_path: Path
+) -> None:
+    """The download breaks off (no final chunk) rather than ending as if the blob were the
+    octets that arrived before the message went away."""
+    line = b"0123456789abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ\r\n"
+    body = line * (20 * 1024 * 1024 // len(line))
+    message = b"From: Ann <ann@example.com>\r\nSubject: Big\r\n\r\n" + body
+    other.append("INBOX", message)
+    with BridgeServer(upstream.host, upstream.port, tmp_path, blob_chunk_size=4096) as server:
+        jmap = server.client(*account)
+        [email_id] = query(jmap)
+        received = 0
+        download = jmap.http.stream("GET", url(jmap, f"B{email_id}"))
+        with pytest.raises(httpx.HTTPError), download as response:
+            assert response.status_code == 200
+            chunks = response.iter_bytes()
+            received += len(next(chunks))
+            other.select_folder("INBOX")
+            other.delete_messages(other.search("ALL"))
+            other.expunge()
+            for chunk in chunks:
+                received += len(chunk)
+        assert received < len(message)
+        jmap.close()
