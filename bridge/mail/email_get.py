@@ -189,7 +189,8 @@ def email_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     contents: dict[str, dict[str, Any]] = {}
     if content_props:
         budget = ValueBudget(ctx.limits.max_size_upload)
-        for email_id, message in parsed_messages(account, records):
+        header_only = all(p == "headers" or p.startswith("header:") for p in content_props)
+        for email_id, message in parsed_messages(account, records, header_only=header_only):
             contents[email_id] = render(
                 ctx,
                 request,

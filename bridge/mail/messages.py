@@ -25,6 +25,7 @@ from bridge.mime.source import FileSource
 from bridge.store.records import EmailRecord
 
 WHOLE_ITEMS = ("BODY.PEEK[]",)
+HEADER_ITEMS = ("BODY.PEEK[HEADER]",)
 # Small messages fetched together: at most this many chunks' worth per FETCH.
 BATCH_CHUNKS = 4
 
@@ -51,9 +52,12 @@ def fetch_by_folder(
 
 
 def parsed_messages(
-    account: Account, records: Mapping[str, EmailRecord]
+    account: Account, records: Mapping[str, EmailRecord], *, header_only: bool = False
 ) -> Iterator[tuple[str, ParsedMessage]]:
-    """(email id, parsed message) for each of ``records`` still upstream, one at a time."""
+    """(email id, parsed message) for each of ``records`` still upstream, one at a time.
+    ``header_only``: the messages are parsed from their header alone (no body parts), for
+    properties that read nothing else; a large message still comes through a spool, since
+    its header may be as large as it is."""
     chunk_size = account.settings.blob_chunk_size
     batch: list[str] = []
     batch_octets = 0
@@ -63,19 +67,22 @@ def parsed_messages(
         batch.append(email_id)
         batch_octets += record.size
         if batch_octets >= BATCH_CHUNKS * chunk_size:
-            yield from _in_memory(account, batch)
+            yield from _in_memory(account, batch, header_only)
             batch, batch_octets = [], 0
-    yield from _in_memory(account, batch)
+    yield from _in_memory(account, batch, header_only)
     for email_id, record in records.items():
         if record.size > chunk_size:
             yield from _spooled(account, email_id)
 
 
-def _in_memory(account: Account, email_ids: list[str]) -> Iterator[tuple[str, ParsedMessage]]:
+def _in_memory(
+    account: Account, email_ids: list[str], header_only: bool
+) -> Iterator[tuple[str, ParsedMessage]]:
     if not email_ids:
         return
-    for email_id, raw in fetch_by_folder(account, email_ids, WHOLE_ITEMS).items():
-        yield email_id, parse_message(raw.get("BODY[]") or b"")
+    items, key = (HEADER_ITEMS, "BODY[HEADER]") if header_only else (WHOLE_ITEMS, "BODY[]")
+    for email_id, raw in fetch_by_folder(account, email_ids, items).items():
+        yield email_id, parse_message(raw.get(key) or b"")
 
 
 def _spooled(account: Account, email_id: str) -> Iterator[tuple[str, ParsedMessage]]:

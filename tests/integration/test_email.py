@@ -122,6 +122,37 @@ def test_body_properties_and_values(jmap: JmapClient, other: IMAPClient) -> None
     assert bad["error"]["type"] == "invalidArguments"
 
 
+def test_header_properties_alone_read_the_same_as_with_the_body(
+    jmap: JmapClient, other: IMAPClient
+) -> None:
+    """Asked for alone, header properties come from the header (BODY.PEEK[HEADER]); they
+    must read exactly as when the whole message is parsed for a body property beside them."""
+    folded = (
+        b"From: =?UTF-8?Q?Ren=C3=A9?= <rene@example.com>, ann@example.com\r\n"
+        b"Subject: a long\r\n subject, folded\r\nX-Tag: one\r\nX-Tag: two\r\n"
+        b"Message-ID: <folded@example.com>\r\nList-Post: <mailto:l@example.com>\r\n\r\nbody\r\n"
+    )
+    other.append("INBOX", WITH_ATTACHMENT)
+    other.append("INBOX", folded)
+    other.append("INBOX", b"Subject: no body at all\r\n\r\n")
+    ids = query(jmap)
+    header_properties = [
+        "headers", "header:From:asAddresses", "header:Subject:asText", "header:X-Tag:all",
+        "header:X-Tag:asRaw:all", "header:List-Post:asURLs", "header:Message-ID:asMessageIds",
+        "header:Content-Type", "header:X-Missing",
+    ]  # fmt: skip
+    alone = jmap.call("Email/get", {"ids": ids, "properties": header_properties})["list"]
+    beside = jmap.call(
+        "Email/get", {"ids": ids, "properties": [*header_properties, "bodyStructure"]}
+    )["list"]
+    assert len(alone) == 3
+    for email in beside:
+        del email["bodyStructure"]
+    assert alone == beside
+    tags = {tuple(e["header:X-Tag:all"]) for e in alone}
+    assert (" one", " two") in tags
+
+
 def test_threads(jmap: JmapClient, other: IMAPClient) -> None:
     seed(other)
     other.append("INBOX", message(9, "Another subject", refs="m1@example.com"))
