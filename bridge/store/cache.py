@@ -102,27 +102,35 @@ def _open_checked(path: Path) -> sqlite3.Connection:
 
 def _connect_checked(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        create_empty(path)
+    # A cache made just now from the empty image needs no migration, no check and no
+    # checkpoint: a new user's first request does not wait for them (nor for the disk).
+    created = not path.exists() and create_empty(path)
     wal_present = path.with_name(path.name + "-wal").exists()
     conn = health.connect(path)
     try:
         _tune(conn)
-        migrate(conn)
-        health.check_integrity(conn, table_names())
-        in_use = conn.execute("SELECT value FROM meta WHERE key = ?", (IN_USE,)).fetchone()
-        if in_use is not None and in_use[0] == "1" and not wal_present:
-            raise health.CacheDamaged("the write-ahead log of an unclean stop is gone")
+        if not created:
+            _check(conn, wal_present)
         conn.execute(
             "INSERT INTO meta(key, value) VALUES (?, '1') "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (IN_USE,),
         )
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if not created:
+            # Into the main file: gone with the log, the mark would not tell of the loss.
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _check(conn: sqlite3.Connection, wal_present: bool) -> None:
+    migrate(conn)
+    health.check_integrity(conn, table_names())
+    in_use = conn.execute("SELECT value FROM meta WHERE key = ?", (IN_USE,)).fetchone()
+    if in_use is not None and in_use[0] == "1" and not wal_present:
+        raise health.CacheDamaged("the write-ahead log of an unclean stop is gone")
 
 
 def _chunks(items: Sequence[str] | Sequence[int]) -> Iterator[Sequence[str] | Sequence[int]]:
@@ -686,9 +694,13 @@ class Cache:
             )
             flagged.add(row[0])
         created: set[str] = set()
+        backfill = False
         for message in added:
             email_id, fresh = self._add_location(mailbox_id, message)
             (created if fresh else moved).add(email_id)
+            backfill = backfill or (fresh and message.header_text is None)
+        if backfill:  # the header index of a first page: the indexer fills it in
+            self._set_meta(HEADER_BACKFILL, "1")
         # An Email created here with a second location in this delta is derived from all
         # of them below, like any other.
         return (created - moved) | {
@@ -1221,7 +1233,8 @@ class Cache:
         return [row[0] for row in rows]
 
     def header_backfill_due(self) -> bool:
-        """Whether Emails cached before the header index still wait for their fields."""
+        """Whether Emails cached without their header index (before it existed, or on a
+        first page) still wait for their fields."""
         with self._lock:
             return self._meta(HEADER_BACKFILL) is not None
 

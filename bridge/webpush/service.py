@@ -203,6 +203,17 @@ class WebPush:
         if self._sender is not None:
             await self._sender.aclose()
 
+    def preload(self, credentials: Credentials, users: PushUsers) -> None:
+        """Begin what the user's first request would do first (open their cache, a new
+        user's made, and read their subscriptions) without waiting for it: called when a
+        client fetches the session, whose next request is its first call."""
+        self.start()
+        if credentials.username in self._known:
+            return
+        task = asyncio.get_running_loop().create_task(self.before_request(credentials, users))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def before_request(self, credentials: Credentials, users: PushUsers) -> None:
         """Before each JMAP request. The first of a user in this process reads the user's
         subscriptions, so what the request itself changes is already pushed."""
