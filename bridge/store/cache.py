@@ -857,13 +857,22 @@ class Cache:
             "UPDATE emails SET keywords = ?, unread = ? WHERE id = ?",
             (text, int(_is_unread(keywords)), email_id),
         )
-        self._conn.execute("DELETE FROM email_keywords WHERE email_id = ?", (email_id,))
+        before = set(email[1].split())
+        self._drop_keywords(email_id, before - keywords)
         self._conn.executemany(
             "INSERT INTO email_keywords(keyword, email_id) VALUES (?, ?)",
-            [(keyword, email_id) for keyword in keywords],
+            [(keyword, email_id) for keyword in keywords - before],
         )
         self.log_updated(EMAIL, email_id)
         return True
+
+    def _drop_keywords(self, email_id: str, keywords: Iterable[str]) -> None:
+        # By the whole primary key: email_keywords has no index on email_id alone, and a
+        # DELETE by email_id would read the whole table (50,000 Emails: ~1.5 ms an Email).
+        self._conn.executemany(
+            "DELETE FROM email_keywords WHERE keyword = ? AND email_id = ?",
+            [(keyword, email_id) for keyword in keywords],
+        )
 
     def purge_orphans(self, candidates: Iterable[str]) -> set[str]:
         """Destroy those of ``candidates`` that are in no folder any more."""
@@ -874,12 +883,12 @@ class Cache:
             ).fetchone():
                 continue
             row = self._conn.execute(
-                "SELECT thread_id FROM emails WHERE id = ?", (email_id,)
+                "SELECT thread_id, keywords FROM emails WHERE id = ?", (email_id,)
             ).fetchone()
             if row is None:
                 continue
             self._conn.execute("DELETE FROM emails WHERE id = ?", (email_id,))
-            self._conn.execute("DELETE FROM email_keywords WHERE email_id = ?", (email_id,))
+            self._drop_keywords(email_id, row[1].split())
             self._conn.execute("DELETE FROM header_text WHERE email_id = ?", (email_id,))
             self.log_destroyed(EMAIL, email_id)
             self._thread_lost_email(row[0])
