@@ -220,7 +220,7 @@ class WebPush:
         self.start()
         listener = self._listeners.get(credentials.username)
         if credentials.username not in self._known:
-            await self._reload(credentials, users)
+            await self._reload(credentials, users, first=True)
         elif listener is not None and listener.password != credentials.password:
             self._rejoin(listener, credentials.password)
 
@@ -233,10 +233,16 @@ class WebPush:
         if dirty:
             await self._reload(credentials, users)
 
-    async def _reload(self, credentials: Credentials, users: PushUsers) -> None:
+    async def _reload(
+        self, credentials: Credentials, users: PushUsers, *, first: bool = False
+    ) -> None:
+        """Read the user's subscriptions; ``first``: unless another task (a preload) has
+        read them while this one waited."""
         name = credentials.username
         assert self._reloading is not None
         async with self._reloading:
+            if first and name in self._known:
+                return
             try:
                 user, records, states = await asyncio.to_thread(_load, users, name)
             except (StorageFull, CacheDamaged) as exc:
