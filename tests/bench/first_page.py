@@ -29,9 +29,8 @@ from tests.bench.scenarios import (
     Account,
     check_first_page,
     check_raw_page,
-    first_page_calls,
+    cold_first_page,
     imap_login,
-    inbox_of,
     raw_first_page,
     seed_account,
 )
@@ -54,13 +53,7 @@ def bridge_side(dovecot: Dovecot, account: Account, checkout: Path) -> Callable[
             jmap = Jmap(bridge.url, account.user, account.password)
             try:
                 cpu = _cpu_ms(bridge.process.pid)
-                start = time.perf_counter()
-                jmap.session()
-                session = time.perf_counter()
-                inbox = inbox_of(jmap)
-                mailboxes = time.perf_counter()
-                page = jmap.request(first_page_calls(jmap.account_id or "", inbox))
-                end = time.perf_counter()
+                page, (start, session, mailboxes, end) = cold_first_page(jmap)
                 cpu = _cpu_ms(bridge.process.pid) - cpu
                 check_first_page(page, account)
                 jmap.wait_indexed()  # the next run's Dovecot is not busy indexing for this one
