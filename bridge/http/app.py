@@ -64,6 +64,9 @@ async def _session(bridge: HttpBridge, request: Request) -> Response:
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials
+    # A fresh process's first request would open the user's cache: now, while the answer
+    # travels and the client turns round.
+    bridge.webpush.preload(credentials, bridge.users)
     response = json_response(
         session_resource(bridge, credentials.username, bridge.base_url(request))
     )

@@ -20,7 +20,6 @@ from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id
 from bridge.mail.common import account_of, changes_response
 from bridge.mail.messages import fetch_by_folder, parsed_messages
-from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
     decode_summary,
@@ -117,8 +116,9 @@ def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[st
     unread = [email_id for email_id in missing if email_id not in fresh]
     if unread:
         fresh.update(parsed(unread))
+    # Not the cross-folder sort keys: few Emails are ever sorted across folders by a
+    # header, and the query that does makes them from these summaries (header_sort).
     account.cache.set_summaries({e: encode_summary(s) for e, s in fresh.items()})
-    account.cache.set_sort_keys({e: keys_from_summary(s) for e, s in fresh.items()})
     summaries.update(fresh)
     return summaries
 

@@ -390,7 +390,7 @@ def upstream_page(
     if missing:
         # With the summaries the list view that follows needs, in the same command.
         fetched = fetch_new(imap, uid_set(missing))
-    added = [new_message(record, selected.uidvalidity, meta) for meta in fetched.values()]
+    added = [new_message(record, selected.uidvalidity, m, page=True) for m in fetched.values()]
     with account.user.syncing(), account.cache.transaction():
         account.cache.purge_orphans(
             account.cache.set_index_uidvalidity(record.id, selected.uidvalidity)

@@ -140,7 +140,14 @@ def _received_at(meta: MessageMeta) -> int:
     return int(timestamp()) if timestamp else 0
 
 
-def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> NewMessage:
+def new_message(
+    mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta, *, page: bool = False
+) -> NewMessage:
+    """The cache's record of a message seen for the first time. ``page``: for a page that
+    a client waits for (a folder not indexed yet), without what the answer does not need:
+    the header index's words (the indexer fills them in after, as for a cache older than
+    the index) and the cross-folder sort keys (made by the first query that needs them).
+    They cost more than the rest of the record together."""
     fetched_block = header_block(meta.raw)
     block = fetched_block or b""
     fields = header_fields(block)
@@ -172,8 +179,8 @@ def new_message(mailbox: MailboxRecord, uidvalidity: int, meta: MessageMeta) -> 
         referenced_ids=referenced,
         base_subject=base_subject(subject),
         summary=None if summary is None else encode_summary(summary),
-        sort_keys=None if summary is None else keys_from_summary(summary),
-        header_text=None if fetched_block is None else header_text(fetched_block),
+        sort_keys=None if summary is None or page else keys_from_summary(summary),
+        header_text=None if fetched_block is None or page else header_text(fetched_block),
     )
 
 

@@ -102,27 +102,35 @@ def _open_checked(path: Path) -> sqlite3.Connection:
 
 def _connect_checked(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        create_empty(path)
+    # A cache made just now from the empty image needs no migration, no check and no
+    # checkpoint: a new user's first request does not wait for them (nor for the disk).
+    created = not path.exists() and create_empty(path)
     wal_present = path.with_name(path.name + "-wal").exists()
     conn = health.connect(path)
     try:
         _tune(conn)
-        migrate(conn)
-        health.check_integrity(conn, table_names())
-        in_use = conn.execute("SELECT value FROM meta WHERE key = ?", (IN_USE,)).fetchone()
-        if in_use is not None and in_use[0] == "1" and not wal_present:
-            raise health.CacheDamaged("the write-ahead log of an unclean stop is gone")
+        if not created:
+            _check(conn, wal_present)
         conn.execute(
             "INSERT INTO meta(key, value) VALUES (?, '1') "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (IN_USE,),
         )
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if not created:
+            # Into the main file: gone with the log, the mark would not tell of the loss.
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _check(conn: sqlite3.Connection, wal_present: bool) -> None:
+    migrate(conn)
+    health.check_integrity(conn, table_names())
+    in_use = conn.execute("SELECT value FROM meta WHERE key = ?", (IN_USE,)).fetchone()
+    if in_use is not None and in_use[0] == "1" and not wal_present:
+        raise health.CacheDamaged("the write-ahead log of an unclean stop is gone")
 
 
 def _chunks(items: Sequence[str] | Sequence[int]) -> Iterator[Sequence[str] | Sequence[int]]:
@@ -686,9 +694,13 @@ class Cache:
             )
             flagged.add(row[0])
         created: set[str] = set()
+        backfill = False
         for message in added:
             email_id, fresh = self._add_location(mailbox_id, message)
             (created if fresh else moved).add(email_id)
+            backfill = backfill or (fresh and message.header_text is None)
+        if backfill:  # the header index of a first page: the indexer fills it in
+            self._set_meta(HEADER_BACKFILL, "1")
         # An Email created here with a second location in this delta is derived from all
         # of them below, like any other.
         return (created - moved) | {
@@ -845,13 +857,22 @@ class Cache:
             "UPDATE emails SET keywords = ?, unread = ? WHERE id = ?",
             (text, int(_is_unread(keywords)), email_id),
         )
-        self._conn.execute("DELETE FROM email_keywords WHERE email_id = ?", (email_id,))
+        before = set(email[1].split())
+        self._drop_keywords(email_id, before - keywords)
         self._conn.executemany(
             "INSERT INTO email_keywords(keyword, email_id) VALUES (?, ?)",
-            [(keyword, email_id) for keyword in keywords],
+            [(keyword, email_id) for keyword in keywords - before],
         )
         self.log_updated(EMAIL, email_id)
         return True
+
+    def _drop_keywords(self, email_id: str, keywords: Iterable[str]) -> None:
+        # By the whole primary key: email_keywords has no index on email_id alone, and a
+        # DELETE by email_id would read the whole table (50,000 Emails: ~1.5 ms an Email).
+        self._conn.executemany(
+            "DELETE FROM email_keywords WHERE keyword = ? AND email_id = ?",
+            [(keyword, email_id) for keyword in keywords],
+        )
 
     def purge_orphans(self, candidates: Iterable[str]) -> set[str]:
         """Destroy those of ``candidates`` that are in no folder any more."""
@@ -862,12 +883,12 @@ class Cache:
             ).fetchone():
                 continue
             row = self._conn.execute(
-                "SELECT thread_id FROM emails WHERE id = ?", (email_id,)
+                "SELECT thread_id, keywords FROM emails WHERE id = ?", (email_id,)
             ).fetchone()
             if row is None:
                 continue
             self._conn.execute("DELETE FROM emails WHERE id = ?", (email_id,))
-            self._conn.execute("DELETE FROM email_keywords WHERE email_id = ?", (email_id,))
+            self._drop_keywords(email_id, row[1].split())
             self._conn.execute("DELETE FROM header_text WHERE email_id = ?", (email_id,))
             self.log_destroyed(EMAIL, email_id)
             self._thread_lost_email(row[0])
@@ -1221,7 +1242,8 @@ class Cache:
         return [row[0] for row in rows]
 
     def header_backfill_due(self) -> bool:
-        """Whether Emails cached before the header index still wait for their fields."""
+        """Whether Emails cached without their header index (before it existed, or on a
+        first page) still wait for their fields."""
         with self._lock:
             return self._meta(HEADER_BACKFILL) is not None
 

@@ -203,13 +203,24 @@ class WebPush:
         if self._sender is not None:
             await self._sender.aclose()
 
+    def preload(self, credentials: Credentials, users: PushUsers) -> None:
+        """Begin what the user's first request would do first (open their cache, a new
+        user's made, and read their subscriptions) without waiting for it: called when a
+        client fetches the session, whose next request is its first call."""
+        self.start()
+        if credentials.username in self._known:
+            return
+        task = asyncio.get_running_loop().create_task(self.before_request(credentials, users))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def before_request(self, credentials: Credentials, users: PushUsers) -> None:
         """Before each JMAP request. The first of a user in this process reads the user's
         subscriptions, so what the request itself changes is already pushed."""
         self.start()
         listener = self._listeners.get(credentials.username)
         if credentials.username not in self._known:
-            await self._reload(credentials, users)
+            await self._reload(credentials, users, first=True)
         elif listener is not None and listener.password != credentials.password:
             self._rejoin(listener, credentials.password)
 
@@ -222,10 +233,16 @@ class WebPush:
         if dirty:
             await self._reload(credentials, users)
 
-    async def _reload(self, credentials: Credentials, users: PushUsers) -> None:
+    async def _reload(
+        self, credentials: Credentials, users: PushUsers, *, first: bool = False
+    ) -> None:
+        """Read the user's subscriptions; ``first``: unless another task (a preload) has
+        read them while this one waited."""
         name = credentials.username
         assert self._reloading is not None
         async with self._reloading:
+            if first and name in self._known:
+                return
             try:
                 user, records, states = await asyncio.to_thread(_load, users, name)
             except (StorageFull, CacheDamaged) as exc:

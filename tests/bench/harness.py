@@ -61,8 +61,10 @@ class BridgeProcess:
         data_dir: Path | None = None,
         flags: Sequence[str] = (),
         log_level: str = "warning",
+        repo: Path = REPO,
     ) -> None:
         self.flags = [*flags, "--log-level", log_level]
+        self.repo = repo  # the checkout whose bridge runs
         self.port = free_port()
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="bench-bridge-"))
@@ -78,10 +80,10 @@ class BridgeProcess:
             "--upstream-tls", "plain", "--listen-port", str(self.port),
             "--data-dir", str(self.data_dir), *self.flags,
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(self.repo)}
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                command, cwd=self.repo, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
             )
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=self.url, timeout=2) as probe:

@@ -222,6 +222,18 @@ def check_raw_page(page: dict[int, dict[bytes, Any]], account: Account) -> dict[
 # --------------------------------------------------------------------------------------
 
 
+def cold_first_page(jmap: Jmap) -> tuple[dict[str, Any], tuple[float, float, float, float]]:
+    """What a client does first (GET session, POST [Mailbox/get], POST the page): the page,
+    and the times at its start and after each request."""
+    start = time.perf_counter()
+    jmap.session()
+    after_session = time.perf_counter()
+    inbox = inbox_of(jmap)
+    after_mailboxes = time.perf_counter()
+    page = jmap.request(first_page_calls(jmap.account_id or "", inbox))
+    return page, (start, after_session, after_mailboxes, time.perf_counter())
+
+
 def bench_first_page(dovecot: Dovecot, account: Account, results: Results) -> None:
     reps = results.sizes.reps
     sizes_seen: dict[str, dict[str, int]] = {}
@@ -234,13 +246,7 @@ def bench_first_page(dovecot: Dovecot, account: Account, results: Results) -> No
             # A fresh process: its first request is this one (bridge warms up at start).
             jmap = Jmap(bridge.url, account.user, account.password)
             try:
-                start = time.perf_counter()
-                jmap.session()
-                after_session = time.perf_counter()
-                inbox = inbox_of(jmap)
-                after_mailboxes = time.perf_counter()
-                page = jmap.request(first_page_calls(jmap.account_id or "", inbox))
-                end = time.perf_counter()
+                page, (start, after_session, after_mailboxes, end) = cold_first_page(jmap)
                 sizes_seen["bridge"] = check_first_page(page, account)
                 # Memory and cache size count once the whole account is indexed.
                 waited = jmap.wait_indexed()

@@ -337,3 +337,30 @@ def test_mirrored_locations_follow_their_source_and_keep_counts(cache: Cache) ->
         cache.recount(None)
     assert {record.id: record.counts for record in cache.mailboxes()} == kept
     assert kept[label].total_emails == 2 and kept[label].unread_emails == 1
+
+
+def test_keyword_rows_follow_flag_changes_moves_and_destroys(cache: Cache) -> None:
+    """email_keywords (what hasKeyword reads) holds exactly each Email's keywords: the
+    rows that changed are written by their whole key, never by a scan of the table."""
+    inbox = add_mailbox(cache, "INBOX", "inbox")
+    archive = add_mailbox(cache, "Archive", "archive")
+
+    def rows() -> set[tuple[str, str]]:
+        with cache.sql() as conn:
+            return set(conn.execute("SELECT keyword, email_id FROM email_keywords"))
+
+    with cache.transaction():
+        (first,) = cache.apply_folder_delta(inbox, added=[message(1, "a", "$seen", "x")])
+        (second,) = cache.apply_folder_delta(inbox, added=[message(2, "b", "$seen")])
+    assert rows() == {("$seen", first), ("x", first), ("$seen", second)}
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, flag_updates=[FlagUpdate(1, frozenset({"$flagged"}))])
+    assert rows() == {("$flagged", first), ("$seen", second)}
+    with cache.transaction():  # a second location brings its flags to the Email
+        cache.apply_folder_delta(archive, added=[message(7, "a", "$seen")])
+    assert rows() == {("$flagged", first), ("$seen", first), ("$seen", second)}
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, removed=[1])
+        cache.apply_folder_delta(archive, removed=[7])
+        cache.purge_orphans([first])
+    assert rows() == {("$seen", second)}

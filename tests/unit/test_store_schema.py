@@ -3,6 +3,7 @@ starts as the prebuilt empty file."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -129,3 +130,19 @@ def test_an_empty_cache_needs_no_header_backfill(tmp_path: Path) -> None:
     cache = Cache.open(path)
     assert not cache.header_backfill_due()
     cache.close()
+
+
+def test_a_new_cache_that_loses_its_write_ahead_log_starts_a_new_epoch(tmp_path: Path) -> None:
+    """A new cache skips the checkpoint at open: if an unclean stop then loses its log,
+    with the epoch and the states handed out in it, the file is the empty image again,
+    and the cache comes back with a new epoch (so clients' old states are refused)."""
+    path = tmp_path / "cache.sqlite3"
+    cache = Cache.open(path)
+    old_epoch = cache.epoch
+    lost = tmp_path / "after-the-crash"
+    lost.mkdir()
+    shutil.copyfile(path, lost / path.name)  # the main file alone: the log is gone
+    cache.close()
+    reopened = Cache.open(lost / path.name)
+    assert reopened.epoch != old_epoch
+    reopened.close()
