@@ -1218,6 +1218,22 @@ class Cache:
             ).fetchall()
         return [row[0] for row in rows]
 
+    def share(self, test: Clause) -> float:
+        """The share of the cached Emails that meet ``test``, a condition on their own
+        row (``e``), counted in the column's index (bridge.store.email_query.shaped)."""
+        with self._lock:
+            found = self._conn.execute(f"SELECT COUNT(*) FROM emails e WHERE {test.sql}",
+                                       test.params).fetchone()[0]  # fmt: skip
+            total = self._conn.execute("SELECT COUNT(*) FROM emails").fetchone()[0]
+        return found / total if total else 0.0
+
+    def attachment_unknown(self) -> bool:
+        """Whether some Email has no hasAttachment yet (no summary made)."""
+        with self._lock:
+            return bool(self._conn.execute(
+                "SELECT 1 FROM emails WHERE has_attachment IS NULL LIMIT 1"
+            ).fetchone())  # fmt: skip
+
     def header_share(self, field: str, words: Sequence[str]) -> float | None:
         """The share of the cached Emails whose ``field``, where exact, holds ``words``, as
         the full-text index alone counts them (no row read); None when no word is long

@@ -100,6 +100,23 @@ def has_attachment(value: bool) -> Clause:
 
 
 ATTACHMENT_UNKNOWN = Clause("e.has_attachment IS NULL")
+# A condition that this share of the Emails meets (or more) is "common": tested on each
+# row a query walks, rather than built as a set first (``shaped``, ``header_holds``). At
+# 50,000 Emails all matching a header condition, a page costs 0.05 ms against 48 ms and a
+# total 29 ms against 50; at 2.4% the set is the cheaper (a total 2.2 ms against 61 ms).
+COMMON_SHARE = 0.5
+
+
+def shaped(test: Clause, *, common: bool) -> Clause:
+    """A condition on an Email's own row (columns of ``e``) in the shape that costs least.
+    Common: tested on each row the query walks, so a page stops at its end; the unary
+    ``+`` keeps SQLite from driving the query by the column's index instead (it has no
+    statistics to know better). Otherwise the set of Emails the column's index finds,
+    which the query then joins, so a total costs what the matches cost."""
+    if common:
+        return Clause(f"+({test.sql})", test.params)
+    inner = _EMAIL_ROW.sub("s.", test.sql)
+    return Clause(f"e.id IN (SELECT s.id FROM emails s WHERE {inner})", test.params)
 
 
 def among(email_ids: Iterable[str]) -> Clause:

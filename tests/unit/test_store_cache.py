@@ -7,7 +7,7 @@ import pytest
 
 from bridge.mail.header_text import INEXACT_BIT
 from bridge.store.cache import EMAIL, EMAIL_DELIVERY, MAILBOX, THREAD, Cache
-from bridge.store.email_query import header_holds
+from bridge.store.email_query import header_holds, shaped, size_at_least
 from bridge.store.records import (
     Counts,
     FlagUpdate,
@@ -385,3 +385,24 @@ def test_the_full_text_index_follows_the_header_index(cache: Cache) -> None:
     for common in (False, True):  # both shapes of the clause give one answer
         clause = header_holds("subject", INEXACT_BIT["subject"], ["QUA", "GE"], common=common)
         assert set(cache.query_page(clause, ())) == {by_uid[1]}
+
+
+def test_both_shapes_of_a_row_condition_give_one_answer(cache: Cache) -> None:
+    """``shaped``: tested on each row or built as a set, in a folder's scope or not."""
+    inbox = add_mailbox(cache, "INBOX")
+    other = add_mailbox(cache, "Other")
+    sizes = {1: 100, 2: 5_000, 3: 70_000, 4: 250}
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[
+            msgspec.structs.replace(message(uid, f"s{uid}"), size=size, received_at=uid)
+            for uid, size in sizes.items()
+        ])  # fmt: skip
+        cache.apply_folder_delta(other, added=[message(1, "s3")])
+    by_uid = {uid: location.email_id for uid, location in cache.locations(inbox).items()}
+    test = size_at_least(1_000)
+    assert cache.share(test) == pytest.approx(2 / 4)
+    for common in (False, True):
+        clause = shaped(test, common=common)
+        assert cache.query_page(clause, ()) == [by_uid[3], by_uid[2]]
+        assert cache.query_page(clause, (), mailbox_id=inbox) == [by_uid[3], by_uid[2]]
+        assert cache.query_count(clause, mailbox_id=other) == 1
