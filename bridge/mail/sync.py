@@ -67,9 +67,11 @@ _THREADING = ("MESSAGE-ID", "IN-REPLY-TO", "REFERENCES", "SUBJECT")
 HEADER_FIELDS = header_fields_item(
     (*_THREADING, *(name for name in INDEXED_HEADERS if name not in _THREADING))
 )
-# BODYSTRUCTURE for hasAttachment, which Email/query then decides from the cache (at
-# 50,000 messages on Dovecot: 2.5 s of the server's time when indexing, once).
-NEW_MESSAGE_ITEMS = ("RFC822.SIZE", "INTERNALDATE", HEADER_FIELDS, "BODYSTRUCTURE")
+# No BODYSTRUCTURE (hasAttachment): Dovecot answers it for 50,000 messages in 2.5 s, but
+# indexing them took twice as long with it (29.5 -> 58.9 s, bridge parsing it), so an
+# Email gets hasAttachment with its summary (with PREVIEW, which carries BODYSTRUCTURE,
+# or when a hasAttachment query or Email/get first needs it).
+NEW_MESSAGE_ITEMS = ("RFC822.SIZE", "INTERNALDATE", HEADER_FIELDS)
 # With PREVIEW: the whole header block instead, so that the list-view summary comes along.
 _NEW_MESSAGE_SUMMARY_ITEMS = ("RFC822.SIZE", "INTERNALDATE", *SUMMARY_ITEMS)
 
