@@ -20,6 +20,7 @@ from bridge.mail.account import Account
 from bridge.mail.blobs import blob_id
 from bridge.mail.common import account_of, changes_response
 from bridge.mail.messages import fetch_by_folder, parsed_messages
+from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
     decode_summary,
@@ -164,8 +165,11 @@ def render(
 
 
 def has_attachment_of(account: Account, email_ids: set[str]) -> dict[str, bool]:
+    """From the summaries; kept with the sort keys, so that Email/query asks only once."""
     records = account.cache.emails(list(email_ids))
-    return {e: bool(s.get("hasAttachment")) for e, s in load_summaries(account, records).items()}
+    summaries = load_summaries(account, records)
+    account.cache.set_sort_keys({e: keys_from_summary(s) for e, s in summaries.items()})
+    return {e: bool(s.get("hasAttachment")) for e, s in summaries.items()}
 
 
 def email_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:

@@ -68,14 +68,17 @@ class Location(msgspec.Struct, frozen=True):
 
 
 class SortKeys(msgspec.Struct, frozen=True):
-    """An Email's keys for the header sorts Email/query answers across folders: each
-    text already in the form that compares as the upstream's SORT does (see
-    bridge.mail.sort_keys); ``sent_at`` in Unix seconds, None without a usable Date."""
+    """What Email/query reads of an Email's summary: its keys for the header sorts
+    answered across folders, each text already in the form that compares as the
+    upstream's SORT does (see bridge.mail.sort_keys); ``sent_at`` in Unix seconds, None
+    without a usable Date; and hasAttachment, None when what it was made from does not
+    say."""
 
     from_: str
     to: str
     subject: str
     sent_at: int | None
+    has_attachment: bool | None = None
 
 
 class HeaderText(msgspec.Struct, frozen=True):
@@ -111,6 +114,8 @@ class NewMessage(msgspec.Struct, frozen=True):
     sort_keys: SortKeys | None = None
     # The header index's keys; None when the FETCH did not bring the fields.
     header_text: HeaderText | None = None
+    # From BODYSTRUCTURE; None when the FETCH did not bring it.
+    has_attachment: bool | None = None
 
 
 class FlagUpdate(msgspec.Struct, frozen=True):
