@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from bridge import deadline as request_deadline
 from bridge.imap.connection import ImapConnection, UpstreamConfig
 from bridge.imap.errors import AuthFailed, UpstreamError, UpstreamUnavailable
+from bridge.imap.responses import ObjectIds
 
 log = logging.getLogger("bridge.imap")
 
@@ -92,6 +93,8 @@ class ConnectionPool:
         self._users: dict[str, _User] = {}
         self._reaper: threading.Thread | None = None
         self._reaper_stop = threading.Event()
+        # Whether the server is Gmail, as the last connection opened found: None before one.
+        self.gmail: bool | None = None
 
     def __repr__(self) -> str:
         return f"<ConnectionPool {self.config.host}:{self.config.port} users={len(self._users)}>"
@@ -296,6 +299,7 @@ class ConnectionPool:
                     user.checking -= 1
                 self._cond.notify_all()
             raise
+        self.gmail = getattr(connection, "object_ids", None) is ObjectIds.GMAIL
         stale: list[ImapConnection] = []
         with self._cond:
             user = self._users[username]
