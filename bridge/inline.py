@@ -104,13 +104,3 @@ class GuardedLock:
         traceback: TracebackType | None,
     ) -> None:
         self._lock.release()
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if _ends.get() is not None:
-            if not self._lock.acquire(blocking=False):
-                raise NeedsWorker("a lock held by another thread")
-            return True
-        return self._lock.acquire(blocking, timeout)
-
-    def release(self) -> None:
-        self._lock.release()

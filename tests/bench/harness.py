@@ -53,7 +53,8 @@ def check(condition: object, message: str) -> None:
 
 
 class BridgeProcess:
-    """``python -m bridge serve`` in front of one upstream, with its own data directory."""
+    """``python -m bridge serve`` in front of one upstream, with its own data directory;
+    from ``source`` (a tree holding another revision's ``bridge/``) or this checkout."""
 
     def __init__(
         self,
@@ -61,7 +62,9 @@ class BridgeProcess:
         data_dir: Path | None = None,
         flags: Sequence[str] = (),
         log_level: str = "warning",
+        source: Path = REPO,
     ) -> None:
+        self.source = source
         self.flags = [*flags, "--log-level", log_level]
         self.port = free_port()
         self._own_dir = data_dir is None
@@ -78,10 +81,10 @@ class BridgeProcess:
             "--upstream-tls", "plain", "--listen-port", str(self.port),
             "--data-dir", str(self.data_dir), *self.flags,
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(self.source)}
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                command, cwd=self.source, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
             )
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=self.url, timeout=2) as probe:
