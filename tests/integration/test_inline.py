@@ -84,14 +84,15 @@ def test_a_hung_upstream_session_does_not_hold_up_another_users_warm_page(
         os.killpg(upstream.process.pid, signal.SIGCONT)
         thread.join(timeout=10)
 
-        assert sorted(e["subject"] for e in page["g"]["list"]) == [
-            "inline 0", "inline 1", "inline 2"
-        ]  # fmt: skip
         assert held["r"].status_code == 200
         if inline_budget:
             assert bob_waiting and took < 1.0, took
+            assert sorted(e["subject"] for e in page["g"]["list"]) == [
+                "inline 0", "inline 1", "inline 2"
+            ]  # fmt: skip
         else:
-            # Behind bob's request for the worker, until its sync timed out.
+            # Behind bob's request for the worker, until its sync timed out (what alice
+            # then gets depends on what of her deadline is left, and is not the point).
             assert not bob_waiting and took > 1.0, took
             assert held["r"].json()["methodResponses"][0][0] == "error"
         for client in (alice, bob):
