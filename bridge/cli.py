@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds an unused upstream connection stays logged in (300)")  # fmt: skip
     add("--request-threads", dest="request_threads", type=int,
         help="threads that run requests' blocking work (8)")  # fmt: skip
+    add("--inline-budget", dest="inline_budget", type=float,
+        help="seconds a warm cache read may run on the event loop (0.01; 0: never)")  # fmt: skip
     add("--max-event-streams-per-user", dest="max_event_streams_per_user", type=int)
     add("--max-upload-storage-per-user", dest="max_upload_storage_per_user", type=int,
         help="octets of uploads a user may keep (oldest deleted first beyond it)")  # fmt: skip

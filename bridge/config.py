@@ -60,6 +60,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Threads that run requests' blocking work (bridge/workers.py): few, since request
     # threads compete for one GIL; more only help while requests wait on the upstream.
     request_threads: int = 8
+    # Seconds a warm request that only reads the cache may run on the event loop itself
+    # (bridge/inline.py) before it moves to a worker thread; 0: every request on a worker.
+    inline_budget: float = 0.01
     # The session is built without asking the upstream, so whether it keeps quotas (IMAP
     # QUOTA, RFC 9208) is said here: then RFC 9425's capability and Quota/* are served.
     upstream_quota: bool = False
@@ -226,8 +229,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.token_lifetime <= 0 or self.oauth_cache_ttl < 0:
             raise ConfigError("token_lifetime must be positive, oauth_cache_ttl not negative")
         check_cors_origins(self.cors_origins)
-        if self.shutdown_timeout < 0:
-            raise ConfigError("shutdown_timeout must not be negative")
+        if self.shutdown_timeout < 0 or self.inline_budget < 0:
+            raise ConfigError("shutdown_timeout and inline_budget must not be negative")
         if self.pool_idle_timeout <= 0 or self.max_event_streams_per_user < 1:
             raise ConfigError("pool_idle_timeout and max_event_streams_per_user must be positive")
         return self

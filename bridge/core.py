@@ -12,11 +12,11 @@ from typing import Any
 
 import msgspec
 
-from bridge import deadline
+from bridge import deadline, inline, metrics
 from bridge.config import Settings
 from bridge.credentials import Credentials
 from bridge.imap.pool import ConnectionPool
-from bridge.jmap import CoreLimits, Engine, RequestError
+from bridge.jmap import CoreLimits, Engine, Request, RequestError
 from bridge.mail import registered_methods
 from bridge.mail.account import Account, UserData, UserRegistry, account_id_for
 from bridge.mail.capabilities import (
@@ -50,6 +50,7 @@ class Bridge:
             vacation=settings.sieve_port is not None,
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._session_states: dict[str, str] = {}
         self.threads = RequestThreads(settings.request_threads)
         self.watchers = Watchers(self.pool, settings)
         self.hub = StateHub(self.watchers)
@@ -88,9 +89,13 @@ class Bridge:
         }
 
     def session_state(self, username: str) -> str:
-        """Changes whenever anything else in the session object would."""
-        encoded = msgspec.json.encode(self.session_body(username), order="sorted")
-        return hashlib.sha256(encoded).hexdigest()[:16]
+        """Changes whenever anything else in the session object would: never while the
+        process runs, so it is worked out once per user."""
+        state = self._session_states.get(username)
+        if state is None:
+            encoded = msgspec.json.encode(self.session_body(username), order="sorted")
+            state = self._session_states[username] = hashlib.sha256(encoded).hexdigest()[:16]
+        return state
 
     async def execute(self, credentials: Credentials, body: bytes) -> dict[str, Any]:
         """Parse and run one JMAP Request of an authenticated user: the one path behind
@@ -107,10 +112,35 @@ class Bridge:
             )
         async with slot:
             await self.webpush.before_request(credentials, self.users)
-            result, states = await self.threads.run(self._run, credentials, jmap_request)
+            result, states = await self._run_somewhere(credentials, jmap_request)
         self.hub.publish(credentials.username, states)
         await self.webpush.after_request(credentials, self.users)
         return result
+
+    async def _run_somewhere(
+        self, credentials: Credentials, jmap_request: Request
+    ) -> tuple[dict[str, object], dict[str, str]]:
+        """On the event loop if the request only reads a cache the user's watcher vouches
+        for, and gets done without waiting and within the budget (bridge.inline); else,
+        or if it turns out otherwise, from the start on a worker thread."""
+        if self._may_run_inline(credentials.username, jmap_request):
+            try:
+                with inline.on_loop(self.settings.inline_budget):
+                    outcome = self._run(credentials, jmap_request)
+            except inline.NeedsWorker:
+                metrics.JMAP_REQUESTS.labels("moved").inc()
+            else:
+                metrics.JMAP_REQUESTS.labels("loop").inc()
+                return outcome
+        else:
+            metrics.JMAP_REQUESTS.labels("worker").inc()
+        return await self.threads.run(self._run, credentials, jmap_request)
+
+    def _may_run_inline(self, username: str, jmap_request: Request) -> bool:
+        if self.settings.inline_budget <= 0 or not self.engine.may_run_inline(jmap_request):
+            return False
+        user = self.users.find(username)
+        return user is not None and user.freshness.level()
 
     def _run(
         self, credentials: Credentials, jmap_request: object

@@ -68,6 +68,13 @@ JMAP_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=None,
 )
+JMAP_REQUESTS = Counter(
+    "bridge_jmap_requests",
+    "JMAP requests run, by where (loop: on the event loop, worker: on a worker thread,"
+    " moved: begun on the loop and started over on a worker)",
+    ["ran"],
+    registry=None,
+)
 IMAP_COMMANDS_RUN = Counter(
     "bridge_imap_commands",
     "IMAP commands sent upstream, by command and result (ok, no, bad, timeout, unavailable)",
@@ -100,6 +107,7 @@ _COUNTED: tuple[Collector, ...] = (
     HTTP_LATENCY,
     JMAP_CALLS,
     JMAP_LATENCY,
+    JMAP_REQUESTS,
     IMAP_COMMANDS_RUN,
     IMAP_LATENCY,
     IMAP_CONNECTS,

@@ -1,5 +1,9 @@
 """Idle authenticated connections per user, lent to one worker thread at a time.
 
+Each user's entry has a Condition of its own: a borrow, a return or a wait for a free slot
+touches only that user's, so users never queue behind each other here, and a return wakes
+only that user's waiters. The pool's own lock guards just the table of users.
+
 A password is never stored: the pool keeps an HMAC-SHA256 of the last password that
 opened a connection for the user (under a random per-process key) and lends that user's
 idle connections only to a caller presenting the same password. Every borrower supplies
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from bridge import deadline as request_deadline
 from bridge.imap.connection import ImapConnection, UpstreamConfig
 from bridge.imap.errors import AuthFailed, UpstreamError, UpstreamUnavailable
+from bridge.imap.responses import ObjectIds
 
 log = logging.getLogger("bridge.imap")
 
@@ -43,6 +48,8 @@ class _Idle:
 
 @dataclass
 class _User:
+    # Guards every field below, and is what the user's borrowers wait on.
+    cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
     verifier: bytes | None = field(default=None, repr=False)
     verified_at: float = 0.0
     # Bumped whenever the connections in use belong to a password no longer current;
@@ -51,6 +58,8 @@ class _User:
     idle: list[_Idle] = field(default_factory=list)
     open: int = 0  # idle + lent + being opened
     checking: int = 0  # LOGINs of a not yet trusted password in flight
+    # Taken out of the pool's table (nothing open, trust expired): look the user up again.
+    gone: bool = False
 
 
 @dataclass
@@ -88,10 +97,12 @@ class ConnectionPool:
         self.verify_ttl = idle_timeout if verify_ttl is None else verify_ttl
         self._opener = opener
         self._key = secrets.token_bytes(32)
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # the table only; never taken before a user's cond
         self._users: dict[str, _User] = {}
         self._reaper: threading.Thread | None = None
         self._reaper_stop = threading.Event()
+        # Whether the server is Gmail, as the last connection opened found: None before one.
+        self.gmail: bool | None = None
 
     def __repr__(self) -> str:
         return f"<ConnectionPool {self.config.host}:{self.config.port} users={len(self._users)}>"
@@ -126,22 +137,26 @@ class ConnectionPool:
     def trusts(self, username: str, password: str) -> bool:
         """Whether ``password`` is the one the upstream accepted for the user lately: such a
         request is never held back by anyone else's failed guesses."""
-        with self._cond:
+        with self._lock:
             user = self._users.get(username)
-            return user is not None and self._trusted(user, self._digest(password))
+        if user is None:
+            return False
+        digest = self._digest(password)
+        with user.cond:
+            return self._trusted(user, digest)
 
     def close_all(self) -> None:
         """Close idle connections and forget every verified password. Connections lent out
         are closed when they come back."""
         closing: list[ImapConnection] = []
-        with self._cond:
-            for user in self._users.values():
+        for user in self._all_users():
+            with user.cond:
                 closing.extend(idle.connection for idle in user.idle)
                 user.open -= len(user.idle)
                 user.idle.clear()
                 user.verifier = None
                 user.generation += 1
-            self._cond.notify_all()
+                user.cond.notify_all()
         for connection in closing:
             connection.close()
 
@@ -164,8 +179,7 @@ class ConnectionPool:
         # A connection is logged out at most a quarter of the timeout after it expires.
         interval = min(max(self.idle_timeout / 4, 0.05), 30.0)
         while not self._reaper_stop.wait(interval):
-            with self._cond:
-                expired = self._reap_locked()
+            expired = self._reap()
             for connection in expired:
                 connection.close()  # LOGOUT with a short timeout, never raises
             if expired:
@@ -173,15 +187,35 @@ class ConnectionPool:
 
     def stats(self, username: str) -> tuple[int, int]:
         """(open, idle) connections of a user: for tests and diagnostics."""
-        with self._cond:
+        with self._lock:
             user = self._users.get(username)
-            return (user.open, len(user.idle)) if user else (0, 0)
+        if user is None:
+            return (0, 0)
+        with user.cond:
+            return user.open, len(user.idle)
 
     def totals(self) -> tuple[int, int, int]:
         """(users, open, idle) over every user: for bridge.metrics."""
-        with self._cond:
-            users = list(self._users.values())
-            return len(users), sum(u.open for u in users), sum(len(u.idle) for u in users)
+        users = self._all_users()
+        # Each figure read without the users' locks: a gauge may be a borrow behind.
+        return len(users), sum(u.open for u in users), sum(len(u.idle) for u in users)
+
+    def _all_users(self) -> list[_User]:
+        with self._lock:
+            return list(self._users.values())
+
+    def _user(self, username: str) -> _User:
+        """The user's entry, made if missing (lock it, and check ``gone``, before use)."""
+        with self._lock:
+            user = self._users.get(username)
+            if user is None:
+                user = self._users[username] = _User()
+            return user
+
+    def _held(self, username: str) -> _User:
+        """The entry of a user the caller holds a slot of (the reaper keeps it meanwhile)."""
+        with self._lock:
+            return self._users[username]
 
     # -- borrowing ------------------------------------------------------------------------
 
@@ -209,8 +243,9 @@ class ConnectionPool:
                 self._drop(username, connection)
                 continue
             if self._ready(connection, probe=idle_for > NOOP_AFTER):
-                with self._cond:
-                    return connection, self._users[username].generation
+                user = self._held(username)
+                with user.cond:
+                    return connection, user.generation
             log.info("replacing a dead idle connection of %s", username)
             connection.close()
             # The dead one's slot is still counted: the new connection takes it over.
@@ -236,48 +271,67 @@ class ConnectionPool:
     def _take_slot(self, username: str, digest: bytes, deadline: float) -> _Slot:
         expired: list[ImapConnection] = []
         try:
-            with self._cond:
-                expired = self._reap_locked()
-                while True:
-                    # Looked up again after every wait: a reaper may have dropped the entry.
-                    user = self._users.setdefault(username, _User())
-                    trusted = self._trusted(user, digest)
-                    if trusted and user.idle:
-                        return _Slot(user.idle.pop(), trusted=True)
-                    # A password not yet trusted may LOGIN even when the user is at the limit
-                    # (one at a time): a wrong guess must not need, or take, their connections.
-                    limit = self.max_open_per_user
-                    if not trusted and user.checking == 0:
-                        limit += 1
-                    if user.open < limit:
-                        user.open += 1
-                        if not trusted:
-                            user.checking += 1
-                        return _Slot(None, trusted=trusted)
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise UpstreamUnavailable(
-                            f"no IMAP connection free within {self.wait_timeout:.0f} s"
-                        )
-                    self._cond.wait(remaining)
+            while True:
+                user = self._user(username)
+                with user.cond:
+                    if user.gone:
+                        continue  # the reaper took it out meanwhile: a new entry
+                    expired = self._expire_idle(user)
+                    return self._slot_of(user, digest, deadline)
         finally:
             for connection in expired:
                 connection.close()
 
-    def _reap_locked(self) -> list[ImapConnection]:
-        """Take idle connections past idle_timeout out of the pool (closed by the caller)."""
+    def _slot_of(self, user: _User, digest: bytes, deadline: float) -> _Slot:
+        """An idle connection or the right to open one, waiting for either (user.cond held)."""
+        while True:
+            trusted = self._trusted(user, digest)
+            if trusted and user.idle:
+                return _Slot(user.idle.pop(), trusted=True)
+            # A password not yet trusted may LOGIN even when the user is at the limit (one
+            # at a time): a wrong guess must not need, or take, their connections.
+            limit = self.max_open_per_user
+            if not trusted and user.checking == 0:
+                limit += 1
+            if user.open < limit:
+                user.open += 1
+                if not trusted:
+                    user.checking += 1
+                return _Slot(None, trusted=trusted)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise UpstreamUnavailable(
+                    f"no IMAP connection free within {self.wait_timeout:.0f} s"
+                )
+            user.cond.wait(remaining)
+
+    def _expire_idle(self, user: _User) -> list[ImapConnection]:
+        """Take the user's idle connections past idle_timeout out (user.cond held; the
+        caller closes them)."""
         now = time.monotonic()
+        stale = [idle for idle in user.idle if now - idle.since > self.idle_timeout]
+        if not stale:
+            return []
+        user.idle = [idle for idle in user.idle if idle not in stale]
+        user.open -= len(stale)
+        user.cond.notify_all()
+        return [idle.connection for idle in stale]
+
+    def _reap(self) -> list[ImapConnection]:
+        """Take idle connections past idle_timeout out of the pool (closed by the caller),
+        and users with nothing open whose trust has expired."""
         expired: list[ImapConnection] = []
-        for name, user in list(self._users.items()):
-            stale = [idle for idle in user.idle if now - idle.since > self.idle_timeout]
-            if stale:
-                user.idle = [idle for idle in user.idle if idle not in stale]
-                user.open -= len(stale)
-                expired.extend(idle.connection for idle in stale)
-            if user.open == 0 and user.checking == 0 and now - user.verified_at > self.verify_ttl:
-                del self._users[name]
-        if expired:
-            self._cond.notify_all()
+        with self._lock:
+            users = list(self._users.items())
+        for name, user in users:
+            with user.cond:
+                expired.extend(self._expire_idle(user))
+                idle_user = user.open == 0 and user.checking == 0
+                if idle_user and time.monotonic() - user.verified_at > self.verify_ttl:
+                    with self._lock:  # the one place both are held: a user's cond first
+                        if self._users.get(name) is user:
+                            del self._users[name]
+                            user.gone = True
         return expired
 
     def _open(
@@ -289,16 +343,17 @@ class ConnectionPool:
             self._login_failed(username, digest, trusted=trusted)
             raise
         except BaseException:
-            with self._cond:
-                user = self._users[username]
+            user = self._held(username)
+            with user.cond:
                 user.open -= 1
                 if not trusted:
                     user.checking -= 1
-                self._cond.notify_all()
+                user.cond.notify_all()
             raise
+        self.gmail = getattr(connection, "object_ids", None) is ObjectIds.GMAIL
         stale: list[ImapConnection] = []
-        with self._cond:
-            user = self._users[username]
+        user = self._held(username)
+        with user.cond:
             if not trusted:
                 user.checking -= 1
             if user.verifier is None or not hmac.compare_digest(user.verifier, digest):
@@ -314,15 +369,15 @@ class ConnectionPool:
             user.verified_at = time.monotonic()
             generation = user.generation
             log.info("opened an IMAP connection for %s (%d open)", username, user.open)
-            self._cond.notify_all()
+            user.cond.notify_all()
         for old in stale:
             old.close()
         return connection, generation
 
     def _login_failed(self, username: str, digest: bytes, *, trusted: bool) -> None:
         stale: list[ImapConnection] = []
-        with self._cond:
-            user = self._users[username]
+        user = self._held(username)
+        with user.cond:
             user.open -= 1
             if not trusted:
                 user.checking -= 1
@@ -334,15 +389,15 @@ class ConnectionPool:
                 user.idle.clear()
                 user.generation += 1
                 user.verifier = None
-            self._cond.notify_all()
+            user.cond.notify_all()
         for old in stale:
             old.close()
 
     def _release(
         self, username: str, connection: ImapConnection, generation: int, *, discard: bool
     ) -> None:
-        with self._cond:
-            user = self._users[username]
+        user = self._held(username)
+        with user.cond:
             keep = (
                 not discard
                 and not connection.broken
@@ -353,12 +408,13 @@ class ConnectionPool:
                 user.idle.append(_Idle(connection, time.monotonic()))
             else:
                 user.open -= 1
-            self._cond.notify_all()
+            user.cond.notify_all()
         if not keep:
             connection.close()
 
     def _drop(self, username: str, connection: ImapConnection) -> None:
-        with self._cond:
-            self._users[username].open -= 1
-            self._cond.notify_all()
+        user = self._held(username)
+        with user.cond:
+            user.open -= 1
+            user.cond.notify_all()
         connection.close()

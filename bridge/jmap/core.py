@@ -14,4 +14,4 @@ def echo(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def echo_method() -> MethodSpec:
-    return MethodSpec("Core/echo", CORE_CAPABILITY, echo, account_scoped=False)
+    return MethodSpec("Core/echo", CORE_CAPABILITY, echo, account_scoped=False, inline=True)

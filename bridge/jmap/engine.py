@@ -12,6 +12,7 @@ import msgspec
 from msgspec import UNSET
 
 from bridge import deadline, metrics
+from bridge.inline import NeedsWorker
 from bridge.jmap.errors import MethodError, RequestError
 from bridge.jmap.limits import (
     CoreLimits,
@@ -78,12 +79,15 @@ Handler = Callable[[CallContext, dict[str, Any]], ResponseArgs | MethodResult]
 class MethodSpec:
     """A method the engine serves: ``capability`` must be in the request's ``using``, and
     when ``account_scoped`` the engine checks the ``accountId`` argument before the handler
-    runs. The handler may raise MethodError; anything else it raises becomes serverFail."""
+    runs. The handler may raise MethodError; anything else it raises becomes serverFail,
+    but NeedsWorker, which stops the request (bridge.inline). ``inline``: the method only
+    reads, so a request of such methods may be tried on the event loop."""
 
     name: str
     capability: str
     handler: Handler
     account_scoped: bool = True
+    inline: bool = False
 
 
 class Engine:
@@ -143,6 +147,14 @@ class Engine:
             )
         return request
 
+    def may_run_inline(self, request: Request) -> bool:
+        """Whether every call of ``request`` is of a method that only reads."""
+        for name, _, _ in request.methodCalls:
+            spec = self.methods.get(name)
+            if spec is None or not spec.inline:
+                return False
+        return True
+
     def run(
         self,
         request: Request,
@@ -163,6 +175,7 @@ class Engine:
         )
         for name, args, call_id in request.methodCalls:
             run.call(name, args, call_id)
+        run.record_metrics()
         created_ids = run.created_ids if given is not UNSET else None
         return build_response(run.responses, created_ids, session_state)
 
@@ -206,6 +219,9 @@ class _RequestRun:
         self.using = using
         self.request_id = request_id
         self.responses: list[Invocation] = []
+        # (method, result, seconds) of each call, counted once the request ran whole: one
+        # moved from the event loop to a worker (NeedsWorker) starts over and counts once.
+        self.observed: list[tuple[str, str, float | None]] = []
 
     def call(self, name: str, args: dict[str, Any], call_id: str) -> None:
         if deadline.expired():
@@ -220,16 +236,21 @@ class _RequestRun:
             self.responses.append(("error", {"type": "unknownMethod"}, call_id))
             # Only registered names become label values: a client's invented one must not
             # add a series (bridge.metrics).
-            metrics.JMAP_CALLS.labels("unknown", "unknownMethod").inc()
+            self.observed.append(("unknown", "unknownMethod", None))
             return
         started = time.monotonic()
         responses = self._execute(spec, args, call_id, resolve=True)
-        metrics.JMAP_LATENCY.labels(spec.name).observe(time.monotonic() - started)
         first_name, first_args = responses[0]
         result = first_args["type"] if first_name == "error" else "ok"
-        metrics.JMAP_CALLS.labels(spec.name, result).inc()
+        self.observed.append((spec.name, result, time.monotonic() - started))
         for response_name, response_args in responses:
             self.responses.append((response_name, response_args, call_id))
+
+    def record_metrics(self) -> None:
+        for method, result, seconds in self.observed:
+            metrics.JMAP_CALLS.labels(method, result).inc()
+            if seconds is not None:
+                metrics.JMAP_LATENCY.labels(method).observe(seconds)
 
     def invoke(
         self, name: str, args: dict[str, Any], call_id: str
@@ -253,6 +274,8 @@ class _RequestRun:
             return self._responses(spec.name, result)
         except MethodError as error:
             return [("error", error.to_response())]
+        except NeedsWorker:
+            raise
         except Exception:
             log.exception(
                 "request %s: %s (call %r) failed", self.request_id or "-", spec.name, call_id

@@ -29,6 +29,14 @@ from bridge.mail.submission_set import submission_set
 from bridge.mail.thread import thread_changes, thread_get
 from bridge.mail.vacation import vacation_get, vacation_set
 
+# Methods that only read the cache once it is synced: a request of nothing else may run on
+# the event loop (bridge.inline; one that needs the upstream after all moves to a worker).
+READ_FROM_CACHE = frozenset({
+    "Mailbox/get", "Mailbox/changes", "Mailbox/query", "Mailbox/queryChanges",
+    "Email/get", "Email/changes", "Email/query", "Email/queryChanges",
+    "Thread/get", "Thread/changes",
+})  # fmt: skip
+
 
 def registered_methods(features: Features, push: PushOutbox | None = None) -> list[MethodSpec]:
     """Every method a client may call; any other name answers unknownMethod. PushSubscription/*
@@ -91,6 +99,8 @@ def registered_methods(features: Features, push: PushOutbox | None = None) -> li
 def _under(capability: str, handlers: dict[str, Handler]) -> list[MethodSpec]:
     """Methods of one capability: without it in "using" they answer unknownMethod."""
     return [
-        MethodSpec(name, capability, translating_upstream_errors(handler))
+        MethodSpec(
+            name, capability, translating_upstream_errors(handler), inline=name in READ_FROM_CACHE
+        )
         for name, handler in handlers.items()
     ]

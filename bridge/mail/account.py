@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge import deadline
+from bridge import deadline, inline
 from bridge.config import Settings
 from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import (
@@ -27,6 +27,7 @@ from bridge.imap.errors import (
     UpstreamUnavailable,
 )
 from bridge.imap.pool import KEPT_OPEN, ConnectionPool
+from bridge.imap.responses import ObjectIds
 from bridge.mail.flag_scan import FlagScans, Round
 from bridge.mail.folder_faults import mark_unreadable, refuses_folder
 from bridge.mail.freshness import Freshness
@@ -97,6 +98,7 @@ class UserData:
     def rebuild_cache(self) -> None:
         """Replace a damaged cache by an empty one, which the next sync fills from the
         upstream: no sync or indexing chunk runs meanwhile."""
+        inline.refuse("a cache rebuild")
         with self.rebuild_lock:
             if not self.cache.damaged:
                 return  # another request rebuilt it first
@@ -126,13 +128,14 @@ class UserRegistry:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self._users: dict[str, UserData] = {}
-        self._lock = threading.Lock()
+        self._lock = inline.GuardedLock()
 
     def get(self, username: str) -> UserData:
         """The user's data, with a cache found damaged since the last request rebuilt."""
         with self._lock:
             user = self._users.get(username)
             if user is None:
+                inline.refuse("opening a cache")
                 digest = hashlib.sha256(username.encode()).hexdigest()[:32]
                 directory = self.data_dir / "users" / digest
                 cache = Cache.open(directory / "cache.sqlite3")
@@ -141,6 +144,11 @@ class UserRegistry:
         if user.cache.damaged:
             user.rebuild_cache()
         return user
+
+    def find(self, username: str) -> UserData | None:
+        """The user's data if their cache is open."""
+        with self._lock:
+            return self._users.get(username)
 
     def opened(self) -> list[UserData]:
         """The users whose cache is open now."""
@@ -193,6 +201,7 @@ class Account:
 
     @property
     def imap(self) -> ImapConnection:
+        inline.refuse("the upstream")
         if self._conn is not None and getattr(self._conn, "broken", False):
             self._release()
         if self._conn is None:
@@ -201,6 +210,13 @@ class Account:
             )
             self._conn = self._stack.enter_context(borrowed)
         return self._conn
+
+    @property
+    def on_gmail(self) -> bool:
+        """Whether the upstream is Gmail: known without a connection once the pool opened
+        one, so that a request which only reads the cache need not borrow one."""
+        gmail = self._pool.gmail if self._conn is None else None
+        return gmail if gmail is not None else self.imap.object_ids is ObjectIds.GMAIL
 
     def open_folder(self, name: str, *, writable: bool = False) -> None:
         """SELECT a folder, unless this request has it open already as needed (a SELECT
@@ -248,6 +264,7 @@ class Account:
             self._synced_generation = self.user.sync_generation
             self._trusted_watcher = True
             return None
+        inline.refuse("a sync")
         waited_for = self.user.sync_generation
         waiting_since = time.monotonic()
         with self.user.syncing():

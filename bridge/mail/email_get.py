@@ -10,6 +10,7 @@ A warm list view therefore costs no IMAP command beyond the sync check.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -23,7 +24,7 @@ from bridge.mail.messages import fetch_by_folder, parsed_messages
 from bridge.mail.sort_keys import keys_from_summary
 from bridge.mail.summary import (
     SUMMARY_ITEMS,
-    decode_summary,
+    decoded_summary,
     encode_summary,
     has_summary_items,
     summary_from_fetch,
@@ -59,8 +60,10 @@ class EmailGetArgs(GetArgs, forbid_unknown_fields=True):
     maxBodyValueBytes: UnsignedInt = 0
 
 
+@functools.lru_cache(maxsize=4096)
 def utc_date(timestamp: int) -> str:
-    # time.gmtime: a list view formats one per Email, and a datetime costs twice as much.
+    # time.gmtime: a list view formats one per Email, and a datetime costs twice as much;
+    # remembered, since the same page is formatted again at every request.
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
@@ -90,7 +93,7 @@ _FROM_RECORD: dict[str, Callable[[EmailRecord], Any]] = {
 def load_summaries(account: Account, records: dict[str, EmailRecord]) -> dict[str, dict]:
     """The list-view facts of each Email, parsed once and then kept in the cache."""
     summaries = {
-        email_id: decode_summary(record.summary)
+        email_id: decoded_summary(record.summary)
         for email_id, record in records.items()
         if record.summary is not None
     }
@@ -204,19 +207,19 @@ def email_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
                 budget,
             )
     found = []
+    sources = [(key, _FROM_RECORD.get(key)) for key in properties]
     for email_id in wanted:
         record = records.get(email_id)
         if record is None or (content_props and email_id not in contents):
             continue  # gone upstream since the last sync
         summary, content = summaries.get(email_id, {}), contents.get(email_id, {})
         email: dict[str, Any] = {"id": record.id}
-        for key in properties:
+        for key, from_record in sources:
             if key in content:
                 email[key] = content[key]
             elif key in summary:
                 email[key] = summary[key]
             else:
-                from_record = _FROM_RECORD.get(key)
                 email[key] = from_record(record) if from_record is not None else None
         found.append(email)
     listed = {email["id"] for email in found}

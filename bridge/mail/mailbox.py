@@ -6,7 +6,6 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any
 
-from bridge.imap.responses import ObjectIds
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import ChangesArgs, GetArgs, QueryArgs, QueryChangesArgs
 from bridge.mail import names
@@ -79,7 +78,7 @@ class MailboxTree:
     def of(cls, account: Account) -> MailboxTree:
         """The account's cached folders; on Gmail its system folders are fixed."""
         records = account.cache.mailboxes()
-        gmail = account.imap.object_ids is ObjectIds.GMAIL
+        gmail = account.on_gmail
         return cls(records, system_folder_names(records) if gmail else frozenset())
 
     def parent_id(self, record: MailboxRecord) -> str | None:

@@ -7,6 +7,7 @@ hasAttachment. Messages never change, so neither does their summary.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from typing import Any
 
@@ -30,6 +31,9 @@ SUMMARY_ITEMS = (header_fields_item(SUMMARY_FIELDS), "BODYSTRUCTURE", "PREVIEW")
 FIELDS = (*CONVENIENCE_HEADERS, "hasAttachment", "preview")
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Any])
+# Decoded summaries kept for the list views of the moment (a few MB at most): the same
+# page decoded anew on every request was a fifth of a warm page's CPU time.
+SUMMARIES_KEPT = 4096
 
 
 def encode_summary(summary: dict[str, Any]) -> bytes:
@@ -39,6 +43,13 @@ def encode_summary(summary: dict[str, Any]) -> bytes:
 
 def decode_summary(data: bytes) -> dict[str, Any]:
     return dict(zip(FIELDS, _decoder.decode(zlib.decompress(data)), strict=False))
+
+
+@functools.lru_cache(maxsize=SUMMARIES_KEPT)
+def decoded_summary(data: bytes) -> dict[str, Any]:
+    """``decode_summary``, remembered for the summaries read last (a summary never
+    changes, and the same bytes decode the same). Shared by every caller: never change it."""
+    return decode_summary(data)
 
 
 def header_block(raw: dict[str, Any]) -> bytes | None:

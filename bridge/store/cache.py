@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
 
+from bridge import inline
 from bridge.store import email_query, health
 from bridge.store.email_query import Clause, OrderKey
 from bridge.store.ids import derive_id, random_token
@@ -200,10 +200,11 @@ def _is_unread(keywords: Iterable[str]) -> bool:
 
 
 class Cache:
-    """One user's cache. Thread-safe: one connection behind a re-entrant lock."""
+    """One user's cache. Thread-safe: one connection behind a re-entrant lock, which work
+    inline on the event loop takes only when it is free (bridge.inline)."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None = None) -> None:
-        self._lock = threading.RLock()
+        self._lock = inline.GuardedLock()
         # Where the file lives, for a rebuild after damage (None: in memory).
         self.path = path
         self._attach(conn)
@@ -272,6 +273,7 @@ class Cache:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        inline.refuse("a write to the cache")
         with self._lock:
             outermost = self._depth == 0
             if outermost:

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bridge import inline
+
 log = logging.getLogger("bridge.store")
 
 # The primary result codes that mean "the bytes on disk are wrong", not "try again".
@@ -115,7 +117,9 @@ class GuardedConnection(sqlite3.Connection):
 
     damage: CacheDamaged | None = None
 
-    def noted(self, exc: sqlite3.DatabaseError) -> sqlite3.DatabaseError:
+    def noted(self, exc: sqlite3.DatabaseError) -> Exception:
+        if isinstance(exc, sqlite3.OperationalError) and inline.interrupted():
+            return inline.NeedsWorker("a statement over the inline budget")
         checked = _checked(exc)
         if isinstance(checked, CacheDamaged) and self.damage is None:
             self.damage = checked
@@ -139,6 +143,8 @@ def connect(path: Path | str) -> GuardedConnection:
         str(path), isolation_level=None, check_same_thread=False, factory=GuardedConnection
     )
     assert isinstance(conn, GuardedConnection)
+    # Stops a statement that inline work runs past its budget (bridge.inline).
+    conn.set_progress_handler(inline.sqlite_progress, inline.PROGRESS_STEPS)
     return conn
 
 

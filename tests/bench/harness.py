@@ -53,7 +53,8 @@ def check(condition: object, message: str) -> None:
 
 
 class BridgeProcess:
-    """``python -m bridge serve`` in front of one upstream, with its own data directory."""
+    """``python -m bridge serve`` in front of one upstream, with its own data directory;
+    from ``source`` (a tree holding another revision's ``bridge/``) or this checkout."""
 
     def __init__(
         self,

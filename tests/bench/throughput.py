@@ -12,20 +12,28 @@ view: LIST, SELECT INBOX (read-only), UID SORT (REVERSE ARRIVAL), UID FETCH of 5
 Per N and side: requests per second, p50 and p99 latency, and for bridge its process CPU
 time (user + system, every thread) divided by the requests served. Every answer is
 checked (50 ids, 50 emails); an error fails the run. Prints a markdown table.
+
+``--rounds R`` measures every side and N R times, the order of the sides reversed every
+other round, and prints medians (req/s with its range): on a shared machine the load moves
+between rows, and interleaving spreads it over the sides alike. ``--against DIR`` adds a
+second bridge, run from another revision's tree (``git archive main | tar -x -C DIR``), as
+side ``against``: before and after a change, under the same load.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import multiprocessing
 import os
+import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
@@ -88,7 +96,8 @@ def _listen(url: str, user: str, password: str) -> None:
     threading.Thread(target=read, daemon=True).start()
 
 
-def _bridge_client(target: Target) -> Callable[[], None]:
+def _bridge_client(target: Target) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The page, and how to drop its connection."""
     jmap = Jmap(target.url, target.user, target.password)
     jmap.session()
     calls = first_page_calls(jmap.account_id or "", inbox_of(jmap))
@@ -115,10 +124,10 @@ def _bridge_client(target: Target) -> Callable[[], None]:
         check(len(answers["q"]["ids"]) == PAGE, "short query page")
         check(len(answers["g"]["list"]) == PAGE, f"short Email/get page: {answers['g']}")
 
-    return page
+    return page, connection.close
 
 
-def _raw_client(target: Target) -> Callable[[], None]:
+def _raw_client(target: Target) -> tuple[Callable[[], None], Callable[[], None]]:
     client = IMAPClient("127.0.0.1", port=target.imap_port, ssl=False, timeout=60)
     client.login(target.user, target.password)
 
@@ -130,16 +139,20 @@ def _raw_client(target: Target) -> Callable[[], None]:
         client.unselect_folder()
         check(len(fetched) == PAGE, "short raw FETCH")
 
-    return page
+    return page, lambda: None  # IMAP servers keep an idle session for 30 minutes
 
 
 def client_main(target: Target, ready: Any, go: Event, seconds: float, results: Any) -> None:
     """One client process: warm up, wait for the start, repeat the page, send latencies."""
     try:
-        page = (_bridge_client if target.side == "bridge" else _raw_client)(target)
+        page, reconnect = (_bridge_client if target.side == "bridge" else _raw_client)(target)
         page()  # warm: connection open, caches filled
         ready.put(None)
         go.wait()
+        # uvicorn closes a kept-alive connection idle for 5 s, as this one may have been
+        # while the other clients started: the timed requests begin on a new one (http.client
+        # connects again by itself).
+        reconnect()
         latencies: list[float] = []
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -206,36 +219,80 @@ def run_round(targets: list[Target], seconds: float, cpu_of: int | None) -> Roun
     return Round(targets[0].side, len(targets), max(ran, seconds), latencies, cpu, machine)
 
 
-def table(rounds: list[Round], users: int, messages: int, seconds: float) -> str:
-    def cpu(r: Round) -> str:
-        value = r.cpu_per_request
-        return "" if value is None else ms(value)
+@dataclass(frozen=True)
+class Row:
+    """The medians of one side's rounds at one N."""
 
+    side: str
+    clients: int
+    per_second: float
+    spread: tuple[float, float]  # lowest and highest req/s of the rounds
+    p50: float
+    p99: float
+    cpu_per_request: float | None
+    machine_per_request: float
+
+    @classmethod
+    def of(cls, rounds: list[Round]) -> Row:
+        cpus = [r.cpu_per_request for r in rounds if r.cpu_per_request is not None]
+        rates = [r.per_second for r in rounds]
+        return cls(
+            rounds[0].side, rounds[0].clients, statistics.median(rates),
+            (min(rates), max(rates)),
+            statistics.median(r.percentile(0.5) for r in rounds),
+            statistics.median(r.percentile(0.99) for r in rounds),
+            statistics.median(cpus) if cpus else None,
+            statistics.median(r.machine_seconds / r.requests for r in rounds),
+        )  # fmt: skip
+
+
+def table(rounds: list[Round], users: int, messages: int, seconds: float) -> str:
+    grouped: dict[tuple[str, int], list[Round]] = {}
+    for r in rounds:
+        grouped.setdefault((r.side, r.clients), []).append(r)
+    rows = [Row.of(group) for group in grouped.values()]
+    repeats = max(len(group) for group in grouped.values())
     lines = [
         f"B5 throughput: {users} users x {messages:,} messages, warm list view for "
-        f"{seconds:.0f} s per row, N client processes on N users; {os.cpu_count()} CPUs.",
+        f"{seconds:.0f} s per row, N client processes on N users; {os.cpu_count()} CPUs; "
+        f"load average {os.getloadavg()[0]:.1f} at the end."
+        + (f" Medians of {repeats} interleaved rounds." if repeats > 1 else ""),
         "",
         "| side | N | req/s | p50 | p99 | CPU per request: bridge process | all CPUs |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for r in rounds:
+    for row in rows:
+        low, high = row.spread
+        rate = f"{row.per_second:,.0f}" + (f" ({low:,.0f}-{high:,.0f})" if repeats > 1 else "")
+        cpu = "" if row.cpu_per_request is None else ms(row.cpu_per_request)
         lines.append(
-            f"| {r.side} | {r.clients} | {r.per_second:,.0f} | {ms(r.percentile(0.5))} "
-            f"| {ms(r.percentile(0.99))} | {cpu(r)} | {ms(r.machine_seconds / r.requests)} |"
+            f"| {row.side} | {row.clients} | {rate} | {ms(row.p50)} | {ms(row.p99)} | {cpu} "
+            f"| {ms(row.machine_per_request)} |"
         )
-    by = {(r.side, r.clients): r for r in rounds}
-    low, high = min(r.clients for r in rounds), max(r.clients for r in rounds)
-    one, many = by.get(("bridge", low)), by.get(("bridge", high))
-    if one and many and one.cpu_per_request and many.cpu_per_request:
-        lines += [
-            "",
-            f"bridge, N={high} against N={low}: CPU per request "
-            f"{many.cpu_per_request / one.cpu_per_request:.2f}x (target <= 1.5x), req/s "
-            f"{many.per_second / one.per_second:.2f}x (target >= 1.5x), p99 at N={high} / "
-            f"p50 at N={low} {many.percentile(0.99) / one.percentile(0.5):.1f}x "
-            "(target <= 20x).",
-        ]
+    by = {(row.side, row.clients): row for row in rows}
+    low_n, high_n = min(r.clients for r in rows), max(r.clients for r in rows)
+    for side in dict.fromkeys(r.side for r in rows if r.cpu_per_request is not None):
+        one, many = by.get((side, low_n)), by.get((side, high_n))
+        if one and many and one.cpu_per_request and many.cpu_per_request:
+            lines += [
+                "",
+                f"{side}, N={high_n} against N={low_n}: CPU per request "
+                f"{many.cpu_per_request / one.cpu_per_request:.2f}x (target <= 1.5x), req/s "
+                f"{many.per_second / one.per_second:.2f}x (target >= 1.5x), p99 at N={high_n} "
+                f"/ p50 at N={low_n} {many.p99 / one.p50:.1f}x (target <= 20x).",
+            ]
     return "\n".join(lines)
+
+
+def _warm_every_user(bridge: BridgeProcess, users: dict[str, str]) -> None:
+    for user, password in users.items():
+        jmap = Jmap(bridge.url, user, password)
+        try:
+            jmap.session()
+            jmap.request(first_page_calls(jmap.account_id or "", inbox_of(jmap)))
+            jmap.wait_indexed()
+        finally:
+            jmap.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,41 +308,52 @@ def main(argv: list[str] | None = None) -> int:
                         help="each bridge client also holds an EventSource open")  # fmt: skip
     parser.add_argument("--bridge-cpus", type=int, nargs="+",
                         help="pin the bridge process to these CPUs (taskset)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure each side and N this often, interleaved")  # fmt: skip
+    parser.add_argument("--against", type=Path, metavar="DIR",
+                        help="also a bridge from DIR (another revision's tree, e.g. from "
+                             "`git archive main`), side 'against', interleaved")  # fmt: skip
     args = parser.parse_args(argv)
     check(max(args.clients) <= args.users, "more clients than users")
     users = {f"tp{n:02d}": f"tp-pw-{n:02d}" for n in range(args.users)}
     rounds: list[Round] = []
-    with Dovecot(dict(users)) as dovecot:
+    with contextlib.ExitStack() as stack:
+        dovecot = stack.enter_context(Dovecot(dict(users)))
         progress(f"B5: seeding {args.users} users x {args.messages:,} messages")
         for user in users:
             seed_account(dovecot, user, inbox=args.messages)
-        with BridgeProcess(dovecot.port, flags=args.bridge_flag) as bridge:
-            progress("B5: first page and whole index of every user")
-            for user, password in users.items():
-                jmap = Jmap(bridge.url, user, password)
-                try:
-                    jmap.session()
-                    jmap.request(first_page_calls(jmap.account_id or "", inbox_of(jmap)))
-                    jmap.wait_indexed()
-                finally:
-                    jmap.close()
+        own = BridgeProcess(dovecot.port, flags=args.bridge_flag)
+        bridges = {"bridge": stack.enter_context(own)}
+        if args.against:
+            bridges["against"] = stack.enter_context(
+                BridgeProcess(dovecot.port, flags=args.bridge_flag, repo=args.against)
+            )
+        progress("B5: first page and whole index of every user")
+        for bridge in bridges.values():
+            _warm_every_user(bridge, users)
             assert bridge.process is not None
             if args.bridge_cpus:
                 for task in Path(f"/proc/{bridge.process.pid}/task").iterdir():
                     os.sched_setaffinity(int(task.name), set(args.bridge_cpus))
+        sides = [*args.sides, *(["against"] if args.against else [])]
+        for repeat in range(args.rounds):
             for n in args.clients:
-                for side in args.sides:
+                for side in sides if repeat % 2 == 0 else sides[::-1]:
+                    bridge = bridges.get(side)
                     targets = [
-                        Target(side, bridge.url, dovecot.port, user, password, args.push)
+                        Target("raw" if bridge is None else "bridge",
+                               bridge.url if bridge else "", dovecot.port, user, password,
+                               args.push)
                         for user, password in list(users.items())[:n]
-                    ]
+                    ]  # fmt: skip
                     progress(f"B5: {side}, {n} clients for {args.seconds:.0f} s")
-                    cpu_of = bridge.process.pid if side == "bridge" else None
-                    rounds.append(run_round(targets, args.seconds, cpu_of))
-                    last = rounds[-1]
+                    pid = bridge.process.pid if bridge and bridge.process else None
+                    last = replace(run_round(targets, args.seconds, pid), side=side)
+                    rounds.append(last)
                     progress(
                         f"B5: {side} N={n}: {last.per_second:.0f} req/s, p50 "
-                        f"{ms(last.percentile(0.5))}, p99 {ms(last.percentile(0.99))}"
+                        f"{ms(last.percentile(0.5))}, p99 {ms(last.percentile(0.99))}, load "
+                        f"{os.getloadavg()[0]:.1f}"
                     )
     print(table(rounds, args.users, args.messages, args.seconds))
     return 0

@@ -325,3 +325,20 @@ def test_a_connection_left_in_a_mailbox_is_unselected_before_reuse(upstream: Ups
     with pool.connection("alice", "right") as third:
         assert third is not first
     assert cast(FakeConnection, first).closed
+
+
+def test_a_user_taken_out_by_the_reaper_borrows_again_from_a_new_entry(
+    upstream: Upstream,
+) -> None:
+    pool = make_pool(upstream, idle_timeout=0.05, verify_ttl=0.05)
+    with pool.connection("alice", "right"):
+        pass
+    entry = pool._users["alice"]
+    time.sleep(0.1)
+    expired = pool._reap()  # the idle connection, and then the user, are out
+    assert len(expired) == 1 and "alice" not in pool._users and entry.gone
+    with pool.connection("alice", "right"):
+        assert pool.stats("alice") == (1, 0)
+    assert pool.stats("alice") == (1, 1)
+    assert pool._users["alice"] is not entry
+

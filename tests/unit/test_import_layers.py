@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
     {"bridge.store", "bridge.mime", "bridge.config"},
     {  # small modules everything may use
         "bridge", "bridge.certificates", "bridge.connect_failure", "bridge.credentials",
-        "bridge.deadline", "bridge.endpoint", "bridge.logs", "bridge.metrics",
+        "bridge.deadline", "bridge.endpoint", "bridge.inline", "bridge.logs", "bridge.metrics",
         "bridge.providers", "bridge.redaction", "bridge.states", "bridge.workers",
     },
 ]  # fmt: skip
