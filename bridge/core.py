@@ -14,6 +14,7 @@ import msgspec
 
 from bridge import deadline
 from bridge.config import Settings
+from bridge.coordination import open_coordinator
 from bridge.credentials import Credentials
 from bridge.imap.pool import ConnectionPool
 from bridge.jmap import CoreLimits, Engine, RequestError
@@ -43,7 +44,11 @@ class Bridge:
             max_open_per_user=settings.pool_connections_per_user,
             idle_timeout=settings.pool_idle_timeout,
         )
-        self.users = UserRegistry(Path(settings.data_dir))
+        # What the processes serving the same users share (README "Several instances").
+        self.coordinator = open_coordinator(
+            settings.coordination_kind, Path(settings.data_dir), settings.lease_time
+        )
+        self.users = UserRegistry(Path(settings.data_dir), self.coordinator)
         self.features = Features(
             quota=settings.upstream_quota,
             submission=settings.submission_port is not None,
@@ -52,7 +57,7 @@ class Bridge:
         self._slots: dict[str, asyncio.Semaphore] = {}
         self.threads = RequestThreads(settings.request_threads)
         self.watchers = Watchers(self.pool, settings)
-        self.hub = StateHub(self.watchers)
+        self.hub = StateHub(self.watchers, self.coordinator)
         self.webpush = WebPush(self.hub, settings.push_allow_private)
         capabilities = {CORE, WEBSOCKET, *session_capabilities(self.features)}
         methods = registered_methods(self.features, push=self.webpush)
@@ -128,3 +133,4 @@ class Bridge:
         self.watchers.stop_all()
         self.pool.close_all()
         self.users.close()
+        self.coordinator.close()

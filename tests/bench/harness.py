@@ -61,6 +61,7 @@ class BridgeProcess:
         data_dir: Path | None = None,
         flags: Sequence[str] = (),
         log_level: str = "warning",
+        log_path: Path | None = None,
     ) -> None:
         self.flags = [*flags, "--log-level", log_level]
         self.port = free_port()
@@ -69,7 +70,8 @@ class BridgeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.imap_port = imap_port
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        # Instances sharing one data directory each log to a file of their own.
+        self.log_path = log_path or self.data_dir.parent / f"{self.data_dir.name}.log"
 
     def start(self, timeout: float = 30.0) -> BridgeProcess:
         command = [

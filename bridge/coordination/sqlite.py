@@ -1,0 +1,177 @@
+"""The coordinator of several bridge processes on one machine, over one data directory:
+a SQLite file (WAL) beside the users' caches, and a lock file per user.
+
+- Leases are rows (user, name, holder, expiry). Taking one is a single upsert that wins
+  only if the row is free, expired or already this process's; a thread renews every
+  lease of this process each third of ``lease_time``, so a process that dies (SIGKILL
+  included) loses them ``lease_time`` after its last renewal.
+- A user's sync lock is flock(2) on the user's lock file: the kernel frees it the
+  moment its holder dies.
+- Published states are rows of an append-only table; every process polls it every
+  ``POLL`` seconds for the rows of others (a push across processes waits that long at
+  most, on top of the publishing request), and rows older than a minute are deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bridge.coordination.base import WATCHER, ProcessLock
+from bridge.coordination.filelock import FileLock
+from bridge.states import States
+
+log = logging.getLogger("bridge.coordination")
+
+POLL = 0.05
+# Published states are kept this long: a process polls far more often.
+EVENTS_KEPT = 60.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    username TEXT NOT NULL, name TEXT NOT NULL, holder TEXT NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (username, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vouchers (
+    username TEXT PRIMARY KEY, holder TEXT NOT NULL, level INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL, username TEXT NOT NULL,
+    states TEXT NOT NULL, at REAL NOT NULL
+);
+"""
+
+
+def holder_name() -> str:
+    """This process among all that share the store (a pid alone could be reused)."""
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
+class SqliteCoordinator:
+    def __init__(self, directory: Path, lease_time: float = 10.0) -> None:
+        self.lease_time = lease_time
+        self.holder = holder_name()
+        self._locks_dir = directory / "locks"
+        self._locks_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(
+            directory / "coordination.sqlite3", timeout=10.0, isolation_level=None,
+            check_same_thread=False,
+        )  # fmt: skip
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._guard = threading.Lock()
+        self._user_locks: dict[str, FileLock] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._start(self._renew_forever, "coordination-renew")
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    def _start(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        with self._guard:
+            return self._db.execute(sql, args)
+
+    def holds(self, username: str, name: str) -> bool:
+        now = time.time()
+        cursor = self._execute(
+            "INSERT INTO leases VALUES (?, ?, ?, ?) ON CONFLICT (username, name) DO UPDATE"
+            " SET holder = excluded.holder, expires = excluded.expires"
+            " WHERE leases.holder = excluded.holder OR leases.expires < ?",
+            username, name, self.holder, now + self.lease_time, now,
+        )  # fmt: skip
+        return cursor.rowcount > 0
+
+    def release(self, username: str, name: str) -> None:
+        self._execute(
+            "DELETE FROM leases WHERE username = ? AND name = ? AND holder = ?",
+            username, name, self.holder,
+        )  # fmt: skip
+        if name == WATCHER:
+            self._execute(
+                "DELETE FROM vouchers WHERE username = ? AND holder = ?", username, self.holder
+            )
+
+    def user_lock(self, username: str) -> ProcessLock:
+        with self._guard:
+            lock = self._user_locks.get(username)
+            if lock is None:
+                digest = hashlib.sha256(username.encode()).hexdigest()[:32]
+                lock = self._user_locks[username] = FileLock(self._locks_dir / digest)
+            return lock
+
+    def vouch(self, username: str, level: bool) -> None:
+        self._execute(
+            "INSERT OR REPLACE INTO vouchers VALUES (?, ?, ?)", username, self.holder, level
+        )
+
+    def vouched(self, username: str) -> bool:
+        row = self._execute(
+            "SELECT v.level FROM vouchers v JOIN leases l ON l.username = v.username"
+            " AND l.name = ? AND l.holder = v.holder WHERE v.username = ? AND l.expires > ?",
+            WATCHER, username, time.time(),
+        ).fetchone()  # fmt: skip
+        return bool(row and row[0])
+
+    def publish(self, username: str, states: States) -> None:
+        self._execute(
+            "INSERT INTO events (origin, username, states, at) VALUES (?, ?, ?, ?)",
+            self.holder, username, json.dumps(states), time.time(),
+        )  # fmt: skip
+
+    def subscribe(self, deliver: Callable[[str, States], None]) -> None:
+        row = self._execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        self._start(lambda: self._poll_forever(row[0], deliver), "coordination-poll")
+
+    def _poll_forever(self, seen: int, deliver: Callable[[str, States], None]) -> None:
+        while not self._stop.wait(POLL):
+            try:
+                rows = self._execute(
+                    "SELECT seq, username, states FROM events WHERE seq > ? AND origin != ?"
+                    " ORDER BY seq", seen, self.holder,
+                ).fetchall()  # fmt: skip
+            except sqlite3.Error as exc:
+                log.warning("reading published states failed: %s", exc)
+                continue
+            for seq, username, states in rows:
+                seen = seq
+                deliver(username, json.loads(states))
+
+    def _renew_forever(self) -> None:
+        while not self._stop.wait(self.lease_time / 3):
+            now = time.time()
+            try:
+                self._execute(
+                    "UPDATE leases SET expires = ? WHERE holder = ?",
+                    now + self.lease_time, self.holder,
+                )  # fmt: skip
+                self._execute("DELETE FROM events WHERE at < ?", now - EVENTS_KEPT)
+            except sqlite3.Error as exc:
+                log.warning("renewing leases failed: %s", exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5.0)
+        with self._guard:
+            self._db.execute("DELETE FROM leases WHERE holder = ?", (self.holder,))
+            self._db.execute("DELETE FROM vouchers WHERE holder = ?", (self.holder,))
+            self._db.close()
+            for lock in self._user_locks.values():
+                lock.close()

@@ -1,0 +1,255 @@
+"""Two bridge instances over one data directory, behind a real nginx (round-robin): what
+README "Several instances" promises. Each instance is its own process (`bridge serve
+--coordination data-dir`); they agree through the data directory (bridge.coordination).
+Commands on the wire are counted by each instance's own /metrics."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from imapclient import IMAPClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from bridge.demo.dovecot import Dovecot
+from bridge.demo.process import free_port
+from tests.bench.harness import BridgeProcess
+from tests.integration.balancer import Nginx
+from tests.integration.conftest import USERS
+from tests.integration.server import USING, JmapClient
+from tests.integration.test_push import Events, states
+
+LEASE = 3.0
+USER = "alice"
+MESSAGE = b"From: a@example.net\r\nSubject: from another client\r\n\r\nbody\r\n"
+
+
+@dataclass
+class Instance:
+    process: BridgeProcess
+    metrics_url: str
+
+    @property
+    def pid(self) -> int:
+        assert self.process.process is not None
+        return self.process.process.pid
+
+    def client(self) -> JmapClient:
+        return JmapClient(self.process.url, USER, USERS[USER])
+
+    def commands(self) -> dict[str, float]:
+        """IMAP commands this instance has sent, by command."""
+        sent: dict[str, float] = {}
+        text = httpx.get(self.metrics_url, timeout=5).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "bridge_imap_commands_total":
+                    command = sample.labels["command"]
+                    sent[command] = sent.get(command, 0) + sample.value
+        return sent
+
+
+@dataclass
+class Pair:
+    a: Instance
+    b: Instance
+    nginx: Nginx
+    data_dir: Path
+    upstream: Dovecot
+
+    def watcher_holder(self) -> int | None:
+        """The pid of the instance holding alice's watcher lease, from the shared store."""
+        with sqlite3.connect(self.data_dir / "coordination" / "coordination.sqlite3") as db:
+            row = db.execute(
+                "SELECT holder FROM leases WHERE username = ? AND name = 'watcher'"
+                " AND expires > ?", (USER, time.time()),
+            ).fetchone()  # fmt: skip
+        return int(row[0].split("/")[1]) if row else None
+
+    def other_client(self) -> IMAPClient:
+        client = IMAPClient(self.upstream.host, port=self.upstream.port, ssl=False)
+        client.login(USER, USERS[USER])
+        return client
+
+
+@pytest.fixture(scope="module")
+def upstream(dovecot_factory: Callable[..., Dovecot]) -> Dovecot:
+    # Of its own: no other test's mail moves alice's mailbox while commands are counted.
+    return dovecot_factory()
+
+
+@pytest.fixture
+def pair(upstream: Dovecot, tmp_path: Path) -> Iterator[Pair]:
+    data_dir = tmp_path / "data"
+
+    def instance(name: str) -> Instance:
+        metrics = free_port()
+        flags = ["--coordination", "data-dir", "--lease-time", str(LEASE),
+                 "--metrics-port", str(metrics)]  # fmt: skip
+        process = BridgeProcess(upstream.port, data_dir, flags, log_path=tmp_path / f"{name}.log")
+        return Instance(process, f"http://127.0.0.1:{metrics}/metrics")
+
+    a, b = instance("a"), instance("b")
+    with a.process, b.process, Nginx(tmp_path / "nginx", [a.process.port, b.process.port]) as nginx:
+        yield Pair(a, b, nginx, data_dir, upstream)
+
+
+def listen(jmap: JmapClient) -> Events:
+    events = Events(jmap, "types=*&closeafter=no&ping=1")
+    assert events.next()[0] == "ping"  # listening: what changes from now on is pushed
+    return events
+
+
+def next_state(events: Events, account_id: str, timeout: float = 5.0) -> dict[str, str]:
+    ends = time.monotonic() + timeout
+    while True:
+        name, data, _ = events.next(timeout=max(0.01, ends - time.monotonic()))
+        if name == "state":
+            return states(data, account_id)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> float:
+    """Seconds until ``condition()`` held; fails after ``timeout``."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, "timed out"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def draft(mailbox: str, tag: str) -> dict[str, Any]:
+    return {
+        "mailboxIds": {mailbox: True}, "subject": tag, "messageId": [f"{tag}@bridge.test"],
+        "textBody": [{"partId": "t", "type": "text/plain"}],
+        "bodyValues": {"t": {"value": "draft"}},
+    }  # fmt: skip
+
+
+def balanced_call(
+    http: httpx.Client, account: str, method: str, args: dict[str, Any]
+) -> tuple[int, dict[str, Any], str]:
+    """One call through nginx: the HTTP status, the call's answer, the instance that served."""
+    body = {"using": USING, "methodCalls": [[method, {"accountId": account, **args}, "0"]]}
+    response = http.post("/jmap/api", json=body)
+    served = response.headers.get("x-upstream", "")
+    if response.status_code != 200:
+        return response.status_code, {}, served
+    return 200, response.json()["methodResponses"][0][1], served
+
+
+def test_a_write_through_a_is_seen_and_pushed_on_b(pair: Pair) -> None:
+    via_a, via_b = pair.a.client(), pair.b.client()
+    drafts = via_a.mailboxes()["Drafts"]["id"]
+    since = via_b.call("Email/get", {"ids": []})["state"]
+    events = listen(via_b)
+    started = time.monotonic()
+    result = via_a.call("Email/set", {"create": {"d": draft(drafts, "through-a")}})
+    created = result["created"]["d"]["id"]
+    pushed = next_state(events, via_b.account_id)
+    latency = time.monotonic() - started
+    assert pushed["Email"] == result["newState"]
+    assert latency < 2, latency
+    assert created in via_b.call("Email/changes", {"sinceState": since})["created"]
+
+    # Round-robin: each request lands on the other instance, and sees the one before.
+    balanced = httpx.Client(base_url=pair.nginx.url, auth=(USER, USERS[USER]), timeout=30)
+    account = via_a.account_id
+    served: list[str] = []
+    state = via_a.call("Email/get", {"ids": []})["state"]
+    for n in range(4):
+        create = {"create": {"d": draft(drafts, f"balanced-{n}")}}
+        _, result, upstream = balanced_call(balanced, account, "Email/set", create)
+        served.append(upstream)
+        _, changes, upstream = balanced_call(balanced, account, "Email/changes",
+                                             {"sinceState": state})  # fmt: skip
+        served.append(upstream)
+        assert result["created"]["d"]["id"] in changes["created"], (n, changes)
+        state = changes["newState"]
+    assert len(set(served)) == 2
+    assert all(one != next_one for one, next_one in itertools.pairwise(served))
+    for client in (via_a, via_b):
+        client.close()
+    balanced.close()
+
+
+def test_another_clients_change_is_synced_once(pair: Pair) -> None:
+    via_a, via_b = pair.a.client(), pair.b.client()
+    via_a.mailboxes()
+    events_a = listen(via_a)
+    wait_for(lambda: pair.watcher_holder() == pair.a.pid, timeout=5)
+    events_b = listen(via_b)
+    since = via_b.call("Email/get", {"ids": []})["state"]
+    time.sleep(1.0)  # A's watcher has synced and listens (NOTIFY)
+    before_a, before_b = pair.a.commands(), pair.b.commands()
+    other = pair.other_client()
+    other.append("INBOX", MESSAGE)
+    assert next_state(events_a, via_a.account_id)["Email"] != since
+    assert next_state(events_b, via_b.account_id)["Email"] != since
+    time.sleep(0.5)
+    after_a, after_b = pair.a.commands(), pair.b.commands()
+    # A's watcher fetched the new message; B sent nothing at all: it heard of the change
+    # from A through the shared store.
+    assert after_a.get("UID FETCH", 0) > before_a.get("UID FETCH", 0)
+    assert after_b == before_b
+    # B serves the change from the cache A filled, on A's word that it is level: still
+    # not one command upstream.
+    changes = via_b.call("Email/changes", {"sinceState": since})
+    assert len(changes["created"]) == 1
+    assert pair.b.commands() == before_b
+    other.logout()
+    for client in (via_a, via_b):
+        client.close()
+
+
+def test_sigkill_during_ten_creates(pair: Pair) -> None:
+    via_a, via_b = pair.a.client(), pair.b.client()
+    drafts = via_a.mailboxes()["Drafts"]["id"]
+    listen(via_a)
+    wait_for(lambda: pair.watcher_holder() == pair.a.pid, timeout=5)
+    events_b = listen(via_b)
+    balanced = httpx.Client(base_url=pair.nginx.url, auth=(USER, USERS[USER]), timeout=30)
+    account = via_a.account_id
+    answers: dict[int, Any] = {}
+    killed_at: list[float] = []
+
+    def kill() -> None:
+        killed_at.append(time.monotonic())
+        assert pair.a.process.process is not None
+        pair.a.process.process.send_signal(signal.SIGKILL)
+
+    killer: threading.Timer | None = None
+    for n in range(10):
+        if n == 4:  # lands in the middle of a request, on A or B
+            killer = threading.Timer(0.02, kill)
+            killer.start()
+        create = {"create": {"d": draft(drafts, f"kill-{n}")}}
+        _, answers[n], _ = balanced_call(balanced, account, "Email/set", create)
+    assert killer is not None
+    killer.join()
+    created = [n for n, answer in answers.items() if "d" in answer.get("created", {})]
+    assert len(created) >= 8, answers  # at most the one cut short is lost
+    other = pair.other_client()
+    other.select_folder("Drafts", readonly=True)
+    for n in range(10):
+        found = other.search(["HEADER", "Message-ID", f"kill-{n}@bridge.test"])
+        assert len(found) == (1 if n in created else len(found)) and len(found) <= 1, (n, found)
+
+    # B takes over A's watcher once A's lease runs out, and pushes another client's change.
+    taken = wait_for(lambda: pair.watcher_holder() == pair.b.pid, timeout=LEASE * 2)
+    took = time.monotonic() - killed_at[0]
+    assert took <= LEASE * 1.1 + 0.5, (took, taken)
+    since = via_b.call("Email/get", {"ids": []})["state"]
+    time.sleep(0.5)
+    other.append("INBOX", MESSAGE)
+    assert next_state(events_b, via_b.account_id)["Email"] != since
+    other.logout()
+    balanced.close()
