@@ -56,6 +56,11 @@ class Coordinator(Protocol):
         """Whether the live holder of the user's watcher lease vouches for the cache."""
         ...
 
+    def claim(self, key: str) -> bool:
+        """Whether this process is the first to claim ``key`` (of the last minute): the
+        one of several processes that does a thing all of them would do."""
+        ...
+
     def publish(self, username: str, states: States) -> None:
         """Tell the other processes that the user's states moved to these."""
         ...

@@ -7,6 +7,8 @@ a SQLite file (WAL) beside the users' caches, and a lock file per user.
   included) loses them ``lease_time`` after its last renewal.
 - A user's sync lock is flock(2) on the user's lock file: the kernel frees it the
   moment its holder dies.
+- A claim (the one process that sends a push all of them would send) is a row that only
+  the first insert makes.
 - Published states are rows of an append-only table; every process polls it every
   ``POLL`` seconds for the rows of others (a push across processes waits that long at
   most, on top of the publishing request), and rows older than a minute are deleted.
@@ -44,6 +46,7 @@ CREATE TABLE IF NOT EXISTS leases (
 CREATE TABLE IF NOT EXISTS vouchers (
     username TEXT PRIMARY KEY, holder TEXT NOT NULL, level INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL, username TEXT NOT NULL,
     states TEXT NOT NULL, at REAL NOT NULL
@@ -129,6 +132,10 @@ class SqliteCoordinator:
         ).fetchone()  # fmt: skip
         return bool(row and row[0])
 
+    def claim(self, key: str) -> bool:
+        cursor = self._execute("INSERT OR IGNORE INTO claims VALUES (?, ?)", key, time.time())
+        return cursor.rowcount > 0
+
     def publish(self, username: str, states: States) -> None:
         self._execute(
             "INSERT INTO events (origin, username, states, at) VALUES (?, ?, ?, ?)",
@@ -162,6 +169,7 @@ class SqliteCoordinator:
                     now + self.lease_time, self.holder,
                 )  # fmt: skip
                 self._execute("DELETE FROM events WHERE at < ?", now - EVENTS_KEPT)
+                self._execute("DELETE FROM claims WHERE at < ?", now - EVENTS_KEPT)
             except sqlite3.Error as exc:
                 log.warning("renewing leases failed: %s", exc)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -25,8 +26,10 @@ from bridge.demo.process import free_port
 from tests.bench.harness import BridgeProcess
 from tests.integration.balancer import Nginx
 from tests.integration.conftest import USERS
+from tests.integration.push_receiver import Receiver
 from tests.integration.server import USING, JmapClient
 from tests.integration.test_push import Events, states
+from tests.integration.test_push_subscription import verified
 
 LEASE = 3.0
 USER = "alice"
@@ -94,7 +97,7 @@ def pair(upstream: Dovecot, tmp_path: Path) -> Iterator[Pair]:
     def instance(name: str) -> Instance:
         metrics = free_port()
         flags = ["--coordination", "data-dir", "--lease-time", str(LEASE),
-                 "--metrics-port", str(metrics)]  # fmt: skip
+                 "--metrics-port", str(metrics), "--push-allow-private"]  # fmt: skip
         process = BridgeProcess(upstream.port, data_dir, flags, log_path=tmp_path / f"{name}.log")
         return Instance(process, f"http://127.0.0.1:{metrics}/metrics")
 
@@ -210,6 +213,30 @@ def test_another_clients_change_is_synced_once(pair: Pair) -> None:
         client.close()
 
 
+def test_a_push_subscription_hears_each_state_once(pair: Pair) -> None:
+    receiver = Receiver()
+    via_a, via_b = pair.a.client(), pair.b.client()
+    drafts = via_a.mailboxes()["Drafts"]["id"]
+    verified(via_a, receiver)
+    # B's first request for alice reads her subscriptions: both instances deliver now,
+    # and both hear every change (their own, and the other's through the shared store).
+    via_b.call("Email/get", {"ids": []})
+    final = ""
+    for n in range(4):
+        writer = via_a if n % 2 else via_b
+        final = writer.call("Email/set", {"create": {"d": draft(drafts, f"sub-{n}")}})["newState"]
+    time.sleep(1.5)
+    announced: list[tuple[str, str]] = []
+    while not receiver.deliveries.empty():
+        body = receiver.next().json()
+        announced.extend(body["changed"][via_a.account_id].items())
+    assert ("Email", final) in announced
+    assert len(announced) == len(set(announced)), announced  # no state announced twice
+    receiver.close()
+    for client in (via_a, via_b):
+        client.close()
+
+
 def test_sigkill_during_ten_creates(pair: Pair) -> None:
     via_a, via_b = pair.a.client(), pair.b.client()
     drafts = via_a.mailboxes()["Drafts"]["id"]
@@ -253,3 +280,54 @@ def test_sigkill_during_ten_creates(pair: Pair) -> None:
     assert next_state(events_b, via_b.account_id)["Email"] != since
     other.logout()
     balanced.close()
+
+
+def two_free_ports() -> int:
+    """A port whose next one is free too (the second worker's /metrics)."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+def requests_served(metrics_url: str) -> float:
+    text = httpx.get(metrics_url, timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "bridge_http_requests_total" and sample.labels["endpoint"] == "api"
+    )
+
+
+def test_workers_serve_one_socket_and_push_across(upstream: Dovecot, tmp_path: Path) -> None:
+    metrics = two_free_ports()
+    flags = ["--workers", "2", "--metrics-port", str(metrics), "--lease-time", str(LEASE)]
+    server = BridgeProcess(upstream.port, tmp_path / "data", flags, log_path=tmp_path / "w.log")
+    with server:
+        assert server.process is not None
+        workers = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        assert len(workers.read_text().split()) == 2
+        listener = JmapClient(server.url, USER, USERS[USER])
+        drafts = listener.mailboxes()["Drafts"]["id"]
+        events = listen(listener)
+        seen: list[str] = []
+        for n in range(6):
+            # A connection of its own each time: the kernel hands each to either worker.
+            create = {"create": {"d": draft(drafts, f"worker-{n}")}}
+            with httpx.Client(base_url=server.url, auth=(USER, USERS[USER])) as http:
+                _, result, _ = balanced_call(http, listener.account_id, "Email/set", create)
+            pushed = next_state(events, listener.account_id)["Email"]
+            while pushed != result["newState"]:
+                pushed = next_state(events, listener.account_id)["Email"]
+            seen.append(pushed)
+        assert len(set(seen)) == 6
+        served = [requests_served(f"http://127.0.0.1:{port}/metrics") for port in
+                  (metrics, metrics + 1)]  # fmt: skip
+        assert all(served), served  # both workers answered some of them
+        listener.close()
+        assert server.stop() == 0  # SIGTERM: every worker drained, the parent exits 0

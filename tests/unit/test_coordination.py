@@ -1,0 +1,162 @@
+"""The coordinator of processes over one data directory (bridge.coordination.sqlite):
+leases that pass on when their holder dies, the sync lock across processes, the
+watcher's word on freshness, and published states reaching the other processes. "Other
+processes" are real ones where death matters (SIGKILL), else two coordinators on one
+directory, which is what two processes hold."""
+
+from __future__ import annotations
+
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.coordination import SqliteCoordinator, UserLock
+from bridge.coordination.base import WATCHER
+from bridge.coordination.filelock import FileLock
+from bridge.mail.freshness import Freshness
+
+LEASE = 0.5
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[SqliteCoordinator, SqliteCoordinator]]:
+    a = SqliteCoordinator(tmp_path, LEASE)
+    b = SqliteCoordinator(tmp_path, LEASE)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def holder_process(directory: Path, script: str) -> subprocess.Popen[str]:
+    """A Python process that runs ``script`` with ``coordinator`` (on ``directory``) and
+    ``lock`` (alice's sync lock), prints "ready" and sleeps."""
+    code = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from bridge.coordination import SqliteCoordinator
+        coordinator = SqliteCoordinator(Path({str(directory)!r}), {LEASE})
+        lock = coordinator.user_lock("alice")
+        {script}
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    return process
+
+
+def test_a_lease_is_one_holders_until_released(
+    pair: tuple[SqliteCoordinator, SqliteCoordinator],
+) -> None:
+    a, b = pair
+    assert a.holds("alice", WATCHER) and a.holds("alice", WATCHER)
+    assert not b.holds("alice", WATCHER)
+    assert b.holds("bob", WATCHER) and b.holds("alice", "indexer")  # per user, per name
+    time.sleep(LEASE * 2)  # renewed meanwhile by a's own thread
+    assert not b.holds("alice", WATCHER)
+    a.release("alice", WATCHER)
+    assert b.holds("alice", WATCHER) and not a.holds("alice", WATCHER)
+
+
+def test_a_dead_holders_lease_passes_on_when_it_runs_out(tmp_path: Path) -> None:
+    holder = holder_process(tmp_path, 'assert coordinator.holds("alice", "watcher")')
+    other = SqliteCoordinator(tmp_path, LEASE)
+    try:
+        assert not other.holds("alice", WATCHER)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        killed = time.monotonic()
+        while not other.holds("alice", WATCHER):
+            time.sleep(0.01)
+        assert time.monotonic() - killed <= LEASE + 0.1
+    finally:
+        other.close()
+
+
+def test_the_sync_lock_is_held_across_processes_and_freed_by_death(tmp_path: Path) -> None:
+    holder = holder_process(tmp_path, "lock.acquire()")
+    other = SqliteCoordinator(tmp_path, LEASE)
+    try:
+        lock = UserLock(other.user_lock("alice"))
+        assert not lock.acquire(timeout=0.1)
+        assert UserLock(other.user_lock("bob")).acquire(timeout=0.1)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        assert lock.acquire(timeout=1.0)
+        assert lock.acquire(timeout=0)  # re-entrant within the holding thread
+        lock.release()
+        lock.release()
+    finally:
+        other.close()
+
+
+def test_a_file_lock_waits_no_longer_than_asked(tmp_path: Path) -> None:
+    first, second = FileLock(tmp_path / "l"), FileLock(tmp_path / "l")
+    assert first.acquire()
+    started = time.monotonic()
+    assert not second.acquire(timeout=0.05)
+    assert 0.05 <= time.monotonic() - started < 0.5
+    assert not second.acquire(blocking=False)
+    first.release()
+    assert second.acquire(blocking=False)
+
+
+def test_only_the_live_watcher_holders_word_counts(
+    pair: tuple[SqliteCoordinator, SqliteCoordinator],
+) -> None:
+    a, b = pair
+    b.vouch("alice", True)  # not the holder: its word counts for nothing
+    assert not a.vouched("alice")
+    assert a.holds("alice", WATCHER)
+    a.vouch("alice", True)
+    assert b.vouched("alice")
+    a.vouch("alice", False)
+    assert not b.vouched("alice")
+    a.vouch("alice", True)
+    a.release("alice", WATCHER)
+    assert not b.vouched("alice")
+
+
+def test_freshness_tells_its_word_and_asks_others_without_a_watcher() -> None:
+    told: list[bool] = []
+    others = [False]
+    freshness = Freshness(told.append, lambda: others[0])
+    assert not freshness.level()
+    others[0] = True
+    assert freshness.level()  # no watcher here: the holder's word
+    freshness.listening()
+    token = freshness.sync_starts()
+    freshness.synced(token)
+    assert freshness.level() and told == [True]
+    others[0] = False
+    assert freshness.level()  # our own watcher's word comes first
+    freshness.heard()
+    assert not freshness.level() and told == [True, False]
+    freshness.lost()
+    assert told == [True, False]  # said once
+
+
+def test_published_states_reach_the_other_processes_only(
+    pair: tuple[SqliteCoordinator, SqliteCoordinator],
+) -> None:
+    a, b = pair
+    a.publish("alice", {"Email": "old-1"})  # before subscribing: not delivered
+    heard_by_a: queue.Queue[tuple[str, dict[str, str]]] = queue.Queue()
+    heard_by_b: queue.Queue[tuple[str, dict[str, str]]] = queue.Queue()
+    a.subscribe(lambda user, states: heard_by_a.put((user, states)))
+    b.subscribe(lambda user, states: heard_by_b.put((user, states)))
+    started = time.monotonic()
+    a.publish("alice", {"Email": "e-2", "Mailbox": "e-1"})
+    a.publish("bob", {"Email": "e-7"})
+    assert heard_by_b.get(timeout=2) == ("alice", {"Email": "e-2", "Mailbox": "e-1"})
+    assert time.monotonic() - started < 0.5
+    assert heard_by_b.get(timeout=2) == ("bob", {"Email": "e-7"})
+    time.sleep(0.2)
+    assert heard_by_a.empty() and heard_by_b.empty()
