@@ -61,6 +61,22 @@ class Coordinator(Protocol):
         one of several processes that does a thing all of them would do."""
         ...
 
+    def keep_token(
+        self, key: bytes, owner: bytes, sealed: bytes, expires: float, per_owner: int
+    ) -> None:
+        """Keep an issued token by its digest ``key``: ``sealed`` holds what it stands
+        for, encrypted under the token itself (bridge.http.token_store), ``owner`` a digest
+        of its user, who keeps at most ``per_owner`` (the oldest go first)."""
+        ...
+
+    def token(self, key: bytes) -> tuple[bytes, float] | None:
+        """What ``keep_token`` kept under ``key``, and its expiry; None once expired."""
+        ...
+
+    def drop_token(self, key: bytes) -> bool:
+        """Forget the token; whether it was a live one."""
+        ...
+
     def publish(self, username: str, states: States) -> None:
         """Tell the other processes that the user's states moved to these."""
         ...

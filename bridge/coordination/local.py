@@ -35,6 +35,18 @@ class LocalCoordinator:
     def claim(self, key: str) -> bool:
         return True
 
+    # Tokens stay in the process's own TokenStore: nobody else asks for them.
+    def keep_token(
+        self, key: bytes, owner: bytes, sealed: bytes, expires: float, per_owner: int
+    ) -> None:
+        raise NotImplementedError
+
+    def token(self, key: bytes) -> tuple[bytes, float] | None:
+        raise NotImplementedError
+
+    def drop_token(self, key: bytes) -> bool:
+        raise NotImplementedError
+
     def publish(self, username: str, states: States) -> None:
         pass
 

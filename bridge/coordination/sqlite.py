@@ -7,6 +7,8 @@ a SQLite file (WAL) beside the users' caches, and a lock file per user.
   included) loses them ``lease_time`` after its last renewal.
 - A user's sync lock is flock(2) on the user's lock file: the kernel frees it the
   moment its holder dies.
+- Issued tokens are rows keyed by the token's SHA-256, what they stand for encrypted
+  under the token itself (bridge.http.token_store): the file holds no password.
 - A claim (the one process that sends a push all of them would send) is a row that only
   the first insert makes.
 - Published states are rows of an append-only table; every process polls it every
@@ -46,6 +48,10 @@ CREATE TABLE IF NOT EXISTS leases (
 CREATE TABLE IF NOT EXISTS vouchers (
     username TEXT PRIMARY KEY, holder TEXT NOT NULL, level INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tokens (
+    key BLOB PRIMARY KEY, owner BLOB NOT NULL, sealed BLOB NOT NULL, expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tokens_by_owner ON tokens (owner);
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL, username TEXT NOT NULL,
@@ -134,6 +140,37 @@ class SqliteCoordinator:
 
     def claim(self, key: str) -> bool:
         cursor = self._execute("INSERT OR IGNORE INTO claims VALUES (?, ?)", key, time.time())
+        return cursor.rowcount > 0
+
+    def keep_token(
+        self, key: bytes, owner: bytes, sealed: bytes, expires: float, per_owner: int
+    ) -> None:
+        with self._guard:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM tokens WHERE expires < ?", (time.time(),))
+                self._db.execute(
+                    "DELETE FROM tokens WHERE rowid IN (SELECT rowid FROM tokens WHERE owner = ?"
+                    " ORDER BY expires DESC LIMIT -1 OFFSET ?)", (owner, per_owner - 1),
+                )  # fmt: skip
+                self._db.execute(
+                    "INSERT INTO tokens VALUES (?, ?, ?, ?)", (key, owner, sealed, expires)
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def token(self, key: bytes) -> tuple[bytes, float] | None:
+        row = self._execute(
+            "SELECT sealed, expires FROM tokens WHERE key = ? AND expires >= ?", key, time.time()
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def drop_token(self, key: bytes) -> bool:
+        cursor = self._execute(
+            "DELETE FROM tokens WHERE key = ? AND expires >= ?", key, time.time()
+        )
         return cursor.rowcount > 0
 
     def publish(self, username: str, states: States) -> None:

@@ -20,7 +20,7 @@ class HttpBridge(Bridge):
 
     def __init__(self, settings: Settings, pool: ConnectionPool | None = None) -> None:
         super().__init__(settings, pool)
-        self.tokens = TokenStore(settings.token_lifetime)
+        self.tokens = TokenStore(settings.token_lifetime, shared=self.coordinator)
         self.auth = Authenticator(
             self.pool,
             LoginCase(settings.login_case),

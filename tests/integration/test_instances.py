@@ -162,6 +162,12 @@ def test_a_write_through_a_is_seen_and_pushed_on_b(pair: Pair) -> None:
     assert pushed["Email"] == result["newState"]
     assert latency < 2, latency
     assert created in via_b.call("Email/changes", {"sinceState": since})["created"]
+    # A token A issued opens B too (README "Bearer tokens"): the instances share them.
+    token = via_a.http.post("/jmap/token").json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{pair.b.process.url}/jmap/session", headers=bearer).status_code == 200
+    assert httpx.delete(f"{pair.b.process.url}/jmap/token", headers=bearer).status_code == 204
+    assert httpx.get(f"{pair.a.process.url}/jmap/session", headers=bearer).status_code == 401
 
     # Round-robin: each request lands on the other instance, and sees the one before.
     balanced = httpx.Client(base_url=pair.nginx.url, auth=(USER, USERS[USER]), timeout=30)

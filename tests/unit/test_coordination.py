@@ -20,6 +20,8 @@ import pytest
 from bridge.coordination import SqliteCoordinator, UserLock
 from bridge.coordination.base import WATCHER
 from bridge.coordination.filelock import FileLock
+from bridge.credentials import Credentials
+from bridge.http.token_store import PER_USER, TokenStore
 from bridge.mail.freshness import Freshness
 
 LEASE = 0.5
@@ -160,3 +162,20 @@ def test_published_states_reach_the_other_processes_only(
     assert heard_by_b.get(timeout=2) == ("bob", {"Email": "e-7"})
     time.sleep(0.2)
     assert heard_by_a.empty() and heard_by_b.empty()
+
+
+def test_tokens_issued_by_one_instance_work_at_the_other(
+    pair: tuple[SqliteCoordinator, SqliteCoordinator], tmp_path: Path
+) -> None:
+    a, b = TokenStore(60, shared=pair[0]), TokenStore(60, shared=pair[1])
+    alice = Credentials("alice", "a secret password")
+    token, _ = a.issue(alice)
+    assert b.redeem(token) == alice
+    assert b.redeem(token + "x") is None
+    # The store holds digests and sealed credentials: neither the token nor the password.
+    stored = b"".join(path.read_bytes() for path in tmp_path.glob("coordination.sqlite3*"))
+    assert b"a secret password" not in stored and token.encode() not in stored
+    assert b.revoke(token) and a.redeem(token) is None and not a.revoke(token)
+    issued = [a.issue(alice)[0] for _ in range(PER_USER + 1)]
+    assert b.redeem(issued[0]) is None and b.redeem(issued[-1]) == alice  # oldest dropped
+    assert b.redeem(b.issue(Credentials("bob", "pw"))[0]) == Credentials("bob", "pw")
