@@ -47,6 +47,16 @@ class LocalCoordinator:
     def drop_token(self, key: bytes) -> bool:
         raise NotImplementedError
 
+    # Failed logins too are counted in the process's own FailureThrottle.
+    def failures(self, key: bytes, since: float) -> list[float]:
+        raise NotImplementedError
+
+    def fail(self, key: bytes) -> None:
+        raise NotImplementedError
+
+    def forgive(self, key: bytes) -> None:
+        raise NotImplementedError
+
     def publish(self, username: str, states: States) -> None:
         pass
 

@@ -9,6 +9,8 @@ a SQLite file (WAL) beside the users' caches, and a lock file per user.
   moment its holder dies.
 - Issued tokens are rows keyed by the token's SHA-256, what they stand for encrypted
   under the token itself (bridge.http.token_store): the file holds no password.
+- Failed logins are rows of (a digest of login and address, time), so guessing is held
+  back at every instance alike.
 - A claim (the one process that sends a push all of them would send) is a row that only
   the first insert makes.
 - Published states are rows of an append-only table; every process polls it every
@@ -39,6 +41,8 @@ log = logging.getLogger("bridge.coordination")
 POLL = 0.05
 # Published states are kept this long: a process polls far more often.
 EVENTS_KEPT = 60.0
+# Failed logins count for a few minutes (bridge.http.auth: 300 s); older ones go.
+FAILURES_KEPT = 3600.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS leases (
@@ -52,6 +56,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     key BLOB PRIMARY KEY, owner BLOB NOT NULL, sealed BLOB NOT NULL, expires REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tokens_by_owner ON tokens (owner);
+CREATE TABLE IF NOT EXISTS failures (key BLOB NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS failures_by_key ON failures (key, at);
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL, username TEXT NOT NULL,
@@ -173,6 +179,18 @@ class SqliteCoordinator:
         )
         return cursor.rowcount > 0
 
+    def failures(self, key: bytes, since: float) -> list[float]:
+        rows = self._execute(
+            "SELECT at FROM failures WHERE key = ? AND at > ? ORDER BY at", key, since
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def fail(self, key: bytes) -> None:
+        self._execute("INSERT INTO failures VALUES (?, ?)", key, time.time())
+
+    def forgive(self, key: bytes) -> None:
+        self._execute("DELETE FROM failures WHERE key = ?", key)
+
     def publish(self, username: str, states: States) -> None:
         self._execute(
             "INSERT INTO events (origin, username, states, at) VALUES (?, ?, ?, ?)",
@@ -207,6 +225,7 @@ class SqliteCoordinator:
                 )  # fmt: skip
                 self._execute("DELETE FROM events WHERE at < ?", now - EVENTS_KEPT)
                 self._execute("DELETE FROM claims WHERE at < ?", now - EVENTS_KEPT)
+                self._execute("DELETE FROM failures WHERE at < ?", now - FAILURES_KEPT)
             except sqlite3.Error as exc:
                 log.warning("renewing leases failed: %s", exc)
 

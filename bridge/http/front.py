@@ -26,6 +26,7 @@ class HttpBridge(Bridge):
             LoginCase(settings.login_case),
             tokens=self.tokens,
             oauth=OAuthIdentity.from_settings(settings),
+            shared=self.coordinator,
         )
         self.event_streams = UserSlots()
 

@@ -21,6 +21,7 @@ from bridge.coordination import SqliteCoordinator, UserLock
 from bridge.coordination.base import WATCHER
 from bridge.coordination.filelock import FileLock
 from bridge.credentials import Credentials
+from bridge.http.throttle import FailureThrottle
 from bridge.http.token_store import PER_USER, TokenStore
 from bridge.mail.freshness import Freshness
 
@@ -179,3 +180,18 @@ def test_tokens_issued_by_one_instance_work_at_the_other(
     issued = [a.issue(alice)[0] for _ in range(PER_USER + 1)]
     assert b.redeem(issued[0]) is None and b.redeem(issued[-1]) == alice  # oldest dropped
     assert b.redeem(b.issue(Credentials("bob", "pw"))[0]) == Credentials("bob", "pw")
+
+
+def test_failed_logins_count_at_every_instance(
+    pair: tuple[SqliteCoordinator, SqliteCoordinator],
+) -> None:
+    a = FailureThrottle(3, 60, pair[0], "login-address")
+    b = FailureThrottle(3, 60, pair[1], "login-address")
+    by_address = FailureThrottle(3, 60, pair[1], "address")
+    for throttle in (a, b, a):
+        assert throttle.retry_after("alice\0192.0.2.1") == 0
+        throttle.fail("alice\0192.0.2.1")
+    assert 59 < b.retry_after("alice\0192.0.2.1") <= 60
+    assert by_address.retry_after("alice\0192.0.2.1") == 0  # another throttle's count
+    a.succeed("alice\0192.0.2.1")
+    assert b.retry_after("alice\0192.0.2.1") == 0
