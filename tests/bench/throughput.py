@@ -1,6 +1,6 @@
 """B5 throughput: many users at once, bridge and raw IMAP side by side.
 
-``python -m tests.bench.throughput [--users 16] [--messages 2000] [--seconds 20]``
+``python -m tests.bench.throughput [--users 16] [--messages 2000] [--seconds 20] [--workers 1 2]``
 
 One Dovecot, ``--users`` users with an INBOX of ``--messages`` messages each, bridge as its
 own process. For each N in ``--clients`` (1, 4, 16) N client PROCESSES (so a client never
@@ -12,12 +12,18 @@ view: LIST, SELECT INBOX (read-only), UID SORT (REVERSE ARRIVAL), UID FETCH of 5
 Per N and side: requests per second, p50 and p99 latency, and for bridge its process CPU
 time (user + system, every thread) divided by the requests served. Every answer is
 checked (50 ids, 50 emails); an error fails the run. Prints a markdown table.
+
+``--workers 1 2`` runs a bridge of each worker count (``bridge serve --workers N``, each
+over a data directory of its own), all started and warmed first; each N then measures
+them one after the other beside raw IMAP. A bridge's CPU time is that of its whole process
+tree (the supervisor and its workers).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import multiprocessing
 import os
@@ -56,6 +62,19 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """``process_cpu_seconds`` of a process and of its children (bridge's workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return process_cpu_seconds(pid) + sum(tree_cpu_seconds(int(child)) for child in children)
+
+
+def tree_threads(pid: int) -> list[int]:
+    """Every thread of a process and of its children."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    own = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+    return own + [thread for child in children for thread in tree_threads(int(child))]
+
+
 def machine_busy_seconds() -> float:
     """CPU time every CPU of the machine spent on anything but idling, so far."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -69,6 +88,7 @@ class Target:
 
     side: str  # "bridge" or "raw"
     url: str  # bridge's URL
+    label: str  # the row's name: the side, and a bridge's worker count
     imap_port: int
     user: str
     password: str
@@ -189,13 +209,13 @@ def run_round(targets: list[Target], seconds: float, cpu_of: int | None) -> Roun
         process.start()
     for _ in processes:
         ready.get(timeout=300)
-    cpu_before = process_cpu_seconds(cpu_of) if cpu_of else 0.0
+    cpu_before = tree_cpu_seconds(cpu_of) if cpu_of else 0.0
     machine_before = machine_busy_seconds()
     started = time.monotonic()
     go.set()
     outcomes = [results.get(timeout=seconds + 300) for _ in processes]
     ran = time.monotonic() - started
-    cpu = process_cpu_seconds(cpu_of) - cpu_before if cpu_of else None
+    cpu = tree_cpu_seconds(cpu_of) - cpu_before if cpu_of else None
     machine = machine_busy_seconds() - machine_before
     for process in processes:
         process.join()
@@ -203,7 +223,7 @@ def run_round(targets: list[Target], seconds: float, cpu_of: int | None) -> Roun
     check(not errors, f"{targets[0].side} clients failed: {errors[:3]}")
     latencies = [value for _, values in outcomes for value in values]
     # The clients stop at their own deadline; the last request may run over it.
-    return Round(targets[0].side, len(targets), max(ran, seconds), latencies, cpu, machine)
+    return Round(targets[0].label, len(targets), max(ran, seconds), latencies, cpu, machine)
 
 
 def table(rounds: list[Round], users: int, messages: int, seconds: float) -> str:
@@ -225,17 +245,29 @@ def table(rounds: list[Round], users: int, messages: int, seconds: float) -> str
         )
     by = {(r.side, r.clients): r for r in rounds}
     low, high = min(r.clients for r in rounds), max(r.clients for r in rounds)
-    one, many = by.get(("bridge", low)), by.get(("bridge", high))
-    if one and many and one.cpu_per_request and many.cpu_per_request:
-        lines += [
-            "",
-            f"bridge, N={high} against N={low}: CPU per request "
-            f"{many.cpu_per_request / one.cpu_per_request:.2f}x (target <= 1.5x), req/s "
-            f"{many.per_second / one.per_second:.2f}x (target >= 1.5x), p99 at N={high} / "
-            f"p50 at N={low} {many.percentile(0.99) / one.percentile(0.5):.1f}x "
-            "(target <= 20x).",
-        ]
+    for label in dict.fromkeys(r.side for r in rounds if r.side.startswith("bridge")):
+        one, many = by.get((label, low)), by.get((label, high))
+        if one and many and one.cpu_per_request and many.cpu_per_request:
+            lines += [
+                "",
+                f"{label}, N={high} against N={low}: CPU per request "
+                f"{many.cpu_per_request / one.cpu_per_request:.2f}x (target <= 1.5x), req/s "
+                f"{many.per_second / one.per_second:.2f}x (target >= 1.5x), p99 at N={high} / "
+                f"p50 at N={low} {many.percentile(0.99) / one.percentile(0.5):.1f}x "
+                "(target <= 20x).",
+            ]
     return "\n".join(lines)
+
+
+def warm(bridge: BridgeProcess, users: dict[str, str]) -> None:
+    for user, password in users.items():
+        jmap = Jmap(bridge.url, user, password)
+        try:
+            jmap.session()
+            jmap.request(first_page_calls(jmap.account_id or "", inbox_of(jmap)))
+            jmap.wait_indexed()
+        finally:
+            jmap.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="each bridge client also holds an EventSource open")  # fmt: skip
     parser.add_argument("--bridge-cpus", type=int, nargs="+",
                         help="pin the bridge process to these CPUs (taskset)")  # fmt: skip
+    parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                        help="a bridge with each of these worker counts, side by side")  # fmt: skip
     args = parser.parse_args(argv)
     check(max(args.clients) <= args.users, "more clients than users")
     users = {f"tp{n:02d}": f"tp-pw-{n:02d}" for n in range(args.users)}
@@ -259,34 +293,38 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"B5: seeding {args.users} users x {args.messages:,} messages")
         for user in users:
             seed_account(dovecot, user, inbox=args.messages)
-        with BridgeProcess(dovecot.port, flags=args.bridge_flag) as bridge:
-            progress("B5: first page and whole index of every user")
-            for user, password in users.items():
-                jmap = Jmap(bridge.url, user, password)
-                try:
-                    jmap.session()
-                    jmap.request(first_page_calls(jmap.account_id or "", inbox_of(jmap)))
-                    jmap.wait_indexed()
-                finally:
-                    jmap.close()
-            assert bridge.process is not None
-            if args.bridge_cpus:
-                for task in Path(f"/proc/{bridge.process.pid}/task").iterdir():
-                    os.sched_setaffinity(int(task.name), set(args.bridge_cpus))
+        with contextlib.ExitStack() as stack:
+            bridges: dict[str, BridgeProcess] = {}
+            for workers in args.workers:
+                label = "bridge" if workers == 1 else f"bridge, {workers} workers"
+                flags = [*args.bridge_flag, *(["--workers", str(workers)] if workers > 1 else [])]
+                bridges[label] = stack.enter_context(BridgeProcess(dovecot.port, flags=flags))
+            for label, bridge in bridges.items():
+                progress(f"B5: {label}: first page and whole index of every user")
+                warm(bridge, users)
+                assert bridge.process is not None
+                if args.bridge_cpus:
+                    for thread in tree_threads(bridge.process.pid):
+                        os.sched_setaffinity(thread, set(args.bridge_cpus))
             for n in args.clients:
                 for side in args.sides:
-                    targets = [
-                        Target(side, bridge.url, dovecot.port, user, password, args.push)
-                        for user, password in list(users.items())[:n]
-                    ]
-                    progress(f"B5: {side}, {n} clients for {args.seconds:.0f} s")
-                    cpu_of = bridge.process.pid if side == "bridge" else None
-                    rounds.append(run_round(targets, args.seconds, cpu_of))
-                    last = rounds[-1]
-                    progress(
-                        f"B5: {side} N={n}: {last.per_second:.0f} req/s, p50 "
-                        f"{ms(last.percentile(0.5))}, p99 {ms(last.percentile(0.99))}"
-                    )
+                    labels = list(bridges) if side == "bridge" else [side]
+                    for label in labels:
+                        bridge = bridges.get(label) or next(iter(bridges.values()))
+                        assert bridge.process is not None
+                        targets = [
+                            Target(side, bridge.url, label, dovecot.port, user, password,
+                                   args.push)
+                            for user, password in list(users.items())[:n]
+                        ]  # fmt: skip
+                        progress(f"B5: {label}, {n} clients for {args.seconds:.0f} s")
+                        cpu_of = bridge.process.pid if side == "bridge" else None
+                        rounds.append(run_round(targets, args.seconds, cpu_of))
+                        last = rounds[-1]
+                        progress(
+                            f"B5: {label} N={n}: {last.per_second:.0f} req/s, p50 "
+                            f"{ms(last.percentile(0.5))}, p99 {ms(last.percentile(0.99))}"
+                        )
     print(table(rounds, args.users, args.messages, args.seconds))
     return 0
 
