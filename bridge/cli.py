@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="pass-through OAuth: JWK Set that signs Bearer tokens that are JWTs")  # fmt: skip
     add("--workers", dest="workers", type=int,
         help="processes serving over one socket and data dir (1)")  # fmt: skip
-    add("--coordination", dest="coordination", choices=["auto", "process", "data-dir"],
-        help="how processes serving the same users agree (auto: data-dir if workers)")  # fmt: skip
+    add("--coordination", dest="coordination",
+        help="auto, process, data-dir or postgresql://...: how instances agree")  # fmt: skip
     add("--lease-time", dest="lease_time", type=float,
         help="seconds a dead instance's watchers and indexing stay undone (10)")  # fmt: skip
     add("--strict-using", dest="lenient_using", action="store_const", const=False,

@@ -160,9 +160,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     workers: int = 1
     # How processes serving the same users agree (bridge.coordination): "process" (bridge
     # runs alone), "data-dir" (a SQLite file and lock files in data_dir, for processes on
-    # one machine: --workers, or several `bridge serve` over one data_dir), or "auto":
-    # "data-dir" with more than one worker, else "process".
-    coordination: Literal["auto", "process", "data-dir"] = "auto"
+    # one machine: --workers, or several `bridge serve` over one data_dir), a
+    # "postgresql://user:password@host/db" URL (instances anywhere), or "auto": "data-dir"
+    # with more than one worker, else "process".
+    coordination: str = "auto"
     # Seconds a lease (a user's watcher, indexer) outlives its holder's last renewal: how
     # long the work of an instance that died stays undone.
     lease_time: float = 10.0
@@ -247,6 +248,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError("shutdown_timeout must not be negative")
         if self.workers < 1 or self.lease_time <= 0:
             raise ConfigError("workers must be at least 1, lease_time positive")
+        if self.coordination not in {"auto", "process", "data-dir"} and not (
+            self.coordination.startswith(("postgresql://", "postgres://"))
+        ):
+            raise ConfigError("coordination: auto, process, data-dir or a postgresql:// URL")
         if self.workers > 1 and self.coordination == "process":
             raise ConfigError('several workers cannot coordinate with coordination = "process"')
         if self.pool_idle_timeout <= 0 or self.max_event_streams_per_user < 1:

@@ -4,8 +4,9 @@ time per user, whether the watcher vouches for the cache, and the states each re
 publishes, so that push reaches listeners on every process.
 
 ``open_coordinator`` picks the implementation: ``process`` (one process: everything stays
-in memory, the cheap case of the same code path) or ``data-dir`` (a SQLite file and lock
-files in the shared data directory: processes on one machine).
+in memory, the cheap case of the same code path), ``data-dir`` (a SQLite file and lock
+files in the shared data directory: processes on one machine) or a ``postgresql://`` URL
+(instances on any number of machines, bridge.coordination.postgres).
 """
 
 from __future__ import annotations
@@ -24,4 +25,8 @@ def open_coordinator(kind: str, data_dir: Path, lease_time: float) -> Coordinato
         return LocalCoordinator(lease_time)
     if kind == "data-dir":
         return SqliteCoordinator(data_dir / "coordination", lease_time)
+    if kind.startswith(("postgresql://", "postgres://")):
+        from bridge.coordination.postgres import PostgresCoordinator
+
+        return PostgresCoordinator(kind, lease_time)
     raise ValueError(f"unknown coordination {kind!r}")

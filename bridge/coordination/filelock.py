@@ -6,12 +6,27 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # How often a waiter tries again: short, since a sync usually holds the lock for a
 # millisecond or two (a warm sync is one round trip).
 FIRST_PAUSE = 0.001
 LONGEST_PAUSE = 0.02
+
+
+def keep_trying(attempt: Callable[[], bool], blocking: bool, timeout: float) -> bool:
+    """``attempt()`` until it succeeds, with growing pauses, for at most ``timeout``
+    seconds (negative: for ever), or once when not ``blocking``."""
+    ends = None if timeout < 0 else time.monotonic() + timeout
+    pause = FIRST_PAUSE
+    while not attempt():
+        left = None if ends is None else ends - time.monotonic()
+        if not blocking or (left is not None and left <= 0):
+            return False
+        time.sleep(pause if left is None else min(pause, left))
+        pause = min(pause * 2, LONGEST_PAUSE)
+    return True
 
 
 class FileLock:
@@ -33,18 +48,14 @@ class FileLock:
         if blocking and timeout < 0:
             fcntl.flock(fd, fcntl.LOCK_EX)
             return True
-        ends = time.monotonic() + max(0.0, timeout)
-        pause = FIRST_PAUSE
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                left = ends - time.monotonic()
-                if not blocking or left <= 0:
-                    return False
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, LONGEST_PAUSE)
+        return keep_trying(self._try, blocking, timeout)
+
+    def _try(self) -> bool:
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
 
     def release(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)

@@ -1,11 +1,14 @@
 """Two bridge instances over one data directory, behind a real nginx (round-robin): what
-README "Several instances" promises. Each instance is its own process (`bridge serve
---coordination data-dir`); they agree through the data directory (bridge.coordination).
-Commands on the wire are counted by each instance's own /metrics."""
+README "Several instances" promises. Each instance is its own process; they agree through
+the data directory (`--coordination data-dir`) or through a PostgreSQL database (a
+throwaway cluster, `--coordination postgresql://...`), and every test runs with both. The
+caches stay in the shared data directory either way. Commands on the wire are counted by
+each instance's own /metrics."""
 
 from __future__ import annotations
 
 import itertools
+import secrets
 import signal
 import socket
 import sqlite3
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from imapclient import IMAPClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,6 +34,7 @@ from tests.integration.push_receiver import Receiver
 from tests.integration.server import USING, JmapClient
 from tests.integration.test_push import Events, states
 from tests.integration.test_push_subscription import verified
+from tests.support.postgres import PostgresCluster
 
 LEASE = 3.0
 USER = "alice"
@@ -68,14 +73,22 @@ class Pair:
     nginx: Nginx
     data_dir: Path
     upstream: Dovecot
+    coordination: str
 
     def watcher_holder(self) -> int | None:
         """The pid of the instance holding alice's watcher lease, from the shared store."""
-        with sqlite3.connect(self.data_dir / "coordination" / "coordination.sqlite3") as db:
-            row = db.execute(
-                "SELECT holder FROM leases WHERE username = ? AND name = 'watcher'"
-                " AND expires > ?", (USER, time.time()),
-            ).fetchone()  # fmt: skip
+        if self.coordination == "data-dir":
+            with sqlite3.connect(self.data_dir / "coordination" / "coordination.sqlite3") as db:
+                row = db.execute(
+                    "SELECT holder FROM leases WHERE username = ? AND name = 'watcher'"
+                    " AND expires > ?", (USER, time.time()),
+                ).fetchone()  # fmt: skip
+        else:
+            with psycopg.connect(self.coordination) as db:
+                row = db.execute(
+                    "SELECT holder FROM coordination_leases WHERE username = %s"
+                    " AND name = 'watcher' AND expires > extract(epoch FROM now())", (USER,),
+                ).fetchone()  # fmt: skip
         return int(row[0].split("/")[1]) if row else None
 
     def other_client(self) -> IMAPClient:
@@ -90,20 +103,34 @@ def upstream(dovecot_factory: Callable[..., Dovecot]) -> Dovecot:
     return dovecot_factory()
 
 
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PostgresCluster]:
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["data-dir", "postgresql"])
+def coordination(request: pytest.FixtureRequest) -> str:
+    if request.param == "data-dir":
+        return "data-dir"
+    cluster: PostgresCluster = request.getfixturevalue("cluster")
+    return cluster.create_database(f"instances_{secrets.token_hex(4)}")
+
+
 @pytest.fixture
-def pair(upstream: Dovecot, tmp_path: Path) -> Iterator[Pair]:
+def pair(upstream: Dovecot, coordination: str, tmp_path: Path) -> Iterator[Pair]:
     data_dir = tmp_path / "data"
 
     def instance(name: str) -> Instance:
         metrics = free_port()
-        flags = ["--coordination", "data-dir", "--lease-time", str(LEASE),
+        flags = ["--coordination", coordination, "--lease-time", str(LEASE),
                  "--metrics-port", str(metrics), "--push-allow-private"]  # fmt: skip
         process = BridgeProcess(upstream.port, data_dir, flags, log_path=tmp_path / f"{name}.log")
         return Instance(process, f"http://127.0.0.1:{metrics}/metrics")
 
     a, b = instance("a"), instance("b")
     with a.process, b.process, Nginx(tmp_path / "nginx", [a.process.port, b.process.port]) as nginx:
-        yield Pair(a, b, nginx, data_dir, upstream)
+        yield Pair(a, b, nginx, data_dir, upstream, coordination)
 
 
 def listen(jmap: JmapClient) -> Events:
@@ -252,6 +279,7 @@ def test_sigkill_during_ten_creates(pair: Pair) -> None:
     balanced = httpx.Client(base_url=pair.nginx.url, auth=(USER, USERS[USER]), timeout=30)
     account = via_a.account_id
     answers: dict[int, Any] = {}
+    run = secrets.token_hex(4)  # the upstream outlives this test: its drafts are its own
     killed_at: list[float] = []
 
     def kill() -> None:
@@ -264,7 +292,7 @@ def test_sigkill_during_ten_creates(pair: Pair) -> None:
         if n == 4:  # lands in the middle of a request, on A or B
             killer = threading.Timer(0.02, kill)
             killer.start()
-        create = {"create": {"d": draft(drafts, f"kill-{n}")}}
+        create = {"create": {"d": draft(drafts, f"kill-{run}-{n}")}}
         _, answers[n], _ = balanced_call(balanced, account, "Email/set", create)
     assert killer is not None
     killer.join()
@@ -273,7 +301,7 @@ def test_sigkill_during_ten_creates(pair: Pair) -> None:
     other = pair.other_client()
     other.select_folder("Drafts", readonly=True)
     for n in range(10):
-        found = other.search(["HEADER", "Message-ID", f"kill-{n}@bridge.test"])
+        found = other.search(["HEADER", "Message-ID", f"kill-{run}-{n}@bridge.test"])
         assert len(found) == (1 if n in created else len(found)) and len(found) <= 1, (n, found)
 
     # B takes over A's watcher once A's lease runs out, and pushes another client's change.

@@ -1,12 +1,14 @@
-"""The coordinator of processes over one data directory (bridge.coordination.sqlite):
-leases that pass on when their holder dies, the sync lock across processes, the
-watcher's word on freshness, and published states reaching the other processes. "Other
-processes" are real ones where death matters (SIGKILL), else two coordinators on one
-directory, which is what two processes hold."""
+"""The coordinators of several processes (bridge.coordination): over one data directory
+(SQLite and lock files) and over PostgreSQL (a throwaway cluster), the same cases: leases
+that pass on when their holder dies, the sync lock across processes, the watcher's word on
+freshness, published states reaching the other processes, shared tokens and throttles.
+"Other processes" are real ones where death matters (SIGKILL), else two coordinators on
+one store, which is what two processes hold."""
 
 from __future__ import annotations
 
 import queue
+import secrets
 import signal
 import subprocess
 import sys
@@ -15,36 +17,62 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from bridge.coordination import SqliteCoordinator, UserLock
+from bridge.coordination import Coordinator, UserLock, open_coordinator
 from bridge.coordination.base import WATCHER
 from bridge.coordination.filelock import FileLock
 from bridge.credentials import Credentials
 from bridge.http.throttle import FailureThrottle
 from bridge.http.token_store import PER_USER, TokenStore
 from bridge.mail.freshness import Freshness
+from tests.support.postgres import PostgresCluster
 
 LEASE = 0.5
 
 
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PostgresCluster]:
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["data-dir", "postgresql"])
+def where(request: pytest.FixtureRequest) -> str:
+    """The coordination setting: the data directory, or a fresh PostgreSQL database."""
+    if request.param == "data-dir":
+        return "data-dir"
+    cluster: PostgresCluster = request.getfixturevalue("cluster")
+    return cluster.create_database(f"coordination_{secrets.token_hex(4)}")
+
+
 @pytest.fixture
-def pair(tmp_path: Path) -> Iterator[tuple[SqliteCoordinator, SqliteCoordinator]]:
-    a = SqliteCoordinator(tmp_path, LEASE)
-    b = SqliteCoordinator(tmp_path, LEASE)
+def pair(where: str, tmp_path: Path) -> Iterator[tuple[Coordinator, Coordinator]]:
+    a = open_coordinator(where, tmp_path, LEASE)
+    b = open_coordinator(where, tmp_path, LEASE)
     yield a, b
     a.close()
     b.close()
 
 
-def holder_process(directory: Path, script: str) -> subprocess.Popen[str]:
-    """A Python process that runs ``script`` with ``coordinator`` (on ``directory``) and
-    ``lock`` (alice's sync lock), prints "ready" and sleeps."""
+def stored(where: str, directory: Path) -> bytes:
+    """Everything the shared store holds, as bytes."""
+    if where == "data-dir":
+        return b"".join(path.read_bytes() for path in directory.rglob("coordination.sqlite3*"))
+    with psycopg.connect(where) as connection:
+        rows = connection.execute("SELECT t::text FROM coordination_tokens t").fetchall()
+    return "".join(row[0] for row in rows).encode()
+
+
+def holder_process(where: str, directory: Path, script: str) -> subprocess.Popen[str]:
+    """A Python process that runs ``script`` with ``coordinator`` (``where``) and ``lock``
+    (alice's sync lock), prints "ready" and sleeps."""
     code = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from bridge.coordination import SqliteCoordinator
-        coordinator = SqliteCoordinator(Path({str(directory)!r}), {LEASE})
+        from bridge.coordination import open_coordinator
+        coordinator = open_coordinator({where!r}, Path({str(directory)!r}), {LEASE})
         lock = coordinator.user_lock("alice")
         {script}
         print("ready", flush=True)
@@ -55,9 +83,7 @@ def holder_process(directory: Path, script: str) -> subprocess.Popen[str]:
     return process
 
 
-def test_a_lease_is_one_holders_until_released(
-    pair: tuple[SqliteCoordinator, SqliteCoordinator],
-) -> None:
+def test_a_lease_is_one_holders_until_released(pair: tuple[Coordinator, Coordinator]) -> None:
     a, b = pair
     assert a.holds("alice", WATCHER) and a.holds("alice", WATCHER)
     assert not b.holds("alice", WATCHER)
@@ -68,9 +94,9 @@ def test_a_lease_is_one_holders_until_released(
     assert b.holds("alice", WATCHER) and not a.holds("alice", WATCHER)
 
 
-def test_a_dead_holders_lease_passes_on_when_it_runs_out(tmp_path: Path) -> None:
-    holder = holder_process(tmp_path, 'assert coordinator.holds("alice", "watcher")')
-    other = SqliteCoordinator(tmp_path, LEASE)
+def test_a_dead_holders_lease_passes_on_when_it_runs_out(where: str, tmp_path: Path) -> None:
+    holder = holder_process(where, tmp_path, 'assert coordinator.holds("alice", "watcher")')
+    other = open_coordinator(where, tmp_path, LEASE)
     try:
         assert not other.holds("alice", WATCHER)
         holder.send_signal(signal.SIGKILL)
@@ -83,9 +109,11 @@ def test_a_dead_holders_lease_passes_on_when_it_runs_out(tmp_path: Path) -> None
         other.close()
 
 
-def test_the_sync_lock_is_held_across_processes_and_freed_by_death(tmp_path: Path) -> None:
-    holder = holder_process(tmp_path, "lock.acquire()")
-    other = SqliteCoordinator(tmp_path, LEASE)
+def test_the_sync_lock_is_held_across_processes_and_freed_by_death(
+    where: str, tmp_path: Path
+) -> None:
+    holder = holder_process(where, tmp_path, "lock.acquire()")
+    other = open_coordinator(where, tmp_path, LEASE)
     try:
         lock = UserLock(other.user_lock("alice"))
         assert not lock.acquire(timeout=0.1)
@@ -111,9 +139,7 @@ def test_a_file_lock_waits_no_longer_than_asked(tmp_path: Path) -> None:
     assert second.acquire(blocking=False)
 
 
-def test_only_the_live_watcher_holders_word_counts(
-    pair: tuple[SqliteCoordinator, SqliteCoordinator],
-) -> None:
+def test_only_the_live_watcher_holders_word_counts(pair: tuple[Coordinator, Coordinator]) -> None:
     a, b = pair
     b.vouch("alice", True)  # not the holder: its word counts for nothing
     assert not a.vouched("alice")
@@ -147,7 +173,7 @@ def test_freshness_tells_its_word_and_asks_others_without_a_watcher() -> None:
 
 
 def test_published_states_reach_the_other_processes_only(
-    pair: tuple[SqliteCoordinator, SqliteCoordinator],
+    pair: tuple[Coordinator, Coordinator],
 ) -> None:
     a, b = pair
     a.publish("alice", {"Email": "old-1"})  # before subscribing: not delivered
@@ -166,7 +192,7 @@ def test_published_states_reach_the_other_processes_only(
 
 
 def test_tokens_issued_by_one_instance_work_at_the_other(
-    pair: tuple[SqliteCoordinator, SqliteCoordinator], tmp_path: Path
+    pair: tuple[Coordinator, Coordinator], where: str, tmp_path: Path
 ) -> None:
     a, b = TokenStore(60, shared=pair[0]), TokenStore(60, shared=pair[1])
     alice = Credentials("alice", "a secret password")
@@ -174,17 +200,15 @@ def test_tokens_issued_by_one_instance_work_at_the_other(
     assert b.redeem(token) == alice
     assert b.redeem(token + "x") is None
     # The store holds digests and sealed credentials: neither the token nor the password.
-    stored = b"".join(path.read_bytes() for path in tmp_path.glob("coordination.sqlite3*"))
-    assert b"a secret password" not in stored and token.encode() not in stored
+    held = stored(where, tmp_path)
+    assert held and b"a secret password" not in held and token.encode() not in held
     assert b.revoke(token) and a.redeem(token) is None and not a.revoke(token)
     issued = [a.issue(alice)[0] for _ in range(PER_USER + 1)]
     assert b.redeem(issued[0]) is None and b.redeem(issued[-1]) == alice  # oldest dropped
     assert b.redeem(b.issue(Credentials("bob", "pw"))[0]) == Credentials("bob", "pw")
 
 
-def test_failed_logins_count_at_every_instance(
-    pair: tuple[SqliteCoordinator, SqliteCoordinator],
-) -> None:
+def test_failed_logins_count_at_every_instance(pair: tuple[Coordinator, Coordinator]) -> None:
     a = FailureThrottle(3, 60, pair[0], "login-address")
     b = FailureThrottle(3, 60, pair[1], "login-address")
     by_address = FailureThrottle(3, 60, pair[1], "address")
