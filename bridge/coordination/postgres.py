@@ -26,7 +26,7 @@ import psycopg
 
 from bridge.coordination.base import WATCHER, ProcessLock
 from bridge.coordination.filelock import keep_trying
-from bridge.coordination.sqlite import EVENTS_KEPT, FAILURES_KEPT, holder_name
+from bridge.coordination.shared import EVENTS_KEPT, FAILURES_KEPT, SharedCoordinator
 from bridge.states import States
 
 log = logging.getLogger("bridge.coordination")
@@ -92,11 +92,9 @@ class AdvisoryLock:
         self._coordinator.give_back(connection)
 
 
-class PostgresCoordinator:
+class PostgresCoordinator(SharedCoordinator):
     def __init__(self, dsn: str, lease_time: float = 10.0) -> None:
         self.dsn = dsn
-        self.lease_time = lease_time
-        self.holder = holder_name()
         self._guard = threading.Lock()
         self._db = self._connect()
         with self._db.transaction():
@@ -105,21 +103,10 @@ class PostgresCoordinator:
         self._idle: list[psycopg.Connection[Any]] = []
         self._pool_guard = threading.Lock()
         self._locks: dict[str, AdvisoryLock] = {}
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._start(self._renew_forever, "coordination-renew")
-
-    @property
-    def shared(self) -> bool:
-        return True
+        super().__init__(lease_time)
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
-
-    def _start(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        self._threads.append(thread)
-        thread.start()
 
     def _execute(self, sql: str, *args: object) -> psycopg.Cursor[Any]:
         with self._guard:
@@ -243,7 +230,7 @@ class PostgresCoordinator:
     def forgive(self, key: bytes) -> None:
         self._execute("DELETE FROM coordination_failures WHERE key = %s", key)
 
-    def publish(self, username: str, states: States) -> None:
+    def _send(self, username: str, states: States) -> None:
         payload = json.dumps({"o": self.holder, "u": username, "s": states})
         self._execute("SELECT pg_notify(%s, %s)", CHANNEL, payload)
 
@@ -270,24 +257,18 @@ class PostgresCoordinator:
                 log.warning("listening for published states failed: %s; again in 1 s", exc)
                 self._stop.wait(1.0)
 
-    def _renew_forever(self) -> None:
-        while not self._stop.wait(self.lease_time / 3):
-            try:
-                self._execute(
-                    "UPDATE coordination_leases SET expires = " + NOW + " + %s WHERE holder = %s",
-                    self.lease_time, self.holder,
-                )  # fmt: skip
-                self._execute("DELETE FROM coordination_claims WHERE at < " + NOW + " - %s",
-                              EVENTS_KEPT)  # fmt: skip
-                self._execute("DELETE FROM coordination_failures WHERE at < " + NOW + " - %s",
-                              FAILURES_KEPT)  # fmt: skip
-            except psycopg.Error as exc:
-                log.warning("renewing leases failed: %s", exc)
+    def _renew(self) -> None:
+        self._execute(
+            "UPDATE coordination_leases SET expires = " + NOW + " + %s WHERE holder = %s",
+            self.lease_time, self.holder,
+        )  # fmt: skip
+        self._execute("DELETE FROM coordination_claims WHERE at < " + NOW + " - %s", EVENTS_KEPT)
+        self._execute(
+            "DELETE FROM coordination_failures WHERE at < " + NOW + " - %s", FAILURES_KEPT
+        )
 
     def close(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(5.0)
+        self._stop_threads()
         try:
             self._execute("DELETE FROM coordination_leases WHERE holder = %s", self.holder)
             self._execute("DELETE FROM coordination_vouchers WHERE holder = %s", self.holder)

@@ -23,9 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import secrets
-import socket
 import sqlite3
 import threading
 import time
@@ -34,15 +31,12 @@ from pathlib import Path
 
 from bridge.coordination.base import WATCHER, ProcessLock
 from bridge.coordination.filelock import FileLock
+from bridge.coordination.shared import EVENTS_KEPT, FAILURES_KEPT, SharedCoordinator
 from bridge.states import States
 
 log = logging.getLogger("bridge.coordination")
 
 POLL = 0.05
-# Published states are kept this long: a process polls far more often.
-EVENTS_KEPT = 60.0
-# Failed logins count for a few minutes (bridge.http.auth: 300 s); older ones go.
-FAILURES_KEPT = 3600.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS leases (
@@ -66,15 +60,8 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-def holder_name() -> str:
-    """This process among all that share the store (a pid alone could be reused)."""
-    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
-
-
-class SqliteCoordinator:
+class SqliteCoordinator(SharedCoordinator):
     def __init__(self, directory: Path, lease_time: float = 10.0) -> None:
-        self.lease_time = lease_time
-        self.holder = holder_name()
         self._locks_dir = directory / "locks"
         self._locks_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._db = sqlite3.connect(
@@ -86,18 +73,7 @@ class SqliteCoordinator:
         self._db.executescript(SCHEMA)
         self._guard = threading.Lock()
         self._user_locks: dict[str, FileLock] = {}
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._start(self._renew_forever, "coordination-renew")
-
-    @property
-    def shared(self) -> bool:
-        return True
-
-    def _start(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        self._threads.append(thread)
-        thread.start()
+        super().__init__(lease_time)
 
     def _execute(self, sql: str, *args: object) -> sqlite3.Cursor:
         with self._guard:
@@ -191,7 +167,7 @@ class SqliteCoordinator:
     def forgive(self, key: bytes) -> None:
         self._execute("DELETE FROM failures WHERE key = ?", key)
 
-    def publish(self, username: str, states: States) -> None:
+    def _send(self, username: str, states: States) -> None:
         self._execute(
             "INSERT INTO events (origin, username, states, at) VALUES (?, ?, ?, ?)",
             self.holder, username, json.dumps(states), time.time(),
@@ -215,24 +191,17 @@ class SqliteCoordinator:
                 seen = seq
                 deliver(username, json.loads(states))
 
-    def _renew_forever(self) -> None:
-        while not self._stop.wait(self.lease_time / 3):
-            now = time.time()
-            try:
-                self._execute(
-                    "UPDATE leases SET expires = ? WHERE holder = ?",
-                    now + self.lease_time, self.holder,
-                )  # fmt: skip
-                self._execute("DELETE FROM events WHERE at < ?", now - EVENTS_KEPT)
-                self._execute("DELETE FROM claims WHERE at < ?", now - EVENTS_KEPT)
-                self._execute("DELETE FROM failures WHERE at < ?", now - FAILURES_KEPT)
-            except sqlite3.Error as exc:
-                log.warning("renewing leases failed: %s", exc)
+    def _renew(self) -> None:
+        now = time.time()
+        self._execute(
+            "UPDATE leases SET expires = ? WHERE holder = ?", now + self.lease_time, self.holder
+        )
+        self._execute("DELETE FROM events WHERE at < ?", now - EVENTS_KEPT)
+        self._execute("DELETE FROM claims WHERE at < ?", now - EVENTS_KEPT)
+        self._execute("DELETE FROM failures WHERE at < ?", now - FAILURES_KEPT)
 
     def close(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(5.0)
+        self._stop_threads()
         with self._guard:
             self._db.execute("DELETE FROM leases WHERE holder = ?", (self.holder,))
             self._db.execute("DELETE FROM vouchers WHERE holder = ?", (self.holder,))

@@ -177,6 +177,7 @@ def test_published_states_reach_the_other_processes_only(
 ) -> None:
     a, b = pair
     a.publish("alice", {"Email": "old-1"})  # before subscribing: not delivered
+    time.sleep(0.2)  # sent (publish only queues it: the event loop never waits)
     heard_by_a: queue.Queue[tuple[str, dict[str, str]]] = queue.Queue()
     heard_by_b: queue.Queue[tuple[str, dict[str, str]]] = queue.Queue()
     a.subscribe(lambda user, states: heard_by_a.put((user, states)))

@@ -28,15 +28,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from bridge.demo.dovecot import Dovecot
 from bridge.demo.process import free_port
 from tests.bench.harness import BridgeProcess
+from tests.integration import test_coordination
 from tests.integration.balancer import Nginx
 from tests.integration.conftest import USERS
 from tests.integration.push_receiver import Receiver
 from tests.integration.server import USING, JmapClient
 from tests.integration.test_push import Events, states
 from tests.integration.test_push_subscription import verified
-from tests.support.postgres import PostgresCluster
 
 LEASE = 3.0
+# The coordination store, the data directory's or a throwaway PostgreSQL's, as there.
+cluster = test_coordination.cluster
+where = test_coordination.where
 USER = "alice"
 MESSAGE = b"From: a@example.net\r\nSubject: from another client\r\n\r\nbody\r\n"
 
@@ -103,34 +106,20 @@ def upstream(dovecot_factory: Callable[..., Dovecot]) -> Dovecot:
     return dovecot_factory()
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresCluster]:
-    with PostgresCluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture(params=["data-dir", "postgresql"])
-def coordination(request: pytest.FixtureRequest) -> str:
-    if request.param == "data-dir":
-        return "data-dir"
-    cluster: PostgresCluster = request.getfixturevalue("cluster")
-    return cluster.create_database(f"instances_{secrets.token_hex(4)}")
-
-
 @pytest.fixture
-def pair(upstream: Dovecot, coordination: str, tmp_path: Path) -> Iterator[Pair]:
+def pair(upstream: Dovecot, where: str, tmp_path: Path) -> Iterator[Pair]:
     data_dir = tmp_path / "data"
 
     def instance(name: str) -> Instance:
         metrics = free_port()
-        flags = ["--coordination", coordination, "--lease-time", str(LEASE),
+        flags = ["--coordination", where, "--lease-time", str(LEASE),
                  "--metrics-port", str(metrics), "--push-allow-private"]  # fmt: skip
         process = BridgeProcess(upstream.port, data_dir, flags, log_path=tmp_path / f"{name}.log")
         return Instance(process, f"http://127.0.0.1:{metrics}/metrics")
 
     a, b = instance("a"), instance("b")
     with a.process, b.process, Nginx(tmp_path / "nginx", [a.process.port, b.process.port]) as nginx:
-        yield Pair(a, b, nginx, data_dir, upstream, coordination)
+        yield Pair(a, b, nginx, data_dir, upstream, where)
 
 
 def listen(jmap: JmapClient) -> Events:
