@@ -79,6 +79,9 @@ class Watcher:
             target=self._run, daemon=True, name=f"watch-{user.username}"
         )
         self.lease = Lease(user.coordinator, user.username, WATCHER)
+        # This process holds the lease and watches (else it waits for another's to end);
+        # alone, it always does.
+        self.holding = not user.coordinator.shared
 
     def start(self) -> None:
         self._thread.start()
@@ -100,7 +103,8 @@ class Watcher:
         pause = 1.0
         try:
             while not self._stop.is_set():
-                if not self.lease.take():
+                self.holding = self.lease.take()
+                if not self.holding:
                     self._stop.wait(self.lease.wait_interval)  # another process watches
                     continue
                 try:
@@ -116,6 +120,7 @@ class Watcher:
                              self.user.username, exc, pause)  # fmt: skip
                     self._stop.wait(pause)
         finally:
+            self.holding = False
             self.lease.release()
             with self._wake_lock:
                 os.close(self._wake_read)
@@ -216,9 +221,10 @@ class Watchers:
         return self._watchers.get(username)
 
     def running(self) -> int:
-        """How many watch now (one that gave up on a refused password does not)."""
+        """How many watch now (one that gave up on a refused password does not, nor one
+        waiting while another process holds the user's watcher lease)."""
         with self._lock:
-            return sum(watcher.alive for watcher in self._watchers.values())
+            return sum(w.alive and w.holding for w in self._watchers.values())
 
     def join(self, user: UserData, password: str, report: Callable[[dict[str, str]], None]) -> None:
         with self._lock:

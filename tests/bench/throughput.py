@@ -126,8 +126,15 @@ def _bridge_client(target: Target) -> Callable[[], None]:
     body = msgspec.json.encode({"using": USING, "methodCalls": calls})
 
     def page() -> None:
-        connection.request("POST", "/jmap/api", body, headers)
-        response = connection.getresponse()
+        try:
+            connection.request("POST", "/jmap/api", body, headers)
+            response = connection.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # bridge closed the connection while the other clients got ready (uvicorn's
+            # keep-alive timeout is 5 s): once more on a new one.
+            connection.close()
+            connection.request("POST", "/jmap/api", body, headers)
+            response = connection.getresponse()
         data = response.read()
         check(response.status == 200, f"api: {response.status} {data[:300]!r}")
         answers = {call_id: args for _, args, call_id in
