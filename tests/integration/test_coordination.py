@@ -104,7 +104,7 @@ def test_a_dead_holders_lease_passes_on_when_it_runs_out(where: str, tmp_path: P
         killed = time.monotonic()
         while not other.holds("alice", WATCHER):
             time.sleep(0.01)
-        assert time.monotonic() - killed <= LEASE + 0.1
+        assert time.monotonic() - killed <= LEASE + 0.3  # a poll and a loaded machine
     finally:
         other.close()
 
