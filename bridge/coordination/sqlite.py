@@ -13,9 +13,9 @@ a SQLite file (WAL) beside the users' caches, and a lock file per user.
   back at every instance alike.
 - A claim (the one process that sends a push all of them would send) is a row that only
   the first insert makes.
-- Published states are rows of an append-only table; every process polls it every
-  ``POLL`` seconds for the rows of others (a push across processes waits that long at
-  most, on top of the publishing request), and rows older than a minute are deleted.
+- Published states are rows of an append-only table; every process reads the rows of
+  others when a publisher wakes it (a Unix datagram, bridge.coordination.wake) and every
+  ``POLL`` seconds anyway, and rows older than a minute are deleted.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path
 from bridge.coordination.base import WATCHER, ProcessLock
 from bridge.coordination.filelock import FileLock
 from bridge.coordination.shared import EVENTS_KEPT, FAILURES_KEPT, SharedCoordinator
+from bridge.coordination.wake import Wakeups
 from bridge.states import States
 
 log = logging.getLogger("bridge.coordination")
@@ -73,6 +74,7 @@ class SqliteCoordinator(SharedCoordinator):
         self._db.executescript(SCHEMA)
         self._guard = threading.Lock()
         self._user_locks: dict[str, FileLock] = {}
+        self._wakeups = Wakeups(directory / "wake")
         super().__init__(lease_time)
 
     def _execute(self, sql: str, *args: object) -> sqlite3.Cursor:
@@ -172,13 +174,16 @@ class SqliteCoordinator(SharedCoordinator):
             "INSERT INTO events (origin, username, states, at) VALUES (?, ?, ?, ?)",
             self.holder, username, json.dumps(states), time.time(),
         )  # fmt: skip
+        self._wakeups.wake_others()
 
     def subscribe(self, deliver: Callable[[str, States], None]) -> None:
+        self._wakeups.listen()
         row = self._execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
         self._start(lambda: self._poll_forever(row[0], deliver), "coordination-poll")
 
     def _poll_forever(self, seen: int, deliver: Callable[[str, States], None]) -> None:
-        while not self._stop.wait(POLL):
+        while not self._stop.is_set():
+            self._wakeups.wait(POLL)
             try:
                 rows = self._execute(
                     "SELECT seq, username, states FROM events WHERE seq > ? AND origin != ?"
@@ -202,6 +207,7 @@ class SqliteCoordinator(SharedCoordinator):
 
     def close(self) -> None:
         self._stop_threads()
+        self._wakeups.close()
         with self._guard:
             self._db.execute("DELETE FROM leases WHERE holder = ?", (self.holder,))
             self._db.execute("DELETE FROM vouchers WHERE holder = ?", (self.holder,))
