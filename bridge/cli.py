@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
 from typing import Any
+
+import msgspec
 
 from bridge import logs, redaction
 from bridge.config import ConfigError, Settings, load_settings
@@ -110,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="pass-through OAuth: RFC 7662 endpoint that names a Bearer token's login")  # fmt: skip
     add("--oauth-jwks-url", dest="oauth_jwks_url",
         help="pass-through OAuth: JWK Set that signs Bearer tokens that are JWTs")  # fmt: skip
+    add("--workers", dest="workers", type=int,
+        help="processes serving over one socket and data dir (1)")  # fmt: skip
+    add("--coordination", dest="coordination",
+        help="auto, process, data-dir or postgresql://...: how instances agree")  # fmt: skip
+    add("--lease-time", dest="lease_time", type=float,
+        help="seconds a dead instance's watchers and indexing stay undone (10)")  # fmt: skip
     add("--strict-using", dest="lenient_using", action="store_const", const=False,
         help="a method whose capability 'using' leaves out is unknownMethod")  # fmt: skip
     demo = commands.add_parser("demo", help="a local Dovecot with sample mail, and bridge")
@@ -130,13 +139,28 @@ def _flags(namespace: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in vars(namespace).items() if key not in skip}
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
+    logs.configure(settings.log_level, settings.log_format)
+    if settings.workers == 1:
+        return _serve_one(settings)
+    from bridge.http.supervisor import listening_socket, run_workers
+
+    sock = listening_socket(settings.listen_host, settings.listen_port)
+
+    def worker(index: int) -> int:
+        # Each worker's /metrics listens on a port of its own: metrics_port + index.
+        port = settings.metrics_port and settings.metrics_port + index
+        return _serve_one(msgspec.structs.replace(settings, metrics_port=port), sock)
+
+    return run_workers(settings.workers, sock, worker)
+
+
+def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
     import uvicorn
 
     from bridge.http.app import create_app
     from bridge.http.drain import DrainingServer, exit_status_zero
 
-    logs.configure(settings.log_level, settings.log_format)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -155,8 +179,9 @@ def serve(settings: Settings) -> None:
         logs.use_json()
     server = DrainingServer(config, app.state.draining)
     with exit_status_zero():
-        server.run()
+        server.run(sockets=None if sock is None else [sock])
     server.leave_stragglers()
+    return 0
 
 
 def demo(flags: dict[str, Any], config_file: str | None) -> None:
@@ -201,8 +226,6 @@ def demo(flags: dict[str, Any], config_file: str | None) -> None:
 
 def doctor(settings: Settings, user: str | None, as_json: bool) -> int:
     """Print what the upstream offers; 0 when bridge can use it, else 1."""
-    import msgspec
-
     from bridge.doctor import examine, render
 
     # The report says why a connection failed: the log's own warnings would repeat it.
@@ -228,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 load_settings(_flags(args), config_file=args.config), args.user, args.json
             )
         else:
-            serve(load_settings(_flags(args), config_file=args.config))
+            return serve(load_settings(_flags(args), config_file=args.config))
     except ConfigError as exc:
         print(f"bridge: {exc}", file=sys.stderr)
         return 2

@@ -158,6 +158,24 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # then watchers, indexing and upstream sessions get a few more to log out, and bridge
     # exits.
     shutdown_timeout: float = 5.0
+    # -- several instances (issues 14, 15) --
+    # Processes `bridge serve` runs over the same data_dir and listening socket.
+    workers: int = 1
+    # How processes serving the same users agree (bridge.coordination): "process" (bridge
+    # runs alone), "data-dir" (a SQLite file and lock files in data_dir, for processes on
+    # one machine: --workers, or several `bridge serve` over one data_dir), a
+    # "postgresql://user:password@host/db" URL (instances anywhere), or "auto": "data-dir"
+    # with more than one worker, else "process".
+    coordination: str = "auto"
+    # Seconds a lease (a user's watcher, indexer) outlives its holder's last renewal: how
+    # long the work of an instance that died stays undone.
+    lease_time: float = 10.0
+
+    @property
+    def coordination_kind(self) -> str:
+        if self.coordination == "auto":
+            return "data-dir" if self.workers > 1 else "process"
+        return self.coordination
 
     @property
     def imap_port(self) -> int:
@@ -231,6 +249,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         check_cors_origins(self.cors_origins)
         if self.shutdown_timeout < 0 or self.inline_budget < 0:
             raise ConfigError("shutdown_timeout and inline_budget must not be negative")
+        if self.workers < 1 or self.lease_time <= 0:
+            raise ConfigError("workers must be at least 1, lease_time positive")
+        if self.coordination not in {"auto", "process", "data-dir"} and not (
+            self.coordination.startswith(("postgresql://", "postgres://"))
+        ):
+            raise ConfigError("coordination: auto, process, data-dir or a postgresql:// URL")
+        if self.workers > 1 and self.coordination == "process":
+            raise ConfigError('several workers cannot coordinate with coordination = "process"')
         if self.pool_idle_timeout <= 0 or self.max_event_streams_per_user < 1:
             raise ConfigError("pool_idle_timeout and max_event_streams_per_user must be positive")
         return self

@@ -14,6 +14,7 @@ import msgspec
 
 from bridge import deadline, inline, metrics
 from bridge.config import Settings
+from bridge.coordination import open_coordinator
 from bridge.credentials import Credentials
 from bridge.imap.pool import ConnectionPool
 from bridge.jmap import CoreLimits, Engine, Request, RequestError
@@ -43,7 +44,11 @@ class Bridge:
             max_open_per_user=settings.pool_connections_per_user,
             idle_timeout=settings.pool_idle_timeout,
         )
-        self.users = UserRegistry(Path(settings.data_dir))
+        # What the processes serving the same users share (README "Several instances").
+        self.coordinator = open_coordinator(
+            settings.coordination_kind, Path(settings.data_dir), settings.lease_time
+        )
+        self.users = UserRegistry(Path(settings.data_dir), self.coordinator)
         self.features = Features(
             quota=settings.upstream_quota,
             submission=settings.submission_port is not None,
@@ -53,8 +58,10 @@ class Bridge:
         self._session_states: dict[str, str] = {}
         self.threads = RequestThreads(settings.request_threads)
         self.watchers = Watchers(self.pool, settings)
-        self.hub = StateHub(self.watchers)
-        self.webpush = WebPush(self.hub, settings.push_allow_private)
+        self.hub = StateHub(self.watchers, self.coordinator)
+        self.webpush = WebPush(
+            self.hub, settings.push_allow_private, coordinator=self.coordinator
+        )
         capabilities = {CORE, WEBSOCKET, *session_capabilities(self.features)}
         methods = registered_methods(self.features, push=self.webpush)
         self.engine = Engine(self.limits, capabilities, methods, settings.lenient_using)
@@ -140,7 +147,7 @@ class Bridge:
         if self.settings.inline_budget <= 0 or not self.engine.may_run_inline(jmap_request):
             return False
         user = self.users.find(username)
-        return user is not None and user.freshness.level()
+        return user is not None and user.freshness.level_here()
 
     def _run(
         self, credentials: Credentials, jmap_request: object
@@ -158,3 +165,4 @@ class Bridge:
         self.watchers.stop_all()
         self.pool.close_all()
         self.users.close()
+        self.coordinator.close()

@@ -10,11 +10,17 @@ bridge's own (indexer, watchers, push) start without one and wait as long as the
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Protocol
+
+
+class Acquirable(Protocol):
+    """A lock: threading's, or a user's lock across processes (bridge.coordination)."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
 
 
 class _Deadline:
@@ -71,7 +77,7 @@ def bounded(timeout: float) -> float:
     return timeout if left is None else max(0.0, min(timeout, left))
 
 
-def acquire(lock: threading.Lock | threading.RLock) -> bool:
+def acquire(lock: Acquirable) -> bool:
     """Take ``lock``, waiting no longer than the time left; False if that was not enough."""
     left = remaining()
     if left is None:

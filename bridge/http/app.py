@@ -168,6 +168,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bridge.webpush.start()
+        bridge.hub.share()
         bridge.pool.start_reaper()
         if listener is not None:
             listener.start()

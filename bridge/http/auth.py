@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from bridge.coordination import Coordinator
 from bridge.credentials import Credentials
 from bridge.endpoint import AccessToken
 from bridge.http.bearer import IdentityUnavailable, OAuthIdentity
@@ -101,13 +102,14 @@ class Authenticator:
         *,
         tokens: TokenStore | None = None,
         oauth: OAuthIdentity | None = None,
+        shared: Coordinator | None = None,
     ) -> None:
         self.pool = pool
         self.login_case = login_case or LoginCase()
         self.tokens = tokens
         self.oauth = oauth
-        self.by_user_address = FailureThrottle(per_user, window)
-        self.by_address = FailureThrottle(per_address, window)
+        self.by_user_address = FailureThrottle(per_user, window, shared, "login-address")
+        self.by_address = FailureThrottle(per_address, window, shared, "address")
 
     async def authenticate(self, request: HTTPConnection) -> Credentials | Response:
         header = request.headers.get("authorization")

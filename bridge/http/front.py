@@ -20,12 +20,13 @@ class HttpBridge(Bridge):
 
     def __init__(self, settings: Settings, pool: ConnectionPool | None = None) -> None:
         super().__init__(settings, pool)
-        self.tokens = TokenStore(settings.token_lifetime)
+        self.tokens = TokenStore(settings.token_lifetime, shared=self.coordinator)
         self.auth = Authenticator(
             self.pool,
             LoginCase(settings.login_case),
             tokens=self.tokens,
             oauth=OAuthIdentity.from_settings(settings),
+            shared=self.coordinator,
         )
         self.event_streams = UserSlots()
 

@@ -1,5 +1,11 @@
-"""The access tokens bridge issued (bridge.http.tokens), held in this process's memory
-only, keyed by a digest of the token: nothing is written anywhere."""
+"""The access tokens bridge issued (bridge.http.tokens), keyed by a digest of the token.
+
+Alone, bridge holds them in this process's memory only: nothing is written anywhere.
+Several instances (README "Several instances") share them through the coordinator, so a
+token issued by one works at every other: the store then keeps, under the token's SHA-256,
+the login and password it stands for encrypted with AES-256-GCM under a key derived from
+the token itself (HKDF-SHA256). The token is never stored, so neither is anything that
+opens the password: whoever reads the store without a token learns nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +13,11 @@ import hashlib
 import secrets
 import threading
 import time
+from typing import Any
 
+import msgspec
+
+from bridge.coordination import Coordinator
 from bridge.credentials import Credentials
 
 LIFETIME = 3600.0
@@ -19,11 +29,40 @@ def _key(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
+def _cipher(token: str) -> Any:
+    """AES-256-GCM keyed by the token (never by its digest, which the store holds)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    derive = HKDF(hashes.SHA256(), 32, salt=None, info=b"bridge token credentials")
+    return AESGCM(derive.derive(token.encode("utf-8", "surrogatepass")))
+
+
+def _seal(token: str, credentials: Credentials) -> bytes:
+    nonce = secrets.token_bytes(12)
+    plain = msgspec.json.encode([credentials.username, credentials.password])
+    return nonce + bytes(_cipher(token).encrypt(nonce, plain, None))
+
+
+def _unseal(token: str, sealed: bytes) -> Credentials | None:
+    from cryptography.exceptions import InvalidTag
+
+    try:
+        plain = _cipher(token).decrypt(sealed[:12], sealed[12:], None)
+    except InvalidTag:
+        return None
+    username, password = msgspec.json.decode(plain, type=tuple[str, str])
+    return Credentials(username, password)
+
+
 class TokenStore:
-    def __init__(self, lifetime: float = LIFETIME) -> None:
+    def __init__(self, lifetime: float = LIFETIME, shared: Coordinator | None = None) -> None:
         self.lifetime = lifetime
         self._tokens: dict[bytes, tuple[Credentials, float]] = {}
         self._lock = threading.Lock()
+        # Other instances share the tokens: every call goes to the coordinator.
+        self._shared = shared if shared is not None and shared.shared else None
 
     def __len__(self) -> int:
         with self._lock:
@@ -32,6 +71,11 @@ class TokenStore:
     def issue(self, credentials: Credentials) -> tuple[str, float]:
         token = secrets.token_urlsafe(32)
         expires = time.time() + self.lifetime
+        if self._shared is not None:
+            owner = hashlib.sha256(credentials.username.encode("utf-8", "surrogatepass")).digest()
+            sealed = _seal(token, credentials)
+            self._shared.keep_token(_key(token), owner, sealed, expires, PER_USER)
+            return token, expires
         with self._lock:
             self._forget_expired()
             held = [k for k, (c, _) in self._tokens.items() if c.username == credentials.username]
@@ -42,6 +86,9 @@ class TokenStore:
 
     def redeem(self, token: str) -> Credentials | None:
         key = _key(token)
+        if self._shared is not None:
+            found = self._shared.token(key)
+            return _unseal(token, found[0]) if found is not None else None
         with self._lock:
             found = self._tokens.get(key)
             if found is None or found[1] < time.time():
@@ -51,6 +98,8 @@ class TokenStore:
 
     def revoke(self, token: str) -> bool:
         """Forget ``token``; whether it was a live one."""
+        if self._shared is not None:
+            return self._shared.drop_token(_key(token))
         with self._lock:
             found = self._tokens.pop(_key(token), None)
         return found is not None and found[1] >= time.time()

@@ -8,6 +8,7 @@ checkout, and syncs the cache at most once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -19,6 +20,8 @@ from pathlib import Path
 
 from bridge import deadline, inline
 from bridge.config import Settings
+from bridge.coordination import Coordinator, LocalCoordinator, UserLock
+from bridge.coordination.base import INDEXER, Lease
 from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import (
     CommandFailed,
@@ -55,11 +58,14 @@ class UserData:
     username: str
     cache: Store
     uploads: UploadStore
-    # One sync at a time per user; a request that waited for another's sync uses its result.
-    # Also held while Mailbox/set changes the folder list and while a watcher starts its
-    # NOTIFY: Dovecot answers a CREATE that runs beside another session's NOTIFY SET with
-    # "Mailbox already exists", having made the mailbox.
-    sync_lock: threading.RLock = field(default_factory=threading.RLock)
+    # One sync at a time per user, across processes (bridge.coordination); a request that
+    # waited for another's sync uses its result. Also held while Mailbox/set changes the
+    # folder list and while a watcher starts its NOTIFY: Dovecot answers a CREATE that runs
+    # beside another session's NOTIFY SET with "Mailbox already exists", having made the
+    # mailbox.
+    sync_lock: UserLock = field(default_factory=UserLock)
+    # What the processes serving this user agree on (one watcher, one indexer).
+    coordinator: Coordinator = field(default_factory=LocalCoordinator)
     sync_generation: int = 0
     # When (time.monotonic()) a sync last found the upstream silent (a timeout): requests
     # that waited for that sync fail at once rather than time out again one after another.
@@ -77,7 +83,7 @@ class UserData:
     freshness: Freshness = field(default_factory=Freshness)
 
     def __post_init__(self) -> None:
-        self.indexer = BackgroundIndexer(self.cache, self.sync_lock)
+        self.indexer = self._new_indexer()
         self.flag_scans = FlagScans(self.sync_lock)
 
     @property
@@ -107,7 +113,11 @@ class UserData:
                 self.cache.rebuild()
                 # An empty cache: requests sync it themselves until the watcher has.
                 self.freshness.heard()
-                self.indexer = BackgroundIndexer(self.cache, self.sync_lock)
+                self.indexer = self._new_indexer()
+
+    def _new_indexer(self) -> BackgroundIndexer:
+        lease = Lease(self.coordinator, self.username, INDEXER)
+        return BackgroundIndexer(self.cache, self.sync_lock, lease)
 
     def states(self) -> dict[str, str]:
         """The state of each data type push reports (RFC 8620 §7.1), from the cache; none
@@ -125,8 +135,9 @@ class UserData:
 class UserRegistry:
     """Opens each user's cache once, under a directory named by a hash of the username."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, coordinator: Coordinator | None = None) -> None:
         self.data_dir = data_dir
+        self.coordinator = coordinator or LocalCoordinator()
         self._users: dict[str, UserData] = {}
         self._lock = inline.GuardedLock()
 
@@ -138,9 +149,9 @@ class UserRegistry:
                 inline.refuse("opening a cache")
                 digest = hashlib.sha256(username.encode()).hexdigest()[:32]
                 directory = self.data_dir / "users" / digest
-                cache = Cache.open(directory / "cache.sqlite3")
+                cache = Cache.open(directory / "cache.sqlite3", shared=self.coordinator.shared)
                 uploads = UploadStore(directory / "uploads")
-                user = self._users[username] = UserData(username, cache, uploads)
+                user = self._users[username] = self._user_data(username, cache, uploads)
         if user.cache.damaged:
             user.rebuild_cache()
         return user
@@ -149,6 +160,16 @@ class UserRegistry:
         """The user's data if their cache is open."""
         with self._lock:
             return self._users.get(username)
+
+    def _user_data(self, username: str, cache: Store, uploads: UploadStore) -> UserData:
+        coordinator = self.coordinator
+        freshness = Freshness(
+            functools.partial(coordinator.vouch, username),
+            functools.partial(coordinator.vouched, username),
+        )
+        lock = UserLock(coordinator.user_lock(username))
+        return UserData(username, cache, uploads, sync_lock=lock, coordinator=coordinator,
+                        freshness=freshness)  # fmt: skip
 
     def opened(self) -> list[UserData]:
         """The users whose cache is open now."""

@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import enum
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from bridge.coordination import UserLock
 from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import UpstreamError
 from bridge.imap.flagview import FolderView
@@ -137,7 +137,7 @@ class FlagScans(BackgroundThread):
     the thread that runs those due, on the side connection (so that the pooled ones keep
     INBOX open, and their views of it, undisturbed)."""
 
-    def __init__(self, lock: threading.RLock) -> None:
+    def __init__(self, lock: UserLock) -> None:
         super().__init__()
         self.lock = lock  # the user's sync lock: a scan is a sync of one folder
         self.side = SideConnection()

@@ -20,32 +20,65 @@ a request within that time of another client's change may not see it; the reques
 the report does. Changes made through bridge are unaffected: a request that writes syncs
 after its writes whatever this says. In IDLE mode (no NOTIFY, or no CONDSTORE) the watcher
 polls once a second, which is not as fresh: requests sync as before.
+
+Several processes (README "Several instances"): one of them holds the user's watcher
+lease and runs the watcher; it tells the coordinator whenever its word changes (``vouch``),
+and a request in any other process skips its sync only while that live lease holder
+vouches (``vouched``). Its word is one read away, and the same races hold as within one
+process: a request that read "level" just before the news is served from the cache as it
+was, as it would be had it come a moment earlier.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+
+from bridge import inline
+
+
+def _silent(level: bool) -> None:
+    pass
+
+
+def _never() -> bool:
+    return False
 
 
 class Freshness:
     """What one user's watcher knows of the upstream, for that user's requests."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, vouch: Callable[[bool], None] = _silent, vouched: Callable[[], bool] = _never
+    ) -> None:
         self._lock = threading.Lock()
         self._heard = 0  # bumped at every sign of change, and when the watching ends
         self._notified = False  # a healthy NOTIFY session is listening
         self._level_at: int | None = None  # the _heard a finished sync started from
+        # Our word to other processes, and theirs to us (bridge.coordination).
+        self._vouch = vouch
+        self._vouched = vouched
+        self._said = False
+
+    def _tell(self) -> None:
+        """Pass our word on when it changed (under the lock: in the order of changes)."""
+        level = self._notified and self._level_at == self._heard
+        if level != self._said:
+            self._said = level
+            self._vouch(level)
 
     def listening(self) -> None:
         """The watcher's session now has NOTIFY set: news of every folder will come."""
         with self._lock:
             self._heard += 1
             self._notified = True
+            self._tell()
 
     def heard(self) -> None:
         """The server said something (or IDLE ended): the cache may lag until a sync."""
         with self._lock:
             self._heard += 1
+            self._tell()
 
     def lost(self) -> None:
         """The watching ended or failed: nothing vouches for the cache any more."""
@@ -53,6 +86,7 @@ class Freshness:
             self._heard += 1
             self._notified = False
             self._level_at = None
+            self._tell()
 
     def sync_starts(self) -> int:
         """Before the watcher's sync: what to hand to ``synced`` when it ends."""
@@ -64,9 +98,20 @@ class Freshness:
         with self._lock:
             if self._notified:
                 self._level_at = token
+                self._tell()
 
     def level(self) -> bool:
         """Whether the cache holds everything the upstream has reported: a request may
-        skip its own sync."""
+        skip its own sync. Without a watcher of its own, the word of another process's."""
+        with self._lock:
+            if self._notified:
+                return self._level_at == self._heard
+        # A read of the coordination store (PostgreSQL: a round trip) never runs on the
+        # event loop.
+        inline.refuse("asking the coordination store")
+        return self._vouched()
+
+    def level_here(self) -> bool:
+        """``level``, as far as this process's own watcher knows it (no store read)."""
         with self._lock:
             return self._notified and self._level_at == self._heard

@@ -3,7 +3,8 @@ PushSubscription), and the states last published to them.
 
 Every request through bridge publishes the user's states after it, and the user's upstream
 watcher (joined while any channel of the user listens) publishes what other IMAP clients
-change.
+change. What moved is passed on to the other processes serving the same users through the
+coordinator (bridge.coordination), and what they publish arrives here (``receive``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from bridge.coordination import Coordinator, LocalCoordinator
 from bridge.states import States
 
 if TYPE_CHECKING:
@@ -23,10 +25,22 @@ if TYPE_CHECKING:
 class StateHub:
     """Per user: the streams listening, and the states last published to them."""
 
-    def __init__(self, watchers: Watchers | None = None) -> None:
+    def __init__(
+        self, watchers: Watchers | None = None, coordinator: Coordinator | None = None
+    ) -> None:
         self._queues: dict[str, set[asyncio.Queue[States]]] = {}
         self._latest: dict[str, States] = {}
         self._watchers = watchers
+        self._coordinator = coordinator or LocalCoordinator()
+
+    def share(self) -> None:
+        """Hear what other processes publish (on the running event loop)."""
+        loop = asyncio.get_running_loop()
+
+        def deliver(username: str, states: States) -> None:
+            loop.call_soon_threadsafe(self.receive, username, states)
+
+        self._coordinator.subscribe(deliver)
 
     def listen(self, user: UserData, password: str) -> asyncio.Queue[States]:
         """What a push channel (EventSource, WebSocket, PushSubscription) holds: a queue of
@@ -61,17 +75,24 @@ class StateHub:
             self._queues.pop(username, None)
 
     def publish(self, username: str, states: States) -> None:
+        moved = self.receive(username, states)
+        if moved and self._coordinator.shared:
+            self._coordinator.publish(username, moved)
+
+    def receive(self, username: str, states: States) -> States:
+        """Pass on to this process's listeners what is new in ``states``; that part."""
         # A watcher's report read before a request committed may arrive after that
         # request's own: each type keeps its newest state, so no stream goes backwards.
         latest = self._latest.setdefault(username, {})
         moved = {name: state for name, state in states.items() if _newer(state, latest.get(name))}
         if not moved:
-            return  # nothing new: listeners sleep on
+            return moved  # nothing new: listeners sleep on
         latest.update(moved)
         current = dict(latest)
         for queue in self._queues.get(username, ()):
             with contextlib.suppress(asyncio.QueueFull):  # a stalled stream only misses news
                 queue.put_nowait(current)
+        return moved
 
     def reporter(self, username: str) -> Callable[[States], None]:
         """A watcher's report callback: it runs in the watcher's thread, and publishes on

@@ -13,6 +13,8 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from bridge.coordination import UserLock
+from bridge.coordination.base import Lease
 from bridge.imap.connection import ImapConnection
 from bridge.imap.errors import CommandFailed, UpstreamError
 from bridge.imap.flags import flags_to_keywords
@@ -55,7 +57,7 @@ def index_folder(
     cache: Store,
     conn: ImapConnection,
     record: MailboxRecord,
-    lock: threading.RLock,
+    lock: UserLock,
     progress: Progress | None = None,
     stopping: threading.Event | None = None,
 ) -> None:
@@ -104,7 +106,7 @@ def index_folder(
 
 
 def fill_header_index(
-    cache: Store, conn: ImapConnection, lock: threading.RLock, stopping: threading.Event
+    cache: Store, conn: ImapConnection, lock: UserLock, stopping: threading.Event
 ) -> None:
     """Give the header index the Emails of a cache made before it (migration 7 leaves
     their rows empty, and queries ask the upstream for them meanwhile): each folder's
@@ -152,12 +154,14 @@ def unindexed(cache: Store, conn: ImapConnection) -> list[MailboxRecord]:
 
 class BackgroundIndexer(BackgroundThread):
     """One thread per user, started by a request that found folders to index; stopped at
-    the next chunk before the cache closes."""
+    the next chunk before the cache closes. Of several processes serving the user, the
+    one holding the user's indexer lease indexes; the others' threads end at once."""
 
-    def __init__(self, cache: Store, lock: threading.RLock) -> None:
+    def __init__(self, cache: Store, lock: UserLock, lease: Lease | None = None) -> None:
         super().__init__()
         self.cache = cache
         self.lock = lock
+        self.lease = lease
         self.state = IndexState()
 
     def start(self, pool: ConnectionPool, username: str, password: str) -> None:
@@ -167,7 +171,7 @@ class BackgroundIndexer(BackgroundThread):
         self.state.running = True
 
     def _run(self, pool: ConnectionPool, username: str, password: str) -> None:
-        if self._stopping.wait(START_DELAY):
+        if self._stopping.wait(START_DELAY) or (self.lease and not self.lease.take()):
             self.state.running = False
             return
         try:
@@ -181,6 +185,8 @@ class BackgroundIndexer(BackgroundThread):
                         username, exc)  # fmt: skip
         finally:
             self.state.running = False
+            if self.lease is not None:
+                self.lease.release()
 
     def index_all(self, conn: ImapConnection) -> None:
         records = unindexed(self.cache, conn)

@@ -10,6 +10,11 @@ STATUS that moved, or a flag scan falling due (``flag_scan``) runs the sync core
 the pool, like any request), and the states it ends at are reported; a background flag
 scan that finishes has its states reported too. The watcher stops with its last listener,
 and after an upstream failure reconnects with a growing pause.
+
+Of several processes serving the user (bridge.coordination), only the holder of the user's
+watcher lease watches; another process's watcher waits, trying for the lease every tenth
+of the lease time, and its listeners hear the holder's reports through the coordinator. A
+holder that dies loses the lease when it runs out, and a waiting watcher takes over.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from bridge.config import Settings
+from bridge.coordination.base import WATCHER, Lease
 from bridge.imap.connection import ImapConnection, MailboxStatus
 from bridge.imap.errors import AuthFailed, UpstreamError
 from bridge.imap.pool import ConnectionPool
@@ -72,6 +78,10 @@ class Watcher:
         self._thread = threading.Thread(
             target=self._run, daemon=True, name=f"watch-{user.username}"
         )
+        self.lease = Lease(user.coordinator, user.username, WATCHER)
+        # This process holds the lease and watches (else it waits for another's to end);
+        # alone, it always does.
+        self.holding = not user.coordinator.shared
 
     def start(self) -> None:
         self._thread.start()
@@ -93,6 +103,10 @@ class Watcher:
         pause = 1.0
         try:
             while not self._stop.is_set():
+                self.holding = self.lease.take()
+                if not self.holding:
+                    self._stop.wait(self.lease.wait_interval)  # another process watches
+                    continue
                 try:
                     self._watch()
                 except AuthFailed:
@@ -106,6 +120,8 @@ class Watcher:
                              self.user.username, exc, pause)  # fmt: skip
                     self._stop.wait(pause)
         finally:
+            self.holding = False
+            self.lease.release()
             with self._wake_lock:
                 os.close(self._wake_read)
                 os.close(self._wake_write)
@@ -128,8 +144,8 @@ class Watcher:
                 said = listener.idle(sweep, self._wake_read)
                 # News, or a sweep: either way the next sync decides what changed.
                 self.user.freshness.heard()
-                if self._stop.is_set():
-                    return
+                if self._stop.is_set() or not self.lease.take():
+                    return  # stopped, or this process lost the lease (it was stalled)
                 if self.mode == "notify":
                     # News or not (a sweep, a keepalive), one sync finds what moved.
                     self._sync()
@@ -205,9 +221,10 @@ class Watchers:
         return self._watchers.get(username)
 
     def running(self) -> int:
-        """How many watch now (one that gave up on a refused password does not)."""
+        """How many watch now (one that gave up on a refused password does not, nor one
+        waiting while another process holds the user's watcher lease)."""
         with self._lock:
-            return sum(watcher.alive for watcher in self._watchers.values())
+            return sum(w.alive and w.holding for w in self._watchers.values())
 
     def join(self, user: UserData, password: str, report: Callable[[dict[str, str]], None]) -> None:
         with self._lock:

@@ -203,10 +203,15 @@ class Cache:
     """One user's cache. Thread-safe: one connection behind a re-entrant lock, which work
     inline on the event loop takes only when it is free (bridge.inline)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None = None) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path | None = None, *, shared: bool = False
+    ) -> None:
         self._lock = inline.GuardedLock()
         # Where the file lives, for a rebuild after damage (None: in memory).
         self.path = path
+        # Other processes write the same file (README "Several instances"): the counter
+        # held here is read again before every use, since theirs moved it too.
+        self.shared = shared
         self._attach(conn)
 
     def _attach(self, conn: sqlite3.Connection) -> None:
@@ -228,13 +233,22 @@ class Cache:
         self.epoch = self._meta("epoch") or self._init_epoch()
 
     @classmethod
-    def open(cls, path: Path | str) -> Cache:
+    def open(cls, path: Path | str, *, shared: bool = False) -> Cache:
         """The cache at ``path``; one that is damaged is moved aside and built anew."""
         if str(path) == ":memory:":
             conn = health.connect(":memory:")
             _tune(conn)
             return cls(conn)
-        return cls(_open_healthy(Path(path)), Path(path))
+        return cls(_open_healthy(Path(path)), Path(path), shared=shared)
+
+    def _current_counter(self) -> int:
+        """The counter as committed, when other processes may have moved it; inside this
+        thread's transaction, as it stands here."""
+        if self.shared:
+            with self._lock:
+                if self._depth == 0:
+                    self._counter = int(self._meta("counter") or 0)
+        return self._counter
 
     @property
     def damaged(self) -> bool:
@@ -278,6 +292,8 @@ class Cache:
             outermost = self._depth == 0
             if outermost:
                 self._conn.execute("BEGIN IMMEDIATE")
+                if self.shared:  # the write lock is ours: no other process moves it now
+                    self._counter = int(self._meta("counter") or 0)
                 counter_before = self._tx_start = self._counter
             self._depth += 1
             try:
@@ -353,7 +369,7 @@ class Cache:
         if epoch != self.epoch or not number.isdigit():
             return None
         value = int(number)
-        return value if value <= self._counter else None
+        return value if value <= self._current_counter() else None
 
     def horizon(self, type_name: str) -> int:
         """Changes at or below this value were pruned: older states cannot be served."""
@@ -461,12 +477,12 @@ class Cache:
 
     @property
     def counter(self) -> int:
-        return self._counter
+        return self._current_counter()
 
     def prune(self, keep_changes: int) -> int:
         """Forget tombstones more than ``keep_changes`` changes old, for every type; states
         older than that then answer cannotCalculateChanges."""
-        keep_after = self._counter - keep_changes
+        keep_after = self._current_counter() - keep_changes
         # Tombstones are forgotten in batches, not after every change.
         with self._lock:
             last = int(self._meta("pruned_at") or 0)
@@ -1219,7 +1235,7 @@ class Cache:
         if mailbox_id is None:
             return None
         known = self._duplicates.get(mailbox_id)
-        if known is not None and known[0] == self._counter:
+        if known is not None and known[0] == self._current_counter():
             return email_query.Scope(mailbox_id, known[1])
         row = self._conn.execute(
             "SELECT total_emails FROM mailboxes WHERE id = ?", (mailbox_id,)

@@ -13,6 +13,11 @@ for whenever their states move. News that comes while a POST is being retried jo
 a 429 spaces the subscription's pushes further apart (RFC 8620 §7.2 requires slowing
 down), a 404 or 410 destroys the subscription, and it stops at its expiry.
 
+Several processes serving the same user (bridge.coordination) each hear every change and
+each deliver to the subscriptions they know: before a POST, a process claims each
+(subscription, type, state) it would announce, and announces only what it claimed first,
+of a subscription that still exists. Each state reaches the client's push service once.
+
 Everything here runs on the event loop except ``admit``, ``verify`` and ``changed``, which
 the PushSubscription/set handler calls from its worker thread.
 """
@@ -28,6 +33,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bridge.coordination import Coordinator, LocalCoordinator
 from bridge.states import States, moved
 from bridge.store.health import CacheDamaged, StorageFull
 from bridge.store.push_subscriptions import PushSubscriptionRecord, PushSubscriptionStore
@@ -128,14 +134,29 @@ def _exists(user: PushUser, subscription_id: str) -> bool:
     return any(r.id == subscription_id for r in PushSubscriptionStore.of(user.cache).live())
 
 
+def _claimed(
+    coordinator: Coordinator, user: PushUser, subscription_id: str, changed: States
+) -> States:
+    """What of ``changed`` this process announces: the states no other process claimed,
+    of a subscription another process may have destroyed meanwhile."""
+    if not _exists(user, subscription_id):
+        return {}
+    return {
+        name: state for name, state in changed.items()
+        if coordinator.claim(f"push/{subscription_id}/{name}/{state}")
+    }  # fmt: skip
+
+
 class WebPush:
     def __init__(
         self,
         hub: Hub,
         allow_private: bool,
         sender: PushSender | None = None,
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.hub = hub
+        self.coordinator = coordinator or LocalCoordinator()
         self.allow_private = allow_private
         self._sender = sender
         self.retry_base = RETRY_BASE
@@ -332,7 +353,9 @@ class WebPush:
 
     async def _push_state(self, listener: _Listener, channel: _Channel) -> bool:
         """POST the pending news, retrying; False if the subscription is gone for good."""
-        changed, channel.pending = channel.pending, {}
+        changed = await self._ours(listener, channel)
+        if not changed:
+            return True  # another process announces it
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if channel.record.expires <= time.time():
                 return True
@@ -351,11 +374,19 @@ class WebPush:
             if result.slow_down:
                 channel.spacing = min(max(channel.spacing * 2, 1.0), MAX_SPACING)
             await asyncio.sleep(self._backoff(attempt, result.retry_after))
-            changed.update(channel.pending)  # what came meanwhile goes in the same POST
-            channel.pending = {}
+            changed.update(await self._ours(listener, channel))  # what came meanwhile
         log.info("subscription %s: a StateChange was dropped (%s)", channel.record.id,
                  result.status or "no response")  # fmt: skip
         return True
+
+    async def _ours(self, listener: _Listener, channel: _Channel) -> States:
+        """The channel's pending news, taken: what this process is to announce of it."""
+        changed, channel.pending = channel.pending, {}
+        if not self.coordinator.shared:
+            return changed
+        return await asyncio.to_thread(
+            _claimed, self.coordinator, listener.user, channel.record.id, changed
+        )
 
     async def _forget(self, listener: _Listener, channel: _Channel, why: str) -> None:
         log.info("subscription %s of %s destroyed: %s", channel.record.id,

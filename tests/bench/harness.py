@@ -63,6 +63,7 @@ class BridgeProcess:
         flags: Sequence[str] = (),
         log_level: str = "warning",
         repo: Path = REPO,
+        log_path: Path | None = None,
     ) -> None:
         self.flags = [*flags, "--log-level", log_level]
         self.repo = repo  # the checkout whose bridge runs
@@ -72,7 +73,8 @@ class BridgeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.imap_port = imap_port
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        # Instances sharing one data directory each log to a file of their own.
+        self.log_path = log_path or self.data_dir.parent / f"{self.data_dir.name}.log"
 
     def start(self, timeout: float = 30.0) -> BridgeProcess:
         command = [

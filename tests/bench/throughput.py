@@ -1,6 +1,6 @@
 """B5 throughput: many users at once, bridge and raw IMAP side by side.
 
-``python -m tests.bench.throughput [--users 16] [--messages 2000] [--seconds 20]``
+``python -m tests.bench.throughput [--users 16] [--messages 2000] [--seconds 20] [--workers 1 2]``
 
 One Dovecot, ``--users`` users with an INBOX of ``--messages`` messages each, bridge as its
 own process. For each N in ``--clients`` (1, 4, 16) N client PROCESSES (so a client never
@@ -18,6 +18,11 @@ other round, and prints medians (req/s with its range): on a shared machine the 
 between rows, and interleaving spreads it over the sides alike. ``--against DIR`` adds a
 second bridge, run from another revision's tree (``git archive main | tar -x -C DIR``), as
 side ``against``: before and after a change, under the same load.
+
+``--workers 1 2`` runs a bridge of each worker count (``bridge serve --workers N``, each
+over a data directory of its own), all started and warmed first; each N then measures
+them one after the other beside raw IMAP. A bridge's CPU time is that of its whole process
+tree (the supervisor and its workers).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
@@ -64,6 +69,19 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """``process_cpu_seconds`` of a process and of its children (bridge's workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return process_cpu_seconds(pid) + sum(tree_cpu_seconds(int(child)) for child in children)
+
+
+def tree_threads(pid: int) -> list[int]:
+    """Every thread of a process and of its children."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    own = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+    return own + [thread for child in children for thread in tree_threads(int(child))]
+
+
 def machine_busy_seconds() -> float:
     """CPU time every CPU of the machine spent on anything but idling, so far."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -77,6 +95,7 @@ class Target:
 
     side: str  # "bridge" or "raw"
     url: str  # bridge's URL
+    label: str  # the row's name: the side, and a bridge's worker count
     imap_port: int
     user: str
     password: str
@@ -115,8 +134,15 @@ def _bridge_client(target: Target) -> tuple[Callable[[], None], Callable[[], Non
     body = msgspec.json.encode({"using": USING, "methodCalls": calls})
 
     def page() -> None:
-        connection.request("POST", "/jmap/api", body, headers)
-        response = connection.getresponse()
+        try:
+            connection.request("POST", "/jmap/api", body, headers)
+            response = connection.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # bridge closed the connection while the other clients got ready (uvicorn's
+            # keep-alive timeout is 5 s): once more on a new one.
+            connection.close()
+            connection.request("POST", "/jmap/api", body, headers)
+            response = connection.getresponse()
         data = response.read()
         check(response.status == 200, f"api: {response.status} {data[:300]!r}")
         answers = {call_id: args for _, args, call_id in
@@ -202,13 +228,13 @@ def run_round(targets: list[Target], seconds: float, cpu_of: int | None) -> Roun
         process.start()
     for _ in processes:
         ready.get(timeout=300)
-    cpu_before = process_cpu_seconds(cpu_of) if cpu_of else 0.0
+    cpu_before = tree_cpu_seconds(cpu_of) if cpu_of else 0.0
     machine_before = machine_busy_seconds()
     started = time.monotonic()
     go.set()
     outcomes = [results.get(timeout=seconds + 300) for _ in processes]
     ran = time.monotonic() - started
-    cpu = process_cpu_seconds(cpu_of) - cpu_before if cpu_of else None
+    cpu = tree_cpu_seconds(cpu_of) - cpu_before if cpu_of else None
     machine = machine_busy_seconds() - machine_before
     for process in processes:
         process.join()
@@ -216,7 +242,7 @@ def run_round(targets: list[Target], seconds: float, cpu_of: int | None) -> Roun
     check(not errors, f"{targets[0].side} clients failed: {errors[:3]}")
     latencies = [value for _, values in outcomes for value in values]
     # The clients stop at their own deadline; the last request may run over it.
-    return Round(targets[0].side, len(targets), max(ran, seconds), latencies, cpu, machine)
+    return Round(targets[0].label, len(targets), max(ran, seconds), latencies, cpu, machine)
 
 
 @dataclass(frozen=True)
@@ -284,7 +310,7 @@ def table(rounds: list[Round], users: int, messages: int, seconds: float) -> str
     return "\n".join(lines)
 
 
-def _warm_every_user(bridge: BridgeProcess, users: dict[str, str]) -> None:
+def warm(bridge: BridgeProcess, users: dict[str, str]) -> None:
     for user, password in users.items():
         jmap = Jmap(bridge.url, user, password)
         try:
@@ -313,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", type=Path, metavar="DIR",
                         help="also a bridge from DIR (another revision's tree, e.g. from "
                              "`git archive main`), side 'against', interleaved")  # fmt: skip
+    parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                        help="a bridge with each of these worker counts, side by side")  # fmt: skip
     args = parser.parse_args(argv)
     check(max(args.clients) <= args.users, "more clients than users")
     users = {f"tp{n:02d}": f"tp-pw-{n:02d}" for n in range(args.users)}
@@ -322,36 +350,43 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"B5: seeding {args.users} users x {args.messages:,} messages")
         for user in users:
             seed_account(dovecot, user, inbox=args.messages)
-        own = BridgeProcess(dovecot.port, flags=args.bridge_flag)
-        bridges = {"bridge": stack.enter_context(own)}
+        bridges: dict[str, BridgeProcess] = {}
+        for workers in args.workers:
+            label = "bridge" if workers == 1 else f"bridge, {workers} workers"
+            flags = [*args.bridge_flag, *(["--workers", str(workers)] if workers > 1 else [])]
+            bridges[label] = stack.enter_context(BridgeProcess(dovecot.port, flags=flags))
         if args.against:
             bridges["against"] = stack.enter_context(
                 BridgeProcess(dovecot.port, flags=args.bridge_flag, repo=args.against)
             )
-        progress("B5: first page and whole index of every user")
-        for bridge in bridges.values():
-            _warm_every_user(bridge, users)
+        for label, bridge in bridges.items():
+            progress(f"B5: {label}: first page and whole index of every user")
+            warm(bridge, users)
             assert bridge.process is not None
             if args.bridge_cpus:
-                for task in Path(f"/proc/{bridge.process.pid}/task").iterdir():
-                    os.sched_setaffinity(int(task.name), set(args.bridge_cpus))
-        sides = [*args.sides, *(["against"] if args.against else [])]
+                for thread in tree_threads(bridge.process.pid):
+                    os.sched_setaffinity(thread, set(args.bridge_cpus))
+        labels = [
+            label
+            for side in args.sides
+            for label in (list(bridges) if side == "bridge" else [side])
+        ]
         for repeat in range(args.rounds):
             for n in args.clients:
-                for side in sides if repeat % 2 == 0 else sides[::-1]:
-                    bridge = bridges.get(side)
+                for label in labels if repeat % 2 == 0 else labels[::-1]:
+                    bridge = bridges.get(label)
+                    side = "raw" if bridge is None else "bridge"
                     targets = [
-                        Target("raw" if bridge is None else "bridge",
-                               bridge.url if bridge else "", dovecot.port, user, password,
-                               args.push)
+                        Target(side, bridge.url if bridge else "", label, dovecot.port, user,
+                               password, args.push)
                         for user, password in list(users.items())[:n]
                     ]  # fmt: skip
-                    progress(f"B5: {side}, {n} clients for {args.seconds:.0f} s")
-                    pid = bridge.process.pid if bridge and bridge.process else None
-                    last = replace(run_round(targets, args.seconds, pid), side=side)
+                    progress(f"B5: {label}, {n} clients for {args.seconds:.0f} s")
+                    cpu_of = bridge.process.pid if bridge and bridge.process else None
+                    last = run_round(targets, args.seconds, cpu_of)
                     rounds.append(last)
                     progress(
-                        f"B5: {side} N={n}: {last.per_second:.0f} req/s, p50 "
+                        f"B5: {label} N={n}: {last.per_second:.0f} req/s, p50 "
                         f"{ms(last.percentile(0.5))}, p99 {ms(last.percentile(0.99))}, load "
                         f"{os.getloadavg()[0]:.1f}"
                     )

@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"bridge.mail"},  # RFC 8621 handlers, accounts, sync, the state hub
     # What the handlers use: the JMAP engine's types, the upstream protocols, Web Push.
     {"bridge.jmap", "bridge.imap", "bridge.smtp", "bridge.sieve", "bridge.webpush"},
-    {"bridge.store", "bridge.mime", "bridge.config"},
+    {"bridge.store", "bridge.mime", "bridge.config", "bridge.coordination"},
     {  # small modules everything may use
         "bridge", "bridge.certificates", "bridge.connect_failure", "bridge.credentials",
         "bridge.deadline", "bridge.endpoint", "bridge.inline", "bridge.logs", "bridge.metrics",

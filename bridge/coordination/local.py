@@ -1,0 +1,67 @@
+"""The coordinator of a bridge that runs alone: every lease is this process's, nothing
+is shared, and push stays in the process's own hub."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bridge.coordination.base import ProcessLock
+from bridge.states import States
+
+
+class LocalCoordinator:
+    def __init__(self, lease_time: float = 10.0) -> None:
+        self.lease_time = lease_time
+
+    @property
+    def shared(self) -> bool:
+        return False
+
+    def holds(self, username: str, name: str) -> bool:
+        return True
+
+    def release(self, username: str, name: str) -> None:
+        pass
+
+    def user_lock(self, username: str) -> ProcessLock | None:
+        return None
+
+    def vouch(self, username: str, level: bool) -> None:
+        pass  # the watcher's own Freshness is all there is
+
+    def vouched(self, username: str) -> bool:
+        return False
+
+    def claim(self, key: str) -> bool:
+        return True
+
+    # Tokens stay in the process's own TokenStore: nobody else asks for them.
+    def keep_token(
+        self, key: bytes, owner: bytes, sealed: bytes, expires: float, per_owner: int
+    ) -> None:
+        raise NotImplementedError
+
+    def token(self, key: bytes) -> tuple[bytes, float] | None:
+        raise NotImplementedError
+
+    def drop_token(self, key: bytes) -> bool:
+        raise NotImplementedError
+
+    # Failed logins too are counted in the process's own FailureThrottle.
+    def failures(self, key: bytes, since: float) -> list[float]:
+        raise NotImplementedError
+
+    def fail(self, key: bytes) -> None:
+        raise NotImplementedError
+
+    def forgive(self, key: bytes) -> None:
+        raise NotImplementedError
+
+    def publish(self, username: str, states: States) -> None:
+        pass
+
+    def subscribe(self, deliver: Callable[[str, States], None]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
