@@ -28,6 +28,7 @@ from bridge.mail.capabilities import (
 )
 from bridge.mail.hub import StateHub
 from bridge.mail.watcher import Watchers
+from bridge.store.stores import stores_for
 from bridge.webpush.service import WebPush
 from bridge.workers import RequestThreads
 
@@ -43,7 +44,9 @@ class Bridge:
             max_open_per_user=settings.pool_connections_per_user,
             idle_timeout=settings.pool_idle_timeout,
         )
-        self.users = UserRegistry(Path(settings.data_dir))
+        data_dir = Path(settings.data_dir)
+        stores = stores_for(settings.store, data_dir, settings.store_connections)
+        self.users = UserRegistry(data_dir, stores)
         self.features = Features(
             quota=settings.upstream_quota,
             submission=settings.submission_port is not None,

@@ -13,13 +13,14 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from bridge.store import email_query, health
-from bridge.store.email_query import Clause, OrderKey
+from bridge.store.email_query import NO_LIMIT, Clause, OrderKey
 from bridge.store.ids import derive_id, random_token
 from bridge.store.records import (
     ChangeSet,
@@ -55,6 +56,11 @@ _MAILBOX_COLUMNS = (
     "special_use"
 )
 _CHUNK = 500
+# SQLite's INSERT OR REPLACE of a location, in the upsert both databases know.
+_REPLACE_LOCATION = (
+    "ON CONFLICT(mailbox_id, uid) DO UPDATE SET email_id = excluded.email_id, "
+    "flags = excluded.flags, modseq = excluded.modseq, received_at = excluded.received_at"
+)
 # In meta while Emails cached before the header index (migration 6) wait for their fields.
 HEADER_BACKFILL = "header_backfill"
 # Set to "1" (and checkpointed into the main file) while a process has the cache open, "0"
@@ -131,7 +137,8 @@ def _chunks(items: Sequence[str] | Sequence[int]) -> Iterator[Sequence[str] | Se
 
 
 def _marks(count: int) -> str:
-    return ",".join("?" * count)
+    # "IN ()" is SQLite's alone; "IN (NULL)" holds for no value in both databases.
+    return ",".join("?" * count) or "NULL"
 
 
 def _folder_state(values: Sequence[int | None]) -> FolderState | None:
@@ -190,11 +197,22 @@ def _is_unread(keywords: Iterable[str]) -> bool:
 class Cache:
     """One user's cache. Thread-safe: one connection behind a re-entrant lock."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None = None) -> None:
-        self._lock = threading.RLock()
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path | None = None,
+        *,
+        lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        # A PostgreSQL store passes its session (bridge.store.postgres) as both ``conn`` and
+        # ``lock``: holding it holds a pooled connection.
+        self._lock = lock or threading.RLock()
         # Where the file lives, for a rebuild after damage (None: in memory).
         self.path = path
         self._attach(conn)
+
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        migrate(conn)
 
     def _attach(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -210,7 +228,7 @@ class Cache:
         self._newly_indexed: set[str] = set()
         # Folder -> (counter, whether it holds an Email twice), for Email/query.
         self._duplicates: dict[str, tuple[int, bool]] = {}
-        migrate(conn)
+        self._upgrade(conn)
         self._counter = int(self._meta("counter") or 0)
         self.epoch = self._meta("epoch") or self._init_epoch()
 
@@ -255,6 +273,18 @@ class Cache:
         log by a store of its own (bridge.store.push_subscriptions)."""
         with self._lock:
             yield self._conn
+
+    @contextmanager
+    def erasing(self) -> Iterator[sqlite3.Connection]:
+        """``sql()`` for deletes whose rows must not stay readable in the file's free pages
+        (``secure_delete`` overwrites them)."""
+        with self.sql() as conn:
+            (before,) = conn.execute("PRAGMA secure_delete").fetchone()
+            conn.execute("PRAGMA secure_delete = ON")
+            try:
+                yield conn
+            finally:
+                conn.execute(f"PRAGMA secure_delete = {int(before)}")
 
     # -- transactions and the counter -------------------------------------------------
 
@@ -376,8 +406,10 @@ class Cache:
             # An object older than the log (or pruned from it): log it as updated, with a
             # creation time at the horizon so no window reports it as created.
             self._conn.execute(
-                "INSERT OR REPLACE INTO changelog(type, id, created, updated, props_updated, "
-                "destroyed) VALUES (?, ?, 0, ?, ?, NULL)",
+                "INSERT INTO changelog(type, id, created, updated, props_updated, destroyed) "
+                "VALUES (?, ?, 0, ?, ?, NULL) ON CONFLICT(type, id) DO UPDATE SET "
+                "created = 0, updated = excluded.updated, "
+                "props_updated = excluded.props_updated, destroyed = NULL",
                 (type_name, object_id, value, 0 if counts_only else value),
             )
         self._pending_states[type_name] = value
@@ -494,7 +526,8 @@ class Cache:
                 "SELECT 1 FROM objects WHERE type = ? AND id = ?", (type_name, object_id)
             ).fetchone()
             self._conn.execute(
-                "INSERT OR REPLACE INTO objects(type, id, data) VALUES (?, ?, ?)",
+                "INSERT INTO objects(type, id, data) VALUES (?, ?, ?) "
+                "ON CONFLICT(type, id) DO UPDATE SET data = excluded.data",
                 (type_name, object_id, data),
             )
             if known:
@@ -707,9 +740,9 @@ class Cache:
         before = self.locations(target_id, uids=uids)
         for chunk in _chunks(uids):
             self._conn.execute(
-                "INSERT OR REPLACE INTO locations(mailbox_id, uid, email_id, flags, modseq, "
-                "received_at) SELECT ?, uid, email_id, flags, modseq, received_at "
-                f"FROM locations WHERE mailbox_id = ? AND uid IN ({_marks(len(chunk))})",
+                "INSERT INTO locations(mailbox_id, uid, email_id, flags, modseq, received_at) "
+                "SELECT ?, uid, email_id, flags, modseq, received_at FROM locations "
+                f"WHERE mailbox_id = ? AND uid IN ({_marks(len(chunk))}) {_REPLACE_LOCATION}",
                 (target_id, source_id, *chunk),
             )
         after = self.locations(target_id, uids=uids)
@@ -734,8 +767,8 @@ class Cache:
         if known:
             self._note_threads([known[0]])
         self._conn.execute(
-            "INSERT OR REPLACE INTO locations(mailbox_id, uid, email_id, flags, modseq, "
-            "received_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO locations(mailbox_id, uid, email_id, flags, modseq, received_at) "
+            f"VALUES (?, ?, ?, ?, ?, ?) {_REPLACE_LOCATION}",
             (
                 mailbox_id, message.uid, email_id, _keywords_text(message.keywords),
                 message.modseq, message.received_at,
@@ -758,12 +791,15 @@ class Cache:
             ),
         )  # fmt: skip
         self._conn.executemany(
-            "INSERT OR IGNORE INTO email_keywords(keyword, email_id) VALUES (?, ?)",
+            "INSERT INTO email_keywords(keyword, email_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
             [(keyword, email_id) for keyword in message.keywords],
         )
         self._conn.execute(
-            "INSERT OR REPLACE INTO header_text(email_id, from_text, to_text, cc_text, "
-            "bcc_text, subject_text, inexact) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO header_text(email_id, from_text, to_text, cc_text, bcc_text, "
+            "subject_text, inexact) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(email_id) DO UPDATE "
+            "SET from_text = excluded.from_text, to_text = excluded.to_text, "
+            "cc_text = excluded.cc_text, bcc_text = excluded.bcc_text, "
+            "subject_text = excluded.subject_text, inexact = excluded.inexact",
             (email_id, *_header_values(message.header_text)),
         )
         self.log_created(EMAIL, email_id)
@@ -776,7 +812,8 @@ class Cache:
         else:
             thread_id = self._thread_by_references(message) or "t" + email_id[1:]
             self._conn.executemany(
-                "INSERT OR IGNORE INTO thread_refs(message_id, thread_id) VALUES (?, ?)",
+                "INSERT INTO thread_refs(message_id, thread_id) VALUES (?, ?) "
+                "ON CONFLICT DO NOTHING",
                 [(mid, thread_id) for mid in (*message.message_ids, *message.referenced_ids)],
             )
         known = self._conn.execute(
@@ -786,7 +823,8 @@ class Cache:
             self.log_updated(THREAD, thread_id)
         else:
             self._conn.execute(
-                "INSERT OR REPLACE INTO threads(id, base_subject) VALUES (?, ?)",
+                "INSERT INTO threads(id, base_subject) VALUES (?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET base_subject = excluded.base_subject",
                 (thread_id, message.base_subject),
             )
             self.log_created(THREAD, thread_id)
@@ -927,7 +965,7 @@ class Cache:
 
     def _count(self, mailbox_id: str, trash: list[str]) -> Counts:
         total, unread, threads = self._conn.execute(
-            "SELECT COUNT(DISTINCT e.id), COUNT(DISTINCT CASE WHEN e.unread THEN e.id END), "
+            "SELECT COUNT(DISTINCT e.id), COUNT(DISTINCT CASE WHEN e.unread = 1 THEN e.id END), "
             "COUNT(DISTINCT e.thread_id) FROM locations l JOIN emails e ON e.id = l.email_id "
             "WHERE l.mailbox_id = ?",
             (mailbox_id,),
@@ -937,9 +975,9 @@ class Cache:
             "SELECT COUNT(*) FROM (SELECT DISTINCT e.thread_id AS thread FROM locations l "
             "JOIN emails e ON e.id = l.email_id WHERE l.mailbox_id = ?) AS t "
             "WHERE EXISTS (SELECT 1 FROM emails u JOIN locations ul ON ul.email_id = u.id "
-            f"WHERE u.thread_id = t.thread AND u.unread AND ul.mailbox_id {side} "
-            f"({_marks(len(trash))}))",
-            (mailbox_id, *trash),
+            f"WHERE u.thread_id = t.thread AND u.unread = 1 AND ul.mailbox_id {side} "
+            "(SELECT id FROM mailboxes WHERE role = 'trash'))",
+            (mailbox_id,),
         ).fetchone()[0]
         return Counts(total, unread, threads, unread_threads)
 
@@ -974,13 +1012,13 @@ class Cache:
             unread_in: dict[str, set[bool]] = {}
             for thread_id, mailbox_id in self._conn.execute(
                 "SELECT DISTINCT e.thread_id, l.mailbox_id FROM emails e JOIN locations l "
-                f"ON l.email_id = e.id WHERE e.unread AND e.thread_id IN ({marks})",
+                f"ON l.email_id = e.id WHERE e.unread = 1 AND e.thread_id IN ({marks})",
                 tuple(chunk),
             ):
                 unread_in.setdefault(thread_id, set()).add(mailbox_id in trash)
             for mailbox_id, thread_id, emails, unread in self._conn.execute(
                 "SELECT l.mailbox_id, e.thread_id, COUNT(DISTINCT e.id), "
-                "COUNT(DISTINCT CASE WHEN e.unread THEN e.id END) FROM emails e "
+                "COUNT(DISTINCT CASE WHEN e.unread = 1 THEN e.id END) FROM emails e "
                 f"JOIN locations l ON l.email_id = e.id WHERE e.thread_id IN ({marks}) "
                 "GROUP BY l.mailbox_id, e.thread_id",
                 tuple(chunk),
@@ -1051,9 +1089,10 @@ class Cache:
         refs: dict[str, MessageRef] = {}
         with self._lock:
             for chunk in _chunks(list(dict.fromkeys(ids))):
+                # Each Email's lowest UID (a copy in two folders is rare: few rows more).
                 rows = self._conn.execute(
-                    "SELECT email_id, mailbox_id, MIN(uid) FROM locations "
-                    f"WHERE email_id IN ({_marks(len(chunk))}) GROUP BY email_id",
+                    "SELECT email_id, mailbox_id, uid FROM locations "
+                    f"WHERE email_id IN ({_marks(len(chunk))}) ORDER BY uid DESC, mailbox_id DESC",
                     tuple(chunk),
                 )
                 for email_id, mailbox_id, uid in rows:
@@ -1128,7 +1167,7 @@ class Cache:
         )
         with self._lock:
             rows = self._conn.execute(
-                query, (mailbox_id, -1 if limit is None else limit, offset)
+                query, (mailbox_id, NO_LIMIT if limit is None else limit, offset)
             ).fetchall()
         return [row[0] for row in rows]
 

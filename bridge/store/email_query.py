@@ -35,8 +35,10 @@ class OrderKey(msgspec.Struct, frozen=True):
     params: tuple[object, ...] = ()
 
 
-TRUE = Clause("1")
-FALSE = Clause("0")
+TRUE = Clause("TRUE")
+FALSE = Clause("FALSE")
+# LIMIT for "all of them": SQLite takes -1, PostgreSQL no negative value; both this one.
+NO_LIMIT = 2**63 - 1
 # What every order ends with: newest first, then by id, so equal keys keep a fixed order.
 NEWEST_FIRST = (OrderKey("e.received_at", False), OrderKey("e.id", False))
 
@@ -197,13 +199,13 @@ class _Source(msgspec.Struct, frozen=True):
 
 def _source(scope: Scope | None, *texts: str) -> _Source:
     if scope is None:
-        return _Source(list(texts), "emails e", "1")
+        return _Source(list(texts), "emails e", "TRUE")
     rewritten = [_RECEIVED.sub("l.received_at", _EMAIL_ID.sub("l.email_id", t)) for t in texts]
     rows = "locations l"
     if any(_EMAIL_ROW.search(t) for t in rewritten):
         rows += " JOIN emails e ON e.id = l.email_id"
     if not scope.mailbox_id:
-        return _Source(rewritten, rows, "1")
+        return _Source(rewritten, rows, "TRUE")
     condition = "l.mailbox_id = ?" + (f" AND {_FIRST_COPY}" if scope.duplicates else "")
     return _Source(rewritten, rows, condition, (scope.mailbox_id,))
 
@@ -231,7 +233,8 @@ def select_ids(
         # Materialized, the ranks get an automatic index for the join.
         join = " LEFT JOIN ranks r ON r.email_id = e.id"
         prelude = (
-            "WITH ranks(email_id, rank) AS MATERIALIZED (SELECT key, value FROM json_each(?)) "
+            "WITH ranks(email_id, rank) AS MATERIALIZED "
+            "(SELECT key, CAST(value AS INTEGER) FROM json_each(?)) "
         )
         prelude_params = (json.dumps(ranks),)
     source = _source(
@@ -241,7 +244,7 @@ def select_ids(
     rows = source.rows
     scoped = [OrderKey(sql, k.ascending, k.params) for sql, k in zip(key_sql, keys, strict=True)]
     order_sql, order_params = _order(scoped)
-    window = (limit if limit is not None else -1, offset)
+    window = (limit if limit is not None else NO_LIMIT, offset)
     condition = f"{source.condition} AND ({where_sql})"
     params = (*source.params, *where.params)
     if not collapse:
@@ -255,7 +258,7 @@ def select_ids(
     sql = (
         f"{prelude}SELECT id FROM (SELECT {id_sql} AS id, {columns}, ROW_NUMBER() OVER "
         f"(PARTITION BY {thread_sql} ORDER BY {order_sql}) AS n FROM {rows}{join} "
-        f"WHERE {condition}) WHERE n = 1 ORDER BY {outer} LIMIT ? OFFSET ?"
+        f"WHERE {condition}) AS ranked WHERE n = 1 ORDER BY {outer} LIMIT ? OFFSET ?"
     )
     return sql, (*prelude_params, *order_params, *order_params, *params, *window)
 
@@ -305,7 +308,7 @@ def header_may_hold(field: str, bit: int, keys: Sequence[str], *, exact_known: b
     digits hold every key."""
     column = f"replace(h.{_HEADER_COLUMNS[field]}, ' ', '')"
     holds = "".join(f" AND instr({column}, ?) > 0" for _ in keys)
-    uncertain = "(h.inexact & ?) <> 0" if exact_known else "1"
+    uncertain = "(h.inexact & ?) <> 0" if exact_known else "TRUE"
     return Clause(
         "e.id IN (SELECT h.email_id FROM header_text h WHERE h.inexact IS NULL "
         f"OR ({uncertain}{holds}))",

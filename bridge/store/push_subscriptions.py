@@ -9,10 +9,7 @@ overwritten on disk rather than left in free pages (RFC 8620 §7.2).
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import msgspec
 
@@ -72,7 +69,7 @@ class PushSubscriptionStore:
     def of(cls, cache: object) -> PushSubscriptionStore:
         """The store in a user's cache (typed as the mail layer's Store)."""
         if not isinstance(cache, Cache):
-            raise TypeError("push subscriptions are kept in the SQLite cache")
+            raise TypeError("push subscriptions are kept in the cache's database")
         return cls(cache)
 
     def live(self, now: float | None = None) -> list[PushSubscriptionRecord]:
@@ -84,7 +81,7 @@ class PushSubscriptionStore:
             ).fetchall()
         records = [_record(row) for row in rows]
         if any(record.expires <= now for record in records):
-            with self._erasing() as conn:
+            with self._cache.erasing() as conn:
                 conn.execute("DELETE FROM push_subscriptions WHERE expires <= ?", (now,))
         return [record for record in records if record.expires > now]
 
@@ -111,16 +108,7 @@ class PushSubscriptionStore:
         return cursor.rowcount > 0
 
     def remove(self, subscription_id: str) -> bool:
-        with self._erasing() as conn:
+        with self._cache.erasing() as conn:
             cursor = conn.execute("DELETE FROM push_subscriptions WHERE id = ?", (subscription_id,))
         return cursor.rowcount > 0
 
-    @contextmanager
-    def _erasing(self) -> Iterator[sqlite3.Connection]:
-        with self._cache.sql() as conn:
-            (before,) = conn.execute("PRAGMA secure_delete").fetchone()
-            conn.execute("PRAGMA secure_delete = ON")
-            try:
-                yield conn
-            finally:
-                conn.execute(f"PRAGMA secure_delete = {int(before)}")

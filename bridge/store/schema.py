@@ -106,7 +106,8 @@ MIGRATIONS: tuple[str, ...] = (
         id TEXT PRIMARY KEY,
         base_subject TEXT NOT NULL DEFAULT ''
     ) WITHOUT ROWID;
-    INSERT OR IGNORE INTO threads(id) SELECT DISTINCT thread_id FROM emails;
+    INSERT INTO threads(id) SELECT DISTINCT thread_id FROM emails WHERE TRUE
+        ON CONFLICT DO NOTHING;
     """,
     """
     -- Objects bridge keeps itself rather than mirroring them from IMAP (Identity,
@@ -157,14 +158,16 @@ MIGRATIONS: tuple[str, ...] = (
         email_id TEXT NOT NULL,
         PRIMARY KEY (keyword, email_id)
     ) WITHOUT ROWID;
+    -- (substr(keywords, 1, 0): an empty word of the column's collation, which
+    -- PostgreSQL's recursive query wants the same in both terms.)
     WITH RECURSIVE split(email_id, word, rest) AS (
-        SELECT id, '', keywords || ' ' FROM emails
+        SELECT id, substr(keywords, 1, 0), keywords || ' ' FROM emails
         UNION ALL
         SELECT email_id, substr(rest, 1, instr(rest, ' ') - 1), substr(rest, instr(rest, ' ') + 1)
         FROM split WHERE rest <> ''
     )
-    INSERT OR IGNORE INTO email_keywords(keyword, email_id)
-        SELECT word, email_id FROM split WHERE word <> '';
+    INSERT INTO email_keywords(keyword, email_id)
+        SELECT word, email_id FROM split WHERE word <> '' ON CONFLICT DO NOTHING;
     -- Newest first across folders, and receivedAt ranges.
     CREATE INDEX emails_received ON emails(received_at, id);
     -- The header index of Email/query's from/to/cc/bcc/subject conditions

@@ -170,7 +170,8 @@ def test_a_lost_cache_costs_only_time(
         before = jmap.mailboxes()
         state = jmap.call("Mailbox/get", {"ids": []})["state"]
         jmap.close()
-    shutil.rmtree(tmp_path / "data")
+    # On PostgreSQL the second bridge gets a new database anyway: the cache is lost too.
+    shutil.rmtree(tmp_path / "data", ignore_errors=True)
     with BridgeServer(upstream.host, upstream.port, tmp_path / "data") as server:
         jmap = server.client(*account)
         after = jmap.mailboxes()

@@ -6,11 +6,12 @@ import pytest
 
 from bridge.store.cache import EMAIL, EMAIL_DELIVERY, MAILBOX, THREAD, Cache
 from bridge.store.records import Counts, FlagUpdate, FolderState, MailboxRecord, NewMessage
+from tests.support.stores import open_test_cache
 
 
 @pytest.fixture
 def cache() -> Cache:
-    return Cache.open(":memory:")
+    return open_test_cache()
 
 
 def add_mailbox(cache: Cache, name: str, role: str | None = None) -> str:

@@ -1,0 +1,299 @@
+"""The cache in PostgreSQL: every user's tables in a schema of their own, the same SQL.
+
+``PostgresStores`` is the process's way in: one psycopg connection pool, and the schema
+``bridge_sql`` with the SQLite functions the statements call (bridge.store.dialect). Each
+user's ``Cache`` runs over a ``PostgresSession``: a re-entrant lock which, while held,
+holds one pooled connection whose search_path starts with the user's schema. So the
+cache's own lock decides how long a connection is borrowed: a transaction keeps one from
+BEGIN to COMMIT (the change log and the states are written with the data, as in SQLite);
+a read outside one borrows a connection for that statement alone. A pool of a few
+connections then serves any number of users.
+
+A user's schema is ``u_`` and the first 32 hex digits of the SHA-256 of the login, the
+same key as the SQLite file's directory: derived from the authenticated login, never from
+anything a client sends, and never more than hex digits in SQL text.
+
+Migrations are SQLite's (bridge.store.schema), in PostgreSQL's types, with the version in
+each schema's ``schema_version`` table; a transaction-scoped advisory lock on the schema's
+name keeps two processes from migrating one user at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Self
+
+from bridge.store import cache as sqlite_cache
+from bridge.store.dialect import COMPAT_FUNCTIONS, COMPAT_SCHEMA, postgres_ddl, postgres_sql
+from bridge.store.health import StorageFull, StoreUnavailable
+from bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew
+
+log = logging.getLogger("bridge.store")
+
+# Seconds a request waits for a pooled connection (all busy, or the server down).
+CHECKOUT_TIMEOUT = 10.0
+# Seconds to reach the server at all.
+CONNECT_TIMEOUT = 5
+
+
+def is_postgres(setting: str | None) -> bool:
+    return bool(setting) and str(setting).startswith(("postgresql://", "postgres://"))
+
+
+def redacted(dsn: str) -> str:
+    """``dsn`` without its password, for messages."""
+    scheme, _, rest = dsn.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not at:
+        return dsn.split("?", 1)[0]
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}@{location.split('?', 1)[0]}"
+
+
+class Rows:
+    """A statement's result, read whole before the connection goes back to the pool:
+    what the cache uses of a sqlite3 cursor."""
+
+    __slots__ = ("_next", "_rows", "rowcount")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self._next = 0
+        self.rowcount = rowcount
+
+    def fetchone(self) -> Any:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def fetchall(self) -> list[Any]:
+        rest = self._rows[self._next :]
+        self._next = len(self._rows)
+        return rest
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    """psycopg's failures as the store's: a full disk, or a database out of reach."""
+    import psycopg
+    from psycopg import errors
+    from psycopg_pool import PoolTimeout
+
+    try:
+        yield
+    except errors.DiskFull as exc:
+        raise StorageFull("the database") from exc
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        # Never the DSN: libpq's messages name host and port, not the password.
+        raise StoreUnavailable(f"the database is unavailable: {type(exc).__name__}") from exc
+
+
+class PostgresSession:
+    """One user's connection to the database, borrowed from the pool while held."""
+
+    def __init__(self, stores: PostgresStores, schema: str) -> None:
+        self._stores = stores
+        self.schema = schema
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._conn: Any = None
+
+    def __enter__(self) -> Self:
+        self._lock.acquire()
+        if self._depth == 0:
+            try:
+                self._conn = self._stores.checkout(self.schema)
+            except BaseException:
+                self._lock.release()
+                raise
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            conn, self._conn = self._conn, None
+            self._stores.checkin(conn)
+        self._lock.release()
+
+    def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = (), /) -> Rows:
+        with self, _translated_errors():
+            cursor = self._conn.execute(postgres_sql(sql), parameters)
+            return Rows(cursor.fetchall() if cursor.description else [], cursor.rowcount)
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Rows:
+        with self, _translated_errors():
+            cursor = self._conn.cursor()
+            cursor.executemany(postgres_sql(sql), list(seq_of_parameters))
+            return Rows([], cursor.rowcount)
+
+    def run_script(self, script: str) -> None:
+        """Statements without parameters, in one round trip."""
+        with self, _translated_errors():
+            self._conn.execute(script)
+
+    def close(self) -> None:
+        """Nothing to close: connections belong to the pool."""
+
+
+class PostgresCache(sqlite_cache.Cache):
+    """The cache over a ``PostgresSession``: the same statements, in the user's schema."""
+
+    def __init__(self, session: PostgresSession) -> None:
+        self._session = session
+        super().__init__(session, lock=session)  # type: ignore[arg-type]
+
+    def _upgrade(self, conn: object) -> None:
+        migrate(self._session)
+
+    @property
+    def damaged(self) -> bool:
+        return False  # the server keeps its pages whole; errors are raised, not remembered
+
+    def rebuild(self) -> None:
+        """Drop the user's schema and start an empty one (a new epoch)."""
+        with self._lock:
+            self._session.run_script(f'DROP SCHEMA IF EXISTS "{self._session.schema}" CASCADE')
+            log.warning("store schema %s dropped, rebuilding", self._session.schema)
+            self._attach(self._session)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Nothing to close: the pool is the process's (``PostgresStores.close``)."""
+
+    @contextmanager
+    def erasing(self) -> Iterator[Any]:
+        # No free pages to overwrite from here: a deleted row's bytes stay in the table's
+        # file until VACUUM reuses the space (autovacuum, on PostgreSQL's schedule).
+        with self.sql() as conn:
+            yield conn
+
+
+def migrate(session: PostgresSession) -> None:
+    """Bring the session's schema to SCHEMA_VERSION, in one transaction."""
+    schema = session.schema
+    with session:
+        session.execute("BEGIN")
+        try:
+            session.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (schema,))
+            session.run_script(
+                f'CREATE SCHEMA IF NOT EXISTS "{schema}";'
+                f'CREATE TABLE IF NOT EXISTS "{schema}".schema_version (version integer NOT NULL)'
+            )
+            row = session.execute("SELECT version FROM schema_version").fetchone()
+            version = row[0] if row else 0
+            if version > SCHEMA_VERSION:
+                raise SchemaTooNew(f"store schema {version} is newer than this bridge")
+            if version < SCHEMA_VERSION:
+                session.run_script(postgres_ddl("".join(MIGRATIONS[version:SCHEMA_VERSION])))
+                session.execute("DELETE FROM schema_version")
+                session.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                session.execute("ROLLBACK")
+            raise
+        session.execute("COMMIT")
+
+
+class PostgresStores:
+    """Every user's store in one PostgreSQL database, through one connection pool."""
+
+    def __init__(self, dsn: str, max_connections: int) -> None:
+        try:
+            from psycopg_pool import ConnectionPool
+        except ImportError as exc:
+            raise RuntimeError(
+                "the PostgreSQL store needs psycopg: pip install 'jmap-bridge[postgresql]'"
+            ) from exc
+
+        self._dsn = dsn
+        # Which schema each pooled connection's search_path names now, so a connection
+        # that goes back to the same user needs no SET. Weak: a connection the pool drops
+        # takes its entry along (an id() could come back on a new connection).
+        self._path_of: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._path_lock = threading.Lock()
+        self._pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max(1, max_connections),
+            kwargs={"autocommit": True},
+            name="bridge-store",
+            timeout=CHECKOUT_TIMEOUT,
+            open=False,
+        )
+        self._ready = False
+        self._ready_lock = threading.Lock()
+
+    def _prepare(self) -> None:
+        """Define the SQLite functions and open the pool, once: at the first user's open
+        (a database down at start does not keep bridge from starting), on a connection of
+        its own, so that a database out of reach fails the request at once rather than
+        after the pool's wait."""
+        import psycopg
+
+        with self._ready_lock:
+            if self._ready:
+                return
+            with _translated_errors():
+                with (
+                    psycopg.connect(
+                        self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+                    ) as conn,
+                    conn.transaction(),
+                ):
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (COMPAT_SCHEMA,))
+                    conn.execute(COMPAT_FUNCTIONS)
+                self._pool.open(wait=False)
+            self._ready = True
+
+    def checkout(self, schema: str) -> Any:
+        self._prepare()
+        with _translated_errors():
+            conn = self._pool.getconn()
+            try:
+                with self._path_lock:
+                    current = self._path_of.get(conn)
+                if current != schema:
+                    with self._path_lock:
+                        self._path_of.pop(conn, None)
+                    conn.execute(f'SET search_path TO "{schema}", {COMPAT_SCHEMA}')
+                    with self._path_lock:
+                        self._path_of[conn] = schema
+            except BaseException:
+                self._pool.putconn(conn)
+                raise
+        return conn
+
+    def checkin(self, conn: Any) -> None:
+        self._pool.putconn(conn)
+
+    def open(self, key: str) -> PostgresCache:
+        """The store of the user whose key (hex digits) is ``key``."""
+        if not key.isalnum():
+            raise ValueError("a store key is letters and digits")
+        return PostgresCache(PostgresSession(self, f"u_{key}"))
+
+    def check(self) -> str | None:
+        """None when the database answers; else why not (for /readyz)."""
+        try:
+            self._prepare()
+            with _translated_errors(), self._pool.connection() as conn:
+                conn.execute("SELECT 1")
+        except StoreUnavailable as exc:
+            return str(exc)
+        return None
+
+    def close(self) -> None:
+        if self._ready:
+            self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStores({redacted(self._dsn)!r})"
