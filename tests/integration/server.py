@@ -14,7 +14,7 @@ import uvicorn
 from bridge.config import Settings
 from bridge.http.app import create_app
 from bridge.imap.pool import ConnectionPool
-from tests.support.stores import fresh_store
+from tests.support.stores import store_for
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
@@ -41,7 +41,7 @@ class BridgeServer:
         settings.setdefault("upstream_tls", "plain")
         settings.setdefault("upstream_timeout", 10.0)
         # A database of its own on the PostgreSQL run (BRIDGE_TEST_STORE), else SQLite.
-        settings.setdefault("store", fresh_store())
+        settings.setdefault("store", store_for(data_dir))
         self.settings = Settings(
             upstream_host=imap_host,
             upstream_port=imap_port,

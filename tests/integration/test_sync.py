@@ -3,7 +3,6 @@ a lost cache, and the fallback path's obedience to the advertised capabilities."
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from bridge.imap.connection import ImapConnection, UpstreamConfig
 from bridge.imap.pool import ConnectionPool
 from tests.integration.server import BridgeServer, JmapClient
 from tests.integration.upstreams import Upstream, dovecot_only, every_upstream
+from tests.support.stores import lose_store
 
 pytestmark = every_upstream
 
@@ -170,8 +170,7 @@ def test_a_lost_cache_costs_only_time(
         before = jmap.mailboxes()
         state = jmap.call("Mailbox/get", {"ids": []})["state"]
         jmap.close()
-    # On PostgreSQL the second bridge gets a new database anyway: the cache is lost too.
-    shutil.rmtree(tmp_path / "data", ignore_errors=True)
+    lose_store(tmp_path / "data")
     with BridgeServer(upstream.host, upstream.port, tmp_path / "data") as server:
         jmap = server.client(*account)
         after = jmap.mailboxes()

@@ -2,9 +2,10 @@
 ``BRIDGE_TEST_STORE=postgresql`` (README "Try it").
 
 On PostgreSQL one throwaway cluster (tests/support/postgres.py) serves the whole process,
-started at first use and stopped at exit; each bridge a test starts gets a database of its
-own (``fresh_store``), as bridges in the tests reuse logins, and each cache a unit test
-opens gets a schema of its own in one shared database (``open_test_cache``).
+started at first use and stopped at exit; the bridges a test starts on one data directory
+get a database of their own (``store_for``), as bridges in the tests reuse logins and a
+restarted one must find its data, and each cache a unit test opens gets a schema of its
+own in one shared database (``open_test_cache``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import atexit
 import itertools
 import os
 import secrets
+import shutil
 import threading
+from pathlib import Path
 
 from bridge.store.cache import Cache
 from tests.support.postgres import PostgresCluster
@@ -26,6 +29,7 @@ _cluster: PostgresCluster | None = None
 _cluster_lock = threading.Lock()
 _numbers = itertools.count(1)
 _unit_stores: object = None
+_by_data_dir: dict[str, str] = {}
 
 
 def on_postgres() -> bool:
@@ -40,6 +44,10 @@ def cluster() -> PostgresCluster:
             _cluster = PostgresCluster().start()
             atexit.register(stop)
         return _cluster
+
+
+def started_cluster() -> PostgresCluster | None:
+    return _cluster
 
 
 def stop() -> None:
@@ -59,6 +67,28 @@ def fresh_store() -> str | None:
     if not on_postgres():
         return None
     return cluster().create_database(f"bridge_{os.getpid()}_{next(_numbers)}")
+
+
+def store_for(data_dir: Path) -> str | None:
+    """The ``store`` setting of a bridge on ``data_dir``: on PostgreSQL the same database
+    for every bridge on that directory (a restart finds its data), until ``lose_store``."""
+    if not on_postgres():
+        return None
+    key = str(data_dir.resolve())
+    with _cluster_lock:
+        known = _by_data_dir.get(key)
+    if known is None:
+        known = fresh_store()
+        with _cluster_lock:
+            _by_data_dir[key] = known  # type: ignore[assignment]
+    return known
+
+
+def lose_store(data_dir: Path) -> None:
+    """The users' caches of ``data_dir`` are gone: the files, or the database's data."""
+    shutil.rmtree(data_dir, ignore_errors=True)
+    with _cluster_lock:
+        _by_data_dir.pop(str(data_dir.resolve()), None)
 
 
 def open_test_cache() -> Cache:

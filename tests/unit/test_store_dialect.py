@@ -1,0 +1,44 @@
+"""The cache's SQL as PostgreSQL takes it (bridge.store.dialect): placeholders, percent
+signs and literals, and the schema's types."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.store.dialect import postgres_ddl, postgres_sql
+from bridge.store.postgres import redacted
+
+
+@pytest.mark.parametrize(
+    ("sqlite", "postgres"),
+    [
+        ("WHERE b = ? AND c IN (?,?)", "WHERE b = %s AND c IN (%s,%s)"),
+        ("UPDATE t SET x = :value WHERE id = :id", "UPDATE t SET x = %(value)s WHERE id = %(id)s"),
+        # A literal keeps its question mark, colon and percent sign; elsewhere % doubles.
+        ("SELECT '?:x%' || ?, a % 2 FROM t", "SELECT '?:x%' || %s, a %% 2 FROM t"),
+        ("SELECT x::text FROM t", "SELECT x::text FROM t"),
+        ("BEGIN IMMEDIATE", "BEGIN"),
+        ("WHERE role = 'trash'", "WHERE role = 'trash'"),
+    ],
+)  # fmt: skip
+def test_statements(sqlite: str, postgres: str) -> None:
+    assert postgres_sql(sqlite) == postgres
+
+
+def test_schema_types() -> None:
+    ddl = postgres_ddl(
+        "CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL, b BLOB) WITHOUT ROWID;"
+    )
+    assert ddl == 'CREATE TABLE t (id TEXT COLLATE "C" PRIMARY KEY, n BIGINT NOT NULL, b BYTEA) ;'
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        ("postgresql://bridge:s3cret@db:5432/mail", "postgresql://bridge@db:5432/mail"),
+        ("postgresql://bridge:p@ss@db/mail?sslmode=require", "postgresql://bridge@db/mail"),
+        ("postgres://db/mail", "postgres://db/mail"),
+    ],
+)
+def test_a_store_url_without_its_password(dsn: str, shown: str) -> None:
+    assert redacted(dsn) == shown
