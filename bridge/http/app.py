@@ -175,7 +175,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
         bridge.pool.start_reaper()
         if listener is not None:
             listener.start()
-        await warm_up(settings)
+        await warm_up(settings, bridge.users.stores.check)
         yield
         draining.set()
         await bridge.webpush.stop()

@@ -3,8 +3,9 @@
 A fresh process imports anyio's thread machinery at its first ``run_in_threadpool`` (under
 ``Authenticator.authenticate`` and the API call), asyncio's default executor at its first
 ``asyncio.to_thread``, the IDNA codec at its first upstream connect (``getaddrinfo`` of a
-``str`` host), builds the empty-cache image at its first new user, and a TLS context at
-its first TLS connection: a third of a cold first page's time went to imports alone. Each
+``str`` host), builds the empty-cache image at its first new user, a TLS context at its
+first TLS connection, and the PostgreSQL store's first connections at its first user: a
+third of a cold first page's time went to imports alone. Each
 is done here once, before the server takes requests. Only what the JMAP request path
 needs: httpx, PyJWT and cryptography stay lazy (pass-through OAuth and Web Push load them
 where they are set up), which keeps an idle process small.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
@@ -21,9 +23,12 @@ from bridge.config import Settings
 from bridge.store.schema import empty_database, table_names
 
 
-async def warm_up(settings: Settings) -> None:
+async def warm_up(settings: Settings, reach_store: Callable[[], object] = lambda: None) -> None:
     await run_in_threadpool(_warm_blocking, settings)
     await asyncio.to_thread(_nothing)
+    # The PostgreSQL store's pool and functions (bridge.store.postgres): a database out
+    # of reach is only noted (/readyz says so), not a reason to refuse to start.
+    await asyncio.to_thread(reach_store)
 
 
 def _warm_blocking(settings: Settings) -> None:

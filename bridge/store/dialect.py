@@ -4,8 +4,8 @@ The store's statements are kept portable where both databases agree (upserts wit
 CONFLICT, TRUE/FALSE, no bare columns beside aggregates, a LIMIT that is never negative).
 What remains differs only in spelling, and is rewritten here, once per distinct text:
 
-- Placeholders: ``?`` becomes ``%s`` and ``:name`` becomes ``%(name)s``; a literal ``%``
-  is doubled. Quoted literals (``'...'``) are left alone.
+- Placeholders: ``?`` becomes ``%s`` and ``:name`` becomes ``%(name)s`` outside quoted
+  literals (``'...'``); every ``%`` is doubled.
 - ``BEGIN IMMEDIATE`` (SQLite's write lock at the start) is a plain ``BEGIN``: a
   PostgreSQL transaction takes its row locks as it writes.
 - The schema (``postgres_ddl``): INTEGER is 64-bit (UIDs and mod-sequences exceed 2^31),
@@ -28,7 +28,7 @@ _TOKEN = re.compile(r"'[^']*'|\?|(?<![:\w]):([A-Za-z_]\w*)|%")
 def _rewrite(match: re.Match[str]) -> str:
     text = match.group(0)
     if text.startswith("'"):
-        return text
+        return text.replace("%", "%%")  # psycopg reads every % of the text
     if text == "?":
         return "%s"
     if text == "%":

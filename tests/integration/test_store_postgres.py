@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,3 +164,41 @@ def test_the_password_of_the_store_never_shows(
         jmap.close()
     assert password not in caplog.text
     assert "store" in caplog.text  # the failure was logged, without the password
+
+
+def _spares(database: str) -> list[str]:
+    with psycopg.connect(database) as conn:
+        rows = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'spare\\_%' ORDER BY 1"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _wait_for_spare(database: str, other_than: str = "") -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        spares = [name for name in _spares(database) if name != other_than]
+        if spares:
+            return spares[0]
+        time.sleep(0.05)
+    raise AssertionError("no spare schema was made")
+
+
+def test_a_new_user_takes_a_schema_made_ahead_and_another_is_made(database: str) -> None:
+    opened = PostgresStores(database, max_connections=2)
+    try:
+        assert opened.check() is None  # the first spare is made once the store is reached
+        spare = _wait_for_spare(database)
+        first = opened.open(secrets.token_hex(16))
+        assert first.took_spare
+        assert spare not in _spares(database)
+        assert first.mailboxes() == [] and first.epoch
+        _folder(first, "Mine")
+        # The next spare is another schema: nothing of the first user's is in it.
+        _wait_for_spare(database, other_than=spare)
+        second = opened.open(secrets.token_hex(16))
+        assert second.took_spare
+        assert second.mailboxes() == [] and second.epoch != first.epoch
+        assert [m.name for m in first.mailboxes()] == ["Mine"]
+    finally:
+        opened.close()

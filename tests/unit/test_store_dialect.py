@@ -14,8 +14,8 @@ from bridge.store.postgres import redacted
     [
         ("WHERE b = ? AND c IN (?,?)", "WHERE b = %s AND c IN (%s,%s)"),
         ("UPDATE t SET x = :value WHERE id = :id", "UPDATE t SET x = %(value)s WHERE id = %(id)s"),
-        # A literal keeps its question mark, colon and percent sign; elsewhere % doubles.
-        ("SELECT '?:x%' || ?, a % 2 FROM t", "SELECT '?:x%' || %s, a %% 2 FROM t"),
+        # A literal keeps its question mark and colon; every % doubles.
+        ("SELECT '?:x%' || ?, a % 2 FROM t", "SELECT '?:x%%' || %s, a %% 2 FROM t"),
         ("SELECT x::text FROM t", "SELECT x::text FROM t"),
         ("BEGIN IMMEDIATE", "BEGIN"),
         ("WHERE role = 'trash'", "WHERE role = 'trash'"),
