@@ -1,7 +1,8 @@
 """The cache in PostgreSQL: every user's tables in a schema of their own, the same SQL.
 
-``PostgresStores`` is the process's way in: one psycopg connection pool, and the schema
-``bridge_sql`` with the SQLite functions the statements call (bridge.store.dialect). Each
+``PostgresStores`` is the process's way in: a small pool of psycopg connections
+(bridge.store.pg_connections), and the schema ``bridge_sql`` with the SQLite functions
+the statements call (bridge.store.dialect). Each
 user's ``Cache`` runs over a ``PostgresSession``: a re-entrant lock which, while held,
 holds one pooled connection whose search_path starts with the user's schema. So the
 cache's own lock decides how long a connection is borrowed: a transaction keeps one from
@@ -24,7 +25,6 @@ import contextlib
 import logging
 import secrets
 import threading
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Self
@@ -32,14 +32,13 @@ from typing import Any, Self
 from bridge.store import cache as sqlite_cache
 from bridge.store.dialect import COMPAT_FUNCTIONS, COMPAT_SCHEMA, postgres_ddl, postgres_sql
 from bridge.store.health import StorageFull, StoreUnavailable
+from bridge.store.pg_connections import Connections
 from bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew
 
 log = logging.getLogger("bridge.store")
 
 # Seconds a request waits for a pooled connection (all busy, or the server down).
 CHECKOUT_TIMEOUT = 10.0
-# Seconds to reach the server at all.
-CONNECT_TIMEOUT = 5
 # Schemas made ahead for new users (``_claim_spare``): this prefix and 16 hex digits.
 SPARE_PREFIX = "spare_"
 # Changes (the cache's counter) after which a new user's tables get statistics.
@@ -92,13 +91,12 @@ def _translated_errors() -> Iterator[None]:
     """psycopg's failures as the store's: a full disk, or a database out of reach."""
     import psycopg
     from psycopg import errors
-    from psycopg_pool import PoolTimeout
 
     try:
         yield
     except errors.DiskFull as exc:
         raise StorageFull("the database") from exc
-    except (psycopg.OperationalError, PoolTimeout) as exc:
+    except psycopg.OperationalError as exc:
         # Never the DSN: libpq's messages name host and port, not the password.
         raise StoreUnavailable(f"the database is unavailable: {type(exc).__name__}") from exc
 
@@ -112,12 +110,14 @@ class PostgresSession:
         self._lock = threading.RLock()
         self._depth = 0
         self._conn: Any = None
+        self._cursor: Any = None
 
     def __enter__(self) -> Self:
         self._lock.acquire()
         if self._depth == 0:
             try:
                 self._conn = self._stores.checkout(self.schema)
+                self._cursor = self._conn.cursor()
             except BaseException:
                 self._lock.release()
                 raise
@@ -127,20 +127,19 @@ class PostgresSession:
     def __exit__(self, *exc: object) -> None:
         self._depth -= 1
         if self._depth == 0:
-            conn, self._conn = self._conn, None
+            conn, self._conn, self._cursor = self._conn, None, None
             self._stores.checkin(conn)
         self._lock.release()
 
     def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = (), /) -> Rows:
         with self, _translated_errors():
-            cursor = self._conn.execute(postgres_sql(sql), parameters)
+            cursor = self._cursor.execute(postgres_sql(sql), parameters)
             return Rows(cursor.fetchall() if cursor.description else [], cursor.rowcount)
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Rows:
         with self, _translated_errors():
-            cursor = self._conn.cursor()
-            cursor.executemany(postgres_sql(sql), list(seq_of_parameters))
-            return Rows([], cursor.rowcount)
+            self._cursor.executemany(postgres_sql(sql), list(seq_of_parameters))
+            return Rows([], self._cursor.rowcount)
 
     def run_script(self, script: str) -> None:
         """Statements without parameters, in one round trip."""
@@ -287,27 +286,14 @@ class PostgresStores:
 
     def __init__(self, dsn: str, max_connections: int) -> None:
         try:
-            from psycopg_pool import ConnectionPool
+            import psycopg  # noqa: F401
         except ImportError as exc:
             raise RuntimeError(
                 "the PostgreSQL store needs psycopg: pip install 'jmap-bridge[postgresql]'"
             ) from exc
 
         self._dsn = dsn
-        # Which schema each pooled connection's search_path names now, so a connection
-        # that goes back to the same user needs no SET. Weak: a connection the pool drops
-        # takes its entry along (an id() could come back on a new connection).
-        self._path_of: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-        self._path_lock = threading.Lock()
-        self._pool = ConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=max(1, max_connections),
-            kwargs={"autocommit": True},
-            name="bridge-store",
-            timeout=CHECKOUT_TIMEOUT,
-            open=False,
-        )
+        self._pool = Connections(dsn, max_connections, CHECKOUT_TIMEOUT)
         self._ready = False
         self._ready_lock = threading.Lock()
         self._making_spare = threading.Lock()
@@ -317,44 +303,32 @@ class PostgresStores:
         (a database down at start does not keep bridge from starting), on a connection of
         its own, so that a database out of reach fails the request at once rather than
         after the pool's wait."""
-        import psycopg
-
         with self._ready_lock:
             if self._ready:
                 return
-            with _translated_errors():
-                with (
-                    psycopg.connect(
-                        self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT
-                    ) as conn,
-                    conn.transaction(),
-                ):
-                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (COMPAT_SCHEMA,))
-                    conn.execute(COMPAT_FUNCTIONS)
-                self._pool.open(wait=False)
+            with _translated_errors(), self._pool.connect() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (COMPAT_SCHEMA,))
+                conn.execute(COMPAT_FUNCTIONS)
             self._ready = True
         self._make_spare_later()
 
     def checkout(self, schema: str) -> Any:
+        """A connection whose search_path starts with ``schema``."""
         self._prepare()
         with _translated_errors():
-            conn = self._pool.getconn()
+            conn = self._pool.get(schema)
             try:
-                with self._path_lock:
-                    current = self._path_of.get(conn)
-                if current != schema:
-                    with self._path_lock:
-                        self._path_of.pop(conn, None)
+                if self._pool.schema_of.get(conn) != schema:
+                    self._pool.schema_of.pop(conn, None)
                     conn.execute(f'SET search_path TO "{schema}", {COMPAT_SCHEMA}')
-                    with self._path_lock:
-                        self._path_of[conn] = schema
+                    self._pool.schema_of[conn] = schema
             except BaseException:
-                self._pool.putconn(conn)
+                self._pool.put(conn)
                 raise
         return conn
 
     def checkin(self, conn: Any) -> None:
-        self._pool.putconn(conn)
+        self._pool.put(conn)
 
     def open(self, key: str) -> PostgresCache:
         """The store of the user whose key (hex digits) is ``key``."""
@@ -374,7 +348,7 @@ class PostgresStores:
     def _make_spare(self) -> None:
         with self._making_spare:
             try:
-                with _translated_errors(), self._pool.connection() as conn:
+                with _translated_errors(), self._pool.connect() as conn:
                     spare = conn.execute(
                         "SELECT 1 FROM pg_namespace WHERE left(nspname, %s) = %s",
                         (len(SPARE_PREFIX), SPARE_PREFIX),
@@ -388,15 +362,18 @@ class PostgresStores:
         """None when the database answers; else why not (for /readyz)."""
         try:
             self._prepare()
-            with _translated_errors(), self._pool.connection() as conn:
-                conn.execute("SELECT 1")
+            conn = self.checkout(COMPAT_SCHEMA)
+            try:
+                with _translated_errors():
+                    conn.execute("SELECT 1")
+            finally:
+                self.checkin(conn)
         except StoreUnavailable as exc:
             return str(exc)
         return None
 
     def close(self) -> None:
-        if self._ready:
-            self._pool.close()
+        self._pool.close()
 
     def __repr__(self) -> str:
         return f"PostgresStores({redacted(self._dsn)!r})"

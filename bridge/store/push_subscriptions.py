@@ -111,4 +111,3 @@ class PushSubscriptionStore:
         with self._cache.erasing() as conn:
             cursor = conn.execute("DELETE FROM push_subscriptions WHERE id = ?", (subscription_id,))
         return cursor.rowcount > 0
-

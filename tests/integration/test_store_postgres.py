@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from bridge.store.dialect import postgres_ddl
+from bridge.store.health import StoreUnavailable
 from bridge.store.postgres import PostgresStores, redacted
 from bridge.store.records import FolderState, MailboxRecord, NewMessage
 from bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew
@@ -202,3 +203,18 @@ def test_a_new_user_takes_a_schema_made_ahead_and_another_is_made(database: str)
         assert [m.name for m in first.mailboxes()] == ["Mine"]
     finally:
         opened.close()
+
+
+def test_a_connection_the_server_dropped_fails_one_statement_then_a_new_one_serves(
+    pg_stores: PostgresStores, database: str
+) -> None:
+    cache = pg_stores.open(secrets.token_hex(16))
+    _folder(cache, "Kept")
+    with psycopg.connect(database, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(StoreUnavailable):
+        cache.mailboxes()
+    assert [m.name for m in cache.mailboxes()] == ["Kept"]
