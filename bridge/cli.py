@@ -31,6 +31,8 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     add("--store", dest="store", metavar="URL",
         help="keep the caches in PostgreSQL: postgresql://user:password@host:port/db "
              "(default: SQLite files under --data-dir)")  # fmt: skip
+    add("--store-connections", dest="store_connections", type=int,
+        help="connections the PostgreSQL store keeps open at most (12)")  # fmt: skip
     add("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     add("--log-format", dest="log_format", choices=["text", "json"],
         help="json: one object per line (time, level, logger, message, extra fields)")  # fmt: skip

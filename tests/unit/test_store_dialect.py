@@ -42,3 +42,16 @@ def test_schema_types() -> None:
 )
 def test_a_store_url_without_its_password(dsn: str, shown: str) -> None:
     assert redacted(dsn) == shown
+
+
+def test_the_store_setting_is_a_postgresql_url_or_unset() -> None:
+    from bridge.config import ConfigError, Settings, load_settings
+
+    assert load_settings(environ={}).store is None
+    url = "postgresql://bridge:pw@db/bridge"
+    assert load_settings(environ={"BRIDGE_STORE": url}).store == url
+    assert load_settings({"store": url, "store_connections": 3}, environ={}).store_connections == 3
+    with pytest.raises(ConfigError, match="PostgreSQL URL"):
+        Settings(store="mysql://db/bridge").validate()
+    with pytest.raises(ConfigError, match="store_connections"):
+        Settings(store_connections=0).validate()
