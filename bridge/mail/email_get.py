@@ -164,8 +164,11 @@ def render(
 
 
 def has_attachment_of(account: Account, email_ids: set[str]) -> dict[str, bool]:
+    """From the summaries; kept with the sort keys, so that Email/query asks only once."""
     records = account.cache.emails(list(email_ids))
-    return {e: bool(s.get("hasAttachment")) for e, s in load_summaries(account, records).items()}
+    summaries = load_summaries(account, records)
+    account.cache.set_sort_keys({e: keys_from_summary(s) for e, s in summaries.items()})
+    return {e: bool(s.get("hasAttachment")) for e, s in summaries.items()}
 
 
 def email_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from bridge.mail.common import (
 )
 from bridge.mail.gmail_labels import label_views, upstream_folder
 from bridge.mail.header_sort import make_sort_keys
-from bridge.mail.header_text import INDEXED_FIELDS, INEXACT_BIT, narrowing_key, token_word
+from bridge.mail.header_text import INDEXED_FIELDS, INEXACT_BIT, token_word, words
 from bridge.mail.sync import fetch_new, new_message, uid_set
 from bridge.store import email_query as sql
 from bridge.store.base import Store
@@ -52,6 +52,8 @@ CACHE_SORTS = frozenset({"receivedAt", "size", "hasKeyword", "allInThreadHaveKey
 UPSTREAM_SORTS = {"sentAt": b"DATE", "from": b"DISPLAYFROM", "to": b"DISPLAYTO",
                   "subject": b"SUBJECT"}  # fmt: skip
 KEYWORD_SORTS = frozenset({"hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword"})
+# Conditions on an Email's own row, shaped by how many Emails meet them (sql.shaped).
+ROW_CONDITIONS = frozenset({"minSize", "maxSize"})
 # A SEARCH is restricted to the candidates' UIDs while their set is no longer than this.
 MAX_UID_SET = 16 * 1024
 
@@ -110,9 +112,10 @@ class FilterPlanner:
             raise MethodError("unsupportedFilter", f"cannot filter on {', '.join(sorted(unknown))}")
         # What the cache decides first: the searches then only look where candidates are.
         decided = [
-            _cache_condition(name, value)
+            self._shaped(test) if name in ROW_CONDITIONS else test
             for name, value in node.items()
             if name in METADATA_CONDITIONS and name != "hasAttachment"
+            for test in [_cache_condition(name, value)]
         ]
         if "hasAttachment" in node:
             decided.append(self._has_attachment(node["hasAttachment"], sql.all_of(decided)))
@@ -136,11 +139,22 @@ class FilterPlanner:
         return union if operator == "OR" else sql.negation(union)
 
     def _has_attachment(self, value: Any, candidates: Clause) -> Clause:
+        """The cache's column where the summary made it; the summaries read (or made)
+        for the candidates that have none yet, which fills it in for them."""
         if not isinstance(value, bool):
             raise MethodError("invalidArguments", "hasAttachment must be a boolean")
-        ids = set(self.account.cache.query_page(candidates, ()))
-        flags = self.has_attachment(ids)
-        return sql.among(e for e in ids if flags.get(e, False) == value)
+        known = self._shaped(sql.has_attachment(value))
+        if not self.account.cache.attachment_unknown():
+            return known
+        unknown = sql.all_of([candidates, sql.ATTACHMENT_UNKNOWN])
+        ids = set(self.account.cache.query_page(unknown, ()))
+        flags = self.has_attachment(ids) if ids else {}
+        resolved = sql.among(e for e in ids if flags.get(e, False) == value)
+        return sql.any_of([known, resolved])
+
+    def _shaped(self, test: Clause) -> Clause:
+        common = self.account.cache.share(test) >= sql.COMMON_SHARE
+        return sql.shaped(test, common=common)
 
     def _search(self, name: str, value: Any, candidates: Clause) -> Clause:
         """The Emails among ``candidates`` the upstream finds, folder by folder. For an
@@ -158,14 +172,19 @@ class FilterPlanner:
             searched = tokens(value)
             if not searched:
                 return sql.TRUE
-            words = [token_word(token) for token in searched]
-            exact_known = all(word is not None for word in words)
+            single = [token_word(token) for token in searched]
+            exact_known = all(word is not None for word in single)
             if exact_known:
-                decided = sql.header_holds(name, INEXACT_BIT[name], [w or "" for w in words])
-            keys = [narrowing_key(token) for token in searched]
+                found = [w or "" for w in single]
+                share = account.cache.header_share(name, found)
+                common = share is None or share >= sql.COMMON_SHARE
+                decided = sql.header_holds(name, INEXACT_BIT[name], found, common=common)
+            token_words = [words(token) for token in searched]
             # The narrowing first: SQLite then walks its (few) Emails, not the folder's.
             candidates = sql.all_of([
-                sql.header_may_hold(name, INEXACT_BIT[name], keys, exact_known=exact_known),
+                sql.header_may_hold(
+                    name, INEXACT_BIT[name], token_words, exact_known=exact_known
+                ),
                 candidates,
             ])  # fmt: skip
         searched_for, utf8 = plan.criteria, plan.needs_utf8

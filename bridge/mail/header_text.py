@@ -79,20 +79,31 @@ def token_word(token: str) -> str | None:
     return None
 
 
-def narrowing_key(token: str) -> str:
-    """The token's letters and digits, as the narrowing compares them."""
-    return "".join(words(token))
-
-
 def _decoded(value: str) -> tuple[str, bool]:
     """The value with its encoded-words decoded, and whether that went cleanly."""
     if "=?" not in value:
         return value, True
     try:
-        text = str(make_header(decode_header(value)))
+        parts = decode_header(value)
+        if not value.isascii():
+            return _joined(parts), False
+        text = str(make_header(parts))
     except (HeaderParseError, ValueError, LookupError, UnicodeError):
         return value, False
     return text, not _ENCODED_WORD.search(text)
+
+
+def _joined(parts: list[tuple[bytes | str, str | None]]) -> str:
+    """Encoded-words beside raw 8-bit text. decode_header hands the raw text back as
+    raw-unicode-escape, which make_header then reads as ASCII ("Иван" became "\\u0418...",
+    words the server never sees): each part is decoded here. Left inexact: make_header
+    spaces an encoded-word from text that touches it, which may not be the server's way,
+    and the narrowing, which compares letters alone, is indifferent to spacing."""
+    return "".join(
+        part if isinstance(part, str)
+        else part.decode(charset or "raw-unicode-escape", "replace")
+        for part, charset in parts
+    )  # fmt: skip
 
 
 def _field(name: str, values: list[bytes]) -> tuple[str, bool]:

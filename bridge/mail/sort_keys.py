@@ -47,10 +47,13 @@ def _seconds(value: Any) -> int | None:
 
 
 def keys_from_summary(summary: dict[str, Any]) -> SortKeys:
-    """From a list-view summary (or any dict with from, to, subject and sentAt)."""
+    """From a list-view summary (or any dict with from, to, subject and sentAt, and
+    perhaps hasAttachment)."""
+    has_attachment = summary.get("hasAttachment")
     return SortKeys(
         from_=_display(summary.get("from")),
         to=_display(summary.get("to")),
         subject=unicode_casemap(uncased_base_subject(summary.get("subject") or "")),
         sent_at=_seconds(summary.get("sentAt")),
+        has_attachment=has_attachment if isinstance(has_attachment, bool) else None,
     )

@@ -175,8 +175,9 @@ def _mailbox(row: sqlite3.Row) -> MailboxRecord:
 
 def _sort_values(keys: SortKeys | None) -> tuple[str | int | None, ...]:
     if keys is None:
-        return (None, None, None, None)
-    return (keys.from_, keys.to, keys.subject, keys.sent_at)
+        return (None, None, None, None, None)
+    attachment = None if keys.has_attachment is None else int(keys.has_attachment)
+    return (keys.from_, keys.to, keys.subject, keys.sent_at, attachment)
 
 
 def _header_values(text: HeaderText | None) -> tuple[str | int | None, ...]:
@@ -783,7 +784,8 @@ class Cache:
             self._touched_threads.add(thread_id)
         self._conn.execute(
             "INSERT INTO emails(id, thread_id, keywords, unread, size, received_at, summary, "
-            "sort_from, sort_to, sort_subject, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "sort_from, sort_to, sort_subject, sent_at, has_attachment) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 email_id, thread_id, _keywords_text(message.keywords),
                 int(_is_unread(message.keywords)), message.size, message.received_at,
@@ -795,9 +797,12 @@ class Cache:
             [(keyword, email_id) for keyword in message.keywords],
         )
         self._conn.execute(
-            "INSERT INTO header_text(email_id, from_text, to_text, cc_text, bcc_text, "
-            "subject_text, inexact) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(email_id) DO UPDATE "
-            "SET from_text = excluded.from_text, to_text = excluded.to_text, "
+            # An upsert, not a REPLACE: a REPLACE's delete would not run the triggers that
+            # keep the full-text index (schema, migration 8).
+            "INSERT INTO header_text(email_id, entry, from_text, to_text, cc_text, bcc_text, "
+            "subject_text, inexact) VALUES (?, (SELECT COALESCE(MAX(entry), 0) + 1 FROM "
+            "header_text), ?, ?, ?, ?, ?, ?) ON CONFLICT(email_id) DO "
+            "UPDATE SET from_text = excluded.from_text, to_text = excluded.to_text, "
             "cc_text = excluded.cc_text, bcc_text = excluded.bcc_text, "
             "subject_text = excluded.subject_text, inexact = excluded.inexact",
             (email_id, *_header_values(message.header_text)),
@@ -1111,8 +1116,9 @@ class Cache:
         """Made from the messages' immutable headers: no change to log."""
         with self._lock:
             self._conn.executemany(
-                "UPDATE emails SET sort_from = ?, sort_to = ?, sort_subject = ?, sent_at = ? "
-                "WHERE id = ?",
+                # Keys made from the header fields alone do not say hasAttachment: kept.
+                "UPDATE emails SET sort_from = ?, sort_to = ?, sort_subject = ?, sent_at = ?, "
+                "has_attachment = COALESCE(?, has_attachment) WHERE id = ?",
                 [(*_sort_values(k), email_id) for email_id, k in keys.items()],
             )
 
@@ -1120,10 +1126,13 @@ class Cache:
         """The sort keys of every Email that has them made."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, sort_from, sort_to, sort_subject, sent_at FROM emails "
-                "WHERE sort_subject IS NOT NULL"
+                "SELECT id, sort_from, sort_to, sort_subject, sent_at, has_attachment "
+                "FROM emails WHERE sort_subject IS NOT NULL"
             ).fetchall()
-        return {row[0]: SortKeys(*row[1:]) for row in rows}
+        return {
+            row[0]: SortKeys(*row[1:5], has_attachment=None if row[5] is None else bool(row[5]))
+            for row in rows
+        }
 
     def uids_to_emails(self, mailbox_id: str, uids: Iterable[int]) -> set[str]:
         found: set[str] = set()
@@ -1244,6 +1253,35 @@ class Cache:
                 where.params,
             ).fetchall()
         return [row[0] for row in rows]
+
+    def share(self, test: Clause) -> float:
+        """The share of the cached Emails that meet ``test``, a condition on their own
+        row (``e``), counted in the column's index (bridge.store.email_query.shaped)."""
+        with self._lock:
+            found = self._conn.execute(f"SELECT COUNT(*) FROM emails e WHERE {test.sql}",
+                                       test.params).fetchone()[0]  # fmt: skip
+            total = self._conn.execute("SELECT COUNT(*) FROM emails").fetchone()[0]
+        return found / total if total else 0.0
+
+    def attachment_unknown(self) -> bool:
+        """Whether some Email has no hasAttachment yet (no summary made)."""
+        with self._lock:
+            return bool(self._conn.execute(
+                "SELECT 1 FROM emails WHERE has_attachment IS NULL LIMIT 1"
+            ).fetchone())  # fmt: skip
+
+    def header_share(self, field: str, words: Sequence[str]) -> float | None:
+        """The share of the cached Emails whose ``field``, where exact, holds ``words``, as
+        the full-text index alone counts them (no row read); None when no word is long
+        enough for it (bridge.store.email_query.header_words_match)."""
+        match = email_query.header_words_match(field, words)
+        if match is None:
+            return None
+        with self._lock:
+            found = self._conn.execute(f"SELECT COUNT(*) FROM ({match.sql})", match.params)
+            hits = found.fetchone()[0]
+            total = self._conn.execute("SELECT COUNT(*) FROM header_text").fetchone()[0]
+        return hits / total if total else 0.0
 
     def without_header_text(
         self, mailbox_id: str, limit: int, below: int | None = None

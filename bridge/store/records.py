@@ -68,14 +68,17 @@ class Location(msgspec.Struct, frozen=True):
 
 
 class SortKeys(msgspec.Struct, frozen=True):
-    """An Email's keys for the header sorts Email/query answers across folders: each
-    text already in the form that compares as the upstream's SORT does (see
-    bridge.mail.sort_keys); ``sent_at`` in Unix seconds, None without a usable Date."""
+    """What Email/query reads of an Email's summary: its keys for the header sorts
+    answered across folders, each text already in the form that compares as the
+    upstream's SORT does (see bridge.mail.sort_keys); ``sent_at`` in Unix seconds, None
+    without a usable Date; and hasAttachment, None when what it was made from does not
+    say."""
 
     from_: str
     to: str
     subject: str
     sent_at: int | None
+    has_attachment: bool | None = None
 
 
 class HeaderText(msgspec.Struct, frozen=True):

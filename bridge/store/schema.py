@@ -187,6 +187,83 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO header_text(email_id) SELECT id FROM emails;
     INSERT INTO meta(key, value) SELECT 'header_backfill', '1' WHERE EXISTS (SELECT 1 FROM emails);
     """,
+    """
+    -- The header index's words under a full-text index (SQLite FTS5, trigram tokenizer),
+    -- so that a from/to/cc/bcc/subject word of three or more characters is found without
+    -- reading every Email's row (bridge.store.email_query.header_words_match). The index
+    -- holds a field only where it is exact (the narrowing reads the others, few, through
+    -- header_text_uncertain), as it is stored: case-mapped already, so the tokenizer
+    -- keeps case. It needs an integer key: header_text is rebuilt with one (entry, the
+    -- next after the largest when a row is added, which VACUUM never renumbers as it
+    -- may a rowid), and its triggers keep the index; it stores no copy of the text
+    -- (content='').
+    ALTER TABLE header_text RENAME TO header_text_before;
+    CREATE TABLE header_text (
+        email_id TEXT PRIMARY KEY,
+        entry INTEGER NOT NULL UNIQUE,
+        from_text TEXT,
+        to_text TEXT,
+        cc_text TEXT,
+        bcc_text TEXT,
+        subject_text TEXT,
+        inexact INTEGER
+    ) WITHOUT ROWID;
+    -- The Emails the upstream's SEARCH must decide: not indexed yet, or a field inexact.
+    CREATE INDEX header_text_uncertain ON header_text(inexact, email_id)
+        WHERE inexact IS NULL OR inexact <> 0;
+    CREATE VIRTUAL TABLE header_words USING fts5(
+        from_text, to_text, cc_text, bcc_text, subject_text,
+        content='', tokenize='trigram case_sensitive 1'
+    );
+    -- What the index holds of a row. A contentless index forgets a row only when told
+    -- the values it was given: the triggers read them here, before the row changes.
+    CREATE VIEW header_words_source AS SELECT entry,
+        CASE WHEN (inexact & 1) = 0 THEN from_text END AS from_text,
+        CASE WHEN (inexact & 2) = 0 THEN to_text END AS to_text,
+        CASE WHEN (inexact & 4) = 0 THEN cc_text END AS cc_text,
+        CASE WHEN (inexact & 8) = 0 THEN bcc_text END AS bcc_text,
+        CASE WHEN (inexact & 16) = 0 THEN subject_text END AS subject_text
+        FROM header_text;
+    CREATE TRIGGER header_words_insert AFTER INSERT ON header_text BEGIN
+        INSERT INTO header_words(rowid, from_text, to_text, cc_text, bcc_text, subject_text)
+            SELECT * FROM header_words_source WHERE entry = new.entry;
+    END;
+    CREATE TRIGGER header_words_delete BEFORE DELETE ON header_text BEGIN
+        INSERT INTO header_words(header_words, rowid, from_text, to_text, cc_text, bcc_text,
+                                 subject_text)
+            SELECT 'delete', * FROM header_words_source WHERE entry = old.entry;
+    END;
+    CREATE TRIGGER header_words_forget BEFORE UPDATE ON header_text BEGIN
+        INSERT INTO header_words(header_words, rowid, from_text, to_text, cc_text, bcc_text,
+                                 subject_text)
+            SELECT 'delete', * FROM header_words_source WHERE entry = old.entry;
+    END;
+    CREATE TRIGGER header_words_update AFTER UPDATE ON header_text BEGIN
+        INSERT INTO header_words(rowid, from_text, to_text, cc_text, bcc_text, subject_text)
+            SELECT * FROM header_words_source WHERE entry = new.entry;
+    END;
+    INSERT INTO header_text(email_id, entry, from_text, to_text, cc_text, bcc_text,
+                            subject_text, inexact)
+        SELECT email_id, ROW_NUMBER() OVER (ORDER BY email_id), from_text, to_text, cc_text,
+               bcc_text, subject_text, inexact
+        FROM header_text_before;
+    DROP TABLE header_text_before;
+    -- Fields read before a fix of raw UTF-8 beside encoded-words were kept with Python's
+    -- backslash-u escapes for words (bridge.mail.header_text._joined): read them again.
+    UPDATE header_text SET from_text = NULL, to_text = NULL, cc_text = NULL, bcc_text = NULL,
+        subject_text = NULL, inexact = NULL
+    WHERE ' ' || IFNULL(from_text, '') || ' ' || IFNULL(to_text, '') || ' ' ||
+        IFNULL(cc_text, '') || ' ' || IFNULL(bcc_text, '') || ' ' || IFNULL(subject_text, '')
+        GLOB '* U[0-9A-F][0-9A-F][0-9A-F][0-9A-F]*';
+    INSERT OR IGNORE INTO meta(key, value) SELECT 'header_backfill', '1'
+        WHERE EXISTS (SELECT 1 FROM header_text WHERE inexact IS NULL);
+    -- hasAttachment, made with the summary (SortKeys); NULL until then, and for Emails
+    -- summarised before this column (Email/query reads their summaries once).
+    ALTER TABLE emails ADD COLUMN has_attachment INTEGER;
+    CREATE INDEX emails_attachment ON emails(has_attachment, id);
+    -- minSize/maxSize: a range of sizes, not a walk of every Email's row.
+    CREATE INDEX emails_size ON emails(size, id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -7,9 +7,11 @@ per message). Then, per filter, Email/query ``{inMailbox: INBOX, <condition>}`` 
 first, limit 50, calculateTotal, against ``UID SORT (REVERSE ARRIVAL) UTF-8 <criterion>``
 on a logged-in imapclient connection with INBOX selected: from (one sender's last name),
 subject (a topic word), to (the owner's name, on every message), hasKeyword $flagged,
-receivedAt (a tenth of the dates). Each answer is checked: the total against the server's
-count (for receivedAt, against the seeded dates) and the page's Message-IDs against the
-server's first 50. Medians, minimum and maximum of ``--reps`` rounds after one warm-up,
+receivedAt (a tenth of the dates), hasAttachment (the seeded multipart/mixed messages,
+against ``HEADER Content-Type multipart/mixed``), size (``minSize`` 20,000 against
+``LARGER``). Each answer is checked: the total against the server's count (for
+receivedAt, against the seeded dates) and the page's Message-IDs against the server's
+first 50. Medians, minimum and maximum of ``--reps`` rounds after one warm-up,
 bridge and raw alternating. ``--index-only`` stops after the indexing (to compare the
 indexing cost of another checkout). Prints one JSON object.
 """
@@ -33,6 +35,7 @@ from tests.bench.scenarios import USERS, seed_account, user_cache, utc
 
 USER = "large"
 PAGE = 50
+FILTERS = ("from", "subject", "to", "hasKeyword", "receivedAt", "hasAttachment", "size")
 
 
 def _imap_date(when: datetime) -> str:
@@ -54,6 +57,13 @@ def _filters(dates: list[datetime]) -> dict[str, tuple[dict[str, Any], list[str]
         "subject": ({"subject": "roadmap"}, ["SUBJECT", "roadmap"], None),
         "to": ({"to": "alice"}, ["TO", "alice"], None),
         "hasKeyword": ({"hasKeyword": "$flagged"}, ["FLAGGED"], None),
+        # The seeded messages with an attachment are the multipart/mixed ones.
+        "hasAttachment": (
+            {"hasAttachment": True},
+            ["HEADER", "Content-Type", "multipart/mixed"],
+            None,
+        ),
+        "size": ({"minSize": 20_000}, ["LARGER", "19999"], None),
         "receivedAt": (
             {"after": utc(start), "before": utc(end)},
             ["SINCE", _imap_date(start), "BEFORE", _imap_date(end)],
@@ -81,9 +91,7 @@ def _message_ids(jmap: Jmap, ids: list[str]) -> list[str]:
 def _raw_message_ids(client: IMAPClient, uids: list[int]) -> list[str]:
     item = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
     fetched = client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
-    return [
-        fetched[uid][item].decode().split("<", 1)[1].split(">", 1)[0] for uid in uids
-    ]
+    return [fetched[uid][item].decode().split("<", 1)[1].split(">", 1)[0] for uid in uids]
 
 
 def bench_size(messages: int, reps: int, index_only: bool) -> dict[str, Any]:
@@ -157,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         small, large = (results[str(size)] for size in sizes)
         results["growth"] = {
             name: round(large[name]["bridge"]["median_ms"] / small[name]["bridge"]["median_ms"], 2)
-            for name in ("from", "subject", "to", "hasKeyword", "receivedAt")
+            for name in FILTERS
         }
     print(json.dumps(results, indent=1))
     return 0

@@ -88,8 +88,18 @@ def _message(rng: random.Random, number: int) -> bytes:
         lines.append("Subject: " + (subject if subject.isascii() or rng.random() < 0.3
                                     else _b(subject)))  # fmt: skip
     body = "body text\r\n" * rng.randint(1, 40)
+    if _has_attachment(number):
+        return ("\r\n".join(lines) + '\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; '
+                'boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
+                + body + "--b\r\nContent-Type: application/pdf\r\nContent-Disposition: "
+                'attachment; filename="a.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+                "JVBERi0xLjQK\r\n--b--\r\n").encode()  # fmt: skip
     return ("\r\n".join(lines) + "\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + body
             ).encode()  # fmt: skip
+
+
+def _has_attachment(number: int) -> bool:
+    return number % 5 == 2  # decided apart from the random draws, which stay as they were
 
 
 def _fill(other: IMAPClient, rng: random.Random) -> None:
@@ -128,6 +138,17 @@ class Reference:
         self.universe = set(self.facts)
         self.other = other
         self.mailboxes = mailboxes  # name -> id
+        # hasAttachment as the test wrote the messages, by their Message-ID.
+        self.attached: set[str] = set()
+        for name, mailbox_id in mailboxes.items():
+            other.select_folder(name, readonly=True)
+            item = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+            uids = other.search("ALL")
+            fetched = other.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]) if uids else {}
+            for uid, data in fetched.items():
+                number = int(data[item].split(b"<", 1)[1].split(b"@", 1)[0])
+                if _has_attachment(number) and uid in self.by_uid.get(mailbox_id, {}):
+                    self.attached.add(self.by_uid[mailbox_id][uid])
 
     def where(self, test: Callable[[str], bool]) -> set[str]:
         return {e for e in self.universe if test(e)}
@@ -176,6 +197,8 @@ class Reference:
             return size >= value if name == "minSize" else size < value
         if name in ("hasKeyword", "notKeyword"):
             return (value in keywords) == (name == "hasKeyword")
+        if name == "hasAttachment":
+            return (email_id in self.attached) == value
         in_thread = self.thread_has(email_id, value)
         if name == "someInThreadHaveKeyword":
             return any(in_thread)
@@ -224,7 +247,7 @@ def _header_token(rng: random.Random, reference: Reference) -> str:
 
 
 def _condition(rng: random.Random, reference: Reference, ids: list[str]) -> dict[str, Any]:
-    kind = rng.randrange(12)
+    kind = rng.randrange(13)
     keyword = rng.choice(KEYWORDS)
     moment = START + timedelta(minutes=rng.randint(0, 7 * COUNT))
     date = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -241,6 +264,7 @@ def _condition(rng: random.Random, reference: Reference, ids: list[str]) -> dict
         lambda: {"cc": _header_token(rng, reference)},
         lambda: {"from": _header_token(rng, reference), "hasKeyword": keyword},
         lambda: {"inMailbox": rng.choice(ids), "subject": _header_token(rng, reference)},
+        lambda: {"hasAttachment": rng.random() < 0.5, "inMailbox": rng.choice(ids)},
     ][kind]()
 
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
+from bridge.mail.header_text import INEXACT_BIT
 from bridge.store.cache import EMAIL, EMAIL_DELIVERY, MAILBOX, THREAD, Cache
-from bridge.store.records import Counts, FlagUpdate, FolderState, MailboxRecord, NewMessage
+from bridge.store.email_query import header_holds, shaped, size_at_least
+from bridge.store.records import (
+    Counts,
+    FlagUpdate,
+    FolderState,
+    HeaderText,
+    MailboxRecord,
+    NewMessage,
+)
 from tests.support.stores import open_test_cache
 
 
@@ -338,3 +348,62 @@ def test_mirrored_locations_follow_their_source_and_keep_counts(cache: Cache) ->
         cache.recount(None)
     assert {record.id: record.counts for record in cache.mailboxes()} == kept
     assert kept[label].total_emails == 2 and kept[label].unread_emails == 1
+
+
+def test_the_full_text_index_follows_the_header_index(cache: Cache) -> None:
+    """Every write of header_text (a new Email, the indexer's fill-in, a purge) reaches
+    header_words, so its answers stay those of reading the rows."""
+    inbox = add_mailbox(cache, "INBOX")
+    texts = {
+        1: HeaderText("ALICE SMITH ALICE EX TEST", "BOB", "", "", "QUARTERLY BUDGET"),
+        2: HeaderText("ZOE", "ALICE", "", "", "BUDGETS", inexact=INEXACT_BIT["from"]),
+        3: None,
+    }
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[
+            msgspec.structs.replace(message(uid, f"k{uid}"), header_text=text)
+            for uid, text in texts.items()
+        ])  # fmt: skip
+    by_uid = {uid: location.email_id for uid, location in cache.locations(inbox).items()}
+
+    def found(field: str, *words: str) -> set[str]:
+        clause = header_holds(field, INEXACT_BIT[field], list(words))
+        return set(cache.query_page(clause, ()))
+
+    assert found("from", "LIC") == {by_uid[1]}  # 2's From is inexact: not the index's
+    assert found("subject", "BUDGET") == {by_uid[1], by_uid[2]}
+    assert found("to", "ALICE") == {by_uid[2]}
+    assert cache.header_share("to", ["ALICE"]) == pytest.approx(1 / 3)
+    assert cache.header_share("to", ["AL"]) is None  # too short for trigrams
+    cache.set_header_texts(inbox, {3: HeaderText("", "ALICE ZED", "", "", "")})
+    assert found("to", "ALICE") == {by_uid[2], by_uid[3]}
+    assert found("to", "ALICE", "ZED") == {by_uid[3]}
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, removed=[2, 3])
+        cache.purge_orphans([by_uid[2], by_uid[3]])
+    assert found("to", "ALICE") == set()
+    assert found("subject", "BUDGET") == {by_uid[1]}
+    for common in (False, True):  # both shapes of the clause give one answer
+        clause = header_holds("subject", INEXACT_BIT["subject"], ["QUA", "GE"], common=common)
+        assert set(cache.query_page(clause, ())) == {by_uid[1]}
+
+
+def test_both_shapes_of_a_row_condition_give_one_answer(cache: Cache) -> None:
+    """``shaped``: tested on each row or built as a set, in a folder's scope or not."""
+    inbox = add_mailbox(cache, "INBOX")
+    other = add_mailbox(cache, "Other")
+    sizes = {1: 100, 2: 5_000, 3: 70_000, 4: 250}
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[
+            msgspec.structs.replace(message(uid, f"s{uid}"), size=size, received_at=uid)
+            for uid, size in sizes.items()
+        ])  # fmt: skip
+        cache.apply_folder_delta(other, added=[message(1, "s3")])
+    by_uid = {uid: location.email_id for uid, location in cache.locations(inbox).items()}
+    test = size_at_least(1_000)
+    assert cache.share(test) == pytest.approx(2 / 4)
+    for common in (False, True):
+        clause = shaped(test, common=common)
+        assert cache.query_page(clause, ()) == [by_uid[3], by_uid[2]]
+        assert cache.query_page(clause, (), mailbox_id=inbox) == [by_uid[3], by_uid[2]]
+        assert cache.query_count(clause, mailbox_id=other) == 1

@@ -129,3 +129,41 @@ def test_an_empty_cache_needs_no_header_backfill(tmp_path: Path) -> None:
     cache = Cache.open(path)
     assert not cache.header_backfill_due()
     cache.close()
+
+
+def test_the_header_index_moves_under_the_full_text_index_with_its_rows(tmp_path: Path) -> None:
+    """Migration 8 rebuilds header_text with an integer key and indexes every exact field
+    of its rows in header_words; fields marked inexact and rows not yet known stay out, as
+    do rows read with escapes for words (raw UTF-8 beside encoded-words), to be read again."""
+    path = tmp_path / "cache.sqlite3"
+    _at_version(path, 7)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executemany(
+        "INSERT INTO header_text(email_id, from_text, to_text, subject_text, inexact) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [
+            ("e1", "ALICE SMITH", "BOB", "BUDGET", 0),
+            ("e2", "ALICE JONES", "CAROL", "", 1),
+            ("e3", None, None, None, None),
+            ("e4", "ZOE EX TEST", "U0418 U0432 U0430 U043D IVAN RU TEST", "", 0),
+        ],
+    )
+    conn.close()
+    cache = Cache.open(path)
+    assert cache.header_backfill_due()  # e4's escapes are read again
+    with cache.sql() as db:
+
+        def hits(query: str) -> list[str]:
+            return [row[0] for row in db.execute(
+                "SELECT h.email_id FROM header_text h WHERE h.entry IN "
+                "(SELECT rowid FROM header_words WHERE header_words MATCH ?) ORDER BY 1",
+                (query,),
+            )]  # fmt: skip
+
+        assert hits('from_text : "LIC"') == ["e1"]  # e2's From is inexact
+        assert hits('to_text : "CAROL"') == ["e2"]
+        assert hits('"lic"') == []  # case-mapped text, matched case by case
+        assert hits('from_text : "ZOE"') == []
+        rows = db.execute("SELECT email_id, entry, inexact FROM header_text ORDER BY entry")
+        assert rows.fetchall() == [("e1", 1, 0), ("e2", 2, 1), ("e3", 3, None), ("e4", 4, None)]
+    cache.close()
