@@ -1270,15 +1270,20 @@ class Cache:
                 "SELECT 1 FROM emails WHERE has_attachment IS NULL LIMIT 1"
             ).fetchone())  # fmt: skip
 
+    def header_words_match(self, field: str, words: Sequence[str]) -> Clause | None:
+        """The full-text index's entries for ``words`` in ``field``: SQLite's FTS5 table
+        (bridge.store.email_query.header_words_match)."""
+        return email_query.header_words_match(field, words)
+
     def header_share(self, field: str, words: Sequence[str]) -> float | None:
         """The share of the cached Emails whose ``field``, where exact, holds ``words``, as
         the full-text index alone counts them (no row read); None when no word is long
         enough for it (bridge.store.email_query.header_words_match)."""
-        match = email_query.header_words_match(field, words)
+        match = self.header_words_match(field, words)
         if match is None:
             return None
         with self._lock:
-            found = self._conn.execute(f"SELECT COUNT(*) FROM ({match.sql})", match.params)
+            found = self._conn.execute(f"SELECT COUNT(*) FROM ({match.sql}) AS m", match.params)
             hits = found.fetchone()[0]
             total = self._conn.execute("SELECT COUNT(*) FROM header_text").fetchone()[0]
         return hits / total if total else 0.0

@@ -14,9 +14,10 @@ A user's schema is ``u_`` and the first 32 hex digits of the SHA-256 of the logi
 same key as the SQLite file's directory: derived from the authenticated login, never from
 anything a client sends, and never more than hex digits in SQL text.
 
-Migrations are SQLite's (bridge.store.schema), in PostgreSQL's types, with the version in
-each schema's ``schema_version`` table; a transaction-scoped advisory lock on the schema's
-name keeps two processes from migrating one user at once.
+Migrations are SQLite's (bridge.store.schema), in PostgreSQL's types (one in a form of its
+own: bridge.store.dialect.postgres_migrations), with the version in each schema's
+``schema_version`` table; a transaction-scoped advisory lock on the schema's name keeps
+two processes from migrating one user at once.
 """
 
 from __future__ import annotations
@@ -30,10 +31,17 @@ from contextlib import contextmanager
 from typing import Any, Self
 
 from bridge.store import cache as sqlite_cache
-from bridge.store.dialect import COMPAT_FUNCTIONS, COMPAT_SCHEMA, postgres_ddl, postgres_sql
+from bridge.store.dialect import (
+    COMPAT_FUNCTIONS,
+    COMPAT_SCHEMA,
+    header_words_like,
+    postgres_migrations,
+    postgres_sql,
+)
+from bridge.store.email_query import Clause
 from bridge.store.health import StorageFull, StoreUnavailable
 from bridge.store.pg_connections import Connections
-from bridge.store.schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew
+from bridge.store.schema import SCHEMA_VERSION, SchemaTooNew
 
 log = logging.getLogger("bridge.store")
 
@@ -199,6 +207,9 @@ class PostgresCache(sqlite_cache.Cache):
             except Exception as exc:  # statistics are an optimization: never a failure
                 log.debug("ANALYZE of %s failed: %s", self._session.schema, exc)
 
+    def header_words_match(self, field: str, words: Sequence[str]) -> Clause | None:
+        return header_words_like(field, words)
+
     def _upgrade(self, conn: object) -> None:
         self.took_spare = migrate(self._session, claim_spare=True)
 
@@ -244,7 +255,7 @@ def migrate(session: PostgresSession, *, claim_spare: bool = False) -> bool:
             if version > SCHEMA_VERSION:
                 raise SchemaTooNew(f"store schema {version} is newer than this bridge")
             if version < SCHEMA_VERSION:
-                session.run_script(postgres_ddl("".join(MIGRATIONS[version:SCHEMA_VERSION])))
+                session.run_script(postgres_migrations(version, SCHEMA_VERSION))
                 session.execute("DELETE FROM schema_version")
                 session.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
         except BaseException:
@@ -296,6 +307,9 @@ class PostgresStores:
         self._pool = Connections(dsn, max_connections, CHECKOUT_TIMEOUT)
         self._ready = False
         self._ready_lock = threading.Lock()
+        # What every search_path ends with: bridge_sql, and the schema of pg_trgm when the
+        # database had it elsewhere already (its operator classes are named unqualified).
+        self._search_tail = COMPAT_SCHEMA
         self._making_spare = threading.Lock()
 
     def _prepare(self) -> None:
@@ -309,6 +323,12 @@ class PostgresStores:
             with _translated_errors(), self._pool.connect() as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (COMPAT_SCHEMA,))
                 conn.execute(COMPAT_FUNCTIONS)
+                trigrams = conn.execute(
+                    "SELECT extnamespace::regnamespace::text FROM pg_extension "
+                    "WHERE extname = 'pg_trgm'"
+                ).fetchone()[0]
+            if trigrams != COMPAT_SCHEMA:
+                self._search_tail = f"{COMPAT_SCHEMA}, {trigrams}"
             self._ready = True
         self._make_spare_later()
 
@@ -320,7 +340,7 @@ class PostgresStores:
             try:
                 if self._pool.schema_of.get(conn) != schema:
                     self._pool.schema_of.pop(conn, None)
-                    conn.execute(f'SET search_path TO "{schema}", {COMPAT_SCHEMA}')
+                    conn.execute(f'SET search_path TO "{schema}", {self._search_tail}')
                     self._pool.schema_of[conn] = schema
             except BaseException:
                 self._pool.put(conn)

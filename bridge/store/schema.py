@@ -14,6 +14,17 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+# Migration 8's part that both databases spell alike (bridge.store.dialect has the rest in
+# PostgreSQL's form).
+EMAIL_QUERY_COLUMNS = """
+    -- hasAttachment, made with the summary (SortKeys); NULL until then, and for Emails
+    -- summarised before this column (Email/query reads their summaries once).
+    ALTER TABLE emails ADD COLUMN has_attachment INTEGER;
+    CREATE INDEX emails_attachment ON emails(has_attachment, id);
+    -- minSize/maxSize: a range of sizes, not a walk of every Email's row.
+    CREATE INDEX emails_size ON emails(size, id);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -257,13 +268,8 @@ MIGRATIONS: tuple[str, ...] = (
         GLOB '* U[0-9A-F][0-9A-F][0-9A-F][0-9A-F]*';
     INSERT OR IGNORE INTO meta(key, value) SELECT 'header_backfill', '1'
         WHERE EXISTS (SELECT 1 FROM header_text WHERE inexact IS NULL);
-    -- hasAttachment, made with the summary (SortKeys); NULL until then, and for Emails
-    -- summarised before this column (Email/query reads their summaries once).
-    ALTER TABLE emails ADD COLUMN has_attachment INTEGER;
-    CREATE INDEX emails_attachment ON emails(has_attachment, id);
-    -- minSize/maxSize: a range of sizes, not a walk of every Email's row.
-    CREATE INDEX emails_size ON emails(size, id);
-    """,
+    """
+    + EMAIL_QUERY_COLUMNS,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
