@@ -10,13 +10,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import psycopg
 import pytest
 
 from bridge.store.dialect import postgres_migrations, postgres_sql
 from bridge.store.health import StoreUnavailable
 from bridge.store.postgres import PostgresStores, redacted
-from bridge.store.records import FolderState, MailboxRecord, NewMessage
+from bridge.store.records import FolderState, HeaderText, MailboxRecord, NewMessage
 from bridge.store.schema import SCHEMA_VERSION, SchemaTooNew
 from tests.integration.server import BridgeServer, free_port
 from tests.integration.upstreams import Upstream
@@ -133,6 +134,49 @@ def test_the_header_index_gets_its_key_and_a_trigram_index_that_serves_its_words
         sql = postgres_sql(match.sql)
         plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN {sql}", match.params))
     assert "header_words" in plan
+
+
+def test_a_role_that_only_may_create_in_its_database_runs_the_store() -> None:
+    """No superuser: a role with CREATE on the database makes bridge's schemas and adds
+    pg_trgm (a trusted extension), and a user's header words are found through it."""
+    cluster = stores.cluster()
+    name, password = f"owner_{secrets.token_hex(4)}", secrets.token_hex(12)
+    database = cluster.create_database(f"store_{secrets.token_hex(4)}")
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+        conn.execute(f"GRANT CREATE ON DATABASE {database.rsplit('/', 1)[1]} TO {name}")
+    own = database.replace(cluster.dsn().split("@")[0], f"postgresql://{name}:{password}")
+    assert own != database
+    opened = PostgresStores(own, max_connections=2)
+    try:
+        cache = opened.open(secrets.token_hex(16))
+        inbox = _folder(cache, "INBOX")
+        text = HeaderText("ALICE SMITH", "BOB", "", "", "BUDGET")
+        added = msgspec.structs.replace(FIRST, header_text=text)
+        with cache.transaction():
+            cache.apply_folder_delta(inbox, added=[added])
+        assert cache.header_share("from", ["SMITH"]) == 1.0
+        assert cache.header_share("from", ["JONES"]) == 0.0
+    finally:
+        opened.close()
+
+
+def test_pg_trgm_added_before_in_another_schema_serves_the_store() -> None:
+    """A database whose pg_trgm lives elsewhere (public): bridge's search_path finds its
+    operator classes there."""
+    database = stores.cluster().create_database(f"store_{secrets.token_hex(4)}")
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_trgm SCHEMA public")
+    opened = PostgresStores(database, max_connections=2)
+    try:
+        cache = opened.open(secrets.token_hex(16))
+        inbox = _folder(cache, "INBOX")
+        added = msgspec.structs.replace(FIRST, header_text=HeaderText("ZOE", "", "", "", ""))
+        with cache.transaction():
+            cache.apply_folder_delta(inbox, added=[added])
+        assert cache.header_share("from", ["ZOE"]) == 1.0
+    finally:
+        opened.close()
 
 
 def _folder(cache: object, name: str) -> str:
