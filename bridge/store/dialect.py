@@ -89,6 +89,16 @@ _OWN_FORMS = {
     CREATE INDEX header_words ON header_text USING gin (from_text gin_trgm_ops,
         to_text gin_trgm_ops, cc_text gin_trgm_ops, bcc_text gin_trgm_ops,
         subject_text gin_trgm_ops);
+    -- Without statistics on "(inexact & bit) = 0", which nearly every row meets, the
+    -- planner guesses 0.5% of the rows: a page of a header condition every Email meets
+    -- then reads them all (40 ms against 0.4 ms at 10,000 Emails). Statistics on an
+    -- expression need PostgreSQL 14.
+    DO $$ BEGIN
+        IF current_setting('server_version_num')::integer >= 140000 THEN
+            CREATE STATISTICS header_text_exact ON (inexact & 1), (inexact & 2),
+                (inexact & 4), (inexact & 8), (inexact & 16) FROM header_text;
+        END IF;
+    END $$;
     -- Fields kept with Python's backslash-u escapes for words: read them again.
     UPDATE header_text SET from_text = NULL, to_text = NULL, cc_text = NULL, bcc_text = NULL,
         subject_text = NULL, inexact = NULL

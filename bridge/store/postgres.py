@@ -311,6 +311,7 @@ class PostgresStores:
         # database had it elsewhere already (its operator classes are named unqualified).
         self._search_tail = COMPAT_SCHEMA
         self._making_spare = threading.Lock()
+        self._closed = False
 
     def _prepare(self) -> None:
         """Define the SQLite functions and open the pool, once: at the first user's open
@@ -367,6 +368,8 @@ class PostgresStores:
 
     def _make_spare(self) -> None:
         with self._making_spare:
+            if self._closed:
+                return
             try:
                 with _translated_errors(), self._pool.connect() as conn:
                     spare = conn.execute(
@@ -393,7 +396,10 @@ class PostgresStores:
         return None
 
     def close(self) -> None:
-        self._pool.close()
+        """Close the pool once no spare schema is being made (none is started after)."""
+        with self._making_spare:
+            self._closed = True
+            self._pool.close()
 
     def __repr__(self) -> str:
         return f"PostgresStores({redacted(self._dsn)!r})"

@@ -310,6 +310,9 @@ def test_a_connection_the_server_dropped_fails_one_statement_then_a_new_one_serv
 ) -> None:
     cache = pg_stores.open(secrets.token_hex(16))
     _folder(cache, "Kept")
+    # The next user's spare schema is made by then: its maker holds the pool's one
+    # connection while at work, and would meet the dropped connection instead.
+    _wait_for_spare(database)
     with psycopg.connect(database, autocommit=True) as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
