@@ -314,10 +314,11 @@ class PostgresStores:
         self._closed = False
 
     def _prepare(self) -> None:
-        """Define the SQLite functions and open the pool, once: at the first user's open
-        (a database down at start does not keep bridge from starting), on a connection of
-        its own, so that a database out of reach fails the request at once rather than
-        after the pool's wait."""
+        """Define the SQLite functions and make a spare schema, once: at start (warm-up),
+        or at the first user's open when the database was down then (a database out of
+        reach does not keep bridge from starting), on a connection of its own, so that a
+        database out of reach fails the request at once rather than after the pool's
+        wait."""
         with self._ready_lock:
             if self._ready:
                 return
@@ -331,7 +332,9 @@ class PostgresStores:
             if trigrams != COMPAT_SCHEMA:
                 self._search_tail = f"{COMPAT_SCHEMA}, {trigrams}"
             self._ready = True
-        self._make_spare_later()
+        # The first new user's schema, made now: at start (warm-up) rather than beside
+        # that user's first request.
+        self._make_spare()
 
     def checkout(self, schema: str) -> Any:
         """A connection whose search_path starts with ``schema``."""

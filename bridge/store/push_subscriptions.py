@@ -3,8 +3,9 @@
 They sit outside the change log (a PushSubscription has no state) and are few, so every
 read returns all of the user's live ones. Expired rows are deleted on the way: the RFC
 lets a server destroy a subscription once it expires, and a URL nobody may push to any
-more is data worth forgetting. Deletes run with ``secure_delete`` so the URL and keys are
-overwritten on disk rather than left in free pages (RFC 8620 §7.2).
+more is data worth forgetting. Deletes run through ``Cache.erasing``: on SQLite with
+``secure_delete``, so the URL and keys are overwritten on disk rather than left in free
+pages (RFC 8620 §7.2); PostgreSQL reclaims a deleted row's space at its next VACUUM.
 """
 
 from __future__ import annotations

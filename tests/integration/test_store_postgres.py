@@ -285,7 +285,8 @@ def _wait_for_spare(database: str, other_than: str = "") -> str:
     raise AssertionError("no spare schema was made")
 
 
-def test_a_new_user_takes_a_schema_made_ahead_and_another_is_made(database: str) -> None:
+def test_a_new_user_takes_a_schema_made_ahead_and_another_is_made() -> None:
+    database = stores.cluster().create_database(f"spares_{secrets.token_hex(4)}")
     opened = PostgresStores(database, max_connections=2)
     try:
         assert opened.check() is None  # the first spare is made once the store is reached
@@ -305,19 +306,21 @@ def test_a_new_user_takes_a_schema_made_ahead_and_another_is_made(database: str)
         opened.close()
 
 
-def test_a_connection_the_server_dropped_fails_one_statement_then_a_new_one_serves(
-    pg_stores: PostgresStores, database: str
-) -> None:
+def test_a_connection_the_server_dropped_fails_one_statement_then_a_new_one_serves() -> None:
+    database = stores.cluster().create_database(f"dropped_{secrets.token_hex(4)}")
+    pg_stores = PostgresStores(database, max_connections=1)
     cache = pg_stores.open(secrets.token_hex(16))
     _folder(cache, "Kept")
-    # The next user's spare schema is made by then: its maker holds the pool's one
-    # connection while at work, and would meet the dropped connection instead.
-    _wait_for_spare(database)
+    _wait_for_spare(database)  # nothing else uses the one connection from now on
+    time.sleep(0.2)
     with psycopg.connect(database, autocommit=True) as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
-    with pytest.raises(StoreUnavailable):
-        cache.mailboxes()
-    assert [m.name for m in cache.mailboxes()] == ["Kept"]
+    try:
+        with pytest.raises(StoreUnavailable):
+            cache.mailboxes()
+        assert [m.name for m in cache.mailboxes()] == ["Kept"]
+    finally:
+        pg_stores.close()
