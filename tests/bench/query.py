@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -129,7 +130,7 @@ def _bridges(
             database = None
             if store == "postgresql":
                 assert cluster is not None
-                database = cluster.create_database(f"bench_query_{len(bridges)}")
+                database = cluster.create_database(f"bench_query_{secrets.token_hex(4)}")
             flags = ["--store", database] if database else []
             bridges[store] = (stack.enter_context(BridgeProcess(imap_port, flags=flags)), database)
         yield bridges
