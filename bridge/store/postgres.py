@@ -41,6 +41,7 @@ from bridge.store.dialect import (
 from bridge.store.email_query import Clause
 from bridge.store.health import StorageFull, StoreUnavailable
 from bridge.store.pg_connections import Connections
+from bridge.store.records import HeaderText, SortKeys
 from bridge.store.schema import SCHEMA_VERSION, SchemaTooNew
 
 log = logging.getLogger("bridge.store")
@@ -176,6 +177,9 @@ class PostgresCache(sqlite_cache.Cache):
         # an existing user's tables have theirs).
         self._analyzed_at = 0
         self._analyzing = threading.Lock()
+        # Rows written outside the change log since the store opened (the indexer's header
+        # texts and summaries' sort keys): they change the statistics as much.
+        self._unlogged_writes = 0
         super().__init__(session, lock=session)  # type: ignore[arg-type]
         self._analyzed_at = self.counter
 
@@ -194,10 +198,11 @@ class PostgresCache(sqlite_cache.Cache):
         time (and by ANALYZE_AFTER at least): a few times while a cache fills. On a
         connection of its own, beside the user's requests (ANALYZE blocks no reads or
         writes), one at a time."""
-        grown = self.counter - self._analyzed_at
+        writes = self.counter + self._unlogged_writes
+        grown = writes - self._analyzed_at
         if grown < max(ANALYZE_AFTER, self._analyzed_at // 2) or self._analyzing.locked():
             return
-        self._analyzed_at = self.counter
+        self._analyzed_at = writes
         threading.Thread(target=self._analyze, name="store-analyze", daemon=True).start()
 
     def _analyze(self) -> None:
@@ -206,6 +211,18 @@ class PostgresCache(sqlite_cache.Cache):
                 self._session.run_apart(f"ANALYZE {', '.join(ANALYZED_TABLES)}")
             except Exception as exc:  # statistics are an optimization: never a failure
                 log.debug("ANALYZE of %s failed: %s", self._session.schema, exc)
+
+    def set_sort_keys(self, keys: dict[str, SortKeys]) -> None:
+        # hasAttachment among them: until analyzed, the planner takes every Email's as
+        # unknown (a hasAttachment page at 50,000 Emails: 215 ms against SQLite's 23).
+        super().set_sort_keys(keys)
+        self._unlogged_writes += len(keys)
+        self._analyze_when_grown()
+
+    def set_header_texts(self, mailbox_id: str, texts: dict[int, HeaderText]) -> None:
+        super().set_header_texts(mailbox_id, texts)
+        self._unlogged_writes += len(texts)
+        self._analyze_when_grown()
 
     def header_words_match(self, field: str, words: Sequence[str]) -> Clause | None:
         return header_words_like(field, words)
