@@ -175,9 +175,12 @@ def _mailbox(row: sqlite3.Row) -> MailboxRecord:
 
 def _sort_values(keys: SortKeys | None) -> tuple[str | int | None, ...]:
     if keys is None:
-        return (None, None, None, None, None)
-    attachment = None if keys.has_attachment is None else int(keys.has_attachment)
-    return (keys.from_, keys.to, keys.subject, keys.sent_at, attachment)
+        return (None, None, None, None)
+    return (keys.from_, keys.to, keys.subject, keys.sent_at)
+
+
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _header_values(text: HeaderText | None) -> tuple[str | int | None, ...]:
@@ -790,6 +793,7 @@ class Cache:
                 email_id, thread_id, _keywords_text(message.keywords),
                 int(_is_unread(message.keywords)), message.size, message.received_at,
                 message.summary, *_sort_values(message.sort_keys),
+                _flag(message.has_attachment),
             ),
         )  # fmt: skip
         self._conn.executemany(
@@ -1119,7 +1123,10 @@ class Cache:
                 # Keys made from the header fields alone do not say hasAttachment: kept.
                 "UPDATE emails SET sort_from = ?, sort_to = ?, sort_subject = ?, sent_at = ?, "
                 "has_attachment = COALESCE(?, has_attachment) WHERE id = ?",
-                [(*_sort_values(k), email_id) for email_id, k in keys.items()],
+                [
+                    (*_sort_values(k), _flag(k.has_attachment), email_id)
+                    for email_id, k in keys.items()
+                ],
             )
 
     def sort_keys(self) -> dict[str, SortKeys]:

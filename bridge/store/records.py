@@ -114,6 +114,8 @@ class NewMessage(msgspec.Struct, frozen=True):
     sort_keys: SortKeys | None = None
     # The header index's keys; None when the FETCH did not bring the fields.
     header_text: HeaderText | None = None
+    # From BODYSTRUCTURE; None when the FETCH did not bring it.
+    has_attachment: bool | None = None
 
 
 class FlagUpdate(msgspec.Struct, frozen=True):
