@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.store.dialect import postgres_ddl, postgres_sql
+from bridge.mail.header_text import INEXACT_BIT
+from bridge.store.dialect import header_words_like, postgres_ddl, postgres_sql
 from bridge.store.postgres import redacted
 
 
@@ -55,3 +56,15 @@ def test_the_store_setting_is_a_postgresql_url_or_unset() -> None:
         Settings(store="mysql://db/bridge").validate()
     with pytest.raises(ConfigError, match="store_connections"):
         Settings(store_connections=0).validate()
+
+
+def test_the_postgresql_word_match_reads_each_fields_own_exactness_bit() -> None:
+    """header_words_like leaves out a field the index marks inexact by the mail layer's
+    bit for it, and takes the word's LIKE characters as they are."""
+    for field, bit in INEXACT_BIT.items():
+        match = header_words_like(field, ["AB", "WORD"])
+        assert match is not None
+        assert match.params == (bit, "%WORD%")
+    assert header_words_like("to", ["AB"]) is None
+    escaped = header_words_like("subject", ["100%_\\"])
+    assert escaped is not None and escaped.params[1:] == ("%100\\%\\_\\\\%",)
