@@ -30,7 +30,12 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     add("--listen-host", dest="listen_host")
     add("--listen-port", dest="listen_port", type=int)
     add("--public-url", dest="public_url", help="absolute URL clients use to reach bridge")
-    add("--data-dir", dest="data_dir", help="where per-user caches live")
+    add("--data-dir", dest="data_dir", help="where per-user caches (SQLite) and uploads live")
+    add("--store", dest="store", metavar="URL",
+        help="keep the caches in PostgreSQL: postgresql://user:password@host:port/db "
+             "(default: SQLite files under --data-dir)")  # fmt: skip
+    add("--store-connections", dest="store_connections", type=int,
+        help="connections the PostgreSQL store keeps open at most (12)")  # fmt: skip
     add("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     add("--log-format", dest="log_format", choices=["text", "json"],
         help="json: one object per line (time, level, logger, message, extra fields)")  # fmt: skip

@@ -55,6 +55,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # URL of each request.
     public_url: str | None = None
     data_dir: str = "data"
+    # Where the users' caches live: None for SQLite files under data_dir (the default), or
+    # a PostgreSQL URL "postgresql://user:password@host:port/database" (bridge.store.postgres);
+    # uploads stay under data_dir either way. Its password is never logged.
+    store: str | None = None
+    # Connections the PostgreSQL store's pool keeps at most (shared by every user): one per
+    # request thread, and a few for the watchers' and the indexer's writes.
+    store_connections: int = 12
     log_level: str = "info"
     pool_connections_per_user: int = 4
     # Threads that run requests' blocking work (bridge/workers.py): few, since request
@@ -174,6 +181,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     @property
     def coordination_kind(self) -> str:
         if self.coordination == "auto":
+            # Instances that share a PostgreSQL store coordinate through it too.
+            if self.store is not None and self.store.startswith(STORE_SCHEMES):
+                return self.store
             return "data-dir" if self.workers > 1 else "process"
         return self.coordination
 
@@ -257,9 +267,16 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError("coordination: auto, process, data-dir or a postgresql:// URL")
         if self.workers > 1 and self.coordination == "process":
             raise ConfigError('several workers cannot coordinate with coordination = "process"')
+        if self.store is not None and not self.store.startswith(STORE_SCHEMES):
+            raise ConfigError("store: a PostgreSQL URL (postgresql://...), or unset for SQLite")
+        if self.store_connections < 1:
+            raise ConfigError("store_connections must be at least 1")
         if self.pool_idle_timeout <= 0 or self.max_event_streams_per_user < 1:
             raise ConfigError("pool_idle_timeout and max_event_streams_per_user must be positive")
         return self
+
+
+STORE_SCHEMES = ("postgresql://", "postgres://")
 
 
 def check_cors_origins(origins: list[str]) -> None:

@@ -29,6 +29,7 @@ from bridge.mail.capabilities import (
 )
 from bridge.mail.hub import StateHub
 from bridge.mail.watcher import Watchers
+from bridge.store.stores import stores_for
 from bridge.webpush.service import WebPush
 from bridge.workers import RequestThreads
 
@@ -44,11 +45,13 @@ class Bridge:
             max_open_per_user=settings.pool_connections_per_user,
             idle_timeout=settings.pool_idle_timeout,
         )
+        data_dir = Path(settings.data_dir)
         # What the processes serving the same users share (README "Several instances").
         self.coordinator = open_coordinator(
-            settings.coordination_kind, Path(settings.data_dir), settings.lease_time
+            settings.coordination_kind, data_dir, settings.lease_time
         )
-        self.users = UserRegistry(Path(settings.data_dir), self.coordinator)
+        stores = stores_for(settings.store, data_dir, settings.store_connections)
+        self.users = UserRegistry(data_dir, stores, self.coordinator)
         self.features = Features(
             quota=settings.upstream_quota,
             submission=settings.submission_port is not None,
@@ -146,6 +149,8 @@ class Bridge:
     def _may_run_inline(self, username: str, jmap_request: Request) -> bool:
         if self.settings.inline_budget <= 0 or not self.engine.may_run_inline(jmap_request):
             return False
+        if self.settings.store is not None:
+            return False  # every read of a PostgreSQL store is a round trip: never on the loop
         user = self.users.find(username)
         return user is not None and user.freshness.level_here()
 

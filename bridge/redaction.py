@@ -4,10 +4,10 @@ At ``--log-level debug`` uvicorn and websockets log request headers (``authoriza
 Basic ...``), and the access log shows query strings (``?access_token=...``). A filter on
 every handler rewrites each record before it is written: credentials after the Basic and
 Bearer schemes, the value of an Authorization header, ``access_token=`` / ``jmap_token=``
-and ``password=``-like parameters, JSON ``"token"`` and ``"password"`` members, and the
-arguments of IMAP LOGIN and AUTHENTICATE. Records are rewritten only where a secret shows,
-and field by field where they can be, so formatters that read a record's arguments (the
-access log's) keep working.
+and ``password=``-like parameters, JSON ``"token"`` and ``"password"`` members, a URL's
+password, and the arguments of IMAP LOGIN and AUTHENTICATE. Records are rewritten only
+where a secret shows, and field by field where they can be, so formatters that read a
+record's arguments (the access log's) keep working.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     ),
     # JSON members.
     (re.compile(r"(?i)(\"(?:token|password)\"\s*:\s*\")[^\"]*"), rf"\1{MASK}"),
+    # A URL's password (the PostgreSQL store's, scheme://user:password@host).
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@'\"]+:)[^\s/'\"]+@"), rf"\1{MASK}@"),
     # IMAP: LOGIN user password, AUTHENTICATE mechanism initial-response (commands as
     # bridge sends them, in capitals: "login failed for ..." is no command).
     (re.compile(r"\b(LOGIN\s+\S+\s+)\S+"), rf"\1{MASK}"),

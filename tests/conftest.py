@@ -26,6 +26,7 @@ from bridge.demo.dovecot import Dovecot
 from bridge.imap.refusals import REFUSED
 from tests.integration.server import BridgeServer, JmapClient
 from tests.integration.upstreams import CYRUS, DOVECOT_VARIANTS, Upstream, require_cyrus
+from tests.support import stores
 
 SPARE_ACCOUNTS = {f"user{number:03d}": f"secret-{number:03d}" for number in range(1, 201)}
 
@@ -33,6 +34,11 @@ SPARE_ACCOUNTS = {f"user{number:03d}": f"secret-{number:03d}" for number in rang
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "upstreams(*names): the upstream variants a test runs against"
+    )
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only: about the SQLite store's files (damage, disk space): not run on the "
+        "PostgreSQL run (BRIDGE_TEST_STORE=postgresql)",
     )
     # Every log record of the run, at DEBUG, goes to one file that is searched for the
     # test passwords when the run ends (pytest_sessionfinish): no secret in any log.
@@ -53,6 +59,8 @@ def _secrets() -> dict[str, str]:
         found[password] = f"password of {user}"
         basic = base64.b64encode(f"{user}:{password}".encode()).decode()
         found[basic] = f"Basic credentials of {user}"
+    if stores.started_cluster() is not None:
+        found[stores.started_cluster().password] = "password of the PostgreSQL store"  # type: ignore[union-attr]
     return found
 
 
@@ -68,6 +76,11 @@ def _logger_of(line: str) -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _check_log(session)
+    stores.stop()
+
+
+def _check_log(session: pytest.Session) -> None:
     log_file = session.config.option.log_file
     if not log_file or not Path(log_file).exists():
         return
@@ -88,6 +101,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
+        if stores.on_postgres() and item.get_closest_marker("sqlite_only"):
+            dropped.append(item)
+            continue
         variant = getattr(item, "callspec", None) and item.callspec.params.get("upstream")
         marker = item.get_closest_marker("upstreams")
         wanted = marker.args if marker else tuple(DOVECOT_VARIANTS)

@@ -37,7 +37,7 @@ from bridge.http.warmup import warm_up
 from bridge.http.websocket import WEBSOCKET_PATH, websocket_endpoint
 from bridge.imap.pool import ConnectionPool
 from bridge.jmap import RequestError
-from bridge.store.health import StorageFull
+from bridge.store.health import StorageFull, StoreUnavailable
 
 log = logging.getLogger("bridge.http")
 
@@ -159,6 +159,13 @@ async def _storage_full(request: Request, exc: Exception) -> Response:
     return problem(507, "the server has no space left to store this request's data")
 
 
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """The store's database out of reach outside a method call (opening a user's store):
+    503, as for the upstream, and one log line."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return problem(503, "the store's database is unavailable; try again later")
+
+
 def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starlette:
     bridge = HttpBridge(settings, pool)
     # Set when shutdown begins (bridge.http.drain): event streams end, /readyz says 503.
@@ -172,7 +179,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
         bridge.pool.start_reaper()
         if listener is not None:
             listener.start()
-        await warm_up(settings)
+        await warm_up(settings, bridge.users.stores.check)
         yield
         draining.set()
         await bridge.webpush.stop()
@@ -197,9 +204,15 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> Starle
         ],
         lifespan=lifespan,
         middleware=[Middleware(RequestMetrics), *cors_middleware(settings.cors_origins)],
-        exception_handlers={ClientDisconnect: _client_gone, StorageFull: _storage_full},
+        exception_handlers={
+            ClientDisconnect: _client_gone,
+            StorageFull: _storage_full,
+            StoreUnavailable: _store_unavailable,
+        },
     )
     app.state.bridge = bridge
     app.state.draining = draining
-    app.state.readiness = Readiness(Path(settings.data_dir), bridge.pool.config)
+    app.state.readiness = Readiness(
+        Path(settings.data_dir), bridge.pool.config, bridge.users.stores.check
+    )
     return app

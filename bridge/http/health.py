@@ -2,7 +2,8 @@
 
 ``/healthz`` answers 200 while the process serves HTTP at all (a liveness probe: restart
 bridge when it stops answering). ``/readyz`` answers 200 when bridge can do its work: the
-data directory takes a new file and SQLite opens a database there, and the upstream IMAP
+data directory takes a new file and SQLite opens a database there (and the PostgreSQL
+store's database, when set, answers a query), and the upstream IMAP
 server accepts a TCP connection and greets (with TLS as configured). Otherwise 503, with
 what failed: a load balancer then sends clients elsewhere, and an operator reads why. From
 the start of a shutdown (bridge.http.drain) it answers 503 too.
@@ -19,6 +20,7 @@ import contextlib
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -34,9 +36,16 @@ READY_TTL = 5.0
 class Readiness:
     """The last outcome of the checks, and when it was found."""
 
-    def __init__(self, data_dir: Path, upstream: UpstreamConfig) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        upstream: UpstreamConfig,
+        check_database: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self.data_dir = data_dir
         self.upstream = upstream
+        # The PostgreSQL store's: its database answers (bridge.store.stores).
+        self.check_database = check_database
         self._failed: dict[str, str] = {}
         self._checked_at = float("-inf")
         self._lock = asyncio.Lock()
@@ -45,10 +54,12 @@ class Readiness:
         """What is not ready ("store", "upstream") and why; empty when all is."""
         async with self._lock:
             if time.monotonic() - self._checked_at >= READY_TTL:
-                store, upstream = await asyncio.gather(
+                store, database, upstream = await asyncio.gather(
                     asyncio.to_thread(check_store, self.data_dir),
+                    asyncio.to_thread(self.check_database),
                     asyncio.to_thread(check_upstream, self.upstream),
                 )
+                store = store or database
                 self._failed = {
                     name: reason
                     for name, reason in (("store", store), ("upstream", upstream))

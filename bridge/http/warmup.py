@@ -5,7 +5,8 @@ A fresh process imports anyio's thread machinery at its first ``run_in_threadpoo
 ``asyncio.to_thread``, the IDNA codec at its first upstream connect (``getaddrinfo`` of a
 ``str`` host), the raw-unicode-escape codec at its first encoded-word
 (``email.header.decode_header``), builds the empty-cache image at its first new user, a
-TLS context at its first TLS connection, and msgspec's view of each argument Struct at
+TLS context at its first TLS connection, the PostgreSQL store's first connections
+at its first user, and msgspec's view of each argument Struct at
 the first call of its method (the annotations of every field evaluated: 1-2 ms for the
 three Structs of a list view): a third of a cold first page's time went to imports alone.
 Each is done here once, before the server takes requests. Only what the JMAP request path
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
@@ -27,9 +28,12 @@ from bridge.config import Settings
 from bridge.store.schema import empty_database, table_names
 
 
-async def warm_up(settings: Settings) -> None:
+async def warm_up(settings: Settings, reach_store: Callable[[], object] = lambda: None) -> None:
     await run_in_threadpool(_warm_blocking, settings)
     await asyncio.to_thread(_nothing)
+    # The PostgreSQL store's pool and functions (bridge.store.postgres): a database out
+    # of reach is only noted (/readyz says so), not a reason to refuse to start.
+    await asyncio.to_thread(reach_store)
 
 
 def _warm_blocking(settings: Settings) -> None:

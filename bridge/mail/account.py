@@ -37,11 +37,12 @@ from bridge.mail.freshness import Freshness
 from bridge.mail.gmail_labels import label_views
 from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
-from bridge.store.base import Store
-from bridge.store.cache import EMAIL_DELIVERY, LOGGED_TYPES, Cache
+from bridge.store.base import Store, Stores
+from bridge.store.cache import EMAIL_DELIVERY, LOGGED_TYPES
 from bridge.store.health import CacheDamaged
 from bridge.store.ids import derive_id
 from bridge.store.records import MailboxRecord
+from bridge.store.stores import SqliteStores
 from bridge.store.uploads import UploadStore
 
 log = logging.getLogger("bridge.mail")
@@ -133,10 +134,15 @@ class UserData:
 
 
 class UserRegistry:
-    """Opens each user's cache once, under a directory named by a hash of the username."""
+    """Opens each user's cache once, keyed by a hash of the username: a directory under
+    the data directory (SQLite, and every store's uploads) and a database schema
+    (PostgreSQL)."""
 
-    def __init__(self, data_dir: Path, coordinator: Coordinator | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, stores: Stores | None = None, coordinator: Coordinator | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.stores = stores or SqliteStores(data_dir)
         self.coordinator = coordinator or LocalCoordinator()
         self._users: dict[str, UserData] = {}
         self._lock = inline.GuardedLock()
@@ -148,9 +154,10 @@ class UserRegistry:
             if user is None:
                 inline.refuse("opening a cache")
                 digest = hashlib.sha256(username.encode()).hexdigest()[:32]
-                directory = self.data_dir / "users" / digest
-                cache = Cache.open(directory / "cache.sqlite3", shared=self.coordinator.shared)
-                uploads = UploadStore(directory / "uploads")
+                cache = self.stores.open(digest)
+                # Other processes write the same file: the cache reads its counter anew.
+                cache.shared = cache.shared or self.coordinator.shared
+                uploads = UploadStore(self.data_dir / "users" / digest / "uploads")
                 user = self._users[username] = self._user_data(username, cache, uploads)
         if user.cache.damaged:
             user.rebuild_cache()
@@ -183,6 +190,7 @@ class UserRegistry:
                 user.flag_scans.stop()
                 user.cache.close()
             self._users.clear()
+            self.stores.close()
 
 
 class Account:

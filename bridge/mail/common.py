@@ -14,7 +14,7 @@ from bridge.jmap import CallContext, MethodError, MethodResult
 from bridge.jmap.standard import ChangesArgs, QueryArgs, page_query
 from bridge.mail.account import Account
 from bridge.store.base import Store
-from bridge.store.health import CacheDamaged, is_full
+from bridge.store.health import CacheDamaged, StoreUnavailable, is_full
 
 log = logging.getLogger("bridge.mail")
 
@@ -49,6 +49,9 @@ def translating_upstream_errors(handler: Handler) -> Handler:
         except CommandFailed as exc:
             log.warning("upstream refused %s during %s", exc.command, ctx.method_name)
             raise MethodError("serverFail", f"upstream refused {exc.command}") from exc
+        except StoreUnavailable as exc:
+            log.warning("store unavailable during %s: %s", ctx.method_name, exc)
+            raise MethodError("serverUnavailable", "the store's database is unavailable") from exc
         except CacheDamaged as exc:
             # The next request of the user finds the cache rebuilt (UserRegistry.get).
             log.warning("cache damaged during %s: %s", ctx.method_name, exc)

@@ -178,12 +178,14 @@ class FilterPlanner:
                 found = [w or "" for w in single]
                 share = account.cache.header_share(name, found)
                 common = share is None or share >= sql.COMMON_SHARE
-                decided = sql.header_holds(name, INEXACT_BIT[name], found, common=common)
+                decided = sql.header_holds(name, INEXACT_BIT[name], found, common=common,
+                                           index=account.cache.header_words_match)  # fmt: skip
             token_words = [words(token) for token in searched]
             # The narrowing first: SQLite then walks its (few) Emails, not the folder's.
             candidates = sql.all_of([
                 sql.header_may_hold(
-                    name, INEXACT_BIT[name], token_words, exact_known=exact_known
+                    name, INEXACT_BIT[name], token_words, exact_known=exact_known,
+                    index=account.cache.header_words_match,
                 ),
                 candidates,
             ])  # fmt: skip

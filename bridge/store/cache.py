@@ -12,14 +12,15 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from bridge import inline
 from bridge.store import email_query, health
-from bridge.store.email_query import Clause, OrderKey
+from bridge.store.email_query import NO_LIMIT, Clause, OrderKey
 from bridge.store.ids import derive_id, random_token
 from bridge.store.records import (
     ChangeSet,
@@ -55,6 +56,11 @@ _MAILBOX_COLUMNS = (
     "special_use"
 )
 _CHUNK = 500
+# SQLite's INSERT OR REPLACE of a location, in the upsert both databases know.
+_REPLACE_LOCATION = (
+    "ON CONFLICT(mailbox_id, uid) DO UPDATE SET email_id = excluded.email_id, "
+    "flags = excluded.flags, modseq = excluded.modseq, received_at = excluded.received_at"
+)
 # In meta while Emails cached before the header index (migration 6) wait for their fields.
 HEADER_BACKFILL = "header_backfill"
 # Set to "1" (and checkpointed into the main file) while a process has the cache open, "0"
@@ -139,7 +145,8 @@ def _chunks(items: Sequence[str] | Sequence[int]) -> Iterator[Sequence[str] | Se
 
 
 def _marks(count: int) -> str:
-    return ",".join("?" * count)
+    # "IN ()" is SQLite's alone; "IN (NULL)" holds for no value in both databases.
+    return ",".join("?" * count) or "NULL"
 
 
 def _folder_state(values: Sequence[int | None]) -> FolderState | None:
@@ -204,15 +211,26 @@ class Cache:
     inline on the event loop takes only when it is free (bridge.inline)."""
 
     def __init__(
-        self, conn: sqlite3.Connection, path: Path | None = None, *, shared: bool = False
+        self,
+        conn: sqlite3.Connection,
+        path: Path | None = None,
+        *,
+        lock: AbstractContextManager[Any] | None = None,
+        shared: bool = False,
     ) -> None:
-        self._lock = inline.GuardedLock()
+        # A PostgreSQL store passes its session (bridge.store.postgres) as both ``conn`` and
+        # ``lock``: holding it holds a pooled connection. (Requests on a PostgreSQL store
+        # never run inline on the event loop: bridge.core.)
+        self._lock = lock or inline.GuardedLock()
         # Where the file lives, for a rebuild after damage (None: in memory).
         self.path = path
         # Other processes write the same file (README "Several instances"): the counter
         # held here is read again before every use, since theirs moved it too.
         self.shared = shared
         self._attach(conn)
+
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        migrate(conn)
 
     def _attach(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -228,7 +246,7 @@ class Cache:
         self._newly_indexed: set[str] = set()
         # Folder -> (counter, whether it holds an Email twice), for Email/query.
         self._duplicates: dict[str, tuple[int, bool]] = {}
-        migrate(conn)
+        self._upgrade(conn)
         self._counter = int(self._meta("counter") or 0)
         self.epoch = self._meta("epoch") or self._init_epoch()
 
@@ -282,6 +300,18 @@ class Cache:
         log by a store of its own (bridge.store.push_subscriptions)."""
         with self._lock:
             yield self._conn
+
+    @contextmanager
+    def erasing(self) -> Iterator[sqlite3.Connection]:
+        """``sql()`` for deletes whose rows must not stay readable in the file's free pages
+        (``secure_delete`` overwrites them)."""
+        with self.sql() as conn:
+            (before,) = conn.execute("PRAGMA secure_delete").fetchone()
+            conn.execute("PRAGMA secure_delete = ON")
+            try:
+                yield conn
+            finally:
+                conn.execute(f"PRAGMA secure_delete = {int(before)}")
 
     # -- transactions and the counter -------------------------------------------------
 
@@ -406,8 +436,10 @@ class Cache:
             # An object older than the log (or pruned from it): log it as updated, with a
             # creation time at the horizon so no window reports it as created.
             self._conn.execute(
-                "INSERT OR REPLACE INTO changelog(type, id, created, updated, props_updated, "
-                "destroyed) VALUES (?, ?, 0, ?, ?, NULL)",
+                "INSERT INTO changelog(type, id, created, updated, props_updated, destroyed) "
+                "VALUES (?, ?, 0, ?, ?, NULL) ON CONFLICT(type, id) DO UPDATE SET "
+                "created = 0, updated = excluded.updated, "
+                "props_updated = excluded.props_updated, destroyed = NULL",
                 (type_name, object_id, value, 0 if counts_only else value),
             )
         self._pending_states[type_name] = value
@@ -524,7 +556,8 @@ class Cache:
                 "SELECT 1 FROM objects WHERE type = ? AND id = ?", (type_name, object_id)
             ).fetchone()
             self._conn.execute(
-                "INSERT OR REPLACE INTO objects(type, id, data) VALUES (?, ?, ?)",
+                "INSERT INTO objects(type, id, data) VALUES (?, ?, ?) "
+                "ON CONFLICT(type, id) DO UPDATE SET data = excluded.data",
                 (type_name, object_id, data),
             )
             if known:
@@ -741,9 +774,9 @@ class Cache:
         before = self.locations(target_id, uids=uids)
         for chunk in _chunks(uids):
             self._conn.execute(
-                "INSERT OR REPLACE INTO locations(mailbox_id, uid, email_id, flags, modseq, "
-                "received_at) SELECT ?, uid, email_id, flags, modseq, received_at "
-                f"FROM locations WHERE mailbox_id = ? AND uid IN ({_marks(len(chunk))})",
+                "INSERT INTO locations(mailbox_id, uid, email_id, flags, modseq, received_at) "
+                "SELECT ?, uid, email_id, flags, modseq, received_at FROM locations "
+                f"WHERE mailbox_id = ? AND uid IN ({_marks(len(chunk))}) {_REPLACE_LOCATION}",
                 (target_id, source_id, *chunk),
             )
         after = self.locations(target_id, uids=uids)
@@ -768,8 +801,8 @@ class Cache:
         if known:
             self._note_threads([known[0]])
         self._conn.execute(
-            "INSERT OR REPLACE INTO locations(mailbox_id, uid, email_id, flags, modseq, "
-            "received_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO locations(mailbox_id, uid, email_id, flags, modseq, received_at) "
+            f"VALUES (?, ?, ?, ?, ?, ?) {_REPLACE_LOCATION}",
             (
                 mailbox_id, message.uid, email_id, _keywords_text(message.keywords),
                 message.modseq, message.received_at,
@@ -794,14 +827,14 @@ class Cache:
             ),
         )  # fmt: skip
         self._conn.executemany(
-            "INSERT OR IGNORE INTO email_keywords(keyword, email_id) VALUES (?, ?)",
+            "INSERT INTO email_keywords(keyword, email_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
             [(keyword, email_id) for keyword in message.keywords],
         )
         self._conn.execute(
             # An upsert, not a REPLACE: a REPLACE's delete would not run the triggers that
             # keep the full-text index (schema, migration 8).
             "INSERT INTO header_text(email_id, entry, from_text, to_text, cc_text, bcc_text, "
-            "subject_text, inexact) VALUES (?, (SELECT IFNULL(MAX(entry), 0) + 1 FROM "
+            "subject_text, inexact) VALUES (?, (SELECT COALESCE(MAX(entry), 0) + 1 FROM "
             "header_text), ?, ?, ?, ?, ?, ?) ON CONFLICT(email_id) DO "
             "UPDATE SET from_text = excluded.from_text, to_text = excluded.to_text, "
             "cc_text = excluded.cc_text, bcc_text = excluded.bcc_text, "
@@ -818,7 +851,8 @@ class Cache:
         else:
             thread_id = self._thread_by_references(message) or "t" + email_id[1:]
             self._conn.executemany(
-                "INSERT OR IGNORE INTO thread_refs(message_id, thread_id) VALUES (?, ?)",
+                "INSERT INTO thread_refs(message_id, thread_id) VALUES (?, ?) "
+                "ON CONFLICT DO NOTHING",
                 [(mid, thread_id) for mid in (*message.message_ids, *message.referenced_ids)],
             )
         known = self._conn.execute(
@@ -828,7 +862,8 @@ class Cache:
             self.log_updated(THREAD, thread_id)
         else:
             self._conn.execute(
-                "INSERT OR REPLACE INTO threads(id, base_subject) VALUES (?, ?)",
+                "INSERT INTO threads(id, base_subject) VALUES (?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET base_subject = excluded.base_subject",
                 (thread_id, message.base_subject),
             )
             self.log_created(THREAD, thread_id)
@@ -978,7 +1013,7 @@ class Cache:
 
     def _count(self, mailbox_id: str, trash: list[str]) -> Counts:
         total, unread, threads = self._conn.execute(
-            "SELECT COUNT(DISTINCT e.id), COUNT(DISTINCT CASE WHEN e.unread THEN e.id END), "
+            "SELECT COUNT(DISTINCT e.id), COUNT(DISTINCT CASE WHEN e.unread = 1 THEN e.id END), "
             "COUNT(DISTINCT e.thread_id) FROM locations l JOIN emails e ON e.id = l.email_id "
             "WHERE l.mailbox_id = ?",
             (mailbox_id,),
@@ -988,9 +1023,9 @@ class Cache:
             "SELECT COUNT(*) FROM (SELECT DISTINCT e.thread_id AS thread FROM locations l "
             "JOIN emails e ON e.id = l.email_id WHERE l.mailbox_id = ?) AS t "
             "WHERE EXISTS (SELECT 1 FROM emails u JOIN locations ul ON ul.email_id = u.id "
-            f"WHERE u.thread_id = t.thread AND u.unread AND ul.mailbox_id {side} "
-            f"({_marks(len(trash))}))",
-            (mailbox_id, *trash),
+            f"WHERE u.thread_id = t.thread AND u.unread = 1 AND ul.mailbox_id {side} "
+            "(SELECT id FROM mailboxes WHERE role = 'trash'))",
+            (mailbox_id,),
         ).fetchone()[0]
         return Counts(total, unread, threads, unread_threads)
 
@@ -1025,13 +1060,13 @@ class Cache:
             unread_in: dict[str, set[bool]] = {}
             for thread_id, mailbox_id in self._conn.execute(
                 "SELECT DISTINCT e.thread_id, l.mailbox_id FROM emails e JOIN locations l "
-                f"ON l.email_id = e.id WHERE e.unread AND e.thread_id IN ({marks})",
+                f"ON l.email_id = e.id WHERE e.unread = 1 AND e.thread_id IN ({marks})",
                 tuple(chunk),
             ):
                 unread_in.setdefault(thread_id, set()).add(mailbox_id in trash)
             for mailbox_id, thread_id, emails, unread in self._conn.execute(
                 "SELECT l.mailbox_id, e.thread_id, COUNT(DISTINCT e.id), "
-                "COUNT(DISTINCT CASE WHEN e.unread THEN e.id END) FROM emails e "
+                "COUNT(DISTINCT CASE WHEN e.unread = 1 THEN e.id END) FROM emails e "
                 f"JOIN locations l ON l.email_id = e.id WHERE e.thread_id IN ({marks}) "
                 "GROUP BY l.mailbox_id, e.thread_id",
                 tuple(chunk),
@@ -1102,9 +1137,10 @@ class Cache:
         refs: dict[str, MessageRef] = {}
         with self._lock:
             for chunk in _chunks(list(dict.fromkeys(ids))):
+                # Each Email's lowest UID (a copy in two folders is rare: few rows more).
                 rows = self._conn.execute(
-                    "SELECT email_id, mailbox_id, MIN(uid) FROM locations "
-                    f"WHERE email_id IN ({_marks(len(chunk))}) GROUP BY email_id",
+                    "SELECT email_id, mailbox_id, uid FROM locations "
+                    f"WHERE email_id IN ({_marks(len(chunk))}) ORDER BY uid DESC, mailbox_id DESC",
                     tuple(chunk),
                 )
                 for email_id, mailbox_id, uid in rows:
@@ -1186,7 +1222,7 @@ class Cache:
         )
         with self._lock:
             rows = self._conn.execute(
-                query, (mailbox_id, -1 if limit is None else limit, offset)
+                query, (mailbox_id, NO_LIMIT if limit is None else limit, offset)
             ).fetchall()
         return [row[0] for row in rows]
 
@@ -1280,15 +1316,20 @@ class Cache:
                 "SELECT 1 FROM emails WHERE has_attachment IS NULL LIMIT 1"
             ).fetchone())  # fmt: skip
 
+    def header_words_match(self, field: str, words: Sequence[str]) -> Clause | None:
+        """The full-text index's entries for ``words`` in ``field``: SQLite's FTS5 table
+        (bridge.store.email_query.header_words_match)."""
+        return email_query.header_words_match(field, words)
+
     def header_share(self, field: str, words: Sequence[str]) -> float | None:
         """The share of the cached Emails whose ``field``, where exact, holds ``words``, as
         the full-text index alone counts them (no row read); None when no word is long
         enough for it (bridge.store.email_query.header_words_match)."""
-        match = email_query.header_words_match(field, words)
+        match = self.header_words_match(field, words)
         if match is None:
             return None
         with self._lock:
-            found = self._conn.execute(f"SELECT COUNT(*) FROM ({match.sql})", match.params)
+            found = self._conn.execute(f"SELECT COUNT(*) FROM ({match.sql}) AS m", match.params)
             hits = found.fetchone()[0]
             total = self._conn.execute("SELECT COUNT(*) FROM header_text").fetchone()[0]
         return hits / total if total else 0.0

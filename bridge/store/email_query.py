@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 
@@ -35,8 +35,10 @@ class OrderKey(msgspec.Struct, frozen=True):
     params: tuple[object, ...] = ()
 
 
-TRUE = Clause("1")
-FALSE = Clause("0")
+TRUE = Clause("TRUE")
+FALSE = Clause("FALSE")
+# LIMIT for "all of them": SQLite takes -1, PostgreSQL no negative value; both this one.
+NO_LIMIT = 2**63 - 1
 # What every order ends with: newest first, then by id, so equal keys keep a fixed order.
 NEWEST_FIRST = (OrderKey("e.received_at", False), OrderKey("e.id", False))
 
@@ -109,12 +111,14 @@ COMMON_SHARE = 0.5
 
 def shaped(test: Clause, *, common: bool) -> Clause:
     """A condition on an Email's own row (columns of ``e``) in the shape that costs least.
-    Common: tested on each row the query walks, so a page stops at its end; the unary
-    ``+`` keeps SQLite from driving the query by the column's index instead (it has no
-    statistics to know better). Otherwise the set of Emails the column's index finds,
+    Common: tested on each row the query walks, so a page stops at its end; ``= TRUE``
+    keeps SQLite from driving the query by the column's index instead (it has no
+    statistics to know better; an expression is no indexed column, as with a unary ``+``,
+    which PostgreSQL has no form of for a truth value; PostgreSQL drops the ``= TRUE`` and
+    plans from its statistics). Otherwise the set of Emails the column's index finds,
     which the query then joins, so a total costs what the matches cost."""
     if common:
-        return Clause(f"+({test.sql})", test.params)
+        return Clause(f"({test.sql}) = TRUE", test.params)
     inner = _EMAIL_ROW.sub("s.", test.sql)
     return Clause(f"e.id IN (SELECT s.id FROM emails s WHERE {inner})", test.params)
 
@@ -222,13 +226,13 @@ class _Source(msgspec.Struct, frozen=True):
 
 def _source(scope: Scope | None, *texts: str) -> _Source:
     if scope is None:
-        return _Source(list(texts), "emails e", "1")
+        return _Source(list(texts), "emails e", "TRUE")
     rewritten = [_RECEIVED.sub("l.received_at", _EMAIL_ID.sub("l.email_id", t)) for t in texts]
     rows = "locations l"
     if any(_EMAIL_ROW.search(t) for t in rewritten):
         rows += " JOIN emails e ON e.id = l.email_id"
     if not scope.mailbox_id:
-        return _Source(rewritten, rows, "1")
+        return _Source(rewritten, rows, "TRUE")
     condition = "l.mailbox_id = ?" + (f" AND {_FIRST_COPY}" if scope.duplicates else "")
     return _Source(rewritten, rows, condition, (scope.mailbox_id,))
 
@@ -256,7 +260,8 @@ def select_ids(
         # Materialized, the ranks get an automatic index for the join.
         join = " LEFT JOIN ranks r ON r.email_id = e.id"
         prelude = (
-            "WITH ranks(email_id, rank) AS MATERIALIZED (SELECT key, value FROM json_each(?)) "
+            "WITH ranks(email_id, rank) AS MATERIALIZED "
+            "(SELECT key, CAST(value AS INTEGER) FROM json_each(?)) "
         )
         prelude_params = (json.dumps(ranks),)
     source = _source(
@@ -266,7 +271,7 @@ def select_ids(
     rows = source.rows
     scoped = [OrderKey(sql, k.ascending, k.params) for sql, k in zip(key_sql, keys, strict=True)]
     order_sql, order_params = _order(scoped)
-    window = (limit if limit is not None else -1, offset)
+    window = (limit if limit is not None else NO_LIMIT, offset)
     condition = f"{source.condition} AND ({where_sql})"
     params = (*source.params, *where.params)
     if not collapse:
@@ -280,7 +285,7 @@ def select_ids(
     sql = (
         f"{prelude}SELECT id FROM (SELECT {id_sql} AS id, {columns}, ROW_NUMBER() OVER "
         f"(PARTITION BY {thread_sql} ORDER BY {order_sql}) AS n FROM {rows}{join} "
-        f"WHERE {condition}) WHERE n = 1 ORDER BY {outer} LIMIT ? OFFSET ?"
+        f"WHERE {condition}) AS ranked WHERE n = 1 ORDER BY {outer} LIMIT ? OFFSET ?"
     )
     return sql, (*prelude_params, *order_params, *order_params, *params, *window)
 
@@ -307,12 +312,14 @@ def locations_of(where: Clause) -> tuple[str, tuple[object, ...]]:
     )
 
 
-_HEADER_COLUMNS = {
+HEADER_COLUMNS = {
     "from": "from_text", "to": "to_text", "cc": "cc_text", "bcc": "bcc_text",
     "subject": "subject_text",
 }  # fmt: skip
 # The shortest word the full-text index finds: its tokens are three characters.
 TRIGRAM = 3
+# A store's header_words_match: its full-text index's entries for (field, words).
+WordsIndex = Callable[[str, Sequence[str]], "Clause | None"]
 
 
 def header_words_match(field: str, words: Sequence[str]) -> Clause | None:
@@ -322,12 +329,13 @@ def header_words_match(field: str, words: Sequence[str]) -> Clause | None:
     index stores them and hold no space, so a substring of the field's text is one within
     a word.
 
-    The one piece of SQLite's own in this module: FTS5's trigram tokenizer (schema,
-    migration 8), case-sensitive since both sides are case-mapped already, where a
-    phrase is exactly a substring. A PostgreSQL store puts pg_trgm here: a GIN index
-    (gin_trgm_ops) on each column, and ``column LIKE '%' || word || '%'`` per word.
+    SQLite's form, the one piece of SQLite's own in this module: FTS5's trigram
+    tokenizer (schema, migration 8), case-sensitive since both sides are case-mapped
+    already, where a phrase is exactly a substring. The store passes its own form to the
+    clauses below (``Store.header_words_match``): PostgreSQL's is pg_trgm's
+    (bridge.store.dialect.header_words_like).
     """
-    column = _HEADER_COLUMNS[field]
+    column = HEADER_COLUMNS[field]
     found = [w for w in words if len(w) >= TRIGRAM]
     if not found:
         return None
@@ -340,18 +348,21 @@ def _holding(column: str, words: Sequence[str]) -> Clause:
     return Clause("".join(f" AND instr({column}, ?) > 0" for _ in words), tuple(words))
 
 
-def _exact_rows(field: str, bit: int, words: Sequence[str]) -> Clause:
+def _exact_rows(field: str, bit: int, words: Sequence[str], index: WordsIndex) -> Clause:
     """The condition on ``header_text h`` of a field that is exact and may hold ``words``:
     the full-text index where it can answer, the field's column read where it cannot."""
-    indexed = header_words_match(field, words)
+    indexed = index(field, words)
     if indexed is None:
         return Clause("(h.inexact & ?) = 0", (bit,))
     return Clause(f"h.entry IN ({indexed.sql})", indexed.params)
 
 
-def header_holds(field: str, bit: int, words: Sequence[str], *, common: bool = False) -> Clause:
+def header_holds(
+    field: str, bit: int, words: Sequence[str], *, index: WordsIndex, common: bool = False
+) -> Clause:
     """Emails whose indexed ``field`` is exact (``bit`` clear) and has each of ``words``
-    within one of its words: the cache's own answer (bridge.mail.header_text).
+    within one of its words: the cache's own answer (bridge.mail.header_text), through the
+    store's full-text ``index``.
 
     ``common`` (most Emails match): the set is built by reading every row in the table's
     order, which beats the full-text index's scattered lookups when they would find
@@ -359,8 +370,9 @@ def header_holds(field: str, bit: int, words: Sequence[str], *, common: bool = F
     a total in 23-45 ms against 116-320 ms; testing each row as the query walks them was
     68-150 ms, its probes as scattered). Otherwise the full-text index finds the set
     where it can, at the cost of the matches."""
-    column = f"h.{_HEADER_COLUMNS[field]}"
-    rows = Clause("(h.inexact & ?) = 0", (bit,)) if common else _exact_rows(field, bit, words)
+    column = f"h.{HEADER_COLUMNS[field]}"
+    exact = Clause("(h.inexact & ?) = 0", (bit,))
+    rows = exact if common else _exact_rows(field, bit, words, index)
     checked = _holding(column, words if common else [w for w in words if len(w) < TRIGRAM])
     return Clause(
         f"e.id IN (SELECT h.email_id FROM header_text h WHERE {rows.sql}{checked.sql})",
@@ -369,14 +381,19 @@ def header_holds(field: str, bit: int, words: Sequence[str], *, common: bool = F
 
 
 def header_may_hold(
-    field: str, bit: int, token_words: Sequence[Sequence[str]], *, exact_known: bool
+    field: str,
+    bit: int,
+    token_words: Sequence[Sequence[str]],
+    *,
+    exact_known: bool,
+    index: WordsIndex,
 ) -> Clause:
     """The Emails the upstream's SEARCH of ``field`` must decide: not indexed yet, those
     whose field is inexact and whose letters and digits hold every token's (the token's
     words joined), and, unless ``exact_known`` (every token one word, which header_holds
     answers), those with the field exact that do. A token's word lies within one word of
     an exact field, so the full-text index narrows those."""
-    keys = _holding(f"replace(h.{_HEADER_COLUMNS[field]}, ' ', '')",
+    keys = _holding(f"replace(h.{HEADER_COLUMNS[field]}, ' ', '')",
                     ["".join(words) for words in token_words])  # fmt: skip
     # The first term is header_text_uncertain's condition: that index is read, not the table.
     uncertain = (
@@ -385,7 +402,7 @@ def header_may_hold(
     )
     params: tuple[object, ...] = (bit, *keys.params)
     if not exact_known:
-        rows = _exact_rows(field, bit, [w for words in token_words for w in words])
+        rows = _exact_rows(field, bit, [w for words in token_words for w in words], index)
         uncertain += f" UNION ALL SELECT h.email_id FROM header_text h WHERE {rows.sql}{keys.sql}"
         params += rows.params + keys.params
     return Clause(f"e.id IN ({uncertain})", params)

@@ -38,6 +38,11 @@ class CacheDamaged(sqlite3.DatabaseError):
     """The cache's file is damaged; it is rebuilt before the user's next request."""
 
 
+class StoreUnavailable(Exception):
+    """The store's database server cannot be reached (PostgreSQL down, or every pooled
+    connection busy for too long): nothing was read or written."""
+
+
 class StorageFull(OSError):
     """The data directory's disk is full (ENOSPC or SQLITE_FULL): nothing was written."""
 

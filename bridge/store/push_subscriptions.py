@@ -3,16 +3,14 @@
 They sit outside the change log (a PushSubscription has no state) and are few, so every
 read returns all of the user's live ones. Expired rows are deleted on the way: the RFC
 lets a server destroy a subscription once it expires, and a URL nobody may push to any
-more is data worth forgetting. Deletes run with ``secure_delete`` so the URL and keys are
-overwritten on disk rather than left in free pages (RFC 8620 §7.2).
+more is data worth forgetting. Deletes run through ``Cache.erasing``: on SQLite with
+``secure_delete``, so the URL and keys are overwritten on disk rather than left in free
+pages (RFC 8620 §7.2); PostgreSQL reclaims a deleted row's space at its next VACUUM.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import msgspec
 
@@ -72,7 +70,7 @@ class PushSubscriptionStore:
     def of(cls, cache: object) -> PushSubscriptionStore:
         """The store in a user's cache (typed as the mail layer's Store)."""
         if not isinstance(cache, Cache):
-            raise TypeError("push subscriptions are kept in the SQLite cache")
+            raise TypeError("push subscriptions are kept in the cache's database")
         return cls(cache)
 
     def live(self, now: float | None = None) -> list[PushSubscriptionRecord]:
@@ -84,7 +82,7 @@ class PushSubscriptionStore:
             ).fetchall()
         records = [_record(row) for row in rows]
         if any(record.expires <= now for record in records):
-            with self._erasing() as conn:
+            with self._cache.erasing() as conn:
                 conn.execute("DELETE FROM push_subscriptions WHERE expires <= ?", (now,))
         return [record for record in records if record.expires > now]
 
@@ -111,16 +109,6 @@ class PushSubscriptionStore:
         return cursor.rowcount > 0
 
     def remove(self, subscription_id: str) -> bool:
-        with self._erasing() as conn:
+        with self._cache.erasing() as conn:
             cursor = conn.execute("DELETE FROM push_subscriptions WHERE id = ?", (subscription_id,))
         return cursor.rowcount > 0
-
-    @contextmanager
-    def _erasing(self) -> Iterator[sqlite3.Connection]:
-        with self._cache.sql() as conn:
-            (before,) = conn.execute("PRAGMA secure_delete").fetchone()
-            conn.execute("PRAGMA secure_delete = ON")
-            try:
-                yield conn
-            finally:
-                conn.execute(f"PRAGMA secure_delete = {int(before)}")

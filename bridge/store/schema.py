@@ -13,6 +13,17 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+# Migration 8's part that both databases spell alike (bridge.store.dialect has the rest in
+# PostgreSQL's form).
+EMAIL_QUERY_COLUMNS = """
+    -- hasAttachment, made with the summary (SortKeys); NULL until then, and for Emails
+    -- summarised before this column (Email/query reads their summaries once).
+    ALTER TABLE emails ADD COLUMN has_attachment INTEGER;
+    CREATE INDEX emails_attachment ON emails(has_attachment, id);
+    -- minSize/maxSize: a range of sizes, not a walk of every Email's row.
+    CREATE INDEX emails_size ON emails(size, id);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -105,7 +116,8 @@ MIGRATIONS: tuple[str, ...] = (
         id TEXT PRIMARY KEY,
         base_subject TEXT NOT NULL DEFAULT ''
     ) WITHOUT ROWID;
-    INSERT OR IGNORE INTO threads(id) SELECT DISTINCT thread_id FROM emails;
+    INSERT INTO threads(id) SELECT DISTINCT thread_id FROM emails WHERE TRUE
+        ON CONFLICT DO NOTHING;
     """,
     """
     -- Objects bridge keeps itself rather than mirroring them from IMAP (Identity,
@@ -156,14 +168,16 @@ MIGRATIONS: tuple[str, ...] = (
         email_id TEXT NOT NULL,
         PRIMARY KEY (keyword, email_id)
     ) WITHOUT ROWID;
+    -- (substr(keywords, 1, 0): an empty word of the column's collation, which
+    -- PostgreSQL's recursive query wants the same in both terms.)
     WITH RECURSIVE split(email_id, word, rest) AS (
-        SELECT id, '', keywords || ' ' FROM emails
+        SELECT id, substr(keywords, 1, 0), keywords || ' ' FROM emails
         UNION ALL
         SELECT email_id, substr(rest, 1, instr(rest, ' ') - 1), substr(rest, instr(rest, ' ') + 1)
         FROM split WHERE rest <> ''
     )
-    INSERT OR IGNORE INTO email_keywords(keyword, email_id)
-        SELECT word, email_id FROM split WHERE word <> '';
+    INSERT INTO email_keywords(keyword, email_id)
+        SELECT word, email_id FROM split WHERE word <> '' ON CONFLICT DO NOTHING;
     -- Newest first across folders, and receivedAt ranges.
     CREATE INDEX emails_received ON emails(received_at, id);
     -- The header index of Email/query's from/to/cc/bcc/subject conditions
@@ -253,13 +267,8 @@ MIGRATIONS: tuple[str, ...] = (
         GLOB '* U[0-9A-F][0-9A-F][0-9A-F][0-9A-F]*';
     INSERT OR IGNORE INTO meta(key, value) SELECT 'header_backfill', '1'
         WHERE EXISTS (SELECT 1 FROM header_text WHERE inexact IS NULL);
-    -- hasAttachment, made with the summary (SortKeys); NULL until then, and for Emails
-    -- summarised before this column (Email/query reads their summaries once).
-    ALTER TABLE emails ADD COLUMN has_attachment INTEGER;
-    CREATE INDEX emails_attachment ON emails(has_attachment, id);
-    -- minSize/maxSize: a range of sizes, not a walk of every Email's row.
-    CREATE INDEX emails_size ON emails(size, id);
-    """,
+    """
+    + EMAIL_QUERY_COLUMNS,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

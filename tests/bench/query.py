@@ -1,9 +1,15 @@
 """B6: filtered Email/query against the raw IMAP search with the same criterion.
 
-``python -m tests.bench.query [--sizes 10000,50000] [--reps N] [--index-only]``. For each
-size: one Dovecot with a seeded INBOX (tests.bench.scenarios.seed_account), bridge as its
-own process, indexed whole first (the time that takes is reported, with the cache's bytes
-per message). Then, per filter, Email/query ``{inMailbox: INBOX, <condition>}`` newest
+``python -m tests.bench.query [--sizes 10000,50000] [--reps N] [--index-only]
+[--stores sqlite,postgresql]``. For each size: one Dovecot with a seeded INBOX
+(tests.bench.scenarios.seed_account), bridge as its own process, indexed whole first (the
+time that takes is reported, with the cache's bytes per message). ``--stores`` runs a
+bridge on each store named (``postgresql``: a database in a throwaway cluster,
+tests/support/postgres.py) in front of the same Dovecot, each indexed in turn, and times
+them alternating with the raw search; the first store's figures keep the keys of a
+single-store run (``bridge``, ``ratio``), the others' carry the store's name.
+
+Then, per filter, Email/query ``{inMailbox: INBOX, <condition>}`` newest
 first, limit 50, calculateTotal, against ``UID SORT (REVERSE ARRIVAL) UTF-8 <criterion>``
 on a logged-in imapclient connection with INBOX selected: from (one sender's last name),
 subject (a topic word), to (the owner's name, on every message), hasKeyword $flagged,
@@ -19,10 +25,14 @@ indexing cost of another checkout). Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import secrets
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from hashlib import sha256
 from typing import Any
 
 from imapclient import IMAPClient
@@ -32,6 +42,7 @@ from bridge.demo.sample import _bulk_pool
 from tests.bench.harness import BridgeProcess, Jmap, check, progress, timed
 from tests.bench.nocondstore import _spread
 from tests.bench.scenarios import USERS, seed_account, user_cache, utc
+from tests.support.postgres import PostgresCluster
 
 USER = "large"
 PAGE = 50
@@ -94,62 +105,120 @@ def _raw_message_ids(client: IMAPClient, uids: list[int]) -> list[str]:
     return [fetched[uid][item].decode().split("<", 1)[1].split(">", 1)[0] for uid in uids]
 
 
-def bench_size(messages: int, reps: int, index_only: bool) -> dict[str, Any]:
+def _postgres_bytes(database: str, user: str) -> int:
+    """The user's tables, indexes and TOAST in the store's database."""
+    import psycopg
+
+    schema = "u_" + sha256(user.encode()).hexdigest()[:32]
+    with psycopg.connect(database) as conn:
+        row = conn.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+            (schema,),
+        ).fetchone()
+    return int(row[0])
+
+
+@contextlib.contextmanager
+def _bridges(
+    stores: list[str], imap_port: int, cluster: PostgresCluster | None
+) -> Iterator[dict[str, tuple[BridgeProcess, str | None]]]:
+    """A bridge process per store, with its database (None: SQLite)."""
+    with contextlib.ExitStack() as stack:
+        bridges: dict[str, tuple[BridgeProcess, str | None]] = {}
+        for store in stores:
+            database = None
+            if store == "postgresql":
+                assert cluster is not None
+                database = cluster.create_database(f"bench_query_{secrets.token_hex(4)}")
+            flags = ["--store", database] if database else []
+            bridges[store] = (stack.enter_context(BridgeProcess(imap_port, flags=flags)), database)
+        yield bridges
+
+
+def _index(
+    bridge: BridgeProcess, database: str | None, messages: int
+) -> tuple[Jmap, str, dict[str, Any]]:
+    """The bridge's session, INBOX id, and its indexing figures."""
+    jmap = Jmap(bridge.url, USER, USERS[USER])
+    started = time.perf_counter()
+    jmap.session()
+    boxes = jmap.request([["Mailbox/get", {"accountId": jmap.account_id}, "m"]])
+    jmap.wait_indexed()
+    index_seconds = time.perf_counter() - started
+    inbox = next(b["id"] for b in boxes["m"][1]["list"] if b["role"] == "inbox")
+    stored = _postgres_bytes(database, USER) if database else user_cache(bridge, USER)
+    progress(f"B6: indexed in {index_seconds:.1f} s, {stored / messages:.0f} B/msg")
+    return jmap, inbox, {
+        "index_s": round(index_seconds, 1),
+        "cache_bytes_per_message": round(stored / messages),
+    }
+
+
+def bench_size(
+    messages: int, reps: int, index_only: bool, stores: list[str], cluster: PostgresCluster | None
+) -> dict[str, Any]:
     password = USERS[USER]
+    first = stores[0]
+
+    def key(name: str, store: str) -> str:
+        return name if store == first else f"{name}_{store}"
+
     with Dovecot({USER: password}) as dovecot:
         progress(f"B6: seeding {messages:,} messages")
         account = seed_account(dovecot, USER, messages)
-        with BridgeProcess(dovecot.port) as bridge:
-            jmap = Jmap(bridge.url, USER, password)
-            started = time.perf_counter()
-            jmap.session()
-            boxes = jmap.request([["Mailbox/get", {"accountId": jmap.account_id}, "m"]])
-            jmap.wait_indexed()
-            index_seconds = time.perf_counter() - started
-            inbox = next(b["id"] for b in boxes["m"][1]["list"] if b["role"] == "inbox")
-            cache_bytes = user_cache(bridge, USER)
-            result: dict[str, Any] = {
-                "messages": messages,
-                "index_s": round(index_seconds, 1),
-                "cache_bytes_per_message": round(cache_bytes / messages),
-            }
-            progress(f"B6: indexed in {index_seconds:.1f} s, {cache_bytes / messages:.0f} B/msg")
+        with _bridges(stores, dovecot.port, cluster) as bridges:
+            result: dict[str, Any] = {"messages": messages}
+            sessions: dict[str, tuple[Jmap, str]] = {}
+            for store, (bridge, database) in bridges.items():
+                jmap, inbox, figures = _index(bridge, database, messages)
+                sessions[store] = (jmap, inbox)
+                result.update({key(name, store): value for name, value in figures.items()})
             if index_only:
                 return result
             client = IMAPClient(dovecot.host, port=dovecot.port, ssl=False)
             client.login(USER, password)
             client.select_folder("INBOX", readonly=True)
             for name, (condition, criteria, expected) in _filters(account.inbox_dates).items():
-                answer = _query(jmap, inbox, condition)
                 raw = client.sort(["REVERSE ARRIVAL"], criteria, "UTF-8")
-                if expected is None:
-                    check(answer["total"] == len(raw),
-                          f"{name}: bridge {answer['total']}, server {len(raw)}")  # fmt: skip
-                    check(_message_ids(jmap, answer["ids"]) == _raw_message_ids(client, raw[:PAGE]),
-                          f"{name}: the first page differs from the server's")  # fmt: skip
-                else:
-                    check(answer["total"] == expected, f"{name}: {answer['total']} != {expected}")
-                bridge_times: list[float] = []
+                for store, (jmap, inbox) in sessions.items():
+                    answer = _query(jmap, inbox, condition)
+                    total = answer["total"]
+                    if expected is None:
+                        check(total == len(raw), f"{name} ({store}): {total}, server {len(raw)}")
+                        page = _message_ids(jmap, answer["ids"])
+                        differs = f"{name} ({store}): the first page differs from the server's"
+                        check(page == _raw_message_ids(client, raw[:PAGE]), differs)
+                    else:
+                        check(total == expected, f"{name} ({store}): {total} != {expected}")
+                bridge_times: dict[str, list[float]] = {store: [] for store in stores}
                 raw_times: list[float] = []
                 for rep in range(reps + 1):
-                    seconds, _ = timed(lambda c=condition: _query(jmap, inbox, c))
+                    # The stores' order turns each round, so none always runs first.
+                    for store in stores[rep % len(stores) :] + stores[: rep % len(stores)]:
+                        jmap, inbox = sessions[store]
+                        seconds, _ = timed(lambda j=jmap, i=inbox, c=condition: _query(j, i, c))
+                        if rep:
+                            bridge_times[store].append(seconds)
                     raw_seconds, _ = timed(
                         lambda c=criteria: client.sort(["REVERSE ARRIVAL"], c, "UTF-8")
                     )
                     if rep:
-                        bridge_times.append(seconds)
                         raw_times.append(raw_seconds)
-                bridge_spread, raw_spread = _spread(bridge_times), _spread(raw_times)
-                result[name] = {
-                    "total": answer["total"],
-                    "bridge": bridge_spread,
-                    "raw_uid_sort": raw_spread,
-                    "ratio": round(bridge_spread["median_ms"] / raw_spread["median_ms"], 2),
-                }
-                progress(f"B6 {messages:,} {name}: bridge {bridge_spread['median_ms']} ms, "
-                         f"raw {raw_spread['median_ms']} ms")  # fmt: skip
+                raw_spread = _spread(raw_times)
+                figures: dict[str, Any] = {"total": answer["total"], "raw_uid_sort": raw_spread}
+                for store in stores:
+                    spread = _spread(bridge_times[store])
+                    figures[key("bridge", store)] = spread
+                    figures[key("ratio", store)] = round(
+                        spread["median_ms"] / raw_spread["median_ms"], 2
+                    )
+                    progress(f"B6 {messages:,} {name} ({store}): bridge {spread['median_ms']} "
+                             f"ms, raw {raw_spread['median_ms']} ms")  # fmt: skip
+                result[name] = figures
             client.logout()
-            jmap.close()
+            for jmap, _ in sessions.values():
+                jmap.close()
     return result
 
 
@@ -158,9 +227,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10000,50000")
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--index-only", action="store_true")
+    parser.add_argument("--stores", default="sqlite", help="sqlite, postgresql or both")
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",")]
-    results = {str(size): bench_size(size, args.reps, args.index_only) for size in sizes}
+    stores = args.stores.split(",")
+    if not stores or set(stores) - {"sqlite", "postgresql"} or len(set(stores)) < len(stores):
+        parser.error("--stores: sqlite and/or postgresql, each once")
+    with contextlib.ExitStack() as stack:
+        cluster = None
+        if "postgresql" in stores:
+            cluster = stack.enter_context(PostgresCluster())
+        results = {
+            str(size): bench_size(size, args.reps, args.index_only, stores, cluster)
+            for size in sizes
+        }
     if len(sizes) == 2 and not args.index_only:
         small, large = (results[str(size)] for size in sizes)
         results["growth"] = {

@@ -14,6 +14,7 @@ import uvicorn
 from bridge.config import Settings
 from bridge.http.app import create_app
 from bridge.imap.pool import ConnectionPool
+from tests.support.stores import store_for
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
@@ -39,6 +40,8 @@ class BridgeServer:
         self.port = free_port()
         settings.setdefault("upstream_tls", "plain")
         settings.setdefault("upstream_timeout", 10.0)
+        # A database of its own on the PostgreSQL run (BRIDGE_TEST_STORE), else SQLite.
+        settings.setdefault("store", store_for(data_dir))
         self.settings = Settings(
             upstream_host=imap_host,
             upstream_port=imap_port,

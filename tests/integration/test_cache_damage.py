@@ -15,6 +15,10 @@ from tests.integration.conftest import USERS
 from tests.integration.server import USING, BridgeServer, JmapClient
 from tests.unit.test_store_health import DAMAGE, PAGE
 
+# Damage of the SQLite store's files; the PostgreSQL store's counterpart (a database out of
+# reach) is in test_store_postgres.py.
+pytestmark = pytest.mark.sqlite_only
+
 
 def cache_file(data_dir: Path, username: str) -> Path:
     digest = hashlib.sha256(username.encode()).hexdigest()[:32]

@@ -23,6 +23,7 @@ from bridge.demo.dovecot import Dovecot, free_port
 from bridge.store.cache import Cache
 from tests.integration.conftest import USERS
 from tests.integration.test_cache_damage import cache_file
+from tests.support.stores import store_for
 
 
 def _limit_file_size(size: int) -> None:
@@ -40,6 +41,8 @@ class LimitedBridge:
             "--upstream-port", str(upstream.port), "--upstream-tls", "plain",
             "--listen-port", str(self.port), "--data-dir", str(data),
         ]  # fmt: skip
+        store = store_for(data)  # uploads stay under the data directory on PostgreSQL too
+        args += ["--store", store] if store else []
         env = {**os.environ, "PYTHONPATH": os.getcwd()}
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
@@ -67,6 +70,7 @@ def data(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "data"
 
 
+@pytest.mark.sqlite_only  # the SQLite file of a new user
 def test_a_new_user_on_a_full_disk_gets_507(dovecot: Dovecot, data: Path) -> None:
     bridge = LimitedBridge(dovecot, data, max_file_size=32 * 1024)  # the empty cache: 60 KB
     try:

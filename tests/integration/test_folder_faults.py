@@ -15,9 +15,9 @@ from bridge.imap.connection import ImapConnection, MailboxListing, UpstreamConfi
 from bridge.imap.pool import ConnectionPool
 from bridge.mail.indexer import BackgroundIndexer
 from bridge.mail.sync import Syncer
-from bridge.store.cache import Cache
 from tests.integration.conftest import USERS
 from tests.integration.server import BridgeServer, JmapClient
+from tests.support.stores import open_test_cache
 
 NO_RIGHTS = {
     "mayReadItems": False, "mayAddItems": False, "mayRemoveItems": False,
@@ -193,7 +193,7 @@ def test_indexer_skips_a_folder_gone_since_the_sync(upstream: Dovecot, other: IM
     for folder in ("Keep", "Vanish"):
         other.create_folder(folder)
         other.append(folder, message(folder.lower()))
-    cache = Cache.open(":memory:")
+    cache = open_test_cache()
     config = UpstreamConfig(upstream.host, upstream.port, tls="plain")
     with ImapConnection.open(config, "alice", USERS["alice"]) as conn:
         # Every folder left to the indexer, as for a big account.

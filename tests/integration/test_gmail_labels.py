@@ -20,9 +20,9 @@ from bridge.demo.gmail.front import Served
 from bridge.imap.connection import ImapConnection, UpstreamConfig
 from bridge.mail.indexer import BackgroundIndexer
 from bridge.mail.sync import Syncer
-from bridge.store.cache import Cache
 from tests.integration.conftest import GMAIL_USERS, logged_in
 from tests.integration.server import BridgeServer, JmapClient
+from tests.support.stores import open_test_cache
 
 USER = "gail"
 # The folders that hold messages of their own on Gmail: the only ones bridge may open.
@@ -304,7 +304,7 @@ def test_all_mail_indexed_in_the_background_then_fills_the_labels(
     gmail_account: GmailFront, gmail: IMAPClient
 ) -> None:
     message_id = deliver(gmail, "indexed later", ("Work",))
-    cache = Cache.open(":memory:")
+    cache = open_test_cache()
     config = UpstreamConfig(gmail_account.host, gmail_account.port, tls="plain")
     start = len(gmail_account.served)
     with ImapConnection.open(config, USER, GMAIL_USERS[USER]) as conn:
@@ -329,7 +329,7 @@ def test_a_cache_from_before_the_views_is_filled_again_from_all_mail(
     gmail_account: GmailFront, gmail: IMAPClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     message_id = deliver(gmail, "synced the old way", ("Work",))
-    cache = Cache.open(":memory:")
+    cache = open_test_cache()
     config = UpstreamConfig(gmail_account.host, gmail_account.port, tls="plain")
     with ImapConnection.open(config, USER, GMAIL_USERS[USER]) as conn:
         with monkeypatch.context() as old:

@@ -3,7 +3,6 @@ a lost cache, and the fallback path's obedience to the advertised capabilities."
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from bridge.imap.connection import ImapConnection, UpstreamConfig
 from bridge.imap.pool import ConnectionPool
 from tests.integration.server import BridgeServer, JmapClient
 from tests.integration.upstreams import Upstream, dovecot_only, every_upstream
+from tests.support.stores import lose_store
 
 pytestmark = every_upstream
 
@@ -170,7 +170,7 @@ def test_a_lost_cache_costs_only_time(
         before = jmap.mailboxes()
         state = jmap.call("Mailbox/get", {"ids": []})["state"]
         jmap.close()
-    shutil.rmtree(tmp_path / "data")
+    lose_store(tmp_path / "data")
     with BridgeServer(upstream.host, upstream.port, tmp_path / "data") as server:
         jmap = server.client(*account)
         after = jmap.mailboxes()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from bridge.store.cache import EMAIL, EMAIL_SUBMISSION, IDENTITY, Cache
+from tests.support.stores import open_test_cache
 
 
 def test_put_update_remove_and_their_changes() -> None:
-    cache = Cache.open(":memory:")
+    cache = open_test_cache()
     start = cache.state(IDENTITY)
     cache.put_object(IDENTITY, "i1", b'{"id":"i1"}')
     cache.put_object(IDENTITY, "i2", b'{"id":"i2"}')

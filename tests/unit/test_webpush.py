@@ -15,7 +15,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from bridge.store.cache import Cache
 from bridge.store.push_subscriptions import PushSubscriptionRecord, PushSubscriptionStore
 from bridge.webpush.encryption import InvalidKeys, encrypt, receiver_keys
 from bridge.webpush.sender import Outcome, classify
@@ -27,6 +26,7 @@ from bridge.webpush.targets import (
     refusal,
     resolve_async,
 )
+from tests.support.stores import open_test_cache
 
 # address -> refused with the setting off?, refused with it on?
 ADDRESSES = {
@@ -185,7 +185,7 @@ def _record(sub_id: str, expires: int, **fields: Any) -> PushSubscriptionRecord:
 
 
 def test_store_keeps_live_subscriptions_and_forgets_expired_ones() -> None:
-    cache = Cache.open(":memory:")
+    cache = open_test_cache()
     store = PushSubscriptionStore.of(cache)
     assert store.add(_record("a", 2000, types=("Email",)), limit=2)
     assert store.add(_record("b", 1000, p256dh="k", auth="s"), limit=2)

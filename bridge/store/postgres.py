@@ -1,0 +1,434 @@
+"""The cache in PostgreSQL: every user's tables in a schema of their own, the same SQL.
+
+``PostgresStores`` is the process's way in: a small pool of psycopg connections
+(bridge.store.pg_connections), and the schema ``bridge_sql`` with the SQLite functions
+the statements call (bridge.store.dialect). Each
+user's ``Cache`` runs over a ``PostgresSession``: a re-entrant lock which, while held,
+holds one pooled connection whose search_path starts with the user's schema. So the
+cache's own lock decides how long a connection is borrowed: a transaction keeps one from
+BEGIN to COMMIT (the change log and the states are written with the data, as in SQLite);
+a read outside one borrows a connection for that statement alone. A pool of a few
+connections then serves any number of users.
+
+A user's schema is ``u_`` and the first 32 hex digits of the SHA-256 of the login, the
+same key as the SQLite file's directory: derived from the authenticated login, never from
+anything a client sends, and never more than hex digits in SQL text.
+
+Migrations are SQLite's (bridge.store.schema), in PostgreSQL's types (one in a form of its
+own: bridge.store.dialect.postgres_migrations), with the version in each schema's
+``schema_version`` table; a transaction-scoped advisory lock on the schema's name keeps
+two processes from migrating one user at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Self
+
+from bridge.store import cache as sqlite_cache
+from bridge.store.dialect import (
+    COMPAT_FUNCTIONS,
+    COMPAT_SCHEMA,
+    header_words_like,
+    postgres_migrations,
+    postgres_sql,
+)
+from bridge.store.email_query import Clause
+from bridge.store.health import StorageFull, StoreUnavailable
+from bridge.store.pg_connections import Connections
+from bridge.store.records import HeaderText, SortKeys
+from bridge.store.schema import SCHEMA_VERSION, SchemaTooNew
+
+log = logging.getLogger("bridge.store")
+
+# Seconds a request waits for a pooled connection (all busy, or the server down).
+CHECKOUT_TIMEOUT = 10.0
+# Schemas made ahead for new users (``_claim_spare``): this prefix and 16 hex digits.
+SPARE_PREFIX = "spare_"
+# Changes (the cache's counter) after which a new user's tables get statistics.
+ANALYZE_AFTER = 500
+ANALYZED_TABLES = ("locations", "emails", "email_keywords", "header_text", "changelog")
+
+
+def is_postgres(setting: str | None) -> bool:
+    return bool(setting) and str(setting).startswith(("postgresql://", "postgres://"))
+
+
+def redacted(dsn: str) -> str:
+    """``dsn`` without its password, for messages."""
+    scheme, _, rest = dsn.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not at:
+        return dsn.split("?", 1)[0]
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}@{location.split('?', 1)[0]}"
+
+
+class Rows:
+    """A statement's result, read whole before the connection goes back to the pool:
+    what the cache uses of a sqlite3 cursor."""
+
+    __slots__ = ("_next", "_rows", "rowcount")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self._next = 0
+        self.rowcount = rowcount
+
+    def fetchone(self) -> Any:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def fetchall(self) -> list[Any]:
+        rest = self._rows[self._next :]
+        self._next = len(self._rows)
+        return rest
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    """psycopg's failures as the store's: a full disk, or a database out of reach."""
+    import psycopg
+    from psycopg import errors
+
+    try:
+        yield
+    except errors.DiskFull as exc:
+        raise StorageFull("the database") from exc
+    except psycopg.OperationalError as exc:
+        # Never the DSN: libpq's messages name host and port, not the password.
+        raise StoreUnavailable(f"the database is unavailable: {type(exc).__name__}") from exc
+
+
+class PostgresSession:
+    """One user's connection to the database, borrowed from the pool while held."""
+
+    def __init__(self, stores: PostgresStores, schema: str) -> None:
+        self._stores = stores
+        self.schema = schema
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._conn: Any = None
+        self._cursor: Any = None
+
+    def __enter__(self) -> Self:
+        self._lock.acquire()
+        if self._depth == 0:
+            try:
+                self._conn = self._stores.checkout(self.schema)
+                self._cursor = self._conn.cursor()
+            except BaseException:
+                self._lock.release()
+                raise
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            conn, self._conn, self._cursor = self._conn, None, None
+            self._stores.checkin(conn)
+        self._lock.release()
+
+    def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = (), /) -> Rows:
+        with self, _translated_errors():
+            cursor = self._cursor.execute(postgres_sql(sql), parameters)
+            if sql == "BEGIN IMMEDIATE":
+                # SQLite's IMMEDIATE: the user's writers take turns from the start, whichever
+                # instance they run in, so the change counter read next is theirs alone. (The
+                # two-key form: a key space apart from the one-key locks of migrations and
+                # of bridge.coordination.)
+                cursor = self._cursor.execute(
+                    "SELECT pg_advisory_xact_lock(1, hashtext(%s))", (self.schema,)
+                )
+            return Rows(cursor.fetchall() if cursor.description else [], cursor.rowcount)
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Rows:
+        with self, _translated_errors():
+            self._cursor.executemany(postgres_sql(sql), list(seq_of_parameters))
+            return Rows([], self._cursor.rowcount)
+
+    def run_script(self, script: str) -> None:
+        """Statements without parameters, in one round trip."""
+        with self, _translated_errors():
+            self._conn.execute(script)
+
+    def run_apart(self, script: str) -> None:
+        """``run_script`` on a connection of its own, outside the session's lock."""
+        with _translated_errors():
+            conn = self._stores.checkout(self.schema)
+            try:
+                conn.execute(script)
+            finally:
+                self._stores.checkin(conn)
+
+    def close(self) -> None:
+        """Nothing to close: connections belong to the pool."""
+
+
+class PostgresCache(sqlite_cache.Cache):
+    """The cache over a ``PostgresSession``: the same statements, in the user's schema."""
+
+    def __init__(self, session: PostgresSession) -> None:
+        self._session = session
+        # The counter when the tables were last analyzed (statistics persist on the server:
+        # an existing user's tables have theirs).
+        self._analyzed_at = 0
+        self._analyzing = threading.Lock()
+        # Rows written outside the change log since the store opened (the indexer's header
+        # texts and summaries' sort keys): they change the statistics as much.
+        self._unlogged_writes = 0
+        # shared: other instances may write the same schema (README "Several instances").
+        super().__init__(session, lock=session, shared=True)  # type: ignore[arg-type]
+        self._analyzed_at = self.counter
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with super().transaction():
+            yield
+        if self._depth == 0:
+            self._analyze_when_grown()
+
+    def _analyze_when_grown(self) -> None:
+        """PostgreSQL plans from table statistics, which a new user's tables lack until
+        autovacuum's next round (a minute or more): a folder's first page then costs a
+        scan of the whole folder (35 ms instead of 0.2 ms for 1,000 messages). So the
+        tables are analyzed here once the change counter has grown by half since the last
+        time (and by ANALYZE_AFTER at least): a few times while a cache fills. On a
+        connection of its own, beside the user's requests (ANALYZE blocks no reads or
+        writes), one at a time."""
+        writes = self.counter + self._unlogged_writes
+        grown = writes - self._analyzed_at
+        if grown < max(ANALYZE_AFTER, self._analyzed_at // 2) or self._analyzing.locked():
+            return
+        self._analyzed_at = writes
+        threading.Thread(target=self._analyze, name="store-analyze", daemon=True).start()
+
+    def _analyze(self) -> None:
+        with self._analyzing:
+            try:
+                self._session.run_apart(f"ANALYZE {', '.join(ANALYZED_TABLES)}")
+            except Exception as exc:  # statistics are an optimization: never a failure
+                log.debug("ANALYZE of %s failed: %s", self._session.schema, exc)
+
+    def set_sort_keys(self, keys: dict[str, SortKeys]) -> None:
+        # hasAttachment among them: until analyzed, the planner takes every Email's as
+        # unknown (a hasAttachment page at 50,000 Emails: 215 ms against SQLite's 23).
+        super().set_sort_keys(keys)
+        self._unlogged_writes += len(keys)
+        self._analyze_when_grown()
+
+    def set_header_texts(self, mailbox_id: str, texts: dict[int, HeaderText]) -> None:
+        super().set_header_texts(mailbox_id, texts)
+        self._unlogged_writes += len(texts)
+        self._analyze_when_grown()
+
+    def header_words_match(self, field: str, words: Sequence[str]) -> Clause | None:
+        return header_words_like(field, words)
+
+    def _upgrade(self, conn: object) -> None:
+        self.took_spare = migrate(self._session, claim_spare=True)
+
+    @property
+    def damaged(self) -> bool:
+        return False  # the server keeps its pages whole; errors are raised, not remembered
+
+    def rebuild(self) -> None:
+        """Drop the user's schema and start an empty one (a new epoch)."""
+        with self._lock:
+            self._session.run_script(f'DROP SCHEMA IF EXISTS "{self._session.schema}" CASCADE')
+            log.warning("store schema %s dropped, rebuilding", self._session.schema)
+            self._attach(self._session)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Nothing to close: the pool is the process's (``PostgresStores.close``)."""
+
+    @contextmanager
+    def erasing(self) -> Iterator[Any]:
+        # No free pages to overwrite from here: a deleted row's bytes stay in the table's
+        # file until VACUUM reuses the space (autovacuum, on PostgreSQL's schedule).
+        with self.sql() as conn:
+            yield conn
+
+
+def migrate(session: PostgresSession, *, claim_spare: bool = False) -> bool:
+    """Bring the session's schema to SCHEMA_VERSION, in one transaction; a new one is a
+    spare renamed (``claim_spare``) when there is one. Whether a spare was taken."""
+    schema = session.schema
+    claimed = False
+    with session:
+        session.execute("BEGIN")
+        try:
+            session.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (schema,))
+            if claim_spare:
+                claimed = _claim_spare(session)
+            session.run_script(
+                f'CREATE SCHEMA IF NOT EXISTS "{schema}";'
+                f'CREATE TABLE IF NOT EXISTS "{schema}".schema_version (version integer NOT NULL)'
+            )
+            row = session.execute("SELECT version FROM schema_version").fetchone()
+            version = row[0] if row else 0
+            if version > SCHEMA_VERSION:
+                raise SchemaTooNew(f"store schema {version} is newer than this bridge")
+            if version < SCHEMA_VERSION:
+                session.run_script(postgres_migrations(version, SCHEMA_VERSION))
+                session.execute("DELETE FROM schema_version")
+                session.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                session.execute("ROLLBACK")
+            raise
+        session.execute("COMMIT")
+    return claimed
+
+
+def _claim_spare(session: PostgresSession) -> bool:
+    """Rename a spare schema (made ahead, empty) to the session's, if the session's does
+    not exist yet: a new user then costs a rename, not the creation of every table (40 ms
+    and more). Another process may take the same spare first: then nothing changes."""
+    import psycopg
+
+    if session.execute(
+        "SELECT 1 FROM pg_namespace WHERE nspname = ?", (session.schema,)
+    ).fetchone():
+        return False
+    row = session.execute(
+        "SELECT nspname FROM pg_namespace WHERE left(nspname, ?) = ? LIMIT 1",
+        (len(SPARE_PREFIX), SPARE_PREFIX),
+    ).fetchone()
+    if row is None:
+        return False
+    session.execute("SAVEPOINT claim")
+    try:
+        session.run_script(f'ALTER SCHEMA "{row[0]}" RENAME TO "{session.schema}"')
+    except psycopg.Error:
+        session.execute("ROLLBACK TO SAVEPOINT claim")
+        return False
+    session.execute("RELEASE SAVEPOINT claim")
+    return True
+
+
+class PostgresStores:
+    """Every user's store in one PostgreSQL database, through one connection pool."""
+
+    def __init__(self, dsn: str, max_connections: int) -> None:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError(
+                "the PostgreSQL store needs psycopg: pip install 'jmap-bridge[postgresql]'"
+            ) from exc
+
+        self._dsn = dsn
+        self._pool = Connections(dsn, max_connections, CHECKOUT_TIMEOUT)
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        # What every search_path ends with: bridge_sql, and the schema of pg_trgm when the
+        # database had it elsewhere already (its operator classes are named unqualified).
+        self._search_tail = COMPAT_SCHEMA
+        self._making_spare = threading.Lock()
+        self._closed = False
+
+    def _prepare(self) -> None:
+        """Define the SQLite functions and make a spare schema, once: at start (warm-up),
+        or at the first user's open when the database was down then (a database out of
+        reach does not keep bridge from starting), on a connection of its own, so that a
+        database out of reach fails the request at once rather than after the pool's
+        wait."""
+        with self._ready_lock:
+            if self._ready:
+                return
+            with _translated_errors(), self._pool.connect() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (COMPAT_SCHEMA,))
+                conn.execute(COMPAT_FUNCTIONS)
+                trigrams = conn.execute(
+                    "SELECT extnamespace::regnamespace::text FROM pg_extension "
+                    "WHERE extname = 'pg_trgm'"
+                ).fetchone()[0]
+            if trigrams != COMPAT_SCHEMA:
+                self._search_tail = f"{COMPAT_SCHEMA}, {trigrams}"
+            self._ready = True
+        # The first new user's schema, made now: at start (warm-up) rather than beside
+        # that user's first request.
+        self._make_spare()
+
+    def checkout(self, schema: str) -> Any:
+        """A connection whose search_path starts with ``schema``."""
+        self._prepare()
+        with _translated_errors():
+            conn = self._pool.get(schema)
+            try:
+                if self._pool.schema_of.get(conn) != schema:
+                    self._pool.schema_of.pop(conn, None)
+                    conn.execute(f'SET search_path TO "{schema}", {self._search_tail}')
+                    self._pool.schema_of[conn] = schema
+            except BaseException:
+                self._pool.put(conn)
+                raise
+        return conn
+
+    def checkin(self, conn: Any) -> None:
+        self._pool.put(conn)
+
+    def open(self, key: str) -> PostgresCache:
+        """The store of the user whose key (hex digits) is ``key``."""
+        if not key.isalnum():
+            raise ValueError("a store key is letters and digits")
+        cache = PostgresCache(PostgresSession(self, f"u_{key}"))
+        if cache.took_spare:
+            self._make_spare_later()
+        return cache
+
+    def _make_spare_later(self) -> None:
+        """A new spare schema for the next new user, in the background."""
+        if self._making_spare.locked():
+            return
+        threading.Thread(target=self._make_spare, name="store-spare", daemon=True).start()
+
+    def _make_spare(self) -> None:
+        with self._making_spare:
+            if self._closed:
+                return
+            try:
+                with _translated_errors(), self._pool.connect() as conn:
+                    spare = conn.execute(
+                        "SELECT 1 FROM pg_namespace WHERE left(nspname, %s) = %s",
+                        (len(SPARE_PREFIX), SPARE_PREFIX),
+                    ).fetchone()
+                if spare is None:  # one is enough: new users come one request at a time
+                    migrate(PostgresSession(self, SPARE_PREFIX + secrets.token_hex(8)))
+            except Exception as exc:  # a spare only saves time: never a failure
+                log.debug("no spare store schema made: %s", exc)
+
+    def check(self) -> str | None:
+        """None when the database answers; else why not (for /readyz)."""
+        try:
+            self._prepare()
+            conn = self.checkout(COMPAT_SCHEMA)
+            try:
+                with _translated_errors():
+                    conn.execute("SELECT 1")
+            finally:
+                self.checkin(conn)
+        except StoreUnavailable as exc:
+            return str(exc)
+        return None
+
+    def close(self) -> None:
+        """Close the pool once no spare schema is being made (none is started after)."""
+        with self._making_spare:
+            self._closed = True
+            self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStores({redacted(self._dsn)!r})"

@@ -1,0 +1,70 @@
+"""The cache's SQL as PostgreSQL takes it (bridge.store.dialect): placeholders, percent
+signs and literals, and the schema's types."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.mail.header_text import INEXACT_BIT
+from bridge.store.dialect import header_words_like, postgres_ddl, postgres_sql
+from bridge.store.postgres import redacted
+
+
+@pytest.mark.parametrize(
+    ("sqlite", "postgres"),
+    [
+        ("WHERE b = ? AND c IN (?,?)", "WHERE b = %s AND c IN (%s,%s)"),
+        ("UPDATE t SET x = :value WHERE id = :id", "UPDATE t SET x = %(value)s WHERE id = %(id)s"),
+        # A literal keeps its question mark and colon; every % doubles.
+        ("SELECT '?:x%' || ?, a % 2 FROM t", "SELECT '?:x%%' || %s, a %% 2 FROM t"),
+        ("SELECT x::text FROM t", "SELECT x::text FROM t"),
+        ("BEGIN IMMEDIATE", "BEGIN"),
+        ("WHERE role = 'trash'", "WHERE role = 'trash'"),
+    ],
+)  # fmt: skip
+def test_statements(sqlite: str, postgres: str) -> None:
+    assert postgres_sql(sqlite) == postgres
+
+
+def test_schema_types() -> None:
+    ddl = postgres_ddl(
+        "CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL, b BLOB) WITHOUT ROWID;"
+    )
+    assert ddl == 'CREATE TABLE t (id TEXT COLLATE "C" PRIMARY KEY, n BIGINT NOT NULL, b BYTEA) ;'
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        ("postgresql://bridge:s3cret@db:5432/mail", "postgresql://bridge@db:5432/mail"),
+        ("postgresql://bridge:p@ss@db/mail?sslmode=require", "postgresql://bridge@db/mail"),
+        ("postgres://db/mail", "postgres://db/mail"),
+    ],
+)
+def test_a_store_url_without_its_password(dsn: str, shown: str) -> None:
+    assert redacted(dsn) == shown
+
+
+def test_the_store_setting_is_a_postgresql_url_or_unset() -> None:
+    from bridge.config import ConfigError, Settings, load_settings
+
+    assert load_settings(environ={}).store is None
+    url = "postgresql://bridge:pw@db/bridge"
+    assert load_settings(environ={"BRIDGE_STORE": url}).store == url
+    assert load_settings({"store": url, "store_connections": 3}, environ={}).store_connections == 3
+    with pytest.raises(ConfigError, match="PostgreSQL URL"):
+        Settings(store="mysql://db/bridge").validate()
+    with pytest.raises(ConfigError, match="store_connections"):
+        Settings(store_connections=0).validate()
+
+
+def test_the_postgresql_word_match_reads_each_fields_own_exactness_bit() -> None:
+    """header_words_like leaves out a field the index marks inexact by the mail layer's
+    bit for it, and takes the word's LIKE characters as they are."""
+    for field, bit in INEXACT_BIT.items():
+        match = header_words_like(field, ["AB", "WORD"])
+        assert match is not None
+        assert match.params == (bit, "%WORD%")
+    assert header_words_like("to", ["AB"]) is None
+    escaped = header_words_like("subject", ["100%_\\"])
+    assert escaped is not None and escaped.params[1:] == ("%100\\%\\_\\\\%",)
