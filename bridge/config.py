@@ -181,9 +181,6 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     @property
     def coordination_kind(self) -> str:
         if self.coordination == "auto":
-            # Instances that share a PostgreSQL store coordinate through it too.
-            if self.store is not None and self.store.startswith(STORE_SCHEMES):
-                return self.store
             return "data-dir" if self.workers > 1 else "process"
         return self.coordination
 

@@ -2,8 +2,9 @@
 # Two bridge instances behind nginx on one Debian 12 machine, as root, from a checkout of
 # bridge: `bash examples/instances/setup.sh`. Then edit /etc/bridge/bridge.toml (your IMAP
 # server, your public URL) and `systemctl restart bridge@8081 bridge@8082`; nginx serves
-# both on port 8080 (TLS: see /etc/nginx/conf.d/bridge.conf). With POSTGRES=1, coordination goes
-# through a local PostgreSQL database instead of the data directory.
+# both on port 8080 (TLS: see /etc/nginx/conf.d/bridge.conf). With POSTGRES=1, the caches
+# (store) and the coordination live in a local PostgreSQL database instead of the data
+# directory (uploads stay in the data directory).
 set -euo pipefail
 cd "$(dirname "$0")"
 here=$PWD
@@ -30,7 +31,8 @@ ALTER ROLE bridge PASSWORD '$password';
 SQL
     su postgres -c "createdb -O bridge bridge" 2>/dev/null || true
     sed -i '/^coordination *=/d' /etc/bridge/bridge.toml
-    grep -v '^BRIDGE_COORDINATION=' /etc/bridge/secrets.env > /etc/bridge/secrets.env.new || true
+    grep -v '^BRIDGE_COORDINATION=\|^BRIDGE_STORE=' /etc/bridge/secrets.env > /etc/bridge/secrets.env.new || true
+    echo "BRIDGE_STORE=postgresql://bridge:$password@127.0.0.1/bridge" >> /etc/bridge/secrets.env.new
     echo "BRIDGE_COORDINATION=postgresql://bridge:$password@127.0.0.1/bridge" >> /etc/bridge/secrets.env.new
     install -m 0600 /etc/bridge/secrets.env.new /etc/bridge/secrets.env && rm /etc/bridge/secrets.env.new
 fi
