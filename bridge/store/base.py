@@ -1,8 +1,9 @@
 """The narrow interface the mail layer uses of a user's cache.
 
-SQLite (``Cache``) is the only implementation today; a shared SQL store for several bridge
-instances would implement the same methods. Mutations run inside ``transaction()`` and log
-every change they make, so that states and /changes come from one place.
+Two implementations share one body of SQL: ``Cache`` (a SQLite file per user) and
+``PostgresCache`` (a schema per user in one database, bridge.store.postgres). Mutations
+run inside ``transaction()`` and log every change they make, so that states and /changes
+come from one place.
 """
 
 from __future__ import annotations
