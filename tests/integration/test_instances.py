@@ -334,6 +334,10 @@ def test_workers_serve_one_socket_and_push_across(upstream: Dovecot, tmp_path: P
     with server:
         assert server.process is not None
         workers = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        # Ready means one worker answers; the second may still be starting.
+        deadline = time.monotonic() + 10
+        while len(workers.read_text().split()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert len(workers.read_text().split()) == 2
         listener = JmapClient(server.url, USER, USERS[USER])
         drafts = listener.mailboxes()["Drafts"]["id"]
