@@ -37,14 +37,21 @@ def notified(upstream: Upstream) -> bool:
 
 
 def _watched(server: BridgeServer, username: str) -> UserData:
-    """The user, once their watcher has synced since it started listening."""
+    """The user, once their watcher has synced since it started listening and stayed
+    level for a second: the server may still report the tail of earlier work (Dovecot's
+    index and cache updates), each report a sync during which no request is level."""
     user = server.bridge.users.get(username)
-    deadline = time.monotonic() + 10
+    deadline, level_since, syncs = time.monotonic() + 20, None, -1
     while time.monotonic() < deadline:
         watcher = server.bridge.watchers.get(username)
         settled = watcher is not None and watcher.syncs and watcher.mode is not None
-        if settled and (watcher.mode == "idle" or user.freshness.level()):
-            return user
+        if settled and (watcher.mode == "idle" or user.freshness.level_here()):
+            if level_since is None or watcher.syncs != syncs:
+                level_since, syncs = time.monotonic(), watcher.syncs
+            elif time.monotonic() - level_since >= 1:
+                return user
+        else:
+            level_since = None
         time.sleep(0.02)
     raise AssertionError(f"no settled watcher for {username}")
 
