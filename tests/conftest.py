@@ -37,7 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "sqlite_only: about the SQLite store's files (damage, disk space): not run on the "
+        "sqlite_only: about the SQLite store (its files' damage, disk space; reads on the "
+        "event loop): not run on the "
         "PostgreSQL run (BRIDGE_TEST_STORE=postgresql)",
     )
     # Every log record of the run, at DEBUG, goes to one file that is searched for the

@@ -1,6 +1,8 @@
 """Warm requests that only read the cache run on the event loop (bridge.inline): a user
 whose upstream hangs does not hold up another user's, one that needs the upstream after all
-moves to a worker thread and answers as before, and each runs (and counts) once."""
+moves to a worker thread and answers as before, and each runs (and counts) once. On a
+PostgreSQL store every read is a round trip, so no request runs on the event loop: the tests
+of inline work are SQLite's (sqlite_only), and the last one checks the rule on both stores."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from tests.integration.conftest import USERS
 from tests.integration.server import USING, BridgeServer, JmapClient
 from tests.integration.test_freshness import _page, _watched
 from tests.integration.test_push import Events
+from tests.support import stores
 
 BODY = b"From: a@example.com\r\nSubject: inline %d\r\nMessage-ID: <i%d@x.test>\r\n\r\nhi %d\r\n"
 
@@ -52,7 +55,7 @@ def _seed(upstream: Dovecot, user: str, count: int) -> None:
             client.append("INBOX", BODY % (n, n, n))
 
 
-@pytest.mark.parametrize("inline_budget", [0.01, 0.0])
+@pytest.mark.parametrize("inline_budget", [pytest.param(0.01, marks=pytest.mark.sqlite_only), 0.0])
 def test_a_hung_upstream_session_does_not_hold_up_another_users_warm_page(
     upstream: Dovecot, tmp_path: Path, inline_budget: float
 ) -> None:
@@ -99,6 +102,7 @@ def test_a_hung_upstream_session_does_not_hold_up_another_users_warm_page(
             client.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_warm_request_that_needs_the_upstream_moves_to_a_worker(
     upstream: Dovecot, tmp_path: Path
 ) -> None:
@@ -136,6 +140,7 @@ def test_a_warm_request_that_needs_the_upstream_moves_to_a_worker(
         alice.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_request_past_the_inline_budget_starts_over_on_a_worker(
     upstream: Dovecot, tmp_path: Path
 ) -> None:
@@ -150,4 +155,21 @@ def test_a_request_past_the_inline_budget_starts_over_on_a_worker(
         assert sorted(e["subject"] for e in page["g"]["list"]) == ["inline 0", "inline 1"]
         assert _requests("moved") == moved + 1
         assert _requests("loop") == loop
+        alice.close()
+
+
+def test_a_warm_page_runs_on_the_loop_on_sqlite_and_on_a_worker_on_postgresql(
+    upstream: Dovecot, tmp_path: Path
+) -> None:
+    _seed(upstream, "alice", 2)
+    with BridgeServer(upstream.host, upstream.port, tmp_path / "data") as server:
+        alice = _listened(server, "alice")
+        inbox = alice.mailboxes()["INBOX"]["id"]
+        loop, worker = _requests("loop"), _requests("worker")
+        page = _page(alice, inbox)
+        assert sorted(e["subject"] for e in page["g"]["list"]) == ["inline 0", "inline 1"]
+        if stores.on_postgres():
+            assert (_requests("loop"), _requests("worker")) == (loop, worker + 1)
+        else:
+            assert (_requests("loop"), _requests("worker")) == (loop + 1, worker)
         alice.close()
