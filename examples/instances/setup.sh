@@ -14,10 +14,12 @@ packages="nginx python3-venv"
 apt-get update -qq
 apt-get install -y -qq $packages >/dev/null
 
-# A system user owns the data directory; the code lives in a virtualenv of its own.
+# A system user owns the data directory; the code lives in a virtualenv of its own, on
+# Debian's Python (a python3 of root's own, e.g. pyenv's under /root, is out of the bridge
+# user's reach).
 id bridge >/dev/null 2>&1 || adduser --system --group --home /var/lib/bridge --no-create-home bridge
 install -d -o bridge -g bridge -m 0700 /var/lib/bridge
-python3 -m venv /opt/bridge
+/usr/bin/python3 -m venv --clear /opt/bridge
 /opt/bridge/bin/pip install -q "$here/../..[postgresql]"
 
 install -d -m 0755 /etc/bridge
