@@ -120,6 +120,11 @@ class Cyrus(ThrowawayServer):
         return f"""\
 configdirectory: {base}/conf
 partition-default: {base}/spool
+# Without a default partition, each imapd picks one for its first new mailbox and seeds
+# rand() with the time in seconds there; the mailbox ids (and spool directories) come from
+# rand(), so two processes starting in the same second gave mailboxes one directory (users
+# then read each other's messages: 13-18 of 800 concurrent APPENDs; with this line, none).
+defaultpartition: default
 servername: {SERVERNAME}
 cyrus_user: {owner}
 syslog_prefix: bridge-test
