@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -17,11 +18,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Self
 
+# Ports handed out by free_port in this process: a server started later must not get one
+# that another, not yet listening, was given.
+_handed_out: set[int] = set()
+_LOWEST_PORT = 10000
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback TCP port nothing listens on, for a server about to start. It comes from
+    below the kernel's range for the local ports of outgoing connections: a port the kernel
+    picks itself (bind to 0) can be taken by any connect() between our choosing it and the
+    server binding it, and was (a test's metrics listener: "Address already in use")."""
+    below = _outgoing_ports_start()
+    for _ in range(500):
+        port = random.randrange(_LOWEST_PORT, below) if below > _LOWEST_PORT + 1000 else 0
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = sock.getsockname()[1]
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port")
+
+
+def _outgoing_ports_start() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+    except OSError:
+        return 0
+    return int(text.split()[0])
 
 
 def start_daemon(argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:

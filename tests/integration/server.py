@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ import httpx
 import uvicorn
 
 from bridge.config import Settings
+from bridge.demo.process import free_port
 from bridge.http.app import create_app
 from bridge.imap.pool import ConnectionPool
 from tests.support.stores import store_for
@@ -19,12 +19,6 @@ from tests.support.stores import store_for
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
 USING = [CORE, MAIL]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class BridgeServer:

@@ -19,13 +19,14 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
+
+from bridge.demo.process import free_port
 
 SUPERUSER = "bridge"
 
@@ -40,12 +41,6 @@ def postgres_bin_dir() -> Path | None:
         if (candidate / "initdb").is_file() and (candidate / "postgres").is_file():
             return candidate
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _unprivileged_user() -> pwd.struct_passwd | None:
@@ -70,7 +65,7 @@ class PostgresCluster:
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         self.base_dir = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))
 
     @property
