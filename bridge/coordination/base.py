@@ -22,6 +22,36 @@ class ProcessLock(Protocol):
     def release(self) -> None: ...
 
 
+class SharedRecords(Protocol):
+    """What the processes keep in one place so that any of them can answer: issued
+    tokens and failed logins."""
+
+    def keep_token(
+        self, key: bytes, owner: bytes, sealed: bytes, expires: float, per_owner: int
+    ) -> None:
+        """Keep an issued token by its digest ``key``: ``sealed`` holds what it stands
+        for, encrypted under the token itself (bridge.http.token_store), ``owner`` a digest
+        of its user, who keeps at most ``per_owner`` (the oldest go first)."""
+        ...
+
+    def token(self, key: bytes) -> tuple[bytes, float] | None:
+        """What ``keep_token`` kept under ``key``, and its expiry; None once expired."""
+        ...
+
+    def drop_token(self, key: bytes) -> bool:
+        """Forget the token; whether it was a live one."""
+        ...
+
+    def failures(self, key: bytes, since: float) -> list[float]:
+        """When (time.time()) the failed logins counted under ``key`` happened, since
+        ``since``, oldest first (bridge.http.throttle)."""
+        ...
+
+    def fail(self, key: bytes) -> None: ...
+
+    def forgive(self, key: bytes) -> None: ...
+
+
 class Coordinator(Protocol):
     """What the processes serving the same users share. Every method may be called from
     any thread."""
@@ -61,30 +91,10 @@ class Coordinator(Protocol):
         one of several processes that does a thing all of them would do."""
         ...
 
-    def keep_token(
-        self, key: bytes, owner: bytes, sealed: bytes, expires: float, per_owner: int
-    ) -> None:
-        """Keep an issued token by its digest ``key``: ``sealed`` holds what it stands
-        for, encrypted under the token itself (bridge.http.token_store), ``owner`` a digest
-        of its user, who keeps at most ``per_owner`` (the oldest go first)."""
+    def records(self) -> SharedRecords | None:
+        """The tokens and failed logins the processes share; None when they stay in the
+        process (bridge.http.token_store, bridge.http.throttle)."""
         ...
-
-    def token(self, key: bytes) -> tuple[bytes, float] | None:
-        """What ``keep_token`` kept under ``key``, and its expiry; None once expired."""
-        ...
-
-    def drop_token(self, key: bytes) -> bool:
-        """Forget the token; whether it was a live one."""
-        ...
-
-    def failures(self, key: bytes, since: float) -> list[float]:
-        """When (time.time()) the failed logins counted under ``key`` happened, since
-        ``since``, oldest first (bridge.http.throttle)."""
-        ...
-
-    def fail(self, key: bytes) -> None: ...
-
-    def forgive(self, key: bytes) -> None: ...
 
     def publish(self, username: str, states: States) -> None:
         """Tell the other processes that the user's states moved to these."""

@@ -35,27 +35,8 @@ class LocalCoordinator:
     def claim(self, key: str) -> bool:
         return True
 
-    # Tokens stay in the process's own TokenStore: nobody else asks for them.
-    def keep_token(
-        self, key: bytes, owner: bytes, sealed: bytes, expires: float, per_owner: int
-    ) -> None:
-        raise NotImplementedError
-
-    def token(self, key: bytes) -> tuple[bytes, float] | None:
-        raise NotImplementedError
-
-    def drop_token(self, key: bytes) -> bool:
-        raise NotImplementedError
-
-    # Failed logins too are counted in the process's own FailureThrottle.
-    def failures(self, key: bytes, since: float) -> list[float]:
-        raise NotImplementedError
-
-    def fail(self, key: bytes) -> None:
-        raise NotImplementedError
-
-    def forgive(self, key: bytes) -> None:
-        raise NotImplementedError
+    def records(self) -> None:
+        return None  # tokens and failed logins stay in the process's TokenStore and throttle
 
     def publish(self, username: str, states: States) -> None:
         pass

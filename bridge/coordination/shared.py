@@ -8,8 +8,10 @@ import os
 import secrets
 import socket
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
+from bridge.coordination.base import SharedRecords
 from bridge.coordination.outbox import Outbox
 from bridge.states import States
 
@@ -26,10 +28,11 @@ def holder_name() -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
 
 
-class SharedCoordinator:
+class SharedCoordinator(SharedRecords, ABC):
     """The base of a coordinator other processes take part in. A subclass opens its store
     before calling ``__init__`` (the threads start here) and gives ``_renew`` (each third
-    of the lease time) and ``_send`` (a published state, off the event loop)."""
+    of the lease time), ``_send`` (a published state, off the event loop) and the shared
+    records (tokens and failed logins) kept in that store."""
 
     def __init__(self, lease_time: float) -> None:
         self.lease_time = lease_time
@@ -55,11 +58,14 @@ class SharedCoordinator:
             except Exception as exc:  # the store is away: the leases may run out meanwhile
                 log.warning("renewing leases failed: %s", exc)
 
-    def _renew(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _renew(self) -> None: ...
 
-    def _send(self, username: str, states: States) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _send(self, username: str, states: States) -> None: ...
+
+    def records(self) -> SharedRecords:
+        return self  # each subclass keeps them in its store
 
     def publish(self, username: str, states: States) -> None:
         self._outbox.put(username, states)

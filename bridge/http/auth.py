@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from bridge.coordination import Coordinator
+from bridge.coordination.base import SharedRecords
 from bridge.credentials import Credentials
 from bridge.endpoint import AccessToken
 from bridge.http.bearer import IdentityUnavailable, OAuthIdentity
@@ -102,7 +102,7 @@ class Authenticator:
         *,
         tokens: TokenStore | None = None,
         oauth: OAuthIdentity | None = None,
-        shared: Coordinator | None = None,
+        shared: SharedRecords | None = None,
     ) -> None:
         self.pool = pool
         self.login_case = login_case or LoginCase()

@@ -20,13 +20,14 @@ class HttpBridge(Bridge):
 
     def __init__(self, settings: Settings, pool: ConnectionPool | None = None) -> None:
         super().__init__(settings, pool)
-        self.tokens = TokenStore(settings.token_lifetime, shared=self.coordinator)
+        shared = self.coordinator.records()
+        self.tokens = TokenStore(settings.token_lifetime, shared=shared)
         self.auth = Authenticator(
             self.pool,
             LoginCase(settings.login_case),
             tokens=self.tokens,
             oauth=OAuthIdentity.from_settings(settings),
-            shared=self.coordinator,
+            shared=shared,
         )
         self.event_streams = UserSlots()
 

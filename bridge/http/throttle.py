@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 
-from bridge.coordination import Coordinator
+from bridge.coordination.base import SharedRecords
 
 # Keys with no failure inside the window are dropped once this many keys are held: a
 # guesser spraying logins or addresses leaves no lasting trace in memory.
@@ -27,11 +27,11 @@ class FailureThrottle:
     """After ``limit`` failures within ``window`` seconds, a key is refused until they age."""
 
     def __init__(
-        self, limit: int, window: float, shared: Coordinator | None = None, name: str = ""
+        self, limit: int, window: float, shared: SharedRecords | None = None, name: str = ""
     ) -> None:
         self.limit = limit
         self.window = window
-        self._shared = shared if shared is not None and shared.shared else None
+        self._shared = shared
         self._name = name  # tells apart the throttles that count in the coordinator
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()

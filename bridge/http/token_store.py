@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from bridge.coordination import Coordinator
+from bridge.coordination.base import SharedRecords
 from bridge.credentials import Credentials
 
 LIFETIME = 3600.0
@@ -57,12 +57,12 @@ def _unseal(token: str, sealed: bytes) -> Credentials | None:
 
 
 class TokenStore:
-    def __init__(self, lifetime: float = LIFETIME, shared: Coordinator | None = None) -> None:
+    def __init__(self, lifetime: float = LIFETIME, shared: SharedRecords | None = None) -> None:
         self.lifetime = lifetime
         self._tokens: dict[bytes, tuple[Credentials, float]] = {}
         self._lock = threading.Lock()
         # Other instances share the tokens: every call goes to the coordinator.
-        self._shared = shared if shared is not None and shared.shared else None
+        self._shared = shared
 
     def __len__(self) -> int:
         with self._lock:

@@ -195,7 +195,7 @@ def test_published_states_reach_the_other_processes_only(
 def test_tokens_issued_by_one_instance_work_at_the_other(
     pair: tuple[Coordinator, Coordinator], where: str, tmp_path: Path
 ) -> None:
-    a, b = TokenStore(60, shared=pair[0]), TokenStore(60, shared=pair[1])
+    a, b = TokenStore(60, shared=pair[0].records()), TokenStore(60, shared=pair[1].records())
     alice = Credentials("alice", "a secret password")
     token, _ = a.issue(alice)
     assert b.redeem(token) == alice
@@ -210,9 +210,9 @@ def test_tokens_issued_by_one_instance_work_at_the_other(
 
 
 def test_failed_logins_count_at_every_instance(pair: tuple[Coordinator, Coordinator]) -> None:
-    a = FailureThrottle(3, 60, pair[0], "login-address")
-    b = FailureThrottle(3, 60, pair[1], "login-address")
-    by_address = FailureThrottle(3, 60, pair[1], "address")
+    a = FailureThrottle(3, 60, pair[0].records(), "login-address")
+    b = FailureThrottle(3, 60, pair[1].records(), "login-address")
+    by_address = FailureThrottle(3, 60, pair[1].records(), "address")
     for throttle in (a, b, a):
         assert throttle.retry_after("alice\0192.0.2.1") == 0
         throttle.fail("alice\0192.0.2.1")
