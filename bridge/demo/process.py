@@ -31,17 +31,16 @@ def free_port() -> int:
     server binding it, and was (a test's metrics listener: "Address already in use")."""
     below = _outgoing_ports_start()
     for _ in range(500):
-        port = random.randrange(_LOWEST_PORT, below) if below > _LOWEST_PORT + 1000 else 0
-        if port in _handed_out:
-            continue
+        wanted = random.randrange(_LOWEST_PORT, below) if below > _LOWEST_PORT + 1000 else 0
         with socket.socket() as sock:
             try:
-                sock.bind(("127.0.0.1", port))
+                sock.bind(("127.0.0.1", wanted))
             except OSError:
                 continue
             port = sock.getsockname()[1]
-        _handed_out.add(port)
-        return port
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
     raise RuntimeError("no free loopback port")
 
 
