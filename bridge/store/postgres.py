@@ -26,7 +26,7 @@ import contextlib
 import logging
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Self
 
@@ -50,6 +50,8 @@ log = logging.getLogger("bridge.store")
 CHECKOUT_TIMEOUT = 10.0
 # Schemas made ahead for new users (``_claim_spare``): this prefix and 16 hex digits.
 SPARE_PREFIX = "spare_"
+# Seconds after a new user took the spare schema before the next one is made.
+SPARE_DELAY = 1.0
 # Changes (the cache's counter) after which a new user's tables get statistics.
 ANALYZE_AFTER = 500
 ANALYZED_TABLES = ("locations", "emails", "email_keywords", "header_text", "changelog")
@@ -71,24 +73,44 @@ def redacted(dsn: str) -> str:
 
 class Rows:
     """A statement's result, read whole before the connection goes back to the pool:
-    what the cache uses of a sqlite3 cursor."""
+    what the cache uses of a sqlite3 cursor. A statement sent inside a transaction is
+    read only when asked for (``pending``): see ``PostgresSession``."""
 
-    __slots__ = ("_next", "_rows", "rowcount")
+    __slots__ = ("_next", "_pending", "_rowcount", "_rows")
 
-    def __init__(self, rows: list[Any], rowcount: int) -> None:
+    def __init__(
+        self,
+        rows: list[Any],
+        rowcount: int,
+        pending: Callable[[], tuple[list[Any], int]] | None = None,
+    ) -> None:
         self._rows = rows
         self._next = 0
-        self.rowcount = rowcount
+        self._rowcount = rowcount
+        self._pending = pending
+
+    def _resolve(self) -> list[Any]:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._rows, self._rowcount = pending()
+        return self._rows
+
+    @property
+    def rowcount(self) -> int:
+        self._resolve()
+        return self._rowcount
 
     def fetchone(self) -> Any:
-        if self._next >= len(self._rows):
+        rows = self._resolve()
+        if self._next >= len(rows):
             return None
         self._next += 1
-        return self._rows[self._next - 1]
+        return rows[self._next - 1]
 
     def fetchall(self) -> list[Any]:
-        rest = self._rows[self._next :]
-        self._next = len(self._rows)
+        rows = self._resolve()
+        rest = rows[self._next :]
+        self._next = len(rows)
         return rest
 
     def __iter__(self) -> Iterator[Any]:
@@ -111,7 +133,14 @@ def _translated_errors() -> Iterator[None]:
 
 
 class PostgresSession:
-    """One user's connection to the database, borrowed from the pool while held."""
+    """One user's connection to the database, borrowed from the pool while held.
+
+    A transaction (BEGIN IMMEDIATE .. COMMIT) runs in pipeline mode: each statement is sent
+    without waiting for its answer, which is read only when the cache asks for it (a
+    SELECT's rows, an UPDATE's row count) or at COMMIT. The cache's writes are then not one
+    round trip each: a folder's new messages cost a round trip per read, not per row. An
+    error in any statement fails the whole transaction, as it would have anyway in
+    PostgreSQL: at the next read, or at COMMIT, which then rolls back and raises it."""
 
     def __init__(self, stores: PostgresStores, schema: str) -> None:
         self._stores = stores
@@ -120,6 +149,8 @@ class PostgresSession:
         self._depth = 0
         self._conn: Any = None
         self._cursor: Any = None
+        self._pipeline: Any = None
+        self._pipeline_mode: Any = None  # the context manager that entered ``_pipeline``
 
     def __enter__(self) -> Self:
         self._lock.acquire()
@@ -136,27 +167,72 @@ class PostgresSession:
     def __exit__(self, *exc: object) -> None:
         self._depth -= 1
         if self._depth == 0:
+            if self._pipeline is not None:  # a transaction left open: its connection goes
+                self._end_pipeline(quietly=True)
             conn, self._conn, self._cursor = self._conn, None, None
             self._stores.checkin(conn)
         self._lock.release()
 
     def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = (), /) -> Rows:
         with self, _translated_errors():
-            cursor = self._cursor.execute(postgres_sql(sql), parameters)
+            if self._pipeline is not None:
+                if sql in ("COMMIT", "ROLLBACK"):
+                    self._finish(sql)
+                    return Rows([], -1)
+                cursor = self._conn.cursor()
+                cursor.execute(postgres_sql(sql), parameters)
+                return Rows([], -1, lambda: self._result_of(cursor))
             if sql == "BEGIN IMMEDIATE":
+                self._pipeline_mode = self._conn.pipeline()
+                self._pipeline = self._pipeline_mode.__enter__()
+                self._cursor.execute("BEGIN")
                 # SQLite's IMMEDIATE: the user's writers take turns from the start, whichever
                 # instance they run in, so the change counter read next is theirs alone. (The
                 # two-key form: a key space apart from the one-key locks of migrations and
                 # of bridge.coordination.)
-                cursor = self._cursor.execute(
+                self._cursor.execute(
                     "SELECT pg_advisory_xact_lock(1, hashtext(%s))", (self.schema,)
                 )
+                return Rows([], -1)
+            cursor = self._cursor.execute(postgres_sql(sql), parameters)
             return Rows(cursor.fetchall() if cursor.description else [], cursor.rowcount)
+
+    def _result_of(self, cursor: Any) -> tuple[list[Any], int]:
+        """A pipelined statement's answer, waiting for it (and those sent before) if needed."""
+        with self, _translated_errors():
+            if cursor.pgresult is None:
+                self._pipeline.sync()
+            return (cursor.fetchall() if cursor.description else []), cursor.rowcount
+
+    def _finish(self, sql: str) -> None:
+        """COMMIT or ROLLBACK a pipelined transaction and leave pipeline mode."""
+        if sql == "ROLLBACK":
+            self._end_pipeline(quietly=True)  # the error that led here is being raised
+            self._cursor.execute("ROLLBACK")
+            return
+        try:
+            self._cursor.execute("COMMIT")
+            self._end_pipeline(quietly=False)
+        except BaseException:
+            self._end_pipeline(quietly=True)
+            with contextlib.suppress(Exception):  # the connection may be gone: not lent again
+                self._cursor.execute("ROLLBACK")
+            raise
+
+    def _end_pipeline(self, *, quietly: bool) -> None:
+        mode, self._pipeline, self._pipeline_mode = self._pipeline_mode, None, None
+        if mode is None:
+            return
+        if not quietly:
+            mode.__exit__(None, None, None)
+            return
+        with contextlib.suppress(Exception):
+            mode.__exit__(None, None, None)
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Rows:
         with self, _translated_errors():
             self._cursor.executemany(postgres_sql(sql), list(seq_of_parameters))
-            return Rows([], self._cursor.rowcount)
+            return Rows([], -1 if self._pipeline is not None else self._cursor.rowcount)
 
     def run_script(self, script: str) -> None:
         """Statements without parameters, in one round trip."""
@@ -207,7 +283,8 @@ class PostgresCache(sqlite_cache.Cache):
         time (and by ANALYZE_AFTER at least): a few times while a cache fills. On a
         connection of its own, beside the user's requests (ANALYZE blocks no reads or
         writes), one at a time."""
-        writes = self.counter + self._unlogged_writes
+        # The counter as this process last saw it (no read: a round trip per transaction).
+        writes = self._counter + self._unlogged_writes
         grown = writes - self._analyzed_at
         if grown < max(ANALYZE_AFTER, self._analyzed_at // 2) or self._analyzing.locked():
             return
@@ -390,10 +467,14 @@ class PostgresStores:
         return cache
 
     def _make_spare_later(self) -> None:
-        """A new spare schema for the next new user, in the background."""
+        """A new spare schema for the next new user, in the background, once the user who
+        took the last one has had their first page: its CREATE TABLEs (40-60 ms of the
+        database's time) would otherwise compete with that page."""
         if self._making_spare.locked():
             return
-        threading.Thread(target=self._make_spare, name="store-spare", daemon=True).start()
+        timer = threading.Timer(SPARE_DELAY, self._make_spare)
+        timer.name, timer.daemon = "store-spare", True
+        timer.start()
 
     def _make_spare(self) -> None:
         with self._making_spare:

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from bridge.store.cache import Cache
+from bridge.store.records import FolderState, MailboxRecord
 from tests.support.postgres import PostgresCluster
 
 STORE = os.environ.get("BRIDGE_TEST_STORE", "sqlite")
@@ -101,3 +102,14 @@ def open_test_cache() -> Cache:
     if _unit_stores is None:
         _unit_stores = PostgresStores(fresh_store() or "", max_connections=4)
     return _unit_stores.open(secrets.token_hex(16))  # type: ignore[attr-defined]
+
+
+def add_mailbox(cache: Cache, name: str, role: str | None = None) -> str:
+    """An indexed folder in a unit test's cache: its counts follow the mail in it."""
+    mailbox_id = cache.mailbox_id_for(f"guid:{name}")
+    with cache.transaction():
+        cache.add_mailbox(
+            MailboxRecord(id=mailbox_id, upstream_key=f"guid:{name}", name=name, role=role)
+        )
+        cache.set_synced(mailbox_id, FolderState(uidvalidity=1, uidnext=1, messages=0))
+    return mailbox_id

@@ -11,28 +11,15 @@ from bridge.store.email_query import header_holds, shaped, size_at_least
 from bridge.store.records import (
     Counts,
     FlagUpdate,
-    FolderState,
     HeaderText,
-    MailboxRecord,
     NewMessage,
 )
-from tests.support.stores import open_test_cache
+from tests.support.stores import add_mailbox, open_test_cache
 
 
 @pytest.fixture
 def cache() -> Cache:
     return open_test_cache()
-
-
-def add_mailbox(cache: Cache, name: str, role: str | None = None) -> str:
-    """An indexed folder: its counts follow the mail in it."""
-    mailbox_id = cache.mailbox_id_for(f"guid:{name}")
-    with cache.transaction():
-        cache.add_mailbox(
-            MailboxRecord(id=mailbox_id, upstream_key=f"guid:{name}", name=name, role=role)
-        )
-        cache.set_synced(mailbox_id, FolderState(uidvalidity=1, uidnext=1, messages=0))
-    return mailbox_id
 
 
 def message(uid: int, key: str, *keywords: str, refs: tuple[str, ...] = ()) -> NewMessage:
