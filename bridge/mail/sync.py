@@ -87,6 +87,8 @@ DEFAULT_SORT_ORDER = {"inbox": 1, "drafts": 2, "sent": 3, "archive": 4, "junk": 
 @dataclass
 class SyncReport:
     folders_listed: int = 0
+    # Whether the folder list changed (a Mailbox was created, updated or destroyed).
+    folders_changed: bool = False
     folders_synced: list[str] = field(default_factory=list)
     emails_changed: int = 0
     # Folders left to the background indexer.
@@ -224,11 +226,10 @@ class Syncer:
         self.labels: LabelViews | None = None
 
     def sync(self, foreground_limit: int = FOREGROUND_LIMIT) -> SyncReport:
-        mailbox_state = self.cache.state(MAILBOX)
         report = self._list()
         # A changed folder list (the trash may have moved) calls for a whole recount; mail
         # changes keep counts right as they land.
-        folders_changed = self.cache.state(MAILBOX) != mailbox_state
+        folders_changed = report.folders_changed
         records = [r for r in self.cache.mailboxes() if r.selectable]
         self.labels = label_views(self.conn, records)
         if self.labels is not None:
@@ -296,9 +297,11 @@ class Syncer:
         else:
             self.conn.unselect()
         listings = self.conn.list_mailboxes()
-        with self.cache.transaction():
+        with self.cache.transaction() as reconciled:
             self.reconcile_mailboxes(listings)
-        return SyncReport(folders_listed=len(listings))
+        return SyncReport(
+            folders_listed=len(listings), folders_changed=MAILBOX in reconciled.logged
+        )
 
     def reconcile_mailboxes(self, listings: Sequence[MailboxListing]) -> None:
         """Match listed folders to cached mailboxes: by server id where there is one, else
@@ -334,6 +337,7 @@ class Syncer:
         for record in gone:
             self.orphans |= self.cache.remove_mailbox(record.id)
         taken = {r.upstream_key for r in records}
+        added: list[MailboxRecord] = []
         for listing in unmatched:
             if listing.name in renamed:
                 continue
@@ -351,7 +355,8 @@ class Syncer:
                 record = msgspec.structs.replace(record, rights=self._rights(listing.name))
             elif unreadable(record):
                 log_unreadable(record.id, "no STATUS")
-            self.cache.add_mailbox(record)
+            added.append(record)
+        self.cache.add_mailboxes(added)
 
     def _update(self, old: MailboxRecord, new: MailboxRecord) -> None:
         """Store a listed folder's new record; log once when it turns (un)readable."""

@@ -24,6 +24,7 @@ from bridge.store.email_query import NO_LIMIT, Clause, OrderKey
 from bridge.store.ids import derive_id, random_token
 from bridge.store.records import (
     ChangeSet,
+    Committed,
     Counts,
     EmailRecord,
     FlagUpdate,
@@ -318,8 +319,11 @@ class Cache:
     # -- transactions and the counter -------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> Iterator[Committed]:
+        """Everything inside commits together, or not at all. Yields a ``Committed``: at
+        the end of the outermost transaction, the types it logged changes of."""
         inline.refuse("a write to the cache")
+        committed = Committed()
         with self._lock:
             outermost = self._depth == 0
             if outermost:
@@ -329,7 +333,7 @@ class Cache:
                 counter_before = self._tx_start = self._counter
             self._depth += 1
             try:
-                yield
+                yield committed
                 if outermost:
                     self._settle_counts()
             except BaseException:
@@ -344,6 +348,7 @@ class Cache:
             if outermost:
                 if self._counter != counter_before:
                     self._set_meta("counter", str(self._counter))
+                committed.logged = frozenset(self._pending_states)
                 if self._pending_states:
                     self._conn.executemany(
                         "INSERT INTO meta(key, value) VALUES (?, ?) "
@@ -628,17 +633,23 @@ class Cache:
         return derive_id("m", upstream_key)
 
     def add_mailbox(self, record: MailboxRecord) -> None:
-        self._conn.execute(
-            f"INSERT INTO mailboxes({_MAILBOX_COLUMNS}) VALUES ({_marks(25)})",
-            (
-                record.id, record.upstream_key, record.name, record.delimiter, record.role,
-                int(record.subscribed), int(record.selectable), record.sort_order,
-                record.rights, *_state_values(record.status), *_state_values(record.synced),
-                *msgspec.structs.astuple(record.counts), record.index_uidvalidity,
-                record.special_use,
-            ),
+        self.add_mailboxes([record])
+
+    def add_mailboxes(self, records: Sequence[MailboxRecord]) -> None:
+        self._insert_rows(
+            f"INSERT INTO mailboxes({_MAILBOX_COLUMNS})",
+            f"({_marks(25)})",
+            [
+                (
+                    r.id, r.upstream_key, r.name, r.delimiter, r.role, int(r.subscribed),
+                    int(r.selectable), r.sort_order, r.rights, *_state_values(r.status),
+                    *_state_values(r.synced), *msgspec.structs.astuple(r.counts),
+                    r.index_uidvalidity, r.special_use,
+                )
+                for r in records
+            ],
         )  # fmt: skip
-        self.log_created(MAILBOX, record.id)
+        self._log_rows(created=[(MAILBOX, r.id, self._next()) for r in records])
 
     def update_mailbox(self, old: MailboxRecord, new: MailboxRecord) -> None:
         """Store ``new`` over ``old`` and log a change if a client-visible property moved."""
@@ -1077,30 +1088,29 @@ class Cache:
         wanted = None if mailbox_ids is None else set(mailbox_ids)
         records = self.mailboxes()
         trash = [r.id for r in records if r.role == "trash"]
-        moved: list[str] = []
+        counted: list[tuple[MailboxRecord, Counts]] = []
         for record in records:
             if record.selectable and not record.indexed and record.status is not None:
                 # Not indexed yet: each message counts as an Email and as its own thread.
                 messages, unseen = record.status.messages, record.status.unseen or 0
-                counts = Counts(messages, unseen, messages, unseen)
+                counted.append((record, Counts(messages, unseen, messages, unseen)))
             elif wanted is None or record.id in wanted:
-                counts = self._count(record.id, trash)
-            else:
-                continue
-            if self._store_counts(record, counts):
-                moved.append(record.id)
-        return moved
+                counted.append((record, self._count(record.id, trash)))
+        return self._store_counts(counted)
 
-    def _store_counts(self, record: MailboxRecord, counts: Counts) -> bool:
-        if counts == record.counts:
-            return False
-        self._conn.execute(
+    def _store_counts(self, counted: Sequence[tuple[MailboxRecord, Counts]]) -> list[str]:
+        """Write the counts that moved, in one statement; returns those folders."""
+        moved = [(record.id, counts) for record, counts in counted if counts != record.counts]
+        self._conn.executemany(
             "UPDATE mailboxes SET total_emails = ?, unread_emails = ?, total_threads = ?, "
             "unread_threads = ? WHERE id = ?",
-            (*msgspec.structs.astuple(counts), record.id),
+            [(*msgspec.structs.astuple(counts), mailbox_id) for mailbox_id, counts in moved],
         )
-        self.log_updated(MAILBOX, record.id, counts_only=True)
-        return True
+        self._log_rows(
+            updated=[(MAILBOX, mailbox_id, self._next()) for mailbox_id, _ in moved],
+            counts_only=True,
+        )
+        return [mailbox_id for mailbox_id, _ in moved]
 
     def _count(self, mailbox_id: str, trash: list[str]) -> Counts:
         total, unread, threads = self._conn.execute(
@@ -1186,17 +1196,19 @@ class Cache:
         self._forget_shares()
         records = {r.id: r for r in self.mailboxes()}
         trash = [r.id for r in records.values() if r.role == "trash"]
-        for mailbox_id in newly_indexed:
-            if mailbox_id in records:
-                self._store_counts(records[mailbox_id], self._count(mailbox_id, trash))
+        counted = [
+            (records[mailbox_id], self._count(mailbox_id, trash))
+            for mailbox_id in newly_indexed
+            if mailbox_id in records
+        ]
         for mailbox_id, move in moves.items():
             record = records.get(mailbox_id)
             if record is None or not record.indexed or mailbox_id in newly_indexed:
                 continue  # not indexed: its counts are the server's
             old = msgspec.structs.astuple(record.counts)
-            self._store_counts(
-                record, Counts(*(max(0, o + m) for o, m in zip(old, move, strict=True)))
-            )
+            counts = Counts(*(max(0, o + m) for o, m in zip(old, move, strict=True)))
+            counted.append((record, counts))
+        self._store_counts(counted)
 
     def _forget_shares(self) -> None:
         self._shares_before = {}

@@ -41,7 +41,7 @@ from bridge.store.dialect import (
 from bridge.store.email_query import Clause
 from bridge.store.health import StorageFull, StoreUnavailable
 from bridge.store.pg_connections import Connections
-from bridge.store.records import HeaderText, SortKeys
+from bridge.store.records import Committed, HeaderText, SortKeys
 from bridge.store.schema import SCHEMA_VERSION, SchemaTooNew
 
 log = logging.getLogger("bridge.store")
@@ -269,9 +269,9 @@ class PostgresCache(sqlite_cache.Cache):
         self._analyzed_at = self.counter
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with super().transaction():
-            yield
+    def transaction(self) -> Iterator[Committed]:
+        with super().transaction() as committed:
+            yield committed
         if self._depth == 0:
             self._analyze_when_grown()
 

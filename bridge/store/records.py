@@ -151,3 +151,12 @@ class MessageRef(msgspec.Struct, frozen=True):
 
     mailbox_id: str
     uid: int
+
+
+class Committed:
+    """What a transaction logged changes of (types), once it has committed."""
+
+    __slots__ = ("logged",)
+
+    def __init__(self) -> None:
+        self.logged: frozenset[str] = frozenset()
