@@ -8,6 +8,7 @@ answer cannotCalculateChanges instead of a wrong delta.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import sqlite3
@@ -456,11 +457,15 @@ class Cache:
             "destroyed = NULL",
             (self._tx_start,),
         )
-        states = self._pending_states
-        for type_name, value in [(t, v) for t, _, v in (*created, *updated)] + [
-            (EMAIL_DELIVERY, v) for t, _, v in created if t == EMAIL
-        ]:
-            states[type_name] = max(value, states.get(type_name, 0))
+        for type_name, _, value in (*created, *updated):
+            self._raise_state(type_name, value)
+        for type_name, _, value in created:
+            if type_name == EMAIL:
+                self._raise_state(EMAIL_DELIVERY, value)
+
+    def _raise_state(self, type_name: str, value: int) -> None:
+        pending = self._pending_states
+        pending[type_name] = max(value, pending.get(type_name, 0))
 
     def _insert_rows(
         self,
@@ -631,9 +636,6 @@ class Cache:
 
     def mailbox_id_for(self, upstream_key: str) -> str:
         return derive_id("m", upstream_key)
-
-    def add_mailbox(self, record: MailboxRecord) -> None:
-        self.add_mailboxes([record])
 
     def add_mailboxes(self, records: Sequence[MailboxRecord]) -> None:
         self._insert_rows(
@@ -856,7 +858,8 @@ class Cache:
         self._note_threads(
             {*facts.thread_of.values(), *(a.thread_id for a in placed if a.thread_existed)}
         )
-        self._touched_threads.update(a.thread_id for a in placed)
+        # A thread with no Email yet adds nothing to any count: nothing to note.
+        self._touched_threads.update(a.thread_id for a in placed if not a.thread_existed)
         last_at_uid = {m.uid: (m, e) for m, e in zip(added, email_ids, strict=True)}
         self._insert_rows(
             "INSERT INTO locations(mailbox_id, uid, email_id, flags, modseq, received_at)",
@@ -868,12 +871,9 @@ class Cache:
             _REPLACE_LOCATION,
         )
         self._insert_emails(placed, facts.top_entry)
-        seen, relocated = set(facts.thread_of), set()
-        for email_id in email_ids:
-            if email_id in seen:
-                relocated.add(email_id)
-            seen.add(email_id)
-        return fresh, relocated
+        # Emails held before, and those at a second UID of this batch.
+        twice = {e for e, n in collections.Counter(email_ids).items() if n > 1}
+        return fresh, twice | (facts.thread_of.keys() & set(email_ids))
 
     def _arrival_facts(self, batch: dict[str, NewMessage]) -> arrivals.Facts:
         """What the store holds that a batch of arrivals depends on, every statement sent
@@ -1170,14 +1170,14 @@ class Cache:
                 "GROUP BY l.mailbox_id, e.thread_id",
                 tuple(chunk),
             )
-            answers.append((unread_rows.fetchall, count_rows.fetchall))
+            answers.append((unread_rows, count_rows))
         trash = {row[0] for row in trash_rows.fetchall()}
         shares: dict[tuple[str, str], tuple[int, ...]] = {}
-        for unread_answer, count_answer in answers:
+        for unread_rows, count_rows in answers:
             unread_in: dict[str, set[bool]] = {}
-            for thread_id, mailbox_id in unread_answer():
+            for thread_id, mailbox_id in unread_rows.fetchall():
                 unread_in.setdefault(thread_id, set()).add(mailbox_id in trash)
-            for mailbox_id, thread_id, emails, unread in count_answer():
+            for mailbox_id, thread_id, emails, unread in count_rows.fetchall():
                 unread_thread = (mailbox_id in trash) in unread_in.get(thread_id, set())
                 shares[(mailbox_id, thread_id)] = (emails, unread, 1, int(unread_thread))
         return shares

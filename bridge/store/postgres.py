@@ -223,11 +223,11 @@ class PostgresSession:
         mode, self._pipeline, self._pipeline_mode = self._pipeline_mode, None, None
         if mode is None:
             return
-        if not quietly:
+        try:
             mode.__exit__(None, None, None)
-            return
-        with contextlib.suppress(Exception):
-            mode.__exit__(None, None, None)
+        except Exception:
+            if not quietly:
+                raise
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Rows:
         with self, _translated_errors():
@@ -414,6 +414,7 @@ class PostgresStores:
         # database had it elsewhere already (its operator classes are named unqualified).
         self._search_tail = COMPAT_SCHEMA
         self._making_spare = threading.Lock()
+        self._spare_timer: threading.Timer | None = None
         self._closed = False
 
     def _prepare(self) -> None:
@@ -470,11 +471,11 @@ class PostgresStores:
         """A new spare schema for the next new user, in the background, once the user who
         took the last one has had their first page: its CREATE TABLEs (40-60 ms of the
         database's time) would otherwise compete with that page."""
-        if self._making_spare.locked():
+        if self._making_spare.locked() or (self._spare_timer and self._spare_timer.is_alive()):
             return
-        timer = threading.Timer(SPARE_DELAY, self._make_spare)
-        timer.name, timer.daemon = "store-spare", True
-        timer.start()
+        self._spare_timer = threading.Timer(SPARE_DELAY, self._make_spare)
+        self._spare_timer.name, self._spare_timer.daemon = "store-spare", True
+        self._spare_timer.start()
 
     def _make_spare(self) -> None:
         with self._making_spare:

@@ -17,11 +17,12 @@ import pytest
 from bridge.store.dialect import postgres_migrations, postgres_sql
 from bridge.store.health import StoreUnavailable
 from bridge.store.postgres import PostgresStores, redacted
-from bridge.store.records import FolderState, HeaderText, MailboxRecord, NewMessage
+from bridge.store.records import HeaderText, NewMessage
 from bridge.store.schema import SCHEMA_VERSION, SchemaTooNew
 from tests.integration.server import BridgeServer, free_port
 from tests.integration.upstreams import Upstream
 from tests.support import stores
+from tests.support.stores import add_mailbox
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +156,7 @@ def test_a_role_that_only_may_create_in_its_database_runs_the_store() -> None:
     opened = PostgresStores(own, max_connections=2)
     try:
         cache = opened.open(secrets.token_hex(16))
-        inbox = _folder(cache, "INBOX")
+        inbox = add_mailbox(cache, "INBOX")
         text = HeaderText("ALICE SMITH", "BOB", "", "", "BUDGET")
         added = msgspec.structs.replace(FIRST, header_text=text)
         with cache.transaction():
@@ -175,7 +176,7 @@ def test_pg_trgm_added_before_in_another_schema_serves_the_store() -> None:
     opened = PostgresStores(database, max_connections=2)
     try:
         cache = opened.open(secrets.token_hex(16))
-        inbox = _folder(cache, "INBOX")
+        inbox = add_mailbox(cache, "INBOX")
         added = msgspec.structs.replace(FIRST, header_text=HeaderText("ZOE", "", "", "", ""))
         with cache.transaction():
             cache.apply_folder_delta(inbox, added=[added])
@@ -184,22 +185,12 @@ def test_pg_trgm_added_before_in_another_schema_serves_the_store() -> None:
         opened.close()
 
 
-def _folder(cache: object, name: str) -> str:
-    mailbox_id = cache.mailbox_id_for(f"guid:{name}")  # type: ignore[attr-defined]
-    with cache.transaction():  # type: ignore[attr-defined]
-        cache.add_mailbox(  # type: ignore[attr-defined]
-            MailboxRecord(id=mailbox_id, upstream_key=f"guid:{name}", name=name)
-        )
-        cache.set_synced(mailbox_id, FolderState(uidvalidity=1, uidnext=1, messages=0))  # type: ignore[attr-defined]
-    return mailbox_id
-
-
 def test_each_user_sees_only_their_own_schema_through_one_shared_connection(
     pg_stores: PostgresStores,
 ) -> None:
     alice, bob = pg_stores.open(secrets.token_hex(16)), pg_stores.open(secrets.token_hex(16))
-    inbox = _folder(alice, "Alice's")
-    _folder(bob, "Bob's")
+    inbox = add_mailbox(alice, "Alice's")
+    add_mailbox(bob, "Bob's")
     with alice.transaction():
         alice.apply_folder_delta(inbox, added=[FIRST])
     assert [m.name for m in alice.mailboxes()] == ["Alice's"]
@@ -215,7 +206,7 @@ def test_a_failed_transaction_leaves_no_trace_and_the_connection_works(
     pg_stores: PostgresStores,
 ) -> None:
     cache = pg_stores.open(secrets.token_hex(16))
-    inbox = _folder(cache, "INBOX")
+    inbox = add_mailbox(cache, "INBOX")
     state = cache.state("Email")
     with pytest.raises(RuntimeError), cache.transaction():
         cache.apply_folder_delta(inbox, added=[FIRST])
@@ -231,7 +222,7 @@ def test_a_reopened_store_keeps_its_data_and_epoch(database: str) -> None:
     key = secrets.token_hex(16)
     first = PostgresStores(database, max_connections=2)
     cache = first.open(key)
-    _folder(cache, "Kept")
+    add_mailbox(cache, "Kept")
     epoch, state = cache.epoch, cache.state("Mailbox")
     first.close()
     second = PostgresStores(database, max_connections=2)
@@ -300,7 +291,7 @@ def test_a_new_user_takes_a_schema_made_ahead_and_another_is_made() -> None:
         assert first.took_spare
         assert spare not in _spares(database)
         assert first.mailboxes() == [] and first.epoch
-        _folder(first, "Mine")
+        add_mailbox(first, "Mine")
         # The next spare is another schema: nothing of the first user's is in it.
         _wait_for_spare(database, other_than=spare)
         second = opened.open(secrets.token_hex(16))
@@ -315,7 +306,7 @@ def test_a_connection_the_server_dropped_fails_one_statement_then_a_new_one_serv
     database = stores.cluster().create_database(f"dropped_{secrets.token_hex(4)}")
     pg_stores = PostgresStores(database, max_connections=1)
     cache = pg_stores.open(secrets.token_hex(16))
-    _folder(cache, "Kept")
+    add_mailbox(cache, "Kept")
     _wait_for_spare(database)  # nothing else uses the one connection from now on
     time.sleep(0.2)
     with psycopg.connect(database, autocommit=True) as admin:

@@ -108,8 +108,8 @@ def add_mailbox(cache: Cache, name: str, role: str | None = None) -> str:
     """An indexed folder in a unit test's cache: its counts follow the mail in it."""
     mailbox_id = cache.mailbox_id_for(f"guid:{name}")
     with cache.transaction():
-        cache.add_mailbox(
-            MailboxRecord(id=mailbox_id, upstream_key=f"guid:{name}", name=name, role=role)
+        cache.add_mailboxes(
+            [MailboxRecord(id=mailbox_id, upstream_key=f"guid:{name}", name=name, role=role)]
         )
         cache.set_synced(mailbox_id, FolderState(uidvalidity=1, uidnext=1, messages=0))
     return mailbox_id
