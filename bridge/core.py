@@ -157,13 +157,18 @@ class Bridge:
     def _run(
         self, credentials: Credentials, jmap_request: object
     ) -> tuple[dict[str, object], dict[str, str]]:
-        """The response, and the user's states after it (for push)."""
+        """The response, and the user's states after it for push: none when the request
+        changed nothing (what others change, they publish themselves)."""
         user = self.users.get(credentials.username)
         request_id = secrets.token_hex(6)
         state = self.session_state(credentials.username)
-        with Account(user, self.pool, credentials.password, self.settings) as account:
+        mark = user.change_mark()
+        with (
+            Account(user, self.pool, credentials.password, self.settings) as account,
+            user.cache.one_request(),
+        ):
             result = self.engine.run(jmap_request, account, user.account_id, state, request_id)
-        return result, user.states()
+        return result, (user.states() if user.change_mark() != mark else {})
 
     def close(self) -> None:
         self.pool.stop_reaper()

@@ -120,6 +120,11 @@ class UserData:
         lease = Lease(self.coordinator, self.username, INDEXER)
         return BackgroundIndexer(self.cache, self.sync_lock, lease)
 
+    def change_mark(self) -> tuple[str, int, str | None]:
+        """What moves whenever this process changes the user's data: the same before and
+        after a request, and the request changed nothing push reports."""
+        return self.cache.epoch, self.cache.counter_seen, self.vacation_state
+
     def states(self) -> dict[str, str]:
         """The state of each data type push reports (RFC 8620 §7.1), from the cache; none
         while a damaged cache waits for its rebuild (push then has nothing new to say)."""

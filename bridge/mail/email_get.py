@@ -183,6 +183,8 @@ def email_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         _check_properties(request.bodyProperties, BODY_PART_PROPERTIES, "bodyProperties")
     account = account_of(ctx)
     account.sync()
+    # Before the Emails are read (see bridge.mail.mailbox.synced_tree).
+    state = account.cache.encode_state(account.cache.state(EMAIL))
     ids = request.ids
     if ids is None:
         ids = [e for e, *_ in account.cache.email_facts()]
@@ -225,7 +227,7 @@ def email_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     listed = {email["id"] for email in found}
     return {
         "accountId": ctx.account_id,
-        "state": account.cache.encode_state(account.cache.state(EMAIL)),
+        "state": state,
         "list": found,
         "notFound": [
             i for i in dict.fromkeys(ids) if (ctx.resolve_creation_id(i) or i) not in listed

@@ -120,10 +120,15 @@ class MailboxTree:
         }
 
 
-def synced_tree(ctx: CallContext) -> tuple[Store, MailboxTree]:
+def synced_tree(ctx: CallContext) -> tuple[Store, str, MailboxTree]:
+    """The cache after the sync, the Mailbox state, and the folders. The state is read
+    before the folders: a change committed in between (the watcher's, another instance's)
+    is then in both or in the folders alone, which the next /changes repeats, never in the
+    state alone, which would hide it from the client."""
     account = account_of(ctx)
     account.sync()
-    return account.cache, MailboxTree.of(account)
+    state = account.cache.encode_state(account.cache.state(MAILBOX))
+    return account.cache, state, MailboxTree.of(account)
 
 
 def mailbox_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +136,7 @@ def mailbox_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     properties = _properties(request.properties)
     if request.ids is not None:
         ctx.check_max_objects(len(request.ids), "maxObjectsInGet")
-    cache, tree = synced_tree(ctx)
-    state = cache.encode_state(cache.state(MAILBOX))
+    _, state, tree = synced_tree(ctx)
     wanted = request.ids if request.ids is not None else list(tree.records)
     found: list[dict[str, Any]] = []
     not_found: list[str] = []
@@ -158,8 +162,9 @@ def _properties(requested: Sequence[str] | None) -> set[str]:
 
 def mailbox_changes(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     request = decode_args(ChangesArgs, args)
-    cache, _ = synced_tree(ctx)
-    response, counts_only = changes_response(cache, MAILBOX, request, ctx.account_id)
+    account = account_of(ctx)
+    account.sync()
+    response, counts_only = changes_response(account.cache, MAILBOX, request, ctx.account_id)
     response["updatedProperties"] = COUNT_PROPERTIES if counts_only else None
     return response
 
@@ -272,20 +277,20 @@ def mailbox_query(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     request = decode_args(MailboxQueryArgs, args)
     _check_filter(request.filter)
     sort = _check_sort(request.sort)
-    cache, tree = synced_tree(ctx)
+    _, state, tree = synced_tree(ctx)
     ids = query_ids(tree, request.filter, sort, request.sortAsTree, request.filterAsTree)
-    return query_response(ctx.account_id, cache.encode_state(cache.state(MAILBOX)), ids, request)
+    return query_response(ctx.account_id, state, ids, request)
 
 
 def mailbox_query_changes(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     request = decode_args(MailboxQueryChangesArgs, args)
     _check_filter(request.filter)
     sort = _check_sort(request.sort)
-    cache, tree = synced_tree(ctx)
+    cache, state, tree = synced_tree(ctx)
     since = since_value(cache, MAILBOX, request.sinceQueryState)
     changed = cache.changed_since(MAILBOX, since, properties_only=True)
     ids = query_ids(tree, request.filter, sort, request.sortAsTree, request.filterAsTree)
     return query_changes_response(
-        ctx.account_id, request.sinceQueryState, cache.encode_state(cache.state(MAILBOX)),
+        ctx.account_id, request.sinceQueryState, state,
         ids, changed, request.maxChanges, request.calculateTotal,
     )  # fmt: skip

@@ -226,11 +226,11 @@ class Syncer:
         self.labels: LabelViews | None = None
 
     def sync(self, foreground_limit: int = FOREGROUND_LIMIT) -> SyncReport:
-        report = self._list()
+        report, listed = self._list()
         # A changed folder list (the trash may have moved) calls for a whole recount; mail
         # changes keep counts right as they land.
         folders_changed = report.folders_changed
-        records = [r for r in self.cache.mailboxes() if r.selectable]
+        records = [r for r in listed if r.selectable]
         self.labels = label_views(self.conn, records)
         if self.labels is not None:
             # Never SELECTed: All Mail's sync fills them.
@@ -263,9 +263,12 @@ class Syncer:
             kept = [record for record in records if record.id not in skipped]
             due = self.flag_scans.due(kept, self.flag_scan_interval)
             report.flag_scans_due = [record.name for record in due]
-        with self.cache.transaction():
-            self.cache.purge_orphans(self.orphans)
-            self.cache.recount(None if folders_changed else ())
+        # Folders left to the indexer keep STATUS's counts; ``listed`` holds them as they
+        # are now, since their syncs wait for the indexer.
+        if self.orphans or folders_changed or self.cache.server_counts_due(listed):
+            with self.cache.transaction():
+                self.cache.purge_orphans(self.orphans)
+                self.cache.recount(None if folders_changed else ())
         self.orphans.clear()
         self.cache.prune(KEEP_CHANGES)
         return report
@@ -274,13 +277,14 @@ class Syncer:
 
     def sync_list(self) -> SyncReport:
         """Only the folder list: names, hierarchy, roles, subscriptions, STATUS."""
-        report = self._list()
+        report, _ = self._list()
         with self.cache.transaction():
             self.cache.purge_orphans(self.orphans)
         self.orphans.clear()
         return report
 
-    def _list(self) -> SyncReport:
+    def _list(self) -> tuple[SyncReport, list[MailboxRecord]]:
+        """LIST-STATUS into the cache; the report, and the cached folders after it."""
         # Dovecot answers STATUS of the selected folder from the session's own, possibly
         # stale, view. INBOX, kept open between requests (see the pool), is brought up to
         # date by a NOOP. Not open, Dovecot's INBOX is opened first: from the open view its
@@ -297,37 +301,39 @@ class Syncer:
         else:
             self.conn.unselect()
         listings = self.conn.list_mailboxes()
+        report = SyncReport(folders_listed=len(listings))
+        records = self.cache.mailboxes()
+        if self._listed_as_cached(records, listings):
+            # The usual case, decided without a write transaction (and its lock and round
+            # trips): nothing would be written. (Read outside one: a concurrent writer's
+            # change is its own sync's to log.)
+            return report, records
         with self.cache.transaction() as reconciled:
             self.reconcile_mailboxes(listings)
-        return SyncReport(
-            folders_listed=len(listings), folders_changed=MAILBOX in reconciled.logged
+        report.folders_changed = MAILBOX in reconciled.logged
+        return report, self.cache.mailboxes()
+
+    def _listed_as_cached(
+        self, records: Sequence[MailboxRecord], listings: Sequence[MailboxListing]
+    ) -> bool:
+        """Whether ``records`` are exactly these folders as listed."""
+        paired, unmatched = self._paired(records, listings)
+        return (
+            not unmatched
+            and len(paired) == len(records)
+            and len({old.id for old, _ in paired}) == len(records)
+            and all(old == new for old, new in paired)
         )
 
     def reconcile_mailboxes(self, listings: Sequence[MailboxListing]) -> None:
         """Match listed folders to cached mailboxes: by server id where there is one, else
         by the rules of ``folder_ids``; update, remove and add accordingly."""
         records = self.cache.mailboxes()
-        by_key = {r.upstream_key: r for r in records}
-        by_name = {r.name: r for r in records if not has_server_id(r)}
-        # A folder listed without STATUS (unreadable) has nothing but its name to go by,
-        # server id or not.
-        by_name_only = {r.name: r for r in records}
         roles = assign_roles(listings)
-        seen: set[str] = set()
-        unmatched: list[MailboxListing] = []
-        for listing in listings:
-            key = upstream_key(listing)
-            if key:
-                old = by_key.get(key)
-            elif listing.selectable and listing.status is None:
-                old = by_name_only.get(listing.name)
-            else:
-                old = by_name.get(listing.name)
-            if old is None:
-                unmatched.append(listing)
-                continue
-            seen.add(old.id)
-            self._update(old, self._record(old, listing, roles.get(listing.name)))
+        paired, unmatched = self._paired(records, listings, roles)
+        for old, new in paired:
+            self._update(old, new)
+        seen = {old.id for old, _ in paired}
         gone = [r for r in records if r.id not in seen]
         renamed = renamed_pairs([u for u in unmatched if not upstream_key(u)], gone)
         for listing in unmatched:
@@ -357,6 +363,37 @@ class Syncer:
                 log_unreadable(record.id, "no STATUS")
             added.append(record)
         self.cache.add_mailboxes(added)
+
+    def _paired(
+        self,
+        records: Sequence[MailboxRecord],
+        listings: Sequence[MailboxListing],
+        roles: dict[str, str] | None = None,
+    ) -> tuple[list[tuple[MailboxRecord, MailboxRecord]], list[MailboxListing]]:
+        """(cached record, its record as listed now) for each listed folder the cache
+        knows, and the listings it does not."""
+        by_key = {r.upstream_key: r for r in records}
+        by_name = {r.name: r for r in records if not has_server_id(r)}
+        # A folder listed without STATUS (unreadable) has nothing but its name to go by,
+        # server id or not.
+        by_name_only = {r.name: r for r in records}
+        if roles is None:
+            roles = assign_roles(listings)
+        paired: list[tuple[MailboxRecord, MailboxRecord]] = []
+        unmatched: list[MailboxListing] = []
+        for listing in listings:
+            key = upstream_key(listing)
+            if key:
+                old = by_key.get(key)
+            elif listing.selectable and listing.status is None:
+                old = by_name_only.get(listing.name)
+            else:
+                old = by_name.get(listing.name)
+            if old is None:
+                unmatched.append(listing)
+            else:
+                paired.append((old, self._record(old, listing, roles.get(listing.name))))
+        return paired, unmatched
 
     def _update(self, old: MailboxRecord, new: MailboxRecord) -> None:
         """Store a listed folder's new record; log once when it turns (un)readable."""

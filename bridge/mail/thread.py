@@ -21,6 +21,8 @@ def thread_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     wanted = set(PROPERTIES if request.properties is None else request.properties) | {"id"}
     account = account_of(ctx)
     account.sync()
+    # Before the threads are read (see bridge.mail.mailbox.synced_tree).
+    state = account.cache.encode_state(account.cache.state(THREAD))
     ids = request.ids
     if ids is None:
         # All of them, where they fit in one answer (RFC 8620 §5.1).
@@ -34,7 +36,7 @@ def thread_get(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
             found.append({key: value for key, value in thread.items() if key in wanted})
     return {
         "accountId": ctx.account_id,
-        "state": account.cache.encode_state(account.cache.state(THREAD)),
+        "state": state,
         "list": found,
         "notFound": [t for t in dict.fromkeys(ids) if t not in threads],
     }

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -143,6 +144,25 @@ def _check(conn: sqlite3.Connection, wal_present: bool) -> None:
         raise health.CacheDamaged("the write-ahead log of an unclean stop is gone")
 
 
+class _StateMemo:
+    """The states a request read, and the change counter they go with (-1: none yet)."""
+
+    def __init__(self) -> None:
+        self.counter = -1
+        self.values: dict[str, int] = {}
+
+
+def _server_counts(records: Iterable[MailboxRecord]) -> list[tuple[MailboxRecord, Counts]]:
+    """Folders not indexed yet, with the counts their STATUS gives: each message counts as
+    an Email and as its own thread."""
+    counted = []
+    for record in records:
+        if record.selectable and not record.indexed and record.status is not None:
+            messages, unseen = record.status.messages, record.status.unseen or 0
+            counted.append((record, Counts(messages, unseen, messages, unseen)))
+    return counted
+
+
 def _chunks(items: Sequence[str] | Sequence[int]) -> Iterator[Sequence[str] | Sequence[int]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
@@ -247,6 +267,8 @@ class Cache:
         # again and each folder's counts move by the difference.
         self._shares_before: dict[tuple[str, str], tuple[int, int, int, int]] = {}
         self._touched_threads: set[str] = set()
+        # Per thread: the states of the JMAP request it runs (``one_request``).
+        self._request = threading.local()
         self._newly_indexed: set[str] = set()
         # Folder -> (counter, whether it holds an Email twice), for Email/query.
         self._duplicates: dict[str, tuple[int, bool]] = {}
@@ -387,16 +409,39 @@ class Cache:
         return self.states([type_name])[type_name]
 
     def states(self, type_names: Sequence[str]) -> dict[str, int]:
-        """The state of each type, in one read (push asks for all after every request)."""
-        keys = [f"state:{name}" for name in type_names]
+        """The state of each type, in one read (push asks for all after every request).
+        Within ``one_request`` outside a transaction, the states read first serve the
+        request's later methods until a change is committed here."""
         with self._lock:
-            rows = self._conn.execute(
-                f"SELECT key, value FROM meta WHERE key IN ({_marks(len(keys))})", keys
-            ).fetchall()
-            found = {key: int(value) for key, value in rows}
-            # Inside a transaction of this thread, its changes are not written yet.
-            found.update((f"state:{t}", v) for t, v in self._pending_states.items())
+            memo: _StateMemo | None = getattr(self._request, "memo", None)
+            if memo is None or self._depth > 0:
+                return self._read_states(type_names)
+            if memo.counter != self._counter or not memo.values.keys() >= set(type_names):
+                names = list(dict.fromkeys([*type_names, *LOGGED_TYPES, EMAIL_DELIVERY]))
+                memo.counter, memo.values = self._counter, self._read_states(names)
+            return {name: memo.values[name] for name in type_names}
+
+    def _read_states(self, type_names: Sequence[str]) -> dict[str, int]:
+        keys = [f"state:{name}" for name in type_names]
+        rows = self._conn.execute(
+            f"SELECT key, value FROM meta WHERE key IN ({_marks(len(keys))})", keys
+        ).fetchall()
+        found = {key: int(value) for key, value in rows}
+        # Inside a transaction of this thread, its changes are not written yet.
+        found.update((f"state:{t}", v) for t, v in self._pending_states.items())
         return {name: found.get(f"state:{name}", 0) for name in type_names}
+
+    @contextmanager
+    def one_request(self) -> Iterator[None]:
+        """A JMAP request runs on this thread: its state reads share one. The states are
+        read at the first and kept while no change is committed here, so that a state a
+        method answers is never newer than what it read after it (another process's
+        change may be newer: the client then hears of it again, never not at all)."""
+        self._request.memo = _StateMemo()
+        try:
+            yield
+        finally:
+            self._request.memo = None
 
     def encode_state(self, value: int) -> str:
         return f"{self.epoch}-{value}"
@@ -554,9 +599,20 @@ class Cache:
     def counter(self) -> int:
         return self._current_counter()
 
+    @property
+    def counter_seen(self) -> int:
+        """The change counter as this process last saw it, without a read: it moves with
+        every change committed here (and, on a shared store, as a transaction here
+        begins after another process's changes)."""
+        return self._counter
+
     def prune(self, keep_changes: int) -> int:
         """Forget tombstones more than ``keep_changes`` changes old, for every type; states
         older than that then answer cannotCalculateChanges."""
+        if self._counter <= keep_changes:
+            # The counter only grows, and the last one seen here is not past the mark: no
+            # read of the store's (the usual case, on every sync of a young cache).
+            return 0
         keep_after = self._current_counter() - keep_changes
         if keep_after <= 0:
             return 0
@@ -1088,15 +1144,18 @@ class Cache:
         wanted = None if mailbox_ids is None else set(mailbox_ids)
         records = self.mailboxes()
         trash = [r.id for r in records if r.role == "trash"]
-        counted: list[tuple[MailboxRecord, Counts]] = []
+        counted = _server_counts(records)
+        served = {record.id for record, _ in counted}
         for record in records:
-            if record.selectable and not record.indexed and record.status is not None:
-                # Not indexed yet: each message counts as an Email and as its own thread.
-                messages, unseen = record.status.messages, record.status.unseen or 0
-                counted.append((record, Counts(messages, unseen, messages, unseen)))
-            elif wanted is None or record.id in wanted:
+            if record.id not in served and (wanted is None or record.id in wanted):
                 counted.append((record, self._count(record.id, trash)))
         return self._store_counts(counted)
+
+    @staticmethod
+    def server_counts_due(records: Iterable[MailboxRecord]) -> bool:
+        """Whether a folder not indexed yet has counts other than its STATUS gives it:
+        what ``recount(())`` would write."""
+        return any(counts != record.counts for record, counts in _server_counts(records))
 
     def _store_counts(self, counted: Sequence[tuple[MailboxRecord, Counts]]) -> list[str]:
         """Write the counts that moved, in one statement; returns those folders."""
@@ -1223,16 +1282,20 @@ class Cache:
             for chunk in _chunks(list(dict.fromkeys(ids))):
                 marks = _marks(len(chunk))
                 boxes: dict[str, list[str]] = {}
-                for email_id, mailbox_id in self._conn.execute(
-                    f"SELECT email_id, mailbox_id FROM locations WHERE email_id IN ({marks})",
-                    tuple(chunk),
-                ):
-                    boxes.setdefault(email_id, []).append(mailbox_id)
-                for email_id, thread_id, keywords, size, received_at, summary in self._conn.execute(
-                    "SELECT id, thread_id, keywords, size, received_at, summary "
-                    f"FROM emails WHERE id IN ({marks})",
-                    tuple(chunk),
-                ):
+                with self._conn.together():
+                    located = self._conn.execute(
+                        f"SELECT email_id, mailbox_id FROM locations WHERE email_id IN ({marks})",
+                        tuple(chunk),
+                    )
+                    rows = self._conn.execute(
+                        "SELECT id, thread_id, keywords, size, received_at, summary "
+                        f"FROM emails WHERE id IN ({marks})",
+                        tuple(chunk),
+                    )
+                    for email_id, mailbox_id in located.fetchall():
+                        boxes.setdefault(email_id, []).append(mailbox_id)
+                    rows = rows.fetchall()
+                for email_id, thread_id, keywords, size, received_at, summary in rows:
                     if email_id not in boxes:
                         continue  # in no folder: a MOVE half seen, or about to be purged
                     found[email_id] = EmailRecord(
@@ -1320,11 +1383,14 @@ class Cache:
     ) -> list[str]:
         """A folder's Emails by receivedAt or size, straight from the index."""
         column = {"receivedAt": "l.received_at", "size": "e.size"}[order]
+        rows = "locations l"
+        if order == "size":
+            rows += " JOIN emails e ON e.id = l.email_id"
         direction = "ASC" if ascending else "DESC"
         # The same Email twice in one folder counts once: keep its lowest UID. The NOT
         # EXISTS probes only the rows the index walk reaches, so a page stays cheap.
         query = (
-            "SELECT l.email_id FROM locations l JOIN emails e ON e.id = l.email_id "
+            f"SELECT l.email_id FROM {rows} "
             "WHERE l.mailbox_id = ? AND NOT EXISTS (SELECT 1 FROM locations d "
             "WHERE d.email_id = l.email_id AND d.mailbox_id = l.mailbox_id AND d.uid < l.uid) "
             f"ORDER BY {column} {direction}, l.email_id {direction} LIMIT ? OFFSET ?"

@@ -4,7 +4,9 @@ a lost cache, and the fallback path's obedience to the advertised capabilities."
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ from imapclient import IMAPClient
 from bridge.demo.dovecot import Dovecot
 from bridge.imap.connection import ImapConnection, UpstreamConfig
 from bridge.imap.pool import ConnectionPool
+from bridge.store.cache import Cache
+from bridge.store.records import Committed
 from tests.integration.server import BridgeServer, JmapClient
 from tests.integration.upstreams import Upstream, dovecot_only, every_upstream
 from tests.support.stores import lose_store
@@ -82,6 +86,40 @@ def test_changes_cost_work_in_proportion_to_changed_folders(
         assert quiet.count("LIST") == 1 and not [n for n in quiet if n in ("SELECT", "EXAMINE")]
         assert work.count("LIST") == 1 and len(selects) == 2
         assert len(work) <= 8, work  # LIST, two EXAMINEs, their FETCHes, UNSELECT
+    jmap.close()
+
+
+def test_a_request_that_finds_nothing_new_writes_nothing(
+    recorded: tuple[BridgeServer, RecordingPool],
+    account: tuple[str, str],
+    other: IMAPClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The usual warm request: the upstream says nothing moved, so the cache takes no
+    write transaction (no lock, no round trips to a database store), and the states hold."""
+    server, _ = recorded
+    for number in range(3):
+        other.append("INBOX", MESSAGE % number)
+    jmap = server.client(*account)
+    inbox = jmap.mailboxes()["INBOX"]["id"]
+    page = {"filter": {"inMailbox": inbox}, "sort": [{"property": "receivedAt"}]}
+    ids = jmap.call("Email/query", page)["ids"]
+    states = [jmap.call(method, {"ids": []})["state"] for method in ("Mailbox/get", "Email/get")]
+    written: list[str] = []
+    transaction = Cache.transaction
+
+    def counted(cache: Cache) -> AbstractContextManager[Committed]:
+        written.append(threading.current_thread().name)
+        return transaction(cache)
+
+    monkeypatch.setattr(Cache, "transaction", counted)
+    for _ in range(3):
+        assert jmap.call("Email/query", page)["ids"] == ids
+        assert [jmap.call(m, {"ids": []})["state"] for m in ("Mailbox/get", "Email/get")] == states
+    assert written == []
+    monkeypatch.undo()
+    other.append("INBOX", MESSAGE % 3)
+    assert len(jmap.call("Email/query", page)["ids"]) == 4  # and a change still lands
     jmap.close()
 
 

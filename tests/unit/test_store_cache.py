@@ -424,3 +424,31 @@ def test_both_shapes_of_a_row_condition_give_one_answer(cache: Cache) -> None:
         assert cache.query_page(clause, ()) == [by_uid[3], by_uid[2]]
         assert cache.query_page(clause, (), mailbox_id=inbox) == [by_uid[3], by_uid[2]]
         assert cache.query_count(clause, mailbox_id=other) == 1
+
+
+def test_a_request_reads_states_once_and_never_newer_than_its_reads(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX", "inbox")
+    before = cache.state(EMAIL)
+    with cache.one_request():
+        first = cache.state(EMAIL)
+        # Another process's change (on a shared store it moves nothing of this one's).
+        with cache.sql() as conn:
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = ?", (str(first + 7), f"state:{EMAIL}")
+            )
+        assert cache.state(EMAIL) == first == before  # older than the data: heard again
+        with cache.transaction():
+            cache.apply_folder_delta(inbox, added=[message(1, "k1")])
+        assert cache.state(EMAIL) > first  # a change committed here is never hidden
+    assert cache.state(EMAIL) == cache.states([EMAIL])[EMAIL]
+
+
+def test_reads_together_answer_each_and_fail_alone(cache: Cache) -> None:
+    inbox = add_mailbox(cache, "INBOX", "inbox")
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[message(1, "k1"), message(2, "k2")])
+    ids = sorted(everything(cache))
+    assert sorted(cache.emails(ids)) == ids
+    with cache.sql() as conn, pytest.raises(Exception), conn.together():  # noqa: B017
+        conn.execute("SELECT no_such_column FROM emails").fetchall()
+    assert sorted(cache.emails(ids)) == ids  # the connection goes on working
