@@ -144,12 +144,14 @@ def _check(conn: sqlite3.Connection, wal_present: bool) -> None:
         raise health.CacheDamaged("the write-ahead log of an unclean stop is gone")
 
 
-class _StateMemo:
-    """The states a request read, and the change counter they go with (-1: none yet)."""
+class _RequestMemo:
+    """What a request read of the states and the folders, and when: the commits made here
+    and the change counter at the time (``Cache.one_request``)."""
 
     def __init__(self) -> None:
-        self.counter = -1
-        self.values: dict[str, int] = {}
+        self.at = (-1, -1)
+        self.states: dict[str, int] = {}
+        self.mailboxes: list[MailboxRecord] | None = None
 
 
 def _server_counts(records: Iterable[MailboxRecord]) -> list[tuple[MailboxRecord, Counts]]:
@@ -267,8 +269,9 @@ class Cache:
         # again and each folder's counts move by the difference.
         self._shares_before: dict[tuple[str, str], tuple[int, int, int, int]] = {}
         self._touched_threads: set[str] = set()
-        # Per thread: the states of the JMAP request it runs (``one_request``).
+        # Per thread: what the JMAP request it runs has read (``one_request``).
         self._request = threading.local()
+        self._commits = 0  # transactions committed here
         self._newly_indexed: set[str] = set()
         # Folder -> (counter, whether it holds an Email twice), for Email/query.
         self._duplicates: dict[str, tuple[int, bool]] = {}
@@ -380,6 +383,7 @@ class Cache:
                     )
                     self._pending_states.clear()
                 self._conn.execute("COMMIT")
+                self._commits += 1
 
     def _meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -409,39 +413,51 @@ class Cache:
         return self.states([type_name])[type_name]
 
     def states(self, type_names: Sequence[str]) -> dict[str, int]:
-        """The state of each type, in one read (push asks for all after every request).
-        Within ``one_request`` outside a transaction, the states read first serve the
-        request's later methods until a change is committed here."""
+        """The state of each type, in one read (push asks for all after every request)."""
         with self._lock:
-            memo: _StateMemo | None = getattr(self._request, "memo", None)
-            if memo is None or self._depth > 0:
-                return self._read_states(type_names)
-            if memo.counter != self._counter or not memo.values.keys() >= set(type_names):
+            memo = self._memo()
+            if memo is None:
+                return self._states_of(self._read_states(type_names), type_names)
+            if not memo.states.keys() >= set(type_names):
                 names = list(dict.fromkeys([*type_names, *LOGGED_TYPES, EMAIL_DELIVERY]))
-                memo.counter, memo.values = self._counter, self._read_states(names)
-            return {name: memo.values[name] for name in type_names}
+                memo.states = self._states_of(self._read_states(names), names)
+            return {name: memo.states[name] for name in type_names}
 
-    def _read_states(self, type_names: Sequence[str]) -> dict[str, int]:
+    def _read_states(self, type_names: Sequence[str]) -> Any:
         keys = [f"state:{name}" for name in type_names]
-        rows = self._conn.execute(
+        return self._conn.execute(
             f"SELECT key, value FROM meta WHERE key IN ({_marks(len(keys))})", keys
-        ).fetchall()
-        found = {key: int(value) for key, value in rows}
+        )
+
+    def _states_of(self, rows: Any, type_names: Sequence[str]) -> dict[str, int]:
+        found = {key: int(value) for key, value in rows.fetchall()}
         # Inside a transaction of this thread, its changes are not written yet.
         found.update((f"state:{t}", v) for t, v in self._pending_states.items())
         return {name: found.get(f"state:{name}", 0) for name in type_names}
 
     @contextmanager
     def one_request(self) -> Iterator[None]:
-        """A JMAP request runs on this thread: its state reads share one. The states are
-        read at the first and kept while no change is committed here, so that a state a
-        method answers is never newer than what it read after it (another process's
-        change may be newer: the client then hears of it again, never not at all)."""
-        self._request.memo = _StateMemo()
+        """A JMAP request runs on this thread: its reads of the states and of the folders
+        outside a transaction share one each, kept while no transaction commits here. The
+        states are read first, so that a state a method answers is never newer than what
+        it read after it (another process's change may be newer: the client then hears of
+        it again, never not at all)."""
+        self._request.memo = _RequestMemo()
         try:
             yield
         finally:
             self._request.memo = None
+
+    def _memo(self) -> _RequestMemo | None:
+        """This thread's request memo, emptied if a commit here made it old; None outside
+        a request or inside a transaction (whose own changes are not committed yet)."""
+        memo: _RequestMemo | None = getattr(self._request, "memo", None)
+        if memo is None or self._depth > 0:
+            return None
+        now = (self._commits, self._counter)
+        if memo.at != now:
+            memo.at, memo.states, memo.mailboxes = now, {}, None
+        return memo
 
     def encode_state(self, value: int) -> str:
         return f"{self.epoch}-{value}"
@@ -680,11 +696,29 @@ class Cache:
 
     def mailboxes(self) -> list[MailboxRecord]:
         with self._lock:
-            rows = self._conn.execute(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes").fetchall()
+            memo = self._memo()
+            if memo is None:
+                return self._read_mailboxes()
+            if memo.mailboxes is None:
+                if memo.states:
+                    memo.mailboxes = self._read_mailboxes()
+                else:  # the states first (see ``one_request``), in the same round trip
+                    names = [*LOGGED_TYPES, EMAIL_DELIVERY]
+                    with self._conn.together():
+                        states = self._read_states(names)
+                        memo.mailboxes = self._read_mailboxes()
+                        memo.states = self._states_of(states, names)
+            return list(memo.mailboxes)
+
+    def _read_mailboxes(self) -> list[MailboxRecord]:
+        rows = self._conn.execute(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes").fetchall()
         return [_mailbox(row) for row in rows]
 
     def mailbox(self, mailbox_id: str) -> MailboxRecord | None:
         with self._lock:
+            memo = self._memo()
+            if memo is not None and memo.mailboxes is not None:
+                return next((r for r in memo.mailboxes if r.id == mailbox_id), None)
             row = self._conn.execute(
                 f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,)
             ).fetchone()

@@ -437,9 +437,15 @@ def test_a_request_reads_states_once_and_never_newer_than_its_reads(cache: Cache
                 "UPDATE meta SET value = ? WHERE key = ?", (str(first + 7), f"state:{EMAIL}")
             )
         assert cache.state(EMAIL) == first == before  # older than the data: heard again
+        names = [record.name for record in cache.mailboxes()]
+        with cache.sql() as conn:
+            conn.execute("UPDATE mailboxes SET name = 'Elsewhere' WHERE id = ?", (inbox,))
+        assert [record.name for record in cache.mailboxes()] == names
+        assert cache.mailbox(inbox) == cache.mailboxes()[0]
         with cache.transaction():
             cache.apply_folder_delta(inbox, added=[message(1, "k1")])
         assert cache.state(EMAIL) > first  # a change committed here is never hidden
+        assert [record.name for record in cache.mailboxes()] == ["Elsewhere"]
     assert cache.state(EMAIL) == cache.states([EMAIL])[EMAIL]
 
 
