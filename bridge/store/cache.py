@@ -145,13 +145,19 @@ def _check(conn: sqlite3.Connection, wal_present: bool) -> None:
 
 
 class _RequestMemo:
-    """What a request read of the states and the folders, and when: the commits made here
-    and the change counter at the time (``Cache.one_request``)."""
+    """What a request read of ``meta`` (the states, whether the header index waits for a
+    backfill) and of the folders, and when: the commits made here and the change counter
+    at the time (``Cache.one_request``)."""
 
     def __init__(self) -> None:
         self.at = (-1, -1)
-        self.states: dict[str, int] = {}
+        self.meta: dict[str, str] = {}
+        self.read: frozenset[str] = frozenset()  # the keys looked up, found or not
         self.mailboxes: list[MailboxRecord] | None = None
+
+
+# What a request's first read of ``meta`` asks for (``Cache.one_request``).
+_REQUEST_KEYS = [f"state:{name}" for name in (*LOGGED_TYPES, EMAIL_DELIVERY)] + [HEADER_BACKFILL]
 
 
 def _server_counts(records: Iterable[MailboxRecord]) -> list[tuple[MailboxRecord, Counts]]:
@@ -235,6 +241,10 @@ def _is_unread(keywords: Iterable[str]) -> bool:
 class Cache:
     """One user's cache. Thread-safe: one connection behind a re-entrant lock, which work
     inline on the event loop takes only when it is free (bridge.inline)."""
+
+    # The change counter, and its read at a transaction's start not looked at yet.
+    _counter_value = 0
+    _counter_read: Any = None
 
     def __init__(
         self,
@@ -354,9 +364,15 @@ class Cache:
             outermost = self._depth == 0
             if outermost:
                 self._conn.execute("BEGIN IMMEDIATE")
-                if self.shared:  # the write lock is ours: no other process moves it now
-                    self._counter = int(self._meta("counter") or 0)
-                counter_before = self._tx_start = self._counter
+                if self.shared:
+                    # The write lock is ours: no other process moves the counter now. It is
+                    # read when first needed: a pipelining store sends the read with the
+                    # next statement, and a transaction that logs nothing never waits for it.
+                    self._counter_read = self._conn.execute(
+                        "SELECT value FROM meta WHERE key = ?", ("counter",)
+                    )
+                else:
+                    self._tx_start = self._counter
             self._depth += 1
             try:
                 yield committed
@@ -366,13 +382,16 @@ class Cache:
                 self._depth -= 1
                 if outermost:
                     self._conn.execute("ROLLBACK")
-                    self._counter = counter_before
+                    if self._counter_read is not None:
+                        self._counter_read = None  # never read: the value before stands
+                    else:
+                        self._counter = self._tx_start
                     self._pending_states.clear()
                     self._forget_shares()
                 raise
             self._depth -= 1
             if outermost:
-                if self._counter != counter_before:
+                if self._counter_read is None and self._counter != self._tx_start:
                     self._set_meta("counter", str(self._counter))
                 committed.logged = frozenset(self._pending_states)
                 if self._pending_states:
@@ -384,6 +403,22 @@ class Cache:
                     self._pending_states.clear()
                 self._conn.execute("COMMIT")
                 self._commits += 1
+
+    @property
+    def _counter(self) -> int:
+        """The change counter; inside a transaction on a shared store, as read at its start
+        (see ``transaction``)."""
+        pending = self._counter_read
+        if pending is not None:
+            self._counter_read = None
+            row = pending.fetchone()
+            self._counter_value = self._tx_start = int(row[0]) if row else 0
+        return self._counter_value
+
+    @_counter.setter
+    def _counter(self, value: int) -> None:
+        self._counter_read = None
+        self._counter_value = value
 
     def _meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -414,26 +449,31 @@ class Cache:
 
     def states(self, type_names: Sequence[str]) -> dict[str, int]:
         """The state of each type, in one read (push asks for all after every request)."""
+        keys = [f"state:{name}" for name in type_names]
         with self._lock:
             memo = self._memo()
             if memo is None:
-                return self._states_of(self._read_states(type_names), type_names)
-            if not memo.states.keys() >= set(type_names):
-                names = list(dict.fromkeys([*type_names, *LOGGED_TYPES, EMAIL_DELIVERY]))
-                memo.states = self._states_of(self._read_states(names), names)
-            return {name: memo.states[name] for name in type_names}
+                return self._states_of(dict(self._read_meta(keys).fetchall()), type_names)
+            if not memo.read >= set(keys):
+                self._remember_meta(memo, self._read_meta(_REQUEST_KEYS + keys), keys)
+            return self._states_of(memo.meta, type_names)
 
-    def _read_states(self, type_names: Sequence[str]) -> Any:
-        keys = [f"state:{name}" for name in type_names]
+    def _read_meta(self, keys: Sequence[str]) -> Any:
+        keys = list(dict.fromkeys(keys))
         return self._conn.execute(
             f"SELECT key, value FROM meta WHERE key IN ({_marks(len(keys))})", keys
         )
 
-    def _states_of(self, rows: Any, type_names: Sequence[str]) -> dict[str, int]:
-        found = {key: int(value) for key, value in rows.fetchall()}
+    @staticmethod
+    def _remember_meta(memo: _RequestMemo, rows: Any, keys: Sequence[str] = ()) -> None:
+        memo.meta = dict(rows.fetchall())
+        memo.read = frozenset((*_REQUEST_KEYS, *keys))
+
+    def _states_of(self, meta: dict[str, str], type_names: Sequence[str]) -> dict[str, int]:
+        found = {name: int(meta.get(f"state:{name}", 0)) for name in type_names}
         # Inside a transaction of this thread, its changes are not written yet.
-        found.update((f"state:{t}", v) for t, v in self._pending_states.items())
-        return {name: found.get(f"state:{name}", 0) for name in type_names}
+        found.update((t, v) for t, v in self._pending_states.items() if t in found)
+        return found
 
     @contextmanager
     def one_request(self) -> Iterator[None]:
@@ -456,7 +496,7 @@ class Cache:
             return None
         now = (self._commits, self._counter)
         if memo.at != now:
-            memo.at, memo.states, memo.mailboxes = now, {}, None
+            memo.at, memo.meta, memo.read, memo.mailboxes = now, {}, frozenset(), None
         return memo
 
     def encode_state(self, value: int) -> str:
@@ -700,14 +740,13 @@ class Cache:
             if memo is None:
                 return self._read_mailboxes()
             if memo.mailboxes is None:
-                if memo.states:
+                if memo.read:
                     memo.mailboxes = self._read_mailboxes()
                 else:  # the states first (see ``one_request``), in the same round trip
-                    names = [*LOGGED_TYPES, EMAIL_DELIVERY]
                     with self._conn.together():
-                        states = self._read_states(names)
+                        meta = self._read_meta(_REQUEST_KEYS)
                         memo.mailboxes = self._read_mailboxes()
-                        memo.states = self._states_of(states, names)
+                        self._remember_meta(memo, meta)
             return list(memo.mailboxes)
 
     def _read_mailboxes(self) -> list[MailboxRecord]:
@@ -1561,7 +1600,12 @@ class Cache:
         """Whether Emails cached without their header index (before it existed, or on a
         first page) still wait for their fields."""
         with self._lock:
-            return self._meta(HEADER_BACKFILL) is not None
+            memo = self._memo()
+            if memo is None:
+                return self._meta(HEADER_BACKFILL) is not None
+            if not memo.read:
+                self._remember_meta(memo, self._read_meta(_REQUEST_KEYS))
+            return HEADER_BACKFILL in memo.meta
 
     def header_backfill_done(self) -> None:
         with self._lock:
