@@ -61,6 +61,20 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+def _into_wal(db: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch a new file to WAL. Workers starting together all do: SQLite answers a
+    switch that meets another one "database is locked" at once, without waiting out the
+    busy timeout, so it is tried again (a worker failed to start on it)."""
+    for attempt in range(attempts):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02)
+
+
 class SqliteCoordinator(SharedCoordinator):
     def __init__(self, directory: Path, lease_time: float = 10.0) -> None:
         self._locks_dir = directory / "locks"
@@ -69,7 +83,7 @@ class SqliteCoordinator(SharedCoordinator):
             directory / "coordination.sqlite3", timeout=10.0, isolation_level=None,
             check_same_thread=False,
         )  # fmt: skip
-        self._db.execute("PRAGMA journal_mode=WAL")
+        _into_wal(self._db)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._guard = threading.Lock()

@@ -53,6 +53,8 @@ def run_workers(count: int, sock: socket.socket, serve: Callable[[int], int]) ->
             status = 1
             try:
                 status = serve(index)
+            except BaseException:  # os._exit below would end it without a word
+                log.exception("worker %d failed", index)
             finally:
                 logging.shutdown()
                 os._exit(status)
