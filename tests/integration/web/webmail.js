@@ -59,13 +59,18 @@ async function loadMailboxes() {
   for (const box of boxes.list) mailboxes[box.role || box.name] = box.id;
 }
 
+// Pushes may overlap: a list answered late must not replace a newer one.
+let inboxAsked = 0;
+
 async function showInbox() {
+  const asked = ++inboxAsked;
   const {list} = await api([
     ["Email/query", {accountId, filter: {inMailbox: mailboxes.inbox},
                      sort: [{property: "receivedAt", isAscending: false}], limit: 20}, "q"],
     ["Email/get", {accountId, "#ids": {resultOf: "q", name: "Email/query", path: "/ids"},
                    properties: ["subject", "from", "receivedAt", "keywords"]}, "list"],
   ]);
+  if (asked !== inboxAsked) return;
   $("inbox").replaceChildren(...list.list.map((email) => {
     const item = document.createElement("li");
     item.dataset.id = email.id;
