@@ -38,9 +38,9 @@ from bridge.mail.gmail_labels import label_views
 from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
 from bridge.store.base import Store, Stores
-from bridge.store.cache import EMAIL_DELIVERY, LOGGED_TYPES
 from bridge.store.health import CacheDamaged
 from bridge.store.ids import derive_id
+from bridge.store.journal import EMAIL_DELIVERY, LOGGED_TYPES
 from bridge.store.records import MailboxRecord
 from bridge.store.stores import SqliteStores
 from bridge.store.uploads import UploadStore

@@ -38,7 +38,7 @@ from bridge.mime import (
     parse_header_property,
 )
 from bridge.mime.email_object import BodyValuesTooLarge, ValueBudget
-from bridge.store.cache import EMAIL
+from bridge.store.journal import EMAIL
 from bridge.store.records import EmailRecord
 
 METADATA = ("id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt")

@@ -37,8 +37,8 @@ from bridge.mail.header_text import INDEXED_FIELDS, INEXACT_BIT, token_word, wor
 from bridge.mail.sync import fetch_new, new_message, uid_set
 from bridge.store import email_query as sql
 from bridge.store.base import Store
-from bridge.store.cache import EMAIL
 from bridge.store.email_query import Clause, OrderKey
+from bridge.store.journal import EMAIL
 from bridge.store.records import MailboxRecord
 
 METADATA_CONDITIONS = frozenset({

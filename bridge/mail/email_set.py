@@ -39,7 +39,7 @@ from bridge.mail.spool import (
 from bridge.mail.threading import header_fields, message_ids
 from bridge.mime.compose import BlobsNotFound, ComposeError, compose
 from bridge.mime.dates import parse_utc_date
-from bridge.store.cache import EMAIL
+from bridge.store.journal import EMAIL
 
 SETTABLE = frozenset({"keywords", "mailboxIds"})
 CREATABLE = frozenset({

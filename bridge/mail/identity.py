@@ -25,8 +25,8 @@ from bridge.mail.common import account_of, changes_response
 from bridge.mail.setting import Refused, apply_each, patched
 from bridge.mail.stored import decode_all, get_response
 from bridge.mime.envelope import domain_of, is_mailbox
-from bridge.store.cache import IDENTITY
 from bridge.store.ids import derive_id, random_token
+from bridge.store.journal import IDENTITY
 
 
 class EmailAddress(msgspec.Struct, kw_only=True):

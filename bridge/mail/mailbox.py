@@ -23,7 +23,7 @@ from bridge.mail.common import (
 )
 from bridge.mail.gmail_folders import system_folder_names
 from bridge.store.base import Store
-from bridge.store.cache import MAILBOX
+from bridge.store.journal import MAILBOX
 from bridge.store.records import MailboxRecord
 
 PROPERTIES = (

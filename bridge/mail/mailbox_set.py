@@ -23,7 +23,7 @@ from bridge.mail.common import account_of
 from bridge.mail.mailbox import MailboxTree
 from bridge.mail.roles import name_role
 from bridge.mail.setting import Refused, apply_each, patched
-from bridge.store.cache import MAILBOX
+from bridge.store.journal import MAILBOX
 from bridge.store.records import MailboxRecord
 
 SETTABLE = frozenset({"name", "parentId", "role", "sortOrder", "isSubscribed"})

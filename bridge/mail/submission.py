@@ -30,7 +30,7 @@ from bridge.mail.common import (
 )
 from bridge.mail.stored import decode_all, get_response
 from bridge.mime.dates import parse_utc_date
-from bridge.store.cache import EMAIL_SUBMISSION
+from bridge.store.journal import EMAIL_SUBMISSION
 
 
 class Address(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -49,8 +49,8 @@ from bridge.mime.envelope import (
 )
 from bridge.mime.headers import Header
 from bridge.smtp import Sent, SmtpRefused, SmtpUnavailable, submit
-from bridge.store.cache import EMAIL_SUBMISSION
 from bridge.store.ids import derive_id, random_token
+from bridge.store.journal import EMAIL_SUBMISSION
 
 log = logging.getLogger("bridge.mail")
 

@@ -55,7 +55,7 @@ from bridge.mail.summary import (
 )
 from bridge.mail.threading import base_subject, field_lines, header_fields, message_ids
 from bridge.store.base import Store
-from bridge.store.cache import MAILBOX
+from bridge.store.journal import MAILBOX
 from bridge.store.records import FlagUpdate, FolderState, Location, MailboxRecord, NewMessage
 
 log = logging.getLogger("bridge.sync")

@@ -7,7 +7,7 @@ from typing import Any
 from bridge.jmap import CallContext, MethodError, decode_args
 from bridge.jmap.standard import ChangesArgs, GetArgs
 from bridge.mail.common import account_of, changes_response
-from bridge.store.cache import THREAD
+from bridge.store.journal import THREAD
 
 PROPERTIES = ("id", "emailIds")
 

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from bridge.store.cache import EMAIL, THREAD, Cache
+from bridge.store.cache import Cache
+from bridge.store.journal import EMAIL, THREAD
 from bridge.store.records import NewMessage
 from tests.support.stores import add_mailbox, open_test_cache
 

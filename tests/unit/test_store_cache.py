@@ -6,8 +6,9 @@ import msgspec
 import pytest
 
 from bridge.mail.header_text import INEXACT_BIT
-from bridge.store.cache import EMAIL, EMAIL_DELIVERY, MAILBOX, THREAD, Cache
+from bridge.store.cache import Cache
 from bridge.store.email_query import header_holds, shaped, size_at_least
+from bridge.store.journal import EMAIL, EMAIL_DELIVERY, MAILBOX, THREAD
 from bridge.store.records import (
     Counts,
     FlagUpdate,

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.store.cache import EMAIL, MAILBOX, Cache
+from bridge.store.cache import Cache
 from bridge.store.health import CacheDamaged, StorageFull
+from bridge.store.journal import EMAIL, MAILBOX
 from tests.unit.test_store_cache import add_mailbox, message
 
 PAGE = 4096

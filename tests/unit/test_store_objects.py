@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.store.cache import EMAIL, EMAIL_SUBMISSION, IDENTITY, Cache
+from bridge.store.cache import Cache
+from bridge.store.journal import EMAIL, EMAIL_SUBMISSION, IDENTITY
 from tests.support.stores import open_test_cache
 
 
