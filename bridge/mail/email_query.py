@@ -176,8 +176,7 @@ class FilterPlanner:
             exact_known = all(word is not None for word in single)
             if exact_known:
                 found = [w or "" for w in single]
-                share = account.cache.header_share(name, found)
-                common = share is None or share >= sql.COMMON_SHARE
+                common = account.cache.header_common(name, found) is not False
                 decided = sql.header_holds(name, INEXACT_BIT[name], found, common=common,
                                            index=account.cache.header_words_match)  # fmt: skip
             token_words = [words(token) for token in searched]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -323,18 +324,23 @@ class Cache(Messages):
         (bridge.store.email_query.header_words_match)."""
         return email_query.header_words_match(field, words)
 
-    def header_share(self, field: str, words: Sequence[str]) -> float | None:
-        """The share of the cached Emails whose ``field``, where exact, holds ``words``, as
-        the full-text index alone counts them (no row read); None when no word is long
-        enough for it (bridge.store.email_query.header_words_match)."""
+    def header_common(self, field: str, words: Sequence[str]) -> bool | None:
+        """Whether COMMON_SHARE or more of the cached Emails have ``field`` exact and
+        holding ``words``, as the full-text index alone finds them (no row read); None when
+        no word is long enough for it (bridge.store.email_query.header_words_match). The
+        index is read no further than that share: counting every entry of a word that
+        every Email has was a tenth of such a query."""
         match = self.header_words_match(field, words)
         if match is None:
             return None
         with self._lock:
-            found = self._conn.execute(f"SELECT COUNT(*) FROM ({match.sql}) AS m", match.params)
-            hits = found.fetchone()[0]
             total = self._conn.execute("SELECT COUNT(*) FROM header_text").fetchone()[0]
-        return hits / total if total else 0.0
+            enough = math.ceil(total * email_query.COMMON_SHARE)
+            found = self._conn.execute(
+                f"SELECT COUNT(*) FROM ({match.sql} LIMIT ?) AS m", (*match.params, enough)
+            )
+            hits = found.fetchone()[0]
+        return total > 0 and hits >= enough
 
     def without_header_text(
         self, mailbox_id: str, limit: int, below: int | None = None
