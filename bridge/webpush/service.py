@@ -25,6 +25,8 @@ the PushSubscription/set handler calls from its worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import threading
 import time
@@ -118,12 +120,20 @@ class _Listener:
     task: asyncio.Task[None] | None = None
 
 
-def _load(
-    users: PushUsers, username: str
-) -> tuple[PushUser, list[PushSubscriptionRecord], States]:
+Loaded = tuple[PushUser, list[PushSubscriptionRecord], States]
+
+
+def _load(users: PushUsers, username: str) -> Loaded:
     user = users.get(username)
     verified = [r for r in PushSubscriptionStore.of(user.cache).live() if r.verified]
     return user, verified, user.states()
+
+
+def _retrieved(future: asyncio.Future[Loaded]) -> None:
+    """Marks a load's failure as seen: the task that waits for it reports it, unless
+    another had read the subscriptions first, and then the next request meets it."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _remove(user: PushUser, subscription_id: str) -> None:
@@ -231,7 +241,13 @@ class WebPush:
         self.start()
         if credentials.username in self._known:
             return
-        task = asyncio.get_running_loop().create_task(self.before_request(credentials, users))
+        loop = asyncio.get_running_loop()
+        # On a thread from now: a task would start only once the session's answer is on
+        # its way, and by then the client's next request, which waits for this, may be in.
+        run = functools.partial(contextvars.copy_context().run, _load, users, credentials.username)
+        loading = loop.run_in_executor(None, run)
+        loading.add_done_callback(_retrieved)  # also when another task read them first
+        task = loop.create_task(self._reload(credentials, users, first=True, loading=loading))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -255,17 +271,24 @@ class WebPush:
             await self._reload(credentials, users)
 
     async def _reload(
-        self, credentials: Credentials, users: PushUsers, *, first: bool = False
+        self,
+        credentials: Credentials,
+        users: PushUsers,
+        *,
+        first: bool = False,
+        loading: asyncio.Future[Loaded] | None = None,
     ) -> None:
-        """Read the user's subscriptions; ``first``: unless another task (a preload) has
-        read them while this one waited."""
+        """Read the user's subscriptions, or take them from ``loading`` (begun already);
+        ``first``: unless another task (a preload) has read them while this one waited."""
         name = credentials.username
         assert self._reloading is not None
         async with self._reloading:
             if first and name in self._known:
                 return
             try:
-                user, records, states = await asyncio.to_thread(_load, users, name)
+                user, records, states = await (
+                    loading if loading is not None else asyncio.to_thread(_load, users, name)
+                )
             except (StorageFull, CacheDamaged) as exc:
                 # Known trouble of the cache: the request meets it too and logs it once.
                 log.debug("cannot read the push subscriptions of %s: %s", name, exc)
