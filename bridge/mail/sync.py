@@ -175,6 +175,10 @@ def new_message(
     subject = b" ".join(fields.get("subject", [])[-1:]).decode("utf-8", "replace")
     summary = summary_from_fetch(meta.raw) if has_summary_items(meta.raw) else None
     structure = meta.raw.get("BODYSTRUCTURE")
+    if summary is not None:
+        has_attachment: bool | None = summary["hasAttachment"]  # from the same structure
+    else:
+        has_attachment = None if structure is None else has_attachment_from_bodystructure(structure)
     return NewMessage(
         uid=meta.uid,
         email_key=email_key,
@@ -189,7 +193,7 @@ def new_message(
         summary=None if summary is None else encode_summary(summary),
         sort_keys=None if summary is None or page else keys_from_summary(summary),
         header_text=None if fetched_block is None or page else header_text(fetched_block),
-        has_attachment=None if structure is None else has_attachment_from_bodystructure(structure),
+        has_attachment=has_attachment,
     )
 
 
