@@ -94,9 +94,11 @@ def test_a_hung_upstream_session_does_not_hold_up_another_users_warm_page(
                 "inline 0", "inline 1", "inline 2"
             ]  # fmt: skip
         else:
-            # Behind bob's request for the worker, until its sync timed out (what alice
-            # then gets depends on what of her deadline is left, and is not the point).
-            assert not bob_waiting and took > 1.0, took
+            # Behind bob's request for the worker, until its sync timed out 2 s after it
+            # began, 1.7 s after hers (what alice then gets depends on what of her deadline
+            # is left, and is not the point). Whether bob's client thread has read its answer
+            # by the time hers is back is a race of two threads, so it is not asserted.
+            assert took > 1.5, took
             assert held["r"].json()["methodResponses"][0][0] == "error"
         for client in (alice, bob):
             client.close()
