@@ -25,6 +25,10 @@ class Clause(msgspec.Struct, frozen=True):
 
     sql: str
     params: tuple[object, ...] = ()
+    # The same condition in the shape that costs least where a page walks the Emails in
+    # received order and stops at its end (the same parameters, in the same order); None:
+    # ``sql`` is that shape too.
+    walked: str | None = None
 
 
 class OrderKey(msgspec.Struct, frozen=True):
@@ -139,9 +143,13 @@ def _joined(operator: str, clauses: Iterable[Clause], unit: Clause, zero: Clause
         return zero
     if len(parts) <= 1:
         return parts[0] if parts else unit
+    walked = None
+    if any(c.walked for c in parts):
+        walked = f" {operator} ".join(f"({c.walked or c.sql})" for c in parts)
     return Clause(
         f" {operator} ".join(f"({c.sql})" for c in parts),
         tuple(p for c in parts for p in c.params),
+        walked,
     )
 
 
@@ -158,7 +166,8 @@ def negation(clause: Clause) -> Clause:
         return FALSE
     if clause == FALSE:
         return TRUE
-    return Clause(f"NOT ({clause.sql})", clause.params)
+    walked = f"NOT ({clause.walked})" if clause.walked else None
+    return Clause(f"NOT ({clause.sql})", clause.params, walked)
 
 
 # -- sort keys ---------------------------------------------------------------------------
@@ -217,6 +226,10 @@ _FIRST_COPY = (
 )
 
 
+# The keys of the order an index serves (received_at, then id), in either direction.
+_RECEIVED_ORDER = frozenset({"e.received_at", "e.id"})
+
+
 class _Source(msgspec.Struct, frozen=True):
     texts: list[str]  # the SQL texts, rewritten for the rows they run over
     rows: str  # the FROM clause
@@ -268,6 +281,15 @@ def select_ids(
         scope, where.sql, join, "e.id", "e.thread_id" if collapse else "", *(k.sql for k in keys)
     )
     where_sql, join, id_sql, thread_sql, *key_sql = source.texts
+    if (
+        where.walked
+        and not collapse
+        and limit is not None
+        and ranks is None
+        and all(k.sql in _RECEIVED_ORDER for k in keys)
+    ):
+        # The page stops at its end: each row it walks is tested on its own.
+        where_sql = _source(scope, where.walked).texts[0]
     rows = source.rows
     scoped = [OrderKey(sql, k.ascending, k.params) for sql, k in zip(key_sql, keys, strict=True)]
     order_sql, order_params = _order(scoped)
@@ -368,15 +390,19 @@ def header_holds(
     order, which beats the full-text index's scattered lookups when they would find
     nearly every row anyway (50,000 Emails all matching, in a cache filled as mail came:
     a total in 23-45 ms against 116-320 ms; testing each row as the query walks them was
-    68-150 ms, its probes as scattered). Otherwise the full-text index finds the set
-    where it can, at the cost of the matches."""
+    68-150 ms, its probes as scattered). A page in received order walks instead, and
+    stops at its end (10,000 Emails: 0.05 ms against 3 ms). Otherwise the full-text
+    index finds the set where it can, at the cost of the matches."""
     column = f"h.{HEADER_COLUMNS[field]}"
     exact = Clause("(h.inexact & ?) = 0", (bit,))
     rows = exact if common else _exact_rows(field, bit, words, index)
     checked = _holding(column, words if common else [w for w in words if len(w) < TRIGRAM])
+    test = f"{rows.sql}{checked.sql}"
+    walked = f"EXISTS (SELECT 1 FROM header_text h WHERE h.email_id = e.id AND {test})"
     return Clause(
-        f"e.id IN (SELECT h.email_id FROM header_text h WHERE {rows.sql}{checked.sql})",
+        f"e.id IN (SELECT h.email_id FROM header_text h WHERE {test})",
         rows.params + checked.params,
+        walked if common else None,
     )
 
 

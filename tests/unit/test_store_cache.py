@@ -6,8 +6,16 @@ import msgspec
 import pytest
 
 from bridge.mail.header_text import INEXACT_BIT
+from bridge.store import email_query
 from bridge.store.cache import Cache
-from bridge.store.email_query import header_holds, shaped, size_at_least
+from bridge.store.email_query import (
+    any_of,
+    header_holds,
+    in_mailbox,
+    negation,
+    shaped,
+    size_at_least,
+)
 from bridge.store.journal import EMAIL, EMAIL_DELIVERY, MAILBOX, THREAD
 from bridge.store.records import (
     Counts,
@@ -405,6 +413,60 @@ def test_the_full_text_index_follows_the_header_index(cache: Cache) -> None:
         clause = header_holds("subject", INEXACT_BIT["subject"], ["QUA", "GE"], common=common,
                               index=cache.header_words_match)  # fmt: skip
         assert set(cache.query_page(clause, ())) == {by_uid[1]}
+
+
+def test_a_page_walked_for_a_common_header_word_gives_the_sets_answer(cache: Cache) -> None:
+    """A common header condition is tested row by row where a page walks in received order
+    and stops at its end; pages, counts and other orders give what the set gives, in a
+    folder and across the account, negated and joined with another condition."""
+    inbox = add_mailbox(cache, "INBOX")
+    other = add_mailbox(cache, "Other")
+    subjects = {uid: "WEEKLY REPORT" if uid % 4 else "LUNCH" for uid in range(1, 13)}
+    with cache.transaction():
+        cache.apply_folder_delta(inbox, added=[
+            msgspec.structs.replace(
+                message(uid, f"w{uid}"), received_at=uid, size=uid * 100,
+                header_text=HeaderText("ANN", "BOB", "", "", subject),
+            )
+            for uid, subject in subjects.items()
+        ])  # fmt: skip
+        cache.apply_folder_delta(other, added=[message(1, "w3"), message(2, "w4")])
+    by_uid = {uid: location.email_id for uid, location in cache.locations(inbox).items()}
+    weekly = header_holds("subject", INEXACT_BIT["subject"], ["REPORT"], common=True,
+                          index=cache.header_words_match)  # fmt: skip
+    assert weekly.walked is not None
+    uids = sorted(subjects, reverse=True)  # newest first
+    newest = [by_uid[uid] for uid in uids]
+    reports = [by_uid[uid] for uid in uids if subjects[uid] != "LUNCH"]
+    others = [by_uid[uid] for uid in uids if subjects[uid] == "LUNCH"]
+    small = size_at_least(1_000)
+    cases = {
+        weekly: reports,
+        negation(weekly): others,
+        any_of([negation(weekly), small]): [e for e in newest if e in others or e in newest[:3]],
+    }
+    for clause, expected in cases.items():
+        assert cache.query_page(clause, ()) == expected
+        for mailbox_id in (None, inbox):
+            assert cache.query_page(clause, (), limit=4, mailbox_id=mailbox_id) == expected[:4]
+            assert (
+                cache.query_page(clause, (), offset=2, limit=3, mailbox_id=mailbox_id)
+                == (expected[2:5])
+            )
+            by_size = [email_query.by_column("size", True)]
+            assert (
+                cache.query_page(clause, by_size, limit=2, mailbox_id=mailbox_id)
+                == (expected[::-1][:2])
+            )
+        assert cache.query_count(clause, mailbox_id=inbox) == len(expected)
+    in_other = [e for e in reports if e in {by_uid[3], by_uid[4]}]
+    assert cache.query_page(weekly, (), limit=5, mailbox_id=other) == in_other
+    assert cache.query_page(any_of([weekly, in_mailbox(other)]), (), limit=1) == reports[:1]
+    page, _ = email_query.select_ids(weekly, (), collapse=False, ranks=None, offset=0, limit=50)
+    everything, _ = email_query.select_ids(
+        weekly, (), collapse=False, ranks=None, offset=0, limit=None
+    )
+    assert "EXISTS" in page and "EXISTS" not in everything
 
 
 def test_both_shapes_of_a_row_condition_give_one_answer(cache: Cache) -> None:
