@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -29,6 +28,8 @@ from bridge.store.schema import create_empty, migrate, table_names
 # (1 MiB), and the log is cut back to 1 MiB when it starts over after a checkpoint.
 JOURNAL_SIZE_LIMIT = 1024 * 1024
 CHECKPOINT_PAGES = 256
+# How many of the newest header index entries judge whether a word is common.
+HEADER_SAMPLE = 512
 
 log = logging.getLogger("bridge.store")
 
@@ -325,22 +326,23 @@ class Cache(Messages):
         return email_query.header_words_match(field, words)
 
     def header_common(self, field: str, words: Sequence[str]) -> bool | None:
-        """Whether COMMON_SHARE or more of the cached Emails have ``field`` exact and
-        holding ``words``, as the full-text index alone finds them (no row read); None when
-        no word is long enough for it (bridge.store.email_query.header_words_match). The
-        index is read no further than that share: counting every entry of a word that
-        every Email has was a tenth of such a query."""
-        match = self.header_words_match(field, words)
-        if match is None:
+        """Whether COMMON_SHARE or more of the Emails have ``field`` holding ``words``,
+        judged on the newest HEADER_SAMPLE entries of the header index; None when no word
+        is long enough for the full-text index (bridge.store.email_query.header_words_match).
+        It only chooses the query's shape, and either shape gives the same answer: a
+        sample costs the same at any size, where counting the index's matches up to that
+        share read 25,000 entries for a word every Email of 50,000 has (4.4 ms)."""
+        if self.header_words_match(field, words) is None:
             return None
+        column = email_query.HEADER_COLUMNS[field]
+        holds = " AND ".join(f"instr({column}, ?) > 0" for _ in words)
         with self._lock:
-            total = self._conn.execute("SELECT COUNT(*) FROM header_text").fetchone()[0]
-            enough = math.ceil(total * email_query.COMMON_SHARE)
-            found = self._conn.execute(
-                f"SELECT COUNT(*) FROM ({match.sql} LIMIT ?) AS m", (*match.params, enough)
-            )
-            hits = found.fetchone()[0]
-        return total > 0 and hits >= enough
+            sampled, hits = self._conn.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN {holds} THEN 1 ELSE 0 END), 0) "
+                f"FROM (SELECT {column} FROM header_text ORDER BY entry DESC LIMIT ?) AS s",
+                (*words, HEADER_SAMPLE),
+            ).fetchone()
+        return sampled > 0 and hits >= sampled * email_query.COMMON_SHARE
 
     def without_header_text(
         self, mailbox_id: str, limit: int, below: int | None = None
