@@ -133,12 +133,14 @@ def table(results: Results, quick: bool) -> str:
         "FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE PREVIEW). B2 bridge = the last POST "
         "again. B3 bridge = POST [Email/changes, Email/get created, Email/get updated]; raw "
         "= on a logged-in connection, SELECT + UID SEARCH MODSEQ (CONDSTORE) + UID FETCH "
-        "of the changed messages. Cache = cache.sqlite3 + -wal after a checkpoint. "
+        "of the changed messages; each side is timed only right after a change of its own, "
+        "as the first session to read it (the other side reads it after, untimed). "
+        "Cache = cache.sqlite3 + -wal after a checkpoint. "
         "B1, B2 and the first B3 rows run on Dovecot's Maildir (the seeding writes it "
         "directly); the sdbox rows on a second Dovecot whose mail was brought in with "
         "`doveadm import`. On Maildir a flag change by another client renames a file and "
-        "the next read of that folder rescans the directory, so the server's own delta "
-        "cost grows with the folder; sdbox keeps flags in its index.",
+        "the first session to read that folder after it rescans the directory, so the "
+        "server's own delta cost grows with the folder; sdbox keeps flags in its index.",
     ]
     return "\n".join(lines)
 

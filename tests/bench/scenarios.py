@@ -399,7 +399,8 @@ def bench_delta(dovecot: Dovecot, account: Account, label: str, results: Results
         warm_process(bridge)
         jmap = Jmap(bridge.url, account.user, account.password)
         raw = imap_login(dovecot, account)
-        mutator = Mutator(dovecot, account, reps + 1)
+        # Two rounds of changes a rep: one each side is timed after, as the first to read it.
+        mutator = Mutator(dovecot, account, 2 * (reps + 1))
         try:
             jmap.session()
             account_id = jmap.account_id or ""
@@ -452,13 +453,20 @@ def bench_delta(dovecot: Dovecot, account: Account, label: str, results: Results
                 if record:
                     results.sample(f"b3.{label}.raw", seconds)
 
+            # Each side is timed only as the first to read a change: on Maildir the first
+            # session to look after another client's change pays the server's rescan of
+            # the folder (about 90 ms at 50,000 messages), and the one after it does not.
+            # Taking turns over one change gave bridge the cheap turn in four reps of
+            # seven, which its median then showed. The other side reads it untimed.
             for rep in range(reps + 1):
-                change = mutator.round(rep)
-                sides = [bridge_delta, raw_delta] if rep % 2 == 0 else [raw_delta, bridge_delta]
-                for side in sides:
-                    side(change, rep > 0)
+                for number, (timed_side, other) in enumerate(
+                    [(bridge_delta, raw_delta), (raw_delta, bridge_delta)]
+                ):
+                    change = mutator.round(2 * rep + number)
+                    timed_side(change, rep > 0)
+                    other(change, False)
 
-            messages = size + APPENDED_PER_REP * (reps + 1)
+            messages = size + APPENDED_PER_REP * 2 * (reps + 1)
             results.facts[f"b3_{label}_messages"] = messages
             results.facts[f"b3_{label}_cache_bytes"] = user_cache(bridge, account.user)
             if label == "small":
