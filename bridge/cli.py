@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -190,6 +191,16 @@ def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
 
 
 def demo(flags: dict[str, Any], config_file: str | None) -> None:
+    # The cache of a demo made here goes with the demo mail when it stops.
+    data_dir = flags.get("data_dir") or tempfile.mkdtemp(prefix="bridge-demo-")
+    try:
+        _demo(flags, config_file, data_dir)
+    finally:
+        if not flags.get("data_dir"):
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _demo(flags: dict[str, Any], config_file: str | None, data_dir: str) -> None:
     from bridge.demo.dovecot import Dovecot, free_port
     from bridge.demo.relay import LocalDelivery
     from bridge.demo.seed import seed_demo
@@ -217,7 +228,7 @@ def demo(flags: dict[str, Any], config_file: str | None) -> None:
             "mail_domain": DEMO_DOMAIN,
             "sieve_port": dovecot.sieve_port,
             "sieve_tls": "plain",
-            "data_dir": flags.get("data_dir") or tempfile.mkdtemp(prefix="bridge-demo-"),
+            "data_dir": data_dir,
         }
         settings = load_settings(flags, config_file=config_file)
         url = settings.public_url or f"http://{settings.listen_host}:{settings.listen_port}"

@@ -20,11 +20,13 @@ from tests.integration.server import USING, JmapClient, free_port
 def test_demo_serves_sample_mail(tmp_path: Path) -> None:
     port = free_port()
     log = open(tmp_path / "demo.log", "wb")  # noqa: SIM115 - handed to the child
+    # Its cache goes in a directory of its own under TMPDIR, which it removes at the end.
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "demo", "--listen-port", str(port),
-         "--data-dir", str(tmp_path / "data")],
+        [sys.executable, "-m", "bridge", "demo", "--listen-port", str(port)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,
+        start_new_session=True, env={**os.environ, "TMPDIR": str(temporary)},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -55,11 +57,12 @@ def test_demo_serves_sample_mail(tmp_path: Path) -> None:
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=20)
         log.close()
-    # Ctrl-C stops the demo Dovecot too.
+    # Ctrl-C stops the demo Dovecot too, and removes the cache of the demo mail.
     printed = (tmp_path / "demo.log").read_text()
     imap_port = int(printed.split("Dovecot (IMAP) on 127.0.0.1:")[1].split()[0])
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", imap_port)) != 0
+    assert list(temporary.iterdir()) == []
 
 
 def send_to_bob(alice: JmapClient, drafts: str) -> None:
