@@ -73,6 +73,9 @@ class Dovecot(ThrowawayServer):
     # The largest message an APPEND may bring (quota_max_mail_size, e.g. "100k"): bigger
     # ones are refused with NO [LIMIT].
     max_mail_size: str | None = None
+    # Seconds between IDLE's "* OK Still here" (imap_idle_notify_interval); None: Dovecot's
+    # two minutes.
+    idle_notify_interval: int | None = None
     sieve_port: int = 0
     # Where Sieve's own messages (vacation replies, redirects) go at delivery: an SMTP
     # server on 127.0.0.1:sieve_smtp_port; None leaves Dovecot's default (sendmail).
@@ -214,6 +217,7 @@ mail_max_userip_connections = 200
 mail_plugins = $mail_plugins quota
 protocol imap {{
   mail_plugins = $mail_plugins imap_quota
+{f"  imap_idle_notify_interval = {self.idle_notify_interval}s" if self.idle_notify_interval else ""}
 }}
 plugin {{
   quota = count:User quota

@@ -142,12 +142,17 @@ class Watcher:
             self._sync()
             while not self._stop.is_set():
                 said = listener.idle(sweep, self._wake_read)
+                kinds = " ".join(response.kind for response in said)
+                log.debug("watcher of %s woke: %s", self.user.username, kinds or "nothing said")
                 # News, or a sweep: either way the next sync decides what changed.
                 self.user.freshness.heard()
                 if self._stop.is_set() or not self.lease.take():
                     return  # stopped, or this process lost the lease (it was stalled)
                 if self.mode == "notify":
-                    # News or not (a sweep, a keepalive), one sync finds what moved.
+                    keepalive = said and all(_keepalive(response) for response in said)
+                    if keepalive and time.monotonic() - self._synced_at < sweep:
+                        continue  # the server is there, and nothing moved
+                    # News or a sweep: one sync finds what moved.
                     self._sync()
                     continue
                 before, polled = polled, self._poll(listener)
@@ -199,6 +204,13 @@ class Watcher:
         self._synced_at = time.monotonic()
         # The hub passes on only what moved.
         self.report(self.user.states())
+
+
+def _keepalive(response: Untagged) -> bool:
+    """``* OK Still here``: what Dovecot sends during IDLE now and then, to keep the
+    connection open (its imap_idle_notify_interval, two minutes by default). An OK with a
+    code (NOTIFY's NOTIFICATIONOVERFLOW, RFC 5465) is not one."""
+    return response.kind == "OK" and not response.text.lstrip().startswith(b"[")
 
 
 def _content(status: MailboxStatus | None) -> tuple[int, int, int, int, int | None] | None:

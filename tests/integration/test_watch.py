@@ -195,3 +195,26 @@ def test_a_new_password_brings_a_watcher_that_gave_up_back(
         other.logout()
         old.close()
         new.close()
+
+
+def test_a_keepalive_during_idle_is_no_reason_to_sync(tmp_path: Path) -> None:
+    """Dovecot says "* OK Still here" during IDLE now and then (here every second): the
+    watcher hears that the server is there, and syncs only for news."""
+    with (
+        Dovecot(dict(USERS), idle_notify_interval=1) as upstream,
+        BridgeServer(upstream.host, upstream.port, tmp_path / "data") as server,
+    ):
+        jmap = server.client("alice", USERS["alice"])
+        jmap.mailboxes()
+        events = Events(jmap, "types=Email&closeafter=no&ping=0")
+        watcher = _watcher(server, "alice", "notify")
+        syncs = watcher.syncs
+        time.sleep(4)  # three keepalives at least
+        assert watcher.syncs == syncs
+        other = _imap(upstream, "alice", USERS["alice"])
+        other.append("INBOX", MESSAGE)
+        _, latency = _next_state(events, jmap.account_id, timeout=5)
+        assert latency < 2, latency
+        assert watcher.syncs > syncs
+        other.logout()
+        jmap.close()
