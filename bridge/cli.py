@@ -192,11 +192,12 @@ def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
 
 def demo(flags: dict[str, Any], config_file: str | None) -> None:
     # The cache of a demo made here goes with the demo mail when it stops.
-    data_dir = flags.get("data_dir") or tempfile.mkdtemp(prefix="bridge-demo-")
+    given = flags.get("data_dir")
+    data_dir = given or tempfile.mkdtemp(prefix="bridge-demo-")
     try:
         _demo(flags, config_file, data_dir)
     finally:
-        if not flags.get("data_dir"):
+        if not given:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 

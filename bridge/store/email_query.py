@@ -111,6 +111,9 @@ ATTACHMENT_UNKNOWN = Clause("e.has_attachment IS NULL")
 # Email costs more than reading the rows in order. At 2.4% the index is the cheaper (a
 # header total 2.2 ms against 61 ms at 50,000 Emails).
 COMMON_SHARE = 0.5
+# How many of the newest rows judge a share where counting all of them costs too much:
+# the judgement only chooses a shape, and both shapes give one answer.
+SHARE_SAMPLE = 512
 
 
 def shaped(test: Clause, *, common: bool) -> Clause:
@@ -277,19 +280,15 @@ def select_ids(
             "(SELECT key, CAST(value AS INTEGER) FROM json_each(?)) "
         )
         prelude_params = (json.dumps(ranks),)
+    # A page in received order stops at its end: each row it walks is tested on its own.
+    walks = not collapse and limit is not None and ranks is None
+    walks = walks and all(k.sql in _RECEIVED_ORDER for k in keys)
+    condition_sql = (where.walked if walks else None) or where.sql
     source = _source(
-        scope, where.sql, join, "e.id", "e.thread_id" if collapse else "", *(k.sql for k in keys)
-    )
+        scope, condition_sql, join, "e.id", "e.thread_id" if collapse else "",
+        *(k.sql for k in keys),
+    )  # fmt: skip
     where_sql, join, id_sql, thread_sql, *key_sql = source.texts
-    if (
-        where.walked
-        and not collapse
-        and limit is not None
-        and ranks is None
-        and all(k.sql in _RECEIVED_ORDER for k in keys)
-    ):
-        # The page stops at its end: each row it walks is tested on its own.
-        where_sql = _source(scope, where.walked).texts[0]
     rows = source.rows
     scoped = [OrderKey(sql, k.ascending, k.params) for sql, k in zip(key_sql, keys, strict=True)]
     order_sql, order_params = _order(scoped)
@@ -402,7 +401,7 @@ def header_holds(
     return Clause(
         f"e.id IN (SELECT h.email_id FROM header_text h WHERE {test})",
         rows.params + checked.params,
-        walked if common else None,
+        walked=walked if common else None,
     )
 
 

@@ -54,8 +54,6 @@ SPARE_PREFIX = "spare_"
 SPARE_DELAY = 1.0
 # Changes (the cache's counter) after which a new user's tables get statistics.
 ANALYZE_AFTER = 500
-# How many of the newest Emails judge the share of a condition on their row (``share``).
-SHARE_SAMPLE = 512
 ANALYZED_TABLES = ("locations", "emails", "email_keywords", "header_text", "changelog")
 
 
@@ -348,15 +346,8 @@ class PostgresCache(sqlite_cache.Cache):
     def share(self, test: Clause) -> float:
         """Judged on the newest SHARE_SAMPLE Emails: PostgreSQL counts a column's matches
         and the table's rows by reading them (5-12 ms each at 50,000 Emails), where SQLite
-        counts an index's entries. The share only chooses the query's shape, and both
-        shapes give one answer (bridge.store.email_query.shaped)."""
-        with self._lock:
-            sampled, hits = self._conn.execute(
-                f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN {test.sql} THEN 1 ELSE 0 END), 0) "
-                "FROM (SELECT * FROM emails ORDER BY received_at DESC LIMIT ?) AS e",
-                (*test.params, SHARE_SAMPLE),
-            ).fetchone()
-        return hits / sampled if sampled else 0.0
+        counts an index's entries (bridge.store.email_query.shaped)."""
+        return self._sampled_share("SELECT * FROM emails ORDER BY received_at DESC", test)
 
     def _upgrade(self, conn: object) -> None:
         self.took_spare = migrate(self._session, claim_spare=True)

@@ -18,7 +18,7 @@ import resource
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
@@ -391,6 +391,25 @@ class Mutator:
         self.client.logout()
 
 
+Reader = Callable[[Mutation, bool], None]  # reads a change; timed and kept when True
+
+
+def each_reads_first(mutator: Mutator, reps: int, readers: Sequence[Reader]) -> None:
+    """A round of changes for each reader per rep, which it is timed reading first; the
+    others read it after, untimed. On Maildir the first session to look after another
+    client's change pays the server's rescan of the folder (about 90 ms at 50,000
+    messages) and the one after it does not: taking turns over one change gave one side
+    the cheap turn in four reps of seven, which its median then showed. Rep 0 warms up.
+    The mutator needs ``len(readers) * (reps + 1)`` rounds."""
+    for rep in range(reps + 1):
+        for number, timed_reader in enumerate(readers):
+            change = mutator.round(len(readers) * rep + number)
+            timed_reader(change, rep > 0)
+            for other in readers:
+                if other is not timed_reader:
+                    other(change, False)
+
+
 def bench_delta(dovecot: Dovecot, account: Account, label: str, results: Results) -> None:
     reps = results.sizes.reps
     size = len(account.inbox_dates)
@@ -399,8 +418,7 @@ def bench_delta(dovecot: Dovecot, account: Account, label: str, results: Results
         warm_process(bridge)
         jmap = Jmap(bridge.url, account.user, account.password)
         raw = imap_login(dovecot, account)
-        # Two rounds of changes a rep: one each side is timed after, as the first to read it.
-        mutator = Mutator(dovecot, account, 2 * (reps + 1))
+        mutator = Mutator(dovecot, account, 2 * (reps + 1))  # each_reads_first, two sides
         try:
             jmap.session()
             account_id = jmap.account_id or ""
@@ -453,18 +471,7 @@ def bench_delta(dovecot: Dovecot, account: Account, label: str, results: Results
                 if record:
                     results.sample(f"b3.{label}.raw", seconds)
 
-            # Each side is timed only as the first to read a change: on Maildir the first
-            # session to look after another client's change pays the server's rescan of
-            # the folder (about 90 ms at 50,000 messages), and the one after it does not.
-            # Taking turns over one change gave bridge the cheap turn in four reps of
-            # seven, which its median then showed. The other side reads it untimed.
-            for rep in range(reps + 1):
-                for number, (timed_side, other) in enumerate(
-                    [(bridge_delta, raw_delta), (raw_delta, bridge_delta)]
-                ):
-                    change = mutator.round(2 * rep + number)
-                    timed_side(change, rep > 0)
-                    other(change, False)
+            each_reads_first(mutator, reps, [bridge_delta, raw_delta])
 
             messages = size + APPENDED_PER_REP * 2 * (reps + 1)
             results.facts[f"b3_{label}_messages"] = messages

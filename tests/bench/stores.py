@@ -14,6 +14,7 @@ and highest), and PostgreSQL / SQLite.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import time
@@ -33,6 +34,7 @@ from tests.bench.scenarios import (
     Sizes,
     changes_calls,
     check_first_page,
+    each_reads_first,
     first_page_calls,
     inbox_of,
     seed_account,
@@ -146,18 +148,10 @@ def bench_warm_and_delta(
             if record:
                 b3[store].add(seconds)
 
-        # Each store is timed only as the first to read a change of its own, the others
-        # read it untimed: the first session to look after another client's change pays
-        # the server's rescan of a Maildir folder (bench_delta in scenarios.py).
         mutator = Mutator(dovecot, delta, len(STORES) * (reps + 1))
         try:
-            for rep in range(reps + 1):
-                for number, store in enumerate(STORES):
-                    change = mutator.round(len(STORES) * rep + number)
-                    read_delta(store, change, rep > 0)
-                    for other in STORES:
-                        if other != store:
-                            read_delta(other, change, False)
+            readers = [functools.partial(read_delta, store) for store in STORES]
+            each_reads_first(mutator, reps, readers)
         finally:
             mutator.close()
             for page_client, _, client, _ in clients.values():
