@@ -124,34 +124,30 @@ class FolderCounts(Folders):
 
     def _shares(self, thread_ids: Sequence[str]) -> dict[tuple[str, str], tuple[int, ...]]:
         """(folder, thread) -> what the thread adds to the folder's four counts."""
-        # Every statement is sent before any answer is read: one round trip, not three,
+        # Both statements are sent before either answer is read: one round trip, not two,
         # on a store that pipelines (bridge.store.postgres).
         trash_rows = self._conn.execute("SELECT id FROM mailboxes WHERE role = 'trash'")
-        answers = []
-        for chunk in in_chunks(list(thread_ids)):
-            marks = placeholders(len(chunk))
-            unread_rows = self._conn.execute(
-                "SELECT DISTINCT e.thread_id, l.mailbox_id FROM emails e JOIN locations l "
-                f"ON l.email_id = e.id WHERE e.unread = 1 AND e.thread_id IN ({marks})",
-                tuple(chunk),
-            )
-            count_rows = self._conn.execute(
+        answers = [
+            self._conn.execute(
                 "SELECT l.mailbox_id, e.thread_id, COUNT(DISTINCT e.id), "
                 "COUNT(DISTINCT CASE WHEN e.unread = 1 THEN e.id END) FROM emails e "
-                f"JOIN locations l ON l.email_id = e.id WHERE e.thread_id IN ({marks}) "
-                "GROUP BY l.mailbox_id, e.thread_id",
+                "JOIN locations l ON l.email_id = e.id WHERE e.thread_id IN "
+                f"({placeholders(len(chunk))}) GROUP BY l.mailbox_id, e.thread_id",
                 tuple(chunk),
             )
-            answers.append((unread_rows, count_rows))
+            for chunk in in_chunks(list(thread_ids))
+        ]
         trash = {row[0] for row in trash_rows.fetchall()}
-        shares: dict[tuple[str, str], tuple[int, ...]] = {}
-        for unread_rows, count_rows in answers:
-            unread_in: dict[str, set[bool]] = {}
-            for thread_id, mailbox_id in unread_rows.fetchall():
+        counted = [row for rows in answers for row in rows.fetchall()]
+        # Which sides of the trash each thread has unread mail on (RFC 8621 §2).
+        unread_in: dict[str, set[bool]] = {}
+        for mailbox_id, thread_id, _, unread in counted:
+            if unread:
                 unread_in.setdefault(thread_id, set()).add(mailbox_id in trash)
-            for mailbox_id, thread_id, emails, unread in count_rows.fetchall():
-                unread_thread = (mailbox_id in trash) in unread_in.get(thread_id, set())
-                shares[(mailbox_id, thread_id)] = (emails, unread, 1, int(unread_thread))
+        shares: dict[tuple[str, str], tuple[int, ...]] = {}
+        for mailbox_id, thread_id, emails, unread in counted:
+            unread_thread = (mailbox_id in trash) in unread_in.get(thread_id, set())
+            shares[(mailbox_id, thread_id)] = (emails, unread, 1, int(unread_thread))
         return shares
 
     def _settle_counts(self) -> None:

@@ -56,8 +56,14 @@ class _RequestMemo:
         self.mailboxes: list[MailboxRecord] | None = None
 
 
-# What a request's first read of ``meta`` asks for (``Cache.one_request``).
-REQUEST_KEYS = [f"state:{name}" for name in (*LOGGED_TYPES, EMAIL_DELIVERY)] + [HEADER_BACKFILL]
+# What a request's first read of ``meta`` asks for (``Cache.one_request``): the states, and
+# what Foo/changes checks a state against (the counter, on a shared store, and the horizons).
+REQUEST_KEYS = [
+    *(f"state:{name}" for name in (*LOGGED_TYPES, EMAIL_DELIVERY)),
+    *(f"horizon:{name}" for name in LOGGED_TYPES),
+    "counter",
+    HEADER_BACKFILL,
+]
 
 
 def in_chunks(items: Sequence[str] | Sequence[int]) -> Iterator[Sequence[str] | Sequence[int]]:
@@ -120,7 +126,7 @@ class Journal:
         if self.shared:
             with self._lock:
                 if self._depth == 0:
-                    self._counter = int(self._meta("counter") or 0)
+                    self._counter = int(self._request_meta("counter") or 0)
         return self._counter
 
     @property
@@ -235,6 +241,16 @@ class Journal:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def _request_meta(self, key: str) -> str | None:
+        """A value of ``meta`` as this request's read of it found it (``one_request``),
+        read with the states; outside a request, or in a transaction, read now."""
+        memo = self._memo()
+        if memo is None:
+            return self._meta(key)
+        if key not in memo.read:
+            self._remember_meta(memo, self._read_meta([*REQUEST_KEYS, key]), [key])
+        return memo.meta.get(key)
+
     def _set_meta(self, key: str, value: str) -> None:
         self._conn.execute(
             "INSERT INTO meta(key, value) VALUES (?, ?) "
@@ -324,7 +340,7 @@ class Journal:
     def horizon(self, type_name: str) -> int:
         """Changes at or below this value were pruned: older states cannot be served."""
         with self._lock:
-            return int(self._meta(f"horizon:{type_name}") or 0)
+            return int(self._request_meta(f"horizon:{type_name}") or 0)
 
     # -- the change log -------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ threads, written as folders sync."""
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from bridge.store import arrivals
 from bridge.store.folder_counts import FolderCounts
@@ -101,15 +101,19 @@ class Messages(FolderCounts):
             if uids is None and from_uid is None:
                 rows = self._conn.execute(query, (mailbox_id,)).fetchall()
             else:
-                rows = []
-                for chunk in in_chunks(sorted(set(uids or ()))):
-                    rows += self._conn.execute(
-                        f"{query} AND uid IN ({placeholders(len(chunk))})", (mailbox_id, *chunk)
-                    ).fetchall()
-                if from_uid is not None:
-                    rows += self._conn.execute(
-                        f"{query} AND uid >= ?", (mailbox_id, from_uid)
-                    ).fetchall()
+                with self._conn.together():
+                    pending = [
+                        self._conn.execute(
+                            f"{query} AND uid IN ({placeholders(len(chunk))})",
+                            (mailbox_id, *chunk),
+                        )
+                        for chunk in in_chunks(sorted(set(uids or ())))
+                    ]
+                    if from_uid is not None:
+                        pending.append(
+                            self._conn.execute(f"{query} AND uid >= ?", (mailbox_id, from_uid))
+                        )
+                    rows = [row for answer in pending for row in answer.fetchall()]
         return {
             uid: Location(uid, email_id, frozenset(flags.split()), modseq)
             for uid, email_id, flags, modseq in rows
@@ -145,13 +149,36 @@ class Messages(FolderCounts):
 
         Expunges go first: a UID that vanished and a message that arrived are different
         messages even when they are the same Email (a MOVE within the account).
+
+        All that the changes depend on is asked for before any row changes, and read at
+        once: where the store pipelines, one round trip for the locations and the arrivals'
+        facts and one for the threads' count shares, not one per step.
         """
         removed = list(removed)
-        flag_updates = list(flag_updates)
-        self._note_threads_at(mailbox_id, [*removed, *(u.uid for u in flag_updates)])
-        moved = self._remove_locations(mailbox_id, removed)
-        flagged = self._update_flags(mailbox_id, flag_updates)
-        created, relocated = self._add_locations(mailbox_id, list(added))
+        gone = set(removed)
+        flag_updates = [u for u in flag_updates if u.uid not in gone]
+        added = list(added)
+        email_ids = [derive_id("e", message.email_key) for message in added]
+        firsts = arrivals.first_of_each(zip(email_ids, added, strict=True))
+        read_located = self._ask_located(mailbox_id, [*removed, *(u.uid for u in flag_updates)])
+        read_facts = self._ask_arrival_facts(firsts) if added else None
+        located = read_located()
+        facts = read_facts() if read_facts is not None else arrivals.Facts(top_entry=0)
+        fresh = {e: m for e, m in firsts.items() if e not in facts.thread_of}
+        placed = arrivals.plan_threads(fresh, facts.ref_threads, facts.subjects, facts.occupied)
+        # The threads of the locations named, of Emails already held, and those new Emails
+        # join (a location of an Email not yet in emails counts for nothing).
+        self._note_threads({
+            *(thread_id for _, thread_id in located.values() if thread_id is not None),
+            *facts.thread_of.values(),
+            *(a.thread_id for a in placed if a.thread_existed),
+        })  # fmt: skip
+        # A thread with no Email yet adds nothing to any count: nothing to note.
+        self._touched_threads.update(a.thread_id for a in placed if not a.thread_existed)
+        self._delete_locations(mailbox_id, removed)
+        moved = {located[uid][0] for uid in removed if uid in located}
+        flagged = self._update_flags(mailbox_id, flag_updates, located)
+        created, relocated = self._add_locations(mailbox_id, added, email_ids, facts, placed)
         moved |= relocated
         if any(message.header_text is None for message in created.values()):
             # The header index of a first page: the indexer fills it in.
@@ -160,24 +187,39 @@ class Messages(FolderCounts):
         # of them below, like any other.
         return (created.keys() - moved) | self._refresh_emails(moved | flagged, moved)
 
-    def _update_flags(self, mailbox_id: str, updates: Sequence[FlagUpdate]) -> set[str]:
+    def _ask_located(
+        self, mailbox_id: str, uids: Sequence[int]
+    ) -> Callable[[], dict[int, tuple[str, str | None]]]:
+        """Send the read of the Emails (and their threads) at these UIDs; the returned
+        function reads it: UID -> (Email, thread)."""
+        pending = [self._conn.execute(
+            "SELECT l.uid, l.email_id, e.thread_id FROM locations l LEFT JOIN emails e "
+            f"ON e.id = l.email_id WHERE l.mailbox_id = ? AND l.uid IN ({placeholders(len(c))})",
+            (mailbox_id, *c),
+        ) for c in in_chunks(sorted(set(uids)))]  # fmt: skip
+
+        def read() -> dict[int, tuple[str, str | None]]:
+            return {
+                uid: (email_id, thread_id)
+                for rows in pending
+                for uid, email_id, thread_id in rows.fetchall()
+            }
+
+        return read
+
+    def _update_flags(
+        self,
+        mailbox_id: str,
+        updates: Sequence[FlagUpdate],
+        located: dict[int, tuple[str, str | None]],
+    ) -> set[str]:
         """New flags at known locations; returns the Emails there."""
-        email_at: dict[int, str] = {}
-        for chunk in in_chunks(sorted({u.uid for u in updates})):
-            email_at.update(self._conn.execute(
-                "SELECT uid, email_id FROM locations WHERE mailbox_id = ? AND uid IN "
-                f"({placeholders(len(chunk))})",
-                (mailbox_id, *chunk),
-            ).fetchall())  # fmt: skip
+        known = [u for u in updates if u.uid in located]
         self._conn.executemany(
             "UPDATE locations SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
-            [
-                (_keywords_text(u.keywords), u.modseq, mailbox_id, u.uid)
-                for u in updates
-                if u.uid in email_at
-            ],
+            [(_keywords_text(u.keywords), u.modseq, mailbox_id, u.uid) for u in known],
         )
-        return set(email_at.values())
+        return {located[u.uid][0] for u in known}
 
     def mirror_locations(self, source_id: str, target_id: str, uids: Sequence[int]) -> set[str]:
         """Make ``target``'s locations at ``uids`` copies of ``source``'s (Email, flags,
@@ -208,26 +250,18 @@ class Messages(FolderCounts):
         return self._refresh_emails(moved | flagged, moved)
 
     def _add_locations(
-        self, mailbox_id: str, added: Sequence[NewMessage]
+        self,
+        mailbox_id: str,
+        added: Sequence[NewMessage],
+        email_ids: Sequence[str],
+        facts: arrivals.Facts,
+        placed: Sequence[arrivals.Arrival],
     ) -> tuple[dict[str, NewMessage], set[str]]:
-        """Record new locations; returns the Emails they created (id -> message) and the
-        Emails they add a location to. What adding them one at a time would do, in a few
-        statements for the whole batch: a store across a network pays for every read, so
-        all that the batch needs is read at once (``_arrival_facts``)."""
+        """Record new locations, their Emails placed in threads already; returns the
+        Emails they created (id -> message) and the Emails they add a location to. What
+        adding them one at a time would do, in a few statements for the whole batch."""
         if not added:
             return {}, set()
-        email_ids = [derive_id("e", message.email_key) for message in added]
-        firsts = arrivals.first_of_each(zip(email_ids, added, strict=True))
-        facts = self._arrival_facts(firsts)
-        fresh = {e: m for e, m in firsts.items() if e not in facts.thread_of}
-        placed = arrivals.plan_threads(fresh, facts.ref_threads, facts.subjects, facts.occupied)
-        # Before any row changes: the threads of Emails already held, and the threads new
-        # Emails join (a location of an Email not yet in emails counts for nothing).
-        self._note_threads(
-            {*facts.thread_of.values(), *(a.thread_id for a in placed if a.thread_existed)}
-        )
-        # A thread with no Email yet adds nothing to any count: nothing to note.
-        self._touched_threads.update(a.thread_id for a in placed if not a.thread_existed)
         last_at_uid = {m.uid: (m, e) for m, e in zip(added, email_ids, strict=True)}
         self._insert_rows(
             "INSERT INTO locations(mailbox_id, uid, email_id, flags, modseq, received_at)",
@@ -241,11 +275,12 @@ class Messages(FolderCounts):
         self._insert_emails(placed, facts.top_entry)
         # Emails held before, and those at a second UID of this batch.
         twice = {e for e, n in collections.Counter(email_ids).items() if n > 1}
-        return fresh, twice | (facts.thread_of.keys() & set(email_ids))
+        created = {a.email_id: a.message for a in placed}
+        return created, twice | (facts.thread_of.keys() & set(email_ids))
 
-    def _arrival_facts(self, batch: dict[str, NewMessage]) -> arrivals.Facts:
-        """What the store holds that a batch of arrivals depends on, every statement sent
-        before any answer is read (one round trip where the store pipelines)."""
+    def _ask_arrival_facts(self, batch: dict[str, NewMessage]) -> Callable[[], arrivals.Facts]:
+        """Send the reads of what the store holds that a batch of arrivals depends on; the
+        returned function reads them."""
         ids = sorted(batch)
         own = sorted({arrivals.own_thread(e, m) for e, m in batch.items()})
         lookups = arrivals.lookup_ids(batch)
@@ -270,16 +305,20 @@ class Messages(FolderCounts):
                 f"ON e.thread_id = r.thread_id WHERE r.message_id IN ({marks})",
                 tuple(chunk),
             ))  # fmt: skip
-        facts = arrivals.Facts(top_entry=int(top.fetchone()[0]))
-        for rows in held:
-            facts.thread_of.update(rows.fetchall())
-        for rows in (*occupied, *ref_occupied):
-            facts.occupied.update(row[0] for row in rows.fetchall())
-        for rows in refs:
-            for message_id, thread_id, subject in rows.fetchall():
-                facts.ref_threads[message_id] = thread_id
-                facts.subjects[thread_id] = subject
-        return facts
+
+        def read() -> arrivals.Facts:
+            facts = arrivals.Facts(top_entry=int(top.fetchone()[0]))
+            for rows in held:
+                facts.thread_of.update(rows.fetchall())
+            for rows in (*occupied, *ref_occupied):
+                facts.occupied.update(row[0] for row in rows.fetchall())
+            for rows in refs:
+                for message_id, thread_id, subject in rows.fetchall():
+                    facts.ref_threads[message_id] = thread_id
+                    facts.subjects[thread_id] = subject
+            return facts
+
+        return read
 
     def _insert_emails(self, placed: Sequence[arrivals.Arrival], top_entry: int) -> None:
         """The rows of new Emails (and of threads they start), and their log entries."""
@@ -344,19 +383,25 @@ class Messages(FolderCounts):
         )
 
     def _remove_locations(self, mailbox_id: str, uids: Sequence[int]) -> set[str]:
+        """Drop these locations; returns the Emails they held."""
         touched: set[str] = set()
         for chunk in in_chunks(uids):
-            marks = placeholders(len(chunk))
             rows = self._conn.execute(
-                f"SELECT email_id FROM locations WHERE mailbox_id = ? AND uid IN ({marks})",
+                "SELECT email_id FROM locations WHERE mailbox_id = ? AND uid IN "
+                f"({placeholders(len(chunk))})",
                 (mailbox_id, *chunk),
             ).fetchall()
             touched.update(row[0] for row in rows)
+        self._delete_locations(mailbox_id, uids)
+        return touched
+
+    def _delete_locations(self, mailbox_id: str, uids: Sequence[int]) -> None:
+        for chunk in in_chunks(uids):
+            marks = placeholders(len(chunk))
             self._conn.execute(
                 f"DELETE FROM locations WHERE mailbox_id = ? AND uid IN ({marks})",
                 (mailbox_id, *chunk),
             )
-        return touched
 
     def _refresh_emails(self, email_ids: Iterable[str], moved: set[str]) -> set[str]:
         """Re-derive Emails from their locations; log and return those that changed.
