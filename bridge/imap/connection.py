@@ -128,6 +128,10 @@ class ImapConnection:
         # a folder keeps its id for good, a renamed or re-created one is asked again.
         self._folder_ids: dict[tuple[str, int], str] = {}
         self._delimiter: str | None = None
+        # The command count after a NOOP with a folder open, and the statuses of a
+        # LIST-STATUS sent right after it with the count after that (``_listed_status``).
+        self._refreshed_at = -1
+        self._listed: tuple[int, dict[str, MailboxStatus]] | None = None
 
     @classmethod
     def open(cls, config: UpstreamConfig, username: str, password: str) -> ImapConnection:
@@ -335,12 +339,17 @@ class ImapConnection:
             command = b'LIST "" "*" RETURN (' + " ".join(returns).encode("ascii") + b")"
             return list(self._wire.run(command).check().untagged)
 
+        refreshed = self.selected is not None and self._refreshed_at == self.command_count
         untagged = self._with_ids(run) if with_status else run(None)
         entries = [parse_list(u) for u in untagged if u.kind == "LIST"]
         statuses = dict(parse_status(u) for u in untagged if u.kind == "STATUS")
         if not with_status:
             statuses = self._statuses(entries)
-        return build_listings(entries, self._add_guids(statuses, list_status=with_status))
+        listed_at = self.command_count
+        statuses = self._add_guids(statuses, list_status=with_status)
+        if with_status and refreshed and self.command_count == listed_at:
+            self._listed = (listed_at, statuses)
+        return build_listings(entries, statuses)
 
     def _list_plain(self) -> list[MailboxListing]:
         entries = [parse_list(u) for u in self._wire.run(b'LIST "" "*"').check().of("LIST")]
@@ -496,8 +505,10 @@ class ImapConnection:
         kept open between requests): a NOOP brings the session's view up to date, STATUS
         reads it, and with QRESYNC one FETCH names what changed since. A new SELECT would
         cost Dovecot a scan of a big Maildir (~125 ms at 50,000 messages)."""
-        self.noop()
-        status = self.status(name)
+        status = self._listed_status(name)
+        if status is None:
+            self.noop()
+            status = self.status(name)
         vanished: frozenset[int] = frozenset()
         changed: dict[int, MessageMeta] = {}
         if qresync is not None and qresync.uidvalidity == status.uidvalidity:
@@ -835,6 +846,17 @@ class ImapConnection:
     @_guarded
     def noop(self) -> None:
         self._wire.run(b"NOOP").check()
+        self._refreshed_at = self.command_count
+
+    def _listed_status(self, name: str) -> MailboxStatus | None:
+        """The open folder's STATUS as the last command, a LIST-STATUS sent right after a
+        NOOP, gave it: what a NOOP and a STATUS now would say, short of a change in the
+        moment between (a sync's LIST-STATUS followed by its folder's reopening: two round
+        trips saved). None when any other command came between."""
+        listed = self._listed
+        if listed is None or listed[0] != self.command_count or self.selected != name:
+            return None
+        return listed[1].get(name)
 
     # -- watching ---------------------------------------------------------------------------
 

@@ -356,6 +356,41 @@ def test_select_with_qresync_after_another_client(
     assert stale.vanished == frozenset() and stale.changed == {}
 
 
+def test_reopening_after_a_refreshed_listing_trusts_its_status(
+    conn: ImapConnection, imap: IMAPClient, folder: str
+) -> None:
+    """A sync's NOOP and LIST-STATUS with a folder open say what a NOOP and a STATUS would
+    say again when the folder is reopened right after: those two round trips are not sent.
+    Any command between, and the reopening asks again."""
+    first = conn.select(folder)
+    add_messages(imap, folder, 2)  # UIDs 6 and 7, by another client
+    conn.noop()
+    conn.list_mailboxes()
+    before = conn.command_count
+    params = QresyncParams(first.uidvalidity, first.highestmodseq or 0)
+    again = conn.select(folder, qresync=params)
+    assert conn.commands[before - conn.command_count :] == ["UID FETCH"]  # the delta alone
+    assert (again.exists, again.uidnext) == (7, 8)
+    assert sorted(again.changed) == [6, 7]
+    assert again.highestmodseq is not None and again.highestmodseq > (first.highestmodseq or 0)
+    # A command between the listing and the reopening: a NOOP and a STATUS again, which
+    # see what came since.
+    add_messages(imap, folder, 1)  # UID 8
+    conn.noop()
+    conn.list_mailboxes()
+    conn.fetch_meta("1")
+    before = conn.command_count
+    latest = conn.select(folder)
+    assert conn.commands[before - conn.command_count :] == ["NOOP", "STATUS"]
+    assert (latest.exists, latest.uidnext) == (8, 9)
+    # A listing without the NOOP before it does not stand for one either.
+    add_messages(imap, folder, 1)  # UID 9
+    conn.list_mailboxes()
+    before = conn.command_count
+    assert conn.select(folder).exists == 9
+    assert conn.commands[before - conn.command_count :] == ["NOOP", "STATUS"]
+
+
 def test_fetch_meta_changedsince(conn: ImapConnection, imap: IMAPClient, folder: str) -> None:
     first = conn.select(folder)
     assert first.highestmodseq is not None
