@@ -425,6 +425,36 @@ def test_nul_in_password_is_an_auth_failure_without_sending(
     assert server.received == [b"CAPABILITY"]
 
 
+def test_capabilities_in_the_greeting_save_the_capability_command(
+    serve: Callable[..., FakeServer],
+) -> None:
+    server = serve(
+        responder({}, b"IMAP4rev1 LIST-STATUS"),
+        greeting=b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready",
+    )
+    with ImapConnection.open(server.config(), "bob", "pw") as conn:
+        assert conn.commands == ["LOGIN"]
+        assert conn.has("LIST-STATUS")  # LOGIN's answer replaces what the greeting said
+    assert server.received[0].startswith(b"LOGIN")
+
+
+def test_capabilities_in_the_greeting_are_not_trusted_past_starttls(
+    serve: Callable[..., FakeServer], server_tls: ssl.SSLContext
+) -> None:
+    """What came before TLS could have been forged: CAPABILITY is asked again over TLS."""
+    server = serve(
+        responder({}, b"IMAP4rev1"),
+        tls=server_tls,
+        greeting=b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready",
+        prelogin=b"IMAP4rev1 AUTH=PLAIN",
+    )
+    with ImapConnection.open(server.config(tls="starttls", verify_tls=False), "bob", "pw") as conn:
+        # The greeting's LOGINDISABLED does not count: the answer over TLS allows LOGIN.
+        assert conn.commands[:3] == ["STARTTLS", "CAPABILITY", "LOGIN"]
+    assert server.received[:2] == [b"STARTTLS", b"CAPABILITY"]
+    assert server.encrypted[:2] == [False, True]
+
+
 def test_preauth_is_refused(serve: Callable[..., FakeServer]) -> None:
     server = serve(responder({}, b"IMAP4rev1"), greeting=b"* PREAUTH welcome")
     with pytest.raises(UpstreamUnavailable):
