@@ -167,7 +167,7 @@ class _Imap4(imaplib.IMAP4):
         a round trip less for each new connection. Never after STARTTLS: what came before
         TLS could have been forged, so the command is sent then."""
         greeted = self.untagged_responses.pop("CAPABILITY", None)
-        if greeted and greeted[-1] and not getattr(self, "_tls_established", False):
+        if greeted and greeted[-1] and not self._tls_established:
             self.capabilities = tuple(str(greeted[-1], self._encoding).upper().split())
             return
         super()._get_capabilities()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bridge.store import email_query, health
 from bridge.store.email_query import NO_LIMIT, Clause, OrderKey
-from bridge.store.journal import HEADER_BACKFILL, IN_USE, REQUEST_KEYS, in_chunks, placeholders
+from bridge.store.journal import HEADER_BACKFILL, IN_USE, in_chunks, placeholders
 from bridge.store.messages import Messages
 from bridge.store.records import EmailRecord, MessageRef, SortKeys
 from bridge.store.schema import create_empty, migrate, table_names
@@ -368,9 +368,7 @@ class Cache(Messages):
             memo = self._memo()
             if memo is None:
                 return self._meta(HEADER_BACKFILL) is not None
-            if not memo.read:
-                self._remember_meta(memo, self._read_meta(REQUEST_KEYS))
-            return HEADER_BACKFILL in memo.meta
+            return HEADER_BACKFILL in self._memo_meta(memo, [HEADER_BACKFILL])
 
     def header_backfill_done(self) -> None:
         with self._lock:

@@ -104,17 +104,6 @@ class FolderCounts(Folders):
 
     # -- counts by difference -----------------------------------------------------------
 
-    def _note_threads_at(self, mailbox_id: str, uids: Sequence[int]) -> None:
-        threads: set[str] = set()
-        for chunk in in_chunks(list(uids)):
-            rows = self._conn.execute(
-                "SELECT e.thread_id FROM locations l JOIN emails e ON e.id = l.email_id "
-                f"WHERE l.mailbox_id = ? AND l.uid IN ({placeholders(len(chunk))})",
-                (mailbox_id, *chunk),
-            )
-            threads.update(row[0] for row in rows)
-        self._note_threads(threads)
-
     def _note_threads(self, thread_ids: Iterable[str]) -> None:
         """Note these threads' shares of the counts before this transaction changes them."""
         fresh = [t for t in thread_ids if t not in self._touched_threads]

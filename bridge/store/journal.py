@@ -247,9 +247,7 @@ class Journal:
         memo = self._memo()
         if memo is None:
             return self._meta(key)
-        if key not in memo.read:
-            self._remember_meta(memo, self._read_meta([*REQUEST_KEYS, key]), [key])
-        return memo.meta.get(key)
+        return self._memo_meta(memo, [key]).get(key)
 
     def _set_meta(self, key: str, value: str) -> None:
         self._conn.execute(
@@ -281,15 +279,20 @@ class Journal:
             memo = self._memo()
             if memo is None:
                 return self._states_of(dict(self._read_meta(keys).fetchall()), type_names)
-            if not memo.read >= set(keys):
-                self._remember_meta(memo, self._read_meta(REQUEST_KEYS + keys), keys)
-            return self._states_of(memo.meta, type_names)
+            return self._states_of(self._memo_meta(memo, keys), type_names)
 
     def _read_meta(self, keys: Sequence[str]) -> Any:
         keys = list(dict.fromkeys(keys))
         return self._conn.execute(
             f"SELECT key, value FROM meta WHERE key IN ({placeholders(len(keys))})", keys
         )
+
+    def _memo_meta(self, memo: _RequestMemo, keys: Sequence[str]) -> dict[str, str]:
+        """``meta`` as the request read it, read first (with REQUEST_KEYS) if ``keys`` were
+        not among what it read."""
+        if not memo.read >= set(keys):
+            self._remember_meta(memo, self._read_meta([*REQUEST_KEYS, *keys]), keys)
+        return memo.meta
 
     @staticmethod
     def _remember_meta(memo: _RequestMemo, rows: Any, keys: Sequence[str] = ()) -> None:

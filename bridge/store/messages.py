@@ -178,14 +178,13 @@ class Messages(FolderCounts):
         self._delete_locations(mailbox_id, removed)
         moved = {located[uid][0] for uid in removed if uid in located}
         flagged = self._update_flags(mailbox_id, flag_updates, located)
-        created, relocated = self._add_locations(mailbox_id, added, email_ids, facts, placed)
-        moved |= relocated
-        if any(message.header_text is None for message in created.values()):
+        moved |= self._add_locations(mailbox_id, added, email_ids, facts, placed)
+        if any(message.header_text is None for message in fresh.values()):
             # The header index of a first page: the indexer fills it in.
             self._set_meta(HEADER_BACKFILL, "1")
         # An Email created here with a second location in this delta is derived from all
         # of them below, like any other.
-        return (created.keys() - moved) | self._refresh_emails(moved | flagged, moved)
+        return (fresh.keys() - moved) | self._refresh_emails(moved | flagged, moved)
 
     def _ask_located(
         self, mailbox_id: str, uids: Sequence[int]
@@ -227,7 +226,8 @@ class Messages(FolderCounts):
         UIDs (a Gmail label, a view of All Mail) follows it. Returns the Emails that
         changed."""
         uids = sorted(set(uids))
-        self._note_threads_at(source_id, uids)
+        located = self._ask_located(source_id, uids)()
+        self._note_threads({thread_id for _, thread_id in located.values() if thread_id})
         before = self.locations(target_id, uids=uids)
         for chunk in in_chunks(uids):
             self._conn.execute(
@@ -256,12 +256,12 @@ class Messages(FolderCounts):
         email_ids: Sequence[str],
         facts: arrivals.Facts,
         placed: Sequence[arrivals.Arrival],
-    ) -> tuple[dict[str, NewMessage], set[str]]:
+    ) -> set[str]:
         """Record new locations, their Emails placed in threads already; returns the
-        Emails they created (id -> message) and the Emails they add a location to. What
+        Emails they add a location to (held before, or at a second UID of the batch). What
         adding them one at a time would do, in a few statements for the whole batch."""
         if not added:
-            return {}, set()
+            return set()
         last_at_uid = {m.uid: (m, e) for m, e in zip(added, email_ids, strict=True)}
         self._insert_rows(
             "INSERT INTO locations(mailbox_id, uid, email_id, flags, modseq, received_at)",
@@ -273,10 +273,8 @@ class Messages(FolderCounts):
             _REPLACE_LOCATION,
         )
         self._insert_emails(placed, facts.top_entry)
-        # Emails held before, and those at a second UID of this batch.
         twice = {e for e, n in collections.Counter(email_ids).items() if n > 1}
-        created = {a.email_id: a.message for a in placed}
-        return created, twice | (facts.thread_of.keys() & set(email_ids))
+        return twice | (facts.thread_of.keys() & set(email_ids))
 
     def _ask_arrival_facts(self, batch: dict[str, NewMessage]) -> Callable[[], arrivals.Facts]:
         """Send the reads of what the store holds that a batch of arrivals depends on; the
@@ -384,16 +382,9 @@ class Messages(FolderCounts):
 
     def _remove_locations(self, mailbox_id: str, uids: Sequence[int]) -> set[str]:
         """Drop these locations; returns the Emails they held."""
-        touched: set[str] = set()
-        for chunk in in_chunks(uids):
-            rows = self._conn.execute(
-                "SELECT email_id FROM locations WHERE mailbox_id = ? AND uid IN "
-                f"({placeholders(len(chunk))})",
-                (mailbox_id, *chunk),
-            ).fetchall()
-            touched.update(row[0] for row in rows)
+        held = {email_id for email_id, _ in self._ask_located(mailbox_id, uids)().values()}
         self._delete_locations(mailbox_id, uids)
-        return touched
+        return held
 
     def _delete_locations(self, mailbox_id: str, uids: Sequence[int]) -> None:
         for chunk in in_chunks(uids):

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 from imapclient import IMAPClient
@@ -16,7 +16,8 @@ from bridge.imap.connection import ImapConnection, MailboxListing, QresyncParams
 from bridge.imap.errors import AuthFailed, CommandFailed, UpstreamUnavailable
 from bridge.imap.flags import flags_to_keywords
 from bridge.imap.responses import ObjectIds
-from tests.integration.conftest import USERS
+from bridge.imap.session import connect_session, shutdown_quietly
+from tests.integration.conftest import IMAP4D_USERS, USERS, logged_in
 
 GUID = re.compile(r"[0-9a-f]{32}")
 NO_LIST_EXTENSIONS = ("LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "CONDSTORE", "QRESYNC")
@@ -72,6 +73,46 @@ def test_obeys_the_advertised_capabilities(dovecot_nocondstore: Dovecot) -> None
     with open_alice(dovecot_nocondstore) as conn:
         assert not conn.modseq and not conn.qresync and conn.enabled == frozenset()
         assert conn.commands == ["LOGIN"]  # no ENABLE
+
+
+# What bridge acts on before LOGIN: whether and how it may authenticate.
+def _before_login(capabilities: Iterable[str]) -> set[str]:
+    return {
+        c for c in capabilities
+        if c in ("STARTTLS", "LOGINDISABLED", "SASL-IR") or c.startswith(("AUTH=", "IMAP4"))
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["dovecot", "cyrus", "imap4d"])
+def test_capabilities_from_the_greeting_are_what_the_command_says(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """Taken from the greeting where it has them (no CAPABILITY sent), asked for where it
+    has not. Cyrus's greeting lists only what matters before LOGIN (its CAPABILITY answer
+    then lists everything): those agree, and after LOGIN bridge has the server's full
+    list either way."""
+    server = request.getfixturevalue(name)
+    user, password = (
+        (server.login("user01"), IMAP4D_USERS["user01"]) if name == "imap4d"
+        else ("alice", USERS["alice"])
+    )  # fmt: skip
+    config = UpstreamConfig(server.host, server.port, tls="plain")
+    session = connect_session(config)
+    try:
+        raw = session.client._imap
+        greeted = b"[CAPABILITY " in (raw.welcome or b"")
+        assert list(session.wire.commands) == ([] if greeted else ["CAPABILITY"])
+        _, answer = raw.capability()
+        asked = answer[-1].decode().upper().split()
+        assert _before_login(session.capabilities) == _before_login(asked)
+    finally:
+        shutdown_quietly(session.client)
+    with (
+        ImapConnection.open(config, user, password) as conn,
+        logged_in(server, user, password) as other,
+    ):
+        _, answer = other._imap.capability()
+        assert conn.capabilities == frozenset(answer[-1].decode().upper().split())
 
 
 def test_wrong_password(dovecot_login_failures: Dovecot) -> None:
