@@ -129,7 +129,8 @@ class ImapConnection:
         self._folder_ids: dict[tuple[str, int], str] = {}
         self._delimiter: str | None = None
         # The command count after a NOOP with a folder open, and the statuses of a
-        # LIST-STATUS sent right after it with the count after that (``_listed_status``).
+        # LIST-STATUS sent right after it with the count after the listing's last command
+        # (``_listed_status``).
         self._refreshed_at = -1
         self._listed: tuple[int, dict[str, MailboxStatus]] | None = None
 
@@ -345,10 +346,11 @@ class ImapConnection:
         statuses = dict(parse_status(u) for u in untagged if u.kind == "STATUS")
         if not with_status:
             statuses = self._statuses(entries)
-        listed_at = self.command_count
         statuses = self._add_guids(statuses, list_status=with_status)
-        if with_status and refreshed and self.command_count == listed_at:
-            self._listed = (listed_at, statuses)
+        if with_status and refreshed:
+            # The listing's own commands (a second LIST for folder ids, on Cyrus) select
+            # nothing: its STATUS stands for the open folder until the next command.
+            self._listed = (self.command_count, statuses)
         return build_listings(entries, statuses)
 
     def _list_plain(self) -> list[MailboxListing]:

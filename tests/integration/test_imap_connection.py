@@ -18,6 +18,7 @@ from bridge.imap.flags import flags_to_keywords
 from bridge.imap.responses import ObjectIds
 from bridge.imap.session import connect_session, shutdown_quietly
 from tests.integration.conftest import IMAP4D_USERS, USERS, logged_in
+from tests.integration.upstreams import Upstream
 
 GUID = re.compile(r"[0-9a-f]{32}")
 NO_LIST_EXTENSIONS = ("LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "CONDSTORE", "QRESYNC")
@@ -431,6 +432,29 @@ def test_reopening_after_a_refreshed_listing_trusts_its_status(
     before = conn.command_count
     assert conn.select(folder).exists == 9
     assert conn.commands[before - conn.command_count :] == ["NOOP", "STATUS"]
+
+
+def test_a_refreshed_listing_stands_for_the_reopening_on_each_server(
+    imap_server: Upstream,
+) -> None:
+    """Dovecot and Cyrus alike: after a NOOP and a LIST-STATUS with INBOX open, reopening
+    INBOX sends nothing and says what a STATUS says."""
+    config = UpstreamConfig(imap_server.host, imap_server.port, tls="plain")
+    with (
+        ImapConnection.open(config, "alice", USERS["alice"]) as conn,
+        logged_in(imap_server, "alice", USERS["alice"]) as other,
+    ):
+        first = conn.select("INBOX")
+        message = b"Subject: listed\r\nMessage-ID: <listed@test>\r\n\r\nhi\r\n"
+        other.append("INBOX", message)
+        conn.noop()
+        conn.list_mailboxes()
+        before = conn.command_count
+        again = conn.select("INBOX")
+        assert conn.command_count == before
+        assert again.exists == first.exists + 1
+        status = conn.status("INBOX")
+        assert (again.exists, again.uidnext) == (status.messages, status.uidnext)
 
 
 def test_fetch_meta_changedsince(conn: ImapConnection, imap: IMAPClient, folder: str) -> None:
