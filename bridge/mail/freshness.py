@@ -11,7 +11,8 @@ its sync when all of these hold:
 - the watcher has synced since it started listening;
 - the watcher has heard nothing since that sync began: every return from IDLE counts as
   news (the watcher syncs on it), so a request arriving between the news and the end of
-  the watcher's sync does its own sync as before;
+  the watcher's sync does its own sync as before; IDLE's keepalive (``* OK Still here``)
+  alone is no news;
 - the cache has not been rebuilt since (a damaged cache starts empty).
 
 What may be stale: a change the server has made but not yet reported. Dovecot batches

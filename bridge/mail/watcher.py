@@ -144,16 +144,19 @@ class Watcher:
                 said = listener.idle(sweep, self._wake_read)
                 kinds = " ".join(response.kind for response in said)
                 log.debug("watcher of %s woke: %s", self.user.username, kinds or "nothing said")
-                # News, or a sweep: either way the next sync decides what changed.
-                self.user.freshness.heard()
+                # Only that the server is there: nothing moved, the cache stays level.
+                quiet = (self.mode == "notify" and bool(said)
+                         and all(_keepalive(response) for response in said)
+                         and time.monotonic() - self._synced_at < sweep)  # fmt: skip
+                if not quiet:
+                    # News, or a sweep: either way the next sync decides what changed.
+                    self.user.freshness.heard()
                 if self._stop.is_set() or not self.lease.take():
                     return  # stopped, or this process lost the lease (it was stalled)
+                if quiet:
+                    continue
                 if self.mode == "notify":
-                    keepalive = said and all(_keepalive(response) for response in said)
-                    if keepalive and time.monotonic() - self._synced_at < sweep:
-                        continue  # the server is there, and nothing moved
-                    # News or a sweep: one sync finds what moved.
-                    self._sync()
+                    self._sync()  # one sync finds what moved
                     continue
                 before, polled = polled, self._poll(listener)
                 if self._news(said) or polled != before or self._sync_due():

@@ -3,7 +3,9 @@ for the cache (bridge.mail.freshness); another client's change is still seen."""
 
 from __future__ import annotations
 
+import sys
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,21 @@ def _watched(server: BridgeServer, username: str) -> UserData:
         else:
             level_since = None
         time.sleep(0.02)
-    raise AssertionError(f"no settled watcher for {username}")
+    raise AssertionError(f"no settled watcher for {username}: {_watcher_state(server, user)}")
+
+
+def _watcher_state(server: BridgeServer, user: UserData) -> str:
+    """What a failed wait saw last: enough to tell a stuck watcher from a restless one."""
+    watcher = server.bridge.watchers.get(user.username)
+    if watcher is None:
+        return "no watcher"
+    freshness = vars(user.freshness)
+    thread = watcher._thread
+    frame = sys._current_frames().get(thread.ident or -1)
+    where = "".join(traceback.format_stack(frame)) if frame else "(not running)"
+    return (f"mode={watcher.mode} syncs={watcher.syncs} holding={watcher.holding} "
+            f"heard={freshness['_heard']} level_at={freshness['_level_at']} "
+            f"notified={freshness['_notified']}; watcher thread at:\n{where}")  # fmt: skip
 
 
 def _page(jmap: JmapClient, inbox: str) -> dict[str, Any]:
