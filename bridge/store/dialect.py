@@ -4,8 +4,11 @@ The store's statements are kept portable where both databases agree (upserts wit
 CONFLICT, TRUE/FALSE, no bare columns beside aggregates, a LIMIT that is never negative).
 What remains differs only in spelling, and is rewritten here, once per distinct text:
 
-- Placeholders: ``?`` becomes ``%s`` and ``:name`` becomes ``%(name)s`` outside quoted
-  literals (``'...'``); every ``%`` is doubled.
+- Placeholders: ``?`` and ``:name`` outside quoted literals (``'...'``) become
+  PostgreSQL's own ``$1``, ``$2``, ... (``PgStatement``), which psycopg's raw cursors send
+  as they are. Its default cursors parse each statement for ``%s`` on every call once it is
+  longer than 4 KiB or has more than 50 parameters: a page of new Emails, inserted 50 rows
+  to a statement, spent more time there than in the database.
 - ``BEGIN IMMEDIATE`` (SQLite's write lock at the start) is a plain ``BEGIN``: a
   PostgreSQL transaction takes its row locks as it writes.
 - The schema (``postgres_ddl``): INTEGER is 64-bit (UIDs and mod-sequences exceed 2^31),
@@ -25,32 +28,54 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from bridge.store.email_query import HEADER_COLUMNS, TRIGRAM, Clause
 from bridge.store.schema import EMAIL_QUERY_COLUMNS, MIGRATIONS
 
-# A quoted literal (kept), a placeholder, a named parameter or a percent sign.
-_TOKEN = re.compile(r"'[^']*'|\?|(?<![:\w]):([A-Za-z_]\w*)|%")
+# A quoted literal (kept), a placeholder or a named parameter.
+_TOKEN = re.compile(r"'[^']*'|\?|(?<![:\w]):([A-Za-z_]\w*)")
 
 
-def _rewrite(match: re.Match[str]) -> str:
-    text = match.group(0)
-    if text.startswith("'"):
-        return text.replace("%", "%%")  # psycopg reads every % of the text
-    if text == "?":
-        return "%s"
-    if text == "%":
-        return "%%"
-    return f"%({match.group(1)})s"
+class PgStatement(NamedTuple):
+    """A statement as PostgreSQL numbers its parameters; ``names``: the named parameters
+    in that order, for statements that take a mapping (else empty)."""
+
+    text: str
+    names: tuple[str, ...] = ()
+
+    def arguments(self, parameters: Sequence[Any] | Mapping[str, Any]) -> Sequence[Any]:
+        if isinstance(parameters, Mapping):
+            return [parameters[name] for name in self.names]
+        return parameters
 
 
 @functools.lru_cache(maxsize=4096)
-def postgres_sql(statement: str) -> str:
-    """``statement`` (SQLite's spelling) as psycopg takes it."""
+def postgres_sql(statement: str) -> PgStatement:
+    """``statement`` (SQLite's spelling) as PostgreSQL takes it."""
     if statement.strip().upper() == "BEGIN IMMEDIATE":
-        return "BEGIN"
-    return _TOKEN.sub(_rewrite, statement)
+        return PgStatement("BEGIN")
+    names: list[str] = []
+    count = 0
+
+    def rewrite(match: re.Match[str]) -> str:
+        nonlocal count
+        text = match.group(0)
+        if text.startswith("'"):
+            return text
+        if text == "?":
+            count += 1
+            return f"${count}"
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    text = _TOKEN.sub(rewrite, statement)
+    if count and names:
+        raise ValueError("a statement takes ? or :name parameters, not both")
+    return PgStatement(text, tuple(names))
 
 
 _DDL = (

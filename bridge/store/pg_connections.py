@@ -37,10 +37,17 @@ class Connections:
         self.schema_of: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
     def connect(self) -> Any:
-        """A new connection of its own, outside the pool."""
+        """A new connection of its own, outside the pool. Its statements number their
+        parameters as PostgreSQL does (``$1``; bridge.store.dialect), and are sent as they
+        are."""
         import psycopg
 
-        return psycopg.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+        return psycopg.connect(
+            self._dsn,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT,
+            cursor_factory=psycopg.RawCursor,
+        )
 
     def get(self, schema: str | None = None) -> Any:
         deadline = time.monotonic() + self._timeout

@@ -190,8 +190,9 @@ class PostgresSession:
                 if sql in ("COMMIT", "ROLLBACK"):
                     self._finish(sql)
                     return Rows([], -1)
+                statement = postgres_sql(sql)
                 cursor = self._conn.cursor()
-                cursor.execute(postgres_sql(sql), parameters)
+                cursor.execute(statement.text, statement.arguments(parameters))
                 return Rows([], -1, lambda: self._result_of(cursor))
             if sql == "BEGIN IMMEDIATE":
                 self._pipeline_mode = self._conn.pipeline()
@@ -202,10 +203,11 @@ class PostgresSession:
                 # two-key form: a key space apart from the one-key locks of migrations and
                 # of bridge.coordination.)
                 self._cursor.execute(
-                    "SELECT pg_advisory_xact_lock(1, hashtext(%s))", (self.schema,)
+                    "SELECT pg_advisory_xact_lock(1, hashtext($1))", (self.schema,)
                 )
                 return Rows([], -1)
-            cursor = self._cursor.execute(postgres_sql(sql), parameters)
+            statement = postgres_sql(sql)
+            cursor = self._cursor.execute(statement.text, statement.arguments(parameters))
             return Rows(*_answer(cursor))
 
     @contextmanager
@@ -261,7 +263,10 @@ class PostgresSession:
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Rows:
         with self, _translated_errors():
-            self._cursor.executemany(postgres_sql(sql), list(seq_of_parameters))
+            statement = postgres_sql(sql)
+            self._cursor.executemany(
+                statement.text, [statement.arguments(values) for values in seq_of_parameters]
+            )
             return Rows([], -1 if self._pipeline is not None else self._cursor.rowcount)
 
     def run_script(self, script: str) -> None:
@@ -463,7 +468,7 @@ class PostgresStores:
             if self._ready:
                 return
             with _translated_errors(), self._pool.connect() as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (COMPAT_SCHEMA,))
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", (COMPAT_SCHEMA,))
                 conn.execute(COMPAT_FUNCTIONS)
                 trigrams = conn.execute(
                     "SELECT extnamespace::regnamespace::text FROM pg_extension "
@@ -520,7 +525,7 @@ class PostgresStores:
             try:
                 with _translated_errors(), self._pool.connect() as conn:
                     spare = conn.execute(
-                        "SELECT 1 FROM pg_namespace WHERE left(nspname, %s) = %s",
+                        "SELECT 1 FROM pg_namespace WHERE left(nspname, $1) = $2",
                         (len(SPARE_PREFIX), SPARE_PREFIX),
                     ).fetchone()
                 if spare is None:  # one is enough: new users come one request at a time

@@ -134,10 +134,10 @@ def test_the_header_index_gets_its_key_and_a_trigram_index_that_serves_its_words
     # The trigram index can serve the word (on four rows the planner would rather scan).
     match = cache.header_words_match("subject", ["BUDGET"])
     assert match is not None
-    with psycopg.connect(database) as conn:
+    with psycopg.connect(database, cursor_factory=psycopg.RawCursor) as conn:
         conn.execute(f"SET search_path TO u_{key}, bridge_sql")
         conn.execute("SET enable_seqscan = off")
-        sql = postgres_sql(match.sql)
+        sql = postgres_sql(match.sql).text
         plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN {sql}", match.params))
     assert "header_words" in plan
 

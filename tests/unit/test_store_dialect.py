@@ -1,5 +1,5 @@
-"""The cache's SQL as PostgreSQL takes it (bridge.store.dialect): placeholders, percent
-signs and literals, and the schema's types."""
+"""The cache's SQL as PostgreSQL takes it (bridge.store.dialect): placeholders, named
+parameters and literals, and the schema's types."""
 
 from __future__ import annotations
 
@@ -13,17 +13,24 @@ from bridge.store.postgres import redacted
 @pytest.mark.parametrize(
     ("sqlite", "postgres"),
     [
-        ("WHERE b = ? AND c IN (?,?)", "WHERE b = %s AND c IN (%s,%s)"),
-        ("UPDATE t SET x = :value WHERE id = :id", "UPDATE t SET x = %(value)s WHERE id = %(id)s"),
-        # A literal keeps its question mark and colon; every % doubles.
-        ("SELECT '?:x%' || ?, a % 2 FROM t", "SELECT '?:x%%' || %s, a %% 2 FROM t"),
+        ("WHERE b = ? AND c IN (?,?)", "WHERE b = $1 AND c IN ($2,$3)"),
+        # A literal keeps its question mark, colon and percent sign.
+        ("SELECT '?:x%' || ?, a % 2 FROM t", "SELECT '?:x%' || $1, a % 2 FROM t"),
         ("SELECT x::text FROM t", "SELECT x::text FROM t"),
         ("BEGIN IMMEDIATE", "BEGIN"),
         ("WHERE role = 'trash'", "WHERE role = 'trash'"),
     ],
 )  # fmt: skip
 def test_statements(sqlite: str, postgres: str) -> None:
-    assert postgres_sql(sqlite) == postgres
+    assert postgres_sql(sqlite) == (postgres, ())
+
+
+def test_named_parameters_are_numbered_by_first_use() -> None:
+    statement = postgres_sql("UPDATE t SET x = :value WHERE id = :id OR x > :value")
+    assert statement.text == "UPDATE t SET x = $1 WHERE id = $2 OR x > $1"
+    assert statement.arguments({"id": 7, "value": "v"}) == ["v", 7]
+    with pytest.raises(ValueError, match="not both"):
+        postgres_sql("SELECT ? WHERE x = :x")
 
 
 def test_schema_types() -> None:
