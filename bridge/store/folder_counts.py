@@ -140,16 +140,20 @@ class FolderCounts(Folders):
         return shares
 
     def _settle_counts(self) -> None:
-        if not self._touched_threads and not self._newly_indexed:
+        if not self._touched_threads and not self._first_syncs:
             return
-        after = self._shares(sorted(self._touched_threads))
+        # Sent before the first syncs' answers are read: one round trip for both.
+        after = self._shares(sorted(self._touched_threads)) if self._touched_threads else {}
+        newly_indexed = self._newly_indexed()
+        if not self._touched_threads and not newly_indexed:
+            self._forget_shares()
+            return
         moves: dict[str, list[int]] = {}
         for shares, sign in ((after, 1), (self._shares_before, -1)):
             for (mailbox_id, _), share in shares.items():
                 total = moves.setdefault(mailbox_id, [0, 0, 0, 0])
                 for i, value in enumerate(share):
                     total[i] += sign * value
-        newly_indexed = self._newly_indexed
         self._forget_shares()
         records = {r.id: r for r in self.mailboxes()}
         trash = [r.id for r in records.values() if r.role == "trash"]
@@ -170,4 +174,4 @@ class FolderCounts(Folders):
     def _forget_shares(self) -> None:
         self._shares_before = {}
         self._touched_threads = set()
-        self._newly_indexed = set()
+        self._first_syncs = []

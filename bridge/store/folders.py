@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -60,8 +61,9 @@ class Folders(Journal):
     """The folder records (a request's reads of them share one: ``Journal.one_request``)."""
 
     def _attach(self, conn: sqlite3.Connection) -> None:
-        # Folders indexed for the first time in this transaction (bridge.store.folder_counts).
-        self._newly_indexed: set[str] = set()
+        # Folders synced in this transaction, with the answer of the statement that wrote
+        # their synced state had they none (read at commit: bridge.store.folder_counts).
+        self._first_syncs: list[tuple[str, Any]] = []
         super()._attach(conn)
 
     def mailboxes(self) -> list[MailboxRecord]:
@@ -138,13 +140,22 @@ class Folders(Journal):
         self.log_updated(MAILBOX, mailbox_id)
 
     def set_synced(self, mailbox_id: str, state: FolderState | None) -> None:
-        row = self._conn.execute(
-            "SELECT synced_uidvalidity FROM mailboxes WHERE id = ?", (mailbox_id,)
-        ).fetchone()
-        if state is not None and row is not None and row[0] is None:
-            self._newly_indexed.add(mailbox_id)  # its counts were the server's until now
-        self._conn.execute(
+        update = (
             "UPDATE mailboxes SET synced_uidvalidity = ?, synced_uidnext = ?, "
-            "synced_messages = ?, synced_unseen = ?, synced_modseq = ? WHERE id = ?",
-            (*_state_values(state), mailbox_id),
+            "synced_messages = ?, synced_unseen = ?, synced_modseq = ? WHERE id = ?"
         )
+        values = (*_state_values(state), mailbox_id)
+        if state is None:
+            self._conn.execute(update, values)
+            return
+        # One of the two changes the row. The second, a folder's first sync (its counts
+        # were the server's until now), is told by its row count, read at commit with the
+        # count shares rather than waited for here (a round trip on a store across a
+        # network).
+        self._conn.execute(f"{update} AND synced_uidvalidity IS NOT NULL", values)
+        first = self._conn.execute(f"{update} AND synced_uidvalidity IS NULL", values)
+        self._first_syncs.append((mailbox_id, first))
+
+    def _newly_indexed(self) -> set[str]:
+        """The folders this transaction synced for the first time."""
+        return {mailbox_id for mailbox_id, first in self._first_syncs if first.rowcount > 0}

@@ -20,7 +20,9 @@ from bridge.store.journal import EMAIL, EMAIL_DELIVERY, MAILBOX, THREAD
 from bridge.store.records import (
     Counts,
     FlagUpdate,
+    FolderState,
     HeaderText,
+    MailboxRecord,
     NewMessage,
 )
 from tests.support.stores import add_mailbox, open_test_cache
@@ -273,6 +275,34 @@ def test_counts_kept_by_difference_match_a_full_count(cache: Cache) -> None:
         cache.recount(None)
     assert {record.id: record.counts for record in cache.mailboxes()} == kept
     assert kept[inbox].total_emails == 5 and kept[trash].total_emails == 1
+
+
+def test_a_folders_first_sync_trades_the_servers_counts_for_its_own(cache: Cache) -> None:
+    """Until its first sync a folder counts what its STATUS says; the transaction of that
+    sync counts it from the cache, and later ones move its counts by difference."""
+    archive = cache.mailbox_id_for("guid:Archive")
+    status = FolderState(uidvalidity=7, uidnext=501, messages=500, unseen=200)
+    with cache.transaction():
+        cache.add_mailboxes([MailboxRecord(id=archive, upstream_key="guid:Archive",
+                                           name="Archive", status=status)])  # fmt: skip
+        cache.recount(())
+
+    def counts() -> Counts:
+        return next(r.counts for r in cache.mailboxes() if r.id == archive)
+
+    assert counts() == Counts(500, 200, 500, 200)
+    with cache.transaction():
+        cache.apply_folder_delta(archive, added=[message(1, "a", "$seen"), message(2, "b")])
+        cache.set_synced(archive, FolderState(uidvalidity=7, uidnext=3, messages=2))
+    assert counts() == Counts(2, 1, 2, 1)
+    with cache.transaction():
+        cache.apply_folder_delta(archive, flag_updates=[FlagUpdate(2, frozenset({"$seen"}))])
+        cache.set_synced(archive, FolderState(uidvalidity=7, uidnext=3, messages=2))
+    assert counts() == Counts(2, 0, 2, 0)
+    with cache.transaction():  # synced again, nothing changed
+        cache.set_synced(archive, FolderState(uidvalidity=7, uidnext=3, messages=2))
+    assert counts() == Counts(2, 0, 2, 0)
+    assert next(r for r in cache.mailboxes() if r.id == archive).synced == FolderState(7, 3, 2)
 
 
 def test_email_delivery_moves_only_when_an_email_is_added(cache: Cache) -> None:
