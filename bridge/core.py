@@ -62,9 +62,7 @@ class Bridge:
         self.threads = RequestThreads(settings.request_threads)
         self.watchers = Watchers(self.pool, settings)
         self.hub = StateHub(self.watchers, self.coordinator)
-        self.webpush = WebPush(
-            self.hub, settings.push_allow_private, coordinator=self.coordinator
-        )
+        self.webpush = WebPush(self.hub, settings.push_allow_private, coordinator=self.coordinator)
         capabilities = {CORE, WEBSOCKET, *session_capabilities(self.features)}
         methods = registered_methods(self.features, push=self.webpush)
         self.engine = Engine(self.limits, capabilities, methods, settings.lenient_using)

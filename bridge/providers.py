@@ -30,8 +30,11 @@ def _preset(imap_host: str, smtp_host: str, submission: dict[str, Any],
 PRESETS: dict[str, dict[str, Any]] = {
     # Gmail keeps quotas, and its addresses are case-insensitive (nothing to learn).
     "gmail": _preset(
-        "imap.gmail.com", "smtp.gmail.com", _IMPLICIT_465,
-        upstream_quota=True, login_case="insensitive",
+        "imap.gmail.com",
+        "smtp.gmail.com",
+        _IMPLICIT_465,
+        upstream_quota=True,
+        login_case="insensitive",
     ),
     "fastmail": _preset("imap.fastmail.com", "smtp.fastmail.com", _IMPLICIT_465),
     "outlook": _preset("outlook.office365.com", "smtp.office365.com", _STARTTLS_587),

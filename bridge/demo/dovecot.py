@@ -270,6 +270,7 @@ namespace inbox {{
             return "ssl = no"
         cert, key = self.tls_files
         return f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
+
     def _oauth_config(self) -> str:
         """The oauth2 passdb, for the OAuth mechanisms only: passwords still go to the
         passwd-file passdb after it."""

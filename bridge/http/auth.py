@@ -189,9 +189,7 @@ class Authenticator:
         if self.pool.trusts(credentials.username, credentials.password):
             return credentials
         try:
-            await run_in_threadpool(
-                self.pool.verify, credentials.username, credentials.password
-            )
+            await run_in_threadpool(self.pool.verify, credentials.username, credentials.password)
         except AuthFailed:
             log.info("password behind a token of %s no longer accepted", credentials.username)
             if self.tokens is not None:

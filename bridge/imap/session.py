@@ -119,9 +119,7 @@ def connect_session(config: UpstreamConfig) -> Session:
     the connect, TLS and greeting wait no longer than the time left (bridge.deadline)."""
     if deadline.expired():
         raise DeadlinePassed("not connecting: the request's time is up")
-    config = replace(
-        config, connect_timeout=deadline.bounded(config.connect_timeout)
-    )
+    config = replace(config, connect_timeout=deadline.bounded(config.connect_timeout))
     client = _connect(config)
     try:
         session = _greeted(client)

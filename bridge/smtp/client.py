@@ -266,9 +266,7 @@ class _Session:
 
     def _authenticate_oauth(self, mechanisms: list[str], username: str, token: str) -> Reply:
         try:
-            login = oauth_login(
-                mechanisms, username, token, self.endpoint.host, self.endpoint.port
-            )
+            login = oauth_login(mechanisms, username, token, self.endpoint.host, self.endpoint.port)
         except ValueError:  # a control character: no server would take the token
             return Reply(535, "5.7.8 invalid token")
         if login is None:

@@ -149,10 +149,14 @@ def _index(
     inbox = next(b["id"] for b in boxes["m"][1]["list"] if b["role"] == "inbox")
     stored = _postgres_bytes(database, USER) if database else user_cache(bridge, USER)
     progress(f"B6: indexed in {index_seconds:.1f} s, {stored / messages:.0f} B/msg")
-    return jmap, inbox, {
-        "index_s": round(index_seconds, 1),
-        "cache_bytes_per_message": round(stored / messages),
-    }
+    return (
+        jmap,
+        inbox,
+        {
+            "index_s": round(index_seconds, 1),
+            "cache_bytes_per_message": round(stored / messages),
+        },
+    )
 
 
 def bench_size(

@@ -61,9 +61,7 @@ class Nginx:
         # As root, nginx's workers would run as nobody, who cannot write the temp paths.
         user = "user root;" if os.geteuid() == 0 else ""
         self.config = root / "nginx.conf"
-        self.config.write_text(
-            CONFIG.format(user=user, root=root, servers=servers, port=self.port)
-        )
+        self.config.write_text(CONFIG.format(user=user, root=root, servers=servers, port=self.port))
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Nginx:

@@ -129,9 +129,7 @@ def test_to_body_and_header_stay_plain_search(
     # Gmail's to: matches Cc too; it has no operator for the body alone or for a header.
     assert subjects(jmap, {"to": f"{USER}@{DOMAIN}", "subject": "xq3"}) == {"plain search xq3"}
     assert subjects(jmap, {"body": "hello", "subject": "xq3"}) == {"plain search xq3"}
-    assert subjects(jmap, {"header": ["Message-ID", "plain.search.xq3"]}) == {
-        "plain search xq3"
-    }
+    assert subjects(jmap, {"header": ["Message-ID", "plain.search.xq3"]}) == {"plain search xq3"}
     # The subject's one word the cache's header index answers: nothing went to X-GM-RAW.
     assert front.raw_queries == []
 
@@ -261,8 +259,8 @@ def test_a_draft_filed_in_sent_after_sending_is_the_one_sent_copy(
     assert gmails_copy != email_id
     # One copy in Sent Mail: the client's Email, still under its id.
     assert len(sent_copies(front, message_id)) == 1
-    [email] = jmap.call("Email/get", {"ids": [email_id], "properties": ["mailboxIds",
-                                                                       "keywords"]})["list"]
+    properties = ["mailboxIds", "keywords"]
+    [email] = jmap.call("Email/get", {"ids": [email_id], "properties": properties})["list"]
     assert sent in email["mailboxIds"] and "$draft" not in email["keywords"]
     assert jmap.call("Email/get", {"ids": [gmails_copy]})["notFound"] == [gmails_copy]
     # It arrived at gil's.

@@ -323,9 +323,7 @@ def token(authority: IntrospectionServer) -> str:
     return token
 
 
-def client_with(
-    server: BridgeServer, cert: Path, token: str, **options: Any
-) -> Client:
+def client_with(server: BridgeServer, cert: Path, token: str, **options: Any) -> Client:
     client = Client.create_with_api_token(f"127.0.0.1:{server.port}", token, **options)
     client.requests_session.verify = str(cert)
     return client

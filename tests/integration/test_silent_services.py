@@ -71,7 +71,10 @@ def test_a_silent_submission_server_costs_the_deadline(
     dovecot: Dovecot, silent: SilentServer, tmp_path: Path
 ) -> None:
     with bridge_to(
-        dovecot, tmp_path / "data", submission_port=silent.port, submission_tls="plain",
+        dovecot,
+        tmp_path / "data",
+        submission_port=silent.port,
+        submission_tls="plain",
         mail_domain="example.com",
     ) as server:
         client = server.client("alice", USERS["alice"])

@@ -341,4 +341,3 @@ def test_a_user_taken_out_by_the_reaper_borrows_again_from_a_new_entry(
         assert pool.stats("alice") == (1, 0)
     assert pool.stats("alice") == (1, 1)
     assert pool._users["alice"] is not entry
-

@@ -92,7 +92,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
         on_path.add(module)
         for target in sorted(graph[module]):
             if target in on_path:
-                return [*path[path.index(target):], target]
+                return [*path[path.index(target) :], target]
             if target not in done:
                 cycle = visit(target)
                 if cycle:
@@ -115,9 +115,11 @@ def test_find_cycle_finds_a_circle_and_only_one() -> None:
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
 
 
-PACKAGES = sorted({unit_of(module) for module in MODULES} - {"bridge"} - {
-    module for module in MODULES if (ROOT / f"{module.split('.')[-1]}.py").is_file()
-})
+PACKAGES = sorted(
+    {unit_of(module) for module in MODULES}
+    - {"bridge"}
+    - {module for module in MODULES if (ROOT / f"{module.split('.')[-1]}.py").is_file()}
+)
 
 
 @pytest.mark.parametrize("package", PACKAGES)
