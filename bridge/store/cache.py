@@ -365,10 +365,7 @@ class Cache(Messages):
         """Whether Emails cached without their header index (before it existed, or on a
         first page) still wait for their fields."""
         with self._lock:
-            memo = self._memo()
-            if memo is None:
-                return self._meta(HEADER_BACKFILL) is not None
-            return HEADER_BACKFILL in self._memo_meta(memo, [HEADER_BACKFILL])
+            return self._request_meta(HEADER_BACKFILL) is not None
 
     def header_backfill_done(self) -> None:
         with self._lock:

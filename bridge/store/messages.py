@@ -226,9 +226,11 @@ class Messages(FolderCounts):
         UIDs (a Gmail label, a view of All Mail) follows it. Returns the Emails that
         changed."""
         uids = sorted(set(uids))
-        located = self._ask_located(source_id, uids)()
-        self._note_threads({thread_id for _, thread_id in located.values() if thread_id})
+        # Both reads answered in one round trip where the store pipelines.
+        read_located = self._ask_located(source_id, uids)
         before = self.locations(target_id, uids=uids)
+        located = read_located()
+        self._note_threads({thread_id for _, thread_id in located.values() if thread_id})
         for chunk in in_chunks(uids):
             self._conn.execute(
                 "INSERT INTO locations(mailbox_id, uid, email_id, flags, modseq, received_at) "
