@@ -50,6 +50,13 @@ FETCHED = ("FROM", "TO", "CC", "BCC", "SUBJECT")
 # The bit of HeaderText.inexact that marks each field.
 INEXACT_BIT = {name: 1 << position for position, name in enumerate(INDEXED_FIELDS)}
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+# A word of ASCII text after case-mapping: letters and digits (no ASCII character is a mark).
+_ASCII_WORD = re.compile(r"[A-Z0-9]+")
+# A plain address, perhaps with a name (quoted, or atoms and encoded-words) before it.
+_ADDR_SPEC = r"[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+"
+_PLAIN_ADDRESS = re.compile(
+    rf"""\s*(?:(?:"[^"\\\r\n]*"|[A-Za-z0-9 .'_=?/+-]*)\s*<{_ADDR_SPEC}>|{_ADDR_SPEC})\s*"""
+)
 
 
 def _is_word_char(ch: str) -> bool:
@@ -58,6 +65,13 @@ def _is_word_char(ch: str) -> bool:
 
 def words(text: str) -> list[str]:
     """The words of ``text`` after i;unicode-casemap."""
+    if text.isascii():
+        return _ASCII_WORD.findall(text.upper())  # the same, eight times faster
+    return words_any(text)
+
+
+def words_any(text: str) -> list[str]:
+    """``words`` by the rule itself, for text of any script."""
     found: list[str] = []
     current: list[str] = []
     for ch in unicode_casemap(text):
@@ -106,6 +120,13 @@ def _joined(parts: list[tuple[bytes | str, str | None]]) -> str:
     )  # fmt: skip
 
 
+def _plain_list(text: str) -> bool:
+    """Whether ``text`` is a list of plain ASCII addresses (``a@b.c``, ``Name <a@b.c>``,
+    ``"Name" <a@b.c>``), each with its domain, as most are: then the address parser (a
+    third of the index's cost) has nothing to say."""
+    return all(_PLAIN_ADDRESS.fullmatch(piece) for piece in text.split(","))
+
+
 def _field(name: str, values: list[bytes]) -> tuple[str, bool]:
     """The words of one field, and whether they are exactly what the server searches."""
     exact = True
@@ -122,10 +143,12 @@ def _field(name: str, values: list[bytes]) -> tuple[str, bool]:
         found += words(decoded)
         exact = exact and clean
     if name in ADDRESS_FIELDS:
-        parsed = getaddresses(texts)
         for text in texts:
             if "(" in text or ":" in text or ('"' in text and "=?" in text):
                 exact = False
+        if exact and all(_plain_list(text) for text in texts):
+            return " ".join(found), True  # every address has a domain: nothing to add
+        parsed = getaddresses(texts)
         if any(address and "@" not in address for _, address in parsed):
             exact = False
         if not exact:  # the server may write the list in another order: both orders
