@@ -157,9 +157,10 @@ def _field(name: str, values: list[bytes]) -> tuple[str, bool]:
     return " ".join(found), exact
 
 
-def header_text(block: bytes) -> HeaderText:
-    """The index's record of a header block (the whole header, or its HEADER.FIELDS)."""
-    fields = header_fields(block)
+def header_text(block: bytes, fields: dict[str, list[bytes]] | None = None) -> HeaderText:
+    """The index's record of a header block (the whole header, or its HEADER.FIELDS);
+    ``fields``: its ``header_fields``, where the caller has them already."""
+    fields = header_fields(block) if fields is None else fields
     texts: list[str] = []
     inexact = 0
     for name in INDEXED_FIELDS:

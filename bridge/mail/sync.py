@@ -192,7 +192,7 @@ def new_message(
         base_subject=base_subject(subject),
         summary=None if summary is None else encode_summary(summary),
         sort_keys=None if summary is None or page else keys_from_summary(summary),
-        header_text=None if fetched_block is None or page else header_text(fetched_block),
+        header_text=None if fetched_block is None or page else header_text(block, fields),
         has_attachment=has_attachment,
     )
 
