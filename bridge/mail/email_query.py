@@ -93,9 +93,18 @@ class FilterPlanner:
     upstream's SEARCH, hasAttachment from the summaries; both look only among the
     Emails that the other conditions of their FilterCondition leave."""
 
-    def __init__(self, account: Account, has_attachment: Callable[[set[str]], dict[str, bool]]):
+    def __init__(
+        self,
+        account: Account,
+        has_attachment: Callable[[set[str]], dict[str, bool]],
+        *,
+        read_twice: bool = False,
+    ):
         self.account = account
         self.has_attachment = has_attachment
+        # The query is read twice (a page and its total): what the header index finds is
+        # found once, not once for each.
+        self.read_twice = read_twice
         # The top FilterCondition's clause without its inMailbox, for a query run over
         # that folder's rows (bridge.store.email_query.Scope).
         self.within_folder: Clause | None = None
@@ -179,6 +188,11 @@ class FilterPlanner:
                 common = account.cache.header_common(name, found) is not False
                 decided = sql.header_holds(name, INEXACT_BIT[name], found, common=common,
                                            index=account.cache.header_words_match)  # fmt: skip
+                if self.read_twice and not common:
+                    # Its matches' ids, once: looking the words up in the full-text index
+                    # is most of the cost (subject at 50,000 Emails: 5 of 6 ms).
+                    bit = INEXACT_BIT[name]
+                    decided = sql.among(account.cache.header_holders(name, bit, found))
             token_words = [words(token) for token in searched]
             # The narrowing first: SQLite then walks its (few) Emails, not the folder's.
             candidates = sql.all_of([
@@ -427,9 +441,11 @@ def plan_query(
     sort: list[dict[str, Any]],
     collapse: bool,
     has_attachment: Callable[[set[str]], dict[str, bool]],
+    *,
+    read_twice: bool = False,
 ) -> CacheQuery:
     account.ensure_indexed()
-    planner = FilterPlanner(account, has_attachment)
+    planner = FilterPlanner(account, has_attachment, read_twice=read_twice)
     where = planner.clause(filter_)
     mailbox_id = _single_mailbox(filter_)
     sorter = SortPlanner(account, where, mailbox_id)
@@ -459,9 +475,11 @@ def email_query(
         if request.calculateTotal:
             response["total"] = fast["total"]
         return response
+    from_start = request.anchor is None and request.position >= 0
     query = plan_query(account, request.filter, sort, request.collapseThreads,
-                       lambda candidates: has_attachment(account, candidates))  # fmt: skip
-    if request.anchor is not None or request.position < 0:
+                       lambda candidates: has_attachment(account, candidates),
+                       read_twice=from_start and request.calculateTotal)  # fmt: skip
+    if not from_start:
         return query_response(ctx.account_id, state, query.page(), request)
     # A page from the start: the store reads no further than the page's end.
     response = {

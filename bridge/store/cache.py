@@ -323,6 +323,13 @@ class Cache(Messages):
         (bridge.store.email_query.header_words_match)."""
         return email_query.header_words_match(field, words)
 
+    def header_holders(self, field: str, bit: int, words: Sequence[str]) -> list[str]:
+        """The Emails whose exact ``field`` (``bit`` clear) holds ``words``, by the full-text
+        index (bridge.store.email_query.header_holders)."""
+        sql, params = email_query.header_holders(field, bit, words, index=self.header_words_match)
+        with self._lock:
+            return [row[0] for row in self._conn.execute(sql, params)]
+
     def header_common(self, field: str, words: Sequence[str]) -> bool | None:
         """Whether COMMON_SHARE or more of the Emails have ``field`` holding ``words``,
         judged on the newest SHARE_SAMPLE entries of the header index; None when no word

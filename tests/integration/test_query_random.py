@@ -361,16 +361,19 @@ def test_queries_in_one_folder_give_the_servers_search_and_sort(
         folder = rng.choice(FOLDERS)
         jmap_filter, criteria = _server_criteria(rng)
         ascending = rng.random() < 0.5
+        # With a total, the header index's matches are found once for the page and the
+        # total; without, the page looks them up itself: both ways are compared.
+        counted = rng.random() < 0.7
         answer = jmap.call("Email/query", {
             "filter": {"inMailbox": mailboxes[folder], **jmap_filter},
             "sort": [{"property": "receivedAt", "isAscending": ascending}],
-            "calculateTotal": True,
+            "calculateTotal": counted,
         })  # fmt: skip
         other.select_folder(folder, readonly=True)
         uids = other.sort(["ARRIVAL" if ascending else "REVERSE ARRIVAL"], criteria, "UTF-8")
         located = cache.locations(mailboxes[folder])
         assert answer["ids"] == [located[uid].email_id for uid in uids], (folder, criteria)
-        assert answer["total"] == len(uids)
+        assert answer.get("total") == (len(uids) if counted else None)
         matched += bool(uids)
     assert matched > 10
 
