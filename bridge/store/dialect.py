@@ -135,6 +135,10 @@ _OWN_FORMS = {
         ON CONFLICT (key) DO NOTHING;
     """
     + EMAIL_QUERY_COLUMNS,
+    8: """
+    -- Migration 9 is SQLite's alone: PostgreSQL's header_words_like reads the Emails'
+    -- ids off the rows its GIN index finds, and its planner picks indexes by statistics.
+    """,
 }
 
 
@@ -155,7 +159,7 @@ def _like_escaped(word: str) -> str:
 
 
 def header_words_like(field: str, words: Sequence[str]) -> Clause | None:
-    """header_words_match (bridge.store.email_query) in PostgreSQL: the entries whose
+    """header_words_match (bridge.store.email_query) in PostgreSQL: the Emails whose
     ``field`` is exact and holds each word of three characters or more, as ``LIKE
     '%word%'`` terms, which the GIN index of migration 8 serves (pg_trgm finds the rows
     that have the word's trigrams, and the LIKE is checked on those alone). None when no
@@ -166,7 +170,7 @@ def header_words_like(field: str, words: Sequence[str]) -> Clause | None:
         return None
     likes = "".join(f" AND {column} LIKE ?" for _ in found)
     return Clause(
-        f"SELECT entry FROM header_text WHERE (inexact & ?) = 0{likes}",
+        f"SELECT email_id FROM header_text WHERE (inexact & ?) = 0{likes}",
         (_INEXACT_BIT[column], *(f"%{_like_escaped(w)}%" for w in found)),
     )
 

@@ -269,6 +269,12 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE EXISTS (SELECT 1 FROM header_text WHERE inexact IS NULL);
     """
     + EMAIL_QUERY_COLUMNS,
+    """
+    -- The full-text index's entries to their Emails, read from the index alone: the
+    -- unique index of entry holds email_id too, but SQLite reads each entry's row from the
+    -- table for it (bridge.store.email_query.header_words_match names this one).
+    CREATE INDEX header_text_entry ON header_text(entry, email_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

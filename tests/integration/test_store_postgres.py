@@ -110,7 +110,7 @@ def test_the_header_index_gets_its_key_and_a_trigram_index_that_serves_its_words
         assert match is not None
         with cache.sql() as db:
             rows = db.execute(
-                f"SELECT email_id FROM header_text WHERE entry IN ({match.sql}) ORDER BY 1",
+                f"SELECT email_id FROM header_text WHERE email_id IN ({match.sql}) ORDER BY 1",
                 match.params,
             )
             return [row[0] for row in rows]
