@@ -99,8 +99,9 @@ class Cache(Messages):
     """One user's cache. Thread-safe (see ``Journal``)."""
 
     def _attach(self, conn: sqlite3.Connection) -> None:
-        # Folder -> (counter, whether it holds an Email twice), for Email/query.
-        self._duplicates: dict[str, tuple[int, bool]] = {}
+        # Folder -> (counter, its Email/query scope: whether it holds an Email twice, and
+        # its count of Emails).
+        self._scopes: dict[str, tuple[int, email_query.Scope]] = {}
         super()._attach(conn)
 
     @classmethod
@@ -266,23 +267,28 @@ class Cache(Messages):
         self, where: Clause, *, collapse: bool = False, mailbox_id: str | None = None
     ) -> int:
         with self._lock:
-            sql, params = email_query.count(where, collapse=collapse, scope=self._scope(mailbox_id))
+            scope = self._scope(mailbox_id)
+            unmet = email_query.count_unmet(where, collapse=collapse, scope=scope)
+            if unmet is not None and scope is not None and scope.total is not None:
+                return scope.total - int(self._conn.execute(*unmet).fetchone()[0])
+            sql, params = email_query.count(where, collapse=collapse, scope=scope)
             return int(self._conn.execute(sql, params).fetchone()[0])
 
     def _scope(self, mailbox_id: str | None) -> email_query.Scope | None:
         if mailbox_id is None:
             return None
-        known = self._duplicates.get(mailbox_id)
+        known = self._scopes.get(mailbox_id)
         if known is not None and known[0] == self._current_counter():
-            return email_query.Scope(mailbox_id, known[1])
+            return known[1]
         row = self._conn.execute(
             "SELECT total_emails FROM mailboxes WHERE id = ?", (mailbox_id,)
         ).fetchone()
         # The folder's count is of its distinct Emails: fewer than its rows, a duplicate.
         # Known until the next change (every change moves the counter).
         duplicates = row is None or row[0] != self.location_count(mailbox_id)
-        self._duplicates[mailbox_id] = (self._counter, duplicates)
-        return email_query.Scope(mailbox_id, duplicates)
+        scope = email_query.Scope(mailbox_id, duplicates, None if row is None else int(row[0]))
+        self._scopes[mailbox_id] = (self._counter, scope)
+        return scope
 
     def query_locations(self, where: Clause) -> dict[str, list[int]]:
         """Folder -> UIDs of the copies of the matching Emails."""

@@ -29,6 +29,10 @@ class Clause(msgspec.Struct, frozen=True):
     # received order and stops at its end (the same parameters, in the same order); None:
     # ``sql`` is that shape too.
     walked: str | None = None
+    # The Emails for which ``sql`` is not true, as a few an index finds (the same
+    # parameters, in the same order), where most Emails meet the condition: a total is
+    # then the folder's count less these. None: no such shape.
+    unmet: str | None = None
 
 
 class OrderKey(msgspec.Struct, frozen=True):
@@ -149,10 +153,16 @@ def _joined(operator: str, clauses: Iterable[Clause], unit: Clause, zero: Clause
     walked = None
     if any(c.walked for c in parts):
         walked = f" {operator} ".join(f"({c.walked or c.sql})" for c in parts)
+    unmet = None
+    if operator == "OR" and any(c.unmet for c in parts):
+        # Not one of them: the few that miss one, less those another condition holds.
+        unmet = " AND ".join(f"({c.unmet})" if c.unmet else f"(({c.sql}) IS NOT TRUE)"
+                             for c in parts)  # fmt: skip
     return Clause(
         f" {operator} ".join(f"({c.sql})" for c in parts),
         tuple(p for c in parts for p in c.params),
         walked,
+        unmet,
     )
 
 
@@ -217,6 +227,8 @@ class Scope(msgspec.Struct, frozen=True):
 
     mailbox_id: str
     duplicates: bool = False
+    # Its Emails, each once (totalEmails), where the store knows the number.
+    total: int | None = None
 
 
 _EMAIL_ID = re.compile(r"\be\.id\b")
@@ -309,6 +321,17 @@ def select_ids(
         f"WHERE {condition}) AS ranked WHERE n = 1 ORDER BY {outer} LIMIT ? OFFSET ?"
     )
     return sql, (*prelude_params, *order_params, *order_params, *params, *window)
+
+
+def count_unmet(
+    where: Clause, *, collapse: bool, scope: Scope | None = None
+) -> tuple[str, tuple[object, ...]] | None:
+    """The statement for the folder's Emails that do not match, where the matches are
+    most of the folder and the store counts them as its total less these (``Clause.unmet``);
+    None where that does not apply."""
+    if collapse or where.unmet is None or scope is None or scope.total is None:
+        return None
+    return count(Clause(where.unmet, where.params), collapse=False, scope=scope)
 
 
 def count(
@@ -405,10 +428,13 @@ def header_holds(
     column = f"h.{HEADER_COLUMNS[field]}"
     test = _holding(column, words)
     condition = f"(h.inexact & ?) = 0{test.sql}"
+    # Every Email has its header_text row (NULL fields until read): the rows where the
+    # condition is not true are exactly the Emails that do not hold the words.
     return Clause(
         f"e.id IN (SELECT h.email_id FROM header_text h WHERE {condition})",
         (bit, *test.params),
         walked=f"EXISTS (SELECT 1 FROM header_text h WHERE h.email_id = e.id AND {condition})",
+        unmet=f"e.id IN (SELECT h.email_id FROM header_text h WHERE ({condition}) IS NOT TRUE)",
     )
 
 

@@ -402,3 +402,33 @@ def test_a_cache_from_before_the_header_index_answers_and_gets_it_filled(
     with user.cache.sql() as conn:
         assert conn.execute("SELECT * FROM header_text ORDER BY email_id").fetchall() == indexed
     assert [jmap.call("Email/query", {"filter": f})["ids"] for f in queries] == before
+
+
+def test_a_word_most_emails_hold_is_counted_as_the_server_counts_it(
+    bridge: BridgeServer, jmap: JmapClient, other: IMAPClient, account: tuple[str, str]
+) -> None:
+    """A To word nearly every Email has: the total is the folder's count less the Emails
+    without it (bridge.store.email_query, Clause.unmet). Beside it, Emails without the
+    word, one whose To the server reads otherwise (a comment: the server decides), one
+    the folder holds twice; total and page are the server's SEARCH, each Email once."""
+    tos = ["Alice Smith <alice@ex.test>"] * 14 + ["alice@ex.test (Alice)", "Bob <bob@ex.test>",
+                                                  "Bob <bob@ex.test>"]  # fmt: skip
+    for number, to in enumerate(tos):
+        message = (f"Message-ID: <{number}@common.test>\r\nFrom: Carol <carol@ex.test>\r\n"
+                   f"To: {to}\r\nSubject: note {number}\r\n\r\nbody\r\n")  # fmt: skip
+        arrival = (START + timedelta(minutes=number)).replace(tzinfo=None)
+        other.append("INBOX", message.encode(), msg_time=arrival)
+    other.select_folder("INBOX")
+    other.copy(other.search(["SUBJECT", "note 3"]), "INBOX")  # the same Email at two UIDs
+    inbox = next(m["id"] for m in jmap.call("Mailbox/get", {"ids": None})["list"]
+                 if m["role"] == "inbox")  # fmt: skip
+    for token in ("alice", "ALIC", "ex.test", "bob"):
+        answer = jmap.call("Email/query", {
+            "filter": {"inMailbox": inbox, "to": token}, "calculateTotal": True,
+            "sort": [{"property": "receivedAt", "isAscending": False}], "limit": 5,
+        })  # fmt: skip
+        uids = other.sort(["REVERSE ARRIVAL"], ["TO", token], "UTF-8")
+        located = bridge.bridge.users.get(account[0]).cache.locations(inbox)
+        expected = list(dict.fromkeys(located[uid].email_id for uid in uids))
+        assert answer["total"] == len(expected), token
+        assert answer["ids"] == expected[:5], token
