@@ -56,6 +56,9 @@ KEYWORD_SORTS = frozenset({"hasKeyword", "allInThreadHaveKeyword", "someInThread
 ROW_CONDITIONS = frozenset({"minSize", "maxSize"})
 # A SEARCH is restricted to the candidates' UIDs while their set is no longer than this.
 MAX_UID_SET = 16 * 1024
+# The most header-index matches a query that reads them twice (page and total) keeps in
+# memory to find them once (about 50 bytes each, twice: the list and its JSON).
+SHARED_MATCHES = 20_000
 
 
 class EmailQueryArgs(QueryArgs, forbid_unknown_fields=True):
@@ -190,9 +193,11 @@ class FilterPlanner:
                                            index=account.cache.header_words_match)  # fmt: skip
                 if self.read_twice and not common:
                     # Its matches' ids, once: looking the words up in the full-text index
-                    # is most of the cost (subject at 50,000 Emails: 5 of 6 ms).
+                    # is most of the cost (subject at 50,000 Emails: 5 of 6 ms). So many
+                    # that their list would cost more memory than it saves time: as it is.
                     bit = INEXACT_BIT[name]
-                    decided = sql.among(account.cache.header_holders(name, bit, found))
+                    held = account.cache.header_holders(name, bit, found, SHARED_MATCHES)
+                    decided = decided if held is None else sql.among(held)
             token_words = [words(token) for token in searched]
             # The narrowing first: SQLite then walks its (few) Emails, not the folder's.
             candidates = sql.all_of([

@@ -329,12 +329,16 @@ class Cache(Messages):
         (bridge.store.email_query.header_words_match)."""
         return email_query.header_words_match(field, words)
 
-    def header_holders(self, field: str, bit: int, words: Sequence[str]) -> list[str]:
+    def header_holders(
+        self, field: str, bit: int, words: Sequence[str], at_most: int
+    ) -> list[str] | None:
         """The Emails whose exact ``field`` (``bit`` clear) holds ``words``, by the full-text
-        index (bridge.store.email_query.header_holders)."""
+        index (bridge.store.email_query.header_holders); None if there are more than
+        ``at_most``."""
         sql, params = email_query.header_holders(field, bit, words, index=self.header_words_match)
         with self._lock:
-            return [row[0] for row in self._conn.execute(sql, params)]
+            rows = self._conn.execute(f"{sql} LIMIT ?", (*params, at_most + 1)).fetchall()
+        return [row[0] for row in rows] if len(rows) <= at_most else None
 
     def header_common(self, field: str, words: Sequence[str]) -> bool | None:
         """Whether COMMON_SHARE or more of the Emails have ``field`` holding ``words``,

@@ -16,15 +16,18 @@ header index (bridge.mail.header_text) must never narrow away.
 from __future__ import annotations
 
 import base64
+import importlib
 import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from imapclient import IMAPClient
 
 from bridge.imap.search import tokens
+from bridge.mail.email_query import SHARED_MATCHES
 from tests.integration.server import BridgeServer, JmapClient
 
 FOLDERS = ("INBOX", "Archive", "Work")
@@ -404,13 +407,24 @@ def test_a_cache_from_before_the_header_index_answers_and_gets_it_filled(
     assert [jmap.call("Email/query", {"filter": f})["ids"] for f in queries] == before
 
 
+@pytest.mark.parametrize("shared", [SHARED_MATCHES, 1])
 def test_a_word_most_emails_hold_is_counted_as_the_server_counts_it(
-    bridge: BridgeServer, jmap: JmapClient, other: IMAPClient, account: tuple[str, str]
+    bridge: BridgeServer,
+    jmap: JmapClient,
+    other: IMAPClient,
+    account: tuple[str, str],
+    shared: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A To word nearly every Email has: the total is the folder's count less the Emails
     without it (bridge.store.email_query, Clause.unmet). Beside it, Emails without the
     word, one whose To the server reads otherwise (a comment: the server decides), one
-    the folder holds twice; total and page are the server's SEARCH, each Email once."""
+    the folder holds twice; total and page are the server's SEARCH, each Email once. A
+    word few Emails hold is looked up once for the page and the total, or, past
+    SHARED_MATCHES, by each."""
+    # (bridge.mail's name email_query is the method's function: the module, by its path.)
+    module = importlib.import_module("bridge.mail.email_query")
+    monkeypatch.setattr(module, "SHARED_MATCHES", shared)
     tos = ["Alice Smith <alice@ex.test>"] * 14 + ["alice@ex.test (Alice)", "Bob <bob@ex.test>",
                                                   "Bob <bob@ex.test>"]  # fmt: skip
     for number, to in enumerate(tos):
