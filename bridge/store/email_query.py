@@ -43,6 +43,7 @@ class OrderKey(msgspec.Struct, frozen=True):
     params: tuple[object, ...] = ()
 
 
+_JSON = msgspec.json.Encoder()
 TRUE = Clause("TRUE")
 FALSE = Clause("FALSE")
 # LIMIT for "all of them": SQLite takes -1, PostgreSQL no negative value; both this one.
@@ -135,11 +136,12 @@ def shaped(test: Clause, *, common: bool) -> Clause:
 
 
 def among(email_ids: Iterable[str]) -> Clause:
-    """The Emails of a set found elsewhere (an upstream SEARCH, the summaries)."""
-    ids = sorted(set(email_ids))
+    """The Emails of a set found elsewhere (an upstream SEARCH, the summaries, the header
+    index). In the order found: sorting 2,689 ids cost four times their encoding."""
+    ids = list(dict.fromkeys(email_ids))
     if not ids:
         return FALSE
-    return Clause("e.id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
+    return Clause("e.id IN (SELECT value FROM json_each(?))", (_JSON.encode(ids).decode(),))
 
 
 def _joined(operator: str, clauses: Iterable[Clause], unit: Clause, zero: Clause) -> Clause:
