@@ -269,8 +269,9 @@ class Cache(Messages):
         with self._lock:
             scope = self._scope(mailbox_id)
             unmet = email_query.count_unmet(where, collapse=collapse, scope=scope)
-            if unmet is not None and scope is not None and scope.total is not None:
-                return scope.total - int(self._conn.execute(*unmet).fetchone()[0])
+            if unmet is not None:
+                total, sql, params = unmet
+                return total - int(self._conn.execute(sql, params).fetchone()[0])
             sql, params = email_query.count(where, collapse=collapse, scope=scope)
             return int(self._conn.execute(sql, params).fetchone()[0])
 

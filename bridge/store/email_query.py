@@ -327,13 +327,14 @@ def select_ids(
 
 def count_unmet(
     where: Clause, *, collapse: bool, scope: Scope | None = None
-) -> tuple[str, tuple[object, ...]] | None:
-    """The statement for the folder's Emails that do not match, where the matches are
-    most of the folder and the store counts them as its total less these (``Clause.unmet``);
-    None where that does not apply."""
+) -> tuple[int, str, tuple[object, ...]] | None:
+    """Where the matches are most of a folder (``Clause.unmet``): the folder's count of
+    Emails, and the statement for those of them that do not match, which the store takes
+    from it; None where that does not apply."""
     if collapse or where.unmet is None or scope is None or scope.total is None:
         return None
-    return count(Clause(where.unmet, where.params), collapse=False, scope=scope)
+    sql, params = count(Clause(where.unmet, where.params), collapse=False, scope=scope)
+    return scope.total, sql, params
 
 
 def count(
@@ -401,10 +402,10 @@ def _holding(column: str, words: Sequence[str]) -> Clause:
     return Clause("".join(f" AND instr({column}, ?) > 0" for _ in words), tuple(words))
 
 
-def _exact_rows(field: str, bit: int, words: Sequence[str], index: WordsIndex) -> Clause:
-    """The condition on ``header_text h`` of a field that is exact and may hold ``words``:
-    the full-text index where it can answer, the field's column read where it cannot."""
-    indexed = index(field, words)
+def _exact_rows(bit: int, indexed: Clause | None) -> Clause:
+    """The condition on ``header_text h`` of a field that is exact and may hold the words
+    the full-text index looked up (``indexed``, its answer), or, where it cannot answer
+    (None), of a field that is exact: its column is read then."""
     if indexed is None:
         return Clause("(h.inexact & ?) = 0", (bit,))
     return Clause(f"h.email_id IN ({indexed.sql})", indexed.params)
@@ -450,7 +451,7 @@ def header_holders(
     short = _holding(f"h.{HEADER_COLUMNS[field]}", [w for w in words if len(w) < TRIGRAM])
     if indexed is not None and not short.params:
         return indexed.sql, indexed.params
-    rows = _exact_rows(field, bit, words, index)
+    rows = _exact_rows(bit, indexed)
     return f"SELECT h.email_id FROM header_text h WHERE {rows.sql}{short.sql}", (
         *rows.params,
         *short.params,
@@ -479,7 +480,7 @@ def header_may_hold(
     )
     params: tuple[object, ...] = (bit, *keys.params)
     if not exact_known:
-        rows = _exact_rows(field, bit, [w for words in token_words for w in words], index)
+        rows = _exact_rows(bit, index(field, [w for words in token_words for w in words]))
         uncertain += f" UNION ALL SELECT h.email_id FROM header_text h WHERE {rows.sql}{keys.sql}"
         params += rows.params + keys.params
     return Clause(f"e.id IN ({uncertain})", params)
