@@ -387,4 +387,4 @@ class Cache(Messages):
 
     def header_backfill_done(self) -> None:
         with self._lock:
-            self._conn.execute("DELETE FROM meta WHERE key = ?", (HEADER_BACKFILL,))
+            self._delete_meta(HEADER_BACKFILL)

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from bridge.store.ids import derive_id
-from bridge.store.journal import MAILBOX, REQUEST_KEYS, Journal, placeholders
+from bridge.store.journal import MAILBOX, REQUEST_KEYS, Journal, RequestMemo, placeholders
 from bridge.store.records import (
     Counts,
     FolderState,
@@ -80,6 +80,18 @@ class Folders(Journal):
                         memo.mailboxes = self._read_mailboxes()
                         self._remember_meta(memo, meta)
             return list(memo.mailboxes)
+
+    def _read_for_memo(self) -> Any:
+        # A request reads the folders again after most of its commits (its sync's counts,
+        # Mailbox/get, a FETCH by folder name): as the commit leaves them, read with it.
+        if not self.pipelines:
+            return None
+        return self._conn.execute(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes")
+
+    def _carry(self, memo: RequestMemo, written: dict[str, str | None], late: Any) -> None:
+        super()._carry(memo, written, late)
+        if late is not None:
+            memo.mailboxes = [_mailbox(row) for row in late.fetchall()]
 
     def _read_mailboxes(self) -> list[MailboxRecord]:
         rows = self._conn.execute(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes").fetchall()

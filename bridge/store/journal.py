@@ -44,7 +44,7 @@ HEADER_BACKFILL = "header_backfill"
 IN_USE = "in_use"
 
 
-class _RequestMemo:
+class RequestMemo:
     """What a request read of ``meta`` (the states, whether the header index waits for a
     backfill) and of the folders, and when: the commits made here and the change counter
     at the time (``Cache.one_request``)."""
@@ -84,6 +84,9 @@ class Journal:
     # The change counter, and its read at a transaction's start not looked at yet.
     _counter_value = 0
     _counter_read: Any = None
+    # Whether statements sent are answered later, together (PostgreSQL): a read sent
+    # early then costs no wait of its own.
+    pipelines = False
 
     def __init__(
         self,
@@ -113,6 +116,9 @@ class Journal:
         self._tx_start = 0
         # Each type's new state, written once at commit rather than at every change.
         self._pending_states: dict[str, int] = {}
+        # What the outermost transaction wrote to ``meta`` (None: deleted), for the
+        # committing request's memo (``_carry``); emptied as each one begins.
+        self._meta_written: dict[str, str | None] = {}
         # Per thread: what the JMAP request it runs has read (``one_request``).
         self._request = threading.local()
         self._commits = 0  # transactions committed here
@@ -173,6 +179,8 @@ class Journal:
         with self._lock:
             outermost = self._depth == 0
             if outermost:
+                carried = self._current_memo()
+                self._meta_written = {}
                 self._conn.execute("BEGIN IMMEDIATE")
                 if self.shared:
                     # The write lock is ours: no other process moves the counter now. It is
@@ -205,18 +213,45 @@ class Journal:
                     self._set_meta("counter", str(self._counter))
                 committed.logged = frozenset(self._pending_states)
                 if self._pending_states:
+                    states = [(f"state:{t}", str(v)) for t, v in self._pending_states.items()]
                     self._conn.executemany(
                         "INSERT INTO meta(key, value) VALUES (?, ?) "
                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                        [(f"state:{t}", str(v)) for t, v in self._pending_states.items()],
+                        states,
                     )
+                    self._meta_written.update(states)
                     self._pending_states.clear()
+                late = self._read_for_memo() if carried is not None else None
                 self._conn.execute("COMMIT")
                 self._commits += 1
+                written, self._meta_written = self._meta_written, {}
+                if carried is not None:
+                    self._carry(carried, written, late)
 
     def _before_commit(self) -> None:
         """What the outermost transaction settles before it commits (the floors above: the
         folder counts)."""
+
+    def _read_for_memo(self) -> Any:
+        """A read sent last in a transaction of a request, whose answer ``_carry`` gives
+        the request's memo after the commit (the floors above: the folders, on a store that
+        pipelines): the read the request would make next, without a round trip of its own."""
+        return None
+
+    def _carry(self, memo: RequestMemo, written: dict[str, str | None], late: Any) -> None:
+        """Keep the request's memo across its own commit: what it read of ``meta``, with
+        what the transaction wrote there, rather than a read of it all again (on a store
+        across a network, a round trip after each commit). Only from a memo current when
+        the transaction began: another writer's change since is then the transaction's to
+        have seen, under its lock. A key another process wrote may be older in the memo
+        than in the store, as it would be had the request read it before that write."""
+        for key, value in written.items():
+            if value is None:
+                memo.meta.pop(key, None)
+            else:
+                memo.meta[key] = value
+        memo.mailboxes = None
+        memo.at = (self._commits, self._counter)
 
     def _after_rollback(self) -> None:
         """Forget what the outermost transaction noted before it was rolled back."""
@@ -255,6 +290,11 @@ class Journal:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+        self._meta_written[key] = value
+
+    def _delete_meta(self, key: str) -> None:
+        self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+        self._meta_written[key] = None
 
     def _init_epoch(self) -> str:
         epoch = random_token(6)
@@ -287,7 +327,7 @@ class Journal:
             f"SELECT key, value FROM meta WHERE key IN ({placeholders(len(keys))})", keys
         )
 
-    def _memo_meta(self, memo: _RequestMemo, keys: Sequence[str]) -> dict[str, str]:
+    def _memo_meta(self, memo: RequestMemo, keys: Sequence[str]) -> dict[str, str]:
         """``meta`` as the request read it, read first (with REQUEST_KEYS) if ``keys`` were
         not among what it read."""
         if not memo.read >= set(keys):
@@ -295,7 +335,7 @@ class Journal:
         return memo.meta
 
     @staticmethod
-    def _remember_meta(memo: _RequestMemo, rows: Any, keys: Sequence[str] = ()) -> None:
+    def _remember_meta(memo: RequestMemo, rows: Any, keys: Sequence[str] = ()) -> None:
         memo.meta = dict(rows.fetchall())
         memo.read = frozenset((*REQUEST_KEYS, *keys))
 
@@ -312,21 +352,29 @@ class Journal:
         states are read first, so that a state a method answers is never newer than what
         it read after it (another process's change may be newer: the client then hears of
         it again, never not at all)."""
-        self._request.memo = _RequestMemo()
+        self._request.memo = RequestMemo()
         try:
             yield
         finally:
             self._request.memo = None
 
-    def _memo(self) -> _RequestMemo | None:
+    def _memo(self) -> RequestMemo | None:
         """This thread's request memo, emptied if a commit here made it old; None outside
         a request or inside a transaction (whose own changes are not committed yet)."""
-        memo: _RequestMemo | None = getattr(self._request, "memo", None)
+        memo: RequestMemo | None = getattr(self._request, "memo", None)
         if memo is None or self._depth > 0:
             return None
         now = (self._commits, self._counter)
         if memo.at != now:
             memo.at, memo.meta, memo.read, memo.mailboxes = now, {}, frozenset(), None
+        return memo
+
+    def _current_memo(self) -> RequestMemo | None:
+        """This thread's request memo, if it has read ``meta`` and nothing committed here
+        since (a transaction about to begin may carry it over its commit)."""
+        memo: RequestMemo | None = getattr(self._request, "memo", None)
+        if memo is None or not memo.read or memo.at != (self._commits, self._counter):
+            return None
         return memo
 
     def encode_state(self, value: int) -> str:

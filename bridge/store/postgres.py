@@ -290,6 +290,8 @@ class PostgresSession:
 class PostgresCache(sqlite_cache.Cache):
     """The cache over a ``PostgresSession``: the same statements, in the user's schema."""
 
+    pipelines = True
+
     def __init__(self, session: PostgresSession) -> None:
         self._session = session
         # The counter when the tables were last analyzed (statistics persist on the server:

@@ -16,7 +16,7 @@ from bridge.store.email_query import (
     shaped,
     size_at_least,
 )
-from bridge.store.journal import EMAIL, EMAIL_DELIVERY, MAILBOX, THREAD
+from bridge.store.journal import EMAIL, EMAIL_DELIVERY, IDENTITY, MAILBOX, THREAD
 from bridge.store.records import (
     Counts,
     FlagUpdate,
@@ -541,6 +541,45 @@ def test_a_request_reads_states_once_and_never_newer_than_its_reads(cache: Cache
         assert cache.state(EMAIL) > first  # a change committed here is never hidden
         assert [record.name for record in cache.mailboxes()] == ["Elsewhere"]
     assert cache.state(EMAIL) == cache.states([EMAIL])[EMAIL]
+
+
+def test_a_request_keeps_its_reads_across_its_own_commit(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a commit of its own, a request answers the states that commit wrote without
+    reading ``meta`` again (a round trip on PostgreSQL), and the rest as it read them;
+    where the store pipelines, the folders come back with the commit too."""
+    inbox = add_mailbox(cache, "INBOX", "inbox")
+    sent: list[str] = []
+    execute = cache._conn.execute
+
+    def counted(sql: str, *args: object) -> object:
+        sent.append(sql)
+        return execute(sql, *args)
+
+    monkeypatch.setattr(cache._conn, "execute", counted)
+    with cache.one_request():
+        first = cache.states([EMAIL, IDENTITY])
+        with cache.sql() as conn:  # another process's change after the request read
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = excluded.value",
+                ("state:Identity", str(first[IDENTITY] + 9)),
+            )
+        with cache.transaction():
+            cache.apply_folder_delta(inbox, added=[message(1, "k1")])
+        sent.clear()
+        after = cache.states([EMAIL, IDENTITY])
+        assert after[EMAIL] > first[EMAIL]  # its own change, never hidden
+        # A state it hands out is one it knows (a shared store reads the counter for this).
+        assert cache.decode_state(cache.encode_state(after[EMAIL])) == after[EMAIL]
+        assert cache.states([EMAIL]) == {EMAIL: after[EMAIL]}
+        assert after[IDENTITY] == first[IDENTITY]  # never newer than what it read
+        assert not [sql for sql in sent if "FROM meta" in sql]
+        (record,) = cache.mailboxes()
+        assert record.counts.total_emails == 1
+        assert bool([sql for sql in sent if "FROM mailboxes" in sql]) != cache.pipelines
+    assert cache.states([IDENTITY])[IDENTITY] == first[IDENTITY] + 9  # the next request's
 
 
 def test_reads_together_answer_each_and_fail_alone(cache: Cache) -> None:
