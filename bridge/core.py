@@ -150,7 +150,7 @@ class Bridge:
         if self.settings.store is not None:
             return False  # every read of a PostgreSQL store is a round trip: never on the loop
         user = self.users.find(username)
-        return user is not None and user.freshness.level_here()
+        return user is not None and user.freshness.level_at_once()
 
     def _run(
         self, credentials: Credentials, jmap_request: object

@@ -86,6 +86,12 @@ class Coordinator(Protocol):
         """Whether the live holder of the user's watcher lease vouches for the cache."""
         ...
 
+    def vouched_at_once(self, username: str) -> bool | None:
+        """``vouched``, where the answer comes without waiting (a read of a local file
+        nothing holds, fit for the event loop); None where it would wait: a round trip,
+        or a lock another thread or process holds."""
+        ...
+
     def claim(self, key: str) -> bool:
         """Whether this process is the first to claim ``key`` (of the last minute): the
         one of several processes that does a thing all of them would do."""

@@ -32,6 +32,9 @@ class LocalCoordinator:
     def vouched(self, username: str) -> bool:
         return False
 
+    def vouched_at_once(self, username: str) -> bool:
+        return False
+
     def claim(self, key: str) -> bool:
         return True
 

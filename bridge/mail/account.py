@@ -178,6 +178,7 @@ class UserRegistry:
         freshness = Freshness(
             functools.partial(coordinator.vouch, username),
             functools.partial(coordinator.vouched, username),
+            functools.partial(coordinator.vouched_at_once, username),
         )
         lock = UserLock(coordinator.user_lock(username))
         return UserData(username, cache, uploads, sync_lock=lock, coordinator=coordinator,

@@ -27,7 +27,9 @@ lease and runs the watcher; it tells the coordinator whenever its word changes (
 and a request in any other process skips its sync only while that live lease holder
 vouches (``vouched``). Its word is one read away, and the same races hold as within one
 process: a request that read "level" just before the news is served from the cache as it
-was, as it would be had it come a moment earlier.
+was, as it would be had it come a moment earlier. Where that read cannot wait (workers of
+one bridge sharing a data directory: a local SQLite file), it is made on the event loop,
+so such a request runs inline (bridge.inline) in every worker, not only the watcher's.
 """
 
 from __future__ import annotations
@@ -46,11 +48,18 @@ def _never() -> bool:
     return False
 
 
+def _not_at_once() -> bool | None:
+    return None
+
+
 class Freshness:
     """What one user's watcher knows of the upstream, for that user's requests."""
 
     def __init__(
-        self, vouch: Callable[[bool], None] = _silent, vouched: Callable[[], bool] = _never
+        self,
+        vouch: Callable[[bool], None] = _silent,
+        vouched: Callable[[], bool] = _never,
+        vouched_at_once: Callable[[], bool | None] = _not_at_once,
     ) -> None:
         self._lock = threading.Lock()
         self._heard = 0  # bumped at every sign of change, and when the watching ends
@@ -59,6 +68,7 @@ class Freshness:
         # Our word to other processes, and theirs to us (bridge.coordination).
         self._vouch = vouch
         self._vouched = vouched
+        self._vouched_at_once = vouched_at_once
         self._said = False
 
     def _tell(self) -> None:
@@ -107,12 +117,18 @@ class Freshness:
         with self._lock:
             if self._notified:
                 return self._level_at == self._heard
-        # A read of the coordination store (PostgreSQL: a round trip) never runs on the
-        # event loop.
+        answer = self._vouched_at_once()
+        if answer is not None:
+            return answer
+        # A read of the coordination store that may wait (PostgreSQL: a round trip) never
+        # runs on the event loop.
         inline.refuse("asking the coordination store")
         return self._vouched()
 
-    def level_here(self) -> bool:
-        """``level``, as far as this process's own watcher knows it (no store read)."""
+    def level_at_once(self) -> bool:
+        """``level``, where it is known without waiting: this process's own watcher's word,
+        or another's read from a local store nothing holds; False where it would wait."""
         with self._lock:
-            return self._notified and self._level_at == self._heard
+            if self._notified:
+                return self._level_at == self._heard
+        return self._vouched_at_once() is True

@@ -153,6 +153,30 @@ def test_only_the_live_watcher_holders_word_counts(pair: tuple[Coordinator, Coor
     assert not b.vouched("alice")
 
 
+def test_the_holders_word_is_read_at_once_only_from_a_local_store(
+    pair: tuple[Coordinator, Coordinator], where: str
+) -> None:
+    """``vouched_at_once`` (for the event loop): the same word as ``vouched`` from the data
+    directory's SQLite file, none from PostgreSQL (a round trip), nor while another thread
+    reads (it would wait)."""
+    a, b = pair
+    local = where == "data-dir"
+    assert a.holds("alice", WATCHER)
+    for level in (True, False, True):
+        a.vouch("alice", level)
+        assert b.vouched("alice") is level
+        assert b.vouched_at_once("alice") is (level if local else None)
+    a.release("alice", WATCHER)
+    assert b.vouched_at_once("alice") is (False if local else None)
+    if local:
+        a.holds("alice", WATCHER)
+        a.vouch("alice", True)
+        reader = b._reader_guard  # type: ignore[attr-defined]
+        with reader:
+            assert b.vouched_at_once("alice") is None
+        assert b.vouched_at_once("alice") is True
+
+
 def test_freshness_tells_its_word_and_asks_others_without_a_watcher() -> None:
     told: list[bool] = []
     others = [False]

@@ -47,7 +47,7 @@ def _watched(server: BridgeServer, username: str) -> UserData:
     while time.monotonic() < deadline:
         watcher = server.bridge.watchers.get(username)
         settled = watcher is not None and watcher.syncs and watcher.mode is not None
-        if settled and (watcher.mode == "idle" or user.freshness.level_here()):
+        if settled and (watcher.mode == "idle" or user.freshness.level_at_once()):
             if level_since is None or watcher.syncs != syncs:
                 level_since, syncs = time.monotonic(), watcher.syncs
             elif time.monotonic() - level_since >= 1:

@@ -212,7 +212,7 @@ def test_a_keepalive_during_idle_is_no_reason_to_sync(tmp_path: Path) -> None:
         time.sleep(4)  # three keepalives at least
         assert watcher.syncs == syncs
         # Nor a reason to doubt the cache: requests still skip their own sync.
-        assert server.bridge.users.get("alice").freshness.level_here()
+        assert server.bridge.users.get("alice").freshness.level_at_once()
         other = _imap(upstream, "alice", USERS["alice"])
         other.append("INBOX", MESSAGE)
         _, latency = _next_state(events, jmap.account_id, timeout=5)

@@ -3,6 +3,9 @@ after the last news."""
 
 from __future__ import annotations
 
+import pytest
+
+from bridge import inline
 from bridge.mail.freshness import Freshness
 
 
@@ -39,3 +42,26 @@ def test_a_lost_session_vouches_for_nothing_until_it_listens_again() -> None:
     freshness.listening()
     freshness.synced(freshness.sync_starts())
     assert freshness.level()
+
+
+def test_another_processs_word_on_the_event_loop_only_if_it_comes_at_once() -> None:
+    """Without a watcher here, the holder's word: read on the event loop where it comes
+    without waiting, else the request moves to a worker thread, which asks."""
+    answers: list[bool | None] = [True]
+    asked: list[bool] = []
+
+    def vouched() -> bool:
+        asked.append(True)
+        return True
+
+    freshness = Freshness(vouched=vouched, vouched_at_once=lambda: answers[0])
+    with inline.on_loop(1.0):
+        assert freshness.level() and freshness.level_at_once()
+        answers[0] = False
+        assert not freshness.level() and not freshness.level_at_once()
+        answers[0] = None
+        assert not freshness.level_at_once()
+        with pytest.raises(inline.NeedsWorker):
+            freshness.level()
+    assert not asked
+    assert freshness.level() and asked == [True]  # on a worker: asked, waiting if need be
