@@ -67,6 +67,15 @@ class Bridge:
         methods = registered_methods(self.features, push=self.webpush)
         self.engine = Engine(self.limits, capabilities, methods, settings.lenient_using)
 
+    async def user(self, username: str) -> UserData:
+        """The user's data, for the event loop: at once if their cache is open and sound,
+        else got on a request thread (opening a cache checks and may migrate it, and
+        waits for the registry's lock meanwhile)."""
+        user = self.users.find(username)
+        if user is not None and not user.cache.damaged:
+            return user
+        return await self.threads.run(self.users.get, username)
+
     @staticmethod
     def states_of(user: UserData) -> dict[str, str]:
         return user.states()

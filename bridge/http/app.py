@@ -131,7 +131,7 @@ async def status(request: Request) -> Response:
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials
-    user = bridge.users.get(credentials.username)
+    user = await bridge.user(credentials.username)
     folders = {}
     for record in user.cache.mailboxes():
         if not record.selectable:

@@ -75,7 +75,7 @@ async def _download(bridge: HttpBridge, request: Request) -> Response:
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials
-    user = bridge.users.get(credentials.username)
+    user = await bridge.user(credentials.username)
     if request.path_params["account_id"] != user.account_id:
         return _not_found()
     requested_type = request.query_params.get("accept") or "application/octet-stream"

@@ -89,7 +89,7 @@ async def _event_stream(
     closeafter: str,
     interval: int,
 ) -> Response:
-    user = bridge.users.get(credentials.username)
+    user = await bridge.user(credentials.username)
     queue = bridge.hub.listen(user, credentials.password)
     draining: asyncio.Event = request.app.state.draining
     loop = asyncio.get_running_loop()

@@ -75,7 +75,7 @@ async def upload(request: Request) -> Response:
         credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials
-    user = bridge.users.get(credentials.username)
+    user = await bridge.user(credentials.username)
     if request.path_params["account_id"] != user.account_id:
         return problem(404, "no such account")
     limit = bridge.limits.max_size_upload

@@ -37,6 +37,7 @@ from bridge.states import States, moved
 
 if TYPE_CHECKING:
     from bridge.http.front import HttpBridge
+    from bridge.mail.account import UserData
 
 log = logging.getLogger("bridge.http")
 
@@ -111,7 +112,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await _deny(websocket, credentials)
         return
     await websocket.accept(subprotocol=SUBPROTOCOL)
-    connection = _Connection(bridge, websocket, credentials)
+    user = await bridge.user(credentials.username)
+    connection = _Connection(bridge, websocket, credentials, user)
     try:
         await connection.serve()
     except WebSocketDisconnect:
@@ -135,11 +137,13 @@ class _Push:
 
 
 class _Connection:
-    def __init__(self, bridge: HttpBridge, websocket: WebSocket, credentials: Credentials) -> None:
+    def __init__(
+        self, bridge: HttpBridge, websocket: WebSocket, credentials: Credentials, user: UserData
+    ) -> None:
         self.bridge = bridge
         self.websocket = websocket
         self.credentials = credentials
-        self.user = bridge.users.get(credentials.username)
+        self.user = user
         self._send_lock = asyncio.Lock()
         self._push: _Push | None = None
 

@@ -169,9 +169,11 @@ class UserRegistry:
         return user
 
     def find(self, username: str) -> UserData | None:
-        """The user's data if their cache is open."""
-        with self._lock:
-            return self._users.get(username)
+        """The user's data if their cache is open. Never waits, so the event loop may ask:
+        without the lock, which a thread opening another user's cache can hold for long
+        (a check, a migration, a checkpoint waiting on another process); a dict read is
+        atomic, and an entry is added only once its cache is open."""
+        return self._users.get(username)
 
     def _user_data(self, username: str, cache: Store, uploads: UploadStore) -> UserData:
         coordinator = self.coordinator

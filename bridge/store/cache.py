@@ -28,6 +28,8 @@ from bridge.store.schema import create_empty, migrate, table_names
 # (1 MiB), and the log is cut back to 1 MiB when it starts over after a checkpoint.
 JOURNAL_SIZE_LIMIT = 1024 * 1024
 CHECKPOINT_PAGES = 256
+# Milliseconds the checkpoint at open waits for other processes' readers.
+OPEN_CHECKPOINT_WAIT_MS = 100
 
 log = logging.getLogger("bridge.store")
 
@@ -80,7 +82,12 @@ def _connect_checked(path: Path) -> sqlite3.Connection:
         )
         if not created:
             # Into the main file: gone with the log, the mark would not tell of the loss.
+            # Another process reading the cache (bridge serve --workers N) holds the log in
+            # use, and TRUNCATE would wait out the busy timeout for a moment it does not:
+            # briefly then, and the mark reaches the file with that process's checkpoints.
+            conn.execute(f"PRAGMA busy_timeout = {OPEN_CHECKPOINT_WAIT_MS}")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute(f"PRAGMA busy_timeout = {health.BUSY_TIMEOUT_MS}")
     except BaseException:
         conn.close()
         raise

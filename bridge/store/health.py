@@ -33,6 +33,8 @@ log = logging.getLogger("bridge.store")
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _FULL_CODES = frozenset({sqlite3.SQLITE_FULL})
 SIDE_FILES = ("-wal", "-shm", "-journal")
+# Milliseconds a statement waits for another connection's lock before SQLITE_BUSY.
+BUSY_TIMEOUT_MS = 5000
 
 
 class CacheDamaged(sqlite3.DatabaseError):
@@ -151,7 +153,11 @@ class GuardedConnection(sqlite3.Connection):
 
 def connect(path: Path | str) -> GuardedConnection:
     conn = sqlite3.connect(
-        str(path), isolation_level=None, check_same_thread=False, factory=GuardedConnection
+        str(path),
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+        check_same_thread=False,
+        factory=GuardedConnection,
     )
     assert isinstance(conn, GuardedConnection)
     # Stops a statement that inline work runs past its budget (bridge.inline).

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -179,6 +180,27 @@ def test_the_write_ahead_log_is_cut_back_after_checkpoints(tmp_path: Path) -> No
     # entry each in five B-trees, keyed by an id that lands on a page of its own.
     assert largest < 2 * 1024 * 1024
     cache.close()
+
+
+def test_a_cache_opens_at_once_while_another_process_reads_it(tmp_path: Path) -> None:
+    """A second process's open (bridge serve --workers N) does not wait for a moment when
+    the first reads nothing: under load there is none, and the open's checkpoint waited
+    out the whole busy timeout (5 s) for it."""
+    path = tmp_path / "cache.sqlite3"
+    first = Cache.open(path)
+    add_mailbox(first, "Written")  # the log now holds frames the reader below uses
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM meta").fetchone()
+    started = time.monotonic()
+    second = Cache.open(path)
+    took = time.monotonic() - started
+    assert took < 1.0, took
+    assert "Written" in {r.name for r in second.mailboxes()}
+    reader.execute("COMMIT")
+    reader.close()
+    second.close()
+    first.close()
 
 
 def test_a_new_cache_on_a_full_disk_says_so(tmp_path: Path) -> None:
