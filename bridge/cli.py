@@ -11,12 +11,17 @@ import socket
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from bridge import logs, redaction
 from bridge.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from bridge.http.balance import WorkerLoads
 
 DEMO_USERS = {"alice": "wonderland", "bob": "builder"}
 # The domain of the demo's sample mail (bridge.demo.sample): alice is alice@example.org.
@@ -149,27 +154,36 @@ def serve(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
     if settings.workers == 1:
         return _serve_one(settings)
+    from bridge.http.balance import WorkerLoads
     from bridge.http.supervisor import listening_socket, run_workers
 
     sock = listening_socket(settings.listen_host, settings.listen_port)
+    loads = WorkerLoads(settings.workers)  # before the fork: the workers share it
 
     def worker(index: int) -> int:
         # Each worker's /metrics listens on a port of its own: metrics_port + index.
         port = settings.metrics_port and settings.metrics_port + index
-        return _serve_one(msgspec.structs.replace(settings, metrics_port=port), sock)
+        own = msgspec.structs.replace(settings, metrics_port=port)
+        return _serve_one(own, sock, (loads, index))
 
     return run_workers(settings.workers, sock, worker)
 
 
-def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
+def _serve_one(
+    settings: Settings,
+    sock: socket.socket | None = None,
+    worker: tuple[WorkerLoads, int] | None = None,
+) -> int:
     import uvicorn
 
-    from bridge.http.app import create_app
+    from bridge.http.app import API_PATH, create_app
+    from bridge.http.balance import LoadBalance
     from bridge.http.drain import DrainingServer, exit_status_zero
 
     app = create_app(settings)
+    served: ASGIApp = app if worker is None else LoadBalance(app, *worker, path=API_PATH)
     config = uvicorn.Config(
-        app,
+        served,
         host=settings.listen_host,
         port=settings.listen_port,
         log_level=settings.log_level,

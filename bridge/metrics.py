@@ -101,6 +101,12 @@ PUSH_DELIVERIES = Counter(
     ["outcome"],
     registry=None,
 )
+CONNECTIONS_REBALANCED = Counter(
+    "bridge_http_connections_rebalanced",
+    "Kept-alive connections a worker closed after an answer because it carried more"
+    " requests than another worker (bridge serve --workers N, bridge.http.balance)",
+    registry=None,
+)
 
 _COUNTED: tuple[Collector, ...] = (
     HTTP_REQUESTS,
@@ -112,6 +118,7 @@ _COUNTED: tuple[Collector, ...] = (
     IMAP_LATENCY,
     IMAP_CONNECTS,
     PUSH_DELIVERIES,
+    CONNECTIONS_REBALANCED,
 )
 
 

@@ -8,6 +8,7 @@ each instance's own /metrics."""
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 import signal
 import socket
@@ -363,3 +364,72 @@ def test_workers_serve_one_socket_and_push_across(upstream: Dovecot, tmp_path: P
         assert all(served), served  # both workers answered some of them
         listener.close()
         assert server.stop() == 0  # SIGTERM: every worker drained, the parent exits 0
+
+
+def test_workers_even_out_kept_alive_connections(upstream: Dovecot, tmp_path: Path) -> None:
+    """Clients that all connected while one worker was away (stopped here; in life: busy,
+    or started later) do not all stay on the other: the loaded worker closes some of their
+    connections after an answer, the clients reconnect, and the idle worker takes them."""
+    metrics = two_free_ports()
+    flags = ["--workers", "2", "--metrics-port", str(metrics)]
+    server = BridgeProcess(upstream.port, tmp_path / "data", flags, log_path=tmp_path / "w.log")
+    with server:
+        assert server.process is not None
+        workers = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        deadline = time.monotonic() + 10
+        while len(workers.read_text().split()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pids = [int(pid) for pid in workers.read_text().split()]
+        assert len(pids) == 2
+        metrics_urls = [f"http://127.0.0.1:{port}/metrics" for port in (metrics, metrics + 1)]
+        wait_for(lambda: all(_answers(url) for url in metrics_urls), timeout=10)
+        # Which worker has which /metrics port is unknown: stop one, and see which answers.
+        os.kill(pids[1], signal.SIGSTOP)
+        try:
+            awake = next(url for url in metrics_urls if _answers(url))
+            # Three each for two users: within a user's maxConcurrentRequests (4).
+            clients = [(httpx.Client(base_url=server.url, auth=(user, password), timeout=30),
+                        JmapClient(server.url, user, password).account_id)
+                       for user, password in USERS.items() for _ in range(3)]  # fmt: skip
+            for http, account in clients:
+                assert balanced_call(http, account, "Mailbox/get", {})[0] == 200
+        finally:
+            os.kill(pids[1], signal.SIGCONT)
+        asleep = next(url for url in metrics_urls if url != awake)
+        before = requests_served(asleep)
+        ends = time.monotonic() + 4
+        answers: list[int] = []
+
+        def hammer(http: httpx.Client, account: str) -> None:
+            while time.monotonic() < ends:
+                answers.append(balanced_call(http, account, "Mailbox/get", {})[0])
+
+        threads = [threading.Thread(target=hammer, args=client) for client in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers and set(answers) == {200}  # no request lost to a closed connection
+        assert requests_served(asleep) - before >= len(answers) / 10
+        assert counter(awake, "bridge_http_connections_rebalanced_total") >= 1
+        for http, _ in clients:
+            http.close()
+        assert server.stop() == 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except (httpx.TimeoutException, httpx.ConnectError):
+        return False
+    return True
+
+
+def counter(metrics_url: str, name: str) -> float:
+    text = httpx.get(metrics_url, timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
