@@ -37,6 +37,7 @@ from bridge.http.warmup import warm_up
 from bridge.http.websocket import WEBSOCKET_PATH, websocket_endpoint
 from bridge.imap.pool import ConnectionPool
 from bridge.jmap import RequestError
+from bridge.mail.account import UserData
 from bridge.store.health import StorageFull, StoreUnavailable
 
 log = logging.getLogger("bridge.http")
@@ -132,6 +133,16 @@ async def status(request: Request) -> Response:
     if isinstance(credentials, Response):
         return credentials
     user = await bridge.user(credentials.username)
+    # A read of the cache: it waits for a sync's transaction (a first login's, the long
+    # ones this answer is asked about during) and, on PostgreSQL, for the database.
+    folders = await bridge.threads.run(_indexed_folders, user)
+    return json_response(
+        {"username": credentials.username, "indexing": user.indexer.state.running,
+         "folders": folders}
+    )  # fmt: skip
+
+
+def _indexed_folders(user: UserData) -> dict[str, dict[str, int]]:
     folders = {}
     for record in user.cache.mailboxes():
         if not record.selectable:
@@ -140,10 +151,7 @@ async def status(request: Request) -> Response:
         progress = user.indexer.state.folders.get(record.name)
         indexed = total if record.indexed else (progress.indexed if progress else 0)
         folders[record.name] = {"indexed": indexed, "total": total}
-    return json_response(
-        {"username": credentials.username, "indexing": user.indexer.state.running,
-         "folders": folders}
-    )  # fmt: skip
+    return folders
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:

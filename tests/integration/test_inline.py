@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from imapclient import IMAPClient
 
@@ -175,3 +176,40 @@ def test_a_warm_page_runs_on_the_loop_on_sqlite_and_on_a_worker_on_postgresql(
         else:
             assert (_requests("loop"), _requests("worker")) == (loop + 1, worker)
         alice.close()
+
+
+def test_the_indexing_status_waits_for_a_busy_cache_off_the_loop(
+    upstream: Dovecot, tmp_path: Path
+) -> None:
+    """/jmap/status reads the cache, which a sync's transaction holds for as long as it
+    runs (a first login's are the long ones, and when a client asks): on a worker thread,
+    so the process answers everyone else meanwhile."""
+    with BridgeServer(upstream.host, upstream.port, tmp_path / "data") as server:
+        alice = server.client("alice", USERS["alice"])
+        cache = server.bridge.users.get("alice").cache
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:  # as a sync's transaction does
+            with cache._lock:
+                holding.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        holding.wait(5)
+        answers: list[int] = []
+        asking = threading.Thread(
+            target=lambda: answers.append(alice.http.get("/jmap/status").status_code)
+        )
+        try:
+            asking.start()
+            time.sleep(0.3)  # the status request now waits for the cache
+            started = time.monotonic()
+            assert httpx.get(f"{server.url}/healthz", timeout=15).status_code == 200
+            answered_in = time.monotonic() - started
+        finally:
+            release.set()
+            holder.join()
+        asking.join(15)
+        assert answered_in < 2.0, answered_in
+        assert answers == [200]  # and the status came once the cache was free
