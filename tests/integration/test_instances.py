@@ -318,14 +318,32 @@ def two_free_ports() -> int:
         return port
 
 
-def requests_served(metrics_url: str) -> float:
+def counter(metrics_url: str, name: str, **labels: str) -> float:
+    """The sum of a counter's samples at ``metrics_url`` that carry ``labels``."""
     text = httpx.get(metrics_url, timeout=5).text
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name == "bridge_http_requests_total" and sample.labels["endpoint"] == "api"
+        if sample.name == name and labels.items() <= sample.labels.items()
     )
+
+
+def requests_served(metrics_url: str) -> float:
+    return counter(metrics_url, "bridge_http_requests_total", endpoint="api")
+
+
+def worker_pids(server: BridgeProcess) -> list[int]:
+    """The pids of a ``--workers 2`` bridge's workers, once both are forked (ready means
+    one worker answers; the second may still be starting)."""
+    assert server.process is not None
+    workers = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    deadline = time.monotonic() + 10
+    while len(workers.read_text().split()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = [int(pid) for pid in workers.read_text().split()]
+    assert len(pids) == 2
+    return pids
 
 
 def test_workers_serve_one_socket_and_push_across(upstream: Dovecot, tmp_path: Path) -> None:
@@ -333,13 +351,7 @@ def test_workers_serve_one_socket_and_push_across(upstream: Dovecot, tmp_path: P
     flags = ["--workers", "2", "--metrics-port", str(metrics), "--lease-time", str(LEASE)]
     server = BridgeProcess(upstream.port, tmp_path / "data", flags, log_path=tmp_path / "w.log")
     with server:
-        assert server.process is not None
-        workers = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
-        # Ready means one worker answers; the second may still be starting.
-        deadline = time.monotonic() + 10
-        while len(workers.read_text().split()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(workers.read_text().split()) == 2
+        worker_pids(server)
         listener = JmapClient(server.url, USER, USERS[USER])
         drafts = listener.mailboxes()["Drafts"]["id"]
         events = listen(listener)
@@ -374,13 +386,7 @@ def test_workers_even_out_kept_alive_connections(upstream: Dovecot, tmp_path: Pa
     flags = ["--workers", "2", "--metrics-port", str(metrics)]
     server = BridgeProcess(upstream.port, tmp_path / "data", flags, log_path=tmp_path / "w.log")
     with server:
-        assert server.process is not None
-        workers = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
-        deadline = time.monotonic() + 10
-        while len(workers.read_text().split()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        pids = [int(pid) for pid in workers.read_text().split()]
-        assert len(pids) == 2
+        pids = worker_pids(server)
         metrics_urls = [f"http://127.0.0.1:{port}/metrics" for port in (metrics, metrics + 1)]
         wait_for(lambda: all(_answers(url) for url in metrics_urls), timeout=10)
         # Which worker has which /metrics port is unknown: stop one, and see which answers.
@@ -423,13 +429,3 @@ def _answers(url: str) -> bool:
     except (httpx.TimeoutException, httpx.ConnectError):
         return False
     return True
-
-
-def counter(metrics_url: str, name: str) -> float:
-    text = httpx.get(metrics_url, timeout=5).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    )
