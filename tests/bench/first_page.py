@@ -4,7 +4,10 @@
 The cold first page of ``run.py`` (a fresh ``python -m bridge serve`` per run, started
 and listening before the clock starts; GET session + POST [Mailbox/get] + POST the page,
 against a new imapclient doing the same), repeated in rotating order so that a noisy
-machine's drift falls on every side alike. ``--against`` adds bridge from another
+machine's drift falls on every side alike. A third imapclient side asks its folder list
+with each folder's message and unread counts (LIST-STATUS), which the plain one skips and
+a JMAP Mailbox/get cannot (RFC 8621 §2: totalEmails, unreadEmails): what the protocol
+itself costs upstream, apart from what bridge adds. ``--against`` adds bridge from another
 checkout (say, the main branch) as a third side. Besides the wall times it reports the CPU
 bridge's process spent over the three requests, all threads (``/proc/<pid>/task/*/schedstat``),
 which a busy machine inflates far less than wall time.
@@ -67,11 +70,11 @@ def bridge_side(dovecot: Dovecot, account: Account, checkout: Path) -> Callable[
     return run
 
 
-def raw_side(dovecot: Dovecot, account: Account) -> Callable[[], Sample]:
+def raw_side(dovecot: Dovecot, account: Account, counts: bool = False) -> Callable[[], Sample]:
     def run() -> Sample:
         start = time.perf_counter()
         client = imap_login(dovecot, account)
-        page = raw_first_page(client)
+        page = raw_first_page(client, counts)
         wall = time.perf_counter() - start
         client.logout()
         check_raw_page(page, account)
@@ -94,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     with Dovecot(dict(USERS)) as dovecot:
         progress("seeding")
         account = seed_account(dovecot, "cold", FULL.inbox, FULL.folders, FULL.per_folder)
-        sides = {"bridge": bridge_side(dovecot, account, REPO), "raw": raw_side(dovecot, account)}
+        sides = {
+            "bridge": bridge_side(dovecot, account, REPO),
+            "raw": raw_side(dovecot, account),
+            "raw with counts": raw_side(dovecot, account, counts=True),
+        }
         if args.against is not None:
             sides["against"] = bridge_side(dovecot, account, args.against.resolve())
         samples: dict[str, list[Sample]] = {name: [] for name in sides}
@@ -107,18 +114,22 @@ def main(argv: list[str] | None = None) -> int:
                 if rep:
                     samples[name].append(sample)
     raw = [s["wall"] for s in samples["raw"]]
+    counted = [s["wall"] for s in samples["raw with counts"]]
     print(f"B1, {args.reps} runs a side, load average {os.getloadavg()[0]:.1f} at the end")
     print(f"raw IMAP: {_ms(raw)}")
+    print(f"raw IMAP with the folders' counts (LIST-STATUS, as Mailbox/get needs): {_ms(counted)}")
     for name in names:
-        if name == "raw":
+        if name.startswith("raw"):
             continue
         runs = samples[name]
         wall = [s["wall"] for s in runs]
         ratios = sorted(s["wall"] / r for s, r in zip(runs, raw, strict=True))
         where = args.against if name == "against" else REPO
         times_raw = statistics.median(wall) / statistics.median(raw)
+        times_counted = statistics.median(wall) / statistics.median(counted)
         print(
-            f"{name} ({where}): {_ms(wall)}, {times_raw:.2f}x raw "
+            f"{name} ({where}): {_ms(wall)}, {times_raw:.2f}x raw, {times_counted:.2f}x raw with "
+            "counts "
             f"(one run's ratio {ratios[0]:.2f}-{ratios[-1]:.2f}); GET session "
             f"{_ms([s['session'] for s in runs])}, POST [Mailbox/get] "
             f"{_ms([s['mailboxes'] for s in runs])}, the page {_ms([s['page'] for s in runs])}; "

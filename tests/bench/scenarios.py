@@ -200,12 +200,28 @@ def imap_login(dovecot: Dovecot, account: Account) -> IMAPClient:
     return client
 
 
-def raw_first_page(client: IMAPClient) -> dict[int, dict[bytes, Any]]:
-    """What a plain IMAP client does for the same list view, on a logged-in connection."""
-    client.list_folders()
+def raw_first_page(client: IMAPClient, counts: bool = False) -> dict[int, dict[bytes, Any]]:
+    """What a plain IMAP client does for the same list view, on a logged-in connection;
+    with ``counts``, the folder list carries each folder's message and unread counts, as
+    JMAP's Mailbox/get must (LIST-STATUS, RFC 5819)."""
+    if counts:
+        list_with_counts(client)
+    else:
+        client.list_folders()
     client.select_folder("INBOX", readonly=True)
     uids = client.sort(["REVERSE ARRIVAL"])[:PAGE]
     return client.fetch(uids, RAW_LIST_ITEMS)
+
+
+def list_with_counts(client: IMAPClient) -> list[bytes]:
+    """``LIST "" "*" RETURN (STATUS (MESSAGES UNSEEN))``: one STATUS response a folder.
+    imapclient has no LIST return options: the command goes through its imaplib."""
+    imap = client._imap
+    kind, _ = imap._simple_command("LIST", '""', '"*"', "RETURN", "(STATUS (MESSAGES UNSEEN))")
+    check(kind == "OK", f"LIST-STATUS: {kind}")
+    imap._untagged_response(kind, [], "LIST")
+    _, statuses = imap._untagged_response(kind, [], "STATUS")
+    return [status for status in statuses if status]
 
 
 def check_raw_page(page: dict[int, dict[bytes, Any]], account: Account) -> dict[str, int]:

@@ -8,8 +8,11 @@ round discarded. B1 starts a fresh process per repetition with an empty store (a
 database on PostgreSQL, so the first user's schema is made within the request); B2 asks
 each warm bridge for the same page; B3 lets another client flag 10 messages and append 5,
 then asks each bridge for the delta. B2 and B3 run twice, each store's bridge started
-first once (see ``main``). Prints a markdown table: medians, the spread (lowest and
-highest), and PostgreSQL / SQLite.
+first once (see ``main``). Rounds: 15 of B1 (``--reps``), 25 a pass of B2 and B3
+(``--rounds``): a ratio of two medians of 14 rounds each moved between 1.23x and 1.40x
+from run to run on this machine for B2 (one run of 80 rounds: 1.22x-1.26x in each of its
+quarters). Prints a
+markdown table: medians, the spread (lowest and highest), and PostgreSQL / SQLite.
 """
 
 from __future__ import annotations
@@ -182,10 +185,12 @@ def _row(label: str, series: dict[str, Series], target: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small mailboxes, 3 rounds")
-    parser.add_argument("--reps", type=int, help="measured rounds per scenario")
+    parser.add_argument("--reps", type=int, help="measured rounds of B1 (15)")
+    parser.add_argument("--rounds", type=int, help="measured rounds of B2 and B3 per pass")
     args = parser.parse_args()
     sizes: Sizes = QUICK if args.quick else FULL
-    reps = args.reps or sizes.reps
+    reps = args.reps or (sizes.reps if args.quick else 15)
+    rounds = args.rounds or (sizes.reps if args.quick else 25)
     with PostgresCluster() as cluster, Dovecot(dict(USERS)) as dovecot:
         progress("seeding")
         seed_demo(dovecot, "warm")
@@ -200,14 +205,14 @@ def main() -> None:
         # one after the other, the first ran B3 1-3 ms slower, whichever store or code it
         # had (2026-12-06), which a single order put on one side of the ratio.
         for first, delta in zip(STORES, deltas, strict=True):
-            bench_warm_and_delta(stores, dovecot, cold, delta, reps, b2, b3, first)
+            bench_warm_and_delta(stores, dovecot, cold, delta, rounds, b2, b3, first)
     load = os.getloadavg()
     mailbox = f"{sizes.inbox:,}-message INBOX + {sizes.folders} folders x {sizes.per_folder}"
     print(
         "\n".join(
             [
                 f"PostgreSQL store / SQLite store, median of {reps} rounds for B1 and of "
-                f"{2 * reps} for B2 and B3 (each store's bridge started first in half of "
+                f"{2 * rounds} for B2 and B3 (each store's bridge started first in half of "
                 "them), lowest-highest in brackets, "
                 f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.",
                 "",
