@@ -278,22 +278,22 @@ def bench_first_page(dovecot: Dovecot, account: Account, results: Results) -> No
                 peak = max(peak, bridge.memory_kib())
                 results.facts["b1_cache_bytes"] = user_cache(bridge, account.user)
 
-    def raw_cold(record: bool) -> None:
-        def work() -> tuple[IMAPClient, dict[int, dict[bytes, Any]]]:
-            client = imap_login(dovecot, account)
-            return client, raw_first_page(client)
+    def raw_cold(counts: bool) -> Callable[[bool], None]:
+        def run(record: bool) -> None:
+            def work() -> tuple[IMAPClient, dict[int, dict[bytes, Any]]]:
+                client = imap_login(dovecot, account)
+                return client, raw_first_page(client, counts)
 
-        seconds, (client, page) = timed(work)
-        client.logout()
-        sizes_seen["raw"] = check_raw_page(page, account)
-        if record:
-            results.sample("b1.raw", seconds)
+            seconds, (client, page) = timed(work)
+            client.logout()
+            sizes_seen["raw"] = check_raw_page(page, account)
+            if record:
+                results.sample("b1.raw_counts" if counts else "b1.raw", seconds)
+
+        return run
 
     progress(f"B1 cold first page: {account.total:,} messages, {reps} reps (+1 warm-up)")
-    for rep in range(reps + 1):
-        sides = [bridge_cold, raw_cold] if rep % 2 == 0 else [raw_cold, bridge_cold]
-        for side in sides:
-            side(rep > 0)
+    rotate(reps + 1, [bridge_cold, raw_cold(False), raw_cold(True)])
     check(sizes_seen["bridge"] == sizes_seen["raw"], "bridge and IMAP disagree on sizes")
     results.facts["b1_peak_kib"] = peak
     results.facts["b1_messages"] = account.total

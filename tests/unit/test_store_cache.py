@@ -267,8 +267,11 @@ def test_counts_kept_by_difference_match_a_full_count(cache: Cache) -> None:
         cache.apply_folder_delta(inbox, removed=[2])
         cache.apply_folder_delta(trash, added=[message(40, "m2")])
         cache.apply_folder_delta(archive, added=[message(50, "m3")])
+        # One message filed twice in a folder is one Email there.
+        cache.apply_folder_delta(inbox, added=[message(30, "m4")])
     with cache.transaction():
         cache.apply_folder_delta(inbox, removed=[5, 6])
+        cache.apply_folder_delta(inbox, flag_updates=[FlagUpdate(30, frozenset({"$seen"}))])
         cache.purge_orphans(everything(cache))
     kept = {record.id: record.counts for record in cache.mailboxes()}
     with cache.transaction():
