@@ -299,13 +299,24 @@ def migrate(conn: sqlite3.Connection) -> None:
 @functools.cache
 def table_names() -> frozenset[str]:
     """The tables a cache at SCHEMA_VERSION has."""
+    return frozenset(column_types())
+
+
+@functools.cache
+def column_types() -> dict[str, dict[str, str]]:
+    """Each table's columns at SCHEMA_VERSION with their declared types (INTEGER, TEXT,
+    BLOB), for the PostgreSQL store's typed bulk inserts (bridge.store.dialect)."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
         migrate(conn)
-        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        return {
+            table: {column[1]: column[2].upper() for column in conn.execute(
+                f'PRAGMA table_info("{table}")')}
+            for (table,) in tables
+        }  # fmt: skip
     finally:
         conn.close()
-    return frozenset(name for (name,) in rows)
 
 
 @functools.cache

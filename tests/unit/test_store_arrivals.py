@@ -36,15 +36,26 @@ def _random_messages(rng: random.Random, count: int, first_uid: int) -> list[New
     return messages
 
 
+EMAIL_COLUMNS = (
+    "id, thread_id, keywords, unread, size, received_at, summary, sort_from, sort_to, "
+    "sort_subject, sent_at, has_attachment"
+)
+HEADER_COLUMNS = "email_id, from_text, to_text, cc_text, bcc_text, subject_text, inexact"
+
+
 def _picture(cache: Cache, since: dict[str, int]) -> dict[str, object]:
-    sql = cache._conn.execute
+    def rows(query: str) -> list[tuple[object, ...]]:
+        return sorted(tuple(row) for row in cache._conn.execute(query).fetchall())
+
     return {
-        "emails": sorted(sql("SELECT id, thread_id, keywords, unread FROM emails").fetchall()),
-        "keywords": sorted(sql("SELECT keyword, email_id FROM email_keywords").fetchall()),
-        "threads": sorted(sql("SELECT id, base_subject FROM threads").fetchall()),
-        "refs": sorted(sql("SELECT message_id, thread_id FROM thread_refs").fetchall()),
-        "locations": sorted(sql("SELECT mailbox_id, uid, email_id FROM locations").fetchall()),
-        "headers": sorted(sql("SELECT email_id FROM header_text").fetchall()),
+        "emails": rows(f"SELECT {EMAIL_COLUMNS} FROM emails"),
+        "keywords": rows("SELECT keyword, email_id FROM email_keywords"),
+        "threads": rows("SELECT id, base_subject FROM threads"),
+        "refs": rows("SELECT message_id, thread_id FROM thread_refs"),
+        "locations": rows(
+            "SELECT mailbox_id, uid, email_id, flags, modseq, received_at FROM locations"
+        ),
+        "headers": rows(f"SELECT {HEADER_COLUMNS} FROM header_text"),
         "counts": sorted((r.name, r.counts) for r in cache.mailboxes()),
         "changes": {
             kind: (sorted(c.created), sorted(c.updated), sorted(c.destroyed))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.mail.header_text import INEXACT_BIT
-from bridge.store.dialect import header_words_like, postgres_ddl, postgres_sql
+from bridge.store.dialect import header_words_like, postgres_ddl, postgres_sql, unnest_insert
 from bridge.store.postgres import redacted
 
 
@@ -31,6 +31,21 @@ def test_named_parameters_are_numbered_by_first_use() -> None:
     assert statement.arguments({"id": 7, "value": "v"}) == ["v", 7]
     with pytest.raises(ValueError, match="not both"):
         postgres_sql("SELECT ? WHERE x = :x")
+
+
+def test_a_multi_row_insert_takes_an_array_a_column() -> None:
+    head = "INSERT INTO changelog(type, id, created, updated, props_updated, destroyed)"
+    assert unnest_insert(head, "(?, ?, 0, ?, ?, NULL)") == (
+        f"{head} SELECT u.c0, u.c1, 0, u.c2, u.c3, NULL FROM unnest(?::text[], ?::text[], "
+        "?::bigint[], ?::bigint[]) AS u(c0, c1, c2, c3)"
+    )
+    assert "?::bytea[]" in unnest_insert(
+        "INSERT INTO emails(id, summary)", "(?, ?)"
+    )  # summary is a BLOB
+    with pytest.raises(ValueError, match="2 values for 3 columns"):
+        unnest_insert("INSERT INTO threads(id, base_subject, x)", "(?, ?)")
+    with pytest.raises(ValueError, match="not a plain"):
+        unnest_insert("INSERT INTO threads SELECT 1", "(?)")
 
 
 def test_schema_types() -> None:
