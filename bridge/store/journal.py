@@ -458,13 +458,18 @@ class Journal:
         store across a network pays for each statement, not for each row)."""
         if not rows:
             return
+        for statement, values in self._bulk_inserts(head, row, rows):
+            self._conn.execute(f"{statement} {tail}", [*values, *tail_params])
+
+    def _bulk_inserts(
+        self, head: str, row: str, rows: Sequence[Sequence[Any]]
+    ) -> Iterator[tuple[str, list[Any]]]:
+        """The statements (less their tail) that insert ``rows``, with their values."""
         per_statement = max(1, MAX_PARAMS // len(rows[0]))
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
-            self._conn.execute(
-                f"{head} VALUES {', '.join([row] * len(chunk))} {tail}",
-                [*(value for values in chunk for value in values), *tail_params],
-            )
+            values = [value for one_row in chunk for value in one_row]
+            yield f"{head} VALUES {', '.join([row] * len(chunk))}", values
 
     def log_destroyed(self, type_name: str, object_id: str) -> None:
         value = self._next()

@@ -54,7 +54,7 @@ SPARE_PREFIX = "spare_"
 # Seconds after a new user took the spare schema before the next one is made.
 SPARE_DELAY = 1.0
 # A multi-row INSERT of this many parameters or more goes as arrays (``PostgresCache.
-# _insert_rows``): below it, VALUES cost the server as little (and psycopg less); at a
+# _bulk_inserts``): below it, VALUES cost the server as little (and psycopg less); at a
 # cold page's 50 rows, 300-600 parameters, parsing and planning them cost more than the
 # insert. At most UNNEST_ROWS rows a statement.
 UNNEST_FROM = 200
@@ -357,23 +357,17 @@ class PostgresCache(sqlite_cache.Cache):
     def header_words_match(self, field: str, words: Sequence[str]) -> Clause | None:
         return header_words_like(field, words)
 
-    def _insert_rows(
-        self,
-        head: str,
-        row: str,
-        rows: Sequence[Sequence[Any]],
-        tail: str = "",
-        tail_params: Sequence[Any] = (),
-    ) -> None:
+    def _bulk_inserts(
+        self, head: str, row: str, rows: Sequence[Sequence[Any]]
+    ) -> Iterator[tuple[str, list[Any]]]:
         """Many rows as arrays, a column each (bridge.store.dialect.unnest_insert)."""
-        if len(rows) * len(rows[0] if rows else ()) < UNNEST_FROM:
-            super()._insert_rows(head, row, rows, tail, tail_params)
+        if len(rows) * len(rows[0]) < UNNEST_FROM:
+            yield from super()._bulk_inserts(head, row, rows)
             return
-        statement = f"{unnest_insert(head, row)} {tail}"
+        statement = unnest_insert(head, row)
         for start in range(0, len(rows), UNNEST_ROWS):
             chunk = rows[start : start + UNNEST_ROWS]
-            columns = [list(column) for column in zip(*chunk, strict=True)]
-            self._conn.execute(statement, [*columns, *tail_params])
+            yield statement, [list(column) for column in zip(*chunk, strict=True)]
 
     def share(self, test: Clause) -> float:
         """Judged on the newest SHARE_SAMPLE Emails: PostgreSQL counts a column's matches
