@@ -37,7 +37,7 @@ from bridge.http.warmup import warm_up
 from bridge.http.websocket import WEBSOCKET_PATH, websocket_endpoint
 from bridge.imap.pool import ConnectionPool
 from bridge.jmap import RequestError
-from bridge.mail.account import UserData
+from bridge.mail.account import UserData, UserRegistry
 from bridge.store.health import StorageFull, StoreUnavailable
 
 log = logging.getLogger("bridge.http")
@@ -132,17 +132,20 @@ async def status(request: Request) -> Response:
     credentials = await bridge.auth.authenticate(request)
     if isinstance(credentials, Response):
         return credentials
-    user = await bridge.user(credentials.username)
-    # A read of the cache: it waits for a sync's transaction (a first login's, the long
-    # ones this answer is asked about during) and, on PostgreSQL, for the database.
-    folders = await bridge.threads.run(_indexed_folders, user)
+    # On a request thread, in one hand-off: opening the user's cache (if not open) and
+    # reading it, which waits for a sync's transaction (a first login's, the long ones
+    # this answer is asked about during) and, on PostgreSQL, for the database.
+    user, folders = await bridge.threads.run(_indexed_folders, bridge.users, credentials.username)
     return json_response(
         {"username": credentials.username, "indexing": user.indexer.state.running,
          "folders": folders}
     )  # fmt: skip
 
 
-def _indexed_folders(user: UserData) -> dict[str, dict[str, int]]:
+def _indexed_folders(
+    users: UserRegistry, username: str
+) -> tuple[UserData, dict[str, dict[str, int]]]:
+    user = users.get(username)
     folders = {}
     for record in user.cache.mailboxes():
         if not record.selectable:
@@ -151,7 +154,7 @@ def _indexed_folders(user: UserData) -> dict[str, dict[str, int]]:
         progress = user.indexer.state.folders.get(record.name)
         indexed = total if record.indexed else (progress.indexed if progress else 0)
         folders[record.name] = {"indexed": indexed, "total": total}
-    return folders
+    return user, folders
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:
