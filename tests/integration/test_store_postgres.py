@@ -16,7 +16,7 @@ import pytest
 
 from bridge.store.dialect import postgres_migrations, postgres_sql
 from bridge.store.health import StoreUnavailable
-from bridge.store.postgres import PostgresStores, redacted
+from bridge.store.postgres import WRITE_PAGE_COST, PostgresStores, redacted
 from bridge.store.records import HeaderText, NewMessage
 from bridge.store.schema import SCHEMA_VERSION, SchemaTooNew
 from tests.integration.server import BridgeServer, free_port
@@ -216,6 +216,23 @@ def test_a_failed_transaction_leaves_no_trace_and_the_connection_works(
     with cache.transaction():
         cache.apply_folder_delta(inbox, added=[FIRST])
     assert cache.state("Email") > state
+
+
+def test_write_transactions_plan_for_data_in_memory_and_reads_keep_the_servers_costs(
+    pg_stores: PostgresStores,
+) -> None:
+    # A write transaction looks rows up by key: index probes, not a small user's tables
+    # read whole. Its setting ends with it: the pooled connection's next reader (an
+    # Email/query) plans with the server's own.
+    cache = pg_stores.open(secrets.token_hex(16))
+    default = cache._conn.execute("SHOW random_page_cost").fetchone()[0]
+    with cache.transaction():
+        inside = cache._conn.execute("SHOW random_page_cost").fetchone()[0]
+    assert (float(inside), cache._conn.execute("SHOW random_page_cost").fetchone()[0]) == (
+        WRITE_PAGE_COST,
+        default,
+    )
+    assert float(default) != WRITE_PAGE_COST
 
 
 def test_a_reopened_store_keeps_its_data_and_epoch(database: str) -> None:
