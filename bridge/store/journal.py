@@ -123,8 +123,13 @@ class Journal:
         self._request = threading.local()
         self._commits = 0  # transactions committed here
         self._upgrade(conn)
-        self._counter = int(self._meta("counter") or 0)
-        self.epoch = self._meta("epoch") or self._init_epoch()
+        opened = dict(
+            self._conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('counter', 'epoch')"
+            ).fetchall()
+        )
+        self._counter = int(opened.get("counter") or 0)
+        self.epoch = opened.get("epoch") or self._init_epoch()
 
     def _current_counter(self) -> int:
         """The counter as committed, when other processes may have moved it; inside this

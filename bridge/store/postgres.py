@@ -41,6 +41,7 @@ from bridge.store.dialect import (
 )
 from bridge.store.email_query import Clause
 from bridge.store.health import StorageFull, StoreUnavailable
+from bridge.store.ids import random_token
 from bridge.store.pg_connections import Connections
 from bridge.store.records import Committed, HeaderText, SortKeys
 from bridge.store.schema import SCHEMA_VERSION, SchemaTooNew
@@ -318,7 +319,7 @@ class PostgresCache(sqlite_cache.Cache):
         self._unlogged_writes = 0
         # shared: other instances may write the same schema (README "Several instances").
         super().__init__(session, lock=session, shared=True)  # type: ignore[arg-type]
-        self._analyzed_at = self.counter
+        self._analyzed_at = self._counter  # as just read at open
 
     @contextmanager
     def transaction(self) -> Iterator[Committed]:
@@ -408,61 +409,77 @@ class PostgresCache(sqlite_cache.Cache):
             yield conn
 
 
-def migrate(session: PostgresSession, *, claim_spare: bool = False) -> bool:
+def migrate(
+    session: PostgresSession, *, claim_spare: bool = False, epoch: str | None = None
+) -> bool:
     """Bring the session's schema to SCHEMA_VERSION, in one transaction; a new one is a
-    spare renamed (``claim_spare``) when there is one. Whether a spare was taken."""
+    spare renamed (``claim_spare``) when there is one. Whether a spare was taken. ``epoch``:
+    the new cache's (a spare's, made ahead with it: its user then writes none at open).
+
+    A new user's first request waits for this: what decides nothing goes out in one
+    round trip (the lock, the claim, the schema made if still missing), then one reads
+    the version, where a statement each took ten."""
     schema = session.schema
-    claimed = False
+    if not schema.replace("_", "").isalnum():  # written into the statements below
+        raise ValueError(f"not a store schema name: {schema!r}")
     with session:
-        session.execute("BEGIN")
         try:
-            session.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (schema,))
-            if claim_spare:
-                claimed = _claim_spare(session)
             session.run_script(
-                f'CREATE SCHEMA IF NOT EXISTS "{schema}";'
+                f"BEGIN; SELECT pg_advisory_xact_lock(hashtext('{schema}'));"
+                + (_CLAIM_SPARE.replace("SCHEMA_NAME", schema) if claim_spare else "")
+                + f'CREATE SCHEMA IF NOT EXISTS "{schema}";'
                 f'CREATE TABLE IF NOT EXISTS "{schema}".schema_version (version integer NOT NULL)'
             )
-            row = session.execute("SELECT version FROM schema_version").fetchone()
-            version = row[0] if row else 0
+            version, claimed = session.execute(
+                "SELECT (SELECT max(version) FROM schema_version), "
+                "current_setting('bridge.took_spare', true) = 'yes'"
+            ).fetchone()
+            version = version or 0
             if version > SCHEMA_VERSION:
                 raise SchemaTooNew(f"store schema {version} is newer than this bridge")
             if version < SCHEMA_VERSION:
                 session.run_script(postgres_migrations(version, SCHEMA_VERSION))
                 session.execute("DELETE FROM schema_version")
                 session.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            if epoch is not None:
+                session.execute(
+                    "INSERT INTO meta(key, value) VALUES ('epoch', ?) ON CONFLICT DO NOTHING",
+                    (epoch,),
+                )
         except BaseException:
             with contextlib.suppress(Exception):
                 session.execute("ROLLBACK")
             raise
         session.execute("COMMIT")
-    return claimed
+    return bool(claimed)
 
 
-def _claim_spare(session: PostgresSession) -> bool:
-    """Rename a spare schema (made ahead, empty) to the session's, if the session's does
-    not exist yet: a new user then costs a rename, not the creation of every table (40 ms
-    and more). Another process may take the same spare first: then nothing changes."""
-    import psycopg
-
-    if session.execute(
-        "SELECT 1 FROM pg_namespace WHERE nspname = ?", (session.schema,)
-    ).fetchone():
-        return False
-    row = session.execute(
-        "SELECT nspname FROM pg_namespace WHERE left(nspname, ?) = ? LIMIT 1",
-        (len(SPARE_PREFIX), SPARE_PREFIX),
-    ).fetchone()
-    if row is None:
-        return False
-    session.execute("SAVEPOINT claim")
-    try:
-        session.run_script(f'ALTER SCHEMA "{row[0]}" RENAME TO "{session.schema}"')
-    except psycopg.Error:
-        session.execute("ROLLBACK TO SAVEPOINT claim")
-        return False
-    session.execute("RELEASE SAVEPOINT claim")
-    return True
+# A spare schema (made ahead, empty) renamed to the new user's, if theirs does not exist
+# yet: a new user then costs a rename, not the creation of every table (40 ms and more).
+# Another process may rename the same spare first: that one is passed over (its ALTER
+# fails once the other commits) for the next, or none. Says so in a setting of the
+# transaction's, which migrate reads with the version.
+_CLAIM_SPARE = f"""
+DO $claim$
+DECLARE
+    spare name;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'SCHEMA_NAME') THEN
+        RETURN;
+    END IF;
+    FOR spare IN
+        SELECT nspname FROM pg_namespace WHERE left(nspname, {len(SPARE_PREFIX)}) = '{SPARE_PREFIX}'
+    LOOP
+        BEGIN
+            EXECUTE format('ALTER SCHEMA %I RENAME TO %I', spare, 'SCHEMA_NAME');
+            PERFORM set_config('bridge.took_spare', 'yes', true);
+            RETURN;
+        EXCEPTION WHEN OTHERS THEN
+            NULL;
+        END;
+    END LOOP;
+END $claim$;
+"""
 
 
 class PostgresStores:
@@ -558,7 +575,8 @@ class PostgresStores:
                         (len(SPARE_PREFIX), SPARE_PREFIX),
                     ).fetchone()
                 if spare is None:  # one is enough: new users come one request at a time
-                    migrate(PostgresSession(self, SPARE_PREFIX + secrets.token_hex(8)))
+                    session = PostgresSession(self, SPARE_PREFIX + secrets.token_hex(8))
+                    migrate(session, epoch=random_token(6))
             except Exception as exc:  # a spare only saves time: never a failure
                 log.debug("no spare store schema made: %s", exc)
 

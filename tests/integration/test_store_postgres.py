@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import psycopg
@@ -315,6 +317,33 @@ def test_a_new_user_takes_a_schema_made_ahead_and_another_is_made() -> None:
         assert second.took_spare
         assert second.mailboxes() == [] and second.epoch != first.epoch
         assert [m.name for m in first.mailboxes()] == ["Mine"]
+    finally:
+        opened.close()
+
+
+def test_a_spare_another_process_takes_first_leaves_the_user_a_schema_of_their_own() -> None:
+    database = stores.cluster().create_database(f"race_{secrets.token_hex(4)}")
+    opened = PostgresStores(database, max_connections=2)
+    try:
+        assert opened.check() is None
+        spare = _wait_for_spare(database)
+        with psycopg.connect(database) as rival:
+            # Another process renames the spare and has not committed yet.
+            rival.execute(f'ALTER SCHEMA "{spare}" RENAME TO u_{secrets.token_hex(16)}')
+            result: list[Any] = []
+            opening = threading.Thread(
+                target=lambda: result.append(opened.open(secrets.token_hex(16)))
+            )
+            opening.start()
+            opening.join(0.5)
+            assert opening.is_alive()  # waiting for the rival's rename
+            rival.commit()
+        opening.join(30)
+        (cache,) = result
+        assert not cache.took_spare
+        assert cache.mailboxes() == [] and cache.epoch
+        add_mailbox(cache, "Mine")
+        assert [m.name for m in cache.mailboxes()] == ["Mine"]
     finally:
         opened.close()
 
