@@ -89,6 +89,8 @@ class SyncReport:
     folders_listed: int = 0
     # Whether the folder list changed (a Mailbox was created, updated or destroyed).
     folders_changed: bool = False
+    # Whether the folders were counted as they were listed (a new cache's: ``_list``).
+    folders_counted: bool = False
     folders_synced: list[str] = field(default_factory=list)
     emails_changed: int = 0
     # Folders left to the background indexer.
@@ -268,11 +270,13 @@ class Syncer:
             due = self.flag_scans.due(kept, self.flag_scan_interval)
             report.flag_scans_due = [record.name for record in due]
         # Folders left to the indexer keep STATUS's counts; ``listed`` holds them as they
-        # are now, since their syncs wait for the indexer.
-        if self.orphans or folders_changed or self.cache.server_counts_due(listed):
+        # are now, since their syncs wait for the indexer. Counted as listed and none
+        # synced since, the folders' counts stand as they are.
+        whole = folders_changed and not (report.folders_counted and not report.folders_synced)
+        if self.orphans or whole or self.cache.server_counts_due(listed):
             with self.cache.transaction():
                 self.cache.purge_orphans(self.orphans)
-                self.cache.recount(None if folders_changed else ())
+                self.cache.recount(None if whole else ())
         self.orphans.clear()
         self.cache.prune(KEEP_CHANGES)
         return report
@@ -314,6 +318,11 @@ class Syncer:
             return report, records
         with self.cache.transaction() as reconciled:
             self.reconcile_mailboxes(listings)
+            if not records:
+                # A new cache: nothing is indexed, every count is the server's STATUS.
+                # Given now, a first login's folder list is one transaction, not two.
+                self.cache.recount(None)
+                report.folders_counted = True
         report.folders_changed = MAILBOX in reconciled.logged
         return report, self.cache.mailboxes()
 
