@@ -416,9 +416,9 @@ def migrate(
     spare renamed (``claim_spare``) when there is one. Whether a spare was taken. ``epoch``:
     the new cache's (a spare's, made ahead with it: its user then writes none at open).
 
-    A new user's first request waits for this: what decides nothing goes out in one
-    round trip (the lock, the claim, the schema made if still missing), then one reads
-    the version, where a statement each took ten."""
+    A new user's first request waits for this: the lock, the claim and the schema made
+    if still missing go out as one script, and one statement after reads the version
+    (ten statements before, a round trip each)."""
     schema = session.schema
     if not schema.replace("_", "").isalnum():  # written into the statements below
         raise ValueError(f"not a store schema name: {schema!r}")
