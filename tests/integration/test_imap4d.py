@@ -238,3 +238,34 @@ def test_create_without_appenduid_is_found_by_its_message_id(
     imap4d_other.select_folder("Drafts", readonly=True)
     assert len(imap4d_other.search(["SUBJECT", "Draft without APPENDUID"])) == 1
     imap4d_other.unselect_folder()
+
+
+def test_a_folder_renamed_to_the_trash_moves_unread_threads(
+    jmap4: JmapClient, imap4d_other: IMAPClient
+) -> None:
+    # RFC 8621 §2: unread mail only in the trash does not make another folder's thread
+    # unread. Renamed to "Trash" on a server without SPECIAL-USE, a folder becomes the trash.
+    imap4d_other.delete_folder("Trash")
+    for folder in ("Topic", "Later"):
+        imap4d_other.create_folder(folder)
+    imap4d_other.append(
+        "Topic",
+        b"From: a@example.com\r\nSubject: topic\r\nMessage-ID: <t1@example.com>\r\n\r\nx\r\n",
+    )
+    imap4d_other.append(
+        "Later",
+        b"From: b@example.com\r\nSubject: Re: topic\r\nMessage-ID: <t2@example.com>\r\n"
+        b"In-Reply-To: <t1@example.com>\r\nReferences: <t1@example.com>\r\n\r\ny\r\n",
+    )
+    for folder in ("Topic", "Later"):  # settled (see test_rename_by_another_client)
+        imap4d_other.select_folder(folder)
+        if folder == "Topic":
+            imap4d_other.add_flags(imap4d_other.search("ALL"), [b"\\Seen"])
+        imap4d_other.unselect_folder()
+    boxes = jmap4.mailboxes()
+    assert (boxes["Topic"]["unreadEmails"], boxes["Topic"]["unreadThreads"]) == (0, 1)
+    renamed = jmap4.call("Mailbox/set", {"update": {boxes["Later"]["id"]: {"name": "Trash"}}})
+    assert renamed["updated"] is not None, renamed
+    after = jmap4.mailboxes()
+    assert after["Trash"]["role"] == "trash"
+    assert (after["Topic"]["unreadEmails"], after["Topic"]["unreadThreads"]) == (0, 0)
