@@ -91,8 +91,6 @@ class SyncReport:
     folders_changed: bool = False
     # Whether the folders were counted as they were listed (a new cache's: ``_list``).
     folders_counted: bool = False
-    # Whether the trash role went to another folder (or none): every unreadThreads moves.
-    trash_moved: bool = False
     folders_synced: list[str] = field(default_factory=list)
     emails_changed: int = 0
     # Folders left to the background indexer.
@@ -106,10 +104,6 @@ def upstream_key(listing: MailboxListing) -> str | None:
     if listing.status is not None and listing.status.guid:
         return f"{SERVER_ID_PREFIX}{listing.status.guid}"
     return None
-
-
-def _trash_ids(records: Sequence[MailboxRecord]) -> set[str]:
-    return {record.id for record in records if record.role == "trash"}
 
 
 def _status_state(listing: MailboxListing) -> FolderState | None:
@@ -294,10 +288,9 @@ class Syncer:
         report, _ = self._list()
         with self.cache.transaction():
             self.cache.purge_orphans(self.orphans)
-            if report.trash_moved and not report.folders_counted:
-                # Mail in the trash counts apart in every folder's unreadThreads (RFC
-                # 8621 §2). The full sync recounts on any change of the list; this one,
-                # after a Mailbox/set, only for the trash (a recount reads every Email).
+            if report.folders_changed and not report.folders_counted:
+                # As the full sync does: a folder destroyed with its Emails, or the trash
+                # role moved (RFC 8621 §2's unreadThreads), moves other folders' counts.
                 self.cache.recount(None)
         self.orphans.clear()
         return report
@@ -335,9 +328,7 @@ class Syncer:
                 self.cache.recount(None)
                 report.folders_counted = True
         report.folders_changed = MAILBOX in reconciled.logged
-        listed = self.cache.mailboxes()
-        report.trash_moved = _trash_ids(records) != _trash_ids(listed)
-        return report, listed
+        return report, self.cache.mailboxes()
 
     def _listed_as_cached(
         self, records: Sequence[MailboxRecord], listings: Sequence[MailboxListing]

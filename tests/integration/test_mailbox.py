@@ -113,6 +113,24 @@ def test_flag_change_by_another_client_moves_counts(jmap: JmapClient, other: IMA
     assert changes["updated"] == [before["id"]]
 
 
+def test_a_folder_destroyed_with_an_unread_reply_moves_another_folders_unread_threads(
+    jmap: JmapClient, other: IMAPClient
+) -> None:
+    # The thread's one unread Email goes with the folder: INBOX's thread is read now.
+    other.create_folder("Side")
+    headers = b"From: a@example.com\r\nSubject: %s\r\nMessage-ID: <%s@example.com>\r\n"
+    other.append("INBOX", headers % (b"topic", b"d1") + b"\r\nx\r\n", flags=(b"\\Seen",))
+    reply = headers % (b"Re: topic", b"d2") + b"In-Reply-To: <d1@example.com>\r\n\r\ny\r\n"
+    other.append("Side", reply)
+    boxes = jmap.mailboxes()
+    assert (boxes["INBOX"]["unreadEmails"], boxes["INBOX"]["unreadThreads"]) == (0, 1)
+    side = boxes["Side"]["id"]
+    done = jmap.call("Mailbox/set", {"destroy": [side], "onDestroyRemoveEmails": True})
+    assert done["destroyed"] == [side], done
+    inbox = jmap.mailboxes()["INBOX"]
+    assert (inbox["totalEmails"], inbox["unreadEmails"], inbox["unreadThreads"]) == (1, 0, 0)
+
+
 def test_query_filters_and_sorts(jmap: JmapClient, other: IMAPClient) -> None:
     other.create_folder("Work")
     other.create_folder("Work/Alpha")
