@@ -98,6 +98,13 @@ class SyncReport:
     # Folders whose flags are due a full scan in the background (no mod-sequences).
     flag_scans_due: list[str] = field(default_factory=list)
 
+    @property
+    def recount_due(self) -> bool:
+        """Whether every folder is to be counted afresh: the folder list changed (a
+        folder destroyed with its Emails, or the trash moved: RFC 8621 §2's unreadThreads),
+        unless it was counted as listed and no folder synced since."""
+        return self.folders_changed and not (self.folders_counted and not self.folders_synced)
+
 
 def upstream_key(listing: MailboxListing) -> str | None:
     """The folder's own stable id when the server has one (MAILBOXID, Dovecot's X-GUID)."""
@@ -233,9 +240,8 @@ class Syncer:
 
     def sync(self, foreground_limit: int = FOREGROUND_LIMIT) -> SyncReport:
         report, listed = self._list()
-        # A changed folder list (the trash may have moved) calls for a whole recount; mail
-        # changes keep counts right as they land.
-        folders_changed = report.folders_changed
+        # A changed folder list calls for a whole recount (``recount_due``); mail changes
+        # keep counts right as they land.
         records = [r for r in listed if r.selectable]
         self.labels = label_views(self.conn, records)
         if self.labels is not None:
@@ -270,9 +276,8 @@ class Syncer:
             due = self.flag_scans.due(kept, self.flag_scan_interval)
             report.flag_scans_due = [record.name for record in due]
         # Folders left to the indexer keep STATUS's counts; ``listed`` holds them as they
-        # are now, since their syncs wait for the indexer. Counted as listed and none
-        # synced since, the folders' counts stand as they are.
-        whole = folders_changed and not (report.folders_counted and not report.folders_synced)
+        # are now, since their syncs wait for the indexer.
+        whole = report.recount_due
         if self.orphans or whole or self.cache.server_counts_due(listed):
             with self.cache.transaction():
                 self.cache.purge_orphans(self.orphans)
@@ -288,9 +293,7 @@ class Syncer:
         report, _ = self._list()
         with self.cache.transaction():
             self.cache.purge_orphans(self.orphans)
-            if report.folders_changed and not report.folders_counted:
-                # As the full sync does: a folder destroyed with its Emails, or the trash
-                # role moved (RFC 8621 §2's unreadThreads), moves other folders' counts.
+            if report.recount_due:  # as the full sync's
                 self.cache.recount(None)
         self.orphans.clear()
         return report

@@ -123,11 +123,7 @@ class Journal:
         self._request = threading.local()
         self._commits = 0  # transactions committed here
         self._upgrade(conn)
-        opened = dict(
-            self._conn.execute(
-                "SELECT key, value FROM meta WHERE key IN ('counter', 'epoch')"
-            ).fetchall()
-        )
+        opened = dict(self._read_meta(["counter", "epoch"]).fetchall())
         self._counter = int(opened.get("counter") or 0)
         self.epoch = opened.get("epoch") or self._init_epoch()
 
