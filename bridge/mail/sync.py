@@ -237,9 +237,12 @@ class Syncer:
         self.qresync = conn.has("QRESYNC")
         # On Gmail: All Mail and the label folders its sync fills (see gmail_labels).
         self.labels: LabelViews | None = None
+        # Folders whose STATUS alone moved since the cache's last LIST: written by this
+        # sync's next write transaction (``_list``).
+        self._statuses_due: list[MailboxRecord] = []
 
     def sync(self, foreground_limit: int = FOREGROUND_LIMIT) -> SyncReport:
-        report, listed = self._list()
+        report, listed = self._list(defer_statuses=True)
         # A changed folder list calls for a whole recount (``recount_due``); mail changes
         # keep counts right as they land.
         records = [r for r in listed if r.selectable]
@@ -280,8 +283,12 @@ class Syncer:
         whole = report.recount_due
         if self.orphans or whole or self.cache.server_counts_due(listed):
             with self.cache.transaction():
+                self._write_statuses()
                 self.cache.purge_orphans(self.orphans)
                 self.cache.recount(None if whole else ())
+        elif self._statuses_due:  # no folder's delta was written to take them
+            with self.cache.transaction():
+                self._write_statuses()
         self.orphans.clear()
         self.cache.prune(KEEP_CHANGES)
         return report
@@ -298,8 +305,12 @@ class Syncer:
         self.orphans.clear()
         return report
 
-    def _list(self) -> tuple[SyncReport, list[MailboxRecord]]:
-        """LIST-STATUS into the cache; the report, and the cached folders after it."""
+    def _list(self, *, defer_statuses: bool = False) -> tuple[SyncReport, list[MailboxRecord]]:
+        """LIST-STATUS into the cache; the report, and the cached folders after it.
+        ``defer_statuses``: where only the STATUS of indexed folders moved (new mail, a
+        flag changed: most syncs that find anything), it is left to the sync's next write
+        transaction, which the folders' deltas open anyway: one transaction, not two
+        (on a store across a network, its lock and round trips)."""
         # Dovecot answers STATUS of the selected folder from the session's own, possibly
         # stale, view. INBOX, kept open between requests (see the pool), is brought up to
         # date by a NOOP. Not open, Dovecot's INBOX is opened first: from the open view its
@@ -318,11 +329,14 @@ class Syncer:
         listings = self.conn.list_mailboxes()
         report = SyncReport(folders_listed=len(listings))
         records = self.cache.mailboxes()
-        if self._listed_as_cached(records, listings):
+        moved = self._moved_statuses(records, listings)
+        if moved is not None and (not moved or defer_statuses):
             # The usual case, decided without a write transaction (and its lock and round
-            # trips): nothing would be written. (Read outside one: a concurrent writer's
-            # change is its own sync's to log.)
-            return report, records
+            # trips): nothing would be written, or only what the deltas' write will take.
+            # (Read outside one: a concurrent writer's change is its own sync's to log.)
+            self._statuses_due = moved
+            fresh = {record.id: record for record in moved}
+            return report, [fresh.get(record.id, record) for record in records]
         with self.cache.transaction() as reconciled:
             self.reconcile_mailboxes(listings)
             if not records:
@@ -333,17 +347,31 @@ class Syncer:
         report.folders_changed = MAILBOX in reconciled.logged
         return report, self.cache.mailboxes()
 
-    def _listed_as_cached(
+    def _moved_statuses(
         self, records: Sequence[MailboxRecord], listings: Sequence[MailboxListing]
-    ) -> bool:
-        """Whether ``records`` are exactly these folders as listed."""
+    ) -> list[MailboxRecord] | None:
+        """If ``records`` are these folders as listed but for the STATUS of indexed ones,
+        those folders as listed now (none: exactly as listed); else None."""
         paired, unmatched = self._paired(records, listings)
-        return (
-            not unmatched
-            and len(paired) == len(records)
-            and len({old.id for old, _ in paired}) == len(records)
-            and all(old == new for old, new in paired)
-        )
+        ids = {old.id for old, _ in paired}
+        if unmatched or len(paired) != len(records) or len(ids) != len(records):
+            return None
+        moved = [new for old, new in paired if old != new]
+        by_id = {old.id: old for old, _ in paired}
+        for new in moved:
+            old = by_id[new.id]
+            if not (old.indexed and old.selectable and new.selectable and new.status is not None):
+                return None
+            if msgspec.structs.replace(old, status=new.status) != new:
+                return None
+        return moved
+
+    def _write_statuses(self) -> None:
+        """Inside a write transaction: the STATUS ``_list`` left to it. Lost if it rolls
+        back, as the sync fails then: the next one lists again."""
+        due, self._statuses_due = self._statuses_due, []
+        for record in due:
+            self.cache.set_status(record.id, record.status)
 
     def reconcile_mailboxes(self, listings: Sequence[MailboxListing]) -> None:
         """Match listed folders to cached mailboxes: by server id where there is one, else
@@ -598,6 +626,7 @@ class Syncer:
         self.orphans.update(known[uid].email_id for uid in delta.removed if uid in known)
         labels = self._label_pass(record, selected, delta)
         with self.cache.transaction():
+            self._write_statuses()
             changed = self.cache.apply_folder_delta(record.id, delta.removed, flag_updates, added)
             self.cache.set_synced(record.id, state)
             if labels is not None and self.labels is not None:

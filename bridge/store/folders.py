@@ -145,6 +145,14 @@ class Folders(Journal):
         if any(getattr(old, field) != getattr(new, field) for field in visible):
             self.log_updated(MAILBOX, old.id)
 
+    def set_status(self, mailbox_id: str, status: FolderState) -> None:
+        """The folder's STATUS as last listed: no client sees it, no change to log."""
+        self._conn.execute(
+            "UPDATE mailboxes SET status_uidvalidity = ?, status_uidnext = ?, "
+            "status_messages = ?, status_unseen = ?, status_modseq = ? WHERE id = ?",
+            (*_state_values(status), mailbox_id),
+        )
+
     def set_sort_order(self, mailbox_id: str, sort_order: int) -> None:
         self._conn.execute(
             "UPDATE mailboxes SET sort_order = ? WHERE id = ?", (sort_order, mailbox_id)

@@ -123,6 +123,40 @@ def test_a_request_that_finds_nothing_new_writes_nothing(
     jmap.close()
 
 
+def test_new_mail_in_a_folder_lands_in_one_write_transaction(
+    recorded: tuple[BridgeServer, RecordingPool],
+    account: tuple[str, str],
+    other: IMAPClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """New mail moves the folder's STATUS and brings a delta: both are written together,
+    and what was written holds (the requests after it find nothing to write)."""
+    server, _ = recorded
+    for number in range(3):
+        other.append("INBOX", MESSAGE % number)
+    jmap = server.client(*account)
+    inbox = jmap.mailboxes()["INBOX"]["id"]
+    page = {"filter": {"inMailbox": inbox}, "sort": [{"property": "receivedAt"}]}
+    assert len(jmap.call("Email/query", page)["ids"]) == 3
+    written: list[str] = []
+    transaction = Cache.transaction
+
+    def counted(cache: Cache) -> AbstractContextManager[Committed]:
+        written.append(threading.current_thread().name)
+        return transaction(cache)
+
+    monkeypatch.setattr(Cache, "transaction", counted)
+    other.append("INBOX", MESSAGE % 3)
+    assert len(jmap.call("Email/query", page)["ids"]) == 4
+    assert jmap.mailboxes()["INBOX"]["totalEmails"] == 4
+    assert len(written) == 1, written
+    written.clear()
+    for _ in range(3):
+        assert len(jmap.call("Email/query", page)["ids"]) == 4
+    assert written == []
+    jmap.close()
+
+
 def test_inbox_stays_open_and_its_changes_need_no_select(
     recorded: tuple[BridgeServer, RecordingPool],
     account: tuple[str, str],
