@@ -87,7 +87,7 @@ DEFAULT_SORT_ORDER = {"inbox": 1, "drafts": 2, "sent": 3, "archive": 4, "junk": 
 @dataclass
 class SyncReport:
     folders_listed: int = 0
-    # Whether the folder list changed (a Mailbox was created, updated or destroyed).
+    # Whether the folder list changed so that other folders' counts move (``_counts_moved``).
     folders_changed: bool = False
     # Whether the folders were counted as they were listed (a new cache's: ``_list``).
     folders_counted: bool = False
@@ -100,10 +100,26 @@ class SyncReport:
 
     @property
     def recount_due(self) -> bool:
-        """Whether every folder is to be counted afresh: the folder list changed (a
-        folder destroyed with its Emails, or the trash moved: RFC 8621 §2's unreadThreads),
-        unless it was counted as listed and no folder synced since."""
+        """Whether every folder is to be counted afresh: the folder list changed so
+        that counts move (a folder destroyed with its Emails, or the trash moved: RFC 8621
+        §2's unreadThreads), unless it was counted as listed and no folder synced since."""
         return self.folders_changed and not (self.folders_counted and not self.folders_synced)
+
+
+def _counts_moved(before: Sequence[MailboxRecord], after: Sequence[MailboxRecord]) -> bool:
+    """Whether a change of the folder list moves other folders' counts: a folder gone or
+    no longer readable (its Emails leave their threads), or the trash moved (RFC 8621 §2:
+    unreadThreads leaves the trash's Emails out of other folders' counts, and theirs out of
+    the trash's). A folder created (its mail is indexed, and counted, as it lands), renamed
+    or (un)subscribed moves none: a recount of a big account's every folder is dear."""
+
+    def shape(records: Sequence[MailboxRecord]) -> tuple[set[str], set[str]]:
+        readable = {record.id for record in records if record.selectable}
+        return readable, {record.id for record in records if record.role == "trash"}
+
+    (readable_before, trash_before), (readable_after, trash_after) = shape(before), shape(after)
+    gone = {record.id for record in before} - {record.id for record in after}
+    return bool(gone or readable_before - readable_after) or trash_before != trash_after
 
 
 def upstream_key(listing: MailboxListing) -> str | None:
@@ -344,8 +360,9 @@ class Syncer:
                 # Given now, a first login's folder list is one transaction, not two.
                 self.cache.recount(None)
                 report.folders_counted = True
-        report.folders_changed = MAILBOX in reconciled.logged
-        return report, self.cache.mailboxes()
+        after = self.cache.mailboxes()
+        report.folders_changed = MAILBOX in reconciled.logged and _counts_moved(records, after)
+        return report, after
 
     def _moved_statuses(
         self, records: Sequence[MailboxRecord], listings: Sequence[MailboxListing]

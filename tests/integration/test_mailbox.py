@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 
+import pytest
 from imapclient import IMAPClient
 
 from bridge.demo.cyrus import Cyrus
+from bridge.store.cache import Cache
 from tests.integration.server import JmapClient
 from tests.integration.upstreams import Upstream, every_upstream
 
@@ -129,6 +132,39 @@ def test_a_folder_destroyed_with_an_unread_reply_moves_another_folders_unread_th
     assert done["destroyed"] == [side], done
     inbox = jmap.mailboxes()["INBOX"]
     assert (inbox["totalEmails"], inbox["unreadEmails"], inbox["unreadThreads"]) == (1, 0, 0)
+
+
+def test_a_folder_created_renamed_or_unsubscribed_costs_no_recount_of_the_others(
+    jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a change that moves counts (a folder gone, the trash moved) has every folder
+    counted afresh: on a big account that is the dear part of a Mailbox/set."""
+    append(other, "INBOX", 2)
+    append(other, "INBOX", 1, flags=(b"\\Seen",))
+    counts = ("totalEmails", "unreadEmails", "totalThreads", "unreadThreads")
+    before = [jmap.mailboxes()["INBOX"][name] for name in counts]
+    assert before[:2] == [3, 2]
+    whole: list[bool] = []
+    recount = Cache.recount
+
+    def watched(cache: Cache, mailbox_ids: Iterable[str] | None = ()) -> list[str]:
+        whole.append(mailbox_ids is None)
+        return recount(cache, mailbox_ids)
+
+    monkeypatch.setattr(Cache, "recount", watched)
+    made = jmap.call("Mailbox/set", {"create": {"n": {"name": "Projects"}}})["created"]["n"]
+    update = {made["id"]: {"name": "Plans", "isSubscribed": False}}
+    assert jmap.call("Mailbox/set", {"update": update})["updated"] == {made["id"]: None}
+    other.create_folder("Elsewhere")
+    append(other, "Elsewhere", 1)
+    boxes = jmap.mailboxes()
+    assert not any(whole), whole
+    assert [boxes["INBOX"][name] for name in counts] == before
+    assert boxes["Plans"]["isSubscribed"] is False and boxes["Elsewhere"]["totalEmails"] == 1
+    done = jmap.call("Mailbox/set", {"destroy": [made["id"]]})
+    assert done["destroyed"] == [made["id"]], done
+    assert any(whole)  # a folder gone: counted afresh
+    assert [jmap.mailboxes()["INBOX"][name] for name in counts] == before
 
 
 def test_query_filters_and_sorts(jmap: JmapClient, other: IMAPClient) -> None:
