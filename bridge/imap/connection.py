@@ -447,20 +447,27 @@ class ImapConnection:
     @_guarded
     def rename(self, old: str, new: str) -> None:
         command = b"RENAME " + quoting.mailbox_name(old) + b" " + quoting.mailbox_name(new)
-        self._leave_mailbox()
+        self._leave_mailbox(old)
         self._wire.run(command).check()
 
     @_guarded
     def delete(self, name: str) -> None:
         command = b"DELETE " + quoting.mailbox_name(name)
-        self._leave_mailbox()
+        self._leave_mailbox(name)
         self._wire.run(command).check()
 
-    def _leave_mailbox(self) -> None:
-        # Dovecot ends a session whose selected mailbox (or an ancestor) is renamed or
-        # deleted, by this session or any other: leave it first, if the server lets us.
-        with contextlib.suppress(CommandFailed):
-            self.unselect()
+    def _leave_mailbox(self, name: str) -> None:
+        """Before renaming or deleting ``name``. Dovecot ends a session whose selected
+        mailbox (or an ancestor) is renamed or deleted: leave it first, if the server lets
+        us. Any other folder stays open: the sync after the change asks an open INBOX for
+        news with a NOOP, where a SELECT of a big one costs Dovecot a directory scan."""
+        selected = self.selected
+        if selected is None:
+            return
+        inside = selected.casefold().startswith(name.casefold() + self.delimiter.casefold())
+        if selected.casefold() == name.casefold() or (self.delimiter and inside):
+            with contextlib.suppress(CommandFailed):
+                self.unselect()
 
     @_guarded
     def subscribe(self, name: str) -> None:

@@ -281,3 +281,32 @@ def test_a_sync_opens_inbox_before_it_lists_the_folders(
     assert "EXAMINE" in work and work.index("EXAMINE") < work.index("LIST"), work
     assert [c.selected for c in pool.opened] == ["INBOX"]
     jmap.close()
+
+
+@dovecot_only  # what is cheap on Dovecot; other servers get their folder closed
+def test_renaming_or_destroying_another_folder_leaves_inbox_open(
+    recorded: tuple[BridgeServer, RecordingPool],
+    account: tuple[str, str],
+    other: IMAPClient,
+) -> None:
+    """Dovecot ends a session whose open folder is renamed or deleted, so bridge leaves
+    that folder first; INBOX, open between requests, stays open for any other folder's:
+    the syncs around the change ask it for news (NOOP) rather than open it again."""
+    server, pool = recorded
+    other.create_folder("Old")
+    jmap = server.client(*account)
+    made = jmap.mailboxes()["Old"]["id"]  # its first sync opened it
+    other.append("INBOX", MESSAGE % 1)
+    inbox = {"inMailbox": jmap.mailboxes()["INBOX"]["id"]}
+    assert len(jmap.call("Email/query", {"filter": inbox})["ids"]) == 1
+    assert [c.selected for c in pool.opened][:1] == ["INBOX"]
+    start = len(pool.commands())
+    renamed = jmap.call("Mailbox/set", {"update": {made: {"name": "New"}}})
+    assert renamed["updated"] == {made: None}, renamed
+    assert jmap.call("Mailbox/set", {"destroy": [made]})["destroyed"] == [made]
+    work = pool.commands()[start:]
+    assert "RENAME" in work and "DELETE" in work, work
+    assert not {"SELECT", "EXAMINE", "UNSELECT"} & set(work), work
+    assert [c.selected for c in pool.opened][:1] == ["INBOX"]
+    assert "New" not in jmap.mailboxes()
+    jmap.close()

@@ -210,8 +210,11 @@ def test_objectid_server(serve: Callable[..., FakeServer]) -> None:
     assert conn.myrights("INBOX.Drafts") == "lrswipkxtecdan"
     conn.create("INBOX.Entwürfe", special_use="\\Drafts")
     with pytest.raises(CommandFailed) as failure:
-        conn.delete("nope")
+        conn.delete("nope")  # another folder: INBOX.Drafts stays open
     assert (failure.value.status, failure.value.code) == ("NO", "NONEXISTENT")
+    with pytest.raises(CommandFailed):
+        conn.delete("inbox")  # the open folder's parent: left first
+    assert conn.selected is None
     conn.close()
     assert server.commands() == [
         b"ENABLE QRESYNC",
@@ -225,11 +228,12 @@ def test_objectid_server(serve: Callable[..., FakeServer]) -> None:
         b"UID SEARCH RETURN (ALL) ALL",
         b'MYRIGHTS "INBOX.Drafts"',
         b'CREATE "INBOX.Entw&APw-rfe" (USE (\\Drafts))',
-        b"UNSELECT",
         b'DELETE "nope"',
+        b"UNSELECT",
+        b'DELETE "inbox"',
         b"LOGOUT",
     ]
-    assert conn.commands[-4:] == ["CREATE", "UNSELECT", "DELETE", "LOGOUT"]
+    assert conn.commands[-5:] == ["CREATE", "DELETE", "UNSELECT", "DELETE", "LOGOUT"]
 
 
 def test_mailbox_ids_are_asked_alone_once_per_folder(serve: Callable[..., FakeServer]) -> None:
