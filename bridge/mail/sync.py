@@ -282,6 +282,9 @@ class Syncer:
         for record in records:
             if not self.needs_sync(record) and not self._labels_behind(record):
                 continue
+            if self._found_empty(record):
+                report.folders_synced.append(record.name)
+                continue
             try:
                 self._syncer_for(record).sync_folder(record, report)
             except CommandFailed as exc:
@@ -548,6 +551,28 @@ class Syncer:
             return LabelPass.fetch(self.conn, views, None, delta.removed, selected.exists)
         named = sorted({*delta.new, *delta.changed})
         return LabelPass.fetch(self.conn, views, named, delta.removed, selected.exists)
+
+    def _found_empty(self, record: MailboxRecord) -> bool:
+        """A folder's first sync where STATUS says it is empty and the cache holds nothing
+        of it (no first page): its state is its STATUS, recorded without opening it. A new
+        folder (a Mailbox/set create) then costs no SELECT, nor one of INBOX after it to
+        leave the connection with INBOX open for the pool."""
+        status = record.status
+        if (
+            record.synced is not None
+            or status is None
+            or status.messages != 0
+            or not (status.uidvalidity and status.uidnext)
+            or record.index_uidvalidity is not None
+            or record.name == KEPT_OPEN
+            or self.labels is not None
+        ):
+            return False
+        state = status if self.modseq else msgspec.structs.replace(status, modseq=None)
+        with self.cache.transaction():
+            self._write_statuses()
+            self.cache.set_synced(record.id, state)
+        return True
 
     def _syncer_for(self, record: MailboxRecord) -> Syncer:
         """This syncer, or for a folder other than INBOX while this connection follows

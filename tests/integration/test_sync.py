@@ -295,7 +295,7 @@ def test_renaming_or_destroying_another_folder_leaves_inbox_open(
     server, pool = recorded
     other.create_folder("Old")
     jmap = server.client(*account)
-    made = jmap.mailboxes()["Old"]["id"]  # its first sync opened it
+    made = jmap.mailboxes()["Old"]["id"]
     other.append("INBOX", MESSAGE % 1)
     inbox = {"inMailbox": jmap.mailboxes()["INBOX"]["id"]}
     assert len(jmap.call("Email/query", {"filter": inbox})["ids"]) == 1
@@ -309,4 +309,27 @@ def test_renaming_or_destroying_another_folder_leaves_inbox_open(
     assert not {"SELECT", "EXAMINE", "UNSELECT"} & set(work), work
     assert [c.selected for c in pool.opened][:1] == ["INBOX"]
     assert "New" not in jmap.mailboxes()
+    jmap.close()
+
+
+def test_a_new_empty_folder_is_synced_without_opening_it(
+    recorded: tuple[BridgeServer, RecordingPool],
+    account: tuple[str, str],
+    other: IMAPClient,
+) -> None:
+    """STATUS says all of an empty folder's first sync: no SELECT of it (nor of INBOX
+    again after it), and mail that lands in it later is synced from there."""
+    server, pool = recorded
+    jmap = server.client(*account)
+    assert "Fresh" not in jmap.mailboxes()
+    other.create_folder("Fresh")
+    start = len(pool.commands())
+    fresh = jmap.mailboxes()["Fresh"]
+    work = pool.commands()[start:]
+    assert fresh["totalEmails"] == 0 and fresh["unreadEmails"] == 0
+    assert not {"SELECT", "EXAMINE"} & set(work), work
+    other.append("Fresh", MESSAGE % 1)
+    ids = jmap.call("Email/query", {"filter": {"inMailbox": fresh["id"]}})["ids"]
+    assert len(ids) == 1
+    assert jmap.mailboxes()["Fresh"]["totalEmails"] == 1
     jmap.close()
