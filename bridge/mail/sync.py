@@ -107,11 +107,12 @@ class SyncReport:
 
 
 def _counts_moved(before: Sequence[MailboxRecord], after: Sequence[MailboxRecord]) -> bool:
-    """Whether a change of the folder list moves other folders' counts: a folder gone or
-    no longer readable (its Emails leave their threads), or the trash moved (RFC 8621 §2:
-    unreadThreads leaves the trash's Emails out of other folders' counts, and theirs out of
-    the trash's). A folder created (its mail is indexed, and counted, as it lands), renamed
-    or (un)subscribed moves none: a recount of a big account's every folder is dear."""
+    """Whether a change of the folder list moves other folders' counts: a folder that held
+    mail gone or no longer readable (its Emails leave their threads), or the trash moved
+    (RFC 8621 §2: unreadThreads leaves the trash's Emails out of other folders' counts, and
+    theirs out of the trash's). A folder created (its mail is counted as it lands), renamed,
+    (un)subscribed, or destroyed empty moves none: a recount of a big account's every
+    folder is dear."""
 
     def shape(records: Sequence[MailboxRecord]) -> tuple[set[str], set[str]]:
         readable = {record.id for record in records if record.selectable}
@@ -119,7 +120,8 @@ def _counts_moved(before: Sequence[MailboxRecord], after: Sequence[MailboxRecord
 
     (readable_before, trash_before), (readable_after, trash_after) = shape(before), shape(after)
     gone = {record.id for record in before} - {record.id for record in after}
-    return bool(gone or readable_before - readable_after) or trash_before != trash_after
+    holding = {record.id for record in before if record.counts.total_emails}
+    return bool((gone | readable_before - readable_after) & holding) or trash_before != trash_after
 
 
 def upstream_key(listing: MailboxListing) -> str | None:

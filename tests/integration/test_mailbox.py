@@ -134,7 +134,7 @@ def test_a_folder_destroyed_with_an_unread_reply_moves_another_folders_unread_th
     assert (inbox["totalEmails"], inbox["unreadEmails"], inbox["unreadThreads"]) == (1, 0, 0)
 
 
-def test_a_folder_created_renamed_or_unsubscribed_costs_no_recount_of_the_others(
+def test_a_folder_created_renamed_unsubscribed_or_destroyed_empty_costs_no_recount(
     jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only a change that moves counts (a folder gone, the trash moved) has every folder
@@ -163,7 +163,11 @@ def test_a_folder_created_renamed_or_unsubscribed_costs_no_recount_of_the_others
     assert boxes["Plans"]["isSubscribed"] is False and boxes["Elsewhere"]["totalEmails"] == 1
     done = jmap.call("Mailbox/set", {"destroy": [made["id"]]})
     assert done["destroyed"] == [made["id"]], done
-    assert any(whole)  # a folder gone: counted afresh
+    assert not any(whole)  # gone empty: no Email left a thread
+    elsewhere = boxes["Elsewhere"]["id"]
+    done = jmap.call("Mailbox/set", {"destroy": [elsewhere], "onDestroyRemoveEmails": True})
+    assert done["destroyed"] == [elsewhere], done
+    assert any(whole)  # gone with its mail: counted afresh
     assert [jmap.mailboxes()["INBOX"][name] for name in counts] == before
 
 
