@@ -558,10 +558,12 @@ class Syncer:
         """A folder's first sync where STATUS says it is empty and the cache holds nothing
         of it (no first page): its state is its STATUS, recorded without opening it. A new
         folder (a Mailbox/set create) then costs no SELECT, nor one of INBOX after it to
-        leave the connection with INBOX open for the pool."""
+        leave the connection with INBOX open for the pool. With mod-sequences only: GNU
+        imap4d's UIDVALIDITY and UIDNEXT of an empty folder move when it is opened."""
         status = record.status
         if (
-            record.synced is not None
+            not self.modseq
+            or record.synced is not None
             or status is None
             or status.messages != 0
             or not (status.uidvalidity and status.uidnext)
@@ -570,10 +572,9 @@ class Syncer:
             or self.labels is not None
         ):
             return False
-        state = status if self.modseq else msgspec.structs.replace(status, modseq=None)
         with self.cache.transaction():
             self._write_statuses()
-            self.cache.set_synced(record.id, state)
+            self.cache.set_synced(record.id, status)
         return True
 
     def _syncer_for(self, record: MailboxRecord) -> Syncer:
