@@ -483,12 +483,14 @@ class ImapConnection:
     def select(
         self, name: str, *, readonly: bool = True, qresync: QresyncParams | None = None
     ) -> SelectResult:
-        if readonly and self.selected == name and self._selected_readonly:
+        if qresync is not None and not self.qresync:
+            raise ValueError("QRESYNC is not enabled on this connection")
+        if readonly and self.selected == name:
+            # Open read-write already (a write opened it) reads as well: every FETCH of
+            # a body PEEKs, so nothing is marked \Seen by reading.
             return self._reopened(name, qresync)
         command = (b"EXAMINE " if readonly else b"SELECT ") + quoting.mailbox_name(name)
         if qresync is not None:
-            if not self.qresync:
-                raise ValueError("QRESYNC is not enabled on this connection")
             known = ""
             if qresync.known_uids is not None:
                 _check_sequence_set(qresync.known_uids)

@@ -338,7 +338,7 @@ class Syncer:
         # STATUS costs next to nothing, read with nothing selected it is the dearest part
         # of the LIST-STATUS (10,000 messages: EXAMINE + LIST-STATUS 3.7 ms, 11 ms the
         # other way round). Other servers' costs are not known: anything open is closed.
-        if self.conn.selected == KEPT_OPEN and not self.conn.selected_writable:
+        if self.conn.selected == KEPT_OPEN:
             self.conn.noop()
         elif self.conn.object_ids is ObjectIds.DOVECOT:
             try:
@@ -637,6 +637,8 @@ class Syncer:
             known = delta.known
         elif same and plan is Plan.VIEW and view is not None and self.conn.view is view:
             delta = self._view_delta(record.id, view)
+            # A STORE of this request's, on this session (.SILENT: the view heard nothing).
+            self._read_written(delta, record)
             known = delta.known
         elif same and plan is Plan.COUNTS:
             assert synced is not None

@@ -335,3 +335,30 @@ def test_a_new_empty_folder_is_synced_without_opening_it(
     assert len(ids) == 1
     assert jmap.mailboxes()["Fresh"]["totalEmails"] == 1
     jmap.close()
+
+
+@dovecot_only  # what is cheap on Dovecot; other servers get their folder closed
+def test_inbox_opened_for_a_write_stays_open_for_the_next_requests(
+    recorded: tuple[BridgeServer, RecordingPool],
+    account: tuple[str, str],
+    other: IMAPClient,
+) -> None:
+    """A write opens INBOX read-write; it stays so in the pool, and the syncs and writes
+    after it read and write it as it is open: on a big Maildir each SELECT or EXAMINE
+    would cost Dovecot a scan."""
+    server, pool = recorded
+    other.append("INBOX", MESSAGE % 1)
+    jmap = server.client(*account)
+    inbox = jmap.mailboxes()["INBOX"]["id"]
+    (email,) = jmap.call("Email/query", {"filter": {"inMailbox": inbox}})["ids"]
+    flagged = jmap.call("Email/set", {"update": {email: {"keywords/$flagged": True}}})
+    assert email in flagged["updated"], flagged
+    start = len(pool.commands())
+    seen = jmap.call("Email/set", {"update": {email: {"keywords/$seen": True}}})
+    assert email in seen["updated"], seen
+    got = jmap.call("Email/get", {"ids": [email], "properties": ["keywords"]})["list"]
+    assert got[0]["keywords"] == {"$flagged": True, "$seen": True}
+    assert jmap.mailboxes()["INBOX"]["unreadEmails"] == 0
+    work = pool.commands()[start:]
+    assert "UID STORE" in work and not {"SELECT", "EXAMINE"} & set(work), work
+    jmap.close()
