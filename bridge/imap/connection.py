@@ -461,13 +461,18 @@ class ImapConnection:
         mailbox (or an ancestor) is renamed or deleted: leave it first, if the server lets
         us. Any other folder stays open: the sync after the change asks an open INBOX for
         news with a NOOP, where a SELECT of a big one costs Dovecot a directory scan."""
-        selected = self.selected
-        if selected is None:
+        if self.selected is None:
             return
-        inside = selected.casefold().startswith(name.casefold() + self.delimiter.casefold())
-        if selected.casefold() == name.casefold() or (self.delimiter and inside):
-            with contextlib.suppress(CommandFailed):
-                self.unselect()
+        folder, changed = self.selected.casefold(), name.casefold()
+        # The delimiter (a NAMESPACE the first time) only where the names could nest.
+        if folder != changed and not (
+            folder.startswith(changed)
+            and self.delimiter
+            and folder.startswith(changed + self.delimiter.casefold())
+        ):
+            return
+        with contextlib.suppress(CommandFailed):
+            self.unselect()
 
     @_guarded
     def subscribe(self, name: str) -> None:

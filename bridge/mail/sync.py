@@ -281,11 +281,12 @@ class Syncer:
         # asks the open folder what changed (ImapConnection.select) instead of a new SELECT.
         records.sort(key=lambda record: record.name == KEPT_OPEN)
         skipped: set[str] = set()  # folders found unreadable on the way
+        empty: list[MailboxRecord] = []  # new folders STATUS says are empty
         for record in records:
             if not self.needs_sync(record) and not self._labels_behind(record):
                 continue
-            if self._found_empty(record):
-                report.folders_synced.append(record.name)
+            if self._empty_at_first(record):
+                empty.append(record)
                 continue
             try:
                 self._syncer_for(record).sync_folder(record, report)
@@ -295,6 +296,13 @@ class Syncer:
                 skipped.add(record.id)
                 continue
             report.folders_synced.append(record.name)
+        if empty:
+            with self.cache.transaction():
+                self._write_statuses()
+                for record in empty:
+                    assert record.status is not None
+                    self.cache.set_synced(record.id, record.status)
+            report.folders_synced.extend(record.name for record in empty)
         if self.flag_scans is not None and not self.modseq:
             kept = [record for record in records if record.id not in skipped]
             due = self.flag_scans.due(kept, self.flag_scan_interval)
@@ -378,14 +386,14 @@ class Syncer:
         ids = {old.id for old, _ in paired}
         if unmatched or len(paired) != len(records) or len(ids) != len(records):
             return None
-        moved = [new for old, new in paired if old != new]
-        by_id = {old.id: old for old, _ in paired}
-        for new in moved:
-            old = by_id[new.id]
-            if not (old.indexed and old.selectable and new.selectable and new.status is not None):
+        moved: list[MailboxRecord] = []
+        for old, new in paired:
+            if old == new:
+                continue
+            status_only = msgspec.structs.replace(old, status=new.status) == new
+            if not (status_only and old.indexed and old.selectable and new.status is not None):
                 return None
-            if msgspec.structs.replace(old, status=new.status) != new:
-                return None
+            moved.append(new)
         return moved
 
     def _write_statuses(self) -> None:
@@ -554,28 +562,23 @@ class Syncer:
         named = sorted({*delta.new, *delta.changed})
         return LabelPass.fetch(self.conn, views, named, delta.removed, selected.exists)
 
-    def _found_empty(self, record: MailboxRecord) -> bool:
+    def _empty_at_first(self, record: MailboxRecord) -> bool:
         """A folder's first sync where STATUS says it is empty and the cache holds nothing
         of it (no first page): its state is its STATUS, recorded without opening it. A new
         folder (a Mailbox/set create) then costs no SELECT, nor one of INBOX after it to
         leave the connection with INBOX open for the pool. With mod-sequences only: GNU
         imap4d's UIDVALIDITY and UIDNEXT of an empty folder move when it is opened."""
         status = record.status
-        if (
-            not self.modseq
-            or record.synced is not None
-            or status is None
-            or status.messages != 0
-            or not (status.uidvalidity and status.uidnext)
-            or record.index_uidvalidity is not None
-            or record.name == KEPT_OPEN
-            or self.labels is not None
-        ):
-            return False
-        with self.cache.transaction():
-            self._write_statuses()
-            self.cache.set_synced(record.id, status)
-        return True
+        return (
+            self.modseq
+            and record.synced is None
+            and status is not None
+            and status.messages == 0
+            and bool(status.uidvalidity and status.uidnext)
+            and record.index_uidvalidity is None
+            and record.name != KEPT_OPEN
+            and self.labels is None
+        )
 
     def _syncer_for(self, record: MailboxRecord) -> Syncer:
         """This syncer, or for a folder other than INBOX while this connection follows

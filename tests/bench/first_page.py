@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bridge.demo.dovecot import Dovecot
-from tests.bench.harness import REPO, BridgeProcess, Jmap, progress
+from tests.bench.harness import REPO, BridgeProcess, Jmap, progress, spread
 from tests.bench.scenarios import (
     FULL,
     USERS,
@@ -83,12 +83,6 @@ def raw_side(dovecot: Dovecot, account: Account, counts: bool = False) -> Callab
     return run
 
 
-def _ms(values: list[float]) -> str:
-    """Median (min-max), seconds shown in ms."""
-    low, high = min(values) * 1000, max(values) * 1000
-    return f"{statistics.median(values) * 1000:.1f} ms ({low:.1f}-{high:.1f})"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.first_page", description=__doc__)
     parser.add_argument("--reps", type=int, default=9, help="measured runs per side (9)")
@@ -116,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     raw = [s["wall"] for s in samples["raw"]]
     counted = [s["wall"] for s in samples["raw with counts"]]
     print(f"B1, {args.reps} runs a side, load average {os.getloadavg()[0]:.1f} at the end")
-    print(f"raw IMAP: {_ms(raw)}")
-    print(f"raw IMAP with the folders' counts (LIST-STATUS, as Mailbox/get needs): {_ms(counted)}")
+    print(f"raw IMAP: {spread(raw)}")
+    print(
+        f"raw IMAP with the folders' counts (LIST-STATUS, as Mailbox/get needs): {spread(counted)}"
+    )
     for name in names:
         if name.startswith("raw"):
             continue
@@ -128,12 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         times_raw = statistics.median(wall) / statistics.median(raw)
         times_counted = statistics.median(wall) / statistics.median(counted)
         print(
-            f"{name} ({where}): {_ms(wall)}, {times_raw:.2f}x raw, {times_counted:.2f}x raw with "
-            "counts "
+            f"{name} ({where}): {spread(wall)}, {times_raw:.2f}x raw, "
+            f"{times_counted:.2f}x raw with counts "
             f"(one run's ratio {ratios[0]:.2f}-{ratios[-1]:.2f}); GET session "
-            f"{_ms([s['session'] for s in runs])}, POST [Mailbox/get] "
-            f"{_ms([s['mailboxes'] for s in runs])}, the page {_ms([s['page'] for s in runs])}; "
-            f"bridge's CPU {_ms([s['cpu'] for s in runs])}"
+            f"{spread([s['session'] for s in runs])}, POST [Mailbox/get] "
+            f"{spread([s['mailboxes'] for s in runs])}, the page "
+            f"{spread([s['page'] for s in runs])}; "
+            f"bridge's CPU {spread([s['cpu'] for s in runs])}"
         )
     return 0
 

@@ -242,6 +242,12 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+def spread(values: list[float]) -> str:
+    """Median (lowest-highest) of timings in seconds, shown in ms."""
+    low, high = min(values) * 1000, max(values) * 1000
+    return f"{statistics.median(values) * 1000:.1f} ms ({low:.1f}-{high:.1f})"
+
+
 def ms(seconds: float) -> str:
     value = seconds * 1000
     if value >= 100:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.demo.dovecot import Dovecot
-from tests.bench.harness import REPO, BridgeProcess, Jmap, check, progress
+from tests.bench.harness import REPO, BridgeProcess, Jmap, check, progress, spread
 from tests.bench.scenarios import USERS, seed_account
 from tests.support.postgres import PostgresCluster
 
@@ -75,11 +74,6 @@ def time_writes(jmap: Jmap, reps: int) -> dict[str, list[float]]:
     return times
 
 
-def _ms(values: list[float]) -> str:
-    low, high = min(values) * 1000, max(values) * 1000
-    return f"{statistics.median(values) * 1000:.1f} ms ({low:.1f}-{high:.1f})"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.writes", description=__doc__)
     parser.add_argument("--size", type=int, default=50_000, help="INBOX messages (50,000)")
@@ -110,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| Call | " + " | ".join(f"{side} ({sides[side][0]})" for side in results) + " |")
     print("| --- |" + " ---: |" * len(results))
     for name in CALLS:
-        print(f"| {name} | " + " | ".join(_ms(results[side][name]) for side in results) + " |")
+        print(f"| {name} | " + " | ".join(spread(results[side][name]) for side in results) + " |")
     return 0
 
 

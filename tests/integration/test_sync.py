@@ -50,6 +50,19 @@ def recorded(upstream: Upstream, tmp_path: Path) -> Iterator[tuple[BridgeServer,
         yield server, pool
 
 
+def count_transactions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the thread of each write transaction the cache opens."""
+    written: list[str] = []
+    transaction = Cache.transaction
+
+    def counted(cache: Cache) -> AbstractContextManager[Committed]:
+        written.append(threading.current_thread().name)
+        return transaction(cache)
+
+    monkeypatch.setattr(Cache, "transaction", counted)
+    return written
+
+
 def test_changes_cost_work_in_proportion_to_changed_folders(
     recorded: tuple[BridgeServer, RecordingPool],
     account: tuple[str, str],
@@ -105,14 +118,7 @@ def test_a_request_that_finds_nothing_new_writes_nothing(
     page = {"filter": {"inMailbox": inbox}, "sort": [{"property": "receivedAt"}]}
     ids = jmap.call("Email/query", page)["ids"]
     states = [jmap.call(method, {"ids": []})["state"] for method in ("Mailbox/get", "Email/get")]
-    written: list[str] = []
-    transaction = Cache.transaction
-
-    def counted(cache: Cache) -> AbstractContextManager[Committed]:
-        written.append(threading.current_thread().name)
-        return transaction(cache)
-
-    monkeypatch.setattr(Cache, "transaction", counted)
+    written = count_transactions(monkeypatch)
     for _ in range(3):
         assert jmap.call("Email/query", page)["ids"] == ids
         assert [jmap.call(m, {"ids": []})["state"] for m in ("Mailbox/get", "Email/get")] == states
@@ -138,14 +144,7 @@ def test_new_mail_in_a_folder_lands_in_one_write_transaction(
     inbox = jmap.mailboxes()["INBOX"]["id"]
     page = {"filter": {"inMailbox": inbox}, "sort": [{"property": "receivedAt"}]}
     assert len(jmap.call("Email/query", page)["ids"]) == 3
-    written: list[str] = []
-    transaction = Cache.transaction
-
-    def counted(cache: Cache) -> AbstractContextManager[Committed]:
-        written.append(threading.current_thread().name)
-        return transaction(cache)
-
-    monkeypatch.setattr(Cache, "transaction", counted)
+    written = count_transactions(monkeypatch)
     other.append("INBOX", MESSAGE % 3)
     assert len(jmap.call("Email/query", page)["ids"]) == 4
     assert jmap.mailboxes()["INBOX"]["totalEmails"] == 4
