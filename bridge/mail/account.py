@@ -37,6 +37,7 @@ from bridge.mail.freshness import Freshness
 from bridge.mail.gmail_labels import label_views
 from bridge.mail.indexer import BackgroundIndexer, unindexed
 from bridge.mail.sync import Syncer, SyncReport
+from bridge.mail.written import Written
 from bridge.store.base import Store, Stores
 from bridge.store.health import CacheDamaged
 from bridge.store.ids import derive_id
@@ -222,9 +223,8 @@ class Account:
         # The sync was skipped on the watcher's word (bridge.mail.freshness): a pooled
         # connection's open INBOX is brought up to date when the request first opens it.
         self._trusted_watcher = False
-        # Folder name -> UIDs whose flags this request stored: without CONDSTORE the next
-        # sync reads them back, since no STATUS item shows the change.
-        self.flags_written: dict[str, set[int]] = {}
+        # What this request wrote upstream, for its syncs to read back (bridge.mail.written).
+        self.written = Written()
 
     @property
     def account_id(self) -> str:
@@ -327,7 +327,7 @@ class Account:
                 report = self._sync_once()
             self.user.sync_generation += 1
             self._synced_generation = self.user.sync_generation
-            self.flags_written.clear()
+            self.written.clear()
         if report.unindexed or self.cache.header_backfill_due():
             self.user.indexer.start(self._pool, self.user.username, self._password)
         if report.flag_scans_due:
@@ -361,11 +361,34 @@ class Account:
     def _syncer(self, conn: ImapConnection, *, side: bool = True) -> Syncer:
         return Syncer(
             self.cache, conn, self.user.flag_scans, self.settings.flag_scan_interval,
-            self.flags_written, self._side if side else None,
+            self.written, self._side if side else None,
         )  # fmt: skip
 
     def _side(self) -> ImapConnection:
         return self.user.flag_scans.side.get(self._pool, self.user.username, self._password)
+
+    def email_locations(self, email_id: str) -> dict[str, list[int]]:
+        """mailbox id -> the UIDs of this Email there, read again upstream where they are
+        in a folder the indexer has not finished: until it has, the cache of such a folder
+        does not follow moves and expunges (this request's earlier ones or another
+        client's), and a write that trusted a copy there could remove the last real one."""
+        locations = self.cache.email_locations(email_id)
+        records = {record.id: record for record in self.cache.mailboxes()}
+        lagging = [
+            (records[mailbox_id], uids)
+            for mailbox_id, uids in locations.items()
+            if mailbox_id in records and not records[mailbox_id].indexed
+        ]
+        if not lagging or self.on_gmail:
+            return locations
+        with self.user.syncing():
+            syncer = self._syncer(self.imap, side=False)
+            try:
+                for record, uids in lagging:
+                    syncer.read_back(record, uids)
+            finally:
+                syncer.settle()
+        return self.cache.email_locations(email_id)
 
     def ensure_indexed(self) -> None:
         """Every folder indexed whole, now: what a query over the cache needs."""

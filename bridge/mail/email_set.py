@@ -235,6 +235,7 @@ class EmailSetter:
         flags = sorted(keyword_to_flag(k) for k in keywords)
         # From here on the upstream may have changed, even if no answer comes (see run).
         self.changed_upstream = True
+        self._arriving(targets[0], names[targets[0]])
         try:
             appended = imap.append(names[targets[0]], spool, flags, received,
                                    chunk_size=self.account.settings.blob_chunk_size)  # fmt: skip
@@ -254,6 +255,7 @@ class EmailSetter:
         if targets[1:]:
             for other in targets[1:]:
                 self.account.open_folder(names[targets[0]], writable=True)
+                self._arriving(other, names[other])
                 imap.copy(str(uid), names[other])
             self.account.sync(force=True)
             email_id = self._appended_email(targets[0], uid)
@@ -283,7 +285,7 @@ class EmailSetter:
         if uid is not None and flags:
             self.account.open_folder(name, writable=True)
             self.account.imap.store_flags(str(uid), flags, add=True)
-            self.account.flags_written.setdefault(name, set()).add(uid)
+            self.account.written.stored(name, [uid])
             self.account.sync(force=True)
             uid = self._uid_of(message_id, name)
         if uid is None:
@@ -304,7 +306,7 @@ class EmailSetter:
         so that no second copy hides inside the existing Email. On Gmail a message APPENDed
         to a label folder shows in All Mail as well, under the same X-GM-MSGID, and in its
         label views under the All Mail UID: no duplicate."""
-        locations = self.cache.email_locations(email_id)
+        locations = self.account.email_locations(email_id)
         views = self._label_views()
         shown_in_all = (
             {r.id for r in self.cache.mailboxes() if r.role == "all"}
@@ -320,6 +322,7 @@ class EmailSetter:
         if not others:
             return
         self.account.open_folder(name, writable=True)
+        self._leaving(name, [uid])
         self.account.imap.expunge_uids(str(uid))
         self.account.sync(force=True)
         raise Refused("alreadyExists", "the account has this message already", existingId=email_id)
@@ -377,14 +380,30 @@ class EmailSetter:
 
     def _locations(self, email_id: str) -> dict[str, list[int]]:
         """mailbox id -> the UIDs of this Email there."""
-        return self.cache.email_locations(email_id)
+        return self.account.email_locations(email_id)
+
+    def _arriving(self, mailbox_id: str, name: str) -> None:
+        """Note, before it is sent, a write that puts mail in a folder: the sync after it
+        reads the folder's new mail back if the indexer has not finished it."""
+        record = self.cache.mailbox(mailbox_id)
+        if record is not None and record.status is not None:
+            self.account.written.arriving(name, record.status.uidnext)
+
+    def _leaving(self, name: str, uids: list[int]) -> None:
+        """Note, before it is sent, a write that moves or expunges mail out of a folder."""
+        self.changed_upstream = True
+        self.account.written.removed(name, uids)
 
     def _update(self, email_id: str, patch: Any) -> dict[str, Any] | None:
-        record = self.cache.emails([email_id]).get(email_id)
-        if record is None:
+        if email_id not in self.cache.emails([email_id]):
             raise Refused("notFound", "no such Email")
         if not isinstance(patch, dict):
             raise Refused("invalidPatch", "an update must be a PatchObject")
+        # Before the record: where the cache lags, reading them again may change it.
+        locations = self._locations(email_id)
+        record = self.cache.emails([email_id]).get(email_id)
+        if record is None:
+            raise Refused("notFound", "the Email is in no folder upstream")
         current = {
             "keywords": dict.fromkeys(record.keywords, True),
             "mailboxIds": dict.fromkeys(record.mailbox_ids, True),
@@ -402,7 +421,6 @@ class EmailSetter:
         names = {r.id: r.name for r in self.cache.mailboxes() if r.selectable}
         if not targets <= set(names):
             raise Refused("invalidProperties", "no such mailbox", ["mailboxIds"])
-        locations = self._locations(email_id)
         views = self._label_views()
         if views is None:
             self._store_keywords(locations, names, set(record.keywords), keywords)
@@ -424,7 +442,7 @@ class EmailSetter:
             self.account.open_folder(names[mailbox_id], writable=True)
             uid_set = format_sequence_set(uids)
             self.changed_upstream = True
-            self.account.flags_written.setdefault(names[mailbox_id], set()).update(uids)
+            self.account.written.stored(names[mailbox_id], uids)
             imap.store_flags(uid_set, add, add=True)
             imap.store_flags(uid_set, remove, add=False)
 
@@ -443,16 +461,18 @@ class EmailSetter:
             if leaving and imap.has("MOVE"):
                 source = leaving.pop(0)
                 self.account.open_folder(names[source], writable=True)
-                self.changed_upstream = True
+                self._arriving(destination, names[destination])
+                self._leaving(names[source], locations[source])
                 imap.move(format_sequence_set(locations[source]), names[destination])
             else:
                 source = next(iter(locations))
                 self.account.open_folder(names[source], writable=True)
                 self.changed_upstream = True
+                self._arriving(destination, names[destination])
                 imap.copy(format_sequence_set(locations[source]), names[destination])
         for source in leaving:
             self.account.open_folder(names[source], writable=True)
-            self.changed_upstream = True
+            self._leaving(names[source], locations[source])
             imap.expunge_uids(format_sequence_set(locations[source]))
 
     def _destroy(self, email_id: str) -> None:
@@ -460,6 +480,8 @@ class EmailSetter:
             raise Refused("notFound", "no such Email")
         names = {r.id: r.name for r in self.cache.mailboxes()}
         locations = self._locations(email_id)
+        if not locations:
+            raise Refused("notFound", "the Email is in no folder upstream")
         if self.account.imap.object_ids is ObjectIds.GMAIL:
             views = self._label_views()
             if views is not None:
@@ -467,7 +489,7 @@ class EmailSetter:
             locations = self._into_gmail_trash(locations, names)
         for mailbox_id, uids in locations.items():
             self.account.open_folder(names[mailbox_id], writable=True)
-            self.changed_upstream = True
+            self._leaving(names[mailbox_id], uids)
             self.account.imap.expunge_uids(format_sequence_set(uids))
         return None
 

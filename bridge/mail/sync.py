@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -54,6 +54,7 @@ from bridge.mail.summary import (
     summary_from_fetch,
 )
 from bridge.mail.threading import base_subject, field_lines, header_fields, message_ids
+from bridge.mail.written import Written
 from bridge.store.base import Store
 from bridge.store.journal import MAILBOX
 from bridge.store.records import FlagUpdate, FolderState, Location, MailboxRecord, NewMessage
@@ -149,6 +150,15 @@ def _still_empty(status: FolderState, synced: FolderState) -> bool:
     )
 
 
+def _flag_updates(fetched: dict[int, MessageMeta], known: dict[int, Location]) -> list[FlagUpdate]:
+    """The fetched flags of known messages that differ from the cache's."""
+    return [
+        FlagUpdate(uid, keywords, meta.modseq)
+        for uid, meta in fetched.items()
+        if uid in known and (keywords := flags_to_keywords(meta.flags)) != known[uid].keywords
+    ]
+
+
 def new_message_items(conn: ImapConnection) -> tuple[str, ...]:
     """What to FETCH of mail seen for the first time; with PREVIEW, the whole header block
     instead of its threading fields, so that the list-view summary comes along."""
@@ -233,7 +243,7 @@ class Syncer:
         conn: ImapConnection,
         flag_scans: FlagScans | None = None,
         flag_scan_interval: float = 0.0,
-        flags_written: dict[str, set[int]] | None = None,
+        written: Written | None = None,
         side: Callable[[], ImapConnection] | None = None,
     ) -> None:
         self.cache = cache
@@ -246,8 +256,8 @@ class Syncer:
         # scans every folder in full on every sync (exact, and dear).
         self.flag_scans = flag_scans
         self.flag_scan_interval = flag_scan_interval
-        # UIDs whose flags this request stored, by folder: no STATUS item shows that either.
-        self.flags_written = flags_written or {}
+        # What this request wrote, to read back where no STATUS item shows it.
+        self.written = written or Written()
         # Emails that left a folder during this sync: destroyed at its end unless another
         # folder turned out to hold them (a MOVE by another client).
         self.orphans: set[str] = set()
@@ -273,7 +283,12 @@ class Syncer:
         waiting = sum(r.status.messages for r in new if r.status is not None)
         if waiting > foreground_limit:
             report.unindexed = [r.name for r in new]
-            records = [r for r in records if r.indexed]
+            # Of those, what this request wrote is read back (not on Gmail, whose folders
+            # All Mail's sync fills).
+            records = [
+                r for r in records
+                if r.indexed or (self.labels is None and self.written.touches(r.name))
+            ]  # fmt: skip
             if KEPT_OPEN in report.unindexed and self.conn.selected is None:
                 # Its first page will need it open (on Dovecot _list opened it already).
                 self.conn.select(KEPT_OPEN)
@@ -283,6 +298,9 @@ class Syncer:
         skipped: set[str] = set()  # folders found unreadable on the way
         empty: list[MailboxRecord] = []  # new folders STATUS says are empty
         for record in records:
+            if record.name in report.unindexed:
+                self._read_back_written(record)
+                continue
             if not self.needs_sync(record) and not self._labels_behind(record):
                 continue
             if self._empty_at_first(record):
@@ -562,6 +580,55 @@ class Syncer:
         named = sorted({*delta.new, *delta.changed})
         return LabelPass.fetch(self.conn, views, named, delta.removed, selected.exists)
 
+    def _read_back_written(self, record: MailboxRecord) -> None:
+        """A folder left to the indexer that this request wrote to: what it wrote, read
+        back, so that its answers and its next writes see it before the indexer is done."""
+        try:
+            self.read_back(record, self.written.named(record.name),
+                           self.written.arrived.get(record.name))  # fmt: skip
+        except CommandFailed as exc:
+            self.skip_refused(record, exc)
+
+    def read_back(
+        self, record: MailboxRecord, uids: Iterable[int], lowest: int | None = None
+    ) -> None:
+        """Read again the messages ``uids`` of a folder the indexer has not finished, whose
+        cache holds only what its first pages and the chunks indexed so far saw, and add
+        its mail from UID ``lowest`` on. What others changed in it meanwhile shows once the
+        indexer is done: its sync state is from its start, and the next delta replays the
+        rest."""
+        named = sorted(set(uids))
+        selected = self.conn.select(record.name)
+        fetched: dict[int, MessageMeta] = {}
+        if named and selected.exists:
+            fetched = self.conn.fetch_meta(uid_set(named)).messages
+        arrived: dict[int, MessageMeta] = {}
+        if lowest is not None and selected.exists and selected.uidnext > lowest:
+            # "n:*" always includes the highest UID, even below n: filter by ``lowest``.
+            found = fetch_new(self.conn, f"{lowest}:*")
+            arrived = {uid: meta for uid, meta in found.items() if uid >= lowest}
+        with self.cache.transaction():
+            self._write_statuses()
+            self.orphans |= self.cache.set_index_uidvalidity(record.id, selected.uidvalidity)
+            known = self.cache.locations(record.id, uids=[*named, *arrived])
+            removed = [uid for uid in named if uid in known and uid not in fetched]
+            flag_updates = _flag_updates(fetched, known)
+            added = [
+                new_message(record, selected.uidvalidity, meta, page=True)
+                for uid, meta in arrived.items()
+                if uid not in known
+            ]
+            self.cache.apply_folder_delta(record.id, removed, flag_updates, added)
+        self.orphans.update(known[uid].email_id for uid in removed)
+
+    def settle(self) -> None:
+        """After a folder's sync outside ``sync``: Emails left in no folder go, and the
+        folders' counts follow."""
+        with self.cache.transaction():
+            self.cache.purge_orphans(self.orphans)
+            self.cache.recount(())
+        self.orphans.clear()
+
     def _empty_at_first(self, record: MailboxRecord) -> bool:
         """A folder's first sync where STATUS says it is empty and the cache holds nothing
         of it (no first page): its state is its STATUS, recorded without opening it. A new
@@ -590,7 +657,7 @@ class Syncer:
         if self._side_syncer is None:
             self._side_syncer = Syncer(
                 self.cache, self.side(), self.flag_scans, self.flag_scan_interval,
-                self.flags_written,
+                self.written,
             )  # fmt: skip
             self._side_syncer.orphans = self.orphans
         return self._side_syncer
@@ -599,7 +666,7 @@ class Syncer:
         if self.flag_scans is None:
             return Plan.FULL
         plan = plan_folder(record, self.conn.view)
-        if plan is Plan.SKIP and self.flags_written.get(record.name):
+        if plan is Plan.SKIP and self.written.flags.get(record.name):
             return Plan.COUNTS  # which reads the flags written, too
         return plan
 
@@ -609,10 +676,7 @@ class Syncer:
             self.sync_folder(record, SyncReport(), full=True)
         except CommandFailed as exc:
             self.skip_refused(record, exc)  # the round goes on with the other folders
-        with self.cache.transaction():
-            self.cache.purge_orphans(self.orphans)
-            self.cache.recount(())
-        self.orphans.clear()
+        self.settle()
 
     def skip_refused(self, record: MailboxRecord, exc: CommandFailed) -> None:
         """A folder whose SELECT was refused (gone since LIST, no permission) is kept as one
@@ -661,11 +725,7 @@ class Syncer:
             else:
                 delta = self._full_scan(selected, known)
         added = [new_message(record, selected.uidvalidity, meta) for meta in delta.new.values()]
-        flag_updates = [
-            FlagUpdate(uid, keywords, meta.modseq)
-            for uid, meta in delta.changed.items()
-            if (keywords := flags_to_keywords(meta.flags)) != known[uid].keywords
-        ]
+        flag_updates = _flag_updates(delta.changed, known)
         state = FolderState(
             selected.uidvalidity,
             selected.uidnext,
@@ -739,7 +799,7 @@ class Syncer:
 
     def _read_written(self, delta: _Delta, record: MailboxRecord) -> None:
         """Add the flags of the messages this request stored flags on to ``delta``."""
-        written = self.flags_written.get(record.name)
+        written = self.written.flags.get(record.name)
         if not written:
             return
         fetched = self.conn.fetch_meta(uid_set(sorted(written))).messages

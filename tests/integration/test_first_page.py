@@ -3,13 +3,18 @@ SORT, its counts from STATUS, and the index fills in behind, newest first."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
 from imapclient import IMAPClient
 
 from bridge.demo.dovecot import Dovecot
 from bridge.demo.sample import bulk_messages
 from bridge.demo.seed import write_maildir
+from bridge.mail.indexer import BackgroundIndexer
 from bridge.mail.sync import FOREGROUND_LIMIT
 from tests.integration.server import BridgeServer, JmapClient
 
@@ -82,3 +87,109 @@ def test_a_query_the_cache_must_answer_waits_for_the_index(
     result = jmap.call("Email/query", {"filter": {"hasKeyword": "$seen"}, "calculateTotal": True})
     unread = jmap.call("Email/query", {"filter": {"notKeyword": "$seen"}, "calculateTotal": True})
     assert result["total"] + unread["total"] == COUNT
+
+
+@pytest.fixture
+def held_indexer(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Background indexing waits until the event is set (at the latest when the test ends),
+    so that a test can act while a big folder is not indexed yet."""
+    release = threading.Event()
+    run = BackgroundIndexer._run
+
+    def held(self: BackgroundIndexer, *args: Any) -> None:
+        release.wait(60)
+        run(self, *args)
+
+    monkeypatch.setattr(BackgroundIndexer, "_run", held)
+    yield release
+    release.set()
+
+
+@pytest.fixture
+def unindexed_inbox(
+    upstream: Dovecot, account: tuple[str, str], jmap: JmapClient, held_indexer: threading.Event
+) -> tuple[str, str]:
+    """The ids of INBOX, too big to index during a request and not indexed yet, and of
+    Archive, as the first request finds them."""
+    write_maildir(upstream.mail_dir(account[0]), bulk_messages(COUNT, seed=9))
+    boxes = jmap.mailboxes()
+    return boxes["INBOX"]["id"], boxes["Archive"]["id"]
+
+
+def messages(other: IMAPClient, name: str) -> int:
+    return other.folder_status(name, ["MESSAGES"])[b"MESSAGES"]
+
+
+def test_writes_before_the_index_show_at_once_and_lose_nothing(
+    jmap: JmapClient,
+    other: IMAPClient,
+    unindexed_inbox: tuple[str, str],
+    held_indexer: threading.Event,
+) -> None:
+    inbox, archive = unindexed_inbox
+    page = jmap.call("Email/query", {"filter": {"inMailbox": inbox}, "sort": NEWEST,
+                                     "limit": 5})["ids"]  # fmt: skip
+    moved, destroyed = page[0], page[1]
+
+    def placed(email_id: str) -> dict[str, Any]:
+        properties = ["mailboxIds", "keywords"]
+        [found] = jmap.call("Email/get", {"ids": [email_id], "properties": properties})["list"]
+        return found
+
+    flagged = jmap.call("Email/set", {"update": {moved: {"keywords/$flagged": True}}})
+    assert flagged["updated"] == {moved: None}
+    assert flagged["newState"] != flagged["oldState"]
+    assert placed(moved)["keywords"].get("$flagged") is True
+    jmap.call("Email/set", {"update": {moved: {"mailboxIds": {archive: True}}}})
+    assert placed(moved)["mailboxIds"] == {archive: True}
+    back = jmap.call("Email/set", {"update": {moved: {"mailboxIds": {inbox: True}}}})
+    assert back["updated"] == {moved: None}
+    assert placed(moved)["mailboxIds"] == {inbox: True}
+    # Upstream: back in INBOX, flagged, and no copy lost on the way.
+    assert messages(other, "INBOX") == COUNT
+    assert messages(other, "Archive") == 0
+    other.select_folder("INBOX", readonly=True)
+    [newest] = other.sort(["REVERSE", "ARRIVAL"])[:1]
+    assert b"\\Flagged" in other.get_flags([newest])[newest]
+
+    created = jmap.call("Email/set", {"create": {"n": {
+        "mailboxIds": {inbox: True}, "subject": "written before the index",
+        "bodyValues": {"t": {"value": "hello"}},
+        "textBody": [{"partId": "t", "type": "text/plain"}],
+    }}})["created"]["n"]["id"]  # fmt: skip
+    assert placed(created)["mailboxIds"] == {inbox: True}
+    gone = jmap.call("Email/set", {"destroy": [destroyed]})
+    assert gone["destroyed"] == [destroyed]
+    assert jmap.call("Email/get", {"ids": [destroyed]})["notFound"] == [destroyed]
+    assert messages(other, "INBOX") == COUNT
+
+    held_indexer.set()
+    wait_indexed(jmap)
+    assert jmap.mailboxes()["INBOX"]["totalEmails"] == COUNT
+    assert placed(moved) == {"id": moved, "mailboxIds": {inbox: True},
+                             "keywords": {"$flagged": True}}  # fmt: skip
+    assert placed(created)["mailboxIds"] == {inbox: True}
+    assert jmap.call("Email/get", {"ids": [destroyed]})["notFound"] == [destroyed]
+
+
+def test_a_move_by_another_client_before_the_index_is_not_trusted_to_a_copy(
+    jmap: JmapClient, other: IMAPClient, unindexed_inbox: tuple[str, str]
+) -> None:
+    """Another client moves a message out of a folder not indexed yet: the cache still
+    places it there beside its new folder, and a client taking it out of the new folder
+    must see it moved back, not expunged from the only folder holding it (as it was)."""
+    inbox, archive = unindexed_inbox
+    [newest] = jmap.call("Email/query", {"filter": {"inMailbox": inbox}, "sort": NEWEST,
+                                         "limit": 1})["ids"]  # fmt: skip
+    other.select_folder("INBOX")
+    other.move(other.sort(["REVERSE", "ARRIVAL"])[:1], "Archive")
+    other.unselect_folder()  # Dovecot's STATUS of the open folder is the session's view
+    # The client lists Archive, which shows the message there too.
+    listed = jmap.call("Email/query", {"filter": {"inMailbox": archive}})["ids"]
+    assert listed == [newest]
+    result = jmap.call("Email/set", {"update": {newest: {"mailboxIds": {inbox: True}}}})
+    assert result["updated"] == {newest: None}
+    assert messages(other, "INBOX") == COUNT
+    assert messages(other, "Archive") == 0
+    [found] = jmap.call("Email/get", {"ids": [newest], "properties": ["mailboxIds"]})["list"]
+    assert found["mailboxIds"] == {inbox: True}
