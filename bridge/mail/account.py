@@ -367,24 +367,25 @@ class Account:
     def _side(self) -> ImapConnection:
         return self.user.flag_scans.side.get(self._pool, self.user.username, self._password)
 
-    def email_locations(self, email_id: str) -> dict[str, list[int]]:
+    def email_locations(self, email_id: str, *, everywhere: bool = False) -> dict[str, list[int]]:
         """mailbox id -> the UIDs of this Email there, read again upstream where they are
-        in a folder the indexer has not finished: until it has, the cache of such a folder
-        does not follow moves and expunges (this request's earlier ones or another
-        client's), and a write that trusted a copy there could remove the last real one."""
+        in a folder the indexer has not finished (``everywhere``: in every folder). Until
+        it has, the cache of such a folder does not follow moves and expunges (this
+        request's earlier ones or another client's), and a write that trusted a copy there
+        could remove the last real one."""
         locations = self.cache.email_locations(email_id)
         records = {record.id: record for record in self.cache.mailboxes()}
-        lagging = [
+        stale = [
             (records[mailbox_id], uids)
             for mailbox_id, uids in locations.items()
-            if mailbox_id in records and not records[mailbox_id].indexed
+            if mailbox_id in records and (everywhere or not records[mailbox_id].indexed)
         ]
-        if not lagging or self.on_gmail:
+        if not stale or self.on_gmail:
             return locations
         with self.user.syncing():
             syncer = self._syncer(self.imap, side=False)
             try:
-                for record, uids in lagging:
+                for record, uids in stale:
                     syncer.read_back(record, uids)
             finally:
                 syncer.settle()

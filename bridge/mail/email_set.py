@@ -424,7 +424,7 @@ class EmailSetter:
         views = self._label_views()
         if views is None:
             self._store_keywords(locations, names, set(record.keywords), keywords)
-            self._file(locations, names, targets)
+            self._file(email_id, locations, names, targets)
             return None
         # Gmail: flags belong to the message, STOREd where it really is; labels by GmailFiling.
         self._store_keywords(views.outside(locations), names, set(record.keywords), keywords)
@@ -447,7 +447,11 @@ class EmailSetter:
             imap.store_flags(uid_set, remove, add=False)
 
     def _file(
-        self, locations: dict[str, list[int]], names: dict[str, str], targets: set[str]
+        self,
+        email_id: str,
+        locations: dict[str, list[int]],
+        names: dict[str, str],
+        targets: set[str],
     ) -> None:
         """Put the Email in exactly ``targets``: MOVE where it leaves a folder for another,
         COPY for further folders, an exact expunge (``expunge_uids``) where it leaves
@@ -455,6 +459,14 @@ class EmailSetter:
         imap = self.account.imap
         leaving = [m for m in locations if m not in targets]
         arriving = [m for m in sorted(targets) if m not in locations]
+        moves = min(len(leaving), len(arriving)) if imap.has("MOVE") else 0
+        if len(leaving) > moves:
+            # A copy goes by expunge, trusting the others (or a COPY from one of them):
+            # each read again upstream first, so that none is a copy another client has
+            # moved away since the cache last looked.
+            locations = self.account.email_locations(email_id, everywhere=True)
+            leaving = [m for m in locations if m not in targets]
+            arriving = [m for m in sorted(targets) if m not in locations]
         if arriving and not locations:
             raise Refused("notFound", "the Email is in no folder upstream")
         for destination in arriving:

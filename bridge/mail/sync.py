@@ -592,13 +592,16 @@ class Syncer:
     def read_back(
         self, record: MailboxRecord, uids: Iterable[int], lowest: int | None = None
     ) -> None:
-        """Read again the messages ``uids`` of a folder the indexer has not finished, whose
-        cache holds only what its first pages and the chunks indexed so far saw, and add
-        its mail from UID ``lowest`` on. What others changed in it meanwhile shows once the
-        indexer is done: its sync state is from its start, and the next delta replays the
-        rest."""
+        """Read again the messages ``uids`` of a folder, and add its mail from UID
+        ``lowest`` on: for a folder the indexer has not finished, whose cache holds only
+        what its first pages and the chunks indexed so far saw (what others changed in it
+        meanwhile shows once the indexer is done: its sync state is from its start, and the
+        next delta replays the rest); for any folder, an Email's copies there checked
+        before a write trusts them."""
         named = sorted(set(uids))
         selected = self.conn.select(record.name)
+        if record.synced is not None and record.synced.uidvalidity != selected.uidvalidity:
+            return  # every UID is new: its next sync reads it afresh
         fetched: dict[int, MessageMeta] = {}
         if named and selected.exists:
             fetched = self.conn.fetch_meta(uid_set(named)).messages
@@ -609,7 +612,8 @@ class Syncer:
             arrived = {uid: meta for uid, meta in found.items() if uid >= lowest}
         with self.cache.transaction():
             self._write_statuses()
-            self.orphans |= self.cache.set_index_uidvalidity(record.id, selected.uidvalidity)
+            if record.synced is None:
+                self.orphans |= self.cache.set_index_uidvalidity(record.id, selected.uidvalidity)
             known = self.cache.locations(record.id, uids=[*named, *arrived])
             removed = [uid for uid in named if uid in known and uid not in fetched]
             flag_updates = _flag_updates(fetched, known)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from imapclient import IMAPClient
 
 from bridge.demo.cyrus import Cyrus
 from bridge.demo.dovecot import Dovecot
+from bridge.mail.freshness import Freshness
 from tests.integration.server import BridgeServer, JmapClient
 from tests.integration.test_email import message, query
 from tests.integration.upstreams import Upstream, every_upstream
@@ -72,6 +74,30 @@ def test_move_copy_and_remove_from_one_mailbox(jmap: JmapClient, other: IMAPClie
     got = jmap.call("Email/get", {"ids": [email_id], "properties": ["mailboxIds"]})
     assert got["list"][0]["mailboxIds"] == {trash: True}
     assert inbox not in got["list"][0]["mailboxIds"]
+
+
+def test_a_copy_gone_upstream_is_not_trusted_when_another_is_expunged(
+    jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache places an Email in INBOX and Archive, but another client has expunged
+    the INBOX copy since, and the request does not sync first (a watcher vouched for the
+    cache, whose news of the expunge is still on its way: bridge.mail.freshness). Taking
+    the Email out of Archive must move it back to INBOX, not expunge its last copy."""
+    other.append("INBOX", message(1, "Kept"))
+    boxes = jmap.mailboxes()
+    inbox, archive = boxes["INBOX"]["id"], boxes["Archive"]["id"]
+    [email_id] = query(jmap)
+    jmap.call("Email/set", {"update": {email_id: {f"mailboxIds/{archive}": True}}})
+    other.select_folder("INBOX")
+    other.delete_messages(other.search("ALL"))
+    other.expunge()
+    other.unselect_folder()
+    monkeypatch.setattr(Freshness, "level", lambda self: True)
+    result = jmap.call("Email/set", {"update": {email_id: {f"mailboxIds/{archive}": None}}})
+    assert result["updated"] == {email_id: None}, result
+    assert set(flags_in(other, "INBOX")) == {b"Kept"} and flags_in(other, "Archive") == {}
+    got = jmap.call("Email/get", {"ids": [email_id], "properties": ["mailboxIds"]})
+    assert got["list"][0]["mailboxIds"] == {inbox: True}
 
 
 def test_destroy_takes_exactly_its_messages(jmap: JmapClient, other: IMAPClient) -> None:
