@@ -269,6 +269,18 @@ class MailboxSetter:
                     continue
                 self.cache.update_mailbox(each, msgspec.structs.replace(each, name=new_name))
 
+    def _has_mail_now(self, record: MailboxRecord) -> bool:
+        """Asked right before a DELETE that must not take mail: the cache's count may
+        predate mail another client has just put there (a request may run on a cache a
+        watcher vouched for while the news is on its way: bridge.mail.freshness)."""
+        imap = self.account.imap
+        if imap.selected == record.name:
+            imap.noop()  # Dovecot answers STATUS of the open folder from its session
+        try:
+            return imap.status(record.name).messages > 0
+        except CommandFailed:
+            return False  # a folder this user cannot read: the DELETE decides, as before
+
     def _destroy(self, mailbox_id: str) -> None:
         record = self._resolve(mailbox_id)
         if record is None:
@@ -282,7 +294,7 @@ class MailboxSetter:
         has_mail = record.counts.total_emails > 0 or (
             record.status is not None and record.status.messages > 0
         )
-        if has_mail and not self.request.onDestroyRemoveEmails:
+        if not self.request.onDestroyRemoveEmails and (has_mail or self._has_mail_now(record)):
             raise Refused("mailboxHasEmail", "the mailbox is not empty")
         imap = self.account.imap
         self.changed_upstream = True
