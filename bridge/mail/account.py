@@ -293,11 +293,15 @@ class Account:
         except UpstreamUnavailable:
             log.debug("connection of %s was already gone", self.user.username)
 
-    def sync(self, *, force: bool = False) -> SyncReport | None:
-        """Bring the cache level with the upstream once per request (again if forced)."""
-        if self._synced_generation is not None and not force:
+    def sync(self, *, force: bool = False, writing: bool = False) -> SyncReport | None:
+        """Bring the cache level with the upstream once per request (again if forced).
+        ``writing``: before a write, which decides on what the cache holds (which copies of
+        an Email exist, whether a folder is empty), never on a watcher's word alone: its
+        news may still be on its way (bridge.mail.freshness)."""
+        trusted_only = writing and self._trusted_watcher
+        if self._synced_generation is not None and not force and not trusted_only:
             return None
-        if not force and self.user.freshness.level():
+        if not force and not writing and self.user.freshness.level():
             self._synced_generation = self.user.sync_generation
             self._trusted_watcher = True
             return None
@@ -327,6 +331,7 @@ class Account:
                 report = self._sync_once()
             self.user.sync_generation += 1
             self._synced_generation = self.user.sync_generation
+            self._trusted_watcher = False
             self.written.clear()
         if report.unindexed or self.cache.header_backfill_due():
             self.user.indexer.start(self._pool, self.user.username, self._password)

@@ -115,7 +115,7 @@ class EmailSetter:
         return label_views(self.account.imap, self.cache.mailboxes())
 
     def run(self) -> dict[str, Any]:
-        self.account.sync()
+        self.account.sync(writing=True)
         old_state = self.cache.encode_state(self.cache.state(EMAIL))
         check_in_state(self.request.ifInState, old_state)
         try:
@@ -544,7 +544,7 @@ def email_import(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     request = decode_args(EmailImportArgs, args)
     ctx.check_max_objects(len(request.emails), "maxObjectsInSet")
     setter = EmailSetter(ctx, SetArgs(accountId=request.accountId))
-    setter.account.sync()
+    setter.account.sync(writing=True)
     cache = setter.cache
     old_state = cache.encode_state(cache.state(EMAIL))
     check_in_state(request.ifInState, old_state)

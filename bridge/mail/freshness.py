@@ -19,8 +19,9 @@ What may be stale: a change the server has made but not yet reported. Dovecot ba
 NOTIFY news for about half a second (measured: push arrives about 0.5 s after a change), so
 a request within that time of another client's change may not see it; the request after
 the report does. Changes made through bridge are unaffected: a request that writes syncs
-after its writes whatever this says. In IDLE mode (no NOTIFY, or no CONDSTORE) the watcher
-polls once a second, which is not as fresh: requests sync as before.
+before its writes (they decide on what the cache holds) and after them, whatever this
+says. In IDLE mode (no NOTIFY, or no CONDSTORE) the watcher polls once a second, which is
+not as fresh: requests sync as before.
 
 Several processes (README "Several instances"): one of them holds the user's watcher
 lease and runs the watcher; it tells the coordinator whenever its word changes (``vouch``),

@@ -120,7 +120,7 @@ class MailboxSetter:
     # -- the three phases ---------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        self.account.sync()
+        self.account.sync(writing=True)
         self.tree = MailboxTree.of(self.account)
         old_state = self.cache.encode_state(self.cache.state(MAILBOX))
         check_in_state(self.request.ifInState, old_state)

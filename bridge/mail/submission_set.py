@@ -82,7 +82,7 @@ class SubmissionSetter:
 
     def run(self) -> dict[str, Any] | MethodResult:
         if self.request.create:
-            self.account.sync()
+            self.account.sync(writing=True)
             self.identities = identities(self.account)
             if self.account.imap.object_ids is ObjectIds.GMAIL:
                 self.gmail = GmailSentCopies(self.ctx, self.account)

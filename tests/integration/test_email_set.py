@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from imapclient import IMAPClient
 
 from bridge.demo.cyrus import Cyrus
 from bridge.demo.dovecot import Dovecot
+from bridge.mail.email_set import EmailSetter
 from bridge.mail.freshness import Freshness
 from tests.integration.server import BridgeServer, JmapClient
 from tests.integration.test_email import message, query
@@ -76,28 +78,68 @@ def test_move_copy_and_remove_from_one_mailbox(jmap: JmapClient, other: IMAPClie
     assert inbox not in got["list"][0]["mailboxIds"]
 
 
+def between_sync_and_write(
+    monkeypatch: pytest.MonkeyPatch, cls: type, method: str, change: Callable[[], None]
+) -> None:
+    """Make ``change`` (another client's) once, right after the request's sync and before
+    its write: the race no sync can close."""
+    original = getattr(cls, method)
+    done: list[bool] = []
+
+    def racing(self: Any, *args: Any) -> Any:
+        if not done:
+            done.append(True)
+            change()
+        return original(self, *args)
+
+    monkeypatch.setattr(cls, method, racing)
+
+
 def test_a_copy_gone_upstream_is_not_trusted_when_another_is_expunged(
     jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The cache places an Email in INBOX and Archive, but another client has expunged
-    the INBOX copy since, and the request does not sync first (a watcher vouched for the
-    cache, whose news of the expunge is still on its way: bridge.mail.freshness). Taking
-    the Email out of Archive must move it back to INBOX, not expunge its last copy."""
+    """The cache places an Email in INBOX and Archive, and another client expunges the
+    INBOX copy just after the request's sync. Taking the Email out of Archive must move it
+    back to INBOX, not expunge its last copy."""
     other.append("INBOX", message(1, "Kept"))
     boxes = jmap.mailboxes()
     inbox, archive = boxes["INBOX"]["id"], boxes["Archive"]["id"]
     [email_id] = query(jmap)
     jmap.call("Email/set", {"update": {email_id: {f"mailboxIds/{archive}": True}}})
-    other.select_folder("INBOX")
-    other.delete_messages(other.search("ALL"))
-    other.expunge()
-    other.unselect_folder()
-    monkeypatch.setattr(Freshness, "level", lambda self: True)
+
+    def expunge_from_inbox() -> None:
+        other.select_folder("INBOX")
+        other.delete_messages(other.search("ALL"))
+        other.expunge()
+        other.unselect_folder()
+
+    between_sync_and_write(monkeypatch, EmailSetter, "_update", expunge_from_inbox)
     result = jmap.call("Email/set", {"update": {email_id: {f"mailboxIds/{archive}": None}}})
     assert result["updated"] == {email_id: None}, result
     assert set(flags_in(other, "INBOX")) == {b"Kept"} and flags_in(other, "Archive") == {}
     got = jmap.call("Email/get", {"ids": [email_id], "properties": ["mailboxIds"]})
     assert got["list"][0]["mailboxIds"] == {inbox: True}
+
+
+def test_a_write_on_a_vouched_for_cache_sees_another_clients_move_first(
+    jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watcher vouches for the cache while its news of another client's move is still
+    on its way (bridge.mail.freshness): a read may answer from the cache, a write may not.
+    The flag lands on the message where it is now."""
+    other.append("INBOX", message(1, "Moved"))
+    archive = jmap.mailboxes()["Archive"]["id"]
+    [email_id] = query(jmap)
+    other.select_folder("INBOX")
+    other.move(other.search("ALL"), "Archive")
+    other.unselect_folder()
+    monkeypatch.setattr(Freshness, "level", lambda self: True)
+    result = jmap.call("Email/set", {"update": {email_id: {"keywords/$flagged": True}}})
+    assert result["updated"] == {email_id: None}, result
+    assert flags_in(other, "Archive") == {b"Moved": {b"\\Flagged"}}
+    got = jmap.call("Email/get", {"ids": [email_id], "properties": ["mailboxIds", "keywords"]})
+    assert got["list"][0] == {"id": email_id, "mailboxIds": {archive: True},
+                              "keywords": {"$flagged": True}}  # fmt: skip
 
 
 def test_destroy_takes_exactly_its_messages(jmap: JmapClient, other: IMAPClient) -> None:

@@ -9,10 +9,11 @@ import pytest
 from imapclient import IMAPClient
 
 from bridge.demo.cyrus import Cyrus
-from bridge.mail.freshness import Freshness
+from bridge.mail.mailbox_set import MailboxSetter
 from bridge.store.cache import Cache
 from tests.integration.server import JmapClient
 from tests.integration.test_email import message
+from tests.integration.test_email_set import between_sync_and_write
 from tests.integration.upstreams import Upstream, every_upstream
 
 pytestmark = every_upstream
@@ -389,15 +390,14 @@ def test_injection_in_names_stays_a_name(
 def test_a_folder_is_not_destroyed_with_mail_the_cache_has_not_seen_yet(
     jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another client puts mail in a folder the cache holds as empty, and the next request
-    does not sync first (a watcher vouched for the cache, with the news still on its way:
-    bridge.mail.freshness). Destroying the folder without onDestroyRemoveEmails must
-    answer mailboxHasEmail, not DELETE the new mail with it."""
+    """Another client files mail in a folder the cache holds as empty, just after the
+    request's sync. Destroying the folder without onDestroyRemoveEmails must answer
+    mailboxHasEmail, not DELETE the new mail with it."""
     other.create_folder("Quiet")
     quiet = jmap.mailboxes()["Quiet"]
     assert quiet["totalEmails"] == 0
-    other.append("Quiet", message(1, "Just filed"))
-    monkeypatch.setattr(Freshness, "level", lambda self: True)
+    between_sync_and_write(monkeypatch, MailboxSetter, "_destroy",
+                           lambda: other.append("Quiet", message(1, "Just filed")))  # fmt: skip
     result = jmap.call("Mailbox/set", {"destroy": [quiet["id"]]})
     assert result["notDestroyed"][quiet["id"]]["type"] == "mailboxHasEmail", result
     assert other.folder_status("Quiet", ["MESSAGES"])[b"MESSAGES"] == 1
