@@ -306,20 +306,25 @@ class EmailSetter:
         so that no second copy hides inside the existing Email. On Gmail a message APPENDed
         to a label folder shows in All Mail as well, under the same X-GM-MSGID, and in its
         label views under the All Mail UID: no duplicate."""
-        locations = self.account.email_locations(email_id)
         views = self._label_views()
         shown_in_all = (
             {r.id for r in self.cache.mailboxes() if r.role == "all"}
             if self.account.imap.object_ids is ObjectIds.GMAIL
             else set()
         )
-        others = [
-            (mailbox, other)
-            for mailbox, uids in (locations if views is None else views.outside(locations)).items()
-            for other in uids
-            if (mailbox, other) != (mailbox_id, uid) and mailbox not in shown_in_all
-        ]
-        if not others:
+
+        def others(locations: dict[str, list[int]]) -> bool:
+            outside = locations if views is None else views.outside(locations)
+            return any(
+                (mailbox, other) != (mailbox_id, uid) and mailbox not in shown_in_all
+                for mailbox, uids in outside.items()
+                for other in uids
+            )
+
+        if not others(self.cache.email_locations(email_id)):
+            return
+        # Before the new message goes for them: the others, read again upstream.
+        if not others(self.account.email_locations(email_id, everywhere=True)):
             return
         self.account.open_folder(name, writable=True)
         self._leaving(name, [uid])

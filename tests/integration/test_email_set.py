@@ -372,3 +372,29 @@ def test_a_duplicate_is_a_new_email_or_already_exists_never_a_hidden_copy(
             assert first in emails
     other.select_folder("INBOX", readonly=True)
     assert len(other.search("ALL")) == messages == len(emails)
+
+
+def test_a_duplicate_whose_original_goes_meanwhile_is_kept(
+    jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing an Email's own blob where the server files the same bytes under the same
+    Email (Cyrus): the new message would go as a duplicate, but another client expunged the
+    original just before. The new one is then the only copy, and stays (on Dovecot every
+    import is a new Email anyway)."""
+    other.append("INBOX", message(1, "Once"))
+    [original] = query(jmap)
+    blob = jmap.call("Email/get", {"ids": [original], "properties": ["blobId"]})["list"][0]
+    inbox = jmap.mailboxes()["INBOX"]["id"]
+
+    def expunge_the_original() -> None:
+        other.select_folder("INBOX")
+        other.delete_messages(min(other.search("ALL")))
+        other.expunge()
+        other.unselect_folder()
+
+    between_sync_and_write(monkeypatch, EmailSetter, "_refuse_duplicate", expunge_the_original)
+    imported = jmap.call("Email/import", {"emails": {
+        "d": {"blobId": blob["blobId"], "mailboxIds": {inbox: True}}}})  # fmt: skip
+    assert imported["created"] is not None and "d" in imported["created"], imported
+    assert set(flags_in(other, "INBOX")) == {b"Once"}
+    assert query(jmap) == [imported["created"]["d"]["id"]]
