@@ -15,10 +15,11 @@ from imapclient import IMAPClient
 from bridge.demo.dovecot import Dovecot
 from bridge.imap.connection import ImapConnection, UpstreamConfig
 from bridge.imap.pool import ConnectionPool
+from bridge.mail import sync
 from bridge.store.cache import Cache
 from bridge.store.records import Committed
 from tests.integration.server import BridgeServer, JmapClient
-from tests.integration.upstreams import Upstream, dovecot_only, every_upstream
+from tests.integration.upstreams import CYRUS, Upstream, dovecot_only, every_upstream
 from tests.support.stores import lose_store
 
 pytestmark = every_upstream
@@ -360,4 +361,36 @@ def test_inbox_opened_for_a_write_stays_open_for_the_next_requests(
     assert jmap.mailboxes()["INBOX"]["unreadEmails"] == 0
     work = pool.commands()[start:]
     assert "UID STORE" in work and not {"SELECT", "EXAMINE"} & set(work), work
+    jmap.close()
+
+
+@pytest.mark.upstreams("full", CYRUS)
+def test_a_move_out_of_a_big_inbox_leaves_it_open(
+    recorded: tuple[BridgeServer, RecordingPool],
+    account: tuple[str, str],
+    other: IMAPClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With mod-sequences, the sync after a move out of a big INBOX reads the other folder
+    on a side session: INBOX stays open on the pooled connection, since on a big Maildir
+    each SELECT or EXAMINE of it costs Dovecot a scan."""
+    monkeypatch.setattr(sync, "SIDE_FROM", 2)  # big, for this test
+    server, pool = recorded
+    for number in range(3):
+        other.append("INBOX", MESSAGE % number)
+    jmap = server.client(*account)
+    boxes = jmap.mailboxes()
+    inbox, archive = boxes["INBOX"]["id"], boxes["Archive"]["id"]
+    email = jmap.call("Email/query", {"filter": {"inMailbox": inbox}})["ids"][0]
+    before = {id(connection): len(connection.commands) for connection in pool.opened}
+    moved = jmap.call("Email/set", {"update": {email: {"mailboxIds": {archive: True}}}})
+    assert email in moved["updated"], moved
+    got = jmap.call("Email/get", {"ids": [email], "properties": ["mailboxIds"]})["list"]
+    assert got[0]["mailboxIds"] == {archive: True}
+    counts = {m["name"]: m["totalEmails"] for m in jmap.mailboxes().values()}
+    assert counts["INBOX"] == 2 and counts["Archive"] == 1
+    assert len(jmap.call("Email/query", {"filter": {"inMailbox": inbox}})["ids"]) == 2
+    [main] = [c for c in pool.opened if "UID MOVE" in c.commands[before.get(id(c), 0) :]]
+    after = main.commands[main.commands.index("UID MOVE", before[id(main)]) + 1 :]
+    assert not {"SELECT", "EXAMINE", "UNSELECT"} & set(after), after
     jmap.close()
