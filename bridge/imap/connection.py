@@ -490,7 +490,7 @@ class ImapConnection:
     ) -> SelectResult:
         if qresync is not None and not self.qresync:
             raise ValueError("QRESYNC is not enabled on this connection")
-        if readonly and self.selected == name:
+        if self.selected == name and (readonly or self.selected_writable):
             # Open read-write already (a write opened it) reads as well: every FETCH of
             # a body PEEKs, so nothing is marked \Seen by reading.
             return self._reopened(name, qresync)
@@ -539,7 +539,7 @@ class ImapConnection:
             exists=status.messages,
             highestmodseq=status.highestmodseq if self.modseq else None,
             permanent_flags=frozenset(),
-            readonly=True,
+            readonly=not self.selected_writable,
             vanished=vanished,
             changed=changed,
         )

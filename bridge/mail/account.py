@@ -223,6 +223,8 @@ class Account:
         # The sync was skipped on the watcher's word (bridge.mail.freshness): a pooled
         # connection's open INBOX is brought up to date when the request first opens it.
         self._trusted_watcher = False
+        # Whether this request has written upstream (its syncs open INBOX read-write).
+        self._wrote = False
         # What this request wrote upstream, for its syncs to read back (bridge.mail.written).
         self.written = Written()
 
@@ -346,6 +348,7 @@ class Account:
         """Bring the cache level with writes this request made and the upstream confirmed.
         If the upstream went away since, the writes still stand and the answers that say so
         are true: the next request's sync finds them, so the failure is not the method's."""
+        self._wrote = True
         try:
             self.sync(force=True)
         except UpstreamUnavailable as exc:
@@ -364,10 +367,12 @@ class Account:
         self._syncer(conn, side=False).rescan(record)
 
     def _syncer(self, conn: ImapConnection, *, side: bool = True) -> Syncer:
-        return Syncer(
+        syncer = Syncer(
             self.cache, conn, self.user.flag_scans, self.settings.flag_scan_interval,
             self.written, self._side if side else None,
         )  # fmt: skip
+        syncer.inbox_readonly = not self._wrote
+        return syncer
 
     def _side(self) -> ImapConnection:
         return self.user.flag_scans.side.get(self._pool, self.user.username, self._password)

@@ -272,6 +272,10 @@ class Syncer:
         # sync's next write transaction (``_list``).
         self._statuses_due: list[MailboxRecord] = []
         self._inbox_messages = 0  # as listed by this sync
+        # After a request's writes, INBOX is opened read-write where it must be opened at
+        # all: the next request most likely writes too, and EXAMINE then SELECT would cost a
+        # big Maildir two scans (a read-write INBOX's trade-off: README, on \Recent).
+        self.inbox_readonly = True
 
     def sync(self, foreground_limit: int = FOREGROUND_LIMIT) -> SyncReport:
         report, listed = self._list(defer_statuses=True)
@@ -298,7 +302,7 @@ class Syncer:
             ]  # fmt: skip
             if KEPT_OPEN in report.unindexed and self.conn.selected is None:
                 # Its first page will need it open (on Dovecot _list opened it already).
-                self.conn.select(KEPT_OPEN)
+                self.conn.select(KEPT_OPEN, readonly=self.inbox_readonly)
         # INBOX last: the connection goes back to the pool with it open, and the next sync
         # asks the open folder what changed (ImapConnection.select) instead of a new SELECT.
         records.sort(key=lambda record: record.name == KEPT_OPEN)
@@ -375,7 +379,7 @@ class Syncer:
             self.conn.noop()
         elif self.conn.object_ids is ObjectIds.DOVECOT:
             try:
-                self.conn.select(KEPT_OPEN)
+                self.conn.select(KEPT_OPEN, readonly=self.inbox_readonly)
             except CommandFailed:
                 self.conn.unselect()
         else:
@@ -607,6 +611,10 @@ class Syncer:
         next delta replays the rest); for any folder, an Email's copies there checked
         before a write trusts them."""
         named = sorted(set(uids))
+        if self.conn.selected == record.name:
+            # Open already: Dovecot answers from the session's view, which an expunge by
+            # another session since the last command has not reached.
+            self.conn.noop()
         selected = self.conn.select(record.name)
         if record.synced is not None and record.synced.uidvalidity != selected.uidvalidity:
             return  # every UID is new: its next sync reads it afresh
@@ -793,10 +801,11 @@ class Syncer:
 
     def _select(self, record: MailboxRecord) -> SelectResult:
         synced = record.synced
+        readonly = record.name != KEPT_OPEN or self.inbox_readonly
         if self.qresync and synced is not None and synced.modseq is not None:
             params = QresyncParams(synced.uidvalidity, synced.modseq, None)
-            return self.conn.select(record.name, qresync=params)
-        return self.conn.select(record.name)
+            return self.conn.select(record.name, qresync=params, readonly=readonly)
+        return self.conn.select(record.name, readonly=readonly)
 
     def _full_scan(self, selected: SelectResult, known: dict[int, Location]) -> _Delta:
         view = self.conn.view

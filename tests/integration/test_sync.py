@@ -394,3 +394,35 @@ def test_a_move_out_of_a_big_inbox_leaves_it_open(
     after = main.commands[main.commands.index("UID MOVE", before[id(main)]) + 1 :]
     assert not {"SELECT", "EXAMINE", "UNSELECT"} & set(after), after
     jmap.close()
+
+
+@dovecot_only  # which opens INBOX before its LIST-STATUS (Syncer._list)
+def test_after_a_write_elsewhere_inbox_is_reopened_ready_for_the_next_write(
+    recorded: tuple[BridgeServer, RecordingPool],
+    account: tuple[str, str],
+    other: IMAPClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A write in another folder takes the pooled connection off a big INBOX; the sync
+    after it reopens INBOX read-write, so that the next request's write to INBOX needs no
+    SELECT (on a big Maildir, EXAMINE then SELECT would be two scans)."""
+    monkeypatch.setattr(sync, "SIDE_FROM", 1)  # big, for this test
+    server, pool = recorded
+    other.append("INBOX", MESSAGE % 1)
+    other.append("Archive", MESSAGE % 2)
+    jmap = server.client(*account)
+    boxes = jmap.mailboxes()
+    [kept] = jmap.call("Email/query", {"filter": {"inMailbox": boxes["INBOX"]["id"]}})["ids"]
+    [filed] = jmap.call("Email/query", {"filter": {"inMailbox": boxes["Archive"]["id"]}})["ids"]
+    done = jmap.call("Email/set", {"update": {filed: {"keywords/$flagged": True}}})
+    assert filed in done["updated"], done
+    before = {id(connection): len(connection.commands) for connection in pool.opened}
+    done = jmap.call("Email/set", {"update": {kept: {"keywords/$flagged": True}}})
+    assert kept in done["updated"], done
+    [work] = [
+        new for c in pool.opened if "UID STORE" in (new := c.commands[before.get(id(c), 0) :])
+    ]
+    assert not {"SELECT", "EXAMINE"} & set(work), work
+    got = jmap.call("Email/get", {"ids": [kept, filed], "properties": ["keywords"]})["list"]
+    assert all(email["keywords"] == {"$flagged": True} for email in got)
+    jmap.close()
