@@ -77,6 +77,9 @@ class Dovecot(ThrowawayServer):
     # two minutes.
     idle_notify_interval: int | None = None
     sieve_port: int = 0
+    # Further settings, appended to the configuration as they are (benchmarks try
+    # Dovecot's own options with them).
+    extra_config: str = ""
     # Where Sieve's own messages (vacation replies, redirects) go at delivery: an SMTP
     # server on 127.0.0.1:sieve_smtp_port; None leaves Dovecot's default (sendmail).
     sieve_smtp_port: int | None = None
@@ -263,6 +266,7 @@ namespace inbox {{
 }}
 {self._submission_config()}
 {self._sieve_config()}
+{self.extra_config}
 """
 
     def _ssl_config(self) -> str:
