@@ -36,7 +36,7 @@ from bridge.mail.folder_faults import mark_unreadable, refuses_folder
 from bridge.mail.freshness import Freshness
 from bridge.mail.gmail_labels import label_views
 from bridge.mail.indexer import BackgroundIndexer, unindexed
-from bridge.mail.sync import Syncer, SyncReport
+from bridge.mail.sync import Syncer, SyncReport, keeps_inbox
 from bridge.mail.written import Written
 from bridge.store.base import Store, Stores
 from bridge.store.health import CacheDamaged
@@ -219,12 +219,14 @@ class Account:
         self._password = password
         self._stack = ExitStack()
         self._conn: ImapConnection | None = None
+        # A second pooled connection, for other folders while the first keeps INBOX open
+        # (``folder``): returned on its own when a folder it has open may go away.
+        self._second_stack = ExitStack()
+        self._second_conn: ImapConnection | None = None
         self._synced_generation: int | None = None
         # The sync was skipped on the watcher's word (bridge.mail.freshness): a pooled
         # connection's open INBOX is brought up to date when the request first opens it.
         self._trusted_watcher = False
-        # Whether this request has written upstream (its syncs open INBOX read-write).
-        self._wrote = False
         # What this request wrote upstream, for its syncs to read back (bridge.mail.written).
         self.written = Written()
 
@@ -257,10 +259,17 @@ class Account:
         gmail = self._pool.gmail if self._conn is None else None
         return gmail if gmail is not None else self.imap.object_ids is ObjectIds.GMAIL
 
-    def open_folder(self, name: str, *, writable: bool = False) -> None:
-        """SELECT a folder, unless this request has it open already as needed (a SELECT
-        of a big Maildir costs Dovecot a directory scan). The pool leaves it on return."""
+    def folder(self, name: str, *, writable: bool = False) -> ImapConnection:
+        """The connection to work in folder ``name`` on, with the folder open (read-write
+        if asked), SELECTed unless open already as needed (a SELECT of a big Maildir costs
+        Dovecot a directory scan). That is this request's pooled connection, but for
+        another folder while that one has an INBOX open that the syncs keep open
+        (bridge.mail.sync.keeps_inbox: a big one, or one followed by a view without
+        mod-sequences): then a second pooled connection, so that the next sync finds INBOX
+        as it left it. Every UID command for the folder goes to the connection returned."""
         imap = self.imap
+        if name != KEPT_OPEN and keeps_inbox(imap, self.cache.mailboxes()):
+            imap = self._second()
         if self._trusted_watcher and imap.selected == name == KEPT_OPEN:
             # What the skipped sync's NOOP would have done: the pooled session's view of
             # INBOX may predate mail the watcher has synced since.
@@ -275,6 +284,27 @@ class Account:
                 if refuses_folder(exc):
                     self._forget_folder(name, exc)
                 raise
+        return imap
+
+    def _second(self) -> ImapConnection:
+        if self._second_conn is not None and getattr(self._second_conn, "broken", False):
+            self.release_second()
+        if self._second_conn is None:
+            borrowed: AbstractContextManager[ImapConnection] = self._pool.connection(
+                self.user.username, self._password
+            )
+            self._second_conn = self._second_stack.enter_context(borrowed)
+        return self._second_conn
+
+    def release_second(self) -> None:
+        """Give the second connection back (before a RENAME or DELETE: Dovecot ends a
+        session whose open folder another session renames or deletes)."""
+        self._second_conn = None
+        stack, self._second_stack = self._second_stack, ExitStack()
+        try:
+            stack.close()
+        except UpstreamUnavailable:
+            log.debug("second connection of %s was already gone", self.user.username)
 
     def _forget_folder(self, name: str, exc: CommandFailed) -> None:
         with self.user.sync_lock, self.cache.transaction():
@@ -288,6 +318,7 @@ class Account:
         self._release()
 
     def _release(self) -> None:
+        self.release_second()  # first: the pool lends the last one back first
         self._conn = None
         stack, self._stack = self._stack, ExitStack()
         try:
@@ -348,7 +379,6 @@ class Account:
         """Bring the cache level with writes this request made and the upstream confirmed.
         If the upstream went away since, the writes still stand and the answers that say so
         are true: the next request's sync finds them, so the failure is not the method's."""
-        self._wrote = True
         try:
             self.sync(force=True)
         except UpstreamUnavailable as exc:
@@ -367,12 +397,10 @@ class Account:
         self._syncer(conn, side=False).rescan(record)
 
     def _syncer(self, conn: ImapConnection, *, side: bool = True) -> Syncer:
-        syncer = Syncer(
+        return Syncer(
             self.cache, conn, self.user.flag_scans, self.settings.flag_scan_interval,
             self.written, self._side if side else None,
         )  # fmt: skip
-        syncer.inbox_readonly = not self._wrote
-        return syncer
 
     def _side(self) -> ImapConnection:
         return self.user.flag_scans.side.get(self._pool, self.user.username, self._password)
@@ -392,13 +420,13 @@ class Account:
         ]
         if not stale or self.on_gmail:
             return locations
-        with self.user.syncing():
-            syncer = self._syncer(self.imap, side=False)
-            try:
-                for record, uids in stale:
+        for record, uids in stale:
+            syncer = self._syncer(self.folder(record.name), side=False)
+            with self.user.syncing():
+                try:
                     syncer.read_back(record, uids)
-            finally:
-                syncer.settle()
+                finally:
+                    syncer.settle()
         return self.cache.email_locations(email_id)
 
     def ensure_indexed(self) -> None:

@@ -63,7 +63,7 @@ class BlobAccount(Protocol):
     @property
     def imap(self) -> ImapConnection: ...
 
-    def open_folder(self, name: str, *, writable: bool = False) -> None: ...
+    def folder(self, name: str, *, writable: bool = False) -> ImapConnection: ...
 
 
 def blob_id(email_id: str, part_id: str | None = None) -> str:
@@ -171,8 +171,8 @@ class _Source:
     def fetch(self, *items: str) -> dict[str, Any] | None:
         """``BODY.PEEK[...]`` items -> the answer keyed as the server names them; None if
         the message is gone."""
-        self.account.open_folder(self.folder)
-        meta = self.account.imap.fetch_meta(str(self.uid), extra=items).messages.get(self.uid)
+        folder = self.account.folder(self.folder)
+        meta = folder.fetch_meta(str(self.uid), extra=items).messages.get(self.uid)
         return meta.raw if meta is not None else None
 
     def range_item(self, section: str, offset: int) -> tuple[str, str]:

@@ -229,8 +229,7 @@ class FilterPlanner:
                 within = uid_set(uids).encode()
                 if len(within) <= MAX_UID_SET:
                     criteria = b"UID " + within + b" " + criteria
-            account.open_folder(record.name)
-            hits = account.imap.search(criteria, utf8=utf8)
+            hits = account.folder(record.name).search(criteria, utf8=utf8)
             found |= account.cache.uids_to_emails(record.id, hits)
         return sql.any_of([decided, sql.among(found)])
 
@@ -344,8 +343,8 @@ class SortPlanner:
         # (RFC 5256 §3): the rank is the place in the server's answer either way.
         keys = UPSTREAM_SORTS[prop]
         # A Gmail label view's locations carry All Mail UIDs: All Mail sorts them.
-        account.open_folder(upstream_folder(account.imap, account.cache, record))
-        uids = account.imap.sort(keys if ascending else b"REVERSE " + keys)
+        folder = account.folder(upstream_folder(account.imap, account.cache, record))
+        uids = folder.sort(keys if ascending else b"REVERSE " + keys)
         by_uid = {
             uid: location.email_id for uid, location in account.cache.locations(record.id).items()
         }
@@ -410,8 +409,8 @@ def upstream_page(
     limit: int | None,
 ) -> dict[str, Any]:
     """A page of a folder not indexed yet: the server sorts, bridge fetches only the page."""
-    imap = account.imap
-    selected = imap.select(record.name)
+    imap = account.folder(record.name)
+    selected = imap.select(record.name)  # open already: what it holds now
     keys = b"ARRIVAL" if prop == "receivedAt" else b"SIZE"
     keys = keys if ascending else b"REVERSE " + keys
     if not selected.exists or position >= selected.exists or limit == 0:

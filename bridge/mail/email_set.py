@@ -192,8 +192,8 @@ class EmailSetter:
         connection lost before the answer)."""
         plan = plan_search({"header": ["Message-ID", f"<{message_id}>"]},
                            capabilities=self.account.imap.capabilities)  # fmt: skip
-        self.account.open_folder(name)
-        uids = self.account.imap.search(plan.criteria, utf8=plan.needs_utf8)
+        folder = self.account.folder(name)
+        uids = folder.search(plan.criteria, utf8=plan.needs_utf8)
         return max(uids) if uids else None
 
     def _created_after_all(
@@ -254,9 +254,9 @@ class EmailSetter:
         self._put_labels(names[targets[0]], uid, labels)
         if targets[1:]:
             for other in targets[1:]:
-                self.account.open_folder(names[targets[0]], writable=True)
+                folder = self.account.folder(names[targets[0]], writable=True)
                 self._arriving(other, names[other])
-                imap.copy(str(uid), names[other])
+                folder.copy(str(uid), names[other])
             self.account.sync(force=True)
             email_id = self._appended_email(targets[0], uid)
         record = self.cache.emails([email_id])[email_id]
@@ -268,8 +268,7 @@ class EmailSetter:
         """On Gmail, the labels a new message was asked into, on its All Mail UID."""
         if not labels:
             return
-        self.account.open_folder(name, writable=True)
-        self.account.imap.store_labels(str(uid), labels, add=True)
+        self.account.folder(name, writable=True).store_labels(str(uid), labels, add=True)
         self.account.sync(force=True)
 
     def _appended_uid(self, message_id: str | None, name: str, flags: list[str]) -> int:
@@ -283,8 +282,7 @@ class EmailSetter:
                           "new Email cannot be found upstream")  # fmt: skip
         uid = self._uid_of(message_id, name)
         if uid is not None and flags:
-            self.account.open_folder(name, writable=True)
-            self.account.imap.store_flags(str(uid), flags, add=True)
+            self.account.folder(name, writable=True).store_flags(str(uid), flags, add=True)
             self.account.written.stored(name, [uid])
             self.account.sync(force=True)
             uid = self._uid_of(message_id, name)
@@ -326,9 +324,9 @@ class EmailSetter:
         # Before the new message goes for them: the others, read again upstream.
         if not others(self.account.email_locations(email_id, everywhere=True)):
             return
-        self.account.open_folder(name, writable=True)
+        folder = self.account.folder(name, writable=True)
         self._leaving(name, [uid])
-        self.account.imap.expunge_uids(str(uid))
+        folder.expunge_uids(str(uid))
         self.account.sync(force=True)
         raise Refused("alreadyExists", "the account has this message already", existingId=email_id)
 
@@ -442,14 +440,13 @@ class EmailSetter:
         remove = sorted(keyword_to_flag(k) for k in old - new)
         if not add and not remove:
             return
-        imap = self.account.imap
         for mailbox_id, uids in locations.items():
-            self.account.open_folder(names[mailbox_id], writable=True)
+            folder = self.account.folder(names[mailbox_id], writable=True)
             uid_set = format_sequence_set(uids)
             self.changed_upstream = True
             self.account.written.stored(names[mailbox_id], uids)
-            imap.store_flags(uid_set, add, add=True)
-            imap.store_flags(uid_set, remove, add=False)
+            folder.store_flags(uid_set, add, add=True)
+            folder.store_flags(uid_set, remove, add=False)
 
     def _file(
         self,
@@ -477,20 +474,20 @@ class EmailSetter:
         for destination in arriving:
             if leaving and imap.has("MOVE"):
                 source = leaving.pop(0)
-                self.account.open_folder(names[source], writable=True)
+                folder = self.account.folder(names[source], writable=True)
                 self._arriving(destination, names[destination])
                 self._leaving(names[source], locations[source])
-                imap.move(format_sequence_set(locations[source]), names[destination])
+                folder.move(format_sequence_set(locations[source]), names[destination])
             else:
                 source = next(iter(locations))
-                self.account.open_folder(names[source], writable=True)
+                folder = self.account.folder(names[source], writable=True)
                 self.changed_upstream = True
                 self._arriving(destination, names[destination])
-                imap.copy(format_sequence_set(locations[source]), names[destination])
+                folder.copy(format_sequence_set(locations[source]), names[destination])
         for source in leaving:
-            self.account.open_folder(names[source], writable=True)
+            folder = self.account.folder(names[source], writable=True)
             self._leaving(names[source], locations[source])
-            imap.expunge_uids(format_sequence_set(locations[source]))
+            folder.expunge_uids(format_sequence_set(locations[source]))
 
     def _destroy(self, email_id: str) -> None:
         if self.cache.emails([email_id]).get(email_id) is None:
@@ -505,9 +502,9 @@ class EmailSetter:
                 locations = views.outside(locations)  # a view's UIDs are All Mail's
             locations = self._into_gmail_trash(locations, names)
         for mailbox_id, uids in locations.items():
-            self.account.open_folder(names[mailbox_id], writable=True)
+            folder = self.account.folder(names[mailbox_id], writable=True)
             self._leaving(names[mailbox_id], uids)
-            self.account.imap.expunge_uids(format_sequence_set(uids))
+            folder.expunge_uids(format_sequence_set(uids))
         return None
 
     def _into_gmail_trash(
@@ -525,8 +522,8 @@ class EmailSetter:
         if not labelled:
             return locations
         source = labelled[0]
-        self.account.open_folder(names[source], writable=True)
-        moved = self.account.imap.move(format_sequence_set(locations[source]), trash.name)
+        folder = self.account.folder(names[source], writable=True)
+        moved = folder.move(format_sequence_set(locations[source]), trash.name)
         self.changed_upstream = True
         if not moved:
             raise Refused("serverFail", "moved to the Trash, but Gmail did not say where")

@@ -91,14 +91,14 @@ class GmailFiling:
         removing = sorted(views.label_of(views.views[m]) for m in shown - wanted)
         if not uids or not (adding or removing):
             return
-        self.account.open_folder(all_mail.name, writable=True)
+        folder = self.account.folder(all_mail.name, writable=True)
         self.writing()
-        self.account.imap.store_labels(uid_set(uids), adding, add=True)
-        self.account.imap.store_labels(uid_set(uids), removing, add=False)
+        folder.store_labels(uid_set(uids), adding, add=True)
+        folder.store_labels(uid_set(uids), removing, add=False)
 
     def _move(self, source: str, uids: list[int], destination: str) -> list[int]:
         """MOVE the messages out of ``source`` (All Mail or a bin); their new UIDs."""
         record = self.views.bins.get(source) or self.views.all_mail
-        self.account.open_folder(record.name, writable=True)
+        folder = self.account.folder(record.name, writable=True)
         self.writing()
-        return self.account.imap.move(uid_set(uids), destination)
+        return folder.move(uid_set(uids), destination)

@@ -239,6 +239,7 @@ class MailboxSetter:
         if name != record.name:
             self.changed_upstream = True
             with _name_refusals():
+                self.account.release_second()  # which may have it open
                 imap.rename(record.name, name)
             self._renamed_in_cache(record, name)
             if record.subscribed:
@@ -298,6 +299,7 @@ class MailboxSetter:
             raise Refused("mailboxHasEmail", "the mailbox is not empty")
         imap = self.account.imap
         self.changed_upstream = True
+        self.account.release_second()  # which may have it open
         imap.delete(record.name)
         if record.subscribed:
             # Some servers drop the subscription with the folder, and refuse this.

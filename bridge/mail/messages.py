@@ -39,13 +39,12 @@ def fetch_by_folder(
     for email_id, ref in refs.items():
         by_folder.setdefault(ref.mailbox_id, {})[ref.uid] = email_id
     fetched: dict[str, dict[str, Any]] = {}
-    imap = account.imap
     for mailbox_id, by_uid in by_folder.items():
         record = account.cache.mailbox(mailbox_id)
         if record is None:
             continue
-        account.open_folder(upstream_folder(account.imap, account.cache, record))
-        for uid, meta in imap.fetch_meta(uid_set(by_uid), extra=items).messages.items():
+        folder = account.folder(upstream_folder(account.imap, account.cache, record))
+        for uid, meta in folder.fetch_meta(uid_set(by_uid), extra=items).messages.items():
             if uid in by_uid:
                 fetched[by_uid[uid]] = meta.raw
     return fetched

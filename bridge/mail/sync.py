@@ -78,8 +78,8 @@ _NEW_MESSAGE_SUMMARY_ITEMS = ("RFC822.SIZE", "INTERNALDATE", *SUMMARY_ITEMS)
 
 # How far back /changes can reach: older tombstones are forgotten.
 KEEP_CHANGES = 500_000
-# With mod-sequences, other folders are synced on a side session while an INBOX this big is
-# open (Syncer._keeps_inbox).
+# With mod-sequences, other folders are read on another session while an INBOX this big is
+# open (keeps_inbox).
 SIDE_FROM = 10_000
 # Folders never indexed are indexed during the request while they hold this many messages
 # in all; beyond that a background indexer does it, and queries ask the server meanwhile.
@@ -271,11 +271,7 @@ class Syncer:
         # Folders whose STATUS alone moved since the cache's last LIST: written by this
         # sync's next write transaction (``_list``).
         self._statuses_due: list[MailboxRecord] = []
-        self._inbox_messages = 0  # as listed by this sync
-        # After a request's writes, INBOX is opened read-write where it must be opened at
-        # all: the next request most likely writes too, and EXAMINE then SELECT would cost a
-        # big Maildir two scans (a read-write INBOX's trade-off: README, on \Recent).
-        self.inbox_readonly = True
+        self._listed: Sequence[MailboxRecord] = ()  # the folders as this sync listed them
 
     def sync(self, foreground_limit: int = FOREGROUND_LIMIT) -> SyncReport:
         report, listed = self._list(defer_statuses=True)
@@ -283,9 +279,7 @@ class Syncer:
         # keep counts right as they land.
         records = [r for r in listed if r.selectable]
         self.labels = label_views(self.conn, records)
-        self._inbox_messages = next(
-            (r.status.messages for r in records if r.name == KEPT_OPEN and r.status), 0
-        )
+        self._listed = records
         if self.labels is not None:
             # Never SELECTed: All Mail's sync fills them.
             records = [r for r in records if not self.labels.is_view(r.id)]
@@ -302,7 +296,7 @@ class Syncer:
             ]  # fmt: skip
             if KEPT_OPEN in report.unindexed and self.conn.selected is None:
                 # Its first page will need it open (on Dovecot _list opened it already).
-                self.conn.select(KEPT_OPEN, readonly=self.inbox_readonly)
+                self.conn.select(KEPT_OPEN)
         # INBOX last: the connection goes back to the pool with it open, and the next sync
         # asks the open folder what changed (ImapConnection.select) instead of a new SELECT.
         records.sort(key=lambda record: record.name == KEPT_OPEN)
@@ -379,7 +373,7 @@ class Syncer:
             self.conn.noop()
         elif self.conn.object_ids is ObjectIds.DOVECOT:
             try:
-                self.conn.select(KEPT_OPEN, readonly=self.inbox_readonly)
+                self.conn.select(KEPT_OPEN)
             except CommandFailed:
                 self.conn.unselect()
         else:
@@ -671,7 +665,9 @@ class Syncer:
         """This syncer, or for a folder other than INBOX while this connection has an INBOX
         open worth keeping open, one on the side connection (sharing the orphans and the
         STATUS left to the next write transaction)."""
-        if self.side is None or record.name == KEPT_OPEN or not self._keeps_inbox():
+        if self.side is None or record.name == KEPT_OPEN:
+            return self
+        if not keeps_inbox(self.conn, self._listed):
             return self
         if self._side_syncer is None:
             self._side_syncer = Syncer(
@@ -681,16 +677,6 @@ class Syncer:
             self._side_syncer.orphans = self.orphans
             self._side_syncer._statuses_due = self._statuses_due
         return self._side_syncer
-
-    def _keeps_inbox(self) -> bool:
-        """Without mod-sequences: while this connection follows INBOX with a view, which
-        spares a full flag scan of it. With them: while a big INBOX is open, whose SELECT
-        costs Dovecot a scan of its Maildir (~100 ms at 50,000 messages) where a side
-        session costs a LOGIN (once per SIDE_IDLE at most)."""
-        if self.modseq:
-            return self.conn.selected == KEPT_OPEN and self._inbox_messages >= SIDE_FROM
-        view = self.conn.view
-        return view is not None and view.name == KEPT_OPEN and view.based
 
     def _plan(self, record: MailboxRecord) -> Plan:
         if self.flag_scans is None:
@@ -801,11 +787,10 @@ class Syncer:
 
     def _select(self, record: MailboxRecord) -> SelectResult:
         synced = record.synced
-        readonly = record.name != KEPT_OPEN or self.inbox_readonly
         if self.qresync and synced is not None and synced.modseq is not None:
             params = QresyncParams(synced.uidvalidity, synced.modseq, None)
-            return self.conn.select(record.name, qresync=params, readonly=readonly)
-        return self.conn.select(record.name, readonly=readonly)
+            return self.conn.select(record.name, qresync=params)
+        return self.conn.select(record.name)
 
     def _full_scan(self, selected: SelectResult, known: dict[int, Location]) -> _Delta:
         view = self.conn.view
@@ -908,6 +893,20 @@ class Syncer:
         # "n:*" always includes the highest UID, even below n: filter by start.
         fetched = fetch_new(self.conn, f"{start}:*")
         return {uid: meta for uid, meta in fetched.items() if uid >= start and uid not in known}
+
+
+def keeps_inbox(conn: ImapConnection, records: Iterable[MailboxRecord]) -> bool:
+    """Whether ``conn`` has an INBOX open that is worth keeping open while other folders
+    are read (on another connection): without mod-sequences, one its view follows, which
+    spares a full flag scan of it; with them, a big one, whose SELECT costs Dovecot a scan
+    of its Maildir (~100 ms at 50,000 messages) where another session costs a LOGIN."""
+    if conn.selected != KEPT_OPEN:
+        return False
+    if not (conn.has("CONDSTORE") or conn.has("QRESYNC")):
+        view = conn.view
+        return view is not None and view.name == KEPT_OPEN and view.based
+    inbox = next((r for r in records if r.name == KEPT_OPEN), None)
+    return inbox is not None and inbox.status is not None and inbox.status.messages >= SIDE_FROM
 
 
 @dataclass

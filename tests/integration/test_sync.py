@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
+import bridge.mail.account
 from bridge.demo.dovecot import Dovecot
 from bridge.imap.connection import ImapConnection, UpstreamConfig
 from bridge.imap.pool import ConnectionPool
@@ -261,9 +262,13 @@ def test_a_sync_opens_inbox_before_it_lists_the_folders(
     recorded: tuple[BridgeServer, RecordingPool],
     account: tuple[str, str],
     other: IMAPClient,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """On Dovecot the open INBOX's STATUS comes from the session's view, far cheaper than
     with nothing selected; and the connection goes back to the pool with INBOX open."""
+    # Other folders on the same connection, as where INBOX is not worth keeping open (a
+    # small one with mod-sequences): see test_work_in_other_folders_leaves_a_kept_inbox_open.
+    monkeypatch.setattr(bridge.mail.account, "keeps_inbox", lambda conn, records: False)
     server, pool = recorded
     other.create_folder("Elsewhere")
     other.append("Elsewhere", MESSAGE % 1)
@@ -396,33 +401,43 @@ def test_a_move_out_of_a_big_inbox_leaves_it_open(
     jmap.close()
 
 
-@dovecot_only  # which opens INBOX before its LIST-STATUS (Syncer._list)
-def test_after_a_write_elsewhere_inbox_is_reopened_ready_for_the_next_write(
+def test_work_in_other_folders_leaves_a_kept_inbox_open(
     recorded: tuple[BridgeServer, RecordingPool],
     account: tuple[str, str],
     other: IMAPClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A write in another folder takes the pooled connection off a big INBOX; the sync
-    after it reopens INBOX read-write, so that the next request's write to INBOX needs no
-    SELECT (on a big Maildir, EXAMINE then SELECT would be two scans)."""
+    """Reading a message body in Archive, flagging it and moving it to INBOX go to a
+    second pooled connection while the first keeps INBOX open (a big INBOX with
+    mod-sequences; without them, one its view follows): that one is never taken off INBOX,
+    and every answer is as it would be on one connection."""
     monkeypatch.setattr(sync, "SIDE_FROM", 1)  # big, for this test
     server, pool = recorded
     other.append("INBOX", MESSAGE % 1)
     other.append("Archive", MESSAGE % 2)
     jmap = server.client(*account)
     boxes = jmap.mailboxes()
-    [kept] = jmap.call("Email/query", {"filter": {"inMailbox": boxes["INBOX"]["id"]}})["ids"]
-    [filed] = jmap.call("Email/query", {"filter": {"inMailbox": boxes["Archive"]["id"]}})["ids"]
+    inbox, archive = boxes["INBOX"]["id"], boxes["Archive"]["id"]
+    jmap.call("Email/query", {"filter": {"inMailbox": inbox}})
+    jmap.call("Email/query", {"filter": {"inMailbox": inbox}})  # a view follows INBOX now
+    main = pool.opened[0]
+    assert main.selected == "INBOX"
+    start = len(main.commands)
+    [filed] = jmap.call("Email/query", {"filter": {"inMailbox": archive}})["ids"]
+    body = jmap.call("Email/get", {"ids": [filed], "properties": ["bodyValues"],
+                                   "fetchAllBodyValues": True})["list"][0]  # fmt: skip
+    assert [value["value"] for value in body["bodyValues"].values()] == ["body\n"]
     done = jmap.call("Email/set", {"update": {filed: {"keywords/$flagged": True}}})
     assert filed in done["updated"], done
-    before = {id(connection): len(connection.commands) for connection in pool.opened}
-    done = jmap.call("Email/set", {"update": {kept: {"keywords/$flagged": True}}})
-    assert kept in done["updated"], done
-    [work] = [
-        new for c in pool.opened if "UID STORE" in (new := c.commands[before.get(id(c), 0) :])
-    ]
-    assert not {"SELECT", "EXAMINE"} & set(work), work
-    got = jmap.call("Email/get", {"ids": [kept, filed], "properties": ["keywords"]})["list"]
-    assert all(email["keywords"] == {"$flagged": True} for email in got)
+    done = jmap.call("Email/set", {"update": {filed: {"mailboxIds": {inbox: True}}}})
+    assert filed in done["updated"], done
+    got = jmap.call("Email/get", {"ids": [filed], "properties": ["mailboxIds", "keywords"]})
+    assert got["list"][0]["mailboxIds"] == {inbox: True}
+    assert got["list"][0]["keywords"] == {"$flagged": True}
+    counts = {m["name"]: m["totalEmails"] for m in jmap.mailboxes().values()}
+    assert counts["INBOX"] == 2 and counts["Archive"] == 0
+    work = main.commands[start:]
+    assert not {"SELECT", "EXAMINE", "UNSELECT"} & set(work), work
+    other.select_folder("INBOX", readonly=True)
+    assert len(other.search(["FLAGGED"])) == 1
     jmap.close()
