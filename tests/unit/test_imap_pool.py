@@ -327,6 +327,22 @@ def test_a_connection_left_in_a_mailbox_is_unselected_before_reuse(upstream: Ups
     assert cast(FakeConnection, first).closed
 
 
+def test_the_connection_with_inbox_open_is_lent_first(upstream: Upstream) -> None:
+    """A request that worked in another folder on a second connection gives it back last;
+    the next request still gets the one with INBOX open (its sync asks it what changed)."""
+    pool = make_pool(upstream)
+    borrowed = pool.connection("alice", "right"), pool.connection("alice", "right")
+    first, second = (borrowing.__enter__() for borrowing in borrowed)
+    cast(FakeConnection, first).selected = "INBOX"
+    cast(FakeConnection, second).selected = "Archive"
+    for borrowing in borrowed:  # the one with INBOX open back first, the other last
+        borrowing.__exit__(None, None, None)
+    with pool.connection("alice", "right") as again:
+        assert again is first and again.selected == "INBOX"
+        with pool.connection("alice", "right") as other:
+            assert other is second and other.selected is None  # unselected on the way
+
+
 def test_a_user_taken_out_by_the_reaper_borrows_again_from_a_new_entry(
     upstream: Upstream,
 ) -> None:
