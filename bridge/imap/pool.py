@@ -110,9 +110,13 @@ class ConnectionPool:
     # -- public -------------------------------------------------------------------------
 
     @contextmanager
-    def connection(self, username: str, password: str) -> Iterator[ImapConnection]:
-        """Borrow a logged-in connection; it goes back to the pool unless it broke."""
-        connection, generation = self._acquire(username, password)
+    def connection(
+        self, username: str, password: str, *, for_inbox: bool = True
+    ) -> Iterator[ImapConnection]:
+        """Borrow a logged-in connection; it goes back to the pool unless it broke. One
+        with INBOX open is lent first, or last when not ``for_inbox`` (a second connection
+        for other folders)."""
+        connection, generation = self._acquire(username, password, for_inbox)
         failed = False
         try:
             yield connection
@@ -230,11 +234,13 @@ class ConnectionPool:
             and time.monotonic() - user.verified_at < self.verify_ttl
         )
 
-    def _acquire(self, username: str, password: str) -> tuple[ImapConnection, int]:
+    def _acquire(
+        self, username: str, password: str, for_inbox: bool = True
+    ) -> tuple[ImapConnection, int]:
         digest = self._digest(password)
         deadline = time.monotonic() + request_deadline.bounded(self.wait_timeout)
         while True:
-            slot = self._take_slot(username, digest, deadline)
+            slot = self._take_slot(username, digest, deadline, for_inbox)
             if slot.idle is None:
                 return self._open(username, password, digest, trusted=slot.trusted)
             connection = slot.idle.connection
@@ -267,7 +273,7 @@ class ConnectionPool:
             return False
         return connection.is_alive(probe=probe and connection.selected is not None)
 
-    def _take_slot(self, username: str, digest: bytes, deadline: float) -> _Slot:
+    def _take_slot(self, username: str, digest: bytes, deadline: float, for_inbox: bool) -> _Slot:
         expired: list[ImapConnection] = []
         try:
             while True:
@@ -276,17 +282,17 @@ class ConnectionPool:
                     if user.gone:
                         continue  # the reaper took it out meanwhile: a new entry
                     expired = self._expire_idle(user)
-                    return self._slot_of(user, digest, deadline)
+                    return self._slot_of(user, digest, deadline, for_inbox)
         finally:
             for connection in expired:
                 connection.close()
 
-    def _slot_of(self, user: _User, digest: bytes, deadline: float) -> _Slot:
+    def _slot_of(self, user: _User, digest: bytes, deadline: float, for_inbox: bool) -> _Slot:
         """An idle connection or the right to open one, waiting for either (user.cond held)."""
         while True:
             trusted = self._trusted(user, digest)
             if trusted and user.idle:
-                return _Slot(user.idle.pop(_inbox_first(user.idle)), trusted=True)
+                return _Slot(user.idle.pop(_pick(user.idle, for_inbox)), trusted=True)
             # A password not yet trusted may LOGIN even when the user is at the limit (one
             # at a time): a wrong guess must not need, or take, their connections.
             limit = self.max_open_per_user
@@ -419,11 +425,12 @@ class ConnectionPool:
         connection.close()
 
 
-def _inbox_first(idle: list[_Idle]) -> int:
-    """Which idle connection to lend: the last returned that has INBOX open (a request's
-    sync asks it what changed rather than opening INBOX anew, which on a big Maildir costs
-    Dovecot a scan), else the last returned."""
+def _pick(idle: list[_Idle], for_inbox: bool) -> int:
+    """Which idle connection to lend: the last returned with INBOX open (``for_inbox``: a
+    request's sync asks it what changed rather than opening INBOX anew, which on a big
+    Maildir costs Dovecot a scan) or without it (not ``for_inbox``), else the last
+    returned."""
     for index in range(len(idle) - 1, -1, -1):
-        if idle[index].connection.selected == KEPT_OPEN:
+        if (idle[index].connection.selected == KEPT_OPEN) == for_inbox:
             return index
     return -1

@@ -291,7 +291,7 @@ class Account:
             self.release_second()
         if self._second_conn is None:
             borrowed: AbstractContextManager[ImapConnection] = self._pool.connection(
-                self.user.username, self._password
+                self.user.username, self._password, for_inbox=False
             )
             self._second_conn = self._second_stack.enter_context(borrowed)
         return self._second_conn

@@ -329,7 +329,8 @@ def test_a_connection_left_in_a_mailbox_is_unselected_before_reuse(upstream: Ups
 
 def test_the_connection_with_inbox_open_is_lent_first(upstream: Upstream) -> None:
     """A request that worked in another folder on a second connection gives it back last;
-    the next request still gets the one with INBOX open (its sync asks it what changed)."""
+    the next request still gets the one with INBOX open (its sync asks it what changed),
+    and its own second connection the other one."""
     pool = make_pool(upstream)
     borrowed = pool.connection("alice", "right"), pool.connection("alice", "right")
     first, second = (borrowing.__enter__() for borrowing in borrowed)
@@ -339,7 +340,7 @@ def test_the_connection_with_inbox_open_is_lent_first(upstream: Upstream) -> Non
         borrowing.__exit__(None, None, None)
     with pool.connection("alice", "right") as again:
         assert again is first and again.selected == "INBOX"
-        with pool.connection("alice", "right") as other:
+        with pool.connection("alice", "right", for_inbox=False) as other:
             assert other is second and other.selected is None  # unselected on the way
 
 
