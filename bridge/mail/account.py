@@ -403,6 +403,12 @@ class Account:
         )  # fmt: skip
 
     def _side(self) -> ImapConnection:
+        """Where a sync reads folders other than a kept INBOX: this request's second
+        connection if it has one, which did the request's work in them (GNU imap4d numbers
+        new mail per session), else the user's side connection."""
+        second = self._second_conn
+        if second is not None and not getattr(second, "broken", False):
+            return second
         return self.user.flag_scans.side.get(self._pool, self.user.username, self._password)
 
     def email_locations(self, email_id: str, *, everywhere: bool = False) -> dict[str, list[int]]:
