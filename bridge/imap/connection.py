@@ -528,8 +528,9 @@ class ImapConnection:
         vanished: frozenset[int] = frozenset()
         changed: dict[int, MessageMeta] = {}
         if qresync is not None and qresync.uidvalidity == status.uidvalidity:
+            told = self.view.take_vanished() if self.view is not None else set()
             found = self.fetch_meta("1:*", changedsince=qresync.modseq, vanished=True)
-            vanished, changed = found.vanished, found.messages
+            vanished, changed = found.vanished | told, found.messages
             if qresync.known_uids is not None:  # as QRESYNC limits VANISHED to them
                 vanished &= frozenset(parse_sequence_set(qresync.known_uids))
         return SelectResult(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bridge.imap.responses import fetch_uid_and_flags
+from bridge.imap.responses import fetch_uid_and_flags, parse_vanished
 from bridge.imap.wire import Untagged
 
 _COUNTED = frozenset({"FETCH", "EXPUNGE", "EXISTS", "VANISHED"})
@@ -61,6 +61,10 @@ class FolderView:
         self._flags: dict[int, tuple[str, ...]] = {}
         self._expunged: set[int] = set()
         self._known_up_to = 0
+        # With QRESYNC: UIDs an unsolicited VANISHED named (this session's own expunges
+        # among them), until ``take_vanished``. A server need not repeat them in a later
+        # VANISHED (EARLIER): Cyrus, after this session's own UID MOVE, at times did not.
+        self._vanished: set[int] = set()
 
     @property
     def based(self) -> bool:
@@ -108,11 +112,20 @@ class FolderView:
         self._known_up_to = self.last_uid
         return changes
 
+    def take_vanished(self) -> set[int]:
+        """The UIDs unsolicited VANISHED responses named since the last call."""
+        vanished, self._vanished = self._vanished, set()
+        return vanished
+
     def observe(self, responses: Iterable[Untagged]) -> None:
         for response in responses:
             if response.kind not in _COUNTED:
                 continue
             self.events += 1
+            if response.kind == "VANISHED":
+                earlier, uids = parse_vanished(response)
+                if not earlier:
+                    self._vanished.update(uids)
             if response.kind == "EXISTS" and response.number is not None:
                 self.exists = response.number
             elif response.kind == "EXPUNGE":

@@ -80,6 +80,15 @@ def test_before_a_rebase_responses_are_only_counted() -> None:
     assert not view.based
 
 
+def test_unsolicited_vanished_uids_are_kept_until_taken() -> None:
+    """With QRESYNC the session's own expunges (a UID MOVE's answer) come as VANISHED; a
+    later VANISHED (EARLIER) need not repeat them (Cyrus at times does not)."""
+    view = FolderView("INBOX", 7, 3)
+    view.observe(read_untagged(b"* VANISHED 5:6\r\n* VANISHED (EARLIER) 9\r\n"))
+    assert view.take_vanished() == {5, 6}
+    assert view.take_vanished() == set()
+
+
 def test_the_wire_shows_every_reply_to_its_observer() -> None:
     seen: list[str] = []
     transport = BytesTransport(b"* 3 FETCH (FLAGS (\\Seen))\r\n* 4 EXISTS\r\nB1 OK done\r\n")
