@@ -54,6 +54,7 @@ from bridge.imap.responses import (
     parse_status,
     parse_vanished,
     select_result,
+    sequence_set_covers,
 )
 from bridge.imap.session import (
     Session,
@@ -573,8 +574,13 @@ class ImapConnection:
         gone: set[int] = set()
         for response in reply.of("VANISHED"):
             gone.update(parse_vanished(response)[1])
+        # Only the UIDs asked for: another session's flag change comes as an unsolicited
+        # FETCH (FLAGS) of whatever message it touched, without the items asked for.
+        asked = sequence_set_covers(uids)
         messages = {
-            uid: meta for uid, meta in collect_fetches(reply.untagged).items() if uid not in gone
+            uid: meta
+            for uid, meta in collect_fetches(reply.untagged).items()
+            if uid not in gone and asked(uid)
         }
         return FetchResult(messages=messages, vanished=frozenset(gone))
 

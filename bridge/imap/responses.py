@@ -7,9 +7,11 @@ called ``123`` comes back as an int, an atom ``NIL`` as None), so names and ids 
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
 from typing import Any
 
@@ -180,6 +182,26 @@ def parse_sequence_set(text: bytes | str | int) -> list[int]:
             raise _malformed("sequence set")
         numbers.update(range(first, last + 1))
     return sorted(numbers)
+
+
+def sequence_set_covers(text: str) -> Callable[[int], bool]:
+    """Whether a number falls in a sequence set such as ``1:3,7,9:*``: ``*`` (the highest
+    number in use) counts as open-ended, ``*`` alone as everything."""
+    ranges: list[tuple[int, float]] = []
+    for part in text.split(","):
+        low, sep, high = part.partition(":")
+        ends = [float("inf") if end == "*" else int(end) for end in (low, high if sep else low)]
+        first = min(ends)
+        ranges.append((1 if first == float("inf") else int(first), max(ends)))
+    ranges.sort()
+    starts = [first for first, _ in ranges]
+    ends_so_far = list(itertools.accumulate((last for _, last in ranges), max))
+
+    def covers(number: int) -> bool:
+        index = bisect.bisect_right(starts, number) - 1
+        return index >= 0 and number <= ends_so_far[index]
+
+    return covers
 
 
 def copied_uids(args: bytes | None) -> list[int]:

@@ -721,3 +721,28 @@ def test_mailbox_ids_asked_alone_and_refused_are_dropped_once(
         listing,
         b"LOGOUT",
     ]
+
+
+def test_a_fetch_answers_only_the_uids_asked(serve: Callable[..., FakeServer]) -> None:
+    """Another session's flag change comes as an unsolicited FETCH of whatever message it
+    touched, in the middle of this session's answer: it is not one of the messages asked
+    for (the background indexer once took one for new mail and gave it a new Email)."""
+    table = {
+        b"SELECT": (
+            b"* 9 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 10] x\r\n",
+            b"OK [READ-WRITE] done",
+        ),
+        b"UID FETCH": (
+            b"* 4 FETCH (UID 4 FLAGS () RFC822.SIZE 10)\r\n"
+            b"* 2 FETCH (UID 2 FLAGS (\\Seen))\r\n"
+            b"* 5 FETCH (UID 5 FLAGS (\\Flagged) RFC822.SIZE 20)\r\n",
+            b"OK done",
+        ),
+    }
+    server = serve(responder(table, b"IMAP4rev1"))
+    conn = ImapConnection.open(server.config(), "alice", "pw")
+    conn.select("INBOX", readonly=False)
+    assert sorted(conn.fetch_meta("4:5", extra=("RFC822.SIZE",)).messages) == [4, 5]
+    assert sorted(conn.fetch_meta("3:*", extra=("RFC822.SIZE",)).messages) == [4, 5]
+    assert sorted(conn.fetch_meta("1:*").messages) == [2, 4, 5]
+    conn.close()

@@ -27,6 +27,7 @@ from bridge.imap.responses import (
     parse_status,
     parse_vanished,
     select_result,
+    sequence_set_covers,
     special_use_of,
 )
 from bridge.imap.wire import Reply, Untagged, read_untagged
@@ -428,3 +429,10 @@ def test_copied_uids_are_the_destination_set_of_copyuid(
     args: bytes | None, expected: list[int]
 ) -> None:
     assert copied_uids(args) == expected
+
+
+def test_sequence_set_covers() -> None:
+    covers = sequence_set_covers("1:3,7,12:9,20:*")
+    assert [n for n in range(1, 25) if covers(n)] == [1, 2, 3, 7, 9, 10, 11, 12, 20, 21, 22, 23, 24]
+    assert sequence_set_covers("*")(1) and sequence_set_covers("*")(10**9)
+    assert not sequence_set_covers("1:100,50:60,200")(150)
