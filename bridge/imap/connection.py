@@ -575,12 +575,15 @@ class ImapConnection:
         for response in reply.of("VANISHED"):
             gone.update(parse_vanished(response)[1])
         # Only the UIDs asked for: another session's flag change comes as an unsolicited
-        # FETCH (FLAGS) of whatever message it touched, without the items asked for.
+        # FETCH (FLAGS) of whatever message it touched, without the items asked for. "*"
+        # is the highest UID, which "n:*" names even below n (RFC 3501 §6.4.8).
+        fetched = collect_fetches(reply.untagged)
         asked = sequence_set_covers(uids)
+        highest = max(fetched) if "*" in uids and fetched else None
         messages = {
             uid: meta
-            for uid, meta in collect_fetches(reply.untagged).items()
-            if uid not in gone and asked(uid)
+            for uid, meta in fetched.items()
+            if uid not in gone and (asked(uid) or uid == highest)
         }
         return FetchResult(messages=messages, vanished=frozenset(gone))
 
