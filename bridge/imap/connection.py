@@ -387,6 +387,13 @@ class ImapConnection:
 
     @_guarded
     def status(self, name: str) -> MailboxStatus:
+        """STATUS of a folder. Dovecot answers it for the folder this session has open from
+        the session's view, so that one is brought up to date by a NOOP first."""
+        if self.selected == name:
+            self.noop()
+        return self._status(name)
+
+    def _status(self, name: str) -> MailboxStatus:
         quoted = quoting.mailbox_name(name)
 
         def run(ids: ObjectIds | None) -> list[Untagged]:
@@ -487,14 +494,23 @@ class ImapConnection:
 
     @_guarded
     def select(
-        self, name: str, *, readonly: bool = True, qresync: QresyncParams | None = None
+        self,
+        name: str,
+        *,
+        readonly: bool = True,
+        qresync: QresyncParams | None = None,
+        fresh: bool = False,
     ) -> SelectResult:
+        """SELECT (EXAMINE when ``readonly``), or for the folder open already what a SELECT
+        would say (``_reopened``); ``fresh``: that one brought up to date by a NOOP even
+        where this session's LIST-STATUS gave its status (Dovecot answers a UID FETCH from
+        the session's view, which may not have heard of another session's expunge yet)."""
         if qresync is not None and not self.qresync:
             raise ValueError("QRESYNC is not enabled on this connection")
         if self.selected == name and (readonly or self.selected_writable):
             # Open read-write already (a write opened it) reads as well: every FETCH of
             # a body PEEKs, so nothing is marked \Seen by reading.
-            return self._reopened(name, qresync)
+            return self._reopened(name, qresync, fresh)
         command = (b"EXAMINE " if readonly else b"SELECT ") + quoting.mailbox_name(name)
         if qresync is not None:
             known = ""
@@ -517,15 +533,16 @@ class ImapConnection:
             result = msgspec.structs.replace(result, highestmodseq=None)
         return result
 
-    def _reopened(self, name: str, qresync: QresyncParams | None) -> SelectResult:
+    def _reopened(self, name: str, qresync: QresyncParams | None, fresh: bool) -> SelectResult:
         """What a SELECT would say of the folder this session has open already (INBOX is
         kept open between requests): a NOOP brings the session's view up to date, STATUS
         reads it, and with QRESYNC one FETCH names what changed since. A new SELECT would
         cost Dovecot a scan of a big Maildir (~125 ms at 50,000 messages)."""
         status = self._listed_status(name)
-        if status is None:
+        if status is None or fresh:
             self.noop()
-            status = self.status(name)
+        if status is None:
+            status = self._status(name)
         vanished: frozenset[int] = frozenset()
         changed: dict[int, MessageMeta] = {}
         if qresync is not None and qresync.uidvalidity == status.uidvalidity:
@@ -578,13 +595,11 @@ class ImapConnection:
         # FETCH (FLAGS) of whatever message it touched, without the items asked for. "*"
         # is the highest UID, which "n:*" names even below n (RFC 3501 §6.4.8).
         fetched = collect_fetches(reply.untagged)
-        asked = sequence_set_covers(uids)
-        highest = max(fetched) if "*" in uids and fetched else None
-        messages = {
-            uid: meta
-            for uid, meta in fetched.items()
-            if uid not in gone and (asked(uid) or uid == highest)
-        }
+        if uids != "1:*":  # which asks for every message there is
+            asked = sequence_set_covers(uids)
+            highest = max(fetched) if "*" in uids and fetched else None
+            fetched = {uid: m for uid, m in fetched.items() if asked(uid) or uid == highest}
+        messages = {uid: meta for uid, meta in fetched.items() if uid not in gone}
         return FetchResult(messages=messages, vanished=frozenset(gone))
 
     def meta_items(self, extra: Sequence[str] = ()) -> list[str]:

@@ -202,6 +202,40 @@ class UserRegistry:
             self.stores.close()
 
 
+class _Borrowed:
+    """A pooled connection a request holds until it gives it back."""
+
+    def __init__(self, pool: ConnectionPool, username: str, password: str, *, for_inbox: bool):
+        self._pool = pool
+        self._username = username
+        self._password = password
+        self._for_inbox = for_inbox
+        self._stack = ExitStack()
+        self.conn: ImapConnection | None = None
+
+    @property
+    def broken(self) -> bool:
+        return self.conn is not None and getattr(self.conn, "broken", False)
+
+    def get(self) -> ImapConnection:
+        if self.broken:
+            self.release()
+        if self.conn is None:
+            borrowed: AbstractContextManager[ImapConnection] = self._pool.connection(
+                self._username, self._password, for_inbox=self._for_inbox
+            )
+            self.conn = self._stack.enter_context(borrowed)
+        return self.conn
+
+    def release(self) -> None:
+        self.conn = None
+        stack, self._stack = self._stack, ExitStack()
+        try:
+            stack.close()
+        except UpstreamUnavailable:
+            log.debug("connection of %s was already gone", self._username)
+
+
 class Account:
     """What a method handler works with during one request."""
 
@@ -217,12 +251,10 @@ class Account:
         self.settings = settings or Settings()
         self._pool = pool
         self._password = password
-        self._stack = ExitStack()
-        self._conn: ImapConnection | None = None
+        self._first = _Borrowed(pool, user.username, password, for_inbox=True)
         # A second pooled connection, for other folders while the first keeps INBOX open
         # (``folder``): returned on its own when a folder it has open may go away.
-        self._second_stack = ExitStack()
-        self._second_conn: ImapConnection | None = None
+        self._second = _Borrowed(pool, user.username, password, for_inbox=False)
         self._synced_generation: int | None = None
         # The sync was skipped on the watcher's word (bridge.mail.freshness): a pooled
         # connection's open INBOX is brought up to date when the request first opens it.
@@ -243,33 +275,33 @@ class Account:
     @property
     def imap(self) -> ImapConnection:
         inline.refuse("the upstream")
-        if self._conn is not None and getattr(self._conn, "broken", False):
+        if self._first.broken:
             self._release()
-        if self._conn is None:
-            borrowed: AbstractContextManager[ImapConnection] = self._pool.connection(
-                self.user.username, self._password
-            )
-            self._conn = self._stack.enter_context(borrowed)
-        return self._conn
+        return self._first.get()
 
     @property
     def on_gmail(self) -> bool:
         """Whether the upstream is Gmail: known without a connection once the pool opened
         one, so that a request which only reads the cache need not borrow one."""
-        gmail = self._pool.gmail if self._conn is None else None
+        gmail = self._pool.gmail if self._first.conn is None else None
         return gmail if gmail is not None else self.imap.object_ids is ObjectIds.GMAIL
 
-    def folder(self, name: str, *, writable: bool = False) -> ImapConnection:
-        """The connection to work in folder ``name`` on, with the folder open (read-write
-        if asked), SELECTed unless open already as needed (a SELECT of a big Maildir costs
-        Dovecot a directory scan). That is this request's pooled connection, but for
-        another folder while that one has an INBOX open that the syncs keep open
+    def connection_for(self, name: str) -> ImapConnection:
+        """The connection to work in folder ``name`` on: this request's pooled connection,
+        but for another folder while that one has an INBOX open that the syncs keep open
         (bridge.mail.sync.keeps_inbox: a big one, or one followed by a view without
-        mod-sequences): then a second pooled connection, so that the next sync finds INBOX
-        as it left it. Every UID command for the folder goes to the connection returned."""
+        mod-sequences), a second pooled connection, so that the next sync finds INBOX as it
+        left it. Every UID command for the folder goes to the connection returned."""
         imap = self.imap
-        if name != KEPT_OPEN and keeps_inbox(imap, self.cache.mailboxes()):
-            imap = self._second()
+        if name != KEPT_OPEN and keeps_inbox(imap, self.cache.mailboxes):
+            return self._second.get()
+        return imap
+
+    def folder(self, name: str, *, writable: bool = False) -> ImapConnection:
+        """``connection_for(name)`` with the folder open (read-write if asked), SELECTed
+        unless open already as needed (a SELECT of a big Maildir costs Dovecot a directory
+        scan)."""
+        imap = self.connection_for(name)
         if self._trusted_watcher and imap.selected == name == KEPT_OPEN:
             # What the skipped sync's NOOP would have done: the pooled session's view of
             # INBOX may predate mail the watcher has synced since.
@@ -286,25 +318,10 @@ class Account:
                 raise
         return imap
 
-    def _second(self) -> ImapConnection:
-        if self._second_conn is not None and getattr(self._second_conn, "broken", False):
-            self.release_second()
-        if self._second_conn is None:
-            borrowed: AbstractContextManager[ImapConnection] = self._pool.connection(
-                self.user.username, self._password, for_inbox=False
-            )
-            self._second_conn = self._second_stack.enter_context(borrowed)
-        return self._second_conn
-
     def release_second(self) -> None:
         """Give the second connection back (before a RENAME or DELETE: Dovecot ends a
         session whose open folder another session renames or deletes)."""
-        self._second_conn = None
-        stack, self._second_stack = self._second_stack, ExitStack()
-        try:
-            stack.close()
-        except UpstreamUnavailable:
-            log.debug("second connection of %s was already gone", self.user.username)
+        self._second.release()
 
     def _forget_folder(self, name: str, exc: CommandFailed) -> None:
         with self.user.sync_lock, self.cache.transaction():
@@ -318,13 +335,8 @@ class Account:
         self._release()
 
     def _release(self) -> None:
-        self.release_second()  # first: the pool lends the last one back first
-        self._conn = None
-        stack, self._stack = self._stack, ExitStack()
-        try:
-            stack.close()
-        except UpstreamUnavailable:
-            log.debug("connection of %s was already gone", self.user.username)
+        self._second.release()
+        self._first.release()
 
     def sync(self, *, force: bool = False, writing: bool = False) -> SyncReport | None:
         """Bring the cache level with the upstream once per request (again if forced).
@@ -406,17 +418,20 @@ class Account:
         """Where a sync reads folders other than a kept INBOX: this request's second
         connection if it has one, which did the request's work in them (GNU imap4d numbers
         new mail per session), else the user's side connection."""
-        second = self._second_conn
-        if second is not None and not getattr(second, "broken", False):
+        second = self._second.conn
+        if second is not None and not self._second.broken:
             return second
         return self.user.flag_scans.side.get(self._pool, self.user.username, self._password)
 
-    def email_locations(self, email_id: str, *, everywhere: bool = False) -> dict[str, list[int]]:
+    def email_locations(
+        self, email_id: str, *, everywhere: bool = False
+    ) -> tuple[dict[str, list[int]], bool]:
         """mailbox id -> the UIDs of this Email there, read again upstream where they are
-        in a folder the indexer has not finished (``everywhere``: in every folder). Until
-        it has, the cache of such a folder does not follow moves and expunges (this
-        request's earlier ones or another client's), and a write that trusted a copy there
-        could remove the last real one."""
+        in a folder the indexer has not finished (``everywhere``: in every folder); and
+        whether any were (the Email's record may have changed then). Until the indexer is
+        done, the cache of such a folder does not follow moves and expunges (this request's
+        earlier ones or another client's), and a write that trusted a copy there could
+        remove the last real one."""
         locations = self.cache.email_locations(email_id)
         records = {record.id: record for record in self.cache.mailboxes()}
         stale = [
@@ -425,15 +440,15 @@ class Account:
             if mailbox_id in records and (everywhere or not records[mailbox_id].indexed)
         ]
         if not stale or self.on_gmail:
-            return locations
+            return locations, False
         for record, uids in stale:
-            syncer = self._syncer(self.folder(record.name), side=False)
+            syncer = self._syncer(self.connection_for(record.name), side=False)
             with self.user.syncing():
                 try:
                     syncer.read_back(record, uids)
                 finally:
                     syncer.settle()
-        return self.cache.email_locations(email_id)
+        return self.cache.email_locations(email_id), True
 
     def ensure_indexed(self) -> None:
         """Every folder indexed whole, now: what a query over the cache needs."""

@@ -409,8 +409,8 @@ def upstream_page(
     limit: int | None,
 ) -> dict[str, Any]:
     """A page of a folder not indexed yet: the server sorts, bridge fetches only the page."""
-    imap = account.folder(record.name)
-    selected = imap.select(record.name)  # open already: what it holds now
+    imap = account.connection_for(record.name)
+    selected = imap.select(record.name)
     keys = b"ARRIVAL" if prop == "receivedAt" else b"SIZE"
     keys = keys if ascending else b"REVERSE " + keys
     if not selected.exists or position >= selected.exists or limit == 0:

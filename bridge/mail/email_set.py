@@ -322,7 +322,7 @@ class EmailSetter:
         if not others(self.cache.email_locations(email_id)):
             return
         # Before the new message goes for them: the others, read again upstream.
-        if not others(self.account.email_locations(email_id, everywhere=True)):
+        if not others(self.account.email_locations(email_id, everywhere=True)[0]):
             return
         folder = self.account.folder(name, writable=True)
         self._leaving(name, [uid])
@@ -381,10 +381,6 @@ class EmailSetter:
         chunks = open_blob(self.account, value)
         return None if chunks is None else _whole(chunks, value)
 
-    def _locations(self, email_id: str) -> dict[str, list[int]]:
-        """mailbox id -> the UIDs of this Email there."""
-        return self.account.email_locations(email_id)
-
     def _arriving(self, mailbox_id: str, name: str) -> None:
         """Note, before it is sent, a write that puts mail in a folder: the sync after it
         reads the folder's new mail back if the indexer has not finished it."""
@@ -398,15 +394,16 @@ class EmailSetter:
         self.account.written.removed(name, uids)
 
     def _update(self, email_id: str, patch: Any) -> dict[str, Any] | None:
-        if email_id not in self.cache.emails([email_id]):
+        record = self.cache.emails([email_id]).get(email_id)
+        if record is None:
             raise Refused("notFound", "no such Email")
         if not isinstance(patch, dict):
             raise Refused("invalidPatch", "an update must be a PatchObject")
-        # Before the record: where the cache lags, reading them again may change it.
-        locations = self._locations(email_id)
-        record = self.cache.emails([email_id]).get(email_id)
-        if record is None:
-            raise Refused("notFound", "the Email is in no folder upstream")
+        locations, read_again = self.account.email_locations(email_id)
+        if read_again:  # where the cache lagged: the record may have changed with it
+            record = self.cache.emails([email_id]).get(email_id)
+            if record is None:
+                raise Refused("notFound", "the Email is in no folder upstream")
         current = {
             "keywords": dict.fromkeys(record.keywords, True),
             "mailboxIds": dict.fromkeys(record.mailbox_ids, True),
@@ -466,7 +463,7 @@ class EmailSetter:
             # A copy goes by expunge, trusting the others (or a COPY from one of them):
             # each read again upstream first, so that none is a copy another client has
             # moved away since the cache last looked.
-            locations = self.account.email_locations(email_id, everywhere=True)
+            locations, _ = self.account.email_locations(email_id, everywhere=True)
             leaving = [m for m in locations if m not in targets]
             arriving = [m for m in sorted(targets) if m not in locations]
         if arriving and not locations:
@@ -493,7 +490,7 @@ class EmailSetter:
         if self.cache.emails([email_id]).get(email_id) is None:
             raise Refused("notFound", "no such Email")
         names = {r.id: r.name for r in self.cache.mailboxes()}
-        locations = self._locations(email_id)
+        locations, _ = self.account.email_locations(email_id)
         if not locations:
             raise Refused("notFound", "the Email is in no folder upstream")
         if self.account.imap.object_ids is ObjectIds.GMAIL:

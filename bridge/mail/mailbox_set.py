@@ -274,11 +274,8 @@ class MailboxSetter:
         """Asked right before a DELETE that must not take mail: the cache's count may
         predate mail another client has just put there (a request may run on a cache a
         watcher vouched for while the news is on its way: bridge.mail.freshness)."""
-        imap = self.account.imap
-        if imap.selected == record.name:
-            imap.noop()  # Dovecot answers STATUS of the open folder from its session
         try:
-            return imap.status(record.name).messages > 0
+            return self.account.imap.status(record.name).messages > 0
         except CommandFailed:
             return False  # a folder this user cannot read: the DELETE decides, as before
 

@@ -81,6 +81,9 @@ KEEP_CHANGES = 500_000
 # With mod-sequences, other folders are read on another session while an INBOX this big is
 # open (keeps_inbox).
 SIDE_FROM = 10_000
+# The most new mail the sync after a request's writes reads back in a folder the indexer has
+# not finished (Syncer.read_back).
+READ_BACK_LIMIT = 1000
 # Folders never indexed are indexed during the request while they hold this many messages
 # in all; beyond that a background indexer does it, and queries ask the server meanwhile.
 FOREGROUND_LIMIT = 500
@@ -264,7 +267,7 @@ class Syncer:
         # Emails that left a folder during this sync: destroyed at its end unless another
         # folder turned out to hold them (a MOVE by another client).
         self.orphans: set[str] = set()
-        self.modseq = conn.has("CONDSTORE") or conn.has("QRESYNC")
+        self.modseq = conn.modseq
         self.qresync = conn.has("QRESYNC")
         # On Gmail: All Mail and the label folders its sync fills (see gmail_labels).
         self.labels: LabelViews | None = None
@@ -605,11 +608,7 @@ class Syncer:
         next delta replays the rest); for any folder, an Email's copies there checked
         before a write trusts them."""
         named = sorted(set(uids))
-        if self.conn.selected == record.name:
-            # Open already: Dovecot answers from the session's view, which an expunge by
-            # another session since the last command has not reached.
-            self.conn.noop()
-        selected = self.conn.select(record.name)
+        selected = self.conn.select(record.name, fresh=True)
         if record.synced is not None and record.synced.uidvalidity != selected.uidvalidity:
             return  # every UID is new: its next sync reads it afresh
         fetched: dict[int, MessageMeta] = {}
@@ -617,6 +616,9 @@ class Syncer:
             fetched = self.conn.fetch_meta(uid_set(named)).messages
         arrived: dict[int, MessageMeta] = {}
         if lowest is not None and selected.exists and selected.uidnext > lowest:
+            # At most the newest READ_BACK_LIMIT: more new mail than that is the indexer's
+            # (its sync state predates it, so the delta after it fetches the rest).
+            lowest = max(lowest, selected.uidnext - READ_BACK_LIMIT)
             # "n:*" always includes the highest UID, even below n: filter by ``lowest``.
             found = fetch_new(self.conn, f"{lowest}:*")
             arrived = {uid: meta for uid, meta in found.items() if uid >= lowest}
@@ -667,7 +669,7 @@ class Syncer:
         STATUS left to the next write transaction)."""
         if self.side is None or record.name == KEPT_OPEN:
             return self
-        if not keeps_inbox(self.conn, self._listed):
+        if not keeps_inbox(self.conn, lambda: self._listed):
             return self
         if self._side_syncer is None:
             self._side_syncer = Syncer(
@@ -895,17 +897,18 @@ class Syncer:
         return {uid: meta for uid, meta in fetched.items() if uid >= start and uid not in known}
 
 
-def keeps_inbox(conn: ImapConnection, records: Iterable[MailboxRecord]) -> bool:
+def keeps_inbox(conn: ImapConnection, records: Callable[[], Iterable[MailboxRecord]]) -> bool:
     """Whether ``conn`` has an INBOX open that is worth keeping open while other folders
     are read (on another connection): without mod-sequences, one its view follows, which
-    spares a full flag scan of it; with them, a big one, whose SELECT costs Dovecot a scan
-    of its Maildir (~100 ms at 50,000 messages) where another session costs a LOGIN."""
+    spares a full flag scan of it; with them, a big one (its size from ``records``, read
+    only then), whose SELECT costs Dovecot a scan of its Maildir (~100 ms at 50,000
+    messages) where another session costs a LOGIN."""
     if conn.selected != KEPT_OPEN:
         return False
-    if not (conn.has("CONDSTORE") or conn.has("QRESYNC")):
+    if not conn.modseq:
         view = conn.view
         return view is not None and view.name == KEPT_OPEN and view.based
-    inbox = next((r for r in records if r.name == KEPT_OPEN), None)
+    inbox = next((r for r in records() if r.name == KEPT_OPEN), None)
     return inbox is not None and inbox.status is not None and inbox.status.messages >= SIDE_FROM
 
 
