@@ -664,12 +664,33 @@ class ImapConnection:
     @_guarded
     def store_flags(self, uids: str, flags: Sequence[str], *, add: bool) -> None:
         """UID STORE +FLAGS.SILENT / -FLAGS.SILENT; keywords go through quoting.py."""
+        self._store(uids, flags, b"+FLAGS.SILENT" if add else b"-FLAGS.SILENT")
+
+    @_guarded
+    def store_flags_confirmed(self, uids: str, flags: Sequence[str], *, add: bool) -> set[int]:
+        """UID STORE +FLAGS / -FLAGS, answered: the UIDs of ``uids`` still in the folder,
+        which the STORE reached. A UID STORE of a message no longer there (another client
+        moved or expunged it) is OK in IMAP and changes nothing; only a missing FETCH tells.
+        Dovecot and Cyrus send none either for a message whose flags did not change, so
+        those are asked for again."""
+        asked = set(parse_sequence_set(uids))
+        reply = self._store(uids, flags, b"+FLAGS" if add else b"-FLAGS")
+        if reply is None:
+            return set()
+        reached = asked.intersection(_fetched_uids(reply))
+        if reached != asked:
+            unanswered = format_sequence_set(sorted(asked - reached))
+            again = self._wire.run(b"UID FETCH " + unanswered.encode("ascii") + b" (UID)")
+            reached |= asked.intersection(_fetched_uids(again.check()))
+        return reached
+
+    def _store(self, uids: str, flags: Sequence[str], item: bytes) -> Reply | None:
         _check_sequence_set(uids)
         if not flags:
-            return
+            return None
         names = b" ".join(_flag_bytes(flag) for flag in flags)
-        action = b" +FLAGS.SILENT (" if add else b" -FLAGS.SILENT ("
-        self._wire.run(b"UID STORE " + uids.encode("ascii") + action + names + b")").check()
+        command = b"UID STORE " + uids.encode("ascii") + b" " + item + b" (" + names + b")"
+        return self._wire.run(command).check()
 
     @_guarded
     def store_labels(self, uids: str, labels: Sequence[str], *, add: bool) -> None:
@@ -711,17 +732,18 @@ class ImapConnection:
         return self.with_extension("MOVE", moved, copy_and_expunge)
 
     @_guarded
-    def expunge_uids(self, uids: str) -> None:
+    def expunge_uids(self, uids: str) -> set[int]:
         """Remove exactly these messages of the selected (read-write) folder: \\Deleted,
         then UID EXPUNGE (UIDPLUS, RFC 4315 §2.1); without UIDPLUS, see _expunge_exactly.
-        A message of ``uids`` no longer in the folder is not an error: it is gone already.
+        A message of ``uids`` no longer in the folder is not an error: it is gone already
+        (moved or expunged by another client); the UIDs that were there are returned.
         CommandFailed if one of them is still there afterwards."""
-        _check_sequence_set(uids)
-        self.store_flags(uids, ["\\Deleted"], add=True)
+        present = self.store_flags_confirmed(uids, ["\\Deleted"], add=True)
         if "UIDPLUS" in self.capabilities:
             self._wire.run(b"UID EXPUNGE " + uids.encode("ascii")).check()
         else:
             self._expunge_exactly(set(parse_sequence_set(uids)))
+        return present
 
     def _expunge_exactly(self, ours: set[int]) -> None:
         """A bare EXPUNGE removes every \\Deleted message of the folder, other clients'
@@ -970,6 +992,10 @@ class ImapConnection:
 
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _fetched_uids(reply: Reply) -> set[int | None]:
+    return {fetch_uid_and_flags(response)[0] for response in reply.of("FETCH")}
 
 
 def _copied(reply: Reply) -> list[int]:

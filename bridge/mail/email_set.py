@@ -10,9 +10,9 @@ cache learns the outcome from the sync that follows, like any other client's cha
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import msgspec
 
@@ -47,6 +47,14 @@ CREATABLE = frozenset({
     "subject", "sentAt", "messageId", "inReplyTo", "references", "textBody", "htmlBody",
     "attachments", "bodyValues", "bodyStructure",
 })  # fmt: skip
+# How often an update or destroy is tried again after missing a copy another client had
+# just moved or expunged: each try follows a sync, so a miss needs a new change every time.
+WRITE_TRIES = 3
+_T = TypeVar("_T")
+
+
+class _CopyMissed(Exception):
+    """A write reached fewer messages than the cache placed the Email in."""
 
 
 def _last_received(header_block: bytes) -> datetime | None:
@@ -394,6 +402,24 @@ class EmailSetter:
         self.account.written.removed(name, uids)
 
     def _update(self, email_id: str, patch: Any) -> dict[str, Any] | None:
+        return self._where_it_is_now(self._update_once, email_id, patch)
+
+    def _destroy(self, email_id: str) -> None:
+        self._where_it_is_now(self._destroy_once, email_id)
+
+    def _where_it_is_now(self, write: Callable[..., _T], email_id: str, *args: Any) -> _T:
+        """``write`` of an Email, again after a sync where it missed a copy: another client
+        moved or expunged it since the request's sync, and a UID STORE, MOVE or EXPUNGE of
+        a message no longer there is OK in IMAP. Never `updated` or `destroyed` for a
+        write that reached nothing."""
+        for _ in range(WRITE_TRIES):
+            try:
+                return write(email_id, *args)
+            except _CopyMissed:
+                self.account.sync(force=True)
+        raise Refused("serverFail", "the Email kept moving upstream while it was written")
+
+    def _update_once(self, email_id: str, patch: Any) -> dict[str, Any] | None:
         record = self.cache.emails([email_id]).get(email_id)
         if record is None:
             raise Refused("notFound", "no such Email")
@@ -437,13 +463,20 @@ class EmailSetter:
         remove = sorted(keyword_to_flag(k) for k in old - new)
         if not add and not remove:
             return
+        missed = False
         for mailbox_id, uids in locations.items():
             folder = self.account.folder(names[mailbox_id], writable=True)
             uid_set = format_sequence_set(uids)
             self.changed_upstream = True
             self.account.written.stored(names[mailbox_id], uids)
-            folder.store_flags(uid_set, add, add=True)
-            folder.store_flags(uid_set, remove, add=False)
+            reached = set(uids)
+            if add:
+                reached &= folder.store_flags_confirmed(uid_set, add, add=True)
+            if remove:
+                reached &= folder.store_flags_confirmed(uid_set, remove, add=False)
+            missed = missed or reached != set(uids)
+        if missed:
+            raise _CopyMissed
 
     def _file(
         self,
@@ -474,19 +507,21 @@ class EmailSetter:
                 folder = self.account.folder(names[source], writable=True)
                 self._arriving(destination, names[destination])
                 self._leaving(names[source], locations[source])
-                folder.move(format_sequence_set(locations[source]), names[destination])
+                placed = folder.move(format_sequence_set(locations[source]), names[destination])
             else:
                 source = next(iter(locations))
                 folder = self.account.folder(names[source], writable=True)
                 self.changed_upstream = True
                 self._arriving(destination, names[destination])
-                folder.copy(format_sequence_set(locations[source]), names[destination])
+                placed = folder.copy(format_sequence_set(locations[source]), names[destination])
+            if imap.has("UIDPLUS") and len(placed) < len(locations[source]):
+                raise _CopyMissed  # COPYUID names every message that went
         for source in leaving:
             folder = self.account.folder(names[source], writable=True)
             self._leaving(names[source], locations[source])
             folder.expunge_uids(format_sequence_set(locations[source]))
 
-    def _destroy(self, email_id: str) -> None:
+    def _destroy_once(self, email_id: str) -> None:
         if self.cache.emails([email_id]).get(email_id) is None:
             raise Refused("notFound", "no such Email")
         names = {r.id: r.name for r in self.cache.mailboxes()}
@@ -498,11 +533,13 @@ class EmailSetter:
             if views is not None:
                 locations = views.outside(locations)  # a view's UIDs are All Mail's
             locations = self._into_gmail_trash(locations, names)
+        missed = False
         for mailbox_id, uids in locations.items():
             folder = self.account.folder(names[mailbox_id], writable=True)
             self._leaving(names[mailbox_id], uids)
-            folder.expunge_uids(format_sequence_set(uids))
-        return None
+            missed = folder.expunge_uids(format_sequence_set(uids)) != set(uids) or missed
+        if missed:
+            raise _CopyMissed
 
     def _into_gmail_trash(
         self, locations: dict[str, list[int]], names: dict[str, str]

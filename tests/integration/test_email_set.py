@@ -95,6 +95,19 @@ def between_sync_and_write(
     monkeypatch.setattr(cls, method, racing)
 
 
+def expunge_all(other: IMAPClient, folder: str) -> None:
+    other.select_folder(folder)
+    other.delete_messages(other.search("ALL"))
+    other.expunge()
+    other.unselect_folder()
+
+
+def move_all(other: IMAPClient, source: str, destination: str) -> None:
+    other.select_folder(source)
+    other.move(other.search("ALL"), destination)
+    other.unselect_folder()
+
+
 def test_a_copy_gone_upstream_is_not_trusted_when_another_is_expunged(
     jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -106,14 +119,7 @@ def test_a_copy_gone_upstream_is_not_trusted_when_another_is_expunged(
     inbox, archive = boxes["INBOX"]["id"], boxes["Archive"]["id"]
     [email_id] = query(jmap)
     jmap.call("Email/set", {"update": {email_id: {f"mailboxIds/{archive}": True}}})
-
-    def expunge_from_inbox() -> None:
-        other.select_folder("INBOX")
-        other.delete_messages(other.search("ALL"))
-        other.expunge()
-        other.unselect_folder()
-
-    between_sync_and_write(monkeypatch, EmailSetter, "_update", expunge_from_inbox)
+    between_sync_and_write(monkeypatch, EmailSetter, "_update", lambda: expunge_all(other, "INBOX"))
     result = jmap.call("Email/set", {"update": {email_id: {f"mailboxIds/{archive}": None}}})
     assert result["updated"] == {email_id: None}, result
     assert set(flags_in(other, "INBOX")) == {b"Kept"} and flags_in(other, "Archive") == {}
@@ -121,19 +127,24 @@ def test_a_copy_gone_upstream_is_not_trusted_when_another_is_expunged(
     assert got["list"][0]["mailboxIds"] == {inbox: True}
 
 
-def test_a_write_on_a_vouched_for_cache_sees_another_clients_move_first(
-    jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("when", ["before, watcher vouching", "between sync and write"])
+def test_a_flag_for_a_message_another_client_moved_lands_where_it_went(
+    jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
-    """A watcher vouches for the cache while its news of another client's move is still
-    on its way (bridge.mail.freshness): a read may answer from the cache, a write may not.
-    The flag lands on the message where it is now."""
+    """Before: a watcher vouches for the cache while its news of the move is still on its
+    way (bridge.mail.freshness); a read may answer from the cache, a write may not.
+    Between: a UID STORE of the UID the cache knows is OK in IMAP and changes nothing, so
+    the Email is not `updated` until its flag is on the message where it is now."""
     other.append("INBOX", message(1, "Moved"))
     archive = jmap.mailboxes()["Archive"]["id"]
     [email_id] = query(jmap)
-    other.select_folder("INBOX")
-    other.move(other.search("ALL"), "Archive")
-    other.unselect_folder()
-    monkeypatch.setattr(Freshness, "level", lambda self: True)
+    if when.startswith("before"):
+        move_all(other, "INBOX", "Archive")
+        monkeypatch.setattr(Freshness, "level", lambda self: True)
+    else:
+        between_sync_and_write(
+            monkeypatch, EmailSetter, "_update_once", lambda: move_all(other, "INBOX", "Archive")
+        )
     result = jmap.call("Email/set", {"update": {email_id: {"keywords/$flagged": True}}})
     assert result["updated"] == {email_id: None}, result
     assert flags_in(other, "Archive") == {b"Moved": {b"\\Flagged"}}
@@ -398,3 +409,65 @@ def test_a_duplicate_whose_original_goes_meanwhile_is_kept(
     assert imported["created"] is not None and "d" in imported["created"], imported
     assert set(flags_in(other, "INBOX")) == {b"Once"}
     assert query(jmap) == [imported["created"]["d"]["id"]]
+
+
+def test_a_destroy_of_a_message_moved_away_meanwhile_destroys_it_where_it_went(
+    jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other.append("INBOX", message(1, "Moved"))
+    [email_id] = query(jmap)
+    between_sync_and_write(
+        monkeypatch, EmailSetter, "_destroy_once", lambda: move_all(other, "INBOX", "Archive")
+    )
+    result = jmap.call("Email/set", {"destroy": [email_id]})
+    assert result["destroyed"] == [email_id], result
+    assert flags_in(other, "INBOX") == {} and flags_in(other, "Archive") == {}
+
+
+def test_a_move_of_a_message_moved_away_meanwhile_moves_it_from_where_it_went(
+    jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other.append("INBOX", message(1, "Moved"))
+    trash = jmap.mailboxes()["Trash"]["id"]
+    [email_id] = query(jmap)
+    between_sync_and_write(
+        monkeypatch, EmailSetter, "_update_once", lambda: move_all(other, "INBOX", "Archive")
+    )
+    result = jmap.call("Email/set", {"update": {email_id: {"mailboxIds": {trash: True}}}})
+    assert result["updated"] == {email_id: None}, result
+    assert set(flags_in(other, "Trash")) == {b"Moved"}
+    assert flags_in(other, "INBOX") == {} and flags_in(other, "Archive") == {}
+
+
+def test_a_flag_for_a_message_expunged_meanwhile_is_not_updated(
+    jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other.append("INBOX", message(1, "Gone"))
+    [email_id] = query(jmap)
+    between_sync_and_write(
+        monkeypatch, EmailSetter, "_update_once", lambda: expunge_all(other, "INBOX")
+    )
+    result = jmap.call("Email/set", {"update": {email_id: {"keywords/$flagged": True}}})
+    assert result["notUpdated"][email_id]["type"] == "notFound", result
+    assert jmap.call("Email/get", {"ids": [email_id]})["notFound"] == [email_id]
+
+
+def test_a_flag_taken_off_copies_that_differ_is_updated(
+    jmap: JmapClient, other: IMAPClient
+) -> None:
+    """The Email is in INBOX and Archive, flagged only in Archive: the STORE that takes the
+    flag off changes nothing in INBOX, and the server says nothing of that copy."""
+    other.append("INBOX", message(1, "Twice"))
+    archive = jmap.mailboxes()["Archive"]["id"]
+    [email_id] = query(jmap)
+    jmap.call("Email/set", {"update": {email_id: {f"mailboxIds/{archive}": True,
+                                                  "keywords/$flagged": True}}})  # fmt: skip
+    other.select_folder("INBOX")
+    other.remove_flags(other.search("ALL"), [b"\\Flagged"])
+    other.unselect_folder()
+    got = jmap.call("Email/get", {"ids": [email_id], "properties": ["keywords"]})
+    assert got["list"][0]["keywords"] == {"$flagged": True}
+    result = jmap.call("Email/set", {"update": {email_id: {"keywords/$flagged": None}}})
+    assert result["updated"] == {email_id: None}, result
+    assert flags_in(other, "INBOX") == {b"Twice": set()}
+    assert flags_in(other, "Archive") == {b"Twice": set()}

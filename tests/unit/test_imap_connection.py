@@ -594,7 +594,7 @@ LIAR = {
     b"UID SORT (ARRIVAL)": (b"* SORT 8 7\r\n", b"OK done"),
     b"UID MOVE": (b"", b"BAD unknown command"),
     b"UID COPY": (b"", b"OK [COPYUID 5 7 1] done"),
-    b"UID STORE": (b"", b"OK done"),
+    b"UID STORE": (b"* 1 FETCH (UID 7 FLAGS (\\Deleted))\r\n", b"OK done"),
     b"UID EXPUNGE": (b"* 1 EXPUNGE\r\n", b"OK done"),
 }
 
@@ -629,7 +629,7 @@ def test_refused_extensions_fall_back_and_stay_dropped(serve: Callable[..., Fake
         b"UID SORT (ARRIVAL) US-ASCII ALL",
         b'UID MOVE 7 "Archive"',
         b'UID COPY 7 "Archive"',
-        b"UID STORE 7 +FLAGS.SILENT (\\Deleted)",
+        b"UID STORE 7 +FLAGS (\\Deleted)",
         b"UID EXPUNGE 7",
         b'LIST "" "*" RETURN (SUBSCRIBED CHILDREN)',
         b'STATUS "INBOX" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)',
@@ -638,6 +638,26 @@ def test_refused_extensions_fall_back_and_stay_dropped(serve: Callable[..., Fake
         b'STATUS "INBOX" (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)',
         b"LOGOUT",
     ]
+
+
+def test_a_store_names_the_messages_it_reached(serve: Callable[..., FakeServer]) -> None:
+    """UID 7 answers the STORE; 8 is there with its flags unchanged (no FETCH: Dovecot and
+    Cyrus send none then); 9 is gone, moved by another client. 12 is an unsolicited
+    FETCH of another message, not asked for."""
+    table = {
+        b"SELECT": (b"* 3 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n", b"OK done"),
+        b"UID STORE": (
+            b"* 1 FETCH (UID 7 FLAGS (\\Seen))\r\n* 3 FETCH (UID 12 FLAGS ())\r\n",
+            b"OK done",
+        ),
+        b"UID FETCH 8:9 (UID)": (b"* 2 FETCH (UID 8)\r\n", b"OK done"),
+    }
+    server = serve(responder(table, b"IMAP4rev1"), greeting=b"* OK ready")
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        conn.select("INBOX", readonly=False)
+        assert conn.store_flags_confirmed("7:9", ["\\Seen"], add=True) == {7, 8}
+        assert conn.store_flags_confirmed("7", [], add=True) == set()
+    assert server.commands()[1:3] == [b"UID STORE 7:9 +FLAGS (\\Seen)", b"UID FETCH 8:9 (UID)"]
 
 
 STATUS_ITEMS = b"(MESSAGES UNSEEN UIDNEXT UIDVALIDITY)"
