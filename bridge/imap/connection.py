@@ -738,18 +738,19 @@ class ImapConnection:
         A message of ``uids`` no longer in the folder is not an error: it is gone already
         (moved or expunged by another client); the UIDs that were there are returned.
         CommandFailed if one of them is still there afterwards."""
+        if "UIDPLUS" not in self.capabilities:
+            _check_sequence_set(uids)
+            return self._expunge_exactly(set(parse_sequence_set(uids)))
         present = self.store_flags_confirmed(uids, ["\\Deleted"], add=True)
-        if "UIDPLUS" in self.capabilities:
-            self._wire.run(b"UID EXPUNGE " + uids.encode("ascii")).check()
-        else:
-            self._expunge_exactly(set(parse_sequence_set(uids)))
+        self._wire.run(b"UID EXPUNGE " + uids.encode("ascii")).check()
         return present
 
-    def _expunge_exactly(self, ours: set[int]) -> None:
+    def _expunge_exactly(self, ours: set[int]) -> set[int]:
         """A bare EXPUNGE removes every \\Deleted message of the folder, other clients'
         pending deletions too (RFC 4315 §1 says why UID EXPUNGE exists). So the others'
         marks are lifted around it: UID SEARCH DELETED finds them, -FLAGS takes their mark
-        off, EXPUNGE, +FLAGS puts it back (also when EXPUNGE fails; a failure to put it
+        off, ours are marked by their numbers in a FETCH 1:* (UID), EXPUNGE, +FLAGS puts
+        the others' back (also when EXPUNGE fails; a failure to put it
         back is logged with the UIDs). What went is read from the EXPUNGE responses
         against a FETCH 1:* (UID) taken just before (from VANISHED, with QRESYNC), and
         anything but exactly ours is logged.
@@ -767,7 +768,13 @@ class ImapConnection:
             numbered = self._numbered_uids()
             present = ours.intersection(numbered)
             if not present:
-                return  # gone already
+                return present  # gone already
+            # Marked by number, not UID: GNU imap4d reads a UID above the folder's highest
+            # (ours, expunged by another client since) as its last message. The numbers
+            # hold: no EXPUNGE may come during FETCH or STORE (RFC 3501 §7.4.1).
+            marked = [number for number, uid in enumerate(numbered, 1) if uid in present]
+            command = b"STORE " + format_sequence_set(marked).encode("ascii")
+            self._wire.run(command + b" +FLAGS.SILENT (\\Deleted)").check()
             reply = self._wire.run(b"EXPUNGE").check()
         finally:
             if others_set is not None:
@@ -785,6 +792,7 @@ class ImapConnection:
             )  # fmt: skip
         if outcome.kept:
             raise CommandFailed("EXPUNGE", "NO", None, "messages still there after EXPUNGE")
+        return present
 
     def _numbered_uids(self) -> list[int]:
         """The UIDs of the selected folder by sequence number - 1. A FETCH, not a UID FETCH: the

@@ -12,7 +12,9 @@ from imapclient import IMAPClient
 
 from bridge.demo.imap4d import Imap4d
 from bridge.imap import session
+from bridge.mail.email_set import EmailSetter
 from tests.integration.server import BridgeServer, JmapClient
+from tests.integration.test_email_set import between_sync_and_write
 
 MESSAGE = b"From: a@example.com\r\nSubject: s\r\nMessage-ID: <%d@example.com>\r\n\r\nbody\r\n"
 
@@ -270,3 +272,27 @@ def test_a_folder_renamed_to_the_trash_moves_unread_threads(
     after = jmap4.mailboxes()
     assert after["Trash"]["role"] == "trash"
     assert (after["Topic"]["unreadEmails"], after["Topic"]["unreadThreads"]) == (0, 0)
+
+
+def test_a_destroy_racing_another_clients_expunge_marks_no_other_message(
+    jmap4: JmapClient, imap4d_other: IMAPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """imap4d reads a UID above the folder's highest as its last message: a UID STORE of
+    \\Deleted for the newest message, expunged by another client between the request's
+    sync and its destroy, would mark the message that is newest now, for the next EXPUNGE
+    of any client to take."""
+    for number in range(1, 3):
+        imap4d_other.append("INBOX", MESSAGE % number)
+    emails = _emails_by_message_id(jmap4, jmap4.mailboxes()["INBOX"]["id"])
+
+    def expunge_the_newest() -> None:
+        imap4d_other.select_folder("INBOX")
+        newest = imap4d_other.search(["HEADER", "Message-ID", "<2@example.com>"])
+        imap4d_other.delete_messages(newest)
+        imap4d_other.expunge()
+        imap4d_other.unselect_folder()
+
+    between_sync_and_write(monkeypatch, EmailSetter, "_destroy_once", expunge_the_newest)
+    done = jmap4.call("Email/set", {"destroy": [emails["2@example.com"]]})
+    assert done["notDestroyed"][emails["2@example.com"]]["type"] == "notFound", done
+    assert _flags_by_message_id(imap4d_other, "INBOX") == {"1@example.com": ()}

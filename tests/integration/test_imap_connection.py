@@ -7,6 +7,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import pytest
 from imapclient import IMAPClient
@@ -596,14 +597,16 @@ def without_uidplus(conn: ImapConnection, imap: IMAPClient, folder: str) -> None
 def in_the_window(
     conn: ImapConnection, monkeypatch: pytest.MonkeyPatch, act: Callable[[], object]
 ) -> None:
-    """Run ``act`` after the others' marks are lifted, just before the EXPUNGE."""
-    numbered = conn._numbered_uids
+    """Run ``act`` after the others' marks are lifted and ours set, just before the
+    EXPUNGE."""
+    run = conn._wire.run
 
-    def acting_first() -> list[int]:
-        act()
-        return numbered()
+    def acting_first(command: bytes, *args: Any, **kwargs: Any) -> Any:
+        if command == b"EXPUNGE":
+            act()
+        return run(command, *args, **kwargs)
 
-    monkeypatch.setattr(conn, "_numbered_uids", acting_first)
+    monkeypatch.setattr(conn._wire, "run", acting_first)
 
 
 def deleted_flags(imap: IMAPClient, folder: str) -> dict[int, bool]:
