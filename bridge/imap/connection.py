@@ -673,16 +673,33 @@ class ImapConnection:
         moved or expunged it) is OK in IMAP and changes nothing; only a missing FETCH tells.
         Dovecot and Cyrus send none either for a message whose flags did not change, so
         those are asked for again."""
-        asked = set(parse_sequence_set(uids))
-        reply = self._store(uids, flags, b"+FLAGS" if add else b"-FLAGS")
+        asked = self._named_safely(uids) if flags else set()
+        reply = self._store(format_sequence_set(sorted(asked)), flags,
+                            b"+FLAGS" if add else b"-FLAGS") if asked else None  # fmt: skip
         if reply is None:
             return set()
         reached = asked.intersection(_fetched_uids(reply))
         if reached != asked:
-            unanswered = format_sequence_set(sorted(asked - reached))
-            again = self._wire.run(b"UID FETCH " + unanswered.encode("ascii") + b" (UID)")
-            reached |= asked.intersection(_fetched_uids(again.check()))
+            reached |= self._still_there(asked - reached)
         return reached
+
+    def _named_safely(self, uids: str) -> set[int]:
+        """The UIDs of a sequence set that a write may name. On a server without UIDPLUS
+        only those still in the folder: GNU imap4d (which has none) reads a UID above the
+        folder's highest as its last message, so a write to one that another client has
+        just expunged would change another message."""
+        _check_sequence_set(uids)
+        asked = set(parse_sequence_set(uids))
+        return asked if "UIDPLUS" in self.capabilities else self._still_there(asked)
+
+    def _still_there(self, uids: set[int]) -> set[int]:
+        """Those of ``uids`` in the selected folder now (UID FETCH); none where the server
+        refuses the set (GNU imap4d answers BAD for a gone UID below the highest)."""
+        command = b"UID FETCH " + format_sequence_set(sorted(uids)).encode("ascii") + b" (UID)"
+        try:
+            return uids.intersection(_fetched_uids(self._wire.run(command).check()))
+        except CommandFailed:
+            return set()
 
     def _store(self, uids: str, flags: Sequence[str], item: bytes) -> Reply | None:
         _check_sequence_set(uids)
@@ -706,9 +723,11 @@ class ImapConnection:
     @_guarded
     def copy(self, uids: str, destination: str) -> list[int]:
         """UID COPY; the UIDs the copies got, from COPYUID (RFC 4315 §3), or empty."""
-        _check_sequence_set(uids)
-        command = b"UID COPY " + uids.encode("ascii") + b" " + quoting.mailbox_name(destination)
-        return _copied(self._wire.run(command).check())
+        named = self._named_safely(uids)
+        if not named:
+            return []
+        command = b"UID COPY " + format_sequence_set(sorted(named)).encode("ascii")
+        return _copied(self._wire.run(command + b" " + quoting.mailbox_name(destination)).check())
 
     @_guarded
     def move(self, uids: str, destination: str) -> list[int]:

@@ -519,7 +519,9 @@ class EmailSetter:
         for source in leaving:
             folder = self.account.folder(names[source], writable=True)
             self._leaving(names[source], locations[source])
-            folder.expunge_uids(format_sequence_set(locations[source]))
+            expunged = folder.expunge_uids(format_sequence_set(locations[source]))
+            if expunged != set(locations[source]):
+                raise _CopyMissed  # gone before: a COPY from it (without MOVE) copied nothing
 
     def _destroy_once(self, email_id: str) -> None:
         if self.cache.emails([email_id]).get(email_id) is None:

@@ -274,25 +274,34 @@ def test_a_folder_renamed_to_the_trash_moves_unread_threads(
     assert (after["Topic"]["unreadEmails"], after["Topic"]["unreadThreads"]) == (0, 0)
 
 
-def test_a_destroy_racing_another_clients_expunge_marks_no_other_message(
-    jmap4: JmapClient, imap4d_other: IMAPClient, monkeypatch: pytest.MonkeyPatch
+def expunge_the_newest(other: IMAPClient) -> None:
+    other.select_folder("INBOX")
+    other.delete_messages(other.search(["HEADER", "Message-ID", "<2@example.com>"]))
+    other.expunge()
+    other.unselect_folder()
+
+
+@pytest.mark.parametrize("write", ["destroy", "flag", "move"])
+def test_a_write_racing_another_clients_expunge_changes_no_other_message(
+    jmap4: JmapClient, imap4d_other: IMAPClient, monkeypatch: pytest.MonkeyPatch, write: str
 ) -> None:
-    """imap4d reads a UID above the folder's highest as its last message: a UID STORE of
-    \\Deleted for the newest message, expunged by another client between the request's
-    sync and its destroy, would mark the message that is newest now, for the next EXPUNGE
-    of any client to take."""
+    """imap4d reads a UID above the folder's highest as its last message: a UID STORE for
+    the newest message, expunged by another client between the request's sync and its
+    write, would change the message that is newest now (a \\Deleted mark for the next
+    EXPUNGE of any client to take, a flag, or a copy into Archive)."""
     for number in range(1, 3):
         imap4d_other.append("INBOX", MESSAGE % number)
-    emails = _emails_by_message_id(jmap4, jmap4.mailboxes()["INBOX"]["id"])
-
-    def expunge_the_newest() -> None:
-        imap4d_other.select_folder("INBOX")
-        newest = imap4d_other.search(["HEADER", "Message-ID", "<2@example.com>"])
-        imap4d_other.delete_messages(newest)
-        imap4d_other.expunge()
-        imap4d_other.unselect_folder()
-
-    between_sync_and_write(monkeypatch, EmailSetter, "_destroy_once", expunge_the_newest)
-    done = jmap4.call("Email/set", {"destroy": [emails["2@example.com"]]})
-    assert done["notDestroyed"][emails["2@example.com"]]["type"] == "notFound", done
+    newest = _emails_by_message_id(jmap4, jmap4.mailboxes()["INBOX"]["id"])["2@example.com"]
+    method = "_destroy_once" if write == "destroy" else "_update_once"
+    between_sync_and_write(monkeypatch, EmailSetter, method,
+                           lambda: expunge_the_newest(imap4d_other))  # fmt: skip
+    if write == "destroy":
+        done = jmap4.call("Email/set", {"destroy": [newest]})
+        assert done["notDestroyed"][newest]["type"] == "notFound", done
+    else:
+        archive = jmap4.mailboxes()["Archive"]["id"]
+        patch = {"keywords/$flagged": True} if write == "flag" else {"mailboxIds": {archive: True}}
+        done = jmap4.call("Email/set", {"update": {newest: patch}})
+        assert done["notUpdated"][newest]["type"] == "notFound", done
     assert _flags_by_message_id(imap4d_other, "INBOX") == {"1@example.com": ()}
+    assert _flags_by_message_id(imap4d_other, "Archive") == {}

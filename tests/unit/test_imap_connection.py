@@ -652,12 +652,36 @@ def test_a_store_names_the_messages_it_reached(serve: Callable[..., FakeServer])
         ),
         b"UID FETCH 8:9 (UID)": (b"* 2 FETCH (UID 8)\r\n", b"OK done"),
     }
-    server = serve(responder(table, b"IMAP4rev1"), greeting=b"* OK ready")
+    server = serve(responder(table, b"IMAP4rev1 UIDPLUS"), greeting=b"* OK ready")
     with ImapConnection.open(server.config(), "alice", "pw") as conn:
         conn.select("INBOX", readonly=False)
         assert conn.store_flags_confirmed("7:9", ["\\Seen"], add=True) == {7, 8}
         assert conn.store_flags_confirmed("7", [], add=True) == set()
     assert server.commands()[1:3] == [b"UID STORE 7:9 +FLAGS (\\Seen)", b"UID FETCH 8:9 (UID)"]
+
+
+def test_without_uidplus_a_store_names_only_messages_still_there(
+    serve: Callable[..., FakeServer],
+) -> None:
+    """GNU imap4d (no UIDPLUS) reads UID 9, gone and above the folder's highest, as its
+    last message (UID 8): asked first, only 7 and 8 are STOREd. A gone UID below the
+    highest is BAD there: nothing is STOREd."""
+    table = {
+        b"SELECT": (b"* 2 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n", b"OK done"),
+        b"UID FETCH 7:9 (UID)": (b"* 1 FETCH (UID 7)\r\n* 2 FETCH (UID 8)\r\n", b"OK done"),
+        b"UID FETCH 5 (UID)": (b"", b"BAD Failed to parse message set"),
+        b"UID STORE": (b"* 1 FETCH (UID 7 FLAGS (\\Seen))\r\n", b"OK done"),
+        b"UID FETCH 8 (UID)": (b"* 2 FETCH (UID 8)\r\n", b"OK done"),
+    }
+    server = serve(responder(table, b"IMAP4rev1"), greeting=b"* OK ready")
+    with ImapConnection.open(server.config(), "alice", "pw") as conn:
+        conn.select("INBOX", readonly=False)
+        assert conn.store_flags_confirmed("7:9", ["\\Seen"], add=True) == {7, 8}
+        assert conn.store_flags_confirmed("5", ["\\Seen"], add=True) == set()
+    assert server.commands()[1:6] == [
+        b"UID FETCH 7:9 (UID)", b"UID STORE 7:8 +FLAGS (\\Seen)", b"UID FETCH 8 (UID)",
+        b"UID FETCH 5 (UID)", b"LOGOUT",
+    ]  # fmt: skip
 
 
 STATUS_ITEMS = b"(MESSAGES UNSEEN UIDNEXT UIDVALIDITY)"
