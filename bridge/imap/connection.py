@@ -670,14 +670,16 @@ class ImapConnection:
     def store_flags_confirmed(self, uids: str, flags: Sequence[str], *, add: bool) -> set[int]:
         """UID STORE +FLAGS / -FLAGS, answered: the UIDs of ``uids`` still in the folder,
         which the STORE reached. A UID STORE of a message no longer there (another client
-        moved or expunged it) is OK in IMAP and changes nothing; only a missing FETCH tells.
-        Dovecot and Cyrus send none either for a message whose flags did not change, so
-        those are asked for again."""
+        moved or expunged it) is OK in IMAP and changes nothing; only a missing FETCH tells."""
         asked = self._named_safely(uids) if flags else set()
         reply = self._store(format_sequence_set(sorted(asked)), flags,
                             b"+FLAGS" if add else b"-FLAGS") if asked else None  # fmt: skip
-        if reply is None:
-            return set()
+        return set() if reply is None else self._reached(asked, reply)
+
+    def _reached(self, asked: set[int], reply: Reply) -> set[int]:
+        """Those of ``asked`` a STORE's FETCH answers named, and those still in the folder
+        of the rest: Dovecot and Cyrus answer nothing for a message the STORE left as it
+        was."""
         reached = asked.intersection(_fetched_uids(reply))
         if reached != asked:
             reached |= self._still_there(asked - reached)
@@ -710,15 +712,17 @@ class ImapConnection:
         return self._wire.run(command).check()
 
     @_guarded
-    def store_labels(self, uids: str, labels: Sequence[str], *, add: bool) -> None:
+    def store_labels(self, uids: str, labels: Sequence[str], *, add: bool) -> set[int]:
         """UID STORE +X-GM-LABELS / -X-GM-LABELS (Gmail's IMAP extensions): system labels
-        as atoms, user labels by name, through quoting.py."""
+        as atoms, user labels by name, through quoting.py. The UIDs it reached, as
+        store_flags_confirmed."""
         _check_sequence_set(uids)
         if not labels:
-            return
+            return set()
         names = b" ".join(quoting.gmail_label(label) for label in labels)
         action = b" +X-GM-LABELS (" if add else b" -X-GM-LABELS ("
-        self._wire.run(b"UID STORE " + uids.encode("ascii") + action + names + b")").check()
+        reply = self._wire.run(b"UID STORE " + uids.encode("ascii") + action + names + b")")
+        return self._reached(set(parse_sequence_set(uids)), reply.check())
 
     @_guarded
     def copy(self, uids: str, destination: str) -> list[int]:

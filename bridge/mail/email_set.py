@@ -28,7 +28,7 @@ from bridge.mail.common import account_of
 from bridge.mail.gmail_filing import GmailFiling, creation_plan
 from bridge.mail.gmail_labels import LabelViews, label_views
 from bridge.mail.identity import account_default
-from bridge.mail.setting import Refused, apply_each, attempt, patched
+from bridge.mail.setting import CopyMissed, Refused, apply_each, attempt, patched
 from bridge.mail.spool import (
     header_block,
     header_section_within,
@@ -51,10 +51,6 @@ CREATABLE = frozenset({
 # just moved or expunged: each try follows a sync, so a miss needs a new change every time.
 WRITE_TRIES = 3
 _T = TypeVar("_T")
-
-
-class _CopyMissed(Exception):
-    """A write reached fewer messages than the cache placed the Email in."""
 
 
 def _last_received(header_block: bytes) -> datetime | None:
@@ -415,7 +411,7 @@ class EmailSetter:
         for _ in range(WRITE_TRIES):
             try:
                 return write(email_id, *args)
-            except _CopyMissed:
+            except CopyMissed:
                 self.account.sync(force=True)
         raise Refused("serverFail", "the Email kept moving upstream while it was written")
 
@@ -476,7 +472,7 @@ class EmailSetter:
                 reached &= folder.store_flags_confirmed(uid_set, remove, add=False)
             missed = missed or reached != set(uids)
         if missed:
-            raise _CopyMissed
+            raise CopyMissed
 
     def _file(
         self,
@@ -515,13 +511,13 @@ class EmailSetter:
                 self._arriving(destination, names[destination])
                 placed = folder.copy(format_sequence_set(locations[source]), names[destination])
             if imap.has("UIDPLUS") and len(placed) < len(locations[source]):
-                raise _CopyMissed  # COPYUID names every message that went
+                raise CopyMissed  # COPYUID names every message that went
         for source in leaving:
             folder = self.account.folder(names[source], writable=True)
             self._leaving(names[source], locations[source])
             expunged = folder.expunge_uids(format_sequence_set(locations[source]))
             if expunged != set(locations[source]):
-                raise _CopyMissed  # gone before: a COPY from it (without MOVE) copied nothing
+                raise CopyMissed  # gone before: a COPY from it (without MOVE) copied nothing
 
     def _destroy_once(self, email_id: str) -> None:
         if self.cache.emails([email_id]).get(email_id) is None:
@@ -541,7 +537,7 @@ class EmailSetter:
             self._leaving(names[mailbox_id], uids)
             missed = folder.expunge_uids(format_sequence_set(uids)) != set(uids) or missed
         if missed:
-            raise _CopyMissed
+            raise CopyMissed
 
     def _into_gmail_trash(
         self, locations: dict[str, list[int]], names: dict[str, str]

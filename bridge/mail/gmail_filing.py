@@ -17,7 +17,7 @@ from typing import Any
 from bridge.imap.responses import format_sequence_set as uid_set
 from bridge.mail.account import Account
 from bridge.mail.gmail_labels import LabelViews
-from bridge.mail.setting import Refused
+from bridge.mail.setting import CopyMissed, Refused
 
 Locations = dict[str, list[int]]
 
@@ -93,8 +93,13 @@ class GmailFiling:
             return
         folder = self.account.folder(all_mail.name, writable=True)
         self.writing()
-        folder.store_labels(uid_set(uids), adding, add=True)
-        folder.store_labels(uid_set(uids), removing, add=False)
+        reached = set(uids)
+        if adding:
+            reached &= folder.store_labels(uid_set(uids), adding, add=True)
+        if removing:
+            reached &= folder.store_labels(uid_set(uids), removing, add=False)
+        if reached != set(uids):
+            raise CopyMissed
 
     def _move(self, source: str, uids: list[int], destination: str) -> list[int]:
         """MOVE the messages out of ``source`` (All Mail or a bin); their new UIDs."""

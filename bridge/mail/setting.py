@@ -19,9 +19,16 @@ from bridge.jmap.patch import PatchError, apply_patch
 from bridge.sieve.errors import SieveUnavailable
 
 log = logging.getLogger("bridge.mail")
+
 # What ends the whole call rather than one object: a handler's method-level error, and a
 # lost connection to the upstream (the handler knows what changed before it).
 _WHOLE_CALL = (MethodError, UpstreamUnavailable, SieveUnavailable)
+
+
+class CopyMissed(Exception):
+    """A write reached fewer messages than the cache placed the Email in: another client
+    moved or expunged one since the request's sync (a UID STORE, MOVE or EXPUNGE of a
+    message no longer there is OK in IMAP). The handler syncs and writes again."""
 
 
 class Refused(Exception):

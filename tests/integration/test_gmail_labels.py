@@ -18,10 +18,12 @@ from imapclient import IMAPClient
 from bridge.demo.gmail import ALL_MAIL, SPAM, STARRED, TRASH, GmailFront
 from bridge.demo.gmail.front import Served
 from bridge.imap.connection import ImapConnection, UpstreamConfig
+from bridge.mail.email_set import EmailSetter
 from bridge.mail.indexer import BackgroundIndexer
 from bridge.mail.sync import Syncer
 from tests.integration.conftest import GMAIL_USERS, logged_in
 from tests.integration.server import BridgeServer, JmapClient
+from tests.integration.test_email_set import between_sync_and_write
 from tests.support.stores import open_test_cache
 
 USER = "gail"
@@ -353,3 +355,27 @@ def test_a_cache_from_before_the_views_is_filled_again_from_all_mail(
         status = gmail.folder_status(name, [b"MESSAGES"])
         assert records[name].counts.total_emails == status[b"MESSAGES"], name
     cache.close()
+
+
+def test_a_label_for_a_message_trashed_meanwhile_is_not_answered_as_put(
+    jmap: JmapClient, gmail: IMAPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another client moves the message to the Trash (out of All Mail) right after the
+    request's sync: the X-GM-LABELS STORE on its old All Mail UID reaches nothing. The
+    update applies to the Email where it is now, and the Trash wins there, as on Gmail."""
+    deliver(gmail, "make the label", ("Receipts",))
+    message_id = deliver(gmail, "trashed while labelled")
+    email = email_of(jmap, message_id)
+    boxes = jmap.mailboxes()
+    receipts, trash = boxes["Receipts"]["id"], boxes[TRASH]["id"]
+
+    def trash_it() -> None:
+        gmail.select_folder(ALL_MAIL)
+        gmail.move(gmail.search(["HEADER", "Message-ID", message_id]), TRASH)
+        gmail.unselect_folder()
+
+    between_sync_and_write(monkeypatch, EmailSetter, "_update_once", trash_it)
+    result = jmap.call("Email/set", {"update": {email["id"]: {f"mailboxIds/{receipts}": True}}})
+    assert result["updated"] == {email["id"]: {"mailboxIds": {trash: True}}}, result
+    assert mailbox_names(jmap, email_of(jmap, message_id)) == {TRASH}
+    assert len(uids_in(gmail, TRASH, message_id)) == 1
