@@ -773,10 +773,10 @@ class ImapConnection:
         pending deletions too (RFC 4315 §1 says why UID EXPUNGE exists). So the others'
         marks are lifted around it: UID SEARCH DELETED finds them, -FLAGS takes their mark
         off, ours are marked by their numbers in a FETCH 1:* (UID), EXPUNGE, +FLAGS puts
-        the others' back (also when EXPUNGE fails; a failure to put it
-        back is logged with the UIDs). What went is read from the EXPUNGE responses
-        against a FETCH 1:* (UID) taken just before (from VANISHED, with QRESYNC), and
-        anything but exactly ours is logged.
+        the others' back (also when EXPUNGE fails; a failure to put them back is logged
+        with the UIDs). What went is read from the EXPUNGE responses against that FETCH
+        (from VANISHED, with QRESYNC), and anything but exactly ours is logged. Returns
+        ours that were there.
 
         The residual race: a message another client marks \\Deleted between our SEARCH
         and our EXPUNGE goes with ours, earlier than that client chose; a client that

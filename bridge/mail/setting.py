@@ -19,7 +19,6 @@ from bridge.jmap.patch import PatchError, apply_patch
 from bridge.sieve.errors import SieveUnavailable
 
 log = logging.getLogger("bridge.mail")
-
 # What ends the whole call rather than one object: a handler's method-level error, and a
 # lost connection to the upstream (the handler knows what changed before it).
 _WHOLE_CALL = (MethodError, UpstreamUnavailable, SieveUnavailable)
