@@ -471,3 +471,30 @@ def test_a_flag_taken_off_copies_that_differ_is_updated(
     assert result["updated"] == {email_id: None}, result
     assert flags_in(other, "INBOX") == {b"Twice": set()}
     assert flags_in(other, "Archive") == {b"Twice": set()}
+
+
+def test_a_write_that_keeps_missing_is_a_server_fail_not_a_success(
+    jmap: JmapClient, other: IMAPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another client moves the message again before each of the request's tries: after
+    three, the Email is answered `serverFail`, never `updated`."""
+    other.append("INBOX", message(1, "Restless"))
+    [email_id] = query(jmap)
+    folders = ["INBOX", "Archive"]
+    tries: list[int] = []
+    update_once = EmailSetter._update_once
+
+    def moving_first(self: EmailSetter, *args: Any) -> Any:
+        tries.append(1)
+        move_all(other, folders[0], folders[1])
+        folders.reverse()
+        return update_once(self, *args)
+
+    monkeypatch.setattr(EmailSetter, "_update_once", moving_first)
+    result = jmap.call("Email/set", {"update": {email_id: {"keywords/$flagged": True}}})
+    assert result["notUpdated"][email_id]["type"] == "serverFail", result
+    assert len(tries) == 3
+    monkeypatch.undo()
+    assert {subject for folder in ("INBOX", "Archive") for subject in flags_in(other, folder)} == {
+        b"Restless"
+    }
