@@ -558,7 +558,7 @@ class EmailSetter:
         moved = folder.move(format_sequence_set(locations[source]), trash.name)
         self.changed_upstream = True
         if not moved:
-            raise Refused("serverFail", "moved to the Trash, but Gmail did not say where")
+            raise CopyMissed  # gone meanwhile (or no COPYUID): found again by a sync
         return {trash.id: sorted({*locations.get(trash.id, []), *moved})}
 
 

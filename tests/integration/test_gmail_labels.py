@@ -379,3 +379,21 @@ def test_a_label_for_a_message_trashed_meanwhile_is_not_answered_as_put(
     assert result["updated"] == {email["id"]: {"mailboxIds": {trash: True}}}, result
     assert mailbox_names(jmap, email_of(jmap, message_id)) == {TRASH}
     assert len(uids_in(gmail, TRASH, message_id)) == 1
+
+
+def test_a_destroy_of_a_message_trashed_meanwhile_deletes_it_from_the_trash(
+    jmap: JmapClient, gmail: IMAPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message_id = deliver(gmail, "trashed before its destroy", ("Work",))
+    email = email_of(jmap, message_id)
+
+    def trash_it() -> None:
+        gmail.select_folder(ALL_MAIL)
+        gmail.move(gmail.search(["HEADER", "Message-ID", message_id]), TRASH)
+        gmail.unselect_folder()
+
+    between_sync_and_write(monkeypatch, EmailSetter, "_destroy_once", trash_it)
+    result = jmap.call("Email/set", {"destroy": [email["id"]]})
+    assert result["destroyed"] == [email["id"]], result
+    for folder in ("INBOX", "Work", ALL_MAIL, TRASH):
+        assert uids_in(gmail, folder, message_id) == [], folder
