@@ -357,6 +357,13 @@ def test_a_cache_from_before_the_views_is_filled_again_from_all_mail(
     cache.close()
 
 
+def trashed_by_another_client(gmail: IMAPClient, message_id: str) -> None:
+    """Another client's move of the message from All Mail to the Trash."""
+    gmail.select_folder(ALL_MAIL)
+    gmail.move(gmail.search(["HEADER", "Message-ID", message_id]), TRASH)
+    gmail.unselect_folder()
+
+
 def test_a_label_for_a_message_trashed_meanwhile_is_not_answered_as_put(
     jmap: JmapClient, gmail: IMAPClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -369,12 +376,12 @@ def test_a_label_for_a_message_trashed_meanwhile_is_not_answered_as_put(
     boxes = jmap.mailboxes()
     receipts, trash = boxes["Receipts"]["id"], boxes[TRASH]["id"]
 
-    def trash_it() -> None:
-        gmail.select_folder(ALL_MAIL)
-        gmail.move(gmail.search(["HEADER", "Message-ID", message_id]), TRASH)
-        gmail.unselect_folder()
-
-    between_sync_and_write(monkeypatch, EmailSetter, "_update_once", trash_it)
+    between_sync_and_write(
+        monkeypatch,
+        EmailSetter,
+        "_update_once",
+        lambda: trashed_by_another_client(gmail, message_id),
+    )
     result = jmap.call("Email/set", {"update": {email["id"]: {f"mailboxIds/{receipts}": True}}})
     assert result["updated"] == {email["id"]: {"mailboxIds": {trash: True}}}, result
     assert mailbox_names(jmap, email_of(jmap, message_id)) == {TRASH}
@@ -387,12 +394,12 @@ def test_a_destroy_of_a_message_trashed_meanwhile_deletes_it_from_the_trash(
     message_id = deliver(gmail, "trashed before its destroy", ("Work",))
     email = email_of(jmap, message_id)
 
-    def trash_it() -> None:
-        gmail.select_folder(ALL_MAIL)
-        gmail.move(gmail.search(["HEADER", "Message-ID", message_id]), TRASH)
-        gmail.unselect_folder()
-
-    between_sync_and_write(monkeypatch, EmailSetter, "_destroy_once", trash_it)
+    between_sync_and_write(
+        monkeypatch,
+        EmailSetter,
+        "_destroy_once",
+        lambda: trashed_by_another_client(gmail, message_id),
+    )
     result = jmap.call("Email/set", {"destroy": [email["id"]]})
     assert result["destroyed"] == [email["id"]], result
     for folder in ("INBOX", "Work", ALL_MAIL, TRASH):
