@@ -664,23 +664,47 @@ class ImapConnection:
     @_guarded
     def store_flags(self, uids: str, flags: Sequence[str], *, add: bool) -> None:
         """UID STORE +FLAGS.SILENT / -FLAGS.SILENT; keywords go through quoting.py."""
-        self._store(uids, flags, b"+FLAGS.SILENT" if add else b"-FLAGS.SILENT")
+        _check_sequence_set(uids)
+        if not flags:
+            return
+        names = b" ".join(_flag_bytes(flag) for flag in flags)
+        action = b" +FLAGS.SILENT (" if add else b" -FLAGS.SILENT ("
+        self._wire.run(b"UID STORE " + uids.encode("ascii") + action + names + b")").check()
 
     @_guarded
-    def store_flags_confirmed(self, uids: str, flags: Sequence[str], *, add: bool) -> set[int]:
-        """UID STORE +FLAGS / -FLAGS, answered: the UIDs of ``uids`` still in the folder,
-        which the STORE reached. A UID STORE of a message no longer there (another client
-        moved or expunged it) is OK in IMAP and changes nothing; only a missing FETCH tells."""
-        asked = self._named_safely(uids) if flags else set()
-        reply = self._store(format_sequence_set(sorted(asked)), flags,
-                            b"+FLAGS" if add else b"-FLAGS") if asked else None  # fmt: skip
-        return set() if reply is None else self._reached(asked, reply)
+    def change_flags(self, uids: str, add: Sequence[str], remove: Sequence[str]) -> set[int]:
+        """UID STORE +FLAGS ``add`` and -FLAGS ``remove``, answered: the UIDs of ``uids``
+        still in the folder, which the STOREs reached. A UID STORE of a message no longer
+        there (another client moved or expunged it) is OK in IMAP and changes nothing; only
+        a missing FETCH tells. Keywords go through quoting.py."""
+        return self._stored(uids, [
+            (b"+FLAGS", b" ".join(_flag_bytes(flag) for flag in add)),
+            (b"-FLAGS", b" ".join(_flag_bytes(flag) for flag in remove)),
+        ])  # fmt: skip
 
-    def _reached(self, asked: set[int], reply: Reply) -> set[int]:
-        """Those of ``asked`` a STORE's FETCH answers named, and those still in the folder
-        of the rest: Dovecot and Cyrus answer nothing for a message the STORE left as it
-        was."""
-        reached = asked.intersection(_fetched_uids(reply))
+    @_guarded
+    def change_labels(self, uids: str, add: Sequence[str], remove: Sequence[str]) -> set[int]:
+        """UID STORE +X-GM-LABELS / -X-GM-LABELS (Gmail's IMAP extensions), answered as
+        change_flags: system labels as atoms, user labels by name, through quoting.py."""
+        return self._stored(uids, [
+            (b"+X-GM-LABELS", b" ".join(quoting.gmail_label(label) for label in add)),
+            (b"-X-GM-LABELS", b" ".join(quoting.gmail_label(label) for label in remove)),
+        ])  # fmt: skip
+
+    def _stored(self, uids: str, changes: list[tuple[bytes, bytes]]) -> set[int]:
+        """Each non-empty (item, values) as a UID STORE of ``uids``; those the answers
+        named, and of the rest those still in the folder (Dovecot and Cyrus answer nothing
+        for a message a STORE left as it was)."""
+        changes = [(item, values) for item, values in changes if values]
+        asked = self._named_safely(uids) if changes else set()
+        if not asked:
+            return set()
+        named = format_sequence_set(sorted(asked)).encode("ascii")
+        answered: set[int | None] = set()
+        for item, values in changes:
+            command = b"UID STORE " + named + b" " + item + b" (" + values + b")"
+            answered |= _fetched_uids(self._wire.run(command).check())
+        reached = asked.intersection(answered)
         if reached != asked:
             reached |= self._still_there(asked - reached)
         return reached
@@ -702,27 +726,6 @@ class ImapConnection:
             return uids.intersection(_fetched_uids(self._wire.run(command).check()))
         except CommandFailed:
             return set()
-
-    def _store(self, uids: str, flags: Sequence[str], item: bytes) -> Reply | None:
-        _check_sequence_set(uids)
-        if not flags:
-            return None
-        names = b" ".join(_flag_bytes(flag) for flag in flags)
-        command = b"UID STORE " + uids.encode("ascii") + b" " + item + b" (" + names + b")"
-        return self._wire.run(command).check()
-
-    @_guarded
-    def store_labels(self, uids: str, labels: Sequence[str], *, add: bool) -> set[int]:
-        """UID STORE +X-GM-LABELS / -X-GM-LABELS (Gmail's IMAP extensions): system labels
-        as atoms, user labels by name, through quoting.py. The UIDs it reached, as
-        store_flags_confirmed."""
-        _check_sequence_set(uids)
-        if not labels:
-            return set()
-        names = b" ".join(quoting.gmail_label(label) for label in labels)
-        action = b" +X-GM-LABELS (" if add else b" -X-GM-LABELS ("
-        reply = self._wire.run(b"UID STORE " + uids.encode("ascii") + action + names + b")")
-        return self._reached(set(parse_sequence_set(uids)), reply.check())
 
     @_guarded
     def copy(self, uids: str, destination: str) -> list[int]:
@@ -764,7 +767,7 @@ class ImapConnection:
         if "UIDPLUS" not in self.capabilities:
             _check_sequence_set(uids)
             return self._expunge_exactly(set(parse_sequence_set(uids)))
-        present = self.store_flags_confirmed(uids, ["\\Deleted"], add=True)
+        present = self.change_flags(uids, ["\\Deleted"], [])
         self._wire.run(b"UID EXPUNGE " + uids.encode("ascii")).check()
         return present
 

@@ -272,7 +272,7 @@ class EmailSetter:
         """On Gmail, the labels a new message was asked into, on its All Mail UID."""
         if not labels:
             return
-        self.account.folder(name, writable=True).store_labels(str(uid), labels, add=True)
+        self.account.folder(name, writable=True).change_labels(str(uid), labels, [])
         self.account.sync(force=True)
 
     def _appended_uid(self, message_id: str | None, name: str, flags: list[str]) -> int:
@@ -465,12 +465,7 @@ class EmailSetter:
             uid_set = format_sequence_set(uids)
             self.changed_upstream = True
             self.account.written.stored(names[mailbox_id], uids)
-            reached = set(uids)
-            if add:
-                reached &= folder.store_flags_confirmed(uid_set, add, add=True)
-            if remove:
-                reached &= folder.store_flags_confirmed(uid_set, remove, add=False)
-            missed = missed or reached != set(uids)
+            missed = folder.change_flags(uid_set, add, remove) != set(uids) or missed
         if missed:
             raise CopyMissed
 

@@ -93,12 +93,7 @@ class GmailFiling:
             return
         folder = self.account.folder(all_mail.name, writable=True)
         self.writing()
-        reached = set(uids)
-        if adding:
-            reached &= folder.store_labels(uid_set(uids), adding, add=True)
-        if removing:
-            reached &= folder.store_labels(uid_set(uids), removing, add=False)
-        if reached != set(uids):
+        if folder.change_labels(uid_set(uids), adding, removing) != set(uids):
             raise CopyMissed
 
     def _move(self, source: str, uids: list[int], destination: str) -> list[int]:

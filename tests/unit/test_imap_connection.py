@@ -655,8 +655,8 @@ def test_a_store_names_the_messages_it_reached(serve: Callable[..., FakeServer])
     server = serve(responder(table, b"IMAP4rev1 UIDPLUS"), greeting=b"* OK ready")
     with ImapConnection.open(server.config(), "alice", "pw") as conn:
         conn.select("INBOX", readonly=False)
-        assert conn.store_flags_confirmed("7:9", ["\\Seen"], add=True) == {7, 8}
-        assert conn.store_flags_confirmed("7", [], add=True) == set()
+        assert conn.change_flags("7:9", ["\\Seen"], []) == {7, 8}
+        assert conn.change_flags("7", [], []) == set()
     assert server.commands()[1:3] == [b"UID STORE 7:9 +FLAGS (\\Seen)", b"UID FETCH 8:9 (UID)"]
 
 
@@ -676,8 +676,8 @@ def test_without_uidplus_a_store_names_only_messages_still_there(
     server = serve(responder(table, b"IMAP4rev1"), greeting=b"* OK ready")
     with ImapConnection.open(server.config(), "alice", "pw") as conn:
         conn.select("INBOX", readonly=False)
-        assert conn.store_flags_confirmed("7:9", ["\\Seen"], add=True) == {7, 8}
-        assert conn.store_flags_confirmed("5", ["\\Seen"], add=True) == set()
+        assert conn.change_flags("7:9", ["\\Seen"], []) == {7, 8}
+        assert conn.change_flags("5", ["\\Seen"], []) == set()
     assert server.commands()[1:6] == [
         b"UID FETCH 7:9 (UID)", b"UID STORE 7:8 +FLAGS (\\Seen)", b"UID FETCH 8 (UID)",
         b"UID FETCH 5 (UID)", b"LOGOUT",
